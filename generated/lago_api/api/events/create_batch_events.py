@@ -1,0 +1,194 @@
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.api_error_bad_request import ApiErrorBadRequest
+from ...models.api_error_unauthorized import ApiErrorUnauthorized
+from ...models.api_error_unprocessable_entity import ApiErrorUnprocessableEntity
+from ...models.event_batch_input import EventBatchInput
+from ...models.events_response import EventsResponse
+from ...types import Response
+
+
+def _get_kwargs(
+    *,
+    body: EventBatchInput,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+
+    _kwargs: dict[str, Any] = {
+        "method": "post",
+        "url": "/events/batch",
+    }
+
+    _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse | None:
+    if response.status_code == 200:
+        response_200 = EventsResponse.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = ApiErrorBadRequest.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = ApiErrorUnauthorized.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 422:
+        response_422 = ApiErrorUnprocessableEntity.from_dict(response.json())
+
+        return response_422
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    *,
+    client: AuthenticatedClient | Client,
+    body: EventBatchInput,
+) -> Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]:
+    """Send up to 100 usage events
+
+     Stores between 1 and 100 events in one request. The batch is
+    all-or-nothing: when any event is invalid or already stored, nothing is
+    stored and `error_details` is keyed by the index of each bad event.
+
+    Args:
+        body (EventBatchInput): Between 1 and 100 events to store.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    *,
+    client: AuthenticatedClient | Client,
+    body: EventBatchInput,
+) -> ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse | None:
+    """Send up to 100 usage events
+
+     Stores between 1 and 100 events in one request. The batch is
+    all-or-nothing: when any event is invalid or already stored, nothing is
+    stored and `error_details` is keyed by the index of each bad event.
+
+    Args:
+        body (EventBatchInput): Between 1 and 100 events to store.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
+    """
+
+    return sync_detailed(
+        client=client,
+        body=body,
+    ).parsed
+
+
+async def asyncio_detailed(
+    *,
+    client: AuthenticatedClient | Client,
+    body: EventBatchInput,
+) -> Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]:
+    """Send up to 100 usage events
+
+     Stores between 1 and 100 events in one request. The batch is
+    all-or-nothing: when any event is invalid or already stored, nothing is
+    stored and `error_details` is keyed by the index of each bad event.
+
+    Args:
+        body (EventBatchInput): Between 1 and 100 events to store.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
+    """
+
+    kwargs = _get_kwargs(
+        body=body,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    *,
+    client: AuthenticatedClient | Client,
+    body: EventBatchInput,
+) -> ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse | None:
+    """Send up to 100 usage events
+
+     Stores between 1 and 100 events in one request. The batch is
+    all-or-nothing: when any event is invalid or already stored, nothing is
+    stored and `error_details` is keyed by the index of each bad event.
+
+    Args:
+        body (EventBatchInput): Between 1 and 100 events to store.
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
+    """
+
+    return (
+        await asyncio_detailed(
+            client=client,
+            body=body,
+        )
+    ).parsed
