@@ -1,12 +1,16 @@
 """Regenerate the typed clients from the specs with openapi-python-client.
 
 Usage: ``python specs/regenerate.py [OUTPUT_ROOT]`` (default: ``generated/``).
-Writes ``<OUTPUT_ROOT>/togai_api`` and ``<OUTPUT_ROOT>/lago_api``. The drift
+Writes ``<OUTPUT_ROOT>/togai_api`` and ``<OUTPUT_ROOT>/lago_api`` with
+openapi-python-client, and ``<SCHEMA_ROOT>/<provider>.schema.json``: the spec's
+component schemas as one JSON Schema document, which the overlay validates plain
+dict events against (default ``overlays/billing_events/schemas``). The drift
 test runs this into a temporary directory and compares with the committed tree.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,9 +19,36 @@ from pathlib import Path
 
 SPECS = Path(__file__).resolve().parent
 PROVIDERS = ("togai", "lago")
+ROOT = SPECS.parent
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def regenerate(output_root: Path) -> None:
+def _rewrite_refs(node: object) -> object:
+    if isinstance(node, dict):
+        return {
+            key: (value.replace("#/components/schemas/", "#/$defs/") if key == "$ref" else _rewrite_refs(value))
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite_refs(item) for item in node]
+    return node
+
+
+def write_schema_bundle(provider: str, schema_root: Path) -> None:
+    import yaml
+
+    spec = yaml.safe_load((SPECS / f"{provider}.yaml").read_text(encoding="utf-8"))
+    bundle = {
+        "$schema": SCHEMA_DIALECT,
+        "$comment": f"Derived from specs/{provider}.yaml by specs/regenerate.py; do not edit.",
+        "$defs": _rewrite_refs(spec["components"]["schemas"]),
+    }
+    schema_root.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(bundle, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    (schema_root / f"{provider}.schema.json").write_text(text, encoding="utf-8")
+
+
+def regenerate(output_root: Path, schema_root: Path) -> None:
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     output_root.mkdir(parents=True, exist_ok=True)
@@ -48,7 +79,12 @@ def regenerate(output_root: Path) -> None:
         if result.returncode != 0 or not target.is_dir():
             sys.stderr.write(result.stdout + result.stderr)
             raise SystemExit(f"openapi-python-client failed for specs/{provider}.yaml")
+        write_schema_bundle(provider, schema_root)
 
 
 if __name__ == "__main__":
-    regenerate(Path(sys.argv[1]) if len(sys.argv) > 1 else SPECS.parent / "generated")
+    if len(sys.argv) > 1:
+        out = Path(sys.argv[1])
+        regenerate(out, out / "schemas")
+    else:
+        regenerate(ROOT / "generated", ROOT / "overlays" / "billing_events" / "schemas")

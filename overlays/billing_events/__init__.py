@@ -2,11 +2,70 @@
 
 The typed clients generated from ``specs/`` are importable as ``togai_api`` and
 ``lago_api``; this package adds configuration, batching, retries, background
-sending and per-event outcomes on top of them.
+sending and per-event outcomes on top of them::
+
+    from billing_events import Togai
+
+    with Togai() as togai:  # TOGAI_API_TOKEN from the environment
+        report = togai.send(events)
 """
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
-
 __version__ = "0.1.0"
+
+from .aio import AsyncLago, AsyncTogai
+from .background import BackgroundSender
+from .client import Lago, Togai
+from .config import ENDPOINTS, Secret
+from .deadletter import DeadLetter, DeadLetterFile, read_dead_letters
+from .errors import (
+    APIError,
+    AuthError,
+    BillingEventsError,
+    ConfigurationError,
+    InvalidEventError,
+    NotFoundError,
+    QueueFullError,
+    RateLimitedError,
+    RejectedError,
+    RequestTimeoutError,
+    SenderClosedError,
+    ServerError,
+    TransportError,
+)
+from .outcomes import Outcome, OutcomeStatus, Report
+from .retry import RetryPolicy
+from .stats import Stats
+
+__all__ = [
+    "ENDPOINTS",
+    "APIError",
+    "AsyncLago",
+    "AsyncTogai",
+    "AuthError",
+    "BackgroundSender",
+    "BillingEventsError",
+    "ConfigurationError",
+    "DeadLetter",
+    "DeadLetterFile",
+    "InvalidEventError",
+    "Lago",
+    "NotFoundError",
+    "Outcome",
+    "OutcomeStatus",
+    "QueueFullError",
+    "RateLimitedError",
+    "RejectedError",
+    "Report",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "Secret",
+    "SenderClosedError",
+    "ServerError",
+    "Stats",
+    "Togai",
+    "TransportError",
+    "__version__",
+    "read_dead_letters",
+]

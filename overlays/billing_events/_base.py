@@ -1,0 +1,142 @@
+"""What the sync and async clients share: configuration, rules, counters, outcome sink."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from . import __version__
+from . import _constants as C
+from .config import ClientConfig, Provider, resolve_base_url, resolve_token
+from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink
+from .delivery import to_outcome
+from .errors import InvalidEventError
+from .outcomes import Outcome, OutcomeStatus, Report
+from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
+from .retry import RetryPolicy
+from .stats import Stats, StatsCounter
+
+log = logging.getLogger("billing_events")
+
+PROVIDER_DEFAULTS: dict[str, tuple[type[ProviderRules], int, int]] = {
+    "togai": (TogaiRules, C.TOGAI_MAX_BATCH_EVENTS, C.TOGAI_MAX_BODY_BYTES),
+    "lago": (LagoRules, C.LAGO_MAX_BATCH_EVENTS, C.LAGO_MAX_BODY_BYTES),
+}
+USER_AGENT = f"billing-events/{__version__}"
+
+
+class ClientBase:
+    provider: ClassVar[Provider]
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        base_url: str | None = None,
+        endpoint: str | None = None,
+        timeout: float = C.DEFAULT_TIMEOUT,
+        connect_timeout: float = C.DEFAULT_CONNECT_TIMEOUT,
+        max_batch_events: int | None = None,
+        max_batch_bytes: int | None = None,
+        retry: RetryPolicy | None = None,
+        dead_letter_path: str | Path | None = None,
+        on_dead_letter: OutcomeCallback | None = None,
+    ) -> None:
+        rules_type, default_events, default_bytes = PROVIDER_DEFAULTS[self.provider]
+        self.config = ClientConfig(
+            provider=self.provider,
+            base_url=resolve_base_url(self.provider, base_url, endpoint),
+            token=resolve_token(self.provider, token),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_batch_events=default_events if max_batch_events is None else max_batch_events,
+            max_batch_bytes=default_bytes if max_batch_bytes is None else max_batch_bytes,
+            retry=retry or RetryPolicy(),
+        )
+        self.rules: ProviderRules = rules_type(self.config.max_batch_events, self.config.max_batch_bytes)
+        self.dead_letter_file = DeadLetterFile(dead_letter_path) if dead_letter_path is not None else None
+        self.on_dead_letter = on_dead_letter
+        self._stats = StatsCounter()
+        self.sink = OutcomeSink(self.provider, self._stats, self.dead_letter_file, on_dead_letter)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.config.base_url!r})"
+
+    @property
+    def stats(self) -> Stats:
+        return self._stats.snapshot()
+
+    def validate(self, event: object) -> dict[str, Any]:
+        """Check one event against the spec without sending it; raise InvalidEventError if it breaks a rule."""
+        return self.rules.validate(event)
+
+    def _api_client(self, api_client_type: Any, transport: Any) -> Any:
+        """The generated AuthenticatedClient; kept private because its repr shows the token."""
+        return api_client_type(
+            base_url=self.config.base_url,
+            token=self.config.token.reveal(),
+            timeout=self.config.httpx_timeout(),
+            headers={"User-Agent": USER_AGENT},
+            raise_on_unexpected_status=True,
+            httpx_args=self._httpx_args(transport),
+        )
+
+    def _httpx_args(self, transport: Any) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if transport is not None:
+            args["transport"] = transport
+        else:
+            args["limits"] = _limits()
+        return args
+
+    def _admit(self, events: Iterable[object]) -> tuple[list[Outcome | None], list[Pending]]:
+        """Prepare events for ``send()``: slots for the report, and the events that go out."""
+        slots: list[Outcome | None] = []
+        pendings: list[Pending] = []
+        rejected: list[Outcome] = []
+        for seq, event in enumerate(events):
+            try:
+                pendings.append(self.rules.prepare(event, seq))
+                slots.append(None)
+            except InvalidEventError as exc:
+                outcome = rejected_outcome(exc, event)
+                slots.append(outcome)
+                rejected.append(outcome)
+        self._stats.add("enqueued", len(pendings))
+        if rejected:
+            self.sink.record(rejected)
+        return slots, pendings
+
+    def _recorder(self, slots: list[Outcome | None]) -> Any:
+        def record(settled: list[Settled]) -> None:
+            outcomes = []
+            for item in settled:
+                outcome = to_outcome(item)
+                slots[item.pending.seq] = outcome
+                outcomes.append(outcome)
+            self.sink.record(outcomes)
+
+        return record
+
+    def _count_retry(self, amount: int) -> None:
+        self._stats.add("retried", amount)
+
+
+def rejected_outcome(exc: InvalidEventError, event: object) -> Outcome:
+    data = exc.event if isinstance(exc.event, dict) else {"unreadable_event": repr(event)[:1000]}
+    return Outcome(key=exc.key or "", status=OutcomeStatus.REJECTED, event=data, reason=str(exc), error=exc)
+
+
+def finish(slots: list[Outcome | None]) -> Report:
+    missing = [index for index, outcome in enumerate(slots) if outcome is None]
+    if missing:
+        raise AssertionError(f"events {missing[:10]} were never settled")  # a bug, never a silent loss
+    return Report(tuple(outcome for outcome in slots if outcome is not None))
+
+
+def _limits() -> Any:
+    import httpx
+
+    return httpx.Limits(max_connections=C.MAX_CONNECTIONS, max_keepalive_connections=C.MAX_CONNECTIONS)

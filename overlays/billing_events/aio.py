@@ -1,0 +1,117 @@
+"""The asyncio clients: ``AsyncTogai`` and ``AsyncLago``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import httpx
+import lago_api
+import togai_api
+from lago_api.api.events import event_estimate_fees, find_event
+from lago_api.models import EventObject, EventResponse, FeeObject, FeesResponse
+from lago_api.types import Response
+
+from . import _constants as C
+from ._base import ClientBase, finish
+from .client import estimate_body
+from .config import Provider
+from .delivery import AsyncDelivery
+from .errors import ConfigurationError
+from .outcomes import Report
+from .requests import async_retryable_call, lago_answer
+
+
+class _AsyncClient(ClientBase):
+    api_client_type: ClassVar[Callable[..., Any]]
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_in_flight: int = C.DEFAULT_MAX_IN_FLIGHT,
+        **options: Any,
+    ) -> None:
+        super().__init__(token, **options)
+        _check_in_flight(max_in_flight)
+        self.max_in_flight = max_in_flight
+        self._api = self._api_client(self.api_client_type, transport)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        client: httpx.AsyncClient = self._api.get_async_httpx_client()
+        return client
+
+    async def send(self, events: Iterable[object], *, max_in_flight: int | None = None) -> Report:
+        """Send events with up to ``max_in_flight`` requests at once; one outcome per event."""
+        in_flight = self.max_in_flight if max_in_flight is None else max_in_flight
+        _check_in_flight(in_flight)
+        slots, pendings = self._admit(events)
+        delivery = AsyncDelivery(
+            self.rules, self.http, self.config.retry, self._recorder(slots), self._count_retry
+        )
+        batches = iter(self.rules.chunks(pendings))
+
+        async def lane() -> None:
+            for batch in batches:
+                await delivery.deliver(batch)
+
+        async with asyncio.TaskGroup() as lanes:
+            for _ in range(in_flight):
+                lanes.create_task(lane())
+        return finish(slots)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> _AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _check_in_flight(value: int) -> None:
+    if not (isinstance(value, int) and 1 <= value <= 256):
+        raise ConfigurationError(f"max_in_flight: must be an integer from 1 to 256, got {value!r}")
+
+
+class AsyncTogai(_AsyncClient):
+    """``Togai`` for asyncio, with several requests in flight."""
+
+    provider: ClassVar[Provider] = "togai"
+    api_client_type = togai_api.AuthenticatedClient
+
+    async def __aenter__(self) -> AsyncTogai:
+        return self
+
+
+class AsyncLago(_AsyncClient):
+    """``Lago`` for asyncio, with several requests in flight."""
+
+    provider: ClassVar[Provider] = "lago"
+    api_client_type = lago_api.AuthenticatedClient
+
+    async def __aenter__(self) -> AsyncLago:
+        return self
+
+    async def find_event(self, transaction_id: str) -> EventObject:
+        response: Response[Any] = await async_retryable_call(
+            self.config.retry,
+            lambda: find_event.asyncio_detailed(transaction_id, client=self._api),
+            self.provider,
+        )
+        return lago_answer(response, EventResponse).event
+
+    async def estimate_fees(
+        self, code: str, external_subscription_id: str, properties: dict[str, str | int | float] | None = None
+    ) -> list[FeeObject]:
+        body = estimate_body(code, external_subscription_id, properties)
+        response: Response[Any] = await async_retryable_call(
+            self.config.retry,
+            lambda: event_estimate_fees.asyncio_detailed(client=self._api, body=body),
+            self.provider,
+        )
+        return lago_answer(response, FeesResponse).fees

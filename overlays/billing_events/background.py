@@ -1,0 +1,350 @@
+"""The background sender: ``track()`` queues in microseconds, worker threads send.
+
+The queue is bounded by count and by serialized bytes. When it is full the
+policy decides: ``"block"`` waits up to ``block_timeout`` and then raises
+``QueueFullError`` (the caller still holds the event), ``"drop"`` dead-letters
+the event as ``dropped``, counts it and calls ``on_drop``. Nothing is dropped
+silently. Every accepted event ends in exactly one outcome counter.
+
+``flush(timeout)`` wakes the workers at once and waits until everything queued
+before it is settled. ``close(timeout)`` drains and joins; whatever it cannot
+deliver in time is dead-lettered (``failed`` if it was still queued,
+``unknown`` if its request was in flight). An at-exit hook closes the sender
+with a bounded timeout, and a forked child starts with an empty queue, fresh
+locks and a new connection pool.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from . import _constants as C
+from ._base import rejected_outcome
+from .deadletter import OutcomeCallback, OutcomeSink
+from .delivery import SyncDelivery, to_outcome
+from .errors import ConfigurationError, InvalidEventError, QueueFullError, SenderClosedError
+from .outcomes import Outcome, OutcomeStatus
+from .providers import Pending, Settled
+from .stats import Stats, StatsCounter
+
+if TYPE_CHECKING:
+    from .client import _SyncClient
+
+log = logging.getLogger("billing_events")
+
+QueueFullPolicy = Literal["block", "drop"]
+
+
+def _require(condition: bool, field: str, rule: str) -> None:
+    if not condition:
+        raise ConfigurationError(f"{field}: {rule}")
+
+
+def _seconds(value: float) -> bool:
+    return isinstance(value, int | float) and value > 0 and math.isfinite(value)
+
+
+class BackgroundSender:
+    def __init__(
+        self,
+        client: _SyncClient,
+        *,
+        max_queue_events: int = C.DEFAULT_MAX_QUEUE_EVENTS,
+        max_queue_bytes: int = C.DEFAULT_MAX_QUEUE_BYTES,
+        on_full: QueueFullPolicy = "block",
+        block_timeout: float = C.DEFAULT_BLOCK_TIMEOUT,
+        flush_interval: float = C.DEFAULT_FLUSH_INTERVAL,
+        flush_at_events: int | None = None,
+        flush_at_bytes: int | None = None,
+        workers: int = 1,
+        atexit_timeout: float = C.DEFAULT_ATEXIT_TIMEOUT,
+        on_outcome: OutcomeCallback | None = None,
+        on_drop: OutcomeCallback | None = None,
+    ) -> None:
+        _require(
+            isinstance(max_queue_events, int) and max_queue_events >= 1, "max_queue_events", "must be >= 1"
+        )
+        _require(
+            isinstance(max_queue_bytes, int) and max_queue_bytes >= client.rules.max_batch_bytes,
+            "max_queue_bytes",
+            f"must be at least one request body ({client.rules.max_batch_bytes} bytes)",
+        )
+        _require(on_full in ("block", "drop"), "on_full", "must be 'block' or 'drop'")
+        _require(_seconds(block_timeout), "block_timeout", "must be a positive, finite number of seconds")
+        _require(_seconds(flush_interval), "flush_interval", "must be a positive, finite number of seconds")
+        _require(_seconds(atexit_timeout), "atexit_timeout", "must be a positive, finite number of seconds")
+        _require(isinstance(workers, int) and 1 <= workers <= 64, "workers", "must be between 1 and 64")
+        self._client = client
+        self._rules = client.rules
+        self._max_events = max_queue_events
+        self._max_bytes = max_queue_bytes
+        self._on_full = on_full
+        self._block_timeout = block_timeout
+        self._flush_interval = flush_interval
+        self._flush_at_events = min(flush_at_events or client.rules.max_batch_events, max_queue_events)
+        self._flush_at_bytes = min(flush_at_bytes or client.rules.max_batch_bytes, max_queue_bytes)
+        self._workers = workers
+        self._atexit_timeout = atexit_timeout
+        self._on_outcome = on_outcome
+        self._on_drop = on_drop
+        self._closed = False
+        self._reset_state()
+        self_ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _call(self_ref, "_reset_after_fork"))
+        atexit.register(_call, self_ref, "_close_at_exit")
+
+    def _reset_state(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._abort = threading.Event()
+        self._queue: deque[Pending] = deque()
+        self._queued_bytes = 0
+        self._accepted = 0
+        self._settled = 0
+        self._flying: set[Pending] = set()
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self._counter = StatsCounter()
+        self._sink = OutcomeSink(
+            self._rules.name,
+            self._counter,
+            self._client.dead_letter_file,
+            self._client.on_dead_letter,
+            self._on_outcome,
+        )
+
+    def _reset_after_fork(self) -> None:
+        # The parent owns its queued events; the child starts empty, with its own threads and locks.
+        self._reset_state()
+
+    # -- the caller's side ------------------------------------------------
+
+    def track(self, event: object) -> str:
+        """Queue one event and return its idempotency key. Never waits on the network."""
+        try:
+            pending = self._rules.prepare(event)
+        except InvalidEventError as exc:
+            log.warning("%s event rejected before sending: %s", self._rules.name, exc)
+            self._sink.record([rejected_outcome(exc, event)])
+            return exc.key or ""
+        size = len(pending.payload)
+        with self._lock:
+            if self._closed:
+                raise SenderClosedError("track() on a closed sender")
+            full = len(self._queue) >= self._max_events or self._queued_bytes + size > self._max_bytes
+            if full and not self._wait_for_room(size):
+                if self._on_full == "block":
+                    raise QueueFullError(
+                        f"the queue stayed full for {self._block_timeout}s "
+                        f"({len(self._queue)} events, {self._queued_bytes} bytes)"
+                    )
+                reason = f"queue full ({len(self._queue)} events, {self._queued_bytes} bytes)"
+            else:
+                self._queue.append(pending)
+                self._queued_bytes += size
+                self._accepted += 1
+                if not self._threads:
+                    self._start_workers()
+                if len(self._queue) >= self._flush_at_events or self._queued_bytes >= self._flush_at_bytes:
+                    self._wake.set()
+                return pending.key
+        self._drop(pending, reason)
+        return pending.key
+
+    def _wait_for_room(self, size: int) -> bool:
+        """With the lock held: wait for room under the block policy. False when there is none."""
+        if self._on_full == "drop":
+            return False
+        self._wake.set()
+        deadline = time.monotonic() + self._block_timeout
+        while len(self._queue) >= self._max_events or self._queued_bytes + size > self._max_bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                return False
+            self._changed.wait(remaining)
+        return True
+
+    def _drop(self, pending: Pending, reason: str) -> None:
+        outcome = Outcome(key=pending.key, status=OutcomeStatus.DROPPED, event=pending.event, reason=reason)
+        self._sink.record([outcome])
+        if self._on_drop is not None:
+            try:
+                self._on_drop(outcome)
+            except Exception:
+                log.exception("on_drop callback failed for event %s", pending.key)
+
+    @property
+    def stats(self) -> Stats:
+        with self._lock:
+            in_queue = len(self._queue)
+            accepted = self._accepted
+        return attrs.evolve(self._counter.snapshot(in_queue=in_queue), enqueued=accepted)
+
+    def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
+        """Send everything queued so far; True when it all settled within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            target = self._accepted
+            self._wake.set()
+            while self._settled < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+        return True
+
+    def close(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> Stats:
+        """Stop accepting events, deliver what is queued within ``timeout``, dead-letter the rest."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            already_closed = self._closed
+            self._closed = True
+            self._closing = True
+            self._changed.notify_all()
+            threads = list(self._threads)
+        if already_closed:
+            return self.stats
+        self._wake.set()
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in threads):
+            self._abort.set()
+            self._abandon()
+            for thread in threads:
+                thread.join(0.5)
+        stats = self.stats
+        log.info("%s sender closed: %s", self._rules.name, stats)
+        return stats
+
+    def _close_at_exit(self) -> None:
+        if not self._closed:
+            self.close(self._atexit_timeout)
+
+    def __enter__(self) -> BackgroundSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"BackgroundSender({self._client!r}, in_queue={len(self._queue)})"
+
+    # -- the workers' side ------------------------------------------------
+
+    def _start_workers(self) -> None:
+        for number in range(self._workers):
+            thread = threading.Thread(
+                target=self._run, name=f"billing-events-{self._rules.name}-{number}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def _run(self) -> None:
+        delivery = SyncDelivery(
+            self._rules, self._client.http, self._client.config.retry, self._record, self._count_retry
+        )
+        while True:
+            self._wake.wait(self._flush_interval)
+            if not self._closing:
+                self._wake.clear()
+            while batch := self._take_batch():
+                if self._abort.is_set():
+                    self._record(
+                        [Settled(p, OutcomeStatus.FAILED, "sender closed before delivery") for p in batch]
+                    )
+                else:
+                    try:
+                        delivery.deliver(batch, self._abort)
+                    except Exception as exc:
+                        log.exception("%s delivery failed unexpectedly", self._rules.name)
+                        self._record(
+                            [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch]
+                        )
+            if self._closing:
+                with self._lock:
+                    if not self._queue:
+                        return
+
+    def _take_batch(self) -> list[Pending]:
+        batch: list[Pending] = []
+        with self._lock:
+            size = self._rules._overhead
+            while self._queue and len(batch) < self._rules.max_batch_events:
+                extra = len(self._queue[0].payload) + 1
+                if batch and size + extra > self._rules.max_batch_bytes:
+                    break
+                pending = self._queue.popleft()
+                self._queued_bytes -= len(pending.payload)
+                size += extra
+                batch.append(pending)
+            if batch:
+                self._flying.update(batch)
+                self._changed.notify_all()
+        return batch
+
+    def _record(self, settled: list[Settled]) -> None:
+        with self._lock:
+            # An event abandoned by close() was already reported; a late answer must not count twice.
+            mine = [item for item in settled if item.pending in self._flying]
+            self._flying.difference_update(item.pending for item in mine)
+        if mine:
+            self._sink.record([to_outcome(item) for item in mine])
+            with self._lock:
+                self._settled += len(mine)
+                self._changed.notify_all()
+
+    def _abandon(self) -> None:
+        """At the close deadline: dead-letter what is still queued or in flight."""
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+            self._queued_bytes = 0
+            flying = list(self._flying)
+            self._flying.clear()
+        outcomes = [
+            Outcome(
+                key=p.key,
+                status=OutcomeStatus.FAILED,
+                event=p.event,
+                reason="close deadline passed while queued",
+                attempts=p.attempts,
+            )
+            for p in queued
+        ] + [
+            Outcome(
+                key=p.key,
+                status=OutcomeStatus.UNKNOWN,
+                event=p.event,
+                reason="close deadline passed while the request was in flight",
+                attempts=p.attempts,
+            )
+            for p in flying
+        ]
+        if outcomes:
+            log.warning(
+                "%s sender: %d events not settled by the close deadline", self._rules.name, len(outcomes)
+            )
+            self._sink.record(outcomes)
+            with self._lock:
+                self._settled += len(outcomes)
+                self._changed.notify_all()
+
+    def _count_retry(self, amount: int) -> None:
+        self._counter.add("retried", amount)
+
+
+def _call(ref: weakref.ReferenceType[BackgroundSender], method: str) -> None:
+    sender = ref()
+    if sender is not None:
+        getattr(sender, method)()

@@ -1,0 +1,144 @@
+"""The synchronous clients: ``Togai`` and ``Lago``."""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, TypeVar
+
+import httpx
+import lago_api
+import togai_api
+from lago_api.api.events import event_estimate_fees, find_event
+from lago_api.models import (
+    EventEstimateFeesInput,
+    EventEstimateFeesInputObject,
+    EventObject,
+    EventProperties,
+    EventResponse,
+    FeeObject,
+    FeesResponse,
+)
+from lago_api.types import Response
+
+from ._base import ClientBase, finish
+from .background import BackgroundSender
+from .config import Provider
+from .delivery import SyncDelivery
+from .outcomes import Report
+from .requests import lago_answer, retryable_call
+
+T = TypeVar("T")
+
+
+class _SyncClient(ClientBase):
+    api_client_type: ClassVar[Callable[..., Any]]
+
+    def __init__(
+        self, token: str | None = None, *, transport: httpx.BaseTransport | None = None, **options: Any
+    ) -> None:
+        super().__init__(token, **options)
+        self._transport = transport
+        self._api = self._build_api()
+        os.register_at_fork(after_in_child=_after_fork(self))
+
+    def _build_api(self) -> Any:
+        return self._api_client(self.api_client_type, self._transport)
+
+    def _reset_after_fork(self) -> None:
+        # The parent's pooled sockets must not be shared: start a new pool, leave the old one alone.
+        self._api = self._build_api()
+
+    @property
+    def http(self) -> httpx.Client:
+        client: httpx.Client = self._api.get_httpx_client()
+        return client
+
+    def send(self, events: Iterable[object]) -> Report:
+        """Send events now, in as few requests as the provider's limits allow; one outcome per event."""
+        slots, pendings = self._admit(events)
+        delivery = SyncDelivery(
+            self.rules, self.http, self.config.retry, self._recorder(slots), self._count_retry
+        )
+        for batch in self.rules.chunks(pendings):
+            delivery.deliver(batch)
+        return finish(slots)
+
+    def background(self, **options: Any) -> BackgroundSender:
+        """A background sender on this client: ``track()`` queues, a worker thread sends."""
+        return BackgroundSender(self, **options)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _after_fork(client: _SyncClient) -> Callable[[], None]:
+    ref = weakref.ref(client)
+
+    def reset() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._reset_after_fork()
+
+    return reset
+
+
+class Togai(_SyncClient):
+    """Send usage events to Togai.
+
+    ``Togai()`` reads ``TOGAI_API_TOKEN`` and ``TOGAI_BASE_URL``; ``endpoint`` picks
+    ``"production"`` (default) or ``"sandbox"``.
+    """
+
+    provider: ClassVar[Provider] = "togai"
+    api_client_type = togai_api.AuthenticatedClient
+
+
+class Lago(_SyncClient):
+    """Send usage events to Lago, read them back and estimate fees.
+
+    ``Lago()`` reads ``LAGO_API_KEY`` and ``LAGO_API_URL``; ``endpoint`` picks
+    ``"us"`` (default) or ``"eu"``; a self-hosted server is given by ``base_url``.
+    """
+
+    provider: ClassVar[Provider] = "lago"
+    api_client_type = lago_api.AuthenticatedClient
+
+    def find_event(self, transaction_id: str) -> EventObject:
+        """The stored event with this ``transaction_id``; raises NotFoundError if there is none."""
+        response: Response[Any] = retryable_call(
+            self.config.retry,
+            lambda: find_event.sync_detailed(transaction_id, client=self._api),
+            self.provider,
+        )
+        parsed: EventResponse = lago_answer(response, EventResponse)
+        return parsed.event
+
+    def estimate_fees(
+        self, code: str, external_subscription_id: str, properties: dict[str, str | int | float] | None = None
+    ) -> list[FeeObject]:
+        """The fees an event would create for pay-in-advance charges; nothing is stored."""
+        body = estimate_body(code, external_subscription_id, properties)
+        response: Response[Any] = retryable_call(
+            self.config.retry,
+            lambda: event_estimate_fees.sync_detailed(client=self._api, body=body),
+            self.provider,
+        )
+        parsed: FeesResponse = lago_answer(response, FeesResponse)
+        return parsed.fees
+
+
+def estimate_body(
+    code: str, external_subscription_id: str, properties: dict[str, str | int | float] | None
+) -> EventEstimateFeesInput:
+    event = EventEstimateFeesInputObject(code=code, external_subscription_id=external_subscription_id)
+    if properties is not None:
+        event.properties = EventProperties.from_dict(properties)
+    return EventEstimateFeesInput(event=event)

@@ -1,0 +1,119 @@
+"""Endpoints, tokens and per-client settings."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+import attrs
+import httpx
+
+from . import _constants as C
+from .errors import ConfigurationError
+from .retry import RetryPolicy
+
+Provider = Literal["togai", "lago"]
+
+ENDPOINTS: Mapping[str, Mapping[str, str]] = {
+    "togai": {
+        "production": "https://api.togai.com",
+        "sandbox": "https://sandbox-api.togai.com",
+    },
+    "lago": {
+        "us": "https://api.getlago.com/api/v1",
+        "eu": "https://api.eu.getlago.com/api/v1",
+    },
+}
+DEFAULT_ENDPOINT = {"togai": "production", "lago": "us"}
+TOKEN_ENV = {"togai": "TOGAI_API_TOKEN", "lago": "LAGO_API_KEY"}
+BASE_URL_ENV = {"togai": "TOGAI_BASE_URL", "lago": "LAGO_API_URL"}
+
+
+class Secret:
+    """A token that never shows itself in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickling would carry the token into other processes' files and logs.
+        raise TypeError("a Secret cannot be pickled")
+
+
+def _positive_finite(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+        raise ConfigurationError(
+            f"{attribute.name}: must be a positive, finite number of seconds, got {value!r}"
+        )
+
+
+def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not (isinstance(value, int) and value >= 1):
+        raise ConfigurationError(f"{attribute.name}: must be an integer >= 1, got {value!r}")
+
+
+@attrs.frozen
+class ClientConfig:
+    """Everything a client needs to reach one provider account."""
+
+    provider: Provider
+    base_url: str
+    token: Secret = attrs.field(repr=False)
+    timeout: float = attrs.field(default=C.DEFAULT_TIMEOUT, validator=_positive_finite)
+    connect_timeout: float = attrs.field(default=C.DEFAULT_CONNECT_TIMEOUT, validator=_positive_finite)
+    max_batch_events: int = attrs.field(default=500, validator=_at_least_one)
+    max_batch_bytes: int = attrs.field(default=C.TOGAI_MAX_BODY_BYTES, validator=_at_least_one)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+
+    def httpx_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, connect=min(self.connect_timeout, self.timeout))
+
+
+def resolve_token(provider: Provider, token: str | None) -> Secret:
+    value = token if token is not None else os.environ.get(TOKEN_ENV[provider])
+    if not value or not value.strip():
+        raise ConfigurationError(
+            f"token: a {provider} API token is required; pass token=... or set {TOKEN_ENV[provider]}"
+        )
+    return Secret(value.strip())
+
+
+def resolve_base_url(provider: Provider, base_url: str | None, endpoint: str | None) -> str:
+    if base_url is None and endpoint is None:
+        base_url = os.environ.get(BASE_URL_ENV[provider]) or None
+    if base_url is None:
+        name = endpoint or DEFAULT_ENDPOINT[provider]
+        try:
+            return ENDPOINTS[provider][name]
+        except KeyError:
+            known = ", ".join(sorted(ENDPOINTS[provider]))
+            raise ConfigurationError(
+                f"endpoint: unknown {provider} endpoint {name!r}; use one of {known}, or pass base_url "
+                "for a self-hosted server"
+            ) from None
+    url = httpx.URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url: must be an absolute http(s) URL, got {base_url!r}")
+    text = str(url).rstrip("/")
+    # A self-hosted Lago is usually given by its origin; its API lives under /api/v1.
+    if provider == "lago" and not url.path.rstrip("/").endswith("/api/v1"):
+        text += "/api/v1"
+    return text

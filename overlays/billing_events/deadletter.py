@@ -1,0 +1,121 @@
+"""Dead letters: every event that was not delivered, with why, as JSON lines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+
+from .outcomes import Outcome
+
+log = logging.getLogger("billing_events")
+
+OutcomeCallback = Callable[[Outcome], None]
+
+
+@attrs.frozen
+class DeadLetter:
+    """One line of a dead-letter file."""
+
+    provider: str
+    key: str
+    status: str
+    reason: str | None
+    event: dict[str, Any]
+    at: str
+
+
+class DeadLetterFile:
+    """Appends dead letters to a JSONL file; safe across threads. The token is never written."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def write(self, provider: str, outcomes: Sequence[Outcome]) -> None:
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        lines = b"".join(
+            orjson.dumps(
+                {
+                    "provider": provider,
+                    "key": outcome.key,
+                    "status": outcome.status.value,
+                    "reason": outcome.reason,
+                    "event": outcome.event,
+                    "at": now,
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
+            )
+            for outcome in outcomes
+        )
+        with self._lock, self.path.open("ab") as sink:
+            sink.write(lines)
+
+    def __repr__(self) -> str:
+        return f"DeadLetterFile({str(self.path)!r})"
+
+
+def read_dead_letters(path: str | Path) -> Iterator[DeadLetter]:
+    """The dead letters of a file, in order; raises ValueError naming the line of a broken one."""
+    with Path(path).open("rb") as source:
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+                yield DeadLetter(
+                    provider=item["provider"],
+                    key=item["key"],
+                    status=item["status"],
+                    reason=item.get("reason"),
+                    event=dict(item["event"]),
+                    at=item.get("at", ""),
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{number}: not a dead letter ({exc})") from None
+
+
+class OutcomeSink:
+    """Where settled events go: the counters, the dead-letter file and the user's callbacks."""
+
+    def __init__(
+        self,
+        provider: str,
+        stats: Any,
+        dead_letter_file: DeadLetterFile | None,
+        on_dead_letter: OutcomeCallback | None,
+        on_outcome: OutcomeCallback | None = None,
+    ) -> None:
+        self.provider = provider
+        self.stats = stats
+        self.dead_letter_file = dead_letter_file
+        self.on_dead_letter = on_dead_letter
+        self.on_outcome = on_outcome
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            self.stats.settle(outcome.status)
+        dead = [outcome for outcome in outcomes if not outcome.delivered]
+        if dead and self.dead_letter_file is not None:
+            try:
+                self.dead_letter_file.write(self.provider, dead)
+            except OSError:
+                log.exception("could not write %d dead letters to %s", len(dead), self.dead_letter_file.path)
+        self._call(self.on_dead_letter, dead)
+        self._call(self.on_outcome, outcomes)
+
+    def _call(self, callback: OutcomeCallback | None, outcomes: Sequence[Outcome]) -> None:
+        if callback is None:
+            return
+        for outcome in outcomes:
+            try:
+                callback(outcome)
+            except Exception:
+                # A broken callback must not stop delivery of the other events.
+                log.exception("outcome callback failed for event %s", outcome.key)

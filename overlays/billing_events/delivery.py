@@ -1,0 +1,184 @@
+"""Provider-neutral delivery of one batch: attempts, immediate re-sends, retries.
+
+``_plan`` is sans-IO: it yields the sub-batch to post next and receives the
+response (or the exception). The sync and async drivers only do the I/O and the
+waiting between attempts, so both follow exactly the same rules.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Sequence
+
+import httpx
+
+from .errors import BillingEventsError, RequestTimeoutError, TransportError
+from .outcomes import Outcome, OutcomeStatus
+from .providers import AttemptResult, Pending, ProviderRules, Settled
+from .retry import RetryableFailure, RetryPolicy
+
+Reply = httpx.Response | BaseException
+Plan = Generator[list[Pending], Reply, AttemptResult]
+HEADERS = {"Content-Type": "application/json"}
+
+
+def _plan(rules: ProviderRules, batch: list[Pending]) -> Plan:
+    result = AttemptResult()
+    stack = [batch]
+    while stack:
+        sub = stack.pop()
+        for pending in sub:
+            pending.attempts += 1
+        reply = yield sub
+        if isinstance(reply, BaseException):
+            error = transport_error(reply)
+            if isinstance(reply, httpx.TransportError):
+                result.retry_later.extend(sub)
+                result.error = error
+            else:
+                result.settled.extend(Settled(p, OutcomeStatus.FAILED, str(error), error) for p in sub)
+            continue
+        verdict = rules.interpret(sub, reply)
+        result.settled.extend(verdict.settled)
+        stack.extend(reversed(verdict.resend_now))
+        if verdict.retry_later:
+            result.retry_later.extend(verdict.retry_later)
+            result.error = verdict.error
+            if verdict.retry_after is not None:
+                result.retry_after = max(result.retry_after or 0.0, verdict.retry_after)
+    return result
+
+
+def transport_error(exc: BaseException) -> BillingEventsError:
+    if isinstance(exc, BillingEventsError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeoutError(f"request timed out: {type(exc).__name__}")
+    return TransportError(f"request failed: {type(exc).__name__}: {exc}")
+
+
+def to_outcome(settled: Settled) -> Outcome:
+    pending = settled.pending
+    return Outcome(
+        key=pending.key,
+        status=settled.status,
+        event=pending.event,
+        reason=settled.reason,
+        attempts=pending.attempts,
+        error=settled.error,
+    )
+
+
+def _failed(pendings: Sequence[Pending], error: BillingEventsError | None, why: str) -> list[Settled]:
+    reason = f"{why}: {error}" if error is not None else why
+    return [Settled(p, OutcomeStatus.FAILED, reason, error) for p in pendings]
+
+
+class _Delivery:
+    def __init__(
+        self,
+        rules: ProviderRules,
+        policy: RetryPolicy,
+        record: Callable[[list[Settled]], None],
+        on_retry: Callable[[int], None],
+    ) -> None:
+        self.rules = rules
+        self.policy = policy
+        self.record = record
+        self.on_retry = on_retry
+
+    def _conclude(self, result: AttemptResult) -> list[Pending]:
+        """Record what the attempt settled; raise RetryableFailure if some events need another."""
+        self.record(result.settled)
+        if result.retry_later:
+            self.on_retry(len(result.retry_later))
+            raise RetryableFailure(result.error or TransportError("no answer"), result.retry_after)
+        return []
+
+    def _give_up(self, remaining: list[Pending], exhausted: RetryableFailure, why: str) -> None:
+        cause = exhausted.cause if isinstance(exhausted.cause, BillingEventsError) else None
+        self.record(_failed(remaining, cause, why))
+
+
+class SyncDelivery(_Delivery):
+    def __init__(
+        self,
+        rules: ProviderRules,
+        http: httpx.Client,
+        policy: RetryPolicy,
+        record: Callable[[list[Settled]], None],
+        on_retry: Callable[[int], None],
+    ) -> None:
+        super().__init__(rules, policy, record, on_retry)
+        self.http = http
+
+    def _post(self, sub: list[Pending]) -> Reply:
+        try:
+            return self.http.post(self.rules.batch_path, content=self.rules.body(sub), headers=HEADERS)
+        except Exception as exc:
+            return exc
+
+    def _attempt(self, batch: list[Pending]) -> AttemptResult:
+        plan = _plan(self.rules, batch)
+        try:
+            sub = next(plan)
+            while True:
+                sub = plan.send(self._post(sub))
+        except StopIteration as done:
+            result: AttemptResult = done.value
+            return result
+
+    def deliver(self, batch: list[Pending], abort: threading.Event | None = None) -> None:
+        """Send one batch until every event is settled; each event is recorded exactly once."""
+        remaining = batch
+        try:
+            for attempt in self.policy.retrying(abort):
+                with attempt:
+                    result = self._attempt(remaining)
+                    remaining = result.retry_later
+                    self._conclude(result)
+        except RetryableFailure as exhausted:
+            aborted = abort is not None and abort.is_set()
+            self._give_up(
+                remaining, exhausted, "sender closed before delivery" if aborted else "retries exhausted"
+            )
+
+
+class AsyncDelivery(_Delivery):
+    def __init__(
+        self,
+        rules: ProviderRules,
+        http: httpx.AsyncClient,
+        policy: RetryPolicy,
+        record: Callable[[list[Settled]], None],
+        on_retry: Callable[[int], None],
+    ) -> None:
+        super().__init__(rules, policy, record, on_retry)
+        self.http = http
+
+    async def _post(self, sub: list[Pending]) -> Reply:
+        try:
+            return await self.http.post(self.rules.batch_path, content=self.rules.body(sub), headers=HEADERS)
+        except Exception as exc:
+            return exc
+
+    async def _attempt(self, batch: list[Pending]) -> AttemptResult:
+        plan = _plan(self.rules, batch)
+        try:
+            sub = next(plan)
+            while True:
+                sub = plan.send(await self._post(sub))
+        except StopIteration as done:
+            result: AttemptResult = done.value
+            return result
+
+    async def deliver(self, batch: list[Pending]) -> None:
+        remaining = batch
+        try:
+            async for attempt in self.policy.async_retrying():
+                with attempt:
+                    result = await self._attempt(remaining)
+                    remaining = result.retry_later
+                    self._conclude(result)
+        except RetryableFailure as exhausted:
+            self._give_up(remaining, exhausted, "retries exhausted")

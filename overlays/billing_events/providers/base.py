@@ -1,0 +1,250 @@
+"""What every provider shares: event preparation, chunking, and status handling."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from importlib import resources
+from typing import Any, ClassVar
+
+import attrs
+import httpx
+import jsonschema_rs
+import orjson
+
+from .. import _constants as C
+from ..errors import (
+    APIError,
+    AuthError,
+    BillingEventsError,
+    InvalidEventError,
+    RateLimitedError,
+    ServerError,
+)
+from ..outcomes import OutcomeStatus
+from ..retry import retry_after_seconds
+
+
+class Pending:
+    """An accepted event on its way: its key, the dict, and its serialized JSON."""
+
+    __slots__ = ("attempts", "event", "key", "payload", "seq")
+
+    def __init__(self, key: str, event: dict[str, Any], payload: bytes, seq: int = 0) -> None:
+        self.key = key
+        self.event = event
+        self.payload = payload
+        self.seq = seq
+        self.attempts = 0
+
+
+@attrs.frozen
+class Settled:
+    pending: Pending
+    status: OutcomeStatus
+    reason: str | None = None
+    error: BillingEventsError | None = None
+
+
+@attrs.define
+class Verdict:
+    """How one response settles the events of the request that caused it."""
+
+    settled: list[Settled] = attrs.Factory(list)
+    resend_now: list[list[Pending]] = attrs.Factory(list)
+    retry_later: list[Pending] = attrs.Factory(list)
+    error: BillingEventsError | None = None
+    retry_after: float | None = None
+
+
+@attrs.define
+class AttemptResult:
+    settled: list[Settled] = attrs.Factory(list)
+    retry_later: list[Pending] = attrs.Factory(list)
+    error: BillingEventsError | None = None
+    retry_after: float | None = None
+
+
+class _KeyFactory:
+    """Unique keys, cheap enough for the caller's thread: a random per-process prefix and a counter."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        # A forked child must never mint the parent's keys.
+        self._prefix = os.urandom(9).hex()
+        self._counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}-{next(self._counter)}"
+
+
+new_key = _KeyFactory()
+
+
+def load_validator(provider: str, definition: str) -> jsonschema_rs.Validator:
+    text = resources.files("billing_events").joinpath(f"schemas/{provider}.schema.json").read_text("utf-8")
+    bundle = json.loads(text)
+    schema = {"$schema": bundle["$schema"], "$defs": bundle["$defs"], "$ref": f"#/$defs/{definition}"}
+    return jsonschema_rs.validator_for(schema, validate_formats=True)
+
+
+def _field_path(prefix: str, path: Sequence[str | int]) -> str:
+    text = prefix
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _printable(key: object) -> str | None:
+    return key if isinstance(key, str) or key is None else repr(key)
+
+
+def request_id(response: httpx.Response) -> str | None:
+    value: str | None = response.headers.get("x-request-id") or response.headers.get("x-amzn-requestid")
+    return value
+
+
+class ProviderRules:
+    """Base of the per-provider modules. Subclasses set the class attributes and ``_refused``."""
+
+    name: ClassVar[str]
+    key_field: ClassVar[str]
+    event_definition: ClassVar[str]
+    batch_path: ClassVar[str]
+    batch_key: ClassVar[bytes] = b"events"
+    model_types: ClassVar[tuple[type, ...]] = ()
+
+    def __init__(self, max_batch_events: int, max_batch_bytes: int) -> None:
+        self.max_batch_events = max_batch_events
+        self.max_batch_bytes = max_batch_bytes
+        self._validator = load_validator(self.name, self.event_definition)
+        self._prefix = b'{"' + self.batch_key + b'":['
+        self._overhead = len(self._prefix) + 2
+
+    # -- preparing events -------------------------------------------------
+
+    def as_dict(self, event: object) -> dict[str, Any]:
+        if type(event) is dict:
+            return event.copy()
+        if isinstance(event, self.model_types):
+            converted: dict[str, Any] = event.to_dict()  # type: ignore[attr-defined]
+            return converted
+        if isinstance(event, Mapping):
+            return dict(event)
+        raise InvalidEventError(
+            "event", f"must be a mapping or a {self.name}_api model, got {type(event).__name__}"
+        )
+
+    def problem(self, event: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The first spec rule the event breaks, as (field, rule); None when it is valid."""
+        if self._validator.is_valid(event):
+            return None
+        error = next(iter(self._validator.iter_errors(event)))
+        return _field_path("event", list(error.instance_path)), error.message
+
+    def validate(self, event: object) -> dict[str, Any]:
+        """The event as a dict; raise InvalidEventError naming the field and rule it breaks."""
+        data = self.as_dict(event)
+        failure = self.problem(data)
+        if failure is not None:
+            raise InvalidEventError(*failure, key=_printable(data.get(self.key_field)), event=data)
+        return data
+
+    def prepare(self, event: object, seq: int = 0) -> Pending:
+        """Copy, key, validate and serialize one event; raise InvalidEventError if it breaks the spec."""
+        data = self.as_dict(event)
+        key = data.get(self.key_field)
+        if key is None:
+            key = data[self.key_field] = new_key()
+        failure = self.problem(data)
+        if failure is not None:
+            raise InvalidEventError(*failure, key=_printable(key), event=data)
+        try:
+            payload = orjson.dumps(data)
+        except TypeError as exc:
+            raise InvalidEventError(
+                "event", f"is not JSON-serializable: {exc}", key=key, event=data
+            ) from None
+        if len(payload) + self._overhead > self.max_batch_bytes:
+            rule = f"is {len(payload)} bytes; a request body holds at most {self.max_batch_bytes}"
+            raise InvalidEventError("event", rule, key=key, event=data)
+        return Pending(key, data, payload, seq)
+
+    # -- batching ---------------------------------------------------------
+
+    def chunks(self, pendings: Sequence[Pending]) -> Iterator[list[Pending]]:
+        """Split into request-sized batches by count and by serialized bytes."""
+        batch: list[Pending] = []
+        size = self._overhead
+        for pending in pendings:
+            extra = len(pending.payload) + 1
+            if batch and (len(batch) >= self.max_batch_events or size + extra > self.max_batch_bytes):
+                yield batch
+                batch, size = [], self._overhead
+            batch.append(pending)
+            size += extra
+        if batch:
+            yield batch
+
+    def body(self, batch: Sequence[Pending]) -> bytes:
+        return self._prefix + b",".join([pending.payload for pending in batch]) + b"]}"
+
+    # -- reading answers --------------------------------------------------
+
+    def interpret(self, batch: list[Pending], response: httpx.Response) -> Verdict:
+        status = response.status_code
+        if 200 <= status < 300:
+            return self._accepted(batch, response)
+        message = self._message(response)
+        rid = request_id(response)
+        if status in C.RETRYABLE_STATUSES:
+            hint = retry_after_seconds(response.headers)
+            error: BillingEventsError = (
+                RateLimitedError(message, retry_after=hint, status=status, request_id=rid, provider=self.name)
+                if status == 429
+                else ServerError(message, status=status, request_id=rid, provider=self.name)
+            )
+            return Verdict(retry_later=list(batch), error=error, retry_after=hint)
+        if status in (401, 403):
+            error = AuthError(message, status=status, request_id=rid, provider=self.name)
+            return Verdict(
+                settled=[Settled(p, OutcomeStatus.FAILED, message, error) for p in batch], error=error
+            )
+        refused = self._refused(batch, response, message, rid)
+        if refused is not None:
+            return refused
+        error = APIError(f"unexpected answer: {message}", status=status, request_id=rid, provider=self.name)
+        return Verdict(
+            settled=[Settled(p, OutcomeStatus.FAILED, str(error), error) for p in batch], error=error
+        )
+
+    def _accepted(self, batch: list[Pending], response: httpx.Response) -> Verdict:
+        return Verdict(settled=[Settled(p, OutcomeStatus.DELIVERED) for p in batch])
+
+    def _refused(
+        self, batch: list[Pending], response: httpx.Response, message: str, rid: str | None
+    ) -> Verdict | None:
+        """Provider-specific 4xx handling; None for statuses it does not know."""
+        raise NotImplementedError
+
+    def _message(self, response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text[:500] or response.reason_phrase
+        if isinstance(body, dict):
+            for field in ("message", "error"):
+                if isinstance(body.get(field), str):
+                    return str(body[field])
+        return response.text[:500]
+
+
+def split(batch: list[Pending]) -> list[list[Pending]]:
+    """Halve a batch the server found too large; the halves go out at once."""
+    middle = len(batch) // 2
+    return [batch[:middle], batch[middle:]]

@@ -1,0 +1,64 @@
+"""Togai: ``POST /ingestBatch``, up to 500 events, per-event detail in a 207."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import httpx
+from togai_api.models import Event, IngestEventResponse
+from togai_api.types import Unset
+
+from ..errors import APIError, RejectedError
+from ..outcomes import OutcomeStatus
+from .base import Pending, ProviderRules, Settled, Verdict, split
+
+
+class TogaiRules(ProviderRules):
+    name: ClassVar[str] = "togai"
+    key_field: ClassVar[str] = "id"
+    event_definition: ClassVar[str] = "Event"
+    batch_path: ClassVar[str] = "/ingestBatch"
+    model_types: ClassVar[tuple[type, ...]] = (Event,)
+
+    def _accepted(self, batch: list[Pending], response: httpx.Response) -> Verdict:
+        if response.status_code != 207:
+            return Verdict(settled=[Settled(p, OutcomeStatus.DELIVERED) for p in batch])
+        rejected = _rejected_by_index(response)
+        if rejected is None:
+            # Without per-event detail nobody knows which events were kept; do not guess.
+            reason = "207 partial failure without per-event details"
+            error = APIError(reason, status=207, provider=self.name)
+            return Verdict(settled=[Settled(p, OutcomeStatus.UNKNOWN, reason, error) for p in batch])
+        settled = []
+        for index, pending in enumerate(batch):
+            message = rejected.get(index)
+            if message is None:
+                settled.append(Settled(pending, OutcomeStatus.DELIVERED))
+            else:
+                error = RejectedError(message, status=207, provider=self.name)
+                settled.append(Settled(pending, OutcomeStatus.REJECTED, message, error))
+        return Verdict(settled=settled)
+
+    def _refused(
+        self, batch: list[Pending], response: httpx.Response, message: str, rid: str | None
+    ) -> Verdict | None:
+        status = response.status_code
+        if status == 422 and len(batch) > 1:
+            # Body above the server's size limit: halve and send again at once.
+            return Verdict(resend_now=split(batch))
+        if status in (400, 422):
+            error = RejectedError(message, status=status, request_id=rid, provider=self.name)
+            return Verdict(settled=[Settled(p, OutcomeStatus.REJECTED, message, error) for p in batch])
+        return None
+
+
+def _rejected_by_index(response: httpx.Response) -> dict[int, str] | None:
+    """Index -> message of each rejected event, read with the generated model; None if absent."""
+    try:
+        parsed = IngestEventResponse.from_dict(response.json())
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    details = parsed.details
+    if isinstance(details, Unset) or isinstance(details.rejected_events, Unset):
+        return None
+    return {entry.index: entry.message for entry in details.rejected_events}

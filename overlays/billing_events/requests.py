@@ -1,0 +1,77 @@
+"""Request-response calls (Lago's findEvent and estimate_fees) with retries and typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from lago_api.errors import UnexpectedStatus
+from lago_api.models import ApiErrorNotFound, ApiErrorUnauthorized, ApiErrorUnprocessableEntity
+from lago_api.types import Response
+
+from . import _constants as C
+from .delivery import transport_error
+from .errors import APIError, AuthError, BillingEventsError, NotFoundError, RejectedError, ServerError
+from .retry import RetryableFailure, RetryPolicy
+
+T = TypeVar("T")
+
+
+def _classify(exc: Exception, provider: str) -> BillingEventsError:
+    if isinstance(exc, UnexpectedStatus):
+        message = exc.content.decode("utf-8", "replace")[:500]
+        if exc.status_code in C.RETRYABLE_STATUSES:
+            raise RetryableFailure(ServerError(message, status=exc.status_code, provider=provider), None)
+        return APIError(message, status=exc.status_code, provider=provider)
+    if isinstance(exc, httpx.TransportError):
+        raise RetryableFailure(transport_error(exc), None)
+    raise exc
+
+
+def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provider: str) -> Response[T]:
+    try:
+        for attempt in policy.retrying():
+            with attempt:
+                try:
+                    return call()
+                except (UnexpectedStatus, httpx.TransportError) as exc:
+                    raise _classify(exc, provider) from None
+    except RetryableFailure as exhausted:
+        raise exhausted.cause from None
+    raise AssertionError("unreachable")
+
+
+async def async_retryable_call(
+    policy: RetryPolicy, call: Callable[[], Awaitable[Response[T]]], provider: str
+) -> Response[T]:
+    try:
+        async for attempt in policy.async_retrying():
+            with attempt:
+                try:
+                    return await call()
+                except (UnexpectedStatus, httpx.TransportError) as exc:
+                    raise _classify(exc, provider) from None
+    except RetryableFailure as exhausted:
+        raise exhausted.cause from None
+    raise AssertionError("unreachable")
+
+
+def lago_answer(response: Response[Any], expected: type[T]) -> T:
+    """The parsed success body, or the matching typed error."""
+    parsed = response.parsed
+    if isinstance(parsed, expected):
+        return parsed
+    status = int(response.status_code)
+    rid = response.headers.get("x-request-id")
+    if isinstance(parsed, ApiErrorNotFound):
+        raise NotFoundError(f"{parsed.error} ({parsed.code})", status=status, request_id=rid, provider="lago")
+    if isinstance(parsed, ApiErrorUnauthorized):
+        raise AuthError(parsed.error, status=status, request_id=rid, provider="lago")
+    if isinstance(parsed, ApiErrorUnprocessableEntity):
+        details = (
+            parsed.error_details if isinstance(parsed.error_details, str) else parsed.error_details.to_dict()
+        )
+        raise RejectedError(f"{parsed.code}: {details}", status=status, request_id=rid, provider="lago")
+    text = response.content.decode("utf-8", "replace")[:500]
+    raise APIError(text, status=status, request_id=rid, provider="lago")

@@ -1,0 +1,112 @@
+"""Retry policy: exponential backoff with full jitter, server hints as a capped floor.
+
+Built on tenacity. The wait honours ``Retry-After`` (seconds or HTTP date) and
+Lago's ``X-RateLimit-Reset`` as a minimum, capped at ``max_retry_after``; the
+loop stops at ``max_attempts`` or before sleeping past ``deadline``, or as soon
+as ``abort`` is set (a closing sender).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import attrs
+import tenacity
+
+from . import _constants as C
+
+
+class RetryableFailure(Exception):
+    """Raised inside an attempt when some events must be sent again after a wait."""
+
+    def __init__(self, cause: BaseException, retry_after: float | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.retry_after = retry_after
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{attribute.name}: must be a finite number >= 0, got {value!r}")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How failed requests are retried. The defaults suit production traffic."""
+
+    max_attempts: int = attrs.field(default=C.MAX_ATTEMPTS, validator=attrs.validators.ge(1))
+    deadline: float = attrs.field(default=C.RETRY_DEADLINE, validator=_non_negative)
+    initial_delay: float = attrs.field(default=C.INITIAL_RETRY_DELAY, validator=_non_negative)
+    max_delay: float = attrs.field(default=C.MAX_RETRY_DELAY, validator=_non_negative)
+    max_retry_after: float = attrs.field(default=C.MAX_RETRY_AFTER, validator=_non_negative)
+
+    def backoff(self, attempt_number: int, retry_after: float | None) -> float:
+        """Delay before attempt ``attempt_number + 1``: jittered backoff, at least the server's hint."""
+        ceiling = min(self.max_delay, self.initial_delay * 2 ** (attempt_number - 1))
+        delay = random.uniform(0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_retry_after))
+        return delay
+
+    def retrying(self, abort: threading.Event | None = None) -> tenacity.Retrying:
+        stop = self._stop()
+        if abort is not None:
+            stop = stop | tenacity.stop_when_event_set(abort)
+        return tenacity.Retrying(
+            stop=stop, wait=self._wait, retry=_RETRY_ON, reraise=True, sleep=_sleeper(abort)
+        )
+
+    def async_retrying(self) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(stop=self._stop(), wait=self._wait, retry=_RETRY_ON, reraise=True)
+
+    def _stop(self) -> tenacity.stop.stop_base:
+        return tenacity.stop_after_attempt(self.max_attempts) | tenacity.stop_before_delay(self.deadline)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome else None
+        hint = failure.retry_after if isinstance(failure, RetryableFailure) else None
+        return self.backoff(state.attempt_number, hint)
+
+
+_RETRY_ON = tenacity.retry_if_exception_type(RetryableFailure)
+
+
+def _sleeper(abort: threading.Event | None) -> Callable[[float], None]:
+    if abort is None:
+        return time.sleep
+
+    def sleep(seconds: float) -> None:
+        abort.wait(seconds)
+
+    return sleep
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The server's wait hint: ``Retry-After`` (seconds or HTTP date) or ``X-RateLimit-Reset``."""
+    value = headers.get("retry-after")
+    if value is not None:
+        value = value.strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                parsed = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+            return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+    reset = headers.get("x-ratelimit-reset")
+    if reset is not None:
+        try:
+            seconds = float(reset)
+        except ValueError:
+            return None
+        # Some servers send an epoch time rather than a number of seconds.
+        if seconds > 1e9:
+            seconds -= time.time() if now is None else now
+        return max(0.0, seconds)
+    return None

@@ -1,0 +1,61 @@
+"""Counters of a client or sender, readable at any time."""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+
+from .outcomes import OutcomeStatus
+
+
+@attrs.frozen
+class Stats:
+    """A consistent snapshot of the counters."""
+
+    enqueued: int = 0
+    delivered: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    failed: int = 0
+    unknown: int = 0
+    dropped: int = 0
+    retried: int = 0
+    in_queue: int = 0
+
+    @property
+    def settled(self) -> int:
+        return self.delivered + self.duplicate + self.rejected + self.failed + self.unknown + self.dropped
+
+
+_FIELD = {
+    OutcomeStatus.DELIVERED: "delivered",
+    OutcomeStatus.DUPLICATE: "duplicate",
+    OutcomeStatus.REJECTED: "rejected",
+    OutcomeStatus.FAILED: "failed",
+    OutcomeStatus.UNKNOWN: "unknown",
+    OutcomeStatus.DROPPED: "dropped",
+}
+
+
+class StatsCounter:
+    """Thread-safe counters; ``snapshot()`` returns a frozen ``Stats``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(attrs.fields_dict(Stats), 0)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def settle(self, status: OutcomeStatus, amount: int = 1) -> None:
+        self.add(_FIELD[status], amount)
+
+    def snapshot(self, in_queue: int = 0) -> Stats:
+        with self._lock:
+            return Stats(**{**self._counts, "in_queue": in_queue})
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts = dict.fromkeys(self._counts, 0)
