@@ -26,7 +26,9 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 def _rewrite_refs(node: object) -> object:
     if isinstance(node, dict):
         return {
-            key: (value.replace("#/components/schemas/", "#/$defs/") if key == "$ref" else _rewrite_refs(value))
+            key: (
+                value.replace("#/components/schemas/", "#/$defs/") if key == "$ref" else _rewrite_refs(value)
+            )
             for key, value in node.items()
         }
     if isinstance(node, list):
@@ -79,6 +81,8 @@ def regenerate(output_root: Path, schema_root: Path) -> None:
         if result.returncode != 0 or not target.is_dir():
             sys.stderr.write(result.stdout + result.stderr)
             raise SystemExit(f"openapi-python-client failed for specs/{provider}.yaml")
+        # PEP 561: users' type checkers should read the generated annotations.
+        (target / "py.typed").write_text("", encoding="utf-8")
         write_schema_bundle(provider, schema_root)
 
 

@@ -6,27 +6,34 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
+
 from lago_api.errors import UnexpectedStatus
 from lago_api.models import ApiErrorNotFound, ApiErrorUnauthorized, ApiErrorUnprocessableEntity
 from lago_api.types import Response
 
 from . import _constants as C
 from .delivery import transport_error
-from .errors import APIError, AuthError, BillingEventsError, NotFoundError, RejectedError, ServerError
+from .errors import APIError, AuthError, NotFoundError, RejectedError, ServerError
 from .retry import RetryableFailure, RetryPolicy
 
 T = TypeVar("T")
 
 
-def _classify(exc: Exception, provider: str) -> BillingEventsError:
+def _failure(exc: Exception, provider: str) -> Exception:
+    """What a failed call raises: RetryableFailure when another try may help, else a typed error."""
     if isinstance(exc, UnexpectedStatus):
         message = exc.content.decode("utf-8", "replace")[:500]
         if exc.status_code in C.RETRYABLE_STATUSES:
-            raise RetryableFailure(ServerError(message, status=exc.status_code, provider=provider), None)
+            return RetryableFailure(ServerError(message, status=exc.status_code, provider=provider), None)
         return APIError(message, status=exc.status_code, provider=provider)
     if isinstance(exc, httpx.TransportError):
-        raise RetryableFailure(transport_error(exc), None)
-    raise exc
+        return RetryableFailure(transport_error(exc), None)
+    # The generated parser raises ValueError on a status outside HTTPStatus (a proxy's 520, say)
+    # or a body that is not JSON; these calls change nothing, so another try is safe.
+    return RetryableFailure(ServerError(f"unreadable answer: {exc}", provider=provider), None)
+
+
+_CALL_ERRORS = (UnexpectedStatus, httpx.TransportError, ValueError)
 
 
 def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provider: str) -> Response[T]:
@@ -35,8 +42,8 @@ def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provide
             with attempt:
                 try:
                     return call()
-                except (UnexpectedStatus, httpx.TransportError) as exc:
-                    raise _classify(exc, provider) from None
+                except _CALL_ERRORS as exc:
+                    raise _failure(exc, provider) from None
     except RetryableFailure as exhausted:
         raise exhausted.cause from None
     raise AssertionError("unreachable")
@@ -50,8 +57,8 @@ async def async_retryable_call(
             with attempt:
                 try:
                     return await call()
-                except (UnexpectedStatus, httpx.TransportError) as exc:
-                    raise _classify(exc, provider) from None
+                except _CALL_ERRORS as exc:
+                    raise _failure(exc, provider) from None
     except RetryableFailure as exhausted:
         raise exhausted.cause from None
     raise AssertionError("unreachable")

@@ -1,0 +1,245 @@
+"""The background sender: queue bounds and policies, flush and close deadlines, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from billing_events import (
+    ConfigurationError,
+    OutcomeStatus,
+    QueueFullError,
+    RetryPolicy,
+    SenderClosedError,
+    Togai,
+    read_dead_letters,
+)
+from billing_events.outcomes import Outcome
+
+from .scripted import Scripted, accepted, togai_event
+
+
+class Gate:
+    """A server that holds every request until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.arrived = threading.Event()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.arrived.set()
+        if not self.open.wait(30):
+            raise httpx.ReadTimeout("gate never opened")
+        return httpx.Response(202, json={"success": True})
+
+
+def client(server: Scripted, tmp_path: Path | None = None, **options: object) -> Togai:
+    dead = tmp_path / "dead.jsonl" if tmp_path else None
+    return Togai(
+        "t",
+        base_url="http://togai.local",
+        transport=server.transport(),
+        retry=RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01),
+        dead_letter_path=dead,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_track_then_flush_delivers_everything() -> None:
+    server = Scripted(default=accepted)
+    sender = client(server).background(flush_interval=30)
+    keys = [sender.track(togai_event(n)) for n in range(1234)]
+    assert sender.flush(10)
+    sent = [key for batch in server.sent_keys("id") for key in batch]
+    assert sorted(sent) == sorted(keys)
+    assert len(set(keys)) == 1234
+    stats = sender.stats
+    assert (stats.enqueued, stats.delivered, stats.in_queue) == (1234, 1234, 0)
+    sender.close()
+
+
+def test_a_full_batch_is_sent_without_waiting_for_the_interval() -> None:
+    server = Scripted(default=accepted)
+    sender = client(server).background(flush_interval=3600)
+    for n in range(500):
+        sender.track(togai_event(n))
+    # The 500th event fills a batch: the worker is woken and the wait below ends as soon as it is sent.
+    deadline = time.monotonic() + 10
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(server.sent_keys("id")[0]) == 500
+    sender.close()
+
+
+def test_interval_flush_sends_a_partial_batch() -> None:
+    server = Scripted(default=accepted)
+    delivered = threading.Event()
+    sender = client(server).background(flush_interval=0.05, on_outcome=lambda o: delivered.set())
+    sender.track(togai_event(1))
+    assert delivered.wait(10)
+    assert sender.stats.delivered == 1
+    sender.close()
+
+
+def test_drop_policy_counts_dead_letters_and_calls_back(tmp_path: Path) -> None:
+    gate = Gate()
+    dropped: list[Outcome] = []
+    sender = client(Scripted(default=gate), tmp_path).background(
+        max_queue_events=10, on_full="drop", on_drop=dropped.append, flush_interval=0.01
+    )
+    sender.track(togai_event(0))
+    assert gate.arrived.wait(10)  # the worker now holds one event in flight
+    keys = [sender.track(togai_event(n)) for n in range(1, 16)]
+    assert len(dropped) == 5
+    assert [o.key for o in dropped] == keys[10:]
+    assert all(o.status is OutcomeStatus.DROPPED for o in dropped)
+    assert sender.stats.dropped == 5
+    letters = list(read_dead_letters(tmp_path / "dead.jsonl"))
+    assert [letter.key for letter in letters] == keys[10:]
+    gate.open.set()
+    sender.close(10)
+    stats = sender.stats
+    assert stats.delivered == 11 and stats.dropped == 5 and stats.enqueued == 11
+
+
+def test_block_policy_waits_then_raises_and_the_caller_keeps_the_event() -> None:
+    gate = Gate()
+    sender = client(Scripted(default=gate)).background(
+        max_queue_events=3, on_full="block", block_timeout=0.05, flush_interval=0.01
+    )
+    sender.track(togai_event(0))
+    assert gate.arrived.wait(10)
+    for n in range(1, 4):
+        sender.track(togai_event(n))
+    with pytest.raises(QueueFullError, match="stayed full"):
+        sender.track(togai_event(4))
+    assert sender.stats.dropped == 0
+    gate.open.set()
+    assert sender.flush(10)
+    assert sender.stats.delivered == 4
+
+
+def test_block_policy_proceeds_when_room_appears() -> None:
+    gate = Gate()
+    sender = client(Scripted(default=gate)).background(
+        max_queue_events=2, on_full="block", block_timeout=10, flush_interval=0.01
+    )
+    sender.track(togai_event(0))
+    assert gate.arrived.wait(10)
+    sender.track(togai_event(1))
+    sender.track(togai_event(2))
+    threading.Timer(0.05, gate.open.set).start()
+    sender.track(togai_event(3))  # blocks until the worker takes a batch
+    assert sender.flush(10)
+    assert sender.stats.delivered == 4
+    sender.close()
+
+
+def test_the_queue_is_bounded_by_bytes() -> None:
+    gate = Gate()
+    sender = client(Scripted(default=gate), max_batch_bytes=4096).background(
+        max_queue_events=1_000_000, max_queue_bytes=4096, on_full="drop", flush_interval=0.01
+    )
+    sender.track(togai_event(0))
+    assert gate.arrived.wait(10)
+    for n in range(1, 200):
+        sender.track(togai_event(n))
+    stats = sender.stats
+    assert stats.dropped > 0
+    assert stats.in_queue * 150 <= 4096  # every queued event is well over 150 bytes
+    gate.open.set()
+    sender.close(10)
+
+
+def test_flush_returns_false_at_its_deadline_and_true_once_delivered() -> None:
+    gate = Gate()
+    sender = client(Scripted(default=gate)).background(flush_interval=0.01)
+    sender.track(togai_event(1))
+    assert sender.flush(0.05) is False
+    gate.open.set()
+    assert sender.flush(10) is True
+    sender.close()
+
+
+def test_close_meets_its_deadline_and_accounts_for_every_event(tmp_path: Path) -> None:
+    gate = Gate()
+    sender = client(Scripted(default=gate), tmp_path).background(flush_interval=0.01)
+    sender.track(togai_event(0))
+    assert gate.arrived.wait(10)
+    for n in range(1, 20):
+        sender.track(togai_event(n))
+    started = time.monotonic()
+    stats = sender.close(timeout=0.2)
+    assert time.monotonic() - started < 5
+    assert stats.unknown == 1  # in flight when the deadline passed
+    assert stats.failed == 19  # still queued
+    assert stats.settled == stats.enqueued == 20
+    statuses = sorted(letter.status for letter in read_dead_letters(tmp_path / "dead.jsonl"))
+    assert statuses == ["failed"] * 19 + ["unknown"]
+    gate.open.set()
+    # The late answer of the abandoned request is not counted a second time.
+    time.sleep(0.05)
+    assert sender.stats.settled == 20
+    with pytest.raises(SenderClosedError):
+        sender.track(togai_event(99))
+
+
+def test_context_manager_drains_on_exit() -> None:
+    server = Scripted(default=accepted)
+    with client(server).background(flush_interval=3600) as sender:
+        for n in range(10):
+            sender.track(togai_event(n))
+    assert sender.stats.delivered == 10
+    assert sum(len(keys) for keys in server.sent_keys("id")) == 10
+
+
+def test_many_threads_tracking_at_once_lose_nothing() -> None:
+    server = Scripted(default=accepted)
+    sender = client(server).background(flush_interval=0.01, workers=3)
+    keys: list[list[str]] = [[] for _ in range(8)]
+
+    def produce(slot: int) -> None:
+        for n in range(500):
+            keys[slot].append(sender.track(togai_event(n)))
+
+    threads = [threading.Thread(target=produce, args=(slot,)) for slot in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sender.flush(20)
+    tracked = sorted(key for chunk in keys for key in chunk)
+    sent = sorted(key for batch in server.sent_keys("id") for key in batch)
+    assert tracked == sent
+    assert len(set(tracked)) == 4000
+    sender.close()
+
+
+def test_an_invalid_event_is_rejected_on_track_without_raising(tmp_path: Path) -> None:
+    server = Scripted(default=accepted)
+    with client(server, tmp_path).background(flush_interval=0.01) as sender:
+        key = sender.track(togai_event(1, accountId="x" * 600))
+        sender.track(togai_event(2))
+    assert sender.stats.rejected == 1 and sender.stats.delivered == 1
+    [letter] = read_dead_letters(tmp_path / "dead.jsonl")
+    assert letter.key == key
+    assert letter.reason is not None and letter.reason.startswith("event.accountId:")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("max_queue_events", 0, "max_queue_events: must be >= 1"),
+        ("max_queue_bytes", 10, "max_queue_bytes: must be at least one request body"),
+        ("on_full", "wait", "on_full: must be 'block' or 'drop'"),
+        ("flush_interval", 0, "flush_interval: must be a positive"),
+        ("workers", 0, "workers: must be between 1 and 64"),
+    ],
+)
+def test_bad_sender_options_name_the_field(option: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        client(Scripted(default=accepted)).background(**{option: value})

@@ -1,0 +1,1 @@
+"""Checks of specs/*.yaml and of the clients generated from them."""
