@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from . import __version__
 from . import _constants as C
 from .config import ClientConfig, Provider, resolve_base_url, resolve_token
-from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink
+from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink, read_dead_letters
 from .delivery import to_outcome
 from .errors import InvalidEventError
 from .outcomes import Outcome, OutcomeStatus, Report
@@ -43,6 +43,7 @@ class ClientBase:
         retry: RetryPolicy | None = None,
         dead_letter_path: str | Path | None = None,
         on_dead_letter: OutcomeCallback | None = None,
+        validate: bool = True,
     ) -> None:
         rules_type, default_events, default_bytes = PROVIDER_DEFAULTS[self.provider]
         self.config = ClientConfig(
@@ -55,7 +56,10 @@ class ClientBase:
             max_batch_bytes=default_bytes if max_batch_bytes is None else max_batch_bytes,
             retry=retry or RetryPolicy(),
         )
-        self.rules: ProviderRules = rules_type(self.config.max_batch_events, self.config.max_batch_bytes)
+        # validate=False sends events as they are and lets the provider judge them.
+        self.rules: ProviderRules = rules_type(
+            self.config.max_batch_events, self.config.max_batch_bytes, validate
+        )
         self.dead_letter_file = DeadLetterFile(dead_letter_path) if dead_letter_path is not None else None
         self.on_dead_letter = on_dead_letter
         self._stats = StatsCounter()
@@ -82,6 +86,10 @@ class ClientBase:
             raise_on_unexpected_status=True,
             httpx_args=self._httpx_args(transport),
         )
+
+    def dead_letter_events(self, path: str | Path) -> list[dict[str, Any]]:
+        """The events of a dead-letter file that belong to this provider, keys included."""
+        return [letter.event for letter in read_dead_letters(path) if letter.provider == self.provider]
 
     def _httpx_args(self, transport: Any) -> dict[str, Any]:
         args: dict[str, Any] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import httpx
+
 from lago_api.models import ApiErrorUnprocessableEntity, EventInputObject, FieldErrors, ValidationErrorDetails
 
 from ..errors import RejectedError

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import httpx
+
 from togai_api.models import Event, IngestEventResponse
 from togai_api.types import Unset
 

@@ -1,0 +1,161 @@
+"""Exactly-once delivery through the real mock server while it injects faults.
+
+Every mode (sync, background thread, asyncio) and both providers, with each fault
+kind at 20% of requests, including "stored but the response was lost", which is
+what makes a naive retry bill an event twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from billing_events import AsyncLago, AsyncTogai, Lago, OutcomeStatus, RejectedError, RetryPolicy, Togai
+from mock_server import create_app
+from mock_server.testing import serve_in_thread
+
+from .scripted import lago_event, togai_event
+
+N = 1000
+TOKEN = "test-token"
+FAULTS = ["rate_429", "rate_503", "rate_drop", "rate_lost_response"]
+# Small batches so that each run makes enough requests for the faults to bite.
+BATCH = {"togai": 40, "lago": 40}
+POLICY = RetryPolicy(max_attempts=12, deadline=60, initial_delay=0.001, max_delay=0.02, max_retry_after=0.02)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with serve_in_thread(create_app()) as url:
+        yield url
+
+
+def base_url(server: str, provider: str) -> str:
+    return f"{server}/togai" if provider == "togai" else f"{server}/lago/api/v1"
+
+
+def events(provider: str) -> list[dict[str, Any]]:
+    make = togai_event if provider == "togai" else lago_event
+    return [make(n) if provider == "togai" else make(n, transaction_id=f"eo-{n}") for n in range(N)]
+
+
+def send_sync(provider: str, url: str) -> list[tuple[str, OutcomeStatus]]:
+    cls = Togai if provider == "togai" else Lago
+    with cls(TOKEN, base_url=url, retry=POLICY, max_batch_events=BATCH[provider]) as client:
+        return [(o.key, o.status) for o in client.send(events(provider))]
+
+
+def send_background(provider: str, url: str) -> list[tuple[str, OutcomeStatus]]:
+    cls = Togai if provider == "togai" else Lago
+    outcomes: list[tuple[str, OutcomeStatus]] = []
+    with cls(TOKEN, base_url=url, retry=POLICY, max_batch_events=BATCH[provider]) as client:
+        sender = client.background(
+            flush_interval=0.01, workers=2, on_outcome=lambda o: outcomes.append((o.key, o.status))
+        )
+        for event in events(provider):
+            sender.track(event)
+        stats = sender.close(timeout=120)
+    assert stats.enqueued == N
+    assert stats.settled == N
+    return outcomes
+
+
+def send_async(provider: str, url: str) -> list[tuple[str, OutcomeStatus]]:
+    cls = AsyncTogai if provider == "togai" else AsyncLago
+
+    async def run() -> list[tuple[str, OutcomeStatus]]:
+        async with cls(
+            TOKEN, base_url=url, retry=POLICY, max_batch_events=BATCH[provider], max_in_flight=4
+        ) as client:
+            report = await client.send(events(provider))
+        return [(o.key, o.status) for o in report]
+
+    return asyncio.run(run())
+
+
+MODES = {"sync": send_sync, "background": send_background, "asyncio": send_async}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("provider", ["togai", "lago"])
+def test_every_event_is_stored_exactly_once(server: str, provider: str, mode: str, fault: str) -> None:
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    httpx.put(f"{server}/_mock/faults", json={fault: 0.2, "seed": 7, "retry_after": 1}).raise_for_status()
+
+    outcomes = MODES[mode](provider, base_url(server, provider))
+
+    httpx.put(f"{server}/_mock/faults", json={fault: 0.0}).raise_for_status()
+    stored = httpx.get(f"{server}/_mock/events/{provider}").json()
+    key_field = "id" if provider == "togai" else "transaction_id"
+    stored_keys = [event[key_field] for event in stored]
+    # N distinct events stored, each once, and they are exactly the events the report names.
+    assert len(stored_keys) == N
+    assert len(set(stored_keys)) == N
+    assert sorted(key for key, _ in outcomes) == sorted(stored_keys)
+    # The report accounts for all N, every one delivered (a duplicate is one that was already stored).
+    assert len(outcomes) == N
+    assert all(status.delivered for _, status in outcomes)
+    requests = httpx.get(f"{server}/_mock/stats").json()[provider]["requests"]
+    assert requests > N // BATCH[provider]  # the faults forced retries
+    if fault == "rate_lost_response":
+        duplicates = httpx.get(f"{server}/_mock/stats").json()[provider]["duplicates"]
+        assert duplicates > 0  # the retries re-sent stored events, and none was stored twice
+
+
+def test_lago_one_invalid_event_in_100_gives_99_delivered_and_1_rejected(server: str) -> None:
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    batch = [lago_event(n, transaction_id=f"one-bad-{n}") for n in range(100)]
+    batch[37]["timestamp"] = "2024-05-01T10:15:30Z"  # Lago wants Unix seconds: invalid_format
+    with Lago(TOKEN, base_url=base_url(server, "lago"), retry=POLICY, validate=False) as client:
+        report = client.send(batch)
+    assert report.counts[OutcomeStatus.DELIVERED] == 99
+    assert report.by_status(OutcomeStatus.REJECTED) == [report.outcomes[37]]
+    assert report.outcomes[37].reason == "timestamp: invalid_format"
+    assert httpx.get(f"{server}/_mock/stats").json()["lago"]["stored"] == 99
+
+
+def test_togai_one_invalid_event_in_100_is_rejected_through_a_207(server: str) -> None:
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    batch = [togai_event(n) for n in range(100)]
+    batch[61]["attributes"] = [{"name": "calls", "value": "three"}]
+    with Togai(TOKEN, base_url=base_url(server, "togai"), retry=POLICY, validate=False) as client:
+        report = client.send(batch)
+    assert report.counts[OutcomeStatus.DELIVERED] == 99
+    assert report.by_status(OutcomeStatus.REJECTED) == [report.outcomes[61]]
+    assert "attributes" in (report.outcomes[61].reason or "")
+    assert httpx.get(f"{server}/_mock/stats").json()["togai"]["stored"] == 99
+
+
+def test_with_validation_on_the_bad_event_never_leaves_the_process(server: str) -> None:
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    batch = [lago_event(n, transaction_id=f"local-{n}") for n in range(100)]
+    batch[5]["timestamp"] = "yesterday"
+    with Lago(TOKEN, base_url=base_url(server, "lago"), retry=POLICY) as client:
+        report = client.send(batch)
+    assert report.counts[OutcomeStatus.DELIVERED] == 99
+    assert report.outcomes[5].status is OutcomeStatus.REJECTED
+    assert (report.outcomes[5].reason or "").startswith("event.timestamp:")
+    assert httpx.get(f"{server}/_mock/stats").json()["lago"]["requests"] == 1
+
+
+def test_lago_find_event_and_estimate_fees_through_the_overlay(server: str) -> None:
+    from billing_events import NotFoundError
+
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    with Lago(TOKEN, base_url=base_url(server, "lago"), retry=POLICY) as client:
+        client.send([lago_event(1, transaction_id="txn/with slash é")])
+        found = client.find_event("txn/with slash é")
+        assert found.transaction_id == "txn/with slash é"
+        with pytest.raises(NotFoundError, match="event_not_found"):
+            client.find_event("never-sent")
+        [fee] = client.estimate_fees("seats", "sub_acme_growth", {"seats": 3})
+        assert (fee.amount_cents, fee.amount_currency, fee.units) == (3000, "USD", "3.0")
+        with pytest.raises(NotFoundError, match="subscription_not_found"):
+            client.estimate_fees("seats", "sub_nobody")
+        with pytest.raises(RejectedError, match="does_not_match_an_instant_charge"):
+            client.estimate_fees("storage_gb", "sub_acme_growth", {"gb": 1})
