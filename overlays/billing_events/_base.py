@@ -11,7 +11,6 @@ from . import __version__
 from . import _constants as C
 from .config import ClientConfig, Provider, resolve_base_url, resolve_token
 from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink, read_dead_letters
-from .delivery import to_outcome
 from .errors import InvalidEventError
 from .outcomes import Outcome, OutcomeStatus, Report
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
@@ -121,7 +120,7 @@ class ClientBase:
         def record(settled: list[Settled]) -> None:
             outcomes = []
             for item in settled:
-                outcome = to_outcome(item)
+                outcome = item.outcome()
                 slots[item.pending.seq] = outcome
                 outcomes.append(outcome)
             self.sink.record(outcomes)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+
 import lago_api
 import togai_api
 from lago_api.api.events import event_estimate_fees, find_event
@@ -62,6 +64,10 @@ class _AsyncClient(ClientBase):
             for _ in range(in_flight):
                 lanes.create_task(lane())
         return finish(slots)
+
+    async def replay(self, dead_letter_path: str | Path) -> Report:
+        """Send the events of a dead-letter file again; their keys make this safe to repeat."""
+        return await self.send(self.dead_letter_events(dead_letter_path))
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -31,7 +31,7 @@ import attrs
 from . import _constants as C
 from ._base import rejected_outcome
 from .deadletter import OutcomeCallback, OutcomeSink
-from .delivery import SyncDelivery, to_outcome
+from .delivery import SyncDelivery
 from .errors import ConfigurationError, InvalidEventError, QueueFullError, SenderClosedError
 from .outcomes import Outcome, OutcomeStatus
 from .providers import Pending, Settled
@@ -108,7 +108,7 @@ class BackgroundSender:
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._abort = threading.Event()
-        self._queue: deque[Pending] = deque()
+        self._queue: deque[tuple[str, bytes]] = deque()
         self._queued_bytes = 0
         self._accepted = 0
         self._settled = 0
@@ -133,12 +133,12 @@ class BackgroundSender:
     def track(self, event: object) -> str:
         """Queue one event and return its idempotency key. Never waits on the network."""
         try:
-            pending = self._rules.prepare(event)
+            key, payload, _ = self._rules.encode(event)
         except InvalidEventError as exc:
             log.warning("%s event rejected before sending: %s", self._rules.name, exc)
             self._sink.record([rejected_outcome(exc, event)])
             return exc.key or ""
-        size = len(pending.payload)
+        size = len(payload)
         with self._lock:
             if self._closed:
                 raise SenderClosedError("track() on a closed sender")
@@ -151,16 +151,19 @@ class BackgroundSender:
                     )
                 reason = f"queue full ({len(self._queue)} events, {self._queued_bytes} bytes)"
             else:
-                self._queue.append(pending)
+                # A tuple of str and bytes: the garbage collector stops scanning it, however long the queue.
+                self._queue.append((key, payload))
                 self._queued_bytes += size
                 self._accepted += 1
                 if not self._threads:
                     self._start_workers()
-                if len(self._queue) >= self._flush_at_events or self._queued_bytes >= self._flush_at_bytes:
+                if (
+                    len(self._queue) >= self._flush_at_events or self._queued_bytes >= self._flush_at_bytes
+                ) and not self._wake.is_set():
                     self._wake.set()
-                return pending.key
-        self._drop(pending, reason)
-        return pending.key
+                return key
+        self._drop(Pending(key, payload), reason)
+        return key
 
     def _wait_for_room(self, size: int) -> bool:
         """With the lock held: wait for room under the block policy. False when there is none."""
@@ -281,13 +284,13 @@ class BackgroundSender:
         with self._lock:
             size = self._rules._overhead
             while self._queue and len(batch) < self._rules.max_batch_events:
-                extra = len(self._queue[0].payload) + 1
+                extra = len(self._queue[0][1]) + 1
                 if batch and size + extra > self._rules.max_batch_bytes:
                     break
-                pending = self._queue.popleft()
-                self._queued_bytes -= len(pending.payload)
+                key, payload = self._queue.popleft()
+                self._queued_bytes -= len(payload)
                 size += extra
-                batch.append(pending)
+                batch.append(Pending(key, payload))
             if batch:
                 self._flying.update(batch)
                 self._changed.notify_all()
@@ -299,7 +302,7 @@ class BackgroundSender:
             mine = [item for item in settled if item.pending in self._flying]
             self._flying.difference_update(item.pending for item in mine)
         if mine:
-            self._sink.record([to_outcome(item) for item in mine])
+            self._sink.record_settled(mine)
             with self._lock:
                 self._settled += len(mine)
                 self._changed.notify_all()
@@ -307,7 +310,7 @@ class BackgroundSender:
     def _abandon(self) -> None:
         """At the close deadline: dead-letter what is still queued or in flight."""
         with self._lock:
-            queued = list(self._queue)
+            queued = [Pending(key, payload) for key, payload in self._queue]
             self._queue.clear()
             self._queued_bytes = 0
             flying = list(self._flying)

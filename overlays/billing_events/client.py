@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import httpx
+
 import lago_api
 import togai_api
 from lago_api.api.events import event_estimate_fees, find_event
@@ -64,6 +66,10 @@ class _SyncClient(ClientBase):
         for batch in self.rules.chunks(pendings):
             delivery.deliver(batch)
         return finish(slots)
+
+    def replay(self, dead_letter_path: str | Path) -> Report:
+        """Send the events of a dead-letter file again; their keys make this safe to repeat."""
+        return self.send(self.dead_letter_events(dead_letter_path))
 
     def background(self, **options: Any) -> BackgroundSender:
         """A background sender on this client: ``track()`` queues, a worker thread sends."""

@@ -13,6 +13,8 @@ import attrs
 import orjson
 
 from .outcomes import Outcome
+from .providers.base import Settled
+from .stats import StatsCounter
 
 log = logging.getLogger("billing_events")
 
@@ -87,7 +89,7 @@ class OutcomeSink:
     def __init__(
         self,
         provider: str,
-        stats: Any,
+        stats: StatsCounter,
         dead_letter_file: DeadLetterFile | None,
         on_dead_letter: OutcomeCallback | None,
         on_outcome: OutcomeCallback | None = None,
@@ -99,9 +101,19 @@ class OutcomeSink:
         self.on_outcome = on_outcome
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
-        for outcome in outcomes:
-            self.stats.settle(outcome.status)
-        dead = [outcome for outcome in outcomes if not outcome.delivered]
+        self.stats.settle(outcome.status for outcome in outcomes)
+        self._dispatch(outcomes, [outcome for outcome in outcomes if not outcome.delivered])
+
+    def record_settled(self, settled: Sequence[Settled]) -> None:
+        """Like ``record``, building outcomes only for the events somebody will look at."""
+        self.stats.settle(item.status for item in settled)
+        if self.on_outcome is not None:
+            outcomes = [item.outcome() for item in settled]
+            self._dispatch(outcomes, [outcome for outcome in outcomes if not outcome.delivered])
+        else:
+            self._dispatch([], [item.outcome() for item in settled if not item.status.delivered])
+
+    def _dispatch(self, outcomes: Sequence[Outcome], dead: Sequence[Outcome]) -> None:
         if dead and self.dead_letter_file is not None:
             try:
                 self.dead_letter_file.write(self.provider, dead)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Sequence
 import httpx
 
 from .errors import BillingEventsError, RequestTimeoutError, TransportError
-from .outcomes import Outcome, OutcomeStatus
+from .outcomes import OutcomeStatus
 from .providers import AttemptResult, Pending, ProviderRules, Settled
 from .retry import RetryableFailure, RetryPolicy
 
@@ -55,18 +55,6 @@ def transport_error(exc: BaseException) -> BillingEventsError:
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError(f"request timed out: {type(exc).__name__}")
     return TransportError(f"request failed: {type(exc).__name__}: {exc}")
-
-
-def to_outcome(settled: Settled) -> Outcome:
-    pending = settled.pending
-    return Outcome(
-        key=pending.key,
-        status=settled.status,
-        event=pending.event,
-        reason=settled.reason,
-        attempts=pending.attempts,
-        error=settled.error,
-    )
 
 
 def _failed(pendings: Sequence[Pending], error: BillingEventsError | None, why: str) -> list[Settled]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Iterable
 
 import attrs
 
@@ -49,8 +51,12 @@ class StatsCounter:
         with self._lock:
             self._counts[name] += amount
 
-    def settle(self, status: OutcomeStatus, amount: int = 1) -> None:
-        self.add(_FIELD[status], amount)
+    def settle(self, statuses: Iterable[OutcomeStatus]) -> None:
+        """Count settled events, one status each, under one lock acquisition."""
+        found = Counter(statuses)
+        with self._lock:
+            for status, amount in found.items():
+                self._counts[_FIELD[status]] += amount
 
     def snapshot(self, in_queue: int = 0) -> Stats:
         with self._lock:

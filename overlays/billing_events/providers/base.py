@@ -23,29 +23,57 @@ from ..errors import (
     RateLimitedError,
     ServerError,
 )
-from ..outcomes import OutcomeStatus
+from ..outcomes import Outcome, OutcomeStatus
 from ..retry import retry_after_seconds
 
 
 class Pending:
-    """An accepted event on its way: its key, the dict, and its serialized JSON."""
+    """An accepted event on its way: its key and its serialized JSON (the dict only when kept)."""
 
-    __slots__ = ("attempts", "event", "key", "payload", "seq")
+    __slots__ = ("_event", "attempts", "key", "payload", "seq")
 
-    def __init__(self, key: str, event: dict[str, Any], payload: bytes, seq: int = 0) -> None:
+    def __init__(self, key: str, payload: bytes, event: dict[str, Any] | None = None, seq: int = 0) -> None:
         self.key = key
-        self.event = event
         self.payload = payload
+        self._event = event
         self.seq = seq
         self.attempts = 0
 
+    @property
+    def event(self) -> dict[str, Any]:
+        """The event as sent; re-read from its JSON when the dict was not kept."""
+        if self._event is None:
+            self._event = orjson.loads(self.payload)
+        return self._event
 
-@attrs.frozen
+
 class Settled:
-    pending: Pending
-    status: OutcomeStatus
-    reason: str | None = None
-    error: BillingEventsError | None = None
+    """How one event ended; turned into an ``Outcome`` only when somebody will look at it."""
+
+    __slots__ = ("error", "pending", "reason", "status")
+
+    def __init__(
+        self,
+        pending: Pending,
+        status: OutcomeStatus,
+        reason: str | None = None,
+        error: BillingEventsError | None = None,
+    ) -> None:
+        self.pending = pending
+        self.status = status
+        self.reason = reason
+        self.error = error
+
+    def outcome(self) -> Outcome:
+        pending = self.pending
+        return Outcome(
+            key=pending.key,
+            status=self.status,
+            event=pending.event,
+            reason=self.reason,
+            attempts=pending.attempts,
+            error=self.error,
+        )
 
 
 @attrs.define
@@ -67,23 +95,22 @@ class AttemptResult:
     retry_after: float | None = None
 
 
-class _KeyFactory:
-    """Unique keys, cheap enough for the caller's thread: a random per-process prefix and a counter."""
-
-    def __init__(self) -> None:
-        self.reseed()
-        os.register_at_fork(after_in_child=self.reseed)
-
-    def reseed(self) -> None:
-        # A forked child must never mint the parent's keys.
-        self._prefix = os.urandom(9).hex()
-        self._counter = itertools.count(1)
-
-    def __call__(self) -> str:
-        return f"{self._prefix}-{next(self._counter)}"
+def _reseed_keys() -> None:
+    """A random per-process prefix and a counter: unique keys, cheap enough for the caller's thread."""
+    global _key_prefix, _key_counter
+    _key_prefix = os.urandom(9).hex()
+    _key_counter = itertools.count(1)
 
 
-new_key = _KeyFactory()
+_key_prefix = ""
+_key_counter = itertools.count(1)
+_reseed_keys()
+# A forked child must never mint the parent's keys.
+os.register_at_fork(after_in_child=_reseed_keys)
+
+
+def new_key() -> str:
+    return f"{_key_prefix}-{next(_key_counter)}"
 
 
 def load_validator(provider: str, definition: str) -> jsonschema_rs.Validator:
@@ -158,6 +185,11 @@ class ProviderRules:
 
     def prepare(self, event: object, seq: int = 0) -> Pending:
         """Copy, key, validate and serialize one event; raise InvalidEventError if it breaks the spec."""
+        key, payload, data = self.encode(event)
+        return Pending(key, payload, data, seq)
+
+    def encode(self, event: object) -> tuple[str, bytes, dict[str, Any]]:
+        """The event's key, its JSON and the keyed copy; raise InvalidEventError if it breaks the spec."""
         data = self.as_dict(event)
         key = data.get(self.key_field)
         if key is None:
@@ -166,7 +198,9 @@ class ProviderRules:
         if failure is not None:
             raise InvalidEventError(*failure, key=_printable(key), event=data)
         try:
-            payload = orjson.dumps(data)
+            # orjson's result keeps its over-sized buffer; an exact copy lets that buffer be reused
+            # at once, which keeps a long queue of payloads from touching fresh memory on every call.
+            payload = bytes(memoryview(orjson.dumps(data)))
         except TypeError as exc:
             raise InvalidEventError(
                 "event", f"is not JSON-serializable: {exc}", key=key, event=data
@@ -174,7 +208,7 @@ class ProviderRules:
         if len(payload) + self._overhead > self.max_batch_bytes:
             rule = f"is {len(payload)} bytes; a request body holds at most {self.max_batch_bytes}"
             raise InvalidEventError("event", rule, key=key, event=data)
-        return Pending(key if isinstance(key, str) else repr(key), data, payload, seq)
+        return (key if isinstance(key, str) else repr(key)), payload, data
 
     # -- batching ---------------------------------------------------------
 
