@@ -15,6 +15,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .aio import AsyncLago, AsyncTogai
+from .aio_background import AsyncBackgroundSender
 from .background import BackgroundSender
 from .client import Lago, Togai
 from .config import ENDPOINTS, Secret
@@ -41,6 +42,7 @@ from .stats import Stats
 __all__ = [
     "ENDPOINTS",
     "APIError",
+    "AsyncBackgroundSender",
     "AsyncLago",
     "AsyncTogai",
     "AuthError",

@@ -17,6 +17,7 @@ from lago_api.types import Response
 
 from . import _constants as C
 from ._base import ClientBase, finish
+from .aio_background import AsyncBackgroundSender
 from .client import estimate_body
 from .config import Provider
 from .delivery import AsyncDelivery
@@ -64,6 +65,10 @@ class _AsyncClient(ClientBase):
             for _ in range(in_flight):
                 lanes.create_task(lane())
         return finish(slots)
+
+    def background(self, **options: Any) -> AsyncBackgroundSender:
+        """A background sender on this loop: ``track()`` queues, a task sends with requests in flight."""
+        return AsyncBackgroundSender(self, **options)
 
     async def replay(self, dead_letter_path: str | Path) -> Report:
         """Send the events of a dead-letter file again; their keys make this safe to repeat."""

@@ -23,7 +23,6 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -35,6 +34,7 @@ from .delivery import SyncDelivery
 from .errors import ConfigurationError, InvalidEventError, QueueFullError, SenderClosedError
 from .outcomes import Outcome, OutcomeStatus
 from .providers import Pending, Settled
+from .queueing import EventQueue, SenderOptions
 from .stats import Stats, StatsCounter
 
 if TYPE_CHECKING:
@@ -43,11 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("billing_events")
 
 QueueFullPolicy = Literal["block", "drop"]
-
-
-def _require(condition: bool, field: str, rule: str) -> None:
-    if not condition:
-        raise ConfigurationError(f"{field}: {rule}")
 
 
 def _seconds(value: float) -> bool:
@@ -71,19 +66,22 @@ class BackgroundSender:
         on_outcome: OutcomeCallback | None = None,
         on_drop: OutcomeCallback | None = None,
     ) -> None:
-        _require(
-            isinstance(max_queue_events, int) and max_queue_events >= 1, "max_queue_events", "must be >= 1"
+        options = SenderOptions(
+            max_queue_events=max_queue_events,
+            max_queue_bytes=max_queue_bytes,
+            on_full=on_full,
+            block_timeout=block_timeout,
+            flush_interval=flush_interval,
+            flush_at_events=flush_at_events,
+            flush_at_bytes=flush_at_bytes,
         )
-        _require(
-            isinstance(max_queue_bytes, int) and max_queue_bytes >= client.rules.max_batch_bytes,
-            "max_queue_bytes",
-            f"must be at least one request body ({client.rules.max_batch_bytes} bytes)",
-        )
-        _require(on_full in ("block", "drop"), "on_full", "must be 'block' or 'drop'")
-        _require(_seconds(block_timeout), "block_timeout", "must be a positive, finite number of seconds")
-        _require(_seconds(flush_interval), "flush_interval", "must be a positive, finite number of seconds")
-        _require(_seconds(atexit_timeout), "atexit_timeout", "must be a positive, finite number of seconds")
-        _require(isinstance(workers, int) and 1 <= workers <= 64, "workers", "must be between 1 and 64")
+        options.check(client.rules)
+        if not (isinstance(workers, int) and 1 <= workers <= 64):
+            raise ConfigurationError(f"workers: must be between 1 and 64, got {workers!r}")
+        if not _seconds(atexit_timeout):
+            raise ConfigurationError(
+                f"atexit_timeout: must be a positive, finite number of seconds, got {atexit_timeout!r}"
+            )
         self._client = client
         self._rules = client.rules
         self._max_events = max_queue_events
@@ -91,8 +89,8 @@ class BackgroundSender:
         self._on_full = on_full
         self._block_timeout = block_timeout
         self._flush_interval = flush_interval
-        self._flush_at_events = min(flush_at_events or client.rules.max_batch_events, max_queue_events)
-        self._flush_at_bytes = min(flush_at_bytes or client.rules.max_batch_bytes, max_queue_bytes)
+        self._flush_at_events = options.events_trigger(client.rules)
+        self._flush_at_bytes = options.bytes_trigger(client.rules)
         self._workers = workers
         self._atexit_timeout = atexit_timeout
         self._on_outcome = on_outcome
@@ -108,8 +106,7 @@ class BackgroundSender:
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._abort = threading.Event()
-        self._queue: deque[tuple[str, bytes]] = deque()
-        self._queued_bytes = 0
+        self._queue = EventQueue(self._rules, self._max_events, self._max_bytes)
         self._accepted = 0
         self._settled = 0
         self._flying: set[Pending] = set()
@@ -142,23 +139,20 @@ class BackgroundSender:
         with self._lock:
             if self._closed:
                 raise SenderClosedError("track() on a closed sender")
-            full = len(self._queue) >= self._max_events or self._queued_bytes + size > self._max_bytes
-            if full and not self._wait_for_room(size):
+            if not self._queue.has_room(size) and not self._wait_for_room(size):
                 if self._on_full == "block":
                     raise QueueFullError(
                         f"the queue stayed full for {self._block_timeout}s "
-                        f"({len(self._queue)} events, {self._queued_bytes} bytes)"
+                        f"({len(self._queue)} events, {self._queue.bytes} bytes)"
                     )
-                reason = f"queue full ({len(self._queue)} events, {self._queued_bytes} bytes)"
+                reason = f"queue full ({len(self._queue)} events, {self._queue.bytes} bytes)"
             else:
-                # A tuple of str and bytes: the garbage collector stops scanning it, however long the queue.
-                self._queue.append((key, payload))
-                self._queued_bytes += size
+                self._queue.push(key, payload)
                 self._accepted += 1
                 if not self._threads:
                     self._start_workers()
                 if (
-                    len(self._queue) >= self._flush_at_events or self._queued_bytes >= self._flush_at_bytes
+                    len(self._queue) >= self._flush_at_events or self._queue.bytes >= self._flush_at_bytes
                 ) and not self._wake.is_set():
                     self._wake.set()
                 return key
@@ -171,7 +165,7 @@ class BackgroundSender:
             return False
         self._wake.set()
         deadline = time.monotonic() + self._block_timeout
-        while len(self._queue) >= self._max_events or self._queued_bytes + size > self._max_bytes:
+        while not self._queue.has_room(size):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closed:
                 return False
@@ -280,17 +274,8 @@ class BackgroundSender:
                         return
 
     def _take_batch(self) -> list[Pending]:
-        batch: list[Pending] = []
         with self._lock:
-            size = self._rules._overhead
-            while self._queue and len(batch) < self._rules.max_batch_events:
-                extra = len(self._queue[0][1]) + 1
-                if batch and size + extra > self._rules.max_batch_bytes:
-                    break
-                key, payload = self._queue.popleft()
-                self._queued_bytes -= len(payload)
-                size += extra
-                batch.append(Pending(key, payload))
+            batch = self._queue.take_batch()
             if batch:
                 self._flying.update(batch)
                 self._changed.notify_all()
@@ -310,9 +295,7 @@ class BackgroundSender:
     def _abandon(self) -> None:
         """At the close deadline: dead-letter what is still queued or in flight."""
         with self._lock:
-            queued = [Pending(key, payload) for key, payload in self._queue]
-            self._queue.clear()
-            self._queued_bytes = 0
+            queued = self._queue.drain()
             flying = list(self._flying)
             self._flying.clear()
         outcomes = [

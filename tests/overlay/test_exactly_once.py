@@ -77,7 +77,33 @@ def send_async(provider: str, url: str) -> list[tuple[str, OutcomeStatus]]:
     return asyncio.run(run())
 
 
-MODES = {"sync": send_sync, "background": send_background, "asyncio": send_async}
+def send_async_background(provider: str, url: str) -> list[tuple[str, OutcomeStatus]]:
+    cls = AsyncTogai if provider == "togai" else AsyncLago
+    outcomes: list[tuple[str, OutcomeStatus]] = []
+
+    async def run() -> None:
+        async with cls(
+            TOKEN, base_url=url, retry=POLICY, max_batch_events=BATCH[provider], max_in_flight=4
+        ) as client:
+            sender = client.background(
+                flush_interval=0.01, on_outcome=lambda o: outcomes.append((o.key, o.status))
+            )
+            for event in events(provider):
+                sender.track(event)
+            stats = await sender.close(timeout=120)
+        assert stats.enqueued == N
+        assert stats.settled == N
+
+    asyncio.run(run())
+    return outcomes
+
+
+MODES = {
+    "sync": send_sync,
+    "background": send_background,
+    "asyncio": send_async,
+    "asyncio-background": send_async_background,
+}
 
 
 @pytest.mark.parametrize("fault", FAULTS)

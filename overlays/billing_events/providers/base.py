@@ -152,7 +152,7 @@ class ProviderRules:
         self.max_batch_bytes = max_batch_bytes
         self._validator = load_validator(self.name, self.event_definition)
         self._prefix = b'{"' + self.batch_key + b'":['
-        self._overhead = len(self._prefix) + 2
+        self.envelope_bytes = len(self._prefix) + 2
 
     # -- preparing events -------------------------------------------------
 
@@ -205,7 +205,7 @@ class ProviderRules:
             raise InvalidEventError(
                 "event", f"is not JSON-serializable: {exc}", key=key, event=data
             ) from None
-        if len(payload) + self._overhead > self.max_batch_bytes:
+        if len(payload) + self.envelope_bytes > self.max_batch_bytes:
             rule = f"is {len(payload)} bytes; a request body holds at most {self.max_batch_bytes}"
             raise InvalidEventError("event", rule, key=key, event=data)
         return (key if isinstance(key, str) else repr(key)), payload, data
@@ -215,12 +215,12 @@ class ProviderRules:
     def chunks(self, pendings: Sequence[Pending]) -> Iterator[list[Pending]]:
         """Split into request-sized batches by count and by serialized bytes."""
         batch: list[Pending] = []
-        size = self._overhead
+        size = self.envelope_bytes
         for pending in pendings:
             extra = len(pending.payload) + 1
             if batch and (len(batch) >= self.max_batch_events or size + extra > self.max_batch_bytes):
                 yield batch
-                batch, size = [], self._overhead
+                batch, size = [], self.envelope_bytes
             batch.append(pending)
             size += extra
         if batch:

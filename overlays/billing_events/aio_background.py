@@ -1,0 +1,286 @@
+"""The asyncio background sender: ``track()`` queues, a task sends with several requests in flight.
+
+It lives on one event loop: call ``track()`` from that loop's thread. ``track()``
+never awaits; with ``on_full="block"`` a full queue raises ``QueueFullError`` at
+once, and ``await atrack(event)`` waits up to ``block_timeout`` for room instead.
+Use it as ``async with``: an event loop cannot run at interpreter exit, so
+``close()`` is the way queued events get out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from . import _constants as C
+from ._base import rejected_outcome
+from .deadletter import OutcomeCallback, OutcomeSink
+from .delivery import AsyncDelivery
+from .errors import ConfigurationError, InvalidEventError, QueueFullError, SenderClosedError
+from .outcomes import Outcome, OutcomeStatus
+from .providers import Pending, Settled
+from .queueing import EventQueue, SenderOptions
+from .stats import Stats, StatsCounter
+
+if TYPE_CHECKING:
+    from .aio import _AsyncClient
+
+log = logging.getLogger("billing_events")
+
+
+class AsyncBackgroundSender:
+    def __init__(
+        self,
+        client: _AsyncClient,
+        *,
+        max_queue_events: int = C.DEFAULT_MAX_QUEUE_EVENTS,
+        max_queue_bytes: int = C.DEFAULT_MAX_QUEUE_BYTES,
+        on_full: Literal["block", "drop"] = "block",
+        block_timeout: float = C.DEFAULT_BLOCK_TIMEOUT,
+        flush_interval: float = C.DEFAULT_FLUSH_INTERVAL,
+        flush_at_events: int | None = None,
+        flush_at_bytes: int | None = None,
+        max_in_flight: int | None = None,
+        on_outcome: OutcomeCallback | None = None,
+        on_drop: OutcomeCallback | None = None,
+    ) -> None:
+        self._options = SenderOptions(
+            max_queue_events=max_queue_events,
+            max_queue_bytes=max_queue_bytes,
+            on_full=on_full,
+            block_timeout=block_timeout,
+            flush_interval=flush_interval,
+            flush_at_events=flush_at_events,
+            flush_at_bytes=flush_at_bytes,
+        )
+        self._options.check(client.rules)
+        in_flight = client.max_in_flight if max_in_flight is None else max_in_flight
+        if not (isinstance(in_flight, int) and 1 <= in_flight <= 256):
+            raise ConfigurationError(f"max_in_flight: must be an integer from 1 to 256, got {in_flight!r}")
+        self._client = client
+        self._rules = client.rules
+        self._in_flight = in_flight
+        self._flush_at_events = self._options.events_trigger(client.rules)
+        self._flush_at_bytes = self._options.bytes_trigger(client.rules)
+        self._on_drop = on_drop
+        self._queue = EventQueue(client.rules, max_queue_events, max_queue_bytes)
+        self._counter = StatsCounter()
+        self._sink = OutcomeSink(
+            client.rules.name, self._counter, client.dead_letter_file, client.on_dead_letter, on_outcome
+        )
+        self._accepted = 0
+        self._settled = 0
+        self._flying: set[Pending] = set()
+        self._closed = False
+        self._runner: asyncio.Task[None] | None = None
+        self._lanes: set[asyncio.Task[None]] = set()
+        # Created on first use, inside the running loop.
+        self._wake: asyncio.Event | None = None
+        self._changed: asyncio.Condition | None = None
+
+    # -- the caller's side ------------------------------------------------
+
+    def track(self, event: object) -> str:
+        """Queue one event and return its idempotency key. Never awaits."""
+        key, payload = self._encode(event)
+        if not payload:
+            return key
+        if not self._queue.has_room(len(payload)):
+            self._refuse(key, payload)
+            return key
+        self._push(key, payload)
+        return key
+
+    async def atrack(self, event: object) -> str:
+        """Like ``track()``, but waits up to ``block_timeout`` for room in a full queue."""
+        key, payload = self._encode(event)
+        if not payload:
+            return key
+        if not self._queue.has_room(len(payload)) and self._options.on_full == "block":
+            _, changed = self._events()
+            self._nudge()
+            try:
+                async with changed:
+                    await asyncio.wait_for(
+                        changed.wait_for(lambda: self._closed or self._queue.has_room(len(payload))),
+                        self._options.block_timeout,
+                    )
+            except TimeoutError:
+                pass
+        if self._closed:
+            raise SenderClosedError("track() on a closed sender")
+        if not self._queue.has_room(len(payload)):
+            self._refuse(key, payload)
+            return key
+        self._push(key, payload)
+        return key
+
+    def _encode(self, event: object) -> tuple[str, bytes]:
+        if self._closed:
+            raise SenderClosedError("track() on a closed sender")
+        try:
+            key, payload, _ = self._rules.encode(event)
+        except InvalidEventError as exc:
+            log.warning("%s event rejected before sending: %s", self._rules.name, exc)
+            self._sink.record([rejected_outcome(exc, event)])
+            return exc.key or "", b""
+        return key, payload
+
+    def _push(self, key: str, payload: bytes) -> None:
+        self._queue.push(key, payload)
+        self._accepted += 1
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+        if len(self._queue) >= self._flush_at_events or self._queue.bytes >= self._flush_at_bytes:
+            self._nudge()
+
+    def _refuse(self, key: str, payload: bytes) -> None:
+        if self._options.on_full == "block":
+            raise QueueFullError(f"the queue is full ({len(self._queue)} events, {self._queue.bytes} bytes)")
+        reason = f"queue full ({len(self._queue)} events, {self._queue.bytes} bytes)"
+        outcome = Outcome(
+            key=key, status=OutcomeStatus.DROPPED, event=Pending(key, payload).event, reason=reason
+        )
+        self._sink.record([outcome])
+        if self._on_drop is not None:
+            try:
+                self._on_drop(outcome)
+            except Exception:
+                log.exception("on_drop callback failed for event %s", key)
+
+    @property
+    def stats(self) -> Stats:
+        return attrs.evolve(self._counter.snapshot(in_queue=len(self._queue)), enqueued=self._accepted)
+
+    async def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
+        """Send everything queued so far; True when it all settled within ``timeout``."""
+        target = self._accepted
+        _, changed = self._events()
+        self._nudge()
+        try:
+            async with changed:
+                await asyncio.wait_for(changed.wait_for(lambda: self._settled >= target), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> Stats:
+        """Stop accepting events, deliver what is queued within ``timeout``, dead-letter the rest."""
+        if self._closed:
+            return self.stats
+        self._closed = True
+        self._nudge()
+        if self._runner is not None:
+            done, _ = await asyncio.wait({self._runner}, timeout=timeout)
+            if not done:
+                await self._abandon()
+        stats = self.stats
+        log.info("%s sender closed: %s", self._rules.name, stats)
+        return stats
+
+    async def __aenter__(self) -> AsyncBackgroundSender:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncBackgroundSender({self._client!r}, in_queue={len(self._queue)})"
+
+    # -- the sending side -------------------------------------------------
+
+    def _events(self) -> tuple[asyncio.Event, asyncio.Condition]:
+        if self._wake is None or self._changed is None:
+            self._wake, self._changed = asyncio.Event(), asyncio.Condition()
+        return self._wake, self._changed
+
+    def _nudge(self) -> None:
+        self._events()[0].set()
+
+    async def _run(self) -> None:
+        wake, _ = self._events()
+        delivery = AsyncDelivery(
+            self._rules, self._client.http, self._client.config.retry, self._record, self._count_retry
+        )
+        lanes = asyncio.Semaphore(self._in_flight)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), self._options.flush_interval)
+            wake.clear()
+            while self._queue:
+                await lanes.acquire()  # a batch leaves the queue only when a lane can send it
+                batch = self._queue.take_batch()
+                self._flying.update(batch)
+                await self._announce()
+                lane = asyncio.get_running_loop().create_task(self._deliver(delivery, batch, lanes))
+                self._lanes.add(lane)
+                lane.add_done_callback(self._lanes.discard)
+            if self._closed and not self._queue:
+                if self._lanes:
+                    await asyncio.wait(set(self._lanes))
+                return
+
+    async def _deliver(self, delivery: AsyncDelivery, batch: list[Pending], lanes: asyncio.Semaphore) -> None:
+        try:
+            await delivery.deliver(batch)
+        except Exception as exc:
+            log.exception("%s delivery failed unexpectedly", self._rules.name)
+            self._record([Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch])
+        finally:
+            lanes.release()
+            await self._announce()
+
+    def _record(self, settled: list[Settled]) -> None:
+        # An event abandoned by close() was already reported; a late answer must not count twice.
+        mine = [item for item in settled if item.pending in self._flying]
+        self._flying.difference_update(item.pending for item in mine)
+        if mine:
+            self._sink.record_settled(mine)
+            self._settled += len(mine)
+
+    async def _announce(self) -> None:
+        _, changed = self._events()
+        async with changed:
+            changed.notify_all()
+
+    async def _abandon(self) -> None:
+        """At the close deadline: stop sending, dead-letter what is still queued or in flight."""
+        if self._runner is not None:
+            self._runner.cancel()
+        for lane in list(self._lanes):
+            lane.cancel()
+        queued = self._queue.drain()
+        flying = list(self._flying)
+        self._flying.clear()
+        outcomes = [
+            Outcome(
+                key=p.key,
+                status=OutcomeStatus.FAILED,
+                event=p.event,
+                reason="close deadline passed while queued",
+            )
+            for p in queued
+        ] + [
+            Outcome(
+                key=p.key,
+                status=OutcomeStatus.UNKNOWN,
+                event=p.event,
+                reason="close deadline passed while the request was in flight",
+                attempts=p.attempts,
+            )
+            for p in flying
+        ]
+        if outcomes:
+            log.warning(
+                "%s sender: %d events not settled by the close deadline", self._rules.name, len(outcomes)
+            )
+            self._sink.record(outcomes)
+            self._settled += len(outcomes)
+        await self._announce()
+
+    def _count_retry(self, amount: int) -> None:
+        self._counter.add("retried", amount)

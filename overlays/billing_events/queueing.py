@@ -1,0 +1,99 @@
+"""The bounded event queue both background senders use; its owner does the locking."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Literal
+
+import attrs
+
+from . import _constants as C
+from .errors import ConfigurationError
+from .providers import Pending, ProviderRules
+
+
+class EventQueue:
+    """Serialized events waiting to be sent, bounded by count and by bytes."""
+
+    def __init__(self, rules: ProviderRules, max_events: int, max_bytes: int) -> None:
+        self.rules = rules
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        # (key, payload) tuples of str and bytes: the garbage collector stops scanning them.
+        self._items: deque[tuple[str, bytes]] = deque()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def has_room(self, size: int) -> bool:
+        return len(self._items) < self.max_events and self.bytes + size <= self.max_bytes
+
+    def push(self, key: str, payload: bytes) -> None:
+        self._items.append((key, payload))
+        self.bytes += len(payload)
+
+    def take_batch(self) -> list[Pending]:
+        """The next request's worth of events, within the provider's count and byte limits."""
+        rules = self.rules
+        items = self._items
+        batch: list[Pending] = []
+        size = rules.envelope_bytes
+        while items and len(batch) < rules.max_batch_events:
+            extra = len(items[0][1]) + 1
+            if batch and size + extra > rules.max_batch_bytes:
+                break
+            key, payload = items.popleft()
+            self.bytes -= len(payload)
+            size += extra
+            batch.append(Pending(key, payload))
+        return batch
+
+    def drain(self) -> list[Pending]:
+        batch = [Pending(key, payload) for key, payload in self._items]
+        self._items.clear()
+        self.bytes = 0
+        return batch
+
+
+def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+        raise ConfigurationError(
+            f"{attribute.name}: must be a positive, finite number of seconds, got {value!r}"
+        )
+
+
+def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not (isinstance(value, int) and value >= 1):
+        raise ConfigurationError(f"{attribute.name}: must be >= 1, got {value!r}")
+
+
+def _policy(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in ("block", "drop"):
+        raise ConfigurationError(f"{attribute.name}: must be 'block' or 'drop', got {value!r}")
+
+
+@attrs.frozen
+class SenderOptions:
+    """Queue bounds and flush triggers of a background sender, checked where they are written."""
+
+    max_queue_events: int = attrs.field(default=C.DEFAULT_MAX_QUEUE_EVENTS, validator=_at_least_one)
+    max_queue_bytes: int = attrs.field(default=C.DEFAULT_MAX_QUEUE_BYTES, validator=_at_least_one)
+    on_full: Literal["block", "drop"] = attrs.field(default="block", validator=_policy)
+    block_timeout: float = attrs.field(default=C.DEFAULT_BLOCK_TIMEOUT, validator=_positive_seconds)
+    flush_interval: float = attrs.field(default=C.DEFAULT_FLUSH_INTERVAL, validator=_positive_seconds)
+    flush_at_events: int | None = None
+    flush_at_bytes: int | None = None
+
+    def check(self, rules: ProviderRules) -> None:
+        if self.max_queue_bytes < rules.max_batch_bytes:
+            raise ConfigurationError(
+                f"max_queue_bytes: must be at least one request body ({rules.max_batch_bytes} bytes)"
+            )
+
+    def events_trigger(self, rules: ProviderRules) -> int:
+        return min(self.flush_at_events or rules.max_batch_events, self.max_queue_events)
+
+    def bytes_trigger(self, rules: ProviderRules) -> int:
+        return min(self.flush_at_bytes or rules.max_batch_bytes, self.max_queue_bytes)

@@ -1,0 +1,148 @@
+"""The asyncio background sender: same contract as the thread sender, on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from billing_events import (
+    AsyncTogai,
+    OutcomeStatus,
+    QueueFullError,
+    RetryPolicy,
+    SenderClosedError,
+    read_dead_letters,
+)
+
+from .scripted import togai_event
+
+POLICY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01)
+
+
+class AsyncGate:
+    """Holds every request until the test opens the gate; counts the requests in flight."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.keys: list[str] = []
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.open.wait()
+        finally:
+            self.in_flight -= 1
+        self.keys += [event["id"] for event in __import__("json").loads(request.content)["events"]]
+        return httpx.Response(202, json={"success": True})
+
+
+def client(gate: AsyncGate, tmp_path: Path | None = None, **options: object) -> AsyncTogai:
+    return AsyncTogai(
+        "t",
+        base_url="http://togai.local",
+        transport=httpx.MockTransport(gate.handle),
+        retry=POLICY,
+        dead_letter_path=tmp_path / "dead.jsonl" if tmp_path else None,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_track_flush_and_requests_in_flight() -> None:
+    async def run() -> None:
+        gate = AsyncGate()
+        async with client(gate, max_batch_events=10) as togai:
+            sender = togai.background(flush_interval=0.01, max_in_flight=4)
+            keys = [sender.track(togai_event(n)) for n in range(100)]
+            assert await sender.flush(0.05) is False  # the gate holds every request
+            assert gate.most_in_flight == 4
+            gate.open.set()
+            assert await sender.flush(10) is True
+            assert sorted(gate.keys) == sorted(keys)
+            stats = await sender.close()
+            assert (stats.enqueued, stats.delivered, stats.in_queue) == (100, 100, 0)
+
+    asyncio.run(run())
+
+
+def test_drop_policy_dead_letters_and_counts(tmp_path: Path) -> None:
+    async def run() -> None:
+        gate = AsyncGate()
+        dropped: list[str] = []
+        async with client(gate, tmp_path) as togai:
+            sender = togai.background(
+                max_queue_events=5,
+                on_full="drop",
+                on_drop=lambda o: dropped.append(o.key),
+                flush_interval=3600,
+            )
+            keys = [sender.track(togai_event(n)) for n in range(8)]
+            assert dropped == keys[5:]
+            gate.open.set()
+            stats = await sender.close(10)
+            assert (stats.delivered, stats.dropped) == (5, 3)
+        assert [letter.key for letter in read_dead_letters(tmp_path / "dead.jsonl")] == keys[5:]
+
+    asyncio.run(run())
+
+
+def test_block_policy_raises_at_once_and_atrack_waits_for_room() -> None:
+    async def run() -> None:
+        gate = AsyncGate()
+        async with client(gate) as togai:
+            sender = togai.background(
+                max_queue_events=2, on_full="block", block_timeout=5, flush_interval=3600
+            )
+            sender.track(togai_event(0))
+            sender.track(togai_event(1))
+            with pytest.raises(QueueFullError):
+                sender.track(togai_event(2))
+            waiting = asyncio.create_task(sender.atrack(togai_event(3)))
+            await asyncio.sleep(0)
+            assert not waiting.done()
+            gate.open.set()  # the worker takes the queued batch, which makes room
+            await asyncio.wait_for(waiting, 10)
+            assert await sender.flush(10)
+            assert sender.stats.delivered == 3
+            await sender.close()
+
+    asyncio.run(run())
+
+
+def test_close_deadline_accounts_for_every_event(tmp_path: Path) -> None:
+    async def run() -> None:
+        gate = AsyncGate()
+        async with client(gate, tmp_path, max_batch_events=5) as togai:
+            sender = togai.background(flush_interval=0.01, max_in_flight=1)
+            for n in range(20):
+                sender.track(togai_event(n))
+            await asyncio.sleep(0.05)
+            stats = await sender.close(timeout=0.1)
+            assert stats.unknown == 5  # the one batch in flight
+            assert stats.failed == 15
+            assert stats.settled == stats.enqueued == 20
+            with pytest.raises(SenderClosedError):
+                sender.track(togai_event(99))
+        statuses = sorted(letter.status for letter in read_dead_letters(tmp_path / "dead.jsonl"))
+        assert statuses == ["failed"] * 15 + ["unknown"] * 5
+
+    asyncio.run(run())
+
+
+def test_invalid_event_is_rejected_without_raising() -> None:
+    async def run() -> None:
+        gate = AsyncGate()
+        gate.open.set()
+        async with client(gate) as togai, togai.background(flush_interval=0.01) as sender:
+            sender.track({"schemaName": "x"})
+            sender.track(togai_event(1))
+        assert sender.stats.rejected == 1
+        assert sender.stats.delivered == 1
+        assert OutcomeStatus.REJECTED.value == "rejected"
+
+    asyncio.run(run())
