@@ -11,9 +11,11 @@ from . import __version__
 from . import _constants as C
 from .config import ClientConfig, Provider, resolve_base_url, resolve_token
 from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink, read_dead_letters
+from .delivery import Recorder
 from .errors import InvalidEventError
 from .outcomes import Outcome, OutcomeStatus, Report
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
+from .providers.base import delivered_outcome
 from .retry import RetryPolicy
 from .stats import Stats, StatsCounter
 
@@ -98,9 +100,9 @@ class ClientBase:
             args["limits"] = _limits()
         return args
 
-    def _admit(self, events: Iterable[object]) -> tuple[list[Outcome | None], list[Pending]]:
+    def _admit(self, events: Iterable[object]) -> tuple[list[Slot], list[Pending]]:
         """Prepare events for ``send()``: slots for the report, and the events that go out."""
-        slots: list[Outcome | None] = []
+        slots: list[Slot] = []
         pendings: list[Pending] = []
         rejected: list[Outcome] = []
         for seq, event in enumerate(events):
@@ -116,14 +118,13 @@ class ClientBase:
             self.sink.record(rejected)
         return slots, pendings
 
-    def _recorder(self, slots: list[Outcome | None]) -> Any:
-        def record(settled: list[Settled]) -> None:
-            outcomes = []
+    def _recorder(self, slots: list[Slot]) -> Recorder:
+        def record(delivered: list[Pending], settled: list[Settled]) -> None:
+            for pending in delivered:
+                slots[pending.seq] = pending
             for item in settled:
-                outcome = item.outcome()
-                slots[item.pending.seq] = outcome
-                outcomes.append(outcome)
-            self.sink.record(outcomes)
+                slots[item.pending.seq] = item
+            self.sink.record_settled(delivered, settled)
 
         return record
 
@@ -136,11 +137,28 @@ def rejected_outcome(exc: InvalidEventError, event: object) -> Outcome:
     return Outcome(key=exc.key or "", status=OutcomeStatus.REJECTED, event=data, reason=str(exc), error=exc)
 
 
-def finish(slots: list[Outcome | None]) -> Report:
-    missing = [index for index, outcome in enumerate(slots) if outcome is None]
-    if missing:
-        raise AssertionError(f"events {missing[:10]} were never settled")  # a bug, never a silent loss
-    return Report(tuple(outcome for outcome in slots if outcome is not None))
+# A report slot: still pending (None), delivered (its Pending), settled otherwise, or refused locally.
+Slot = Pending | Settled | Outcome | None
+
+
+def finish(slots: list[Slot]) -> Report:
+    """The report of a ``send()``; outcomes are built from the slots when first read."""
+    statuses: list[OutcomeStatus] = []
+    for index, slot in enumerate(slots):
+        if slot is None:
+            raise AssertionError(f"event {index} was never settled")  # a bug, never a silent loss
+        statuses.append(OutcomeStatus.DELIVERED if isinstance(slot, Pending) else slot.status)
+
+    def make(index: int) -> Outcome:
+        slot = slots[index]
+        if isinstance(slot, Pending):
+            return delivered_outcome(slot)
+        if isinstance(slot, Settled):
+            return slot.outcome()
+        assert slot is not None
+        return slot
+
+    return Report.lazy(statuses, make)
 
 
 def _limits() -> Any:

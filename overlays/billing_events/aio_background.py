@@ -123,7 +123,7 @@ class AsyncBackgroundSender:
         if self._closed:
             raise SenderClosedError("track() on a closed sender")
         try:
-            key, payload, _ = self._rules.encode(event)
+            key, payload = self._rules.encode(event)
         except InvalidEventError as exc:
             log.warning("%s event rejected before sending: %s", self._rules.name, exc)
             self._sink.record([rejected_outcome(exc, event)])
@@ -229,18 +229,21 @@ class AsyncBackgroundSender:
             await delivery.deliver(batch)
         except Exception as exc:
             log.exception("%s delivery failed unexpectedly", self._rules.name)
-            self._record([Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch])
+            self._record([], [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch])
         finally:
             lanes.release()
             await self._announce()
 
-    def _record(self, settled: list[Settled]) -> None:
+    def _record(self, delivered: list[Pending], settled: list[Settled]) -> None:
         # An event abandoned by close() was already reported; a late answer must not count twice.
-        mine = [item for item in settled if item.pending in self._flying]
-        self._flying.difference_update(item.pending for item in mine)
-        if mine:
-            self._sink.record_settled(mine)
-            self._settled += len(mine)
+        flying = self._flying
+        delivered = [pending for pending in delivered if pending in flying]
+        settled = [item for item in settled if item.pending in flying]
+        flying.difference_update(delivered)
+        flying.difference_update(item.pending for item in settled)
+        if delivered or settled:
+            self._sink.record_settled(delivered, settled)
+            self._settled += len(delivered) + len(settled)
 
     async def _announce(self) -> None:
         _, changed = self._events()

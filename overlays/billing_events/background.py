@@ -130,7 +130,7 @@ class BackgroundSender:
     def track(self, event: object) -> str:
         """Queue one event and return its idempotency key. Never waits on the network."""
         try:
-            key, payload, _ = self._rules.encode(event)
+            key, payload = self._rules.encode(event)
         except InvalidEventError as exc:
             log.warning("%s event rejected before sending: %s", self._rules.name, exc)
             self._sink.record([rejected_outcome(exc, event)])
@@ -258,7 +258,7 @@ class BackgroundSender:
             while batch := self._take_batch():
                 if self._abort.is_set():
                     self._record(
-                        [Settled(p, OutcomeStatus.FAILED, "sender closed before delivery") for p in batch]
+                        [], [Settled(p, OutcomeStatus.FAILED, "sender closed before delivery") for p in batch]
                     )
                 else:
                     try:
@@ -266,7 +266,7 @@ class BackgroundSender:
                     except Exception as exc:
                         log.exception("%s delivery failed unexpectedly", self._rules.name)
                         self._record(
-                            [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch]
+                            [], [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch]
                         )
             if self._closing:
                 with self._lock:
@@ -281,15 +281,18 @@ class BackgroundSender:
                 self._changed.notify_all()
         return batch
 
-    def _record(self, settled: list[Settled]) -> None:
+    def _record(self, delivered: list[Pending], settled: list[Settled]) -> None:
         with self._lock:
             # An event abandoned by close() was already reported; a late answer must not count twice.
-            mine = [item for item in settled if item.pending in self._flying]
-            self._flying.difference_update(item.pending for item in mine)
-        if mine:
-            self._sink.record_settled(mine)
+            flying = self._flying
+            delivered = [pending for pending in delivered if pending in flying]
+            settled = [item for item in settled if item.pending in flying]
+            flying.difference_update(delivered)
+            flying.difference_update(item.pending for item in settled)
+        if delivered or settled:
+            self._sink.record_settled(delivered, settled)
             with self._lock:
-                self._settled += len(mine)
+                self._settled += len(delivered) + len(settled)
                 self._changed.notify_all()
 
     def _abandon(self) -> None:

@@ -13,7 +13,7 @@ import attrs
 import orjson
 
 from .outcomes import Outcome
-from .providers.base import Settled
+from .providers.base import Pending, Settled, delivered_outcome
 from .stats import StatsCounter
 
 log = logging.getLogger("billing_events")
@@ -104,14 +104,19 @@ class OutcomeSink:
         self.stats.settle(outcome.status for outcome in outcomes)
         self._dispatch(outcomes, [outcome for outcome in outcomes if not outcome.delivered])
 
-    def record_settled(self, settled: Sequence[Settled]) -> None:
+    def record_settled(self, delivered: Sequence[Pending], settled: Sequence[Settled]) -> None:
         """Like ``record``, building outcomes only for the events somebody will look at."""
-        self.stats.settle(item.status for item in settled)
+        if delivered:
+            self.stats.add("delivered", len(delivered))
+        if settled:
+            self.stats.settle(item.status for item in settled)
+        dead = [item.outcome() for item in settled if not item.status.delivered]
         if self.on_outcome is not None:
-            outcomes = [item.outcome() for item in settled]
-            self._dispatch(outcomes, [outcome for outcome in outcomes if not outcome.delivered])
-        else:
-            self._dispatch([], [item.outcome() for item in settled if not item.status.delivered])
+            outcomes = [delivered_outcome(pending) for pending in delivered]
+            outcomes += [item.outcome() for item in settled]
+            self._dispatch(outcomes, dead)
+        elif dead:
+            self._dispatch([], dead)
 
     def _dispatch(self, outcomes: Sequence[Outcome], dead: Sequence[Outcome]) -> None:
         if dead and self.dead_letter_file is not None:

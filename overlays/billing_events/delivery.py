@@ -18,6 +18,8 @@ from .providers import AttemptResult, Pending, ProviderRules, Settled
 from .retry import RetryableFailure, RetryPolicy
 
 Reply = httpx.Response | BaseException
+# Called with the events an attempt delivered, and the others it settled.
+Recorder = Callable[[list[Pending], list[Settled]], None]
 Plan = Generator[list[Pending], Reply, AttemptResult]
 HEADERS = {"Content-Type": "application/json"}
 
@@ -39,6 +41,7 @@ def _plan(rules: ProviderRules, batch: list[Pending]) -> Plan:
                 result.settled.extend(Settled(p, OutcomeStatus.FAILED, str(error), error) for p in sub)
             continue
         verdict = rules.interpret(sub, reply)
+        result.delivered.extend(verdict.delivered)
         result.settled.extend(verdict.settled)
         stack.extend(reversed(verdict.resend_now))
         if verdict.retry_later:
@@ -67,7 +70,7 @@ class _Delivery:
         self,
         rules: ProviderRules,
         policy: RetryPolicy,
-        record: Callable[[list[Settled]], None],
+        record: Recorder,
         on_retry: Callable[[int], None],
     ) -> None:
         self.rules = rules
@@ -77,7 +80,7 @@ class _Delivery:
 
     def _conclude(self, result: AttemptResult) -> list[Pending]:
         """Record what the attempt settled; raise RetryableFailure if some events need another."""
-        self.record(result.settled)
+        self.record(result.delivered, result.settled)
         if result.retry_later:
             self.on_retry(len(result.retry_later))
             raise RetryableFailure(result.error or TransportError("no answer"), result.retry_after)
@@ -85,7 +88,7 @@ class _Delivery:
 
     def _give_up(self, remaining: list[Pending], exhausted: RetryableFailure, why: str) -> None:
         cause = exhausted.cause if isinstance(exhausted.cause, BillingEventsError) else None
-        self.record(_failed(remaining, cause, why))
+        self.record([], _failed(remaining, cause, why))
 
 
 class SyncDelivery(_Delivery):
@@ -94,7 +97,7 @@ class SyncDelivery(_Delivery):
         rules: ProviderRules,
         http: httpx.Client,
         policy: RetryPolicy,
-        record: Callable[[list[Settled]], None],
+        record: Recorder,
         on_retry: Callable[[int], None],
     ) -> None:
         super().__init__(rules, policy, record, on_retry)
@@ -138,7 +141,7 @@ class AsyncDelivery(_Delivery):
         rules: ProviderRules,
         http: httpx.AsyncClient,
         policy: RetryPolicy,
-        record: Callable[[list[Settled]], None],
+        record: Recorder,
         on_retry: Callable[[int], None],
     ) -> None:
         super().__init__(rules, policy, record, on_retry)

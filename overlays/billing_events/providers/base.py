@@ -76,10 +76,17 @@ class Settled:
         )
 
 
+def delivered_outcome(pending: Pending) -> Outcome:
+    return Outcome(
+        key=pending.key, status=OutcomeStatus.DELIVERED, event=pending.event, attempts=pending.attempts
+    )
+
+
 @attrs.define
 class Verdict:
     """How one response settles the events of the request that caused it."""
 
+    delivered: list[Pending] = attrs.Factory(list)
     settled: list[Settled] = attrs.Factory(list)
     resend_now: list[list[Pending]] = attrs.Factory(list)
     retry_later: list[Pending] = attrs.Factory(list)
@@ -89,6 +96,7 @@ class Verdict:
 
 @attrs.define
 class AttemptResult:
+    delivered: list[Pending] = attrs.Factory(list)
     settled: list[Settled] = attrs.Factory(list)
     retry_later: list[Pending] = attrs.Factory(list)
     error: BillingEventsError | None = None
@@ -113,9 +121,15 @@ def new_key() -> str:
     return f"{_key_prefix}-{next(_key_counter)}"
 
 
-def load_validator(provider: str, definition: str) -> jsonschema_rs.Validator:
+def load_validator(
+    provider: str, definition: str, drop_required: str | None = None
+) -> jsonschema_rs.Validator:
+    """A validator for one definition of the provider's spec; ``drop_required`` makes one field optional."""
     text = resources.files("billing_events").joinpath(f"schemas/{provider}.schema.json").read_text("utf-8")
     bundle = json.loads(text)
+    if drop_required is not None:
+        target = bundle["$defs"][definition]
+        target["required"] = [name for name in target.get("required", []) if name != drop_required]
     schema = {"$schema": bundle["$schema"], "$defs": bundle["$defs"], "$ref": f"#/$defs/{definition}"}
     return jsonschema_rs.validator_for(schema, validate_formats=True)
 
@@ -151,14 +165,18 @@ class ProviderRules:
         self.max_batch_events = max_batch_events
         self.max_batch_bytes = max_batch_bytes
         self._validator = load_validator(self.name, self.event_definition)
+        self._keyless_validator = load_validator(
+            self.name, self.event_definition, drop_required=self.key_field
+        )
         self._prefix = b'{"' + self.batch_key + b'":['
         self.envelope_bytes = len(self._prefix) + 2
 
     # -- preparing events -------------------------------------------------
 
     def as_dict(self, event: object) -> dict[str, Any]:
+        """The event as a dict; a plain dict is used as it is, never modified."""
         if type(event) is dict:
-            return event.copy()
+            return event
         if isinstance(event, self.model_types):
             converted: dict[str, Any] = event.to_dict()  # type: ignore[attr-defined]
             return converted
@@ -168,11 +186,15 @@ class ProviderRules:
             "event", f"must be a mapping or a {self.name}_api model, got {type(event).__name__}"
         )
 
-    def problem(self, event: Mapping[str, Any]) -> tuple[str, str] | None:
-        """The first spec rule the event breaks, as (field, rule); None when it is valid."""
-        if self._validator.is_valid(event):
+    def problem(self, event: Mapping[str, Any], *, keyed: bool = True) -> tuple[str, str] | None:
+        """The first spec rule the event breaks, as (field, rule); None when it is valid.
+
+        ``keyed=False`` checks an event whose key the overlay will add.
+        """
+        validator = self._validator if keyed else self._keyless_validator
+        if validator.is_valid(event):
             return None
-        error = next(iter(self._validator.iter_errors(event)))
+        error = next(iter(validator.iter_errors(event)))
         return _field_path("event", list(error.instance_path)), error.message
 
     def validate(self, event: object) -> dict[str, Any]:
@@ -184,31 +206,48 @@ class ProviderRules:
         return data
 
     def prepare(self, event: object, seq: int = 0) -> Pending:
-        """Copy, key, validate and serialize one event; raise InvalidEventError if it breaks the spec."""
-        key, payload, data = self.encode(event)
-        return Pending(key, payload, data, seq)
+        """Key, validate and serialize one event; raise InvalidEventError if it breaks the spec."""
+        key, payload = self.encode(event)
+        # The dict is not kept: it is read back from the payload only if somebody asks for it.
+        return Pending(key, payload, None, seq)
 
-    def encode(self, event: object) -> tuple[str, bytes, dict[str, Any]]:
-        """The event's key, its JSON and the keyed copy; raise InvalidEventError if it breaks the spec."""
+    def encode(self, event: object) -> tuple[str, bytes]:
+        """The event's key and its JSON; raise InvalidEventError if it breaks the spec.
+
+        The caller's dict is never copied or changed: a key the overlay assigns is
+        spliced into the serialized JSON (generated keys need no escaping).
+        """
         data = self.as_dict(event)
         key = data.get(self.key_field)
-        if key is None:
-            key = data[self.key_field] = new_key()
-        failure = self.problem(data) if self.check_events else None
+        keyed = key is not None or self.key_field in data
+        if not keyed:
+            key = new_key()
+        failure = self.problem(data, keyed=keyed) if self.check_events else None
         if failure is not None:
-            raise InvalidEventError(*failure, key=_printable(key), event=data)
+            raise InvalidEventError(*failure, key=_printable(key), event=self._with_key(data, key))
         try:
-            # orjson's result keeps its over-sized buffer; an exact copy lets that buffer be reused
-            # at once, which keeps a long queue of payloads from touching fresh memory on every call.
-            payload = bytes(memoryview(orjson.dumps(data)))
+            body = orjson.dumps(data)
         except TypeError as exc:
             raise InvalidEventError(
-                "event", f"is not JSON-serializable: {exc}", key=key, event=data
+                "event",
+                f"is not JSON-serializable: {exc}",
+                key=_printable(key),
+                event=self._with_key(data, key),
             ) from None
+        if keyed:
+            # orjson's result keeps its over-sized buffer; an exact copy lets that buffer be reused
+            # at once, which keeps a long queue of payloads from touching fresh memory on every call.
+            payload = bytes(memoryview(body))
+        else:
+            field = b'{"' + self.key_field.encode() + b'":"' + str(key).encode() + b'"'
+            payload = field + (b"," + body[1:] if len(body) > 2 else b"}")
         if len(payload) + self.envelope_bytes > self.max_batch_bytes:
             rule = f"is {len(payload)} bytes; a request body holds at most {self.max_batch_bytes}"
-            raise InvalidEventError("event", rule, key=key, event=data)
-        return (key if isinstance(key, str) else repr(key)), payload, data
+            raise InvalidEventError("event", rule, key=_printable(key), event=self._with_key(data, key))
+        return (key if isinstance(key, str) else repr(key)), payload
+
+    def _with_key(self, data: dict[str, Any], key: object) -> dict[str, Any]:
+        return data if data.get(self.key_field) is not None else {self.key_field: key, **data}
 
     # -- batching ---------------------------------------------------------
 
@@ -259,7 +298,7 @@ class ProviderRules:
         )
 
     def _accepted(self, batch: list[Pending], response: httpx.Response) -> Verdict:
-        return Verdict(settled=[Settled(p, OutcomeStatus.DELIVERED) for p in batch])
+        return Verdict(delivered=list(batch))
 
     def _refused(
         self, batch: list[Pending], response: httpx.Response, message: str, rid: str | None

@@ -23,22 +23,22 @@ class TogaiRules(ProviderRules):
 
     def _accepted(self, batch: list[Pending], response: httpx.Response) -> Verdict:
         if response.status_code != 207:
-            return Verdict(settled=[Settled(p, OutcomeStatus.DELIVERED) for p in batch])
+            return Verdict(delivered=list(batch))
         rejected = _rejected_by_index(response)
         if rejected is None:
             # Without per-event detail nobody knows which events were kept; do not guess.
             reason = "207 partial failure without per-event details"
             error = APIError(reason, status=207, provider=self.name)
             return Verdict(settled=[Settled(p, OutcomeStatus.UNKNOWN, reason, error) for p in batch])
-        settled = []
+        verdict = Verdict()
         for index, pending in enumerate(batch):
             message = rejected.get(index)
             if message is None:
-                settled.append(Settled(pending, OutcomeStatus.DELIVERED))
+                verdict.delivered.append(pending)
             else:
                 error = RejectedError(message, status=207, provider=self.name)
-                settled.append(Settled(pending, OutcomeStatus.REJECTED, message, error))
-        return Verdict(settled=settled)
+                verdict.settled.append(Settled(pending, OutcomeStatus.REJECTED, message, error))
+        return verdict
 
     def _refused(
         self, batch: list[Pending], response: httpx.Response, message: str, rid: str | None
