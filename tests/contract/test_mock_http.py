@@ -1,0 +1,206 @@
+"""Auth and bad input on both providers: each answers in its own error shape, and never with a 500."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mock_server import MockConfig, MockState, create_app, togai
+
+from .mock_support import LAGO, TOGAI, TOKEN, lago_event, togai_event
+
+LAGO_UNAUTHORIZED = {"status": 401, "error": "Unauthorized"}
+TOGAI_UNAUTHORIZED = {"message": "Credential is not valid"}
+PUBLIC_ROUTES = [
+    ("POST", f"{TOGAI}/ingest", {"event": togai_event()}, TOGAI_UNAUTHORIZED),
+    ("POST", f"{TOGAI}/ingestBatch", {"events": [togai_event()]}, TOGAI_UNAUTHORIZED),
+    ("POST", f"{LAGO}/events", {"event": lago_event()}, LAGO_UNAUTHORIZED),
+    ("POST", f"{LAGO}/events/batch", {"events": [lago_event()]}, LAGO_UNAUTHORIZED),
+    (
+        "POST",
+        f"{LAGO}/events/estimate_fees",
+        {"event": {"code": "seats", "external_subscription_id": "s"}},
+        LAGO_UNAUTHORIZED,
+    ),
+    ("GET", f"{LAGO}/events/txn_1", None, LAGO_UNAUTHORIZED),
+]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param(None, id="missing"),
+        pytest.param("Bearer wrong-token", id="wrong-token"),
+        pytest.param(f"Basic {TOKEN}", id="wrong-scheme"),
+        pytest.param("Bearer", id="empty-token"),
+    ],
+)
+@pytest.mark.parametrize(("method", "path", "body", "expected"), PUBLIC_ROUTES)
+def test_public_routes_need_the_bearer_token(
+    client: httpx.Client,
+    mock_state: MockState,
+    authorization: str | None,
+    method: str,
+    path: str,
+    body: object,
+    expected: object,
+) -> None:
+    if authorization is None:
+        del client.headers["Authorization"]
+    else:
+        client.headers["Authorization"] = authorization
+
+    response = client.request(method, path, json=body)
+
+    assert response.status_code == 401
+    assert response.json() == expected
+    assert mock_state.togai.events() == []
+    assert mock_state.lago.events() == []
+
+
+def test_the_bearer_scheme_is_case_insensitive(client: httpx.Client) -> None:
+    response = client.post(
+        f"{TOGAI}/ingest", json={"event": togai_event()}, headers={"Authorization": f"bearer {TOKEN}"}
+    )
+
+    assert response.status_code == 202
+
+
+def test_admin_routes_need_no_token(client: httpx.Client) -> None:
+    del client.headers["Authorization"]
+
+    assert client.get("/_mock/stats").status_code == 200
+    assert client.get("/_mock/faults").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (f"{TOGAI}/ingestBatch", {"message"}),
+        (f"{LAGO}/events/batch", {"status", "error"}),
+    ],
+)
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        pytest.param(b'{"events": [', "application/json", id="truncated-json"),
+        pytest.param(b"", "application/json", id="empty-body"),
+        pytest.param(b'{"events": NaN}', "application/json", id="nan"),
+        pytest.param(b'{"events": [1e999]}', "application/json", id="infinite-number"),
+        pytest.param(b"\xff\xfe{}", "application/json", id="not-utf8"),
+        pytest.param(b'{"events": []}', "text/plain", id="text-plain"),
+        pytest.param(b"events=1", "application/x-www-form-urlencoded", id="form"),
+        pytest.param(b'{"events": []}', None, id="no-content-type"),
+    ],
+)
+def test_unreadable_bodies_get_a_400_in_the_provider_shape(
+    client: httpx.Client, path: str, expected: set[str], content: bytes, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+
+    response = client.post(path, content=content, headers=headers)
+
+    assert response.status_code == 400
+    assert set(response.json()) == expected
+
+
+def test_json_with_a_charset_is_accepted(client: httpx.Client) -> None:
+    response = client.post(
+        f"{TOGAI}/ingest",
+        content=httpx.Request("POST", "/", json={"event": togai_event()}).content,
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+
+    assert response.status_code == 202
+
+
+def test_a_huge_lago_body_is_a_400(client: httpx.Client) -> None:
+    response = client.post(
+        f"{LAGO}/events/batch",
+        content=b'{"events": ["' + b"x" * (17 * 1024 * 1024) + b'"]}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["status"] == 400
+    assert "larger than" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (f"{TOGAI}/ingestEvents", {"message": "Not Found"}),
+        (f"{TOGAI}", {"message": "Not Found"}),
+        (f"{LAGO}/customers", {"status": 404, "error": "Not Found", "code": "not_found"}),
+        ("/lago/api/v2/events", {"status": 404, "error": "Not Found", "code": "not_found"}),
+        (f"{TOGAI}/ingest/", {"message": "Not Found"}),
+        ("/elsewhere", {"message": "Not Found"}),
+    ],
+)
+def test_unknown_paths_get_a_404_in_the_provider_shape(
+    client: httpx.Client, path: str, expected: object
+) -> None:
+    response = client.post(path, json={})
+
+    assert response.status_code == 404
+    assert response.json() == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow", "expected"),
+    [
+        ("GET", f"{TOGAI}/ingest", "POST", {"message": "Method Not Allowed"}),
+        ("DELETE", f"{TOGAI}/ingestBatch", "POST", {"message": "Method Not Allowed"}),
+        ("PUT", f"{LAGO}/events", "POST", {"status": 405, "error": "Method Not Allowed"}),
+        ("DELETE", f"{LAGO}/events/txn_1", "GET, HEAD", {"status": 405, "error": "Method Not Allowed"}),
+        ("PATCH", f"{LAGO}/events/estimate_fees", "POST", {"status": 405, "error": "Method Not Allowed"}),
+    ],
+)
+def test_wrong_methods_get_a_405_with_allow(
+    client: httpx.Client, method: str, path: str, allow: str, expected: object
+) -> None:
+    response = client.request(method, path)
+
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
+    assert response.json() == expected
+
+
+def test_a_get_of_batch_is_a_find_of_transaction_batch(client: httpx.Client) -> None:
+    response = client.get(f"{LAGO}/events/batch")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "event_not_found"
+
+
+def test_a_failing_handler_answers_a_provider_400_not_a_500(
+    monkeypatch: pytest.MonkeyPatch, client_for: Callable[[Starlette], httpx.Client]
+) -> None:
+    async def broken(request: Request, state: MockState) -> Response:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(togai, "ingest", broken)
+    client = client_for(create_app(MockConfig(token=TOKEN)))
+
+    response = client.post(f"{TOGAI}/ingest", json={"event": togai_event()})
+
+    assert response.status_code == 400
+    assert "boom" in response.json()["message"]
+
+
+def test_requests_are_counted_per_provider_whatever_their_outcome(client: httpx.Client) -> None:
+    client.post(f"{TOGAI}/ingest", json={"event": togai_event()})
+    client.post(f"{TOGAI}/ingest", content=b"{", headers={"Content-Type": "application/json"})
+    client.get(f"{TOGAI}/nowhere")
+    client.get(f"{LAGO}/events/x", headers={"Authorization": "Bearer nope"})
+    client.get("/_mock/stats")
+
+    stats = client.get("/_mock/stats").json()
+
+    assert stats["togai"]["requests"] == 3
+    assert stats["lago"]["requests"] == 1

@@ -1,0 +1,65 @@
+"""`python -m mock_server`: serve the mock on 127.0.0.1:${MOCK_PORT:-8910}.
+
+Environment: MOCK_PORT, MOCK_TOKEN (default `test-token`), MOCK_FAULTS (JSON fault configuration),
+MOCK_CATALOGUE (path of a catalogue file for estimate_fees).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import uvicorn
+
+from mock_server.app import create_app
+from mock_server.config import (
+    DEFAULT_CATALOGUE,
+    DEFAULT_TOKEN,
+    LAGO_PREFIX,
+    TOGAI_PREFIX,
+    FaultConfig,
+    FaultConfigError,
+    MockConfig,
+)
+from mock_server.faults import silence_injected_drops
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8910
+
+
+def config_from_env(env: Mapping[str, str]) -> tuple[MockConfig, int]:
+    port_text = env.get("MOCK_PORT") or str(DEFAULT_PORT)
+    if not port_text.isdigit():
+        raise ValueError(f"MOCK_PORT must be a port number, got {port_text!r}")
+    port = int(port_text)
+    faults_json = env.get("MOCK_FAULTS")
+    faults = FaultConfig.from_json(faults_json) if faults_json else FaultConfig()
+    catalogue = Path(env.get("MOCK_CATALOGUE") or DEFAULT_CATALOGUE)
+    return MockConfig(
+        token=env.get("MOCK_TOKEN") or DEFAULT_TOKEN, faults=faults, catalogue_path=catalogue
+    ), port
+
+
+def main() -> int:
+    try:
+        config, port = config_from_env(os.environ)
+        app = create_app(config)
+    except (FaultConfigError, ValueError, OSError) as exc:
+        print(f"mock_server: {exc}", file=sys.stderr)
+        return 2
+    server_config = uvicorn.Config(app, host=HOST, port=port, log_level="info", access_log=False)
+    # After uvicorn.Config, which configures logging: the filter must sit on the configured logger.
+    silence_injected_drops()
+    origin = f"http://{HOST}:{port}"
+    print(f"Togai base URL: {origin}{TOGAI_PREFIX}", flush=True)
+    print(f"Lago base URL:  {origin}{LAGO_PREFIX}", flush=True)
+    print(f"Bearer token:   {config.token}", flush=True)
+    print(f"Faults:         {config.faults.to_dict()}", flush=True)
+    uvicorn.Server(server_config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`/_mock/*`: inspect and steer a running mock. Outside the public specs, and needs no token."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mock_server.config import FaultConfigError
+from mock_server.errors import Provider, togai_error
+from mock_server.jsonio import JsonResponse, MalformedJson, parse_json
+from mock_server.state import MockState
+
+
+def _state(request: Request) -> MockState:
+    state: MockState = request.app.state.mock
+    return state
+
+
+async def stats(request: Request) -> Response:
+    return JsonResponse(_state(request).stats())
+
+
+async def togai_events(request: Request) -> Response:
+    return JsonResponse(_state(request).togai.events())
+
+
+async def lago_events(request: Request) -> Response:
+    return JsonResponse(_state(request).lago.events())
+
+
+async def reset(request: Request) -> Response:
+    state = _state(request)
+    state.reset()
+    return JsonResponse({"reset": True, "faults": state.faults.config.to_dict()})
+
+
+async def faults(request: Request) -> Response:
+    """GET answers the fault configuration; PUT changes some of its settings and answers the result."""
+    if request.method != "PUT":
+        return JsonResponse(_state(request).faults.config.to_dict())
+    try:
+        changes = parse_json(await request.body())
+    except MalformedJson as exc:
+        return togai_error(400, str(exc))
+    if not isinstance(changes, dict):
+        return togai_error(400, "the fault configuration must be a JSON object")
+    try:
+        config = _state(request).faults.update(changes)
+    except FaultConfigError as exc:
+        return togai_error(400, str(exc))
+    return JsonResponse(config.to_dict())
+
+
+def admin_routes() -> list[Route]:
+    events_routes = {Provider.TOGAI: togai_events, Provider.LAGO: lago_events}
+    return [
+        Route("/_mock/stats", stats, methods=["GET"]),
+        *(
+            Route(f"/_mock/events/{provider}", endpoint, methods=["GET"])
+            for provider, endpoint in events_routes.items()
+        ),
+        Route("/_mock/reset", reset, methods=["POST"]),
+        Route("/_mock/faults", faults, methods=["GET", "PUT"]),
+    ]

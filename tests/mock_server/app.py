@@ -1,0 +1,115 @@
+"""The Starlette application serving Togai under `/togai`, Lago under `/lago/api/v1` and `/_mock` admin routes."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mock_server import lago, togai
+from mock_server.admin import admin_routes
+from mock_server.config import LAGO_PREFIX, TOGAI_PREFIX, MockConfig
+from mock_server.errors import Provider, provider_error
+from mock_server.faults import ConnectionDropped
+from mock_server.gateway import DEFAULT_RATE_LIMIT, public_endpoint
+from mock_server.state import MockState
+
+# Lago Cloud allows 500 single-event requests per second and 50 for every other endpoint.
+LAGO_SINGLE_EVENT_RATE_LIMIT = 500
+
+logger = logging.getLogger("mock_server")
+
+
+class AnyTextConvertor(Convertor[str]):
+    """Like Starlette's `path`, but also across newlines: a decoded transaction id can hold any character."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", AnyTextConvertor())
+
+
+def provider_for(path: str) -> Provider | None:
+    """Which API a path belongs to, so even unknown paths answer in that API's error shape."""
+    for provider in Provider:
+        prefix = f"/{provider.value}"
+        if path == prefix or path.startswith(f"{prefix}/"):
+            return provider
+    return None
+
+
+class RequestCounter:
+    """Counts every request that reaches a provider's prefix, whatever its outcome."""
+
+    def __init__(self, app: ASGIApp, state: MockState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            provider = provider_for(scope["path"])
+            if provider is not None:
+                self.state.store_of(provider).count_request()
+        await self.app(scope, receive, send)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Router 404s and 405s, in the shape of the API the path belongs to."""
+    assert isinstance(exc, HTTPException)
+    return provider_error(provider_for(request.url.path), exc.status_code, exc.detail, exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    """Last resort: a provider-shaped 400 instead of Starlette's 500, unless the response already started."""
+    if not isinstance(exc, ConnectionDropped):
+        logger.error("mock failed outside a handler: %r", exc)
+    return provider_error(
+        provider_for(request.url.path), 400, f"the mock could not handle this request: {exc!r}"
+    )
+
+
+def public_routes() -> list[Route]:
+    togai_ops = [("/ingest", togai.ingest), ("/ingestBatch", togai.ingest_batch)]
+    lago_ops = [
+        ("/events", lago.create_event, "POST", LAGO_SINGLE_EVENT_RATE_LIMIT),
+        ("/events/batch", lago.create_batch_events, "POST", DEFAULT_RATE_LIMIT),
+        ("/events/estimate_fees", lago.estimate_fees, "POST", DEFAULT_RATE_LIMIT),
+        # Any text, so an id holding an encoded slash or newline still reaches the handler, which decodes the raw path.
+        ("/events/{transaction_id:any_text}", lago.find_event, "GET", DEFAULT_RATE_LIMIT),
+    ]
+    routes = [
+        Route(f"{TOGAI_PREFIX}{path}", public_endpoint(Provider.TOGAI, handler), methods=["POST"])
+        for path, handler in togai_ops
+    ]
+    routes += [
+        Route(f"{LAGO_PREFIX}{path}", public_endpoint(Provider.LAGO, handler, rate_limit), methods=[method])
+        for path, handler, method, rate_limit in lago_ops
+    ]
+    return routes
+
+
+def create_app(config: MockConfig | None = None) -> Starlette:
+    """A fresh mock with its own state, which tests can reach as `app.state.mock`."""
+    state = MockState(config or MockConfig())
+    app = Starlette(
+        routes=[*public_routes(), *admin_routes()],
+        middleware=[Middleware(RequestCounter, state=state)],
+        exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+    )
+    # A redirect is not in either spec; a missing or extra slash is answered 404 or 405 instead.
+    app.router.redirect_slashes = False
+    app.state.mock = state
+    return app

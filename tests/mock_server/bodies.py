@@ -1,0 +1,71 @@
+"""Reading a JSON request body: media type, size cap and strict decoding."""
+
+from __future__ import annotations
+
+import enum
+
+from starlette.requests import Request
+
+from mock_server.jsonio import MalformedJson, parse_json
+
+# Bodies a spec leaves unbounded are still capped, so a runaway client cannot exhaust the mock's memory.
+FALLBACK_MAX_BYTES = 16 * 1024 * 1024
+# Bodies above the cap are still read (and thrown away) up to this size, so the client can finish sending
+# and read the answer instead of failing with a reset connection.
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+class BodyProblem(enum.Enum):
+    TOO_LARGE = "too_large"
+    NOT_JSON_MEDIA_TYPE = "not_json_media_type"
+    MALFORMED = "malformed"
+
+
+class BodyRejected(Exception):
+    def __init__(self, problem: BodyProblem, detail: str) -> None:
+        super().__init__(detail)
+        self.problem = problem
+        self.detail = detail
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def _read_capped(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > DRAIN_LIMIT:
+        raise BodyRejected(BodyProblem.TOO_LARGE, f"the request body is larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > DRAIN_LIMIT:
+            break
+        if size <= max_bytes:
+            chunks.append(chunk)
+    if size > max_bytes:
+        raise BodyRejected(BodyProblem.TOO_LARGE, f"the request body is larger than {max_bytes} bytes")
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, max_bytes: int) -> object:
+    """The decoded body, or BodyRejected naming what is wrong with it."""
+    if not is_json_media_type(request.headers.get("content-type")):
+        # Still consume the body so a keep-alive connection stays usable.
+        await _read_capped(request, max_bytes)
+        raise BodyRejected(
+            BodyProblem.NOT_JSON_MEDIA_TYPE, "the request body must be sent as application/json"
+        )
+    body = await _read_capped(request, max_bytes)
+    if not body:
+        raise BodyRejected(BodyProblem.MALFORMED, "the request body is empty")
+    try:
+        return parse_json(body)
+    except MalformedJson as exc:
+        raise BodyRejected(BodyProblem.MALFORMED, str(exc)) from None

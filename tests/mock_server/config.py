@@ -1,0 +1,119 @@
+"""Configuration objects of the mock server: fault injection and start-up settings."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from attrs import field, frozen
+from attrs.validators import ge, instance_of
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_SPECS_DIR = PACKAGE_DIR.parents[1] / "specs"
+DEFAULT_CATALOGUE = PACKAGE_DIR / "catalogue.json"
+DEFAULT_TOKEN = "test-token"
+# Where each API is served: base URLs are http://<host>:<port>/togai and http://<host>:<port>/lago/api/v1.
+TOGAI_PREFIX = "/togai"
+LAGO_PREFIX = "/lago/api/v1"
+
+RATE_NAMES = ("rate_429", "rate_503", "rate_drop", "rate_lost_response")
+INTEGER_NAMES = ("latency_ms", "retry_after", "seed")
+
+
+class FaultConfigError(ValueError):
+    """A fault configuration that names an unknown setting or breaks a rule."""
+
+
+def _is_rate(_instance: object, attribute: Any, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, float) or not 0.0 <= value <= 1.0:
+        raise FaultConfigError(f"{attribute.name}: must be a number between 0 and 1, got {value!r}")
+
+
+def _to_rate(value: object) -> object:
+    # Integers 0 and 1 are legitimate rates in JSON; everything else is checked by the validator.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _is_plain_int(_instance: object, attribute: Any, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FaultConfigError(f"{attribute.name}: must be an integer, got {value!r}")
+
+
+@frozen
+class FaultConfig:
+    """Which faults the public routes inject, and how often; every request draws once from a seeded RNG."""
+
+    latency_ms: int = field(default=0, validator=[_is_plain_int, ge(0)])
+    rate_429: float = field(default=0.0, converter=_to_rate, validator=_is_rate)
+    rate_503: float = field(default=0.0, converter=_to_rate, validator=_is_rate)
+    rate_drop: float = field(default=0.0, converter=_to_rate, validator=_is_rate)
+    rate_lost_response: float = field(default=0.0, converter=_to_rate, validator=_is_rate)
+    retry_after: int = field(default=1, validator=[_is_plain_int, ge(0)])
+    seed: int = field(default=0, validator=_is_plain_int)
+
+    def __attrs_post_init__(self) -> None:
+        total = math.fsum(self.rates())
+        # A small tolerance: 0.1 + 0.2 + 0.7 must be accepted even though it sums to 1.0000000000000002.
+        if total > 1.0 + 1e-9:
+            raise FaultConfigError(
+                f"rate_429 + rate_503 + rate_drop + rate_lost_response must be at most 1, got {total}"
+            )
+
+    def rates(self) -> tuple[float, float, float, float]:
+        return (self.rate_429, self.rate_503, self.rate_drop, self.rate_lost_response)
+
+    def to_dict(self) -> dict[str, int | float]:
+        return {
+            "latency_ms": self.latency_ms,
+            "rate_429": self.rate_429,
+            "rate_503": self.rate_503,
+            "rate_drop": self.rate_drop,
+            "rate_lost_response": self.rate_lost_response,
+            "retry_after": self.retry_after,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> FaultConfig:
+        unknown = sorted(set(data) - set(RATE_NAMES) - set(INTEGER_NAMES))
+        if unknown:
+            raise FaultConfigError(f"unknown fault setting(s): {', '.join(unknown)}")
+        try:
+            return cls(**data)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise FaultConfigError(str(exc)) from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> FaultConfig:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise FaultConfigError(f"fault configuration is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise FaultConfigError("fault configuration must be a JSON object")
+        return cls.from_mapping(data)
+
+    def updated(self, changes: Mapping[str, object]) -> FaultConfig:
+        """A copy with some settings replaced; used by `PUT /_mock/faults`."""
+        return self.from_mapping({**self.to_dict(), **changes})
+
+
+@frozen
+class MockConfig:
+    """Start-up settings of one mock server instance."""
+
+    token: str = field(default=DEFAULT_TOKEN, validator=instance_of(str))
+    faults: FaultConfig = field(factory=FaultConfig, validator=instance_of(FaultConfig))
+    catalogue_path: Path = field(default=DEFAULT_CATALOGUE, converter=Path)
+    # False skips the JSON Schema checks of event fields (limits, envelopes and duplicates still apply).
+    validate: bool = field(default=True, validator=instance_of(bool))
+    specs_dir: Path = field(default=DEFAULT_SPECS_DIR, converter=Path)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.token:
+            raise ValueError("token: must not be empty")

@@ -1,0 +1,87 @@
+"""What every public route does before and after its handler: auth, fault injection, no 500s."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from anyio import sleep
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mock_server.config import FaultConfig
+from mock_server.errors import Provider, lago_error, provider_error, togai_error
+from mock_server.faults import DroppedConnection, Fault
+from mock_server.state import MockState
+
+Handler = Callable[[Request, MockState], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+logger = logging.getLogger("mock_server")
+
+# Lago Cloud's documented per-organisation limits: 500/s for single events, 50/s elsewhere.
+DEFAULT_RATE_LIMIT = 50
+
+
+def is_authorized(request: Request, token: str) -> bool:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode())
+
+
+def unauthorized(provider: Provider) -> Response:
+    if provider is Provider.LAGO:
+        return lago_error(401)
+    return togai_error(401, "Credential is not valid")
+
+
+def throttled(provider: Provider, faults: FaultConfig, rate_limit: int) -> Response:
+    headers = {"Retry-After": str(faults.retry_after)}
+    if provider is Provider.LAGO:
+        headers.update(
+            {
+                "X-RateLimit-Limit": str(rate_limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(faults.retry_after),
+            }
+        )
+        return lago_error(429, headers)
+    return togai_error(429, "Request throttled", headers)
+
+
+def unavailable(provider: Provider, faults: FaultConfig) -> Response:
+    headers = {"Retry-After": str(faults.retry_after)}
+    if provider is Provider.LAGO:
+        return lago_error(503, headers)
+    return togai_error(503, "Service unavailable", headers)
+
+
+def public_endpoint(provider: Provider, handler: Handler, rate_limit: int = DEFAULT_RATE_LIMIT) -> Endpoint:
+    """Wrap a provider handler with bearer auth, one fault draw and a last-resort error answer."""
+
+    async def endpoint(request: Request) -> Response:
+        state: MockState = request.app.state.mock
+        if not is_authorized(request, state.config.token):
+            return unauthorized(provider)
+        fault, faults = state.faults.draw()
+        if faults.latency_ms:
+            # anyio's sleep works under asyncio and trio alike, whichever loop the transport runs.
+            await sleep(faults.latency_ms / 1000)
+        if fault is Fault.THROTTLED:
+            return throttled(provider, faults, rate_limit)
+        if fault is Fault.UNAVAILABLE:
+            return unavailable(provider, faults)
+        if fault is Fault.DROP:
+            return DroppedConnection()
+        try:
+            response = await handler(request, state)
+        except Exception as exc:
+            # A mock bug must not look like a provider outage; log it loudly and answer a client error.
+            logger.exception("mock handler failed for %s %s", request.method, request.url.path)
+            response = provider_error(provider, 400, f"the mock could not handle this request: {exc!r}")
+        if fault is Fault.LOST_RESPONSE:
+            return DroppedConnection()
+        return response
+
+    endpoint.__name__ = handler.__name__
+    return endpoint

@@ -1,0 +1,148 @@
+"""Lago's `/events` operations: create, batch, estimate_fees and find."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mock_server.bodies import FALLBACK_MAX_BYTES, BodyProblem, BodyRejected, read_json
+from mock_server.config import LAGO_PREFIX
+from mock_server.errors import lago_bad_request, lago_body_too_large, lago_not_found, lago_unprocessable
+from mock_server.fees import EstimateRefused, estimate
+from mock_server.jsonio import JsonResponse
+from mock_server.lago_events import (
+    FieldErrors,
+    Reception,
+    field_errors,
+    judge_event,
+    key_of,
+    unexpected_keys,
+)
+from mock_server.state import MockState
+
+FIND_PREFIX = f"{LAGO_PREFIX}/events/"
+
+
+class _Refused(Exception):
+    """Carries the error answer out of the shared body-reading steps."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def _top_level(
+    request: Request, param: str, max_bytes: int | None, kind: type
+) -> tuple[dict[str, Any], Any]:
+    """The body and its one required top-level value, or 400 as Rails' `params.require` gives it."""
+    limit = max_bytes or FALLBACK_MAX_BYTES
+    try:
+        body = await read_json(request, limit)
+    except BodyRejected as rejection:
+        if rejection.problem is BodyProblem.TOO_LARGE:
+            raise _Refused(lago_body_too_large(limit)) from None
+        raise _Refused(lago_bad_request(param)) from None
+    value = body.get(param) if isinstance(body, dict) else None
+    # Missing, null, empty and wrongly typed values all count as "missing" for `params.require`.
+    if not isinstance(value, kind) or (isinstance(value, dict) and not value):
+        raise _Refused(lago_bad_request(param))
+    assert isinstance(body, dict)
+    return body, value
+
+
+async def create_event(request: Request, state: MockState) -> Response:
+    rules = state.rules.lago
+    try:
+        body, event = await _top_level(request, "event", rules.create_max_bytes, dict)
+    except _Refused as refused:
+        return refused.response
+    validator = rules.event if state.config.validate else None
+    errors, stored = judge_event(validator, event, Reception.now())
+    errors.update(unexpected_keys(body, rules.event_keys))
+    key = key_of(event)
+    duplicates = state.lago.commit([key], None if errors or stored is None else [stored])
+    if duplicates:
+        errors.setdefault("transaction_id", []).append("value_already_exist")
+    if errors or stored is None:
+        return lago_unprocessable(errors)
+    return JsonResponse({"event": stored})
+
+
+async def create_batch_events(request: Request, state: MockState) -> Response:
+    rules = state.rules.lago
+    try:
+        body, events = await _top_level(request, "events", rules.batch_max_bytes, list)
+    except _Refused as refused:
+        return refused.response
+    top_errors = unexpected_keys(body, rules.batch_keys)
+    if top_errors:
+        return lago_unprocessable(top_errors)
+    if len(events) < max(rules.min_batch_events, 1):
+        return lago_unprocessable({"events": ["no_events"]})
+    if len(events) > rules.max_batch_events:
+        return lago_unprocessable({"events": ["too_many_events"]})
+    validator = rules.event if state.config.validate else None
+    received = Reception.now()
+    by_index: dict[int, FieldErrors] = {}
+    stored_events: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        errors, stored = judge_event(validator, event, received)
+        if errors or stored is None:
+            by_index[index] = errors
+        else:
+            stored_events.append(stored)
+    keys = [key_of(event) for event in events]
+    # All-or-nothing: the store checks every key, and stores only when no event failed.
+    duplicates = state.lago.commit(keys, None if by_index else stored_events)
+    for index in duplicates:
+        by_index.setdefault(index, {}).setdefault("transaction_id", []).append("value_already_exist")
+    if by_index:
+        return lago_unprocessable({str(index): by_index[index] for index in sorted(by_index)})
+    return JsonResponse({"events": stored_events})
+
+
+async def estimate_fees(request: Request, state: MockState) -> Response:
+    rules = state.rules.lago
+    try:
+        body, event = await _top_level(request, "event", rules.estimate_max_bytes, dict)
+    except _Refused as refused:
+        return refused.response
+    errors = unexpected_keys(body, rules.estimate_keys)
+    if state.config.validate:
+        field_errors(rules.estimate_event, event, errors)
+    elif not all(isinstance(event.get(name), str) for name in ("code", "external_subscription_id")):
+        errors["event"] = ["value_is_invalid"]
+    if errors:
+        return lago_unprocessable(errors)
+    try:
+        fees = estimate(state.catalogue, event)
+    except EstimateRefused as refused:
+        if refused.code is not None:
+            return lago_not_found(refused.code)
+        return lago_unprocessable(refused.details)
+    return JsonResponse({"fees": fees})
+
+
+def transaction_id_of(request: Request) -> str | None:
+    """The path parameter decoded from the raw path, so `%2F` inside an id is a slash of the id."""
+    raw_path = request.scope.get("raw_path")
+    if isinstance(raw_path, bytes):
+        raw = raw_path.decode("latin-1")
+        if raw.startswith(FIND_PREFIX):
+            try:
+                return unquote(raw[len(FIND_PREFIX) :], encoding="utf-8", errors="strict")
+            except UnicodeDecodeError:
+                return None
+    value = request.path_params.get("transaction_id")
+    return value if isinstance(value, str) else None
+
+
+async def find_event(request: Request, state: MockState) -> Response:
+    transaction_id = transaction_id_of(request)
+    event = state.lago.find(transaction_id) if transaction_id else None
+    if event is None:
+        return lago_not_found("event_not_found")
+    return JsonResponse({"event": event})

@@ -1,0 +1,157 @@
+"""Request-body rules read from specs/*.yaml at start-up: compiled validators and the limits next to them."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import yaml
+from attrs import frozen
+
+DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        spec = yaml.safe_load(handle)
+    if not isinstance(spec, dict) or "components" not in spec:
+        raise ValueError(f"{path} is not an OpenAPI document with components")
+    return spec
+
+
+def component(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    schema = spec["components"]["schemas"][name]
+    if not isinstance(schema, dict):
+        raise ValueError(f"components.schemas.{name} is not an object")
+    return schema
+
+
+def compile_schema(spec: dict[str, Any], schema: dict[str, Any]) -> jsonschema_rs.Validator:
+    """Compile one schema with the spec's components beside it, so its `#/components/...` refs resolve."""
+    document = {"$schema": DRAFT_2020_12, **schema, "components": {"schemas": spec["components"]["schemas"]}}
+    return jsonschema_rs.validator_for(document, validate_formats=True)
+
+
+def compile_component(spec: dict[str, Any], name: str) -> jsonschema_rs.Validator:
+    return compile_schema(spec, {"$ref": f"#/components/schemas/{name}"})
+
+
+def envelope_of(spec: dict[str, Any], name: str, array_key: str) -> tuple[dict[str, Any], int, int]:
+    """The batch schema without its item rules and size bounds, plus those bounds.
+
+    Items are judged one by one and the size bounds answer with their own status, so the envelope check must
+    not reject on either.
+    """
+    envelope = copy.deepcopy(component(spec, name))
+    array_schema = envelope["properties"][array_key]
+    array_schema.pop("items", None)
+    min_items = int(array_schema.pop("minItems", 0))
+    max_items = int(array_schema.pop("maxItems"))
+    return envelope, min_items, max_items
+
+
+def max_body_bytes(spec: dict[str, Any], path: str, method: str) -> int | None:
+    limit = spec["paths"][path][method]["requestBody"].get("x-max-body-bytes")
+    return None if limit is None else int(limit)
+
+
+def format_path(parts: Sequence[str | int]) -> str:
+    """`events[3].attributes[0].value`: the field path as a reader of the request would write it."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _IDENTIFIER.match(part):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{json.dumps(part, ensure_ascii=False)}]"
+    return text
+
+
+def error_location(error: jsonschema_rs.ValidationError) -> list[str | int]:
+    """The instance path of an error; a missing property is named as part of the path."""
+    parts = list(error.instance_path)
+    if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
+        parts.append(str(error.kind.property))
+    return parts
+
+
+def describe(error: jsonschema_rs.ValidationError) -> str:
+    """One error as `<field path>: <rule broken>`."""
+    location = format_path(error_location(error))
+    return f"{location}: {error.message}" if location else error.message
+
+
+@frozen
+class TogaiRules:
+    """What the Togai spec says about request bodies."""
+
+    ingest: jsonschema_rs.Validator
+    batch_envelope: jsonschema_rs.Validator
+    event: jsonschema_rs.Validator
+    max_batch_events: int
+    ingest_max_bytes: int | None
+    batch_max_bytes: int | None
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> TogaiRules:
+        envelope, _min_items, max_items = envelope_of(spec, "IngestBatchEventRequest", "events")
+        return cls(
+            ingest=compile_component(spec, "IngestEventRequest"),
+            batch_envelope=compile_schema(spec, envelope),
+            event=compile_component(spec, "Event"),
+            max_batch_events=max_items,
+            ingest_max_bytes=max_body_bytes(spec, "/ingest", "post"),
+            batch_max_bytes=max_body_bytes(spec, "/ingestBatch", "post"),
+        )
+
+
+@frozen
+class LagoRules:
+    """What the Lago spec says about request bodies."""
+
+    event: jsonschema_rs.Validator
+    estimate_event: jsonschema_rs.Validator
+    event_keys: frozenset[str]
+    batch_keys: frozenset[str]
+    estimate_keys: frozenset[str]
+    min_batch_events: int
+    max_batch_events: int
+    create_max_bytes: int | None
+    batch_max_bytes: int | None
+    estimate_max_bytes: int | None
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> LagoRules:
+        _envelope, min_items, max_items = envelope_of(spec, "EventBatchInput", "events")
+        return cls(
+            event=compile_component(spec, "EventInputObject"),
+            estimate_event=compile_component(spec, "EventEstimateFeesInputObject"),
+            event_keys=frozenset(component(spec, "EventInput")["properties"]),
+            batch_keys=frozenset(component(spec, "EventBatchInput")["properties"]),
+            estimate_keys=frozenset(component(spec, "EventEstimateFeesInput")["properties"]),
+            min_batch_events=min_items,
+            max_batch_events=max_items,
+            create_max_bytes=max_body_bytes(spec, "/events", "post"),
+            batch_max_bytes=max_body_bytes(spec, "/events/batch", "post"),
+            estimate_max_bytes=max_body_bytes(spec, "/events/estimate_fees", "post"),
+        )
+
+
+@frozen
+class SpecRules:
+    togai: TogaiRules
+    lago: LagoRules
+
+    @classmethod
+    def load(cls, specs_dir: Path) -> SpecRules:
+        return cls(
+            togai=TogaiRules.from_spec(load_spec(specs_dir / "togai.yaml")),
+            lago=LagoRules.from_spec(load_spec(specs_dir / "lago.yaml")),
+        )

@@ -1,0 +1,42 @@
+"""Everything one mock instance remembers; lives on `app.state.mock`."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from mock_server.catalogue import Catalogue
+from mock_server.config import MockConfig
+from mock_server.errors import Provider
+from mock_server.faults import FaultInjector
+from mock_server.schemas import SpecRules
+from mock_server.stores import LagoStore, TogaiStore
+
+
+@functools.cache
+def rules_for(specs_dir: Path) -> SpecRules:
+    """Specs are read once per process: compiled validators are immutable and shared by every app."""
+    return SpecRules.load(specs_dir)
+
+
+class MockState:
+    def __init__(self, config: MockConfig) -> None:
+        self.config = config
+        self.rules = rules_for(config.specs_dir.resolve())
+        self.catalogue = Catalogue.load(config.catalogue_path)
+        self.faults = FaultInjector(config.faults)
+        self.togai = TogaiStore()
+        self.lago = LagoStore()
+
+    def store_of(self, provider: Provider) -> TogaiStore | LagoStore:
+        return self.togai if provider is Provider.TOGAI else self.lago
+
+    def reset(self) -> None:
+        """Forget events and counters and restore the start-up faults; each store is swapped whole."""
+        self.togai = TogaiStore()
+        self.lago = LagoStore()
+        self.faults.reset()
+
+    def stats(self) -> dict[str, Any]:
+        return {"togai": self.togai.stats().to_dict(), "lago": self.lago.stats().to_dict()}

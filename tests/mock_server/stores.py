@@ -1,0 +1,118 @@
+"""Thread-safe event stores of both providers, with their duplicate and request counters."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from attrs import frozen
+
+Event = dict[str, Any]
+LagoKey = tuple[str, str]
+
+
+@frozen
+class ProviderStats:
+    stored: int
+    duplicates: int
+    requests: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"stored": self.stored, "duplicates": self.duplicates, "requests": self.requests}
+
+
+class _Counters:
+    """Counters shared by both stores; every method takes the store's lock."""
+
+    def __init__(self) -> None:
+        # A plain threading lock: requests can come from several threads and event loops at once.
+        self._lock = threading.Lock()
+        self._duplicates = 0
+        self._requests = 0
+
+    def count_request(self) -> None:
+        with self._lock:
+            self._requests += 1
+
+
+class TogaiStore(_Counters):
+    """Events keyed by `id`; an `id` seen before is acknowledged but not stored again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._events: dict[tuple[str, str], Event] = {}
+        self._anonymous = itertools.count()
+
+    def add(self, events: Iterable[Event]) -> int:
+        """Store new events; returns how many were duplicates."""
+        duplicates = 0
+        with self._lock:
+            for event in events:
+                event_id = event.get("id")
+                if isinstance(event_id, str):
+                    key = ("id", event_id)
+                    if key in self._events:
+                        duplicates += 1
+                        continue
+                else:
+                    # Events without an id cannot be deduplicated; each gets a key of its own.
+                    key = ("generated", str(next(self._anonymous)))
+                self._events[key] = event
+            self._duplicates += duplicates
+        return duplicates
+
+    def events(self) -> list[Event]:
+        with self._lock:
+            return list(self._events.values())
+
+    def stats(self) -> ProviderStats:
+        with self._lock:
+            return ProviderStats(len(self._events), self._duplicates, self._requests)
+
+
+class LagoStore(_Counters):
+    """Events keyed by (external_subscription_id, transaction_id); batches are stored whole or not at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._events: dict[LagoKey, Event] = {}
+        self._first_by_transaction: dict[str, Event] = {}
+
+    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
+        """Store `events` (one per key) unless any key is already stored or repeated in `keys`.
+
+        `events` is None when the request already failed validation; the keys are then only checked, so the
+        answer can name every duplicate. Returns the indexes of the duplicate keys; nothing is stored when
+        that list is not empty or `events` is None.
+        """
+        with self._lock:
+            seen: set[LagoKey] = set()
+            duplicates: list[int] = []
+            for index, key in enumerate(keys):
+                if key is None:
+                    continue
+                if key in self._events or key in seen:
+                    duplicates.append(index)
+                seen.add(key)
+            self._duplicates += len(duplicates)
+            if duplicates or events is None:
+                return duplicates
+            for key, event in zip(keys, events, strict=True):
+                assert key is not None, "a stored event always has a key"
+                self._events[key] = event
+                self._first_by_transaction.setdefault(key[1], event)
+            return []
+
+    def find(self, transaction_id: str) -> Event | None:
+        with self._lock:
+            return self._first_by_transaction.get(transaction_id)
+
+    def events(self) -> list[Event]:
+        with self._lock:
+            return list(self._events.values())
+
+    def stats(self) -> ProviderStats:
+        with self._lock:
+            return ProviderStats(len(self._events), self._duplicates, self._requests)

@@ -1,0 +1,159 @@
+"""Ways for tests to reach the mock: a real server on a free port, or in-process httpx transports.
+
+All three surface an injected connection drop as an `httpx.TransportError` subclass, as a real network would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import weakref
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+from mock_server.faults import ConnectionDropped, silence_injected_drops
+
+__all__ = ["async_transport", "serve_in_thread", "sync_transport"]
+
+T = TypeVar("T")
+DROPPED_MESSAGE = "the mock dropped the connection before the response was complete"
+SERVER_START_TIMEOUT = 10.0
+
+
+class _NotifyingServer(uvicorn.Server):
+    """A uvicorn server that tells the starting thread when it is listening (or has given up)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    def run_until_stopped(self, sockets: list[socket.socket]) -> None:
+        try:
+            self.run(sockets=sockets)
+        finally:
+            self.ready.set()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+
+@contextmanager
+def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve `app` with uvicorn on a free port in a background thread; yields its base URL."""
+    silence_injected_drops()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, 0))
+    port = listener.getsockname()[1]
+    # log_config=None: leave the test process's logging configuration alone.
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        log_level="warning",
+    )
+    server = _NotifyingServer(config)
+    thread = threading.Thread(
+        target=server.run_until_stopped, args=([listener],), name=f"mock-server-{port}", daemon=True
+    )
+    thread.start()
+    try:
+        if not server.ready.wait(SERVER_START_TIMEOUT) or not server.started:
+            raise RuntimeError(f"the mock server did not start on {host}:{port}")
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(SERVER_START_TIMEOUT)
+        listener.close()
+
+
+class _MockAsyncTransport(httpx.AsyncBaseTransport):
+    def __init__(self, app: ASGIApp) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await self._asgi.handle_async_request(request)
+        except ConnectionDropped as exc:
+            raise httpx.RemoteProtocolError(DROPPED_MESSAGE, request=request) from exc
+
+    async def aclose(self) -> None:
+        await self._asgi.aclose()
+
+
+def async_transport(app: ASGIApp) -> httpx.AsyncBaseTransport:
+    """An in-process transport for `httpx.AsyncClient`."""
+    return _MockAsyncTransport(app)
+
+
+class _LoopThread:
+    """An asyncio loop on a daemon thread, so synchronous callers in any thread can run the app on it."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="mock-transport-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            coroutine.close()
+            raise RuntimeError("the mock transport cannot be called from its own event loop")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+
+
+class _MockSyncTransport(httpx.BaseTransport):
+    def __init__(self, app: ASGIApp) -> None:
+        self._inner = _MockAsyncTransport(app)
+        self._loop = _LoopThread()
+        # Stops the loop thread even when a client is never closed.
+        self._finalizer = weakref.finalize(self, self._loop.stop)
+
+    async def _exchange(self, request: httpx.Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        response = await self._inner.handle_async_request(request)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        return response.status_code, response.headers.raw, content
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        # The body is read here, so iterator bodies of the calling thread never cross into the loop thread.
+        body = request.read()
+        replica = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+        try:
+            status, headers, content = self._loop.run(self._exchange(replica))
+        except httpx.TransportError as exc:
+            raise type(exc)(str(exc), request=request) from exc
+        return httpx.Response(status, headers=headers, content=content)
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def sync_transport(app: ASGIApp) -> httpx.BaseTransport:
+    """An in-process transport for `httpx.Client`, usable from any thread; `close()` stops its loop thread."""
+    return _MockSyncTransport(app)
