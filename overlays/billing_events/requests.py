@@ -13,8 +13,8 @@ from lago_api.types import Response
 
 from . import _constants as C
 from .delivery import transport_error
-from .errors import APIError, AuthError, NotFoundError, RejectedError, ServerError
-from .retry import RetryableFailure, RetryPolicy
+from .errors import APIError, AuthError, NotFoundError, RateLimitedError, RejectedError, ServerError
+from .retry import RetryableFailure, RetryPolicy, retry_after_seconds
 
 T = TypeVar("T")
 
@@ -36,14 +36,30 @@ def _failure(exc: Exception, provider: str) -> Exception:
 _CALL_ERRORS = (UnexpectedStatus, httpx.TransportError, ValueError)
 
 
+def _unless_retryable(response: Response[T], provider: str) -> Response[T]:
+    """The response, or RetryableFailure for a documented 429/503 (with the server's wait hint)."""
+    status = int(response.status_code)
+    if status not in C.RETRYABLE_STATUSES:
+        return response
+    hint = retry_after_seconds(response.headers)
+    message = response.content.decode("utf-8", "replace")[:500]
+    error: APIError = (
+        RateLimitedError(message, retry_after=hint, status=status, provider=provider)
+        if status == 429
+        else ServerError(message, status=status, provider=provider)
+    )
+    raise RetryableFailure(error, hint)
+
+
 def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provider: str) -> Response[T]:
     try:
         for attempt in policy.retrying():
             with attempt:
                 try:
-                    return call()
+                    response = call()
                 except _CALL_ERRORS as exc:
                     raise _failure(exc, provider) from None
+                return _unless_retryable(response, provider)
     except RetryableFailure as exhausted:
         raise exhausted.cause from None
     raise AssertionError("unreachable")
@@ -56,9 +72,10 @@ async def async_retryable_call(
         async for attempt in policy.async_retrying():
             with attempt:
                 try:
-                    return await call()
+                    response = await call()
                 except _CALL_ERRORS as exc:
                     raise _failure(exc, provider) from None
+                return _unless_retryable(response, provider)
     except RetryableFailure as exhausted:
         raise exhausted.cause from None
     raise AssertionError("unreachable")

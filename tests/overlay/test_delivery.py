@@ -315,3 +315,34 @@ def test_a_broken_dead_letter_line_is_named(tmp_path: Path) -> None:
     path.write_text('{"provider": "togai"}\n')
     with pytest.raises(ValueError, match=r"dead.jsonl:1: not a dead letter"):
         list(read_dead_letters(path))
+
+
+def test_find_event_retries_a_429_and_honours_its_hint() -> None:
+    stored = {
+        "event": {
+            "transaction_id": "t-1",
+            "lago_customer_id": None,
+            "code": "api_calls",
+            "timestamp": "2024-05-01T10:15:30.000Z",
+            "lago_subscription_id": None,
+            "external_subscription_id": "sub-1",
+        }
+    }
+    server = Scripted(
+        httpx.Response(
+            429, json={"status": 429, "error": "Too Many Requests"}, headers={"X-RateLimit-Reset": "0"}
+        ),
+        httpx.Response(503, json={"status": 503, "error": "Service Unavailable"}),
+        default=httpx.Response(200, json=stored),
+    )
+    client = lago(server, RetryPolicy(initial_delay=0.001, max_delay=0.001))
+    assert client.find_event("t-1").external_subscription_id == "sub-1"
+    assert len(server.requests) == 3
+
+
+def test_find_event_gives_up_with_the_typed_error() -> None:
+    server = Scripted(default=httpx.Response(429, json={"status": 429, "error": "Too Many Requests"}))
+    client = lago(server, RetryPolicy(max_attempts=2, initial_delay=0.001, max_delay=0.001))
+    with pytest.raises(RateLimitedError, match="HTTP 429"):
+        client.find_event("t-1")
+    assert len(server.requests) == 2
