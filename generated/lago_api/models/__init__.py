@@ -4,6 +4,10 @@ from .api_error_bad_request import ApiErrorBadRequest
 from .api_error_bad_request_status import ApiErrorBadRequestStatus
 from .api_error_not_found import ApiErrorNotFound
 from .api_error_not_found_status import ApiErrorNotFoundStatus
+from .api_error_service_unavailable import ApiErrorServiceUnavailable
+from .api_error_service_unavailable_status import ApiErrorServiceUnavailableStatus
+from .api_error_too_many_requests import ApiErrorTooManyRequests
+from .api_error_too_many_requests_status import ApiErrorTooManyRequestsStatus
 from .api_error_unauthorized import ApiErrorUnauthorized
 from .api_error_unauthorized_status import ApiErrorUnauthorizedStatus
 from .api_error_unprocessable_entity import ApiErrorUnprocessableEntity
@@ -29,6 +33,10 @@ __all__ = (
     "ApiErrorBadRequestStatus",
     "ApiErrorNotFound",
     "ApiErrorNotFoundStatus",
+    "ApiErrorServiceUnavailable",
+    "ApiErrorServiceUnavailableStatus",
+    "ApiErrorTooManyRequests",
+    "ApiErrorTooManyRequestsStatus",
     "ApiErrorUnauthorized",
     "ApiErrorUnauthorizedStatus",
     "ApiErrorUnprocessableEntity",

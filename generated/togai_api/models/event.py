@@ -23,7 +23,7 @@ class Event:
     schema_name: str
     """ Name of the event schema the event belongs to. """
     timestamp: datetime.datetime
-    """ When the usage happened, as an RFC 3339 date-time with a UTC offset. """
+    """ When the usage happened, as an RFC 3339 date-time with a UTC offset, e.g. `2024-05-01T10:15:30Z`. """
     account_id: str
     """ The customer account the usage is billed to. """
     attributes: list[Attribute]

@@ -6,6 +6,8 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.api_error_bad_request import ApiErrorBadRequest
+from ...models.api_error_service_unavailable import ApiErrorServiceUnavailable
+from ...models.api_error_too_many_requests import ApiErrorTooManyRequests
 from ...models.api_error_unauthorized import ApiErrorUnauthorized
 from ...models.api_error_unprocessable_entity import ApiErrorUnprocessableEntity
 from ...models.event_batch_input import EventBatchInput
@@ -34,7 +36,15 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse | None:
+) -> (
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventsResponse
+    | None
+):
     if response.status_code == 200:
         response_200 = EventsResponse.from_dict(response.json())
 
@@ -55,6 +65,16 @@ def _parse_response(
 
         return response_422
 
+    if response.status_code == 429:
+        response_429 = ApiErrorTooManyRequests.from_dict(response.json())
+
+        return response_429
+
+    if response.status_code == 503:
+        response_503 = ApiErrorServiceUnavailable.from_dict(response.json())
+
+        return response_503
+
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
     else:
@@ -63,7 +83,14 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]:
+) -> Response[
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventsResponse
+]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -76,7 +103,14 @@ def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
     body: EventBatchInput,
-) -> Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]:
+) -> Response[
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventsResponse
+]:
     """Send up to 100 usage events
 
      Stores between 1 and 100 events in one request. The batch is
@@ -91,7 +125,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
+        Response[ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
     """
 
     kwargs = _get_kwargs(
@@ -109,7 +143,15 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
     body: EventBatchInput,
-) -> ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse | None:
+) -> (
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventsResponse
+    | None
+):
     """Send up to 100 usage events
 
      Stores between 1 and 100 events in one request. The batch is
@@ -124,7 +166,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
+        ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
     """
 
     return sync_detailed(
@@ -137,7 +179,14 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
     body: EventBatchInput,
-) -> Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]:
+) -> Response[
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventsResponse
+]:
     """Send up to 100 usage events
 
      Stores between 1 and 100 events in one request. The batch is
@@ -152,7 +201,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
+        Response[ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
     """
 
     kwargs = _get_kwargs(
@@ -168,7 +217,15 @@ async def asyncio(
     *,
     client: AuthenticatedClient | Client,
     body: EventBatchInput,
-) -> ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse | None:
+) -> (
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventsResponse
+    | None
+):
     """Send up to 100 usage events
 
      Stores between 1 and 100 events in one request. The batch is
@@ -183,7 +240,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
+        ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
     """
 
     return (

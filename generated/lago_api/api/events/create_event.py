@@ -6,6 +6,8 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.api_error_bad_request import ApiErrorBadRequest
+from ...models.api_error_service_unavailable import ApiErrorServiceUnavailable
+from ...models.api_error_too_many_requests import ApiErrorTooManyRequests
 from ...models.api_error_unauthorized import ApiErrorUnauthorized
 from ...models.api_error_unprocessable_entity import ApiErrorUnprocessableEntity
 from ...models.event_input import EventInput
@@ -34,7 +36,15 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse | None:
+) -> (
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventResponse
+    | None
+):
     if response.status_code == 200:
         response_200 = EventResponse.from_dict(response.json())
 
@@ -55,6 +65,16 @@ def _parse_response(
 
         return response_422
 
+    if response.status_code == 429:
+        response_429 = ApiErrorTooManyRequests.from_dict(response.json())
+
+        return response_429
+
+    if response.status_code == 503:
+        response_503 = ApiErrorServiceUnavailable.from_dict(response.json())
+
+        return response_503
+
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
     else:
@@ -63,7 +83,14 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]:
+) -> Response[
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventResponse
+]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -76,7 +103,14 @@ def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
     body: EventInput,
-) -> Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]:
+) -> Response[
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventResponse
+]:
     """Send one usage event
 
      Stores one usage event for a subscription. Ingestion is asynchronous:
@@ -91,7 +125,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]
+        Response[ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]
     """
 
     kwargs = _get_kwargs(
@@ -109,7 +143,15 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
     body: EventInput,
-) -> ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse | None:
+) -> (
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventResponse
+    | None
+):
     """Send one usage event
 
      Stores one usage event for a subscription. Ingestion is asynchronous:
@@ -124,7 +166,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse
+        ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse
     """
 
     return sync_detailed(
@@ -137,7 +179,14 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
     body: EventInput,
-) -> Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]:
+) -> Response[
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventResponse
+]:
     """Send one usage event
 
      Stores one usage event for a subscription. Ingestion is asynchronous:
@@ -152,7 +201,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]
+        Response[ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]
     """
 
     kwargs = _get_kwargs(
@@ -168,7 +217,15 @@ async def asyncio(
     *,
     client: AuthenticatedClient | Client,
     body: EventInput,
-) -> ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse | None:
+) -> (
+    ApiErrorBadRequest
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | EventResponse
+    | None
+):
     """Send one usage event
 
      Stores one usage event for a subscription. Ingestion is asynchronous:
@@ -183,7 +240,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse
+        ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse
     """
 
     return (

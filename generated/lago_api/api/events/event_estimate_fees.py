@@ -7,6 +7,8 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.api_error_bad_request import ApiErrorBadRequest
 from ...models.api_error_not_found import ApiErrorNotFound
+from ...models.api_error_service_unavailable import ApiErrorServiceUnavailable
+from ...models.api_error_too_many_requests import ApiErrorTooManyRequests
 from ...models.api_error_unauthorized import ApiErrorUnauthorized
 from ...models.api_error_unprocessable_entity import ApiErrorUnprocessableEntity
 from ...models.event_estimate_fees_input import EventEstimateFeesInput
@@ -35,7 +37,16 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse | None:
+) -> (
+    ApiErrorBadRequest
+    | ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | FeesResponse
+    | None
+):
     if response.status_code == 200:
         response_200 = FeesResponse.from_dict(response.json())
 
@@ -61,6 +72,16 @@ def _parse_response(
 
         return response_422
 
+    if response.status_code == 429:
+        response_429 = ApiErrorTooManyRequests.from_dict(response.json())
+
+        return response_429
+
+    if response.status_code == 503:
+        response_503 = ApiErrorServiceUnavailable.from_dict(response.json())
+
+        return response_503
+
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
     else:
@@ -70,7 +91,13 @@ def _parse_response(
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
 ) -> Response[
-    ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
+    ApiErrorBadRequest
+    | ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | FeesResponse
 ]:
     return Response(
         status_code=HTTPStatus(response.status_code),
@@ -85,7 +112,13 @@ def sync_detailed(
     client: AuthenticatedClient | Client,
     body: EventEstimateFeesInput,
 ) -> Response[
-    ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
+    ApiErrorBadRequest
+    | ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | FeesResponse
 ]:
     """Estimate the pay-in-advance fees of an event
 
@@ -100,7 +133,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse]
+        Response[ApiErrorBadRequest | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse]
     """
 
     kwargs = _get_kwargs(
@@ -118,7 +151,16 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
     body: EventEstimateFeesInput,
-) -> ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse | None:
+) -> (
+    ApiErrorBadRequest
+    | ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | FeesResponse
+    | None
+):
     """Estimate the pay-in-advance fees of an event
 
      Computes, without storing anything, the fees an event would create for
@@ -132,7 +174,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
+        ApiErrorBadRequest | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
     """
 
     return sync_detailed(
@@ -146,7 +188,13 @@ async def asyncio_detailed(
     client: AuthenticatedClient | Client,
     body: EventEstimateFeesInput,
 ) -> Response[
-    ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
+    ApiErrorBadRequest
+    | ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | FeesResponse
 ]:
     """Estimate the pay-in-advance fees of an event
 
@@ -161,7 +209,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse]
+        Response[ApiErrorBadRequest | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse]
     """
 
     kwargs = _get_kwargs(
@@ -177,7 +225,16 @@ async def asyncio(
     *,
     client: AuthenticatedClient | Client,
     body: EventEstimateFeesInput,
-) -> ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse | None:
+) -> (
+    ApiErrorBadRequest
+    | ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | ApiErrorUnprocessableEntity
+    | FeesResponse
+    | None
+):
     """Estimate the pay-in-advance fees of an event
 
      Computes, without storing anything, the fees an event would create for
@@ -191,7 +248,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorNotFound | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
+        ApiErrorBadRequest | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
     """
 
     return (

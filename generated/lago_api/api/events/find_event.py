@@ -7,6 +7,8 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.api_error_not_found import ApiErrorNotFound
+from ...models.api_error_service_unavailable import ApiErrorServiceUnavailable
+from ...models.api_error_too_many_requests import ApiErrorTooManyRequests
 from ...models.api_error_unauthorized import ApiErrorUnauthorized
 from ...models.event_response import EventResponse
 from ...types import Response
@@ -28,7 +30,14 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> ApiErrorNotFound | ApiErrorUnauthorized | EventResponse | None:
+) -> (
+    ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | EventResponse
+    | None
+):
     if response.status_code == 200:
         response_200 = EventResponse.from_dict(response.json())
 
@@ -44,6 +53,16 @@ def _parse_response(
 
         return response_404
 
+    if response.status_code == 429:
+        response_429 = ApiErrorTooManyRequests.from_dict(response.json())
+
+        return response_429
+
+    if response.status_code == 503:
+        response_503 = ApiErrorServiceUnavailable.from_dict(response.json())
+
+        return response_503
+
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
     else:
@@ -52,7 +71,9 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[ApiErrorNotFound | ApiErrorUnauthorized | EventResponse]:
+) -> Response[
+    ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
+]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -65,7 +86,9 @@ def sync_detailed(
     transaction_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Response[ApiErrorNotFound | ApiErrorUnauthorized | EventResponse]:
+) -> Response[
+    ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
+]:
     """Read an event back
 
      Returns the first stored event with this `transaction_id`. A `/` in
@@ -79,7 +102,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorNotFound | ApiErrorUnauthorized | EventResponse]
+        Response[ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse]
     """
 
     kwargs = _get_kwargs(
@@ -97,7 +120,14 @@ def sync(
     transaction_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> ApiErrorNotFound | ApiErrorUnauthorized | EventResponse | None:
+) -> (
+    ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | EventResponse
+    | None
+):
     """Read an event back
 
      Returns the first stored event with this `transaction_id`. A `/` in
@@ -111,7 +141,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorNotFound | ApiErrorUnauthorized | EventResponse
+        ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
     """
 
     return sync_detailed(
@@ -124,7 +154,9 @@ async def asyncio_detailed(
     transaction_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Response[ApiErrorNotFound | ApiErrorUnauthorized | EventResponse]:
+) -> Response[
+    ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
+]:
     """Read an event back
 
      Returns the first stored event with this `transaction_id`. A `/` in
@@ -138,7 +170,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorNotFound | ApiErrorUnauthorized | EventResponse]
+        Response[ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse]
     """
 
     kwargs = _get_kwargs(
@@ -154,7 +186,14 @@ async def asyncio(
     transaction_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> ApiErrorNotFound | ApiErrorUnauthorized | EventResponse | None:
+) -> (
+    ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | EventResponse
+    | None
+):
     """Read an event back
 
      Returns the first stored event with this `transaction_id`. A `/` in
@@ -168,7 +207,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorNotFound | ApiErrorUnauthorized | EventResponse
+        ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
     """
 
     return (
