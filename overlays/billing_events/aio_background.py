@@ -92,7 +92,7 @@ class AsyncBackgroundSender:
         if not self._queue.has_room(len(payload)):
             self._refuse(key, payload)
             return key
-        self._push(key, payload)
+        self._push(payload)
         return key
 
     async def atrack(self, event: object) -> str:
@@ -116,7 +116,7 @@ class AsyncBackgroundSender:
         if not self._queue.has_room(len(payload)):
             self._refuse(key, payload)
             return key
-        self._push(key, payload)
+        self._push(payload)
         return key
 
     def _encode(self, event: object) -> tuple[str, bytes]:
@@ -130,8 +130,8 @@ class AsyncBackgroundSender:
             return exc.key or "", b""
         return key, payload
 
-    def _push(self, key: str, payload: bytes) -> None:
-        self._queue.push(key, payload)
+    def _push(self, payload: bytes) -> None:
+        self._queue.push(payload)
         self._accepted += 1
         if self._runner is None:
             self._runner = asyncio.get_running_loop().create_task(self._run())

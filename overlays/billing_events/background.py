@@ -147,7 +147,7 @@ class BackgroundSender:
                     )
                 reason = f"queue full ({len(self._queue)} events, {self._queue.bytes} bytes)"
             else:
-                self._queue.push(key, payload)
+                self._queue.push(payload)
                 self._accepted += 1
                 if not self._threads:
                     self._start_workers()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from typing import Literal
 
@@ -12,27 +13,30 @@ from . import _constants as C
 from .errors import ConfigurationError
 from .providers import Pending, ProviderRules
 
+# What a queued payload costs beyond its length: the bytes object's header and the deque's pointer.
+ITEM_OVERHEAD = sys.getsizeof(b"") + 8
+
 
 class EventQueue:
-    """Serialized events waiting to be sent, bounded by count and by bytes."""
+    """Serialized events waiting to be sent, bounded by count and by the memory they hold."""
 
     def __init__(self, rules: ProviderRules, max_events: int, max_bytes: int) -> None:
         self.rules = rules
         self.max_events = max_events
         self.max_bytes = max_bytes
-        # (key, payload) tuples of str and bytes: the garbage collector stops scanning them.
-        self._items: deque[tuple[str, bytes]] = deque()
+        # Bare payloads: bytes objects the garbage collector never scans, and no per-event key string.
+        self._items: deque[bytes] = deque()
         self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
     def has_room(self, size: int) -> bool:
-        return len(self._items) < self.max_events and self.bytes + size <= self.max_bytes
+        return len(self._items) < self.max_events and self.bytes + size + ITEM_OVERHEAD <= self.max_bytes
 
-    def push(self, key: str, payload: bytes) -> None:
-        self._items.append((key, payload))
-        self.bytes += len(payload)
+    def push(self, payload: bytes) -> None:
+        self._items.append(payload)
+        self.bytes += len(payload) + ITEM_OVERHEAD
 
     def take_batch(self) -> list[Pending]:
         """The next request's worth of events, within the provider's count and byte limits."""
@@ -40,18 +44,19 @@ class EventQueue:
         items = self._items
         batch: list[Pending] = []
         size = rules.envelope_bytes
+        key_field = rules.key_field
         while items and len(batch) < rules.max_batch_events:
-            extra = len(items[0][1]) + 1
+            extra = len(items[0]) + 1
             if batch and size + extra > rules.max_batch_bytes:
                 break
-            key, payload = items.popleft()
-            self.bytes -= len(payload)
+            payload = items.popleft()
+            self.bytes -= len(payload) + ITEM_OVERHEAD
             size += extra
-            batch.append(Pending(key, payload))
+            batch.append(Pending(None, payload, key_field=key_field))
         return batch
 
     def drain(self) -> list[Pending]:
-        batch = [Pending(key, payload) for key, payload in self._items]
+        batch = [Pending(None, payload, key_field=self.rules.key_field) for payload in self._items]
         self._items.clear()
         self.bytes = 0
         return batch

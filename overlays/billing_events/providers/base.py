@@ -28,20 +28,31 @@ from ..retry import retry_after_seconds
 
 
 class Pending:
-    """An accepted event on its way: its key and its serialized JSON (the dict only when kept)."""
+    """An accepted event on its way: its serialized JSON, and its key once somebody needs it.
 
-    __slots__ = ("_event", "attempts", "key", "payload", "seq")
+    A background queue keeps only the payload bytes; the key and the dict are
+    read back from the JSON when an outcome is built.
+    """
 
-    def __init__(self, key: str, payload: bytes, event: dict[str, Any] | None = None, seq: int = 0) -> None:
-        self.key = key
+    __slots__ = ("_event", "_key", "attempts", "key_field", "payload", "seq")
+
+    def __init__(self, key: str | None, payload: bytes, *, key_field: str = "", seq: int = 0) -> None:
+        self._key = key
         self.payload = payload
-        self._event = event
+        self.key_field = key_field
+        self._event: dict[str, Any] | None = None
         self.seq = seq
         self.attempts = 0
 
     @property
+    def key(self) -> str:
+        if self._key is None:
+            self._key = _printable(self.event.get(self.key_field)) or ""
+        return self._key
+
+    @property
     def event(self) -> dict[str, Any]:
-        """The event as sent; re-read from its JSON when the dict was not kept."""
+        """The event as sent, read back from its JSON."""
         if self._event is None:
             self._event = orjson.loads(self.payload)
         return self._event
@@ -209,7 +220,7 @@ class ProviderRules:
         """Key, validate and serialize one event; raise InvalidEventError if it breaks the spec."""
         key, payload = self.encode(event)
         # The dict is not kept: it is read back from the payload only if somebody asks for it.
-        return Pending(key, payload, None, seq)
+        return Pending(key, payload, seq=seq)
 
     def encode(self, event: object) -> tuple[str, bytes]:
         """The event's key and its JSON; raise InvalidEventError if it breaks the spec.
