@@ -37,3 +37,25 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Mock with faults + 30k events per provider through the CLI; prints the mock's count beside the sent count.
+demo: $(STAMP)
+	BIN=$(BIN) MOCK_PORT=$(MOCK_PORT) MOCK_TOKEN=$(MOCK_TOKEN) bash tests/demo/demo.sh
+
+# Throughput, track() cost, queue memory and regenerate time; prints a table. Never part of `make test`.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
+
+# The stateful Togai + Lago mock on 127.0.0.1:$(MOCK_PORT); MOCK_FAULTS (JSON) and MOCK_CATALOGUE configure it.
+mock: $(STAMP)
+	MOCK_PORT=$(MOCK_PORT) MOCK_TOKEN=$(MOCK_TOKEN) $(BIN)/python -m mock_server
+
+# Schemathesis suite against TOGAI_BASE_URL/TOGAI_API_TOKEN and LAGO_API_URL/LAGO_API_KEY when set, otherwise
+# against the mock in-process. A real server RECEIVES THE GENERATED EVENTS: never point it at production.
+contract: $(STAMP)
+	@if [ -n "$$TOGAI_BASE_URL$$LAGO_API_URL" ]; then \
+		echo "WARNING: this run creates events on: $${TOGAI_BASE_URL:+Togai $$TOGAI_BASE_URL }$${LAGO_API_URL:+Lago $$LAGO_API_URL}"; \
+	else \
+		echo "No TOGAI_BASE_URL / LAGO_API_URL set: running against the mock in-process."; \
+	fi
+	$(BIN)/python -m pytest tests/contract/test_contract_schemathesis.py -q

@@ -1,0 +1,317 @@
+"""``make bench``: every figure measured in this run, against one local sink server.
+
+    python -m bench.run [--seconds 2] [--providers togai,lago] [--scenarios 0,50]
+                        [--skip-extras] [--profile DIR]
+
+The server is ``bench.sink`` (a bare ASGI app under uvicorn, one process, h11)
+started here in a separate process; it answers valid bodies with the
+provider's success body and can sleep before answering. Rows per provider:
+a raw httpx baseline, the official clients, then this project's sync
+``send()``, background ``track()`` and async ``send()``; each as events/s and
+as a ratio to the baseline (the first row). Then: ``track()`` cost on the
+caller's thread, peak memory of a byte-bounded queue of 1,000,000 events, and
+the wall time of ``make regenerate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from bench.throughput import Measurement, Target, event_pool, rows_for
+
+ROOT = Path(__file__).resolve().parents[2]
+# httpx's async pool costs more CPU per request as connections grow; 16 was the best on 2 cores.
+IN_FLIGHT = 16
+# Background workers per scenario: one is enough without latency; with 50 ms each worker waits.
+WORKERS = {0: 1}
+LATENT_WORKERS = 4
+
+
+@contextmanager
+def sink_server() -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
+    process = subprocess.Popen([sys.executable, "-m", "bench.sink", "--port", str(port)], env=env)
+    origin = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError("the sink server exited at start-up")
+            try:
+                httpx.get(f"{origin}/_sink/stats", timeout=1).raise_for_status()
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the sink server did not answer within 20 s") from None
+                time.sleep(0.05)
+        yield origin
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def set_latency(origin: str, latency_ms: int) -> None:
+    httpx.put(f"{origin}/_sink/config", json={"latency_ms": latency_ms}, timeout=5).raise_for_status()
+
+
+def sink_events(origin: str, provider: str) -> int:
+    count: int = httpx.get(f"{origin}/_sink/stats", timeout=5).json()["events"][provider]
+    return count
+
+
+def run_rows(
+    console: Console,
+    origin: str,
+    providers: Sequence[str],
+    scenarios: Sequence[int],
+    seconds: float,
+    profile_dir: Path | None,
+) -> list[tuple[int, str, Measurement, float]]:
+    results: list[tuple[int, str, Measurement, float]] = []
+    for latency in scenarios:
+        set_latency(origin, latency)
+        for provider in providers:
+            pool = event_pool(provider)
+            target = Target(origin, provider, seconds)
+            baseline: float | None = None
+            workers = WORKERS.get(latency, LATENT_WORKERS)
+            for key, row in rows_for(provider, in_flight=IN_FLIGHT, workers=workers):
+                before = sink_events(origin, provider)
+                if profile_dir is not None and key in ("send", "background", "async"):
+                    measurement = profiled(
+                        row, target, pool, profile_dir / f"{latency}ms-{provider}-{key}.txt"
+                    )
+                else:
+                    measurement = row(target, pool)
+                received = sink_events(origin, provider) - before
+                if received < measurement.events:
+                    raise RuntimeError(f"{measurement.row}: the sink got {received} of {measurement.events}")
+                baseline = baseline or measurement.rate
+                results.append((latency, provider, measurement, measurement.rate / baseline))
+                console.print(
+                    f"  {latency:>3} ms  {provider:<5}  {measurement.row:<50} {measurement.rate:>10,.0f} ev/s",
+                    highlight=False,
+                )
+    return results
+
+
+def profiled(row: Any, target: Target, pool: Any, output: Path) -> Measurement:
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    try:
+        measurement: Measurement = row(target, pool)
+    finally:
+        profiler.stop()
+    from pyinstrument.renderers import ConsoleRenderer
+
+    tree = profiler.output_text(unicode=True, color=False, show_all=False)
+    flat = profiler.output(ConsoleRenderer(unicode=True, flat=True, show_all=True))
+    output.write_text(f"{tree}\n\nself time by function:\n{flat}")
+    return measurement
+
+
+def run_module(module: str, *args: str) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    result: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def regenerate_seconds() -> float:
+    with tempfile.TemporaryDirectory() as output:
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, str(ROOT / "specs" / "regenerate.py"), output], check=True, timeout=600
+        )
+        return time.perf_counter() - started
+
+
+def throughput_table(results: list[tuple[int, str, Measurement, float]]) -> Table:
+    table = Table(title="throughput (events/s; ratio to the first row of its group)", title_justify="left")
+    for column, justify in [
+        ("latency", "right"),
+        ("provider", "left"),
+        ("row", "left"),
+        ("events", "right"),
+        ("seconds", "right"),
+        ("events/s", "right"),
+        ("x first row", "right"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    previous: tuple[int, str] | None = None
+    for latency, provider, measurement, ratio in results:
+        if previous is not None and previous != (latency, provider):
+            table.add_section()
+        previous = (latency, provider)
+        table.add_row(
+            f"{latency} ms",
+            provider,
+            measurement.row,
+            f"{measurement.events:,}",
+            f"{measurement.seconds:.2f}",
+            f"{measurement.rate:,.0f}",
+            f"{ratio:.2f}x",
+        )
+    return table
+
+
+def _rate(
+    results: list[tuple[int, str, Measurement, float]], latency: int, provider: str, prefix: str
+) -> float:
+    for row_latency, row_provider, measurement, _ in results:
+        if row_latency == latency and row_provider == provider and measurement.row.startswith(prefix):
+            return measurement.rate
+    return float("nan")
+
+
+def _best(
+    results: list[tuple[int, str, Measurement, float]], latency: int, provider: str, prefix: str
+) -> float:
+    rates = [
+        measurement.rate
+        for row_latency, row_provider, measurement, _ in results
+        if row_latency == latency and row_provider == provider and measurement.row.startswith(prefix)
+    ]
+    return max(rates, default=float("nan"))
+
+
+def targets_table(
+    results: list[tuple[int, str, Measurement, float]],
+    track: dict[str, Any] | None,
+    memory: dict[str, Any] | None,
+) -> Table:
+    table = Table(title="targets", title_justify="left")
+    for column in ("target", "measured", "met"):
+        table.add_column(column)
+
+    def check(name: str, value: float, goal: float, unit: str, *, at_most: bool = False) -> None:
+        met = value <= goal if at_most else value >= goal
+        table.add_row(name, f"{value:,.2f}{unit}", "[green]yes[/]" if met else "[red]no[/]")
+
+    raw, ours, asy = "raw httpx", "billing_events", "billing_events async send()"
+    for provider, vs_raw, official, vs_official in [
+        ("lago", 0.6, "lago-python-client events.batch_create", 20.0),
+        ("togai", 0.4, "togai-client ingest_batch", 4.0),
+    ]:
+        baseline = _rate(results, 0, provider, raw)
+        if baseline != baseline:  # NaN: the scenario was not run
+            continue
+        best = _best(results, 0, provider, ours)
+        check(
+            f"{provider}, no latency: best billing_events row ≥ {vs_raw}x raw", best / baseline, vs_raw, "x"
+        )
+        check(
+            f"{provider}, no latency: best billing_events row ≥ {vs_official:g}x {official}",
+            best / _rate(results, 0, provider, official),
+            vs_official,
+            "x",
+        )
+    for provider in ("togai", "lago"):
+        rate = _rate(results, 50, provider, asy)
+        if rate == rate:
+            check(f"{provider}, 50 ms latency: async ≥ 20,000 events/s", rate, 20_000, " ev/s")
+    if track is not None:
+        check("track() median ≤ 5 µs", track["median_us"], 5, " µs", at_most=True)
+        check("track() p99 ≤ 50 µs", track["p99_us"], 50, " µs", at_most=True)
+    if memory is not None:
+        check(
+            "queue peak RSS delta ≤ bound + 20%",
+            memory["peak_delta_mib"] / memory["bound_mib"],
+            1.2,
+            "x bound",
+            at_most=True,
+        )
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per throughput row (default: 2)")
+    parser.add_argument("--providers", default="togai,lago")
+    parser.add_argument("--scenarios", default="0,50", help="server latencies in ms (default: 0,50)")
+    parser.add_argument("--skip-extras", action="store_true", help="only the throughput rows")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="profile this project's rows with pyinstrument"
+    )
+    args = parser.parse_args(argv)
+    providers = [name for name in args.providers.split(",") if name]
+    scenarios = [int(value) for value in args.scenarios.split(",") if value]
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    console = Console()
+    console = Console(width=max(console.width, 130))
+    cpus = os.cpu_count()
+    console.print(
+        f"server: bench.sink (bare ASGI app, uvicorn h11, separate process; no schema validation, no storage)"
+        f" on this machine ({cpus} CPUs); python {sys.version.split()[0]}",
+        highlight=False,
+    )
+    with sink_server() as origin:
+        results = run_rows(console, origin, providers, scenarios, args.seconds, args.profile)
+        track = memory = None
+        regenerate = None
+        if not args.skip_extras:
+            set_latency(origin, 0)
+            console.print("  measuring track() cost …")
+            track = run_module("bench.track_cost", f"{origin}/togai")
+    if not args.skip_extras:
+        console.print("  measuring queue memory with 1,000,000 events …")
+        memory = run_module("bench.queue_memory")
+        console.print("  timing make regenerate …")
+        regenerate = regenerate_seconds()
+    console.print(throughput_table(results))
+    if track is not None:
+        console.print(
+            f"track() on the caller's thread, worker sending ({track['calls']:,} calls, timer overhead"
+            f" {track['timer_overhead_ns']} ns removed): median {track['median_us']:.2f} µs,"
+            f" p99 {track['p99_us']:.2f} µs, p99.9 {track['p999_us']:.2f} µs, max {track['max_us']:,.0f} µs",
+            highlight=False,
+        )
+    if memory is not None:
+        console.print(
+            f"queue memory: {memory['events_tracked']:,} events tracked with the worker blocked,"
+            f" max_queue_bytes {memory['bound_mib']:.0f} MiB: {memory['queued']:,} queued,"
+            f" {memory['dropped']:,} dropped; peak RSS {memory['peak_rss_mib']:.0f} MiB,"
+            f" +{memory['peak_delta_mib']:.0f} MiB over the start = {memory['peak_delta_mib'] / memory['bound_mib']:.2f}x"
+            f" the bound (mean event {memory['mean_event_json_bytes']:.0f} B of JSON)",
+            highlight=False,
+        )
+    if regenerate is not None:
+        console.print(
+            f"make regenerate (specs/regenerate.py into a temp dir): {regenerate:.1f} s", highlight=False
+        )
+    console.print(targets_table(results, track, memory))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tests of the billing-events command line, against the in-process mock server."""

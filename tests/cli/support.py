@@ -1,0 +1,64 @@
+"""Event factories and file helpers shared by the CLI tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from attrs import frozen
+
+START = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@frozen
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+class RunCli(Protocol):
+    def __call__(self, *argv: str) -> CliResult: ...
+
+
+def togai_event(index: int, **changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "schemaName": "api_calls",
+        "timestamp": (START + dt.timedelta(seconds=index)).isoformat().replace("+00:00", "Z"),
+        "accountId": f"acct_{index % 7}",
+        "attributes": [{"name": "calls", "value": str(1 + index % 3)}],
+        "dimensions": {"region": ["eu-west-1", "us-east-1"][index % 2]},
+    }
+    event.update(changes)
+    return event
+
+
+def lago_event(index: int, **changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "external_subscription_id": f"sub_{index % 5}",
+        "code": "api_calls",
+        "timestamp": int(START.timestamp()) + index,
+        "properties": {"region": ["eu-west-1", "us-east-1"][index % 2]},
+    }
+    event.update(changes)
+    return event
+
+
+def make_event(provider: str, index: int, **changes: Any) -> dict[str, Any]:
+    return togai_event(index, **changes) if provider == "togai" else lago_event(index, **changes)
+
+
+def write_jsonl(path: Path, events: Sequence[dict[str, Any] | str]) -> Path:
+    """One line per item: a dict is written as JSON, a string as it is (for broken lines)."""
+    with path.open("wb") as target:
+        for item in events:
+            target.write(item.encode() if isinstance(item, str) else orjson.dumps(item))
+            target.write(b"\n")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]

@@ -1,0 +1,202 @@
+"""Resuming: a run stopped by a crash, SIGTERM, SIGKILL or Ctrl-C continues where it stopped.
+
+"Where it stopped" is observable at the mock: after the second run every line
+is stored exactly once, and the second run sent only what the first had not
+settled (plus at most the batches that were in flight, which the provider
+deduplicates by key).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from billing_events import Report
+from billing_events.cli import _main
+from billing_events.cli._run import EventSender
+from cli.conftest import TOKEN, Mock
+from cli.support import RunCli, make_event, write_jsonl
+
+PROVIDERS = ["togai", "lago"]
+
+
+class CrashingSender:
+    """Passes batches to the real client until call ``crash_on``, which raises (after sending, if asked)."""
+
+    def __init__(self, inner: EventSender, crash_on: int, *, send_first: bool) -> None:
+        self._inner = inner
+        self._crash_on = crash_on
+        self._send_first = send_first
+        self.calls = 0
+
+    async def send(self, events: Iterable[Mapping[str, Any]]) -> Report:
+        self.calls += 1
+        if self.calls == self._crash_on:
+            if self._send_first:
+                await self._inner.send(events)
+            raise RuntimeError("simulated crash")
+        return await self._inner.send(events)
+
+
+@contextmanager
+def crash_on_call(monkeypatch: pytest.MonkeyPatch, call: int, *, send_first: bool) -> Iterator[None]:
+    """While active, the CLI's client raises on its ``call``-th batch, as if the process had crashed."""
+    real_open = _main._open_sender
+
+    def open_crashing(*args: Any) -> Any:
+        open_client = real_open(*args)
+
+        @asynccontextmanager
+        async def crashing() -> AsyncIterator[EventSender]:
+            async with open_client() as client:
+                yield CrashingSender(client, call, send_first=send_first)
+
+        def factory() -> AbstractAsyncContextManager[EventSender]:
+            return crashing()
+
+        return factory
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_main, "_open_sender", open_crashing)
+        yield
+
+
+def report_of(path: Path) -> dict[str, Any]:
+    report: dict[str, Any] = orjson.loads(path.read_bytes())
+    return report
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("send_first", [False, True], ids=["crash-before-send", "crash-after-send"])
+def test_a_crashed_run_resumes_after_the_last_settled_batch(
+    run_cli: RunCli,
+    mock: Mock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+    send_first: bool,
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event(provider, index) for index in range(95)])
+    options = ("--batch-events", "10", "--max-in-flight", "1", "--report", "report.json")
+    with crash_on_call(monkeypatch, 4, send_first=send_first):
+        crashed = run_cli("ingest", provider, str(source), *options)
+
+    assert crashed.code == 2
+    assert "simulated crash" in crashed.err
+    assert "resume at line 31" in crashed.err
+    assert report_of(Path("report.json"))["records"] == 30
+
+    resumed = run_cli("ingest", provider, str(source), *options)
+
+    assert resumed.code == 0, resumed.out + resumed.err
+    assert "resuming" in resumed.err
+    report = report_of(Path("report.json"))
+    assert report["records_this_run"] == 65
+    assert report["records"] == 95
+    keys = mock.keys(provider)
+    assert len(keys) == len(set(keys)) == 95
+    # A batch sent just before the crash is sent again, and the provider knows it already.
+    assert mock.stats(provider)["duplicates"] == (10 if send_first else 0)
+
+
+def test_a_finished_file_is_not_sent_again(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("togai", index) for index in range(20)])
+    assert run_cli("ingest", "togai", str(source)).code == 0
+    requests = mock.stats("togai")["requests"]
+
+    again = run_cli("ingest", "togai", str(source))
+
+    assert again.code == 0
+    assert "nothing to do" in again.out
+    assert mock.stats("togai")["requests"] == requests
+
+
+def test_a_changed_file_does_not_resume_from_a_stale_checkpoint(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("lago", index) for index in range(30)])
+    with crash_on_call(monkeypatch, 2, send_first=False):
+        assert (
+            run_cli("ingest", "lago", str(source), "--batch-events", "10", "--max-in-flight", "1").code == 2
+        )
+    write_jsonl(source, [make_event("lago", index) for index in range(31)])
+
+    refused = run_cli("ingest", "lago", str(source))
+
+    assert refused.code == 64
+    assert "--restart" in refused.err
+    assert run_cli("ingest", "lago", str(source), "--restart").code == 0
+    assert mock.stats("lago")["stored"] == 41  # 10 from the old content, all 31 of the new
+
+
+def test_an_explicit_state_path_is_used(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("togai", index) for index in range(5)])
+    state = tmp_path / "elsewhere" / "progress.json"
+    state.parent.mkdir()
+
+    assert run_cli("ingest", "togai", str(source), "--state", str(state)).code == 0
+
+    assert orjson.loads(state.read_bytes())["finished"] is True
+    assert not (tmp_path / "events.jsonl.togai.state.json").exists()
+
+
+def _start_slow_ingest(mock: Mock, provider: str, source: Path) -> subprocess.Popen[str]:
+    env = dict(
+        os.environ,
+        TOGAI_API_TOKEN=TOKEN,
+        LAGO_API_KEY=TOKEN,
+        TOGAI_BASE_URL=mock.togai_url,
+        LAGO_API_URL=mock.lago_url,
+    )
+    command = [sys.executable, "-m", "billing_events.cli", "ingest", provider, str(source)]
+    command += ["--batch-events", "10", "--max-in-flight", "2", "--verbose", "--no-progress"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_first_checkpoint(process: subprocess.Popen[str]) -> str:
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    if not line.startswith("settled "):
+        process.kill()
+        _, rest = process.communicate(timeout=30)
+        pytest.fail(f"expected a checkpoint line, got {line!r}{rest}")
+    return line
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_stopped_process_resumes_where_it_stopped(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, provider: str, stop: signal.Signals
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event(provider, index) for index in range(200)])
+    mock.faults(latency_ms=100)
+    process = _start_slow_ingest(mock, provider, source)
+
+    _wait_for_first_checkpoint(process)
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=60)
+
+    if stop is signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL
+    else:
+        assert process.returncode == 128 + stop, err
+        assert "Run the same command again to resume" in err
+    stored_before = mock.stats(provider)["stored"]
+    assert 0 < stored_before < 200
+
+    mock.faults(latency_ms=0)
+    resumed = run_cli("ingest", provider, str(source), "--report", "report.json")
+
+    assert resumed.code == 0, resumed.out + resumed.err
+    assert report_of(Path("report.json"))["records_this_run"] < 200
+    keys = mock.keys(provider)
+    assert len(keys) == len(set(keys)) == 200

@@ -1,0 +1,1 @@
+"""The `make demo` script and its event generator."""
