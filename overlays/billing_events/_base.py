@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -100,23 +100,26 @@ class ClientBase:
             args["limits"] = _limits()
         return args
 
-    def _admit(self, events: Iterable[object]) -> tuple[list[Slot], list[Pending]]:
-        """Prepare events for ``send()``: slots for the report, and the events that go out."""
-        slots: list[Slot] = []
-        pendings: list[Pending] = []
-        rejected: list[Outcome] = []
+    def _batches(self, events: Iterable[object], slots: list[Slot]) -> Iterator[list[Pending]]:
+        """Request-sized batches of ``events``, prepared as they are needed.
+
+        Each event gets a slot in ``slots`` (its report position); one that breaks
+        the spec is settled there at once as ``rejected`` and never sent.
+        """
+        return self.rules.chunks(self._admit(events, slots))
+
+    def _admit(self, events: Iterable[object], slots: list[Slot]) -> Iterator[Pending]:
         for seq, event in enumerate(events):
             try:
-                pendings.append(self.rules.prepare(event, seq))
-                slots.append(None)
+                pending = self.rules.prepare(event, seq)
             except InvalidEventError as exc:
                 outcome = rejected_outcome(exc, event)
                 slots.append(outcome)
-                rejected.append(outcome)
-        self._stats.add("enqueued", len(pendings))
-        if rejected:
-            self.sink.record(rejected)
-        return slots, pendings
+                self.sink.record([outcome])
+                continue
+            slots.append(None)
+            self._stats.add("enqueued")
+            yield pending
 
     def _recorder(self, slots: list[Slot]) -> Recorder:
         def record(delivered: list[Pending], settled: list[Settled]) -> None:

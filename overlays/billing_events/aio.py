@@ -16,7 +16,7 @@ from lago_api.models import EventObject, EventResponse, FeeObject, FeesResponse
 from lago_api.types import Response
 
 from . import _constants as C
-from ._base import ClientBase, finish
+from ._base import ClientBase, Slot, finish
 from .aio_background import AsyncBackgroundSender
 from .client import estimate_body
 from .config import Provider
@@ -51,11 +51,12 @@ class _AsyncClient(ClientBase):
         """Send events with up to ``max_in_flight`` requests at once; one outcome per event."""
         in_flight = self.max_in_flight if max_in_flight is None else max_in_flight
         _check_in_flight(in_flight)
-        slots, pendings = self._admit(events)
+        slots: list[Slot] = []
         delivery = AsyncDelivery(
             self.rules, self.http, self.config.retry, self._recorder(slots), self._count_retry
         )
-        batches = iter(self.rules.chunks(pendings))
+        # One generator shared by the lanes: a lane encodes its next batch while the others wait on the network.
+        batches = self._batches(events, slots)
 
         async def lane() -> None:
             for batch in batches:

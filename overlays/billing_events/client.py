@@ -24,7 +24,7 @@ from lago_api.models import (
 )
 from lago_api.types import Response
 
-from ._base import ClientBase, finish
+from ._base import ClientBase, Slot, finish
 from .background import BackgroundSender
 from .config import Provider
 from .delivery import SyncDelivery
@@ -59,11 +59,11 @@ class _SyncClient(ClientBase):
 
     def send(self, events: Iterable[object]) -> Report:
         """Send events now, in as few requests as the provider's limits allow; one outcome per event."""
-        slots, pendings = self._admit(events)
+        slots: list[Slot] = []
         delivery = SyncDelivery(
             self.rules, self.http, self.config.retry, self._recorder(slots), self._count_retry
         )
-        for batch in self.rules.chunks(pendings):
+        for batch in self._batches(events, slots):
             delivery.deliver(batch)
         return finish(slots)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -262,7 +262,7 @@ class ProviderRules:
 
     # -- batching ---------------------------------------------------------
 
-    def chunks(self, pendings: Sequence[Pending]) -> Iterator[list[Pending]]:
+    def chunks(self, pendings: Iterable[Pending]) -> Iterator[list[Pending]]:
         """Split into request-sized batches by count and by serialized bytes."""
         batch: list[Pending] = []
         size = self.envelope_bytes
