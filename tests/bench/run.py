@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # httpx's async pool costs more CPU per request as connections grow; 16 was the best on 2 cores.
 IN_FLIGHT = 16
 # Background workers per scenario: one is enough without latency; with 50 ms each worker waits.
-WORKERS = {0: 1}
+WORKERS = {0: 2}
 LATENT_WORKERS = 4
 
 
