@@ -27,12 +27,14 @@ class AsyncGate:
 
     def __init__(self) -> None:
         self.open = asyncio.Event()
+        self.arrived = asyncio.Event()
         self.in_flight = 0
         self.most_in_flight = 0
         self.keys: list[str] = []
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         self.in_flight += 1
+        self.arrived.set()
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await self.open.wait()
@@ -121,7 +123,7 @@ def test_close_deadline_accounts_for_every_event(tmp_path: Path) -> None:
             sender = togai.background(flush_interval=0.01, max_in_flight=1)
             for n in range(20):
                 sender.track(togai_event(n))
-            await asyncio.sleep(0.05)
+            await asyncio.wait_for(gate.arrived.wait(), 10)  # one batch is now in flight
             stats = await sender.close(timeout=0.1)
             assert stats.unknown == 5  # the one batch in flight
             assert stats.failed == 15
