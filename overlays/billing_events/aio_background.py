@@ -14,17 +14,15 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Literal
 
-import attrs
-
 from . import _constants as C
-from ._base import rejected_outcome
-from .deadletter import OutcomeCallback, OutcomeSink
+from .deadletter import OutcomeCallback
 from .delivery import AsyncDelivery
-from .errors import ConfigurationError, InvalidEventError, QueueFullError, SenderClosedError
-from .outcomes import Outcome, OutcomeStatus
+from .errors import ConfigurationError, QueueFullError, SenderClosedError
+from .outcomes import OutcomeStatus
 from .providers import Pending, Settled
-from .queueing import EventQueue, SenderOptions
-from .stats import Stats, StatsCounter
+from .queueing import SenderOptions, past_deadline
+from .sender_core import SenderCore
+from .stats import Stats
 
 if TYPE_CHECKING:
     from .aio import _AsyncClient
@@ -32,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("billing_events")
 
 
-class AsyncBackgroundSender:
+class AsyncBackgroundSender(SenderCore):
     def __init__(
         self,
         client: _AsyncClient,
@@ -48,7 +46,10 @@ class AsyncBackgroundSender:
         on_outcome: OutcomeCallback | None = None,
         on_drop: OutcomeCallback | None = None,
     ) -> None:
-        self._options = SenderOptions(
+        in_flight = client.max_in_flight if max_in_flight is None else max_in_flight
+        if not (isinstance(in_flight, int) and 1 <= in_flight <= 256):
+            raise ConfigurationError(f"max_in_flight: must be an integer from 1 to 256, got {in_flight!r}")
+        options = SenderOptions(
             max_queue_events=max_queue_events,
             max_queue_bytes=max_queue_bytes,
             on_full=on_full,
@@ -57,25 +58,9 @@ class AsyncBackgroundSender:
             flush_at_events=flush_at_events,
             flush_at_bytes=flush_at_bytes,
         )
-        self._options.check(client.rules)
-        in_flight = client.max_in_flight if max_in_flight is None else max_in_flight
-        if not (isinstance(in_flight, int) and 1 <= in_flight <= 256):
-            raise ConfigurationError(f"max_in_flight: must be an integer from 1 to 256, got {in_flight!r}")
-        self._client = client
-        self._rules = client.rules
+        super().__init__(client, options, on_outcome, on_drop)
+        self._async_client = client
         self._in_flight = in_flight
-        self._flush_at_events = self._options.events_trigger(client.rules)
-        self._flush_at_bytes = self._options.bytes_trigger(client.rules)
-        self._on_drop = on_drop
-        self._queue = EventQueue(client.rules, max_queue_events, max_queue_bytes)
-        self._counter = StatsCounter()
-        self._sink = OutcomeSink(
-            client.rules.name, self._counter, client.dead_letter_file, client.on_dead_letter, on_outcome
-        )
-        self._accepted = 0
-        self._settled = 0
-        self._flying: set[Pending] = set()
-        self._closed = False
         self._runner: asyncio.Task[None] | None = None
         self._lanes: set[asyncio.Task[None]] = set()
         # Created on first use, inside the running loop.
@@ -86,75 +71,51 @@ class AsyncBackgroundSender:
 
     def track(self, event: object) -> str:
         """Queue one event and return its idempotency key. Never awaits."""
-        key, payload = self._encode(event)
-        if not payload:
-            return key
-        if not self._queue.has_room(len(payload)):
-            self._refuse(key, payload)
-            return key
-        self._push(payload)
+        key, payload = self._accept(event)
+        if payload is not None:
+            self._enqueue(key, payload)
         return key
 
     async def atrack(self, event: object) -> str:
         """Like ``track()``, but waits up to ``block_timeout`` for room in a full queue."""
-        key, payload = self._encode(event)
-        if not payload:
+        key, payload = self._accept(event)
+        if payload is None:
             return key
         if not self._queue.has_room(len(payload)) and self._options.on_full == "block":
             _, changed = self._events()
             self._nudge()
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with changed:
                     await asyncio.wait_for(
                         changed.wait_for(lambda: self._closed or self._queue.has_room(len(payload))),
                         self._options.block_timeout,
                     )
-            except TimeoutError:
-                pass
-        if self._closed:
-            raise SenderClosedError("track() on a closed sender")
-        if not self._queue.has_room(len(payload)):
-            self._refuse(key, payload)
-            return key
-        self._push(payload)
+            if self._closed:
+                raise SenderClosedError("track() on a closed sender")
+        self._enqueue(key, payload)
         return key
 
-    def _encode(self, event: object) -> tuple[str, bytes]:
+    def _accept(self, event: object) -> tuple[str, bytes | None]:
         if self._closed:
             raise SenderClosedError("track() on a closed sender")
-        try:
-            key, payload = self._rules.encode(event)
-        except InvalidEventError as exc:
-            log.warning("%s event rejected before sending: %s", self._rules.name, exc)
-            self._sink.record([rejected_outcome(exc, event)])
-            return exc.key or "", b""
-        return key, payload
+        return self._encode(event)
 
-    def _push(self, payload: bytes) -> None:
+    def _enqueue(self, key: str, payload: bytes) -> None:
+        if not self._queue.has_room(len(payload)):
+            if self._options.on_full == "block":
+                raise QueueFullError(f"the queue is full ({self._fullness()})")
+            self._drop(key, payload)
+            return
         self._queue.push(payload)
         self._accepted += 1
         if self._runner is None:
             self._runner = asyncio.get_running_loop().create_task(self._run())
-        if len(self._queue) >= self._flush_at_events or self._queue.bytes >= self._flush_at_bytes:
+        if self._batch_ready():
             self._nudge()
-
-    def _refuse(self, key: str, payload: bytes) -> None:
-        if self._options.on_full == "block":
-            raise QueueFullError(f"the queue is full ({len(self._queue)} events, {self._queue.bytes} bytes)")
-        reason = f"queue full ({len(self._queue)} events, {self._queue.bytes} bytes)"
-        outcome = Outcome(
-            key=key, status=OutcomeStatus.DROPPED, event=Pending(key, payload).event, reason=reason
-        )
-        self._sink.record([outcome])
-        if self._on_drop is not None:
-            try:
-                self._on_drop(outcome)
-            except Exception:
-                log.exception("on_drop callback failed for event %s", key)
 
     @property
     def stats(self) -> Stats:
-        return attrs.evolve(self._counter.snapshot(in_queue=len(self._queue)), enqueued=self._accepted)
+        return self._snapshot()
 
     async def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send everything queued so far; True when it all settled within ``timeout``."""
@@ -204,7 +165,11 @@ class AsyncBackgroundSender:
     async def _run(self) -> None:
         wake, _ = self._events()
         delivery = AsyncDelivery(
-            self._rules, self._client.http, self._client.config.retry, self._record, self._count_retry
+            self._rules,
+            self._async_client.http,
+            self._async_client.config.retry,
+            self._record,
+            self._count_retry,
         )
         lanes = asyncio.Semaphore(self._in_flight)
         while True:
@@ -235,12 +200,7 @@ class AsyncBackgroundSender:
             await self._announce()
 
     def _record(self, delivered: list[Pending], settled: list[Settled]) -> None:
-        # An event abandoned by close() was already reported; a late answer must not count twice.
-        flying = self._flying
-        delivered = [pending for pending in delivered if pending in flying]
-        settled = [item for item in settled if item.pending in flying]
-        flying.difference_update(delivered)
-        flying.difference_update(item.pending for item in settled)
+        delivered, settled = self._claim(delivered, settled)
         if delivered or settled:
             self._sink.record_settled(delivered, settled)
             self._settled += len(delivered) + len(settled)
@@ -259,31 +219,9 @@ class AsyncBackgroundSender:
         queued = self._queue.drain()
         flying = list(self._flying)
         self._flying.clear()
-        outcomes = [
-            Outcome(
-                key=p.key,
-                status=OutcomeStatus.FAILED,
-                event=p.event,
-                reason="close deadline passed while queued",
-            )
-            for p in queued
-        ] + [
-            Outcome(
-                key=p.key,
-                status=OutcomeStatus.UNKNOWN,
-                event=p.event,
-                reason="close deadline passed while the request was in flight",
-                attempts=p.attempts,
-            )
-            for p in flying
-        ]
-        if outcomes:
-            log.warning(
-                "%s sender: %d events not settled by the close deadline", self._rules.name, len(outcomes)
-            )
-            self._sink.record(outcomes)
-            self._settled += len(outcomes)
+        left = past_deadline(queued, flying)
+        if left:
+            log.warning("%s sender: %d events not settled by the close deadline", self._rules.name, len(left))
+            self._sink.record_settled([], left)
+            self._settled += len(left)
         await self._announce()
-
-    def _count_retry(self, amount: int) -> None:
-        self._counter.add("retried", amount)

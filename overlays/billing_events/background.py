@@ -25,17 +25,15 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Literal
 
-import attrs
-
 from . import _constants as C
-from ._base import rejected_outcome
-from .deadletter import OutcomeCallback, OutcomeSink
+from .deadletter import OutcomeCallback
 from .delivery import SyncDelivery
-from .errors import ConfigurationError, InvalidEventError, QueueFullError, SenderClosedError
-from .outcomes import Outcome, OutcomeStatus
+from .errors import ConfigurationError, QueueFullError, SenderClosedError
+from .outcomes import OutcomeStatus
 from .providers import Pending, Settled
-from .queueing import EventQueue, SenderOptions
-from .stats import Stats, StatsCounter
+from .queueing import SenderOptions, past_deadline
+from .sender_core import SenderCore
+from .stats import Stats
 
 if TYPE_CHECKING:
     from .client import _SyncClient
@@ -49,7 +47,7 @@ def _seconds(value: float) -> bool:
     return isinstance(value, int | float) and value > 0 and math.isfinite(value)
 
 
-class BackgroundSender:
+class BackgroundSender(SenderCore):
     def __init__(
         self,
         client: _SyncClient,
@@ -66,6 +64,12 @@ class BackgroundSender:
         on_outcome: OutcomeCallback | None = None,
         on_drop: OutcomeCallback | None = None,
     ) -> None:
+        if not (isinstance(workers, int) and 1 <= workers <= 64):
+            raise ConfigurationError(f"workers: must be between 1 and 64, got {workers!r}")
+        if not _seconds(atexit_timeout):
+            raise ConfigurationError(
+                f"atexit_timeout: must be a positive, finite number of seconds, got {atexit_timeout!r}"
+            )
         options = SenderOptions(
             max_queue_events=max_queue_events,
             max_queue_bytes=max_queue_bytes,
@@ -75,96 +79,59 @@ class BackgroundSender:
             flush_at_events=flush_at_events,
             flush_at_bytes=flush_at_bytes,
         )
-        options.check(client.rules)
-        if not (isinstance(workers, int) and 1 <= workers <= 64):
-            raise ConfigurationError(f"workers: must be between 1 and 64, got {workers!r}")
-        if not _seconds(atexit_timeout):
-            raise ConfigurationError(
-                f"atexit_timeout: must be a positive, finite number of seconds, got {atexit_timeout!r}"
-            )
-        self._client = client
-        self._rules = client.rules
-        self._max_events = max_queue_events
-        self._max_bytes = max_queue_bytes
-        self._on_full = on_full
-        self._block_timeout = block_timeout
-        self._flush_interval = flush_interval
-        self._flush_at_events = options.events_trigger(client.rules)
-        self._flush_at_bytes = options.bytes_trigger(client.rules)
+        self._sync_client = client
         self._workers = workers
         self._atexit_timeout = atexit_timeout
-        self._on_outcome = on_outcome
-        self._on_drop = on_drop
-        self._closed = False
-        self._reset_state()
+        super().__init__(client, options, on_outcome, on_drop)
         self_ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(self_ref, "_reset_after_fork"))
         atexit.register(_call, self_ref, "_close_at_exit")
 
-    def _reset_state(self) -> None:
+    def _reset_core(self) -> None:
+        super()._reset_core()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._abort = threading.Event()
-        self._queue = EventQueue(self._rules, self._max_events, self._max_bytes)
-        self._accepted = 0
-        self._settled = 0
-        self._flying: set[Pending] = set()
         self._threads: list[threading.Thread] = []
         self._closing = False
-        self._counter = StatsCounter()
-        self._sink = OutcomeSink(
-            self._rules.name,
-            self._counter,
-            self._client.dead_letter_file,
-            self._client.on_dead_letter,
-            self._on_outcome,
-        )
 
     def _reset_after_fork(self) -> None:
         # The parent owns its queued events; the child starts empty, with its own threads and locks.
-        self._reset_state()
+        self._reset_core()
 
     # -- the caller's side ------------------------------------------------
 
     def track(self, event: object) -> str:
         """Queue one event and return its idempotency key. Never waits on the network."""
-        try:
-            key, payload = self._rules.encode(event)
-        except InvalidEventError as exc:
-            log.warning("%s event rejected before sending: %s", self._rules.name, exc)
-            self._sink.record([rejected_outcome(exc, event)])
-            return exc.key or ""
+        key, payload = self._encode(event)
+        if payload is None:
+            return key
         size = len(payload)
         with self._lock:
             if self._closed:
                 raise SenderClosedError("track() on a closed sender")
-            if not self._queue.has_room(size) and not self._wait_for_room(size):
-                if self._on_full == "block":
-                    raise QueueFullError(
-                        f"the queue stayed full for {self._block_timeout}s "
-                        f"({len(self._queue)} events, {self._queue.bytes} bytes)"
-                    )
-                reason = f"queue full ({len(self._queue)} events, {self._queue.bytes} bytes)"
-            else:
+            if self._queue.has_room(size) or self._wait_for_room(size):
                 self._queue.push(payload)
                 self._accepted += 1
                 if not self._threads:
                     self._start_workers()
-                if (
-                    len(self._queue) >= self._flush_at_events or self._queue.bytes >= self._flush_at_bytes
-                ) and not self._wake.is_set():
+                if self._batch_ready() and not self._wake.is_set():
                     self._wake.set()
                 return key
-        self._drop(Pending(key, payload), reason)
+            if self._options.on_full == "block":
+                raise QueueFullError(
+                    f"the queue stayed full for {self._options.block_timeout}s ({self._fullness()})"
+                )
+        self._drop(key, payload)
         return key
 
     def _wait_for_room(self, size: int) -> bool:
         """With the lock held: wait for room under the block policy. False when there is none."""
-        if self._on_full == "drop":
+        if self._options.on_full == "drop":
             return False
         self._wake.set()
-        deadline = time.monotonic() + self._block_timeout
+        deadline = time.monotonic() + self._options.block_timeout
         while not self._queue.has_room(size):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closed:
@@ -172,21 +139,10 @@ class BackgroundSender:
             self._changed.wait(remaining)
         return True
 
-    def _drop(self, pending: Pending, reason: str) -> None:
-        outcome = Outcome(key=pending.key, status=OutcomeStatus.DROPPED, event=pending.event, reason=reason)
-        self._sink.record([outcome])
-        if self._on_drop is not None:
-            try:
-                self._on_drop(outcome)
-            except Exception:
-                log.exception("on_drop callback failed for event %s", pending.key)
-
     @property
     def stats(self) -> Stats:
         with self._lock:
-            in_queue = len(self._queue)
-            accepted = self._accepted
-        return attrs.evolve(self._counter.snapshot(in_queue=in_queue), enqueued=accepted)
+            return self._snapshot()
 
     def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send everything queued so far; True when it all settled within ``timeout``."""
@@ -249,10 +205,14 @@ class BackgroundSender:
 
     def _run(self) -> None:
         delivery = SyncDelivery(
-            self._rules, self._client.http, self._client.config.retry, self._record, self._count_retry
+            self._rules,
+            self._sync_client.http,
+            self._sync_client.config.retry,
+            self._record,
+            self._count_retry,
         )
         while True:
-            self._wake.wait(self._flush_interval)
+            self._wake.wait(self._options.flush_interval)
             if not self._closing:
                 self._wake.clear()
             while batch := self._take_batch():
@@ -283,12 +243,7 @@ class BackgroundSender:
 
     def _record(self, delivered: list[Pending], settled: list[Settled]) -> None:
         with self._lock:
-            # An event abandoned by close() was already reported; a late answer must not count twice.
-            flying = self._flying
-            delivered = [pending for pending in delivered if pending in flying]
-            settled = [item for item in settled if item.pending in flying]
-            flying.difference_update(delivered)
-            flying.difference_update(item.pending for item in settled)
+            delivered, settled = self._claim(delivered, settled)
         if delivered or settled:
             self._sink.record_settled(delivered, settled)
             with self._lock:
@@ -301,36 +256,13 @@ class BackgroundSender:
             queued = self._queue.drain()
             flying = list(self._flying)
             self._flying.clear()
-        outcomes = [
-            Outcome(
-                key=p.key,
-                status=OutcomeStatus.FAILED,
-                event=p.event,
-                reason="close deadline passed while queued",
-                attempts=p.attempts,
-            )
-            for p in queued
-        ] + [
-            Outcome(
-                key=p.key,
-                status=OutcomeStatus.UNKNOWN,
-                event=p.event,
-                reason="close deadline passed while the request was in flight",
-                attempts=p.attempts,
-            )
-            for p in flying
-        ]
-        if outcomes:
-            log.warning(
-                "%s sender: %d events not settled by the close deadline", self._rules.name, len(outcomes)
-            )
-            self._sink.record(outcomes)
+        left = past_deadline(queued, flying)
+        if left:
+            log.warning("%s sender: %d events not settled by the close deadline", self._rules.name, len(left))
+            self._sink.record_settled([], left)
             with self._lock:
-                self._settled += len(outcomes)
+                self._settled += len(left)
                 self._changed.notify_all()
-
-    def _count_retry(self, amount: int) -> None:
-        self._counter.add("retried", amount)
 
 
 def _call(ref: weakref.ReferenceType[BackgroundSender], method: str) -> None:

@@ -58,14 +58,14 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
-def _positive_finite(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+def positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
         raise ConfigurationError(
             f"{attribute.name}: must be a positive, finite number of seconds, got {value!r}"
         )
 
 
-def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+def at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
     if not (isinstance(value, int) and value >= 1):
         raise ConfigurationError(f"{attribute.name}: must be an integer >= 1, got {value!r}")
 
@@ -77,10 +77,10 @@ class ClientConfig:
     provider: Provider
     base_url: str
     token: Secret = attrs.field(repr=False)
-    timeout: float = attrs.field(default=C.DEFAULT_TIMEOUT, validator=_positive_finite)
-    connect_timeout: float = attrs.field(default=C.DEFAULT_CONNECT_TIMEOUT, validator=_positive_finite)
-    max_batch_events: int = attrs.field(default=500, validator=_at_least_one)
-    max_batch_bytes: int = attrs.field(default=C.TOGAI_MAX_BODY_BYTES, validator=_at_least_one)
+    timeout: float = attrs.field(default=C.DEFAULT_TIMEOUT, validator=positive_seconds)
+    connect_timeout: float = attrs.field(default=C.DEFAULT_CONNECT_TIMEOUT, validator=positive_seconds)
+    max_batch_events: int = attrs.field(default=500, validator=at_least_one)
+    max_batch_bytes: int = attrs.field(default=C.TOGAI_MAX_BODY_BYTES, validator=at_least_one)
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
 
     def httpx_timeout(self) -> httpx.Timeout:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from collections import deque
 from typing import Literal
@@ -10,8 +9,10 @@ from typing import Literal
 import attrs
 
 from . import _constants as C
+from .config import at_least_one, positive_seconds
 from .errors import ConfigurationError
-from .providers import Pending, ProviderRules
+from .outcomes import OutcomeStatus
+from .providers import Pending, ProviderRules, Settled
 
 # What a queued payload costs beyond its length: the bytes object's header and the deque's pointer.
 ITEM_OVERHEAD = sys.getsizeof(b"") + 8
@@ -62,18 +63,6 @@ class EventQueue:
         return batch
 
 
-def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-        raise ConfigurationError(
-            f"{attribute.name}: must be a positive, finite number of seconds, got {value!r}"
-        )
-
-
-def _at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not (isinstance(value, int) and value >= 1):
-        raise ConfigurationError(f"{attribute.name}: must be >= 1, got {value!r}")
-
-
 def _policy(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in ("block", "drop"):
         raise ConfigurationError(f"{attribute.name}: must be 'block' or 'drop', got {value!r}")
@@ -83,11 +72,11 @@ def _policy(_: object, attribute: attrs.Attribute[str], value: str) -> None:
 class SenderOptions:
     """Queue bounds and flush triggers of a background sender, checked where they are written."""
 
-    max_queue_events: int = attrs.field(default=C.DEFAULT_MAX_QUEUE_EVENTS, validator=_at_least_one)
-    max_queue_bytes: int = attrs.field(default=C.DEFAULT_MAX_QUEUE_BYTES, validator=_at_least_one)
+    max_queue_events: int = attrs.field(default=C.DEFAULT_MAX_QUEUE_EVENTS, validator=at_least_one)
+    max_queue_bytes: int = attrs.field(default=C.DEFAULT_MAX_QUEUE_BYTES, validator=at_least_one)
     on_full: Literal["block", "drop"] = attrs.field(default="block", validator=_policy)
-    block_timeout: float = attrs.field(default=C.DEFAULT_BLOCK_TIMEOUT, validator=_positive_seconds)
-    flush_interval: float = attrs.field(default=C.DEFAULT_FLUSH_INTERVAL, validator=_positive_seconds)
+    block_timeout: float = attrs.field(default=C.DEFAULT_BLOCK_TIMEOUT, validator=positive_seconds)
+    flush_interval: float = attrs.field(default=C.DEFAULT_FLUSH_INTERVAL, validator=positive_seconds)
     flush_at_events: int | None = None
     flush_at_bytes: int | None = None
 
@@ -102,3 +91,11 @@ class SenderOptions:
 
     def bytes_trigger(self, rules: ProviderRules) -> int:
         return min(self.flush_at_bytes or rules.max_batch_bytes, self.max_queue_bytes)
+
+
+def past_deadline(queued: list[Pending], flying: list[Pending]) -> list[Settled]:
+    """How a close deadline settles what is left: queued events failed, in-flight ones unknown."""
+    return [Settled(p, OutcomeStatus.FAILED, "close deadline passed while queued") for p in queued] + [
+        Settled(p, OutcomeStatus.UNKNOWN, "close deadline passed while the request was in flight")
+        for p in flying
+    ]

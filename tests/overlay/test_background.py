@@ -238,7 +238,7 @@ def test_an_invalid_event_is_rejected_on_track_without_raising(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("max_queue_events", 0, "max_queue_events: must be >= 1"),
+        ("max_queue_events", 0, "max_queue_events: must be an integer >= 1"),
         ("max_queue_bytes", 10, "max_queue_bytes: must be at least one request body"),
         ("on_full", "wait", "on_full: must be 'block' or 'drop'"),
         ("flush_interval", 0, "flush_interval: must be a positive"),

@@ -1,0 +1,97 @@
+"""What the thread and asyncio background senders share; each adds its own locking and waiting."""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+
+from ._base import ClientBase, rejected_outcome
+from .deadletter import OutcomeCallback, OutcomeSink
+from .errors import InvalidEventError
+from .outcomes import Outcome, OutcomeStatus
+from .providers import Pending, Settled
+from .queueing import EventQueue, SenderOptions
+from .stats import Stats, StatsCounter
+
+log = logging.getLogger("billing_events")
+
+
+class SenderCore:
+    """The queue, the counters and the outcome sink of a background sender."""
+
+    def __init__(
+        self,
+        client: ClientBase,
+        options: SenderOptions,
+        on_outcome: OutcomeCallback | None,
+        on_drop: OutcomeCallback | None,
+    ) -> None:
+        options.check(client.rules)
+        self._client = client
+        self._rules = client.rules
+        self._options = options
+        self._flush_at_events = options.events_trigger(client.rules)
+        self._flush_at_bytes = options.bytes_trigger(client.rules)
+        self._on_outcome = on_outcome
+        self._on_drop = on_drop
+        self._closed = False
+        self._reset_core()
+
+    def _reset_core(self) -> None:
+        self._queue = EventQueue(self._rules, self._options.max_queue_events, self._options.max_queue_bytes)
+        self._accepted = 0
+        self._settled = 0
+        # The events whose request is out; close() may abandon them, and then a late answer is ignored.
+        self._flying: set[Pending] = set()
+        self._counter = StatsCounter()
+        self._sink = OutcomeSink(
+            self._rules.name,
+            self._counter,
+            self._client.dead_letter_file,
+            self._client.on_dead_letter,
+            self._on_outcome,
+        )
+
+    def _encode(self, event: object) -> tuple[str, bytes | None]:
+        """The key and payload of an event; payload None when it broke the spec (already recorded)."""
+        try:
+            return self._rules.encode(event)
+        except InvalidEventError as exc:
+            log.warning("%s event rejected before sending: %s", self._rules.name, exc)
+            self._sink.record([rejected_outcome(exc, event)])
+            return exc.key or "", None
+
+    def _batch_ready(self) -> bool:
+        return len(self._queue) >= self._flush_at_events or self._queue.bytes >= self._flush_at_bytes
+
+    def _fullness(self) -> str:
+        return f"{len(self._queue)} events, {self._queue.bytes} bytes"
+
+    def _drop(self, key: str, payload: bytes) -> None:
+        """Dead-letter, count and report an event a full queue refused under the drop policy."""
+        reason = f"queue full ({self._fullness()})"
+        outcome = Outcome(
+            key=key, status=OutcomeStatus.DROPPED, event=Pending(key, payload).event, reason=reason
+        )
+        self._sink.record([outcome])
+        if self._on_drop is not None:
+            try:
+                self._on_drop(outcome)
+            except Exception:
+                log.exception("on_drop callback failed for event %s", key)
+
+    def _claim(self, delivered: list[Pending], settled: list[Settled]) -> tuple[list[Pending], list[Settled]]:
+        """The settled events still in flight, now taken out of it; abandoned ones were reported already."""
+        flying = self._flying
+        delivered = [pending for pending in delivered if pending in flying]
+        settled = [item for item in settled if item.pending in flying]
+        flying.difference_update(delivered)
+        flying.difference_update(item.pending for item in settled)
+        return delivered, settled
+
+    def _snapshot(self) -> Stats:
+        return attrs.evolve(self._counter.snapshot(in_queue=len(self._queue)), enqueued=self._accepted)
+
+    def _count_retry(self, amount: int) -> None:
+        self._counter.add("retried", amount)
