@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
+
+import httpx
 
 from . import __version__
 from . import _constants as C
@@ -18,8 +19,6 @@ from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
 from .providers.base import delivered_outcome
 from .retry import RetryPolicy
 from .stats import Stats, StatsCounter
-
-log = logging.getLogger("billing_events")
 
 PROVIDER_DEFAULTS: dict[str, tuple[type[ProviderRules], int, int]] = {
     "togai": (TogaiRules, C.TOGAI_MAX_BATCH_EVENTS, C.TOGAI_MAX_BODY_BYTES),
@@ -164,7 +163,5 @@ def finish(slots: list[Slot]) -> Report:
     return Report.lazy(statuses, make)
 
 
-def _limits() -> Any:
-    import httpx
-
+def _limits() -> httpx.Limits:
     return httpx.Limits(max_connections=C.MAX_CONNECTIONS, max_keepalive_connections=C.MAX_CONNECTIONS)

@@ -18,12 +18,12 @@ from lago_api.types import Response
 from . import _constants as C
 from ._base import ClientBase, Slot, finish
 from .aio_background import AsyncBackgroundSender
+from .calls import async_retryable_call, lago_answer
 from .client import estimate_body
 from .config import Provider
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError
 from .outcomes import Report
-from .requests import async_retryable_call, lago_answer
 
 
 class _AsyncClient(ClientBase):

@@ -26,10 +26,10 @@ from lago_api.types import Response
 
 from ._base import ClientBase, Slot, finish
 from .background import BackgroundSender
+from .calls import lago_answer, retryable_call
 from .config import Provider
 from .delivery import SyncDelivery
 from .outcomes import Report
-from .requests import lago_answer, retryable_call
 
 T = TypeVar("T")
 
