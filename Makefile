@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy overlays/billing_events
+	$(BIN)/mypy overlays/billing_events tests/mock_server
 
 test: lint typecheck
 	$(BIN)/python -m pytest

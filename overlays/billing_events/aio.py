@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +25,8 @@ from .config import Provider
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError
 from .outcomes import Report
+
+log = logging.getLogger("billing_events")
 
 
 class _AsyncClient(ClientBase):
@@ -77,6 +80,7 @@ class _AsyncClient(ClientBase):
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        log.info("%s client closed: %s", self.provider, self.stats)
 
     async def __aenter__(self) -> _AsyncClient:
         return self

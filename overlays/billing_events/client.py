@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from collections.abc import Callable, Iterable
@@ -32,6 +33,7 @@ from .delivery import SyncDelivery
 from .outcomes import Report
 
 T = TypeVar("T")
+log = logging.getLogger("billing_events")
 
 
 class _SyncClient(ClientBase):
@@ -77,6 +79,7 @@ class _SyncClient(ClientBase):
 
     def close(self) -> None:
         self.http.close()
+        log.info("%s client closed: %s", self.provider, self.stats)
 
     def __enter__(self: T) -> T:
         return self

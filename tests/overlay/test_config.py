@@ -113,3 +113,16 @@ def test_the_token_never_leaks(tmp_path: pytest.TempPathFactory, caplog: pytest.
     assert server.requests[0].headers["authorization"] == f"Bearer {CANARY}"
     for text in texts:
         assert CANARY not in text
+
+
+def test_stats_are_logged_when_clients_and_senders_close(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="billing_events")
+    server = Scripted(default=httpx.Response(202, json={"success": True}))
+    client = Togai("t", base_url="http://togai.local", transport=server.transport())
+    with client.background(flush_interval=0.01) as sender:
+        sender.track(togai_event(1))
+    client.send([togai_event(2)])
+    client.close()
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith("togai sender closed: Stats(enqueued=1, delivered=1") for m in messages)
+    assert any(m.startswith("togai client closed: Stats(enqueued=1, delivered=1") for m in messages)
