@@ -8,17 +8,29 @@ MOCK_PORT ?= 8910
 MOCK_TOKEN ?= test-token
 export PYTHONPATH := $(CURDIR)/tests
 
-.PHONY: install regenerate test lint typecheck mock contract demo bench clean
+.PHONY: install regenerate test lint typecheck mock contract demo bench clean FORCE
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $@
+# The stamps hold the hash of pyproject.toml, not its mtime: a fresh clone or checkout of an
+# unchanged pyproject.toml does not reinstall (and so cannot repoint the editable install).
+$(STAMP): FORCE
+	@hash=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
+	if [ "$$(cat $@ 2>/dev/null)" != "$$hash" ] || [ ! -x $(BIN)/python ]; then \
+		set -e; \
+		test -x $(BIN)/python || $(PY) -m venv $(VENV); \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'; \
+		echo "$$hash" > $@; \
+	fi
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
-	touch $@
+	@hash=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
+	if [ "$$(cat $@ 2>/dev/null)" != "$$hash" ]; then \
+		set -e; \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'; \
+		echo "$$hash" > $@; \
+	fi
+
+FORCE:
 
 install: $(STAMP)
 

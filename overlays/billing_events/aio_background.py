@@ -124,7 +124,7 @@ class AsyncBackgroundSender(SenderCore):
         self._nudge()
         try:
             async with changed:
-                await asyncio.wait_for(changed.wait_for(lambda: self._settled >= target), timeout)
+                await asyncio.wait_for(changed.wait_for(lambda: self._settled_before(target)), timeout)
         except TimeoutError:
             return False
         return True
@@ -203,7 +203,7 @@ class AsyncBackgroundSender(SenderCore):
         delivered, settled = self._claim(delivered, settled)
         if delivered or settled:
             self._sink.record_settled(delivered, settled)
-            self._settled += len(delivered) + len(settled)
+            self._recorded(delivered, settled)
 
     async def _announce(self) -> None:
         _, changed = self._events()
@@ -223,5 +223,4 @@ class AsyncBackgroundSender(SenderCore):
         if left:
             log.warning("%s sender: %d events not settled by the close deadline", self._rules.name, len(left))
             self._sink.record_settled([], left)
-            self._settled += len(left)
         await self._announce()

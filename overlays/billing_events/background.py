@@ -16,16 +16,14 @@ locks and a new connection pool.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
-import os
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Literal
 
 from . import _constants as C
+from ._process import close_at_exit, reset_after_fork
 from .deadletter import OutcomeCallback
 from .delivery import SyncDelivery
 from .errors import ConfigurationError, QueueFullError, SenderClosedError
@@ -83,9 +81,8 @@ class BackgroundSender(SenderCore):
         self._workers = workers
         self._atexit_timeout = atexit_timeout
         super().__init__(client, options, on_outcome, on_drop)
-        self_ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _call(self_ref, "_reset_after_fork"))
-        atexit.register(_call, self_ref, "_close_at_exit")
+        reset_after_fork(self)
+        close_at_exit(self)
 
     def _reset_core(self) -> None:
         super()._reset_core()
@@ -111,7 +108,10 @@ class BackgroundSender(SenderCore):
         with self._lock:
             if self._closed:
                 raise SenderClosedError("track() on a closed sender")
-            if self._queue.has_room(size) or self._wait_for_room(size):
+            room = self._queue.has_room(size) or self._wait_for_room(size)
+            if self._closed:  # close() may have come while we waited for room
+                raise SenderClosedError("track() on a closed sender")
+            if room:
                 self._queue.push(payload)
                 self._accepted += 1
                 if not self._threads:
@@ -150,7 +150,7 @@ class BackgroundSender(SenderCore):
         with self._lock:
             target = self._accepted
             self._wake.set()
-            while self._settled < target:
+            while not self._settled_before(target):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -247,7 +247,7 @@ class BackgroundSender(SenderCore):
         if delivered or settled:
             self._sink.record_settled(delivered, settled)
             with self._lock:
-                self._settled += len(delivered) + len(settled)
+                self._recorded(delivered, settled)
                 self._changed.notify_all()
 
     def _abandon(self) -> None:
@@ -261,11 +261,4 @@ class BackgroundSender(SenderCore):
             log.warning("%s sender: %d events not settled by the close deadline", self._rules.name, len(left))
             self._sink.record_settled([], left)
             with self._lock:
-                self._settled += len(left)
                 self._changed.notify_all()
-
-
-def _call(ref: weakref.ReferenceType[BackgroundSender], method: str) -> None:
-    sender = ref()
-    if sender is not None:
-        getattr(sender, method)()

@@ -33,7 +33,8 @@ def _failure(exc: Exception, provider: str) -> Exception:
     return RetryableFailure(ServerError(f"unreadable answer: {exc}", provider=provider), None)
 
 
-_CALL_ERRORS = (UnexpectedStatus, httpx.TransportError, ValueError)
+# ValueError/KeyError/TypeError: the generated parser met a status or a body it cannot read.
+_CALL_ERRORS = (UnexpectedStatus, httpx.TransportError, ValueError, KeyError, TypeError)
 
 
 def _unless_retryable(response: Response[T], provider: str) -> Response[T]:

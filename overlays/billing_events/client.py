@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -26,6 +24,7 @@ from lago_api.models import (
 from lago_api.types import Response
 
 from ._base import ClientBase, Slot, finish
+from ._process import reset_after_fork
 from .background import BackgroundSender
 from .calls import lago_answer, retryable_call
 from .config import Provider
@@ -45,7 +44,7 @@ class _SyncClient(ClientBase):
         super().__init__(token, **options)
         self._transport = transport
         self._api = self._build_api()
-        os.register_at_fork(after_in_child=_after_fork(self))
+        reset_after_fork(self)
 
     def _build_api(self) -> Any:
         return self._api_client(self.api_client_type, self._transport)
@@ -53,6 +52,10 @@ class _SyncClient(ClientBase):
     def _reset_after_fork(self) -> None:
         # The parent's pooled sockets must not be shared: start a new pool, leave the old one alone.
         self._api = self._build_api()
+        # A lock another thread held at the fork would stay held in the child forever.
+        self._stats.reset_lock()
+        if self.dead_letter_file is not None:
+            self.dead_letter_file.reset_lock()
 
     @property
     def http(self) -> httpx.Client:
@@ -86,17 +89,6 @@ class _SyncClient(ClientBase):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _after_fork(client: _SyncClient) -> Callable[[], None]:
-    ref = weakref.ref(client)
-
-    def reset() -> None:
-        alive = ref()
-        if alive is not None:
-            alive._reset_after_fork()
-
-    return reset
 
 
 class Togai(_SyncClient):

@@ -40,6 +40,9 @@ class DeadLetterFile:
         self.path = Path(path)
         self._lock = threading.Lock()
 
+    def reset_lock(self) -> None:
+        self._lock = threading.Lock()
+
     def write(self, provider: str, outcomes: Sequence[Outcome]) -> None:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         lines = b"".join(
@@ -52,6 +55,8 @@ class DeadLetterFile:
                     "event": outcome.event,
                     "at": now,
                 },
+                # A value JSON cannot carry is written as its repr: the letter is kept, readable.
+                default=repr,
                 option=orjson.OPT_APPEND_NEWLINE,
             )
             for outcome in outcomes
@@ -122,7 +127,8 @@ class OutcomeSink:
         if dead and self.dead_letter_file is not None:
             try:
                 self.dead_letter_file.write(self.provider, dead)
-            except OSError:
+            except Exception:
+                # The outcome is counted and passed to the callbacks even when the file fails.
                 log.exception("could not write %d dead letters to %s", len(dead), self.dead_letter_file.path)
         self._call(self.on_dead_letter, dead)
         self._call(self.on_outcome, outcomes)

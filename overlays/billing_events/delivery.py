@@ -125,6 +125,9 @@ class SyncDelivery(_Delivery):
         try:
             for attempt in self.policy.retrying(abort):
                 with attempt:
+                    if abort is not None and abort.is_set():
+                        # tenacity checks its stop only after an attempt: never start one once closed.
+                        raise RetryableFailure(TransportError("the sender was closed"), None)
                     result = self._attempt(remaining)
                     remaining = result.retry_later
                     self._conclude(result)

@@ -28,6 +28,8 @@ class EventQueue:
         # Bare payloads: bytes objects the garbage collector never scans, and no per-event key string.
         self._items: deque[bytes] = deque()
         self.bytes = 0
+        # Sequence number of the event at the head: events are numbered in the order they were queued.
+        self.head_seq = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -53,13 +55,19 @@ class EventQueue:
             payload = items.popleft()
             self.bytes -= len(payload) + ITEM_OVERHEAD
             size += extra
-            batch.append(Pending(None, payload, key_field=key_field))
+            batch.append(Pending(None, payload, key_field=key_field, seq=self.head_seq))
+            self.head_seq += 1
         return batch
 
     def drain(self) -> list[Pending]:
-        batch = [Pending(None, payload, key_field=self.rules.key_field) for payload in self._items]
+        key_field, first = self.rules.key_field, self.head_seq
+        batch = [
+            Pending(None, payload, key_field=key_field, seq=first + index)
+            for index, payload in enumerate(self._items)
+        ]
         self._items.clear()
         self.bytes = 0
+        self.head_seq += len(batch)
         return batch
 
 

@@ -41,9 +41,10 @@ class SenderCore:
     def _reset_core(self) -> None:
         self._queue = EventQueue(self._rules, self._options.max_queue_events, self._options.max_queue_bytes)
         self._accepted = 0
-        self._settled = 0
         # The events whose request is out; close() may abandon them, and then a late answer is ignored.
         self._flying: set[Pending] = set()
+        # Claimed from flight, outcome not yet recorded: flush() must still wait for them.
+        self._recording: set[Pending] = set()
         self._counter = StatsCounter()
         self._sink = OutcomeSink(
             self._rules.name,
@@ -88,7 +89,25 @@ class SenderCore:
         settled = [item for item in settled if item.pending in flying]
         flying.difference_update(delivered)
         flying.difference_update(item.pending for item in settled)
+        self._recording.update(delivered)
+        self._recording.update(item.pending for item in settled)
         return delivered, settled
+
+    def _recorded(self, delivered: list[Pending], settled: list[Settled]) -> None:
+        """The outcomes of claimed events are now counted and dead-lettered."""
+        self._recording.difference_update(delivered)
+        self._recording.difference_update(item.pending for item in settled)
+
+    def _settled_before(self, target: int) -> bool:
+        """Whether every event queued before the ``target``-th one has settled.
+
+        Events settle out of order when several requests are in flight, so this looks
+        at the oldest unsettled event (queued or in flight), never at a count.
+        """
+        for unsettled in (self._flying, self._recording):
+            if unsettled and min(pending.seq for pending in unsettled) < target:
+                return False
+        return not (self._queue and self._queue.head_seq < target)
 
     def _snapshot(self) -> Stats:
         return attrs.evolve(self._counter.snapshot(in_queue=len(self._queue)), enqueued=self._accepted)

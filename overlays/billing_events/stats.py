@@ -58,6 +58,9 @@ class StatsCounter:
             for status, amount in found.items():
                 self._counts[_FIELD[status]] += amount
 
+    def reset_lock(self) -> None:
+        self._lock = threading.Lock()
+
     def snapshot(self, in_queue: int = 0) -> Stats:
         with self._lock:
             return Stats(**{**self._counts, "in_queue": in_queue})

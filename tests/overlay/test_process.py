@@ -128,3 +128,34 @@ def test_a_forked_child_starts_clean_and_works(server: str, tmp_path: Path) -> N
     # 9 from the parent, 3 from the child: nothing lost, nothing sent twice, no key minted twice.
     stats = togai_stats(server)
     assert (stats["stored"], stats["duplicates"]) == (12, 0)
+
+
+def test_a_lock_held_by_another_thread_at_fork_does_not_hang_the_child(tmp_path: Path) -> None:
+    result = run_script(
+        """
+        import threading
+        client = Togai("t", base_url="http://127.0.0.1:9", dead_letter_path=os.environ["DEAD"])
+        held, release = threading.Event(), threading.Event()
+
+        def writer():  # a thread in the middle of a dead-letter write when the fork happens
+            with client.dead_letter_file._lock, client._stats._lock:
+                held.set()
+                release.wait(30)
+
+        threading.Thread(target=writer, daemon=True).start()
+        held.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            import signal
+            signal.alarm(10)  # a hang ends the child here
+            report = client.send([{"schemaName": ""}])   # rejected: a dead letter and a counter update
+            os._exit(0 if report.outcomes[0].status.value == "rejected" else 1)
+        release.set()
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        """,
+        DEAD=str(tmp_path / "dead.jsonl"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+    assert len(list(read_dead_letters(tmp_path / "dead.jsonl"))) == 1

@@ -21,6 +21,7 @@ from ..errors import (
     BillingEventsError,
     InvalidEventError,
     RateLimitedError,
+    RejectedError,
     ServerError,
 )
 from ..outcomes import Outcome, OutcomeStatus
@@ -203,9 +204,13 @@ class ProviderRules:
         ``keyed=False`` checks an event whose key the overlay will add.
         """
         validator = self._validator if keyed else self._keyless_validator
-        if validator.is_valid(event):
-            return None
-        error = next(iter(validator.iter_errors(event)))
+        try:
+            if validator.is_valid(event):
+                return None
+            error = next(iter(validator.iter_errors(event)))
+        except (ValueError, TypeError) as exc:
+            # A value JSON cannot carry (a set, a datetime, an object): not an event at all.
+            return "event", f"is not JSON data: {exc}"
         return _field_path("event", list(error.instance_path)), error.message
 
     def validate(self, event: object) -> dict[str, Any]:
@@ -230,15 +235,18 @@ class ProviderRules:
         """
         data = self.as_dict(event)
         key = data.get(self.key_field)
-        keyed = key is not None or self.key_field in data
+        keyed = key is not None
         if not keyed:
+            if self.key_field in data:
+                # An explicit null key means "none given": leave it out, the overlay assigns one.
+                data = {name: value for name, value in data.items() if name != self.key_field}
             key = new_key()
         failure = self.problem(data, keyed=keyed) if self.check_events else None
         if failure is not None:
             raise InvalidEventError(*failure, key=_printable(key), event=self._with_key(data, key))
         try:
             body = orjson.dumps(data)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise InvalidEventError(
                 "event",
                 f"is not JSON-serializable: {exc}",
@@ -295,6 +303,12 @@ class ProviderRules:
                 else ServerError(message, status=status, request_id=rid, provider=self.name)
             )
             return Verdict(retry_later=list(batch), error=error, retry_after=hint)
+        if status == 413:
+            # A proxy's body limit below ours: halve and send again at once.
+            if len(batch) > 1:
+                return Verdict(resend_now=split(batch))
+            error = RejectedError(message, status=status, request_id=rid, provider=self.name)
+            return Verdict(settled=[Settled(batch[0], OutcomeStatus.REJECTED, message, error)])
         if status in (401, 403):
             error = AuthError(message, status=status, request_id=rid, provider=self.name)
             return Verdict(

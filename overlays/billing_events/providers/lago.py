@@ -26,6 +26,9 @@ class LagoRules(ProviderRules):
         self, batch: list[Pending], response: httpx.Response, message: str, rid: str | None
     ) -> Verdict | None:
         status = response.status_code
+        if status == 400 and len(batch) > 1:
+            # Refused whole: halve and send again at once, so that the refusal can be pinned down.
+            return Verdict(resend_now=split(batch))
         if status == 400:
             error = RejectedError(message, status=status, request_id=rid, provider=self.name)
             return Verdict(settled=[Settled(p, OutcomeStatus.REJECTED, message, error) for p in batch])

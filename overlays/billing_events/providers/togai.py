@@ -24,7 +24,7 @@ class TogaiRules(ProviderRules):
     def _accepted(self, batch: list[Pending], response: httpx.Response) -> Verdict:
         if response.status_code != 207:
             return Verdict(delivered=list(batch))
-        rejected = _rejected_by_index(response)
+        rejected = _rejected_by_index(response, len(batch))
         if rejected is None:
             # Without per-event detail nobody knows which events were kept; do not guess.
             reason = "207 partial failure without per-event details"
@@ -44,8 +44,9 @@ class TogaiRules(ProviderRules):
         self, batch: list[Pending], response: httpx.Response, message: str, rid: str | None
     ) -> Verdict | None:
         status = response.status_code
-        if status == 422 and len(batch) > 1:
-            # Body above the server's size limit: halve and send again at once.
+        if status in (400, 422) and len(batch) > 1:
+            # Too large (422), or refused whole (400): halve and send again at once, so that
+            # one bad event cannot take the others down with it.
             return Verdict(resend_now=split(batch))
         if status in (400, 422):
             error = RejectedError(message, status=status, request_id=rid, provider=self.name)
@@ -53,8 +54,12 @@ class TogaiRules(ProviderRules):
         return None
 
 
-def _rejected_by_index(response: httpx.Response) -> dict[int, str] | None:
-    """Index -> message of each rejected event, read with the generated model; None if absent."""
+def _rejected_by_index(response: httpx.Response, size: int) -> dict[int, str] | None:
+    """Index -> message of each rejected event, read with the generated model.
+
+    None when the detail is absent or does not fit this batch (no entry, or an index
+    outside it): then nobody knows which events were kept.
+    """
     try:
         parsed = IngestEventResponse.from_dict(response.json())
     except (ValueError, TypeError, KeyError, AttributeError):
@@ -62,4 +67,7 @@ def _rejected_by_index(response: httpx.Response) -> dict[int, str] | None:
     details = parsed.details
     if isinstance(details, Unset) or isinstance(details.rejected_events, Unset):
         return None
-    return {entry.index: entry.message for entry in details.rejected_events}
+    rejected = {entry.index: entry.message for entry in details.rejected_events}
+    if not rejected or not all(isinstance(index, int) and 0 <= index < size for index in rejected):
+        return None
+    return rejected
