@@ -105,7 +105,9 @@ class ClientBase:
         Each event gets a slot in ``slots`` (its report position); one that breaks
         the spec is settled there at once as ``rejected`` and never sent.
         """
-        return self.rules.chunks(self._admit(events, slots))
+        for batch in self.rules.chunks(self._admit(events, slots)):
+            self._stats.add("enqueued", len(batch))  # once a batch, not once an event: a lock each time
+            yield batch
 
     def _admit(self, events: Iterable[object], slots: list[Slot]) -> Iterator[Pending]:
         for seq, event in enumerate(events):
@@ -117,7 +119,6 @@ class ClientBase:
                 self.sink.record([outcome])
                 continue
             slots.append(None)
-            self._stats.add("enqueued")
             yield pending
 
     def _recorder(self, slots: list[Slot]) -> Recorder:

@@ -91,7 +91,6 @@ class BackgroundSender(SenderCore):
         self._wake = threading.Event()
         self._abort = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._closing = False
 
     def _reset_after_fork(self) -> None:
         # The parent owns its queued events; the child starts empty, with its own threads and locks.
@@ -163,7 +162,6 @@ class BackgroundSender(SenderCore):
         with self._lock:
             already_closed = self._closed
             self._closed = True
-            self._closing = True
             self._changed.notify_all()
             threads = list(self._threads)
         if already_closed:
@@ -213,22 +211,18 @@ class BackgroundSender(SenderCore):
         )
         while True:
             self._wake.wait(self._options.flush_interval)
-            if not self._closing:
+            if not self._closed:
                 self._wake.clear()
             while batch := self._take_batch():
-                if self._abort.is_set():
+                try:
+                    # After a close deadline (abort), deliver settles the batch as failed without a request.
+                    delivery.deliver(batch, self._abort)
+                except Exception as exc:
+                    log.exception("%s delivery failed unexpectedly", self._rules.name)
                     self._record(
-                        [], [Settled(p, OutcomeStatus.FAILED, "sender closed before delivery") for p in batch]
+                        [], [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch]
                     )
-                else:
-                    try:
-                        delivery.deliver(batch, self._abort)
-                    except Exception as exc:
-                        log.exception("%s delivery failed unexpectedly", self._rules.name)
-                        self._record(
-                            [], [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch]
-                        )
-            if self._closing:
+            if self._closed:
                 with self._lock:
                     if not self._queue:
                         return

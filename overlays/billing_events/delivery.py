@@ -78,13 +78,12 @@ class _Delivery:
         self.record = record
         self.on_retry = on_retry
 
-    def _conclude(self, result: AttemptResult) -> list[Pending]:
+    def _conclude(self, result: AttemptResult) -> None:
         """Record what the attempt settled; raise RetryableFailure if some events need another."""
         self.record(result.delivered, result.settled)
         if result.retry_later:
             self.on_retry(len(result.retry_later))
             raise RetryableFailure(result.error or TransportError("no answer"), result.retry_after)
-        return []
 
     def _give_up(self, remaining: list[Pending], exhausted: RetryableFailure, why: str) -> None:
         cause = exhausted.cause if isinstance(exhausted.cause, BillingEventsError) else None

@@ -48,13 +48,10 @@ class EventQueue:
         batch: list[Pending] = []
         size = rules.envelope_bytes
         key_field = rules.key_field
-        while items and len(batch) < rules.max_batch_events:
-            extra = len(items[0]) + 1
-            if batch and size + extra > rules.max_batch_bytes:
-                break
+        while items and rules.fits(len(batch), size, items[0]):
             payload = items.popleft()
             self.bytes -= len(payload) + ITEM_OVERHEAD
-            size += extra
+            size += len(payload) + 1
             batch.append(Pending(None, payload, key_field=key_field, seq=self.head_seq))
             self.head_seq += 1
         return batch

@@ -270,17 +270,22 @@ class ProviderRules:
 
     # -- batching ---------------------------------------------------------
 
+    def fits(self, count: int, size: int, payload: bytes) -> bool:
+        """Whether ``payload`` joins a batch of ``count`` events and ``size`` body bytes (the first always does)."""
+        return count == 0 or (
+            count < self.max_batch_events and size + len(payload) + 1 <= self.max_batch_bytes
+        )
+
     def chunks(self, pendings: Iterable[Pending]) -> Iterator[list[Pending]]:
         """Split into request-sized batches by count and by serialized bytes."""
         batch: list[Pending] = []
         size = self.envelope_bytes
         for pending in pendings:
-            extra = len(pending.payload) + 1
-            if batch and (len(batch) >= self.max_batch_events or size + extra > self.max_batch_bytes):
+            if not self.fits(len(batch), size, pending.payload):
                 yield batch
                 batch, size = [], self.envelope_bytes
             batch.append(pending)
-            size += extra
+            size += len(pending.payload) + 1
         if batch:
             yield batch
 
