@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
+
+import httpx
 
 from . import _constants as C
 from .deadletter import OutcomeCallback
@@ -21,19 +23,26 @@ from .errors import ConfigurationError, QueueFullError, SenderClosedError
 from .outcomes import OutcomeStatus
 from .providers import Pending, Settled
 from .queueing import SenderOptions, past_deadline
-from .sender_core import SenderCore
+from .sender_core import SenderClient, SenderCore
 from .stats import Stats
 
-if TYPE_CHECKING:
-    from .aio import _AsyncClient
-
 log = logging.getLogger("billing_events")
+
+
+class AsyncSenderClient(SenderClient, Protocol):
+    """An asyncio client, as the asyncio sender sees it."""
+
+    @property
+    def http(self) -> httpx.AsyncClient: ...
+
+    @property
+    def max_in_flight(self) -> int: ...
 
 
 class AsyncBackgroundSender(SenderCore):
     def __init__(
         self,
-        client: _AsyncClient,
+        client: AsyncSenderClient,
         *,
         max_queue_events: int = C.DEFAULT_MAX_QUEUE_EVENTS,
         max_queue_bytes: int = C.DEFAULT_MAX_QUEUE_BYTES,
