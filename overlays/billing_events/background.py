@@ -163,7 +163,10 @@ class BackgroundSender(SenderCore):
         return True
 
     def close(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> Stats:
-        """Stop accepting events, deliver what is queued within ``timeout``, dead-letter the rest."""
+        """Stop accepting events, deliver what is queued within ``timeout``, dead-letter the rest.
+
+        A ``close()`` while another runs waits for it to settle everything (within ``timeout``).
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
             already_closed = self._closed
@@ -171,6 +174,8 @@ class BackgroundSender(SenderCore):
             self._changed.notify_all()
             threads = list(self._threads)
         if already_closed:
+            # Another close() may still be draining: wait for it, within this call's own timeout.
+            self.flush(max(0.0, deadline - time.monotonic()))
             return self.stats
         self._wake.set()
         for thread in threads:
