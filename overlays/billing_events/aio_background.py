@@ -296,7 +296,9 @@ class AsyncBackgroundSender(SenderCore):
         current = asyncio.current_task()
         for task in (self._runner, *self._lanes):
             if task is not None and task is not current:
-                task.cancel()
+                # A task of a loop that was closed without cancelling it cannot be cancelled any more.
+                with contextlib.suppress(RuntimeError):
+                    task.cancel()
 
     def _abandon(self, why: str) -> None:
         """Stop sending; dead-letter what is still queued (failed) or in flight (unknown). Never awaits."""
