@@ -31,6 +31,8 @@ class ExitAware(Protocol):
 _after_fork: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 _at_exit: weakref.WeakSet[ExitAware] = weakref.WeakSet()
 _exited = False
+# The process whose multiprocessing exit finalizers run the exit hook, if any.
+_finalizer_pid: int | None = None
 
 
 def reset_after_fork(thing: ForkAware) -> None:
@@ -41,6 +43,8 @@ def reset_after_fork(thing: ForkAware) -> None:
 def close_at_exit(thing: ExitAware) -> None:
     """Call ``thing._close_at_exit()`` when the process exits, a ``multiprocessing`` child included."""
     _at_exit.add(thing)
+    if _finalizer_pid != os.getpid() and multiprocessing.parent_process() is not None:
+        _exit_with_multiprocessing()  # a child that imported us only after it started
 
 
 def _in_child() -> None:
@@ -64,9 +68,15 @@ class _Anchor:
 _ANCHOR = _Anchor()
 
 
+def _exit_with_multiprocessing() -> None:
+    global _finalizer_pid
+    _finalizer_pid = os.getpid()
+    multiprocessing.util.Finalize(None, _on_exit, exitpriority=CHILD_EXIT_PRIORITY)
+
+
 def _in_multiprocessing_child(_: _Anchor) -> None:
     # Runs in each child multiprocessing starts (any start method), after it cleared the parent's finalizers.
-    multiprocessing.util.Finalize(None, _on_exit, exitpriority=CHILD_EXIT_PRIORITY)
+    _exit_with_multiprocessing()
 
 
 os.register_at_fork(after_in_child=_in_child)

@@ -166,16 +166,22 @@ import multiprocessing
 import os
 import sys
 
-from billing_events import Togai
-
 def event(n):
     return {"schemaName": "api_calls", "timestamp": "2024-05-01T10:15:30Z", "accountId": "acme",
             "attributes": [{"name": "calls", "value": str(n)}], "dimensions": {}}
 
-# Made at import: a forked child inherits it (emptied), a spawned child makes its own.
-sender = Togai(os.environ["TOKEN"], base_url=os.environ["BASE"]).background(flush_interval=3600)
+def make_sender():
+    from billing_events import Togai
+
+    return Togai(os.environ["TOKEN"], base_url=os.environ["BASE"]).background(flush_interval=3600)
+
+# Made at import: a forked child inherits it (emptied), a spawned child makes its own at import;
+sender = make_sender() if sys.argv[3] == "import" else None
 
 def work(first):
+    global sender
+    if sender is None:  # or the child imports the library and makes it only while it runs
+        sender = make_sender()
     for n in range(first, first + 100):
         sender.track(event(n))
     return sender.stats.in_queue   # nothing sent yet: the child's exit must deliver it
@@ -195,16 +201,19 @@ if __name__ == "__main__":
 """
 
 
-# A spawned child starts a whole interpreter: one Process child is enough to cover that start method.
-@pytest.mark.parametrize(("method", "pool", "stored"), [("fork", True, 500), ("spawn", False, 100)])
+# Spawned children start a whole interpreter: one Process child is enough to cover those start methods.
+@pytest.mark.parametrize(
+    ("method", "pool", "made", "stored"),
+    [("fork", True, "import", 500), ("spawn", False, "import", 100), ("forkserver", False, "in-child", 100)],
+)
 def test_multiprocessing_children_deliver_what_they_tracked(
-    server: str, tmp_path: Path, method: str, pool: bool, stored: int
+    server: str, tmp_path: Path, method: str, pool: bool, made: str, stored: int
 ) -> None:
     httpx.post(f"{server}/_mock/reset")
     script = tmp_path / "children.py"
     script.write_text(CHILDREN)
     result = subprocess.run(
-        [sys.executable, str(script), method, "pool" if pool else "process"],
+        [sys.executable, str(script), method, "pool" if pool else "process", made],
         env={**os.environ, "TOKEN": TOKEN, "BASE": f"{server}/togai"},
         capture_output=True,
         text=True,
