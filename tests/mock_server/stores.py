@@ -12,7 +12,8 @@ from attrs import frozen
 from mock_server.config import LAGO_STORES
 
 Event = dict[str, Any]
-LagoKey = tuple[str, str]
+# (external_subscription_id, transaction_id); the server stores an event without a subscription.
+LagoKey = tuple[str | None, str]
 
 
 @frozen
@@ -58,7 +59,8 @@ class TogaiStore(_Counters):
         with self._lock:
             for event in events:
                 event_id = event.get("id")
-                if isinstance(event_id, str):
+                # An empty id deduplicates nothing, like a missing one.
+                if isinstance(event_id, str) and event_id:
                     key = ("id", event_id)
                     if key in self._events:
                         duplicates += 1
@@ -134,7 +136,7 @@ class LagoStore(_Counters):
 
 
 # (organization, external_subscription_id, code, transaction_id, timestamp): the ClickHouse store's dedup key.
-ReadKey = tuple[str, str, object, str, str]
+ReadKey = tuple[str, str | None, object, str, str]
 
 
 class ClickhouseLagoStore(_Counters):
@@ -164,7 +166,7 @@ class ClickhouseLagoStore(_Counters):
                 self._arrivals += 1
                 key: ReadKey = (
                     self._organization,
-                    event["external_subscription_id"],
+                    event.get("external_subscription_id"),
                     event.get("code"),
                     event["transaction_id"],
                     event["timestamp"],
