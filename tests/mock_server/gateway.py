@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from mock_server.config import FaultConfig
 from mock_server.errors import Provider, lago_error, provider_error, togai_error
-from mock_server.faults import DroppedConnection, Fault
+from mock_server.faults import DroppedConnection, Fault, captive_portal, gateway_error
 from mock_server.jsonio import JsonResponse
 from mock_server.state import MockState
 
@@ -88,6 +88,10 @@ def public_endpoint(
             return unavailable(provider, faults)
         if fault is Fault.DROP:
             return DroppedConnection()
+        if fault is Fault.GATEWAY:
+            return gateway_error(faults.gateway_status)
+        if fault is Fault.HTML_OK:
+            return captive_portal()
         try:
             response = await handler(request, state)
         except Exception as exc:
