@@ -93,7 +93,9 @@ class LagoStore(_Counters):
 
     def __init__(self) -> None:
         super().__init__()
-        self._events: dict[LagoKey, Event] = {}
+        # Events without a subscription get a key of their own: the unique index treats NULLs as distinct.
+        self._events: dict[LagoKey | tuple[None, str, int], Event] = {}
+        self._unscoped = itertools.count()
         self._first_by_transaction: dict[str, Event] = {}
 
     def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
@@ -117,8 +119,12 @@ class LagoStore(_Counters):
                 return duplicates
             for key, event in zip(keys, events, strict=True):
                 assert key is not None, "a stored event always has a key"
-                self._events[key] = event
-                self._first_by_transaction.setdefault(key[1], event)
+                subscription, transaction = key
+                if subscription is None:
+                    self._events[(None, transaction, next(self._unscoped))] = event
+                else:
+                    self._events[key] = event
+                self._first_by_transaction.setdefault(transaction, event)
             return []
 
     def find(self, transaction_id: str) -> Event | None:
