@@ -175,7 +175,7 @@ def assert_same_lago_event(sent: dict[str, Any], stored: dict[str, Any]) -> None
     assert stored["transaction_id"] == sent["transaction_id"]
     assert stored["external_subscription_id"] == sent.get("external_subscription_id")
     assert stored["code"] == sent["code"]
-    assert stored["properties"] == sent.get("properties", {})
+    assert stored["properties"] == (sent.get("properties") or {})
     assert stored["precise_total_amount_cents"] == precise_text(sent.get("precise_total_amount_cents"))
     assert stored["lago_customer_id"] is None
     assert stored["lago_subscription_id"] is None

@@ -166,3 +166,10 @@ def test_a_batch_error_can_map_an_index_to_a_message() -> None:
     details = parsed.error_details.additional_properties
     assert details["0"] == "expression: undefined variable 'gb'"
     assert isinstance(details["1"], FieldErrors)
+
+
+def test_null_properties_are_stored_as_an_empty_object(client: httpx.Client) -> None:
+    response = client.post(f"{LAGO}/events", json={"event": lago_event(properties=None)})
+
+    assert response.status_code == 200
+    assert response.json()["event"]["properties"] == {}

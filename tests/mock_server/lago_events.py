@@ -135,7 +135,8 @@ def stored_event(event: dict[str, Any], timestamp: str, received: Reception) -> 
         "lago_subscription_id": None,
         "external_subscription_id": event.get("external_subscription_id"),
         "precise_total_amount_cents": precise_text(event.get("precise_total_amount_cents")),
-        "properties": event.get("properties", {}),
+        # The server stores `properties || {}`: null and missing are both an empty object.
+        "properties": event.get("properties") or {},
         "created_at": received.text,
     }
 
