@@ -18,6 +18,7 @@ from lago_api.types import Response
 
 from . import _constants as C
 from ._base import ClientBase, Slot, finish
+from ._transport import async_bounded
 from .aio_background import AsyncBackgroundSender
 from .calls import async_retryable_call, lago_answer
 from .client import estimate_body
@@ -43,7 +44,7 @@ class _AsyncClient(ClientBase):
         super().__init__(token, **options)
         _check_in_flight(max_in_flight)
         self.max_in_flight = max_in_flight
-        self._api = self._api_client(self.api_client_type, transport)
+        self._api = self._api_client(self.api_client_type, async_bounded(transport, self.config.timeout))
 
     @property
     def http(self) -> httpx.AsyncClient:

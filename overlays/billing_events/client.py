@@ -25,6 +25,7 @@ from lago_api.types import Response
 
 from ._base import ClientBase, Slot, finish
 from ._process import reset_after_fork
+from ._transport import bounded
 from .background import BackgroundSender
 from .calls import lago_answer, retryable_call
 from .config import Provider
@@ -47,7 +48,7 @@ class _SyncClient(ClientBase):
         reset_after_fork(self)
 
     def _build_api(self) -> Any:
-        return self._api_client(self.api_client_type, self._transport)
+        return self._api_client(self.api_client_type, bounded(self._transport, self.config.timeout))
 
     def _reset_after_fork(self) -> None:
         # The parent's pooled sockets must not be shared: start a new pool, leave the old one alone.

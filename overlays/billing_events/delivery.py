@@ -8,10 +8,14 @@ waiting between attempts, so both follow exactly the same rules.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import httpx
 
+from . import _constants as C
+from ._transport import request_bounds
 from .errors import BillingEventsError, RequestTimeoutError, TransportError
 from .outcomes import OutcomeStatus
 from .providers import AttemptResult, Pending, ProviderRules, Settled
@@ -78,6 +82,13 @@ class _Delivery:
         self.record = record
         self.on_retry = on_retry
 
+    def _call_deadline(self) -> float | None:
+        """When the delivery of one batch must end, attempt in flight included (no deadline: 0)."""
+        return time.monotonic() + self.policy.deadline if self.policy.deadline > 0 else None
+
+    def _bounds(self, deadline: float | None) -> dict[str, Any]:
+        return request_bounds(deadline, C.MAX_BATCH_ANSWER_BYTES[self.rules.name])
+
     def _conclude(self, result: AttemptResult) -> None:
         """Record what the attempt settled; raise RetryableFailure if some events need another."""
         self.record(result.delivered, result.settled)
@@ -102,18 +113,23 @@ class SyncDelivery(_Delivery):
         super().__init__(rules, policy, record, on_retry)
         self.http = http
 
-    def _post(self, sub: list[Pending]) -> Reply:
+    def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
         try:
-            return self.http.post(self.rules.batch_path, content=self.rules.body(sub), headers=HEADERS)
+            return self.http.post(
+                self.rules.batch_path,
+                content=self.rules.body(sub),
+                headers=HEADERS,
+                extensions=self._bounds(deadline),
+            )
         except Exception as exc:
             return exc
 
-    def _attempt(self, batch: list[Pending]) -> AttemptResult:
+    def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
         plan = _plan(self.rules, batch)
         try:
             sub = next(plan)
             while True:
-                sub = plan.send(self._post(sub))
+                sub = plan.send(self._post(sub, deadline))
         except StopIteration as done:
             result: AttemptResult = done.value
             return result
@@ -121,13 +137,14 @@ class SyncDelivery(_Delivery):
     def deliver(self, batch: list[Pending], abort: threading.Event | None = None) -> None:
         """Send one batch until every event is settled; each event is recorded exactly once."""
         remaining = batch
+        deadline = self._call_deadline()
         try:
             for attempt in self.policy.retrying(abort):
                 with attempt:
                     if abort is not None and abort.is_set():
                         # tenacity checks its stop only after an attempt: never start one once closed.
                         raise RetryableFailure(TransportError("the sender was closed"), None)
-                    result = self._attempt(remaining)
+                    result = self._attempt(remaining, deadline)
                     remaining = result.retry_later
                     self._conclude(result)
         except RetryableFailure as exhausted:
@@ -149,28 +166,34 @@ class AsyncDelivery(_Delivery):
         super().__init__(rules, policy, record, on_retry)
         self.http = http
 
-    async def _post(self, sub: list[Pending]) -> Reply:
+    async def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
         try:
-            return await self.http.post(self.rules.batch_path, content=self.rules.body(sub), headers=HEADERS)
+            return await self.http.post(
+                self.rules.batch_path,
+                content=self.rules.body(sub),
+                headers=HEADERS,
+                extensions=self._bounds(deadline),
+            )
         except Exception as exc:
             return exc
 
-    async def _attempt(self, batch: list[Pending]) -> AttemptResult:
+    async def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
         plan = _plan(self.rules, batch)
         try:
             sub = next(plan)
             while True:
-                sub = plan.send(await self._post(sub))
+                sub = plan.send(await self._post(sub, deadline))
         except StopIteration as done:
             result: AttemptResult = done.value
             return result
 
     async def deliver(self, batch: list[Pending]) -> None:
         remaining = batch
+        deadline = self._call_deadline()
         try:
             async for attempt in self.policy.async_retrying():
                 with attempt:
-                    result = await self._attempt(remaining)
+                    result = await self._attempt(remaining, deadline)
                     remaining = result.retry_later
                     self._conclude(result)
         except RetryableFailure as exhausted:
