@@ -29,6 +29,7 @@ from ._transport import bounded
 from .background import BackgroundSender
 from .calls import lago_answer, retryable_call
 from .config import Provider
+from .deadletter import BadLineCallback
 from .delivery import SyncDelivery
 from .outcomes import Report
 
@@ -73,9 +74,13 @@ class _SyncClient(ClientBase):
             delivery.deliver(batch)
         return finish(slots)
 
-    def replay(self, dead_letter_path: str | Path) -> Report:
-        """Send the events of a dead-letter file again; their keys make this safe to repeat."""
-        return self.send(self.dead_letter_events(dead_letter_path))
+    def replay(self, dead_letter_path: str | Path, on_bad_line: BadLineCallback | None = None) -> Report:
+        """Send the events of a dead-letter file again; their keys make this safe to repeat.
+
+        A broken line (a write cut short, say) is skipped and reported to ``on_bad_line``
+        (default: a WARNING with its line number); every good letter is still sent.
+        """
+        return self.send(self.dead_letter_events(dead_letter_path, on_bad_line))
 
     def background(self, **options: Any) -> BackgroundSender:
         """A background sender on this client: ``track()`` queues, a worker thread sends."""

@@ -26,7 +26,13 @@ def main(provider: str, url: str, token: str) -> None:
     client_type = Togai if provider == "togai" else Lago
     policy = RetryPolicy(max_attempts=2, deadline=30.0, initial_delay=0.01, max_delay=0.01)
     event = (
-        {"schemaName": "s", "timestamp": "2024-05-01T12:00:00Z", "accountId": "a", "attributes": [], "dimensions": {}}
+        {
+            "schemaName": "s",
+            "timestamp": "2024-05-01T12:00:00Z",
+            "accountId": "a",
+            "attributes": [],
+            "dimensions": {},
+        }
         if provider == "togai"
         else {"external_subscription_id": "sub", "code": "api_calls", "timestamp": 1714564800}
     )

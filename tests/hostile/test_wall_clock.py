@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from cli.support import togai_event, write_jsonl
 
 from billing_events import AsyncTogai, Lago, NotFoundError, RetryPolicy, Togai
 from billing_events.cli import main
 from billing_events.errors import RequestTimeoutError
-from cli.support import togai_event, write_jsonl
 from hostile.conftest import TOKEN
 from hostile.server import Answer, HostileServer
 
@@ -68,7 +68,9 @@ def test_request_response_calls_end_by_the_retry_deadline(hostile: HostileServer
         elapsed = time.monotonic() - started
     assert elapsed < BOUND
     # And a quick 404 still reads as one: the bounds do not get in the way of a normal answer.
-    hostile.answer(Answer("error", status=404, body=b'{"status":404,"error":"Not Found","code":"event_not_found"}'))
+    hostile.answer(
+        Answer("error", status=404, body=b'{"status":404,"error":"Not Found","code":"event_not_found"}')
+    )
     with Lago(TOKEN, base_url=hostile.url, timeout=1.0, retry=POLICY) as client, pytest.raises(NotFoundError):
         client.find_event("tx-1")
 
