@@ -7,9 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from cli.support import lago_event, togai_event
 
 from billing_events import Lago, Togai, read_dead_letters
-from cli.support import lago_event, togai_event
 
 TOKEN = "text-test-token-123456"
 FIVE_MB = 5 * 1024 * 1024

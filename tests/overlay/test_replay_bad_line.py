@@ -6,10 +6,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from billing_events import AsyncTogai, BadLine, Togai
 from cli.support import togai_event
 from hostile.server import HostileServer
+
+from billing_events import AsyncTogai, BadLine, Togai
 
 TOKEN = "replay-test-token-123456"
 
@@ -17,8 +17,14 @@ TOKEN = "replay-test-token-123456"
 def dead_letter_file(path: Path, count: int) -> Path:
     lines = [
         orjson.dumps(
-            {"provider": "togai", "key": f"k-{i}", "status": "unknown", "reason": "x",
-             "event": togai_event(i, id=f"k-{i}"), "at": "2024-05-01T12:00:00Z"}
+            {
+                "provider": "togai",
+                "key": f"k-{i}",
+                "status": "unknown",
+                "reason": "x",
+                "event": togai_event(i, id=f"k-{i}"),
+                "at": "2024-05-01T12:00:00Z",
+            }
         )
         for i in range(count)
     ]
