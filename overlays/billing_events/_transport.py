@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import logging
 import time
 import urllib.parse
 import zlib
@@ -96,6 +97,14 @@ class _Bound:
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
+
+    def extensions(self, response: httpx.Response) -> dict[str, Any]:
+        """The answer's extensions, its reason phrase scrubbed (httpx logs it)."""
+        extensions = dict(response.extensions)
+        phrase = extensions.get("reason_phrase")
+        if isinstance(phrase, bytes) and self.secrets:
+            extensions["reason_phrase"] = _scrub_bytes(phrase, self.secrets)
+        return extensions
 
     def expired(self, request: httpx.Request) -> AttemptTimeout:
         return AttemptTimeout(
@@ -199,7 +208,7 @@ class BoundedTransport(httpx.BaseTransport):
             response.status_code,
             headers=headers,
             stream=_SyncBody(response, reader, bound),
-            extensions=response.extensions,
+            extensions=bound.extensions(response),
         )
 
     def close(self) -> None:
@@ -247,7 +256,7 @@ class AsyncBoundedTransport(httpx.AsyncBaseTransport):
             response.status_code,
             headers=headers,
             stream=_AsyncBody(response, reader, bound),
-            extensions=response.extensions,
+            extensions=bound.extensions(response),
         )
 
     async def aclose(self) -> None:
@@ -275,6 +284,19 @@ class _AsyncBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+
+class _NoResponseHeaders(logging.Filter):
+    """httpcore's DEBUG trace prints the answer's headers, which a server can fill with our token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("receive_response_headers.complete"):
+            record.msg, record.args = "receive_response_headers.complete (headers not logged)", ()
+        return True
+
+
+for _name in ("httpcore.http11", "httpcore.http2"):
+    logging.getLogger(_name).addFilter(_NoResponseHeaders())
 
 
 def _secrets(authorization: str) -> list[bytes]:

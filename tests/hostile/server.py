@@ -123,13 +123,17 @@ class HostileServer:
     # -- the answers ------------------------------------------------------
 
     @staticmethod
-    def _head(out: Any, status: int, headers: dict[str, str]) -> None:
-        lines = [f"HTTP/1.1 {status} Status{status}"] + [f"{k}: {v}" for k, v in headers.items()]
+    def _head(out: Any, status: int, headers: dict[str, str], reason: str = "") -> None:
+        lines = [f"HTTP/1.1 {status} {reason or f'Status{status}'}"] + [
+            f"{k}: {v}" for k, v in headers.items()
+        ]
         out.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
-    def _send(self, out: Any, status: int, body: bytes, content_type: str, **extra: str) -> None:
+    def _send(
+        self, out: Any, status: int, body: bytes, content_type: str, reason: str = "", **extra: str
+    ) -> None:
         headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **extra}
-        self._head(out, status, headers)
+        self._head(out, status, headers, reason)
         out.write(body)
 
     def _ok(self, out: Any, answer: Answer, _: dict[str, str]) -> None:
@@ -180,7 +184,7 @@ class HostileServer:
     def _echo_token(self, out: Any, answer: Answer, headers: dict[str, str]) -> None:
         said = headers.get("authorization", "")
         body = json.dumps({"message": f"invalid credentials: {said}", "error": said}).encode()
-        self._send(out, answer.status, body, "application/json", **{"X-Debug-Auth": said})
+        self._send(out, answer.status, body, "application/json", f"Refused {said}", **{"X-Debug-Auth": said})
 
 
 def _blocks(size: int) -> Iterator[bytes]:

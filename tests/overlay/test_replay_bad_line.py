@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from cli.support import togai_event
 from hostile.server import HostileServer
 
-from billing_events import AsyncTogai, BadLine, Togai
+from billing_events import AsyncTogai, Togai
 
 TOKEN = "replay-test-token-123456"
 
@@ -45,7 +46,7 @@ def test_replay_sends_every_good_letter_and_names_the_truncated_line(
     tmp_path: Path, hostile: HostileServer
 ) -> None:
     path = dead_letter_file(tmp_path / "dead.jsonl", 100)
-    bad: list[BadLine] = []
+    bad: list[Any] = []
     with Togai(TOKEN, base_url=hostile.url) as client:
         report = client.replay(path, on_bad_line=bad.append)
     assert sum(1 for outcome in report if outcome.delivered) == 100
