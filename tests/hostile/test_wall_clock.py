@@ -45,6 +45,19 @@ def test_each_attempt_ends_by_the_client_timeout(hostile: HostileServer) -> None
     assert elapsed < 2 * 1.0 + 4.0
 
 
+def test_the_deadline_cuts_the_attempt_in_flight(hostile: HostileServer) -> None:
+    # A generous per-attempt timeout: only the call's deadline can end this attempt early.
+    hostile.answer(TRICKLE)
+    policy = RetryPolicy(max_attempts=3, deadline=2.0, initial_delay=0.01, max_delay=0.01)
+    with Togai(TOKEN, base_url=hostile.url, timeout=30.0, retry=policy) as client:
+        started = time.monotonic()
+        [outcome] = client.send([togai_event(0)]).outcomes
+        elapsed = time.monotonic() - started
+    assert not outcome.delivered
+    assert hostile.stored_count == 1
+    assert elapsed < 2.0 + 4.0
+
+
 def test_async_send_ends_by_the_retry_deadline(hostile: HostileServer) -> None:
     hostile.answer(TRICKLE)
 
