@@ -25,6 +25,7 @@ import json
 import logging
 import time
 import urllib.parse
+import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -334,19 +335,34 @@ def _limits() -> httpx.Limits:
     return httpx.Limits(max_connections=C.MAX_CONNECTIONS, max_keepalive_connections=C.MAX_CONNECTIONS)
 
 
-def bounded(inner: httpx.BaseTransport | None, attempt_seconds: float) -> BoundedTransport:
-    """The sync transport of a client: ``inner`` (default: a pooled HTTP transport), bounded."""
+def env_proxy(base_url: str) -> str | None:
+    """The proxy the environment names for ``base_url`` (HTTPS_PROXY, ALL_PROXY, NO_PROXY), if any.
+
+    httpx reads these only when it builds its own transport; ours wraps one, so it asks here.
+    """
+    url = httpx.URL(base_url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def bounded(inner: httpx.BaseTransport | None, attempt_seconds: float, base_url: str) -> BoundedTransport:
+    """The sync transport of a client: ``inner`` (default: pooled HTTP, the environment's proxy), bounded."""
     return BoundedTransport(
-        inner or httpx.HTTPTransport(limits=_limits()),
+        inner or httpx.HTTPTransport(limits=_limits(), proxy=env_proxy(base_url)),
         attempt_seconds=attempt_seconds,
         answer_cap=C.MAX_CALL_ANSWER_BYTES,
     )
 
 
-def async_bounded(inner: httpx.AsyncBaseTransport | None, attempt_seconds: float) -> AsyncBoundedTransport:
-    """The async transport of a client: ``inner`` (default: a pooled HTTP transport), bounded."""
+def async_bounded(
+    inner: httpx.AsyncBaseTransport | None, attempt_seconds: float, base_url: str
+) -> AsyncBoundedTransport:
+    """The async transport of a client: ``inner`` (default: pooled HTTP, the environment's proxy), bounded."""
     return AsyncBoundedTransport(
-        inner or httpx.AsyncHTTPTransport(limits=_limits()),
+        inner or httpx.AsyncHTTPTransport(limits=_limits(), proxy=env_proxy(base_url)),
         attempt_seconds=attempt_seconds,
         answer_cap=C.MAX_CALL_ANSWER_BYTES,
     )

@@ -45,7 +45,9 @@ class _AsyncClient(ClientBase):
         super().__init__(token, **options)
         _check_in_flight(max_in_flight)
         self.max_in_flight = max_in_flight
-        self._api = self._api_client(self.api_client_type, async_bounded(transport, self.config.timeout))
+        self._api = self._api_client(
+            self.api_client_type, async_bounded(transport, self.config.timeout, self.config.base_url)
+        )
 
     @property
     def http(self) -> httpx.AsyncClient:

@@ -49,7 +49,9 @@ class _SyncClient(ClientBase):
         reset_after_fork(self)
 
     def _build_api(self) -> Any:
-        return self._api_client(self.api_client_type, bounded(self._transport, self.config.timeout))
+        return self._api_client(
+            self.api_client_type, bounded(self._transport, self.config.timeout, self.config.base_url)
+        )
 
     def _reset_after_fork(self) -> None:
         # The parent's pooled sockets must not be shared: start a new pool, leave the old one alone.

@@ -87,7 +87,12 @@ class _Delivery:
         return time.monotonic() + self.policy.deadline if self.policy.deadline > 0 else None
 
     def _bounds(self, deadline: float | None) -> dict[str, Any]:
-        return request_bounds(deadline, C.MAX_BATCH_ANSWER_BYTES[self.rules.name])
+        # Batches larger than the defaults get answers larger in proportion (Lago echoes the events).
+        rules = self.rules
+        cap = max(
+            C.MAX_BATCH_ANSWER_BYTES[rules.name], 2 * rules.max_batch_bytes + 1024 * rules.max_batch_events
+        )
+        return request_bounds(deadline, cap)
 
     def _conclude(self, result: AttemptResult) -> None:
         """Record what the attempt settled; raise RetryableFailure if some events need another."""

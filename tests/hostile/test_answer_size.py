@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from billing_events import Togai
 from hostile.conftest import TOKEN
 from hostile.server import Answer, HostileServer
 
@@ -70,3 +71,24 @@ def test_an_answer_that_claims_gzip_but_is_not_is_retried(hostile: HostileServer
     # The first answer was unreadable, so the batch went again; the second answer settles it.
     assert result["statuses"] == ["delivered"]
     assert hostile.requests == 2
+
+
+def test_the_environment_proxy_is_still_used(hostile: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bounded transport is built by the overlay, so the overlay must honour HTTP_PROXY itself.
+    monkeypatch.setenv("HTTP_PROXY", hostile.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with Togai(TOKEN, base_url="http://togai.invalid") as client:
+        [outcome] = client.send(
+            [
+                {
+                    "schemaName": "s",
+                    "timestamp": "2024-05-01T12:00:00Z",
+                    "accountId": "a",
+                    "attributes": [],
+                    "dimensions": {},
+                }
+            ]
+        ).outcomes
+    assert outcome.delivered
+    assert hostile.stored_count == 1  # through the proxy (the hostile server), not to togai.invalid

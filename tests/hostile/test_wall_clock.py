@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cli.support import togai_event, write_jsonl
 
-from billing_events import AsyncTogai, Lago, NotFoundError, RetryPolicy, Togai
+from billing_events import AsyncLago, AsyncTogai, Lago, NotFoundError, RetryPolicy, Togai
 from billing_events.cli import main
 from billing_events.errors import RequestTimeoutError
 from hostile.conftest import TOKEN
@@ -86,6 +86,19 @@ def test_request_response_calls_end_by_the_retry_deadline(hostile: HostileServer
     )
     with Lago(TOKEN, base_url=hostile.url, timeout=1.0, retry=POLICY) as client, pytest.raises(NotFoundError):
         client.find_event("tx-1")
+
+
+def test_async_request_response_calls_end_by_the_retry_deadline(hostile: HostileServer) -> None:
+    hostile.answer(Answer("trickle", interval=0.5, body=b'{"fees":[]}' + b" " * 200))
+
+    async def run() -> float:
+        async with AsyncLago(TOKEN, base_url=hostile.url, timeout=1.0, retry=POLICY) as client:
+            started = time.monotonic()
+            with pytest.raises(RequestTimeoutError):
+                await client.estimate_fees("api_calls", "sub_1")
+            return time.monotonic() - started
+
+    assert asyncio.run(run()) < BOUND
 
 
 def test_cli_ingest_ends_by_the_retry_deadline(
