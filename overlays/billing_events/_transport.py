@@ -48,6 +48,10 @@ class AttemptTimeout(httpx.TimeoutException):
     """The whole answer did not arrive within the attempt's wall-clock bound."""
 
 
+class NoTimeLeft(httpx.ConnectTimeout):
+    """The call's deadline passed before this attempt could start: nothing was sent."""
+
+
 class AnswerTooLarge(httpx.RemoteProtocolError):
     """The answer is larger than any legitimate answer to this request."""
 
@@ -86,7 +90,7 @@ class _Bound:
         self.answer_cap = cap if isinstance(cap, int) else answer_cap
         self.secrets = _secrets(request.headers.get("authorization", ""))
         if now >= deadline:
-            raise AttemptTimeout("no time left for this attempt within the call's deadline", request=request)
+            raise NoTimeLeft("no time left for this attempt within the call's deadline", request=request)
         # No single read, write, connect or pool wait may outlast the attempt.
         timeouts = dict(request.extensions.get("timeout") or {})
         left = deadline - now

@@ -11,9 +11,9 @@ import attrs
 import httpx
 
 from . import _constants as C
-from ._text import shorten
 from .errors import ConfigurationError
 from .retry import RetryPolicy
+from .text import shorten
 
 Provider = Literal["togai", "lago"]
 

@@ -12,10 +12,10 @@ from typing import Any
 import attrs
 import orjson
 
-from ._text import shorten
 from .outcomes import Outcome
 from .providers.base import Pending, Settled, delivered_outcome
 from .stats import StatsCounter
+from .text import shorten
 
 log = logging.getLogger("billing_events")
 

@@ -9,7 +9,7 @@ operations (``Lago.find_event``, ``Lago.estimate_fees``), by
 from __future__ import annotations
 
 from ._constants import MAX_REASON_CHARS
-from ._text import shorten
+from .text import shorten
 
 
 class BillingEventsError(Exception):

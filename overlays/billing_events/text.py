@@ -1,4 +1,4 @@
-"""Bounded text: no reason, message or log line grows with the size of one bad value."""
+"""Bounded text: no reason or log line we keep grows with the size of one value."""
 
 from __future__ import annotations
 
@@ -9,16 +9,19 @@ from typing import Any
 
 from . import _constants as C
 
+MAX_TEXT = C.MAX_VALUE_CHARS
+
+
+def shorten(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
 # The range orjson (and most JSON parsers on the other side) read integers in: 64 bits.
 MIN_JSON_INT = -(2**63)
 MAX_JSON_INT = 2**64 - 1
-
-
-def shorten(text: str, limit: int = C.MAX_VALUE_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, saying how many were cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
 
 def show(value: object, limit: int = C.MAX_VALUE_CHARS) -> str:
