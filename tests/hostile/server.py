@@ -100,6 +100,7 @@ class HostileServer:
             name, _, value = raw.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
         body = handler.rfile.read(int(headers.get("content-length", "0") or 0))
+        headers[":body"] = body.decode("utf-8", "replace")  # for the answers that echo the request
         with self._lock:
             answer = self.script[min(self.requests, len(self.script) - 1)]
             self.requests += 1
@@ -136,8 +137,8 @@ class HostileServer:
         self._head(out, status, headers, reason)
         out.write(body)
 
-    def _ok(self, out: Any, answer: Answer, _: dict[str, str]) -> None:
-        self._send(out, answer.status, answer.body or b'{"message":"ok"}', "application/json")
+    def _ok(self, out: Any, answer: Answer, headers: dict[str, str]) -> None:
+        self._send(out, answer.status, answer.body or _success(headers[":body"]), "application/json")
 
     def _trickle(self, out: Any, answer: Answer, _: dict[str, str]) -> None:
         body = answer.body or b'{"message":"' + b"ok" * 100 + b'"}'
@@ -185,6 +186,18 @@ class HostileServer:
         said = headers.get("authorization", "")
         body = json.dumps({"message": f"invalid credentials: {said}", "error": said}).encode()
         self._send(out, answer.status, body, "application/json", f"Refused {said}", **{"X-Debug-Auth": said})
+
+
+def _success(request_body: str) -> bytes:
+    """A provider's success body: Lago echoes the events it stored, Togai says so in a message."""
+    try:
+        events = json.loads(request_body).get("events", [])
+    except (ValueError, AttributeError):
+        events = []
+    if events and isinstance(events[0], dict) and "transaction_id" in events[0]:
+        stored = [{"lago_id": f"lago-{index}", **event} for index, event in enumerate(events)]
+        return json.dumps({"events": stored}).encode()
+    return b'{"message":"ok"}'
 
 
 def _blocks(size: int) -> Iterator[bytes]:
