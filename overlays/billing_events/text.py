@@ -91,6 +91,8 @@ def not_json(value: object, path: str = "event") -> tuple[str, str] | None:
         for name, item in value.items():
             if not isinstance(name, str):
                 return path, f"has a key {show(name, 60)} that is not a string; JSON object keys are strings"
+            if not _utf8(name):
+                return path, f"has a key {show(name, 60)} with a lone surrogate; it is not valid UTF-8 text"
             found = not_json(item, f"{path}.{shorten(name, 60)}")
             if found is not None:
                 return found
