@@ -19,7 +19,7 @@ from .aio_background import AsyncBackgroundSender
 from .background import BackgroundSender
 from .client import Lago, Togai
 from .config import ENDPOINTS, Secret
-from .deadletter import DeadLetter, DeadLetterFile, read_dead_letters
+from .deadletter import BadLine, DeadLetter, DeadLetterFile, read_dead_letters
 from .errors import (
     APIError,
     AuthError,
@@ -47,6 +47,7 @@ __all__ = [
     "AsyncTogai",
     "AuthError",
     "BackgroundSender",
+    "BadLine",
     "BillingEventsError",
     "ConfigurationError",
     "DeadLetter",

@@ -11,7 +11,7 @@ import httpx
 from . import __version__
 from . import _constants as C
 from .config import ClientConfig, Provider, resolve_base_url, resolve_token
-from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink, read_dead_letters
+from .deadletter import BadLineCallback, DeadLetterFile, OutcomeCallback, OutcomeSink, read_dead_letters
 from .delivery import Recorder
 from .errors import InvalidEventError
 from .outcomes import Outcome, OutcomeStatus, Report, attach_report
@@ -88,9 +88,15 @@ class ClientBase:
             httpx_args=self._httpx_args(transport),
         )
 
-    def dead_letter_events(self, path: str | Path) -> list[dict[str, Any]]:
-        """The events of a dead-letter file that belong to this provider, keys included."""
-        return [letter.event for letter in read_dead_letters(path) if letter.provider == self.provider]
+    def dead_letter_events(
+        self, path: str | Path, on_bad_line: BadLineCallback | None = None
+    ) -> list[dict[str, Any]]:
+        """The events of a dead-letter file that belong to this provider, keys included.
+
+        A line that is not a dead letter is skipped and reported (see ``read_dead_letters``).
+        """
+        letters = read_dead_letters(path, on_bad_line)
+        return [letter.event for letter in letters if letter.provider == self.provider]
 
     def _httpx_args(self, transport: Any) -> dict[str, Any]:
         args: dict[str, Any] = {}

@@ -36,3 +36,18 @@ DEFAULT_MAX_IN_FLIGHT = 8
 
 # Connection pool per client.
 MAX_CONNECTIONS = 32
+
+# The largest answer each request can legitimately get; more is a bad answer (retried, then unknown).
+# Togai answers a batch with a message and, in a 207, one short entry per rejected event (500 at most).
+TOGAI_MAX_BATCH_ANSWER_BYTES = 1024 * 1024
+# Lago echoes the batch it stored: up to LAGO_MAX_BODY_BYTES of events plus its own fields on each.
+LAGO_MAX_BATCH_ANSWER_BYTES = 4 * 1024 * 1024
+MAX_BATCH_ANSWER_BYTES = {"togai": TOGAI_MAX_BATCH_ANSWER_BYTES, "lago": LAGO_MAX_BATCH_ANSWER_BYTES}
+# One stored event (find_event) or the fees of one event (estimate_fees).
+MAX_CALL_ANSWER_BYTES = 1024 * 1024
+# Any non-2xx answer: our errors are short JSON, a proxy's HTML page is tens of KiB.
+MAX_ERROR_ANSWER_BYTES = 256 * 1024
+
+# Text we keep or print: one value in a reason, a whole reason or server message.
+MAX_VALUE_CHARS = 200
+MAX_REASON_CHARS = 1000

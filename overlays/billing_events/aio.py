@@ -18,10 +18,12 @@ from lago_api.types import Response
 
 from . import _constants as C
 from ._base import ClientBase, Slot
+from ._transport import async_bounded
 from .aio_background import AsyncBackgroundSender
 from .calls import async_retryable_call, lago_answer
 from .client import estimate_body
 from .config import Provider
+from .deadletter import BadLineCallback
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError
 from .outcomes import Report
@@ -43,7 +45,9 @@ class _AsyncClient(ClientBase):
         super().__init__(token, **options)
         _check_in_flight(max_in_flight)
         self.max_in_flight = max_in_flight
-        self._api = self._api_client(self.api_client_type, transport)
+        self._api = self._api_client(
+            self.api_client_type, async_bounded(transport, self.config.timeout, self.config.base_url)
+        )
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -85,9 +89,15 @@ class _AsyncClient(ClientBase):
         """A background sender on this loop: ``track()`` queues, a task sends with requests in flight."""
         return AsyncBackgroundSender(self, **options)
 
-    async def replay(self, dead_letter_path: str | Path) -> Report:
-        """Send the events of a dead-letter file again; their keys make this safe to repeat."""
-        return await self.send(self.dead_letter_events(dead_letter_path))
+    async def replay(
+        self, dead_letter_path: str | Path, on_bad_line: BadLineCallback | None = None
+    ) -> Report:
+        """Send the events of a dead-letter file again; their keys make this safe to repeat.
+
+        A broken line (a write cut short, say) is skipped and reported to ``on_bad_line``
+        (default: a WARNING with its line number); every good letter is still sent.
+        """
+        return await self.send(self.dead_letter_events(dead_letter_path, on_bad_line))
 
     async def aclose(self) -> None:
         await self.http.aclose()

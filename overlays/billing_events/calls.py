@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -12,6 +13,7 @@ from lago_api.models import ApiErrorNotFound, ApiErrorUnauthorized, ApiErrorUnpr
 from lago_api.types import Response
 
 from . import _constants as C
+from ._transport import call_deadline
 from .delivery import transport_error
 from .errors import APIError, AuthError, NotFoundError, RateLimitedError, RejectedError, ServerError
 from .retry import RetryableFailure, RetryPolicy, retry_after_seconds
@@ -52,12 +54,19 @@ def _unless_retryable(response: Response[T], provider: str) -> Response[T]:
     raise RetryableFailure(error, hint)
 
 
+def _deadline(policy: RetryPolicy) -> float | None:
+    """When the whole call must end, attempt in flight included (a deadline of 0: each attempt's own)."""
+    return time.monotonic() + policy.deadline if policy.deadline > 0 else None
+
+
 def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provider: str) -> Response[T]:
+    deadline = _deadline(policy)
     try:
         for attempt in policy.retrying():
             with attempt:
                 try:
-                    response = call()
+                    with call_deadline(deadline):
+                        response = call()
                 except _CALL_ERRORS as exc:
                     raise _failure(exc, provider) from None
                 return _unless_retryable(response, provider)
@@ -69,11 +78,13 @@ def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provide
 async def async_retryable_call(
     policy: RetryPolicy, call: Callable[[], Awaitable[Response[T]]], provider: str
 ) -> Response[T]:
+    deadline = _deadline(policy)
     try:
         async for attempt in policy.async_retrying():
             with attempt:
                 try:
-                    response = await call()
+                    with call_deadline(deadline):
+                        response = await call()
                 except _CALL_ERRORS as exc:
                     raise _failure(exc, provider) from None
                 return _unless_retryable(response, provider)

@@ -25,9 +25,11 @@ from lago_api.types import Response
 
 from ._base import ClientBase, Slot
 from ._process import reset_after_fork
+from ._transport import bounded
 from .background import BackgroundSender
 from .calls import lago_answer, retryable_call
 from .config import Provider
+from .deadletter import BadLineCallback
 from .delivery import SyncDelivery
 from .outcomes import Report
 
@@ -47,7 +49,9 @@ class _SyncClient(ClientBase):
         reset_after_fork(self)
 
     def _build_api(self) -> Any:
-        return self._api_client(self.api_client_type, self._transport)
+        return self._api_client(
+            self.api_client_type, bounded(self._transport, self.config.timeout, self.config.base_url)
+        )
 
     def _reset_after_fork(self) -> None:
         # The parent's pooled sockets must not be shared: start a new pool, leave the old one alone.
@@ -77,9 +81,13 @@ class _SyncClient(ClientBase):
             raise
         return self._finish(slots)
 
-    def replay(self, dead_letter_path: str | Path) -> Report:
-        """Send the events of a dead-letter file again; their keys make this safe to repeat."""
-        return self.send(self.dead_letter_events(dead_letter_path))
+    def replay(self, dead_letter_path: str | Path, on_bad_line: BadLineCallback | None = None) -> Report:
+        """Send the events of a dead-letter file again; their keys make this safe to repeat.
+
+        A broken line (a write cut short, say) is skipped and reported to ``on_bad_line``
+        (default: a WARNING with its line number); every good letter is still sent.
+        """
+        return self.send(self.dead_letter_events(dead_letter_path, on_bad_line))
 
     def background(self, **options: Any) -> BackgroundSender:
         """A background sender on this client: ``track()`` queues, a worker thread sends."""

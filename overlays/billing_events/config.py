@@ -13,6 +13,7 @@ import httpx
 from . import _constants as C
 from .errors import ConfigurationError
 from .retry import RetryPolicy
+from .text import shorten
 
 Provider = Literal["togai", "lago"]
 
@@ -109,9 +110,18 @@ def resolve_base_url(provider: Provider, base_url: str | None, endpoint: str | N
                 f"endpoint: unknown {provider} endpoint {name!r}; use one of {known}, or pass base_url "
                 "for a self-hosted server"
             ) from None
-    url = httpx.URL(base_url)
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError):
+        raise ConfigurationError("base_url: not a valid URL") from None
+    if url.userinfo:
+        # Never repeated: user:password in a URL would show in reprs, errors and httpx's own log.
+        raise ConfigurationError(
+            "base_url: must not carry credentials (user:password@host); pass the API token as token=..."
+            f" or set {TOKEN_ENV[provider]}"
+        )
     if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"base_url: must be an absolute http(s) URL, got {base_url!r}")
+        raise ConfigurationError(f"base_url: must be an absolute http(s) URL, got {shorten(base_url, 120)!r}")
     text = str(url).rstrip("/")
     # A self-hosted Lago is usually given by its origin; its API lives under /api/v1.
     if provider == "lago" and not url.path.rstrip("/").endswith("/api/v1"):

@@ -15,6 +15,7 @@ import orjson
 from .outcomes import Outcome
 from .providers.base import Pending, Settled, delivered_outcome
 from .stats import StatsCounter
+from .text import shorten
 
 log = logging.getLogger("billing_events")
 
@@ -68,15 +69,39 @@ class DeadLetterFile:
         return f"DeadLetterFile({str(self.path)!r})"
 
 
-def read_dead_letters(path: str | Path) -> Iterator[DeadLetter]:
-    """The dead letters of a file, in order; raises ValueError naming the line of a broken one."""
+@attrs.frozen
+class BadLine:
+    """A line of a dead-letter file that is not a dead letter (e.g. a write cut short by a crash)."""
+
+    path: str
+    line: int
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: not a dead letter ({self.why}); skipped"
+
+
+BadLineCallback = Callable[[BadLine], None]
+
+
+def _warn(bad: BadLine) -> None:
+    log.warning("%s", bad)
+
+
+def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = None) -> Iterator[DeadLetter]:
+    """The dead letters of a file, in order.
+
+    A line that is not a dead letter is skipped and passed to ``on_bad_line``
+    (default: a WARNING naming the file, the line and why); the others are still read.
+    """
+    report = on_bad_line or _warn
     with Path(path).open("rb") as source:
         for number, line in enumerate(source, start=1):
             if not line.strip():
                 continue
             try:
                 item = orjson.loads(line)
-                yield DeadLetter(
+                letter = DeadLetter(
                     provider=item["provider"],
                     key=item["key"],
                     status=item["status"],
@@ -85,7 +110,10 @@ def read_dead_letters(path: str | Path) -> Iterator[DeadLetter]:
                     at=item.get("at", ""),
                 )
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}:{number}: not a dead letter ({exc})") from None
+                why = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                report(BadLine(str(path), number, shorten(why, 120)))
+                continue
+            yield letter
 
 
 class OutcomeSink:

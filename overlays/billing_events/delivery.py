@@ -8,10 +8,14 @@ waiting between attempts, so both follow exactly the same rules.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Generator
+from typing import Any
 
 import httpx
 
+from . import _constants as C
+from ._transport import request_bounds
 from .errors import BillingEventsError, RequestTimeoutError, TransportError
 from .providers import AttemptResult, Pending, ProviderRules, Settled
 from .providers.base import settle_unsent
@@ -92,6 +96,18 @@ class _Delivery:
         self.record = record
         self.on_retry = on_retry
 
+    def _call_deadline(self) -> float | None:
+        """When the delivery of one batch must end, attempt in flight included (no deadline: 0)."""
+        return time.monotonic() + self.policy.deadline if self.policy.deadline > 0 else None
+
+    def _bounds(self, deadline: float | None) -> dict[str, Any]:
+        # Batches larger than the defaults get answers larger in proportion (Lago echoes the events).
+        rules = self.rules
+        cap = max(
+            C.MAX_BATCH_ANSWER_BYTES[rules.name], 2 * rules.max_batch_bytes + 1024 * rules.max_batch_events
+        )
+        return request_bounds(deadline, cap)
+
     def _conclude(self, result: AttemptResult) -> None:
         """Record what the attempt settled; raise RetryableFailure if some events need another."""
         self.record(result.delivered, result.settled)
@@ -116,18 +132,23 @@ class SyncDelivery(_Delivery):
         super().__init__(rules, policy, record, on_retry)
         self.http = http
 
-    def _post(self, sub: list[Pending]) -> Reply:
+    def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
         try:
-            return self.http.post(self.rules.batch_path, content=self.rules.body(sub), headers=HEADERS)
+            return self.http.post(
+                self.rules.batch_path,
+                content=self.rules.body(sub),
+                headers=HEADERS,
+                extensions=self._bounds(deadline),
+            )
         except Exception as exc:
             return exc
 
-    def _attempt(self, batch: list[Pending]) -> AttemptResult:
+    def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
         plan = _plan(self.rules, batch)
         try:
             sub = next(plan)
             while True:
-                sub = plan.send(self._post(sub))
+                sub = plan.send(self._post(sub, deadline))
         except StopIteration as done:
             result: AttemptResult = done.value
             return result
@@ -135,13 +156,14 @@ class SyncDelivery(_Delivery):
     def deliver(self, batch: list[Pending], abort: threading.Event | None = None) -> None:
         """Send one batch until every event is settled; each event is recorded exactly once."""
         remaining = batch
+        deadline = self._call_deadline()
         try:
             for attempt in self.policy.retrying(abort):
                 with attempt:
                     if abort is not None and abort.is_set():
                         # tenacity checks its stop only after an attempt: never start one once closed.
                         raise RetryableFailure(TransportError("the sender was closed"), None)
-                    result = self._attempt(remaining)
+                    result = self._attempt(remaining, deadline)
                     remaining = result.retry_later
                     self._conclude(result)
         except RetryableFailure as exhausted:
@@ -163,28 +185,34 @@ class AsyncDelivery(_Delivery):
         super().__init__(rules, policy, record, on_retry)
         self.http = http
 
-    async def _post(self, sub: list[Pending]) -> Reply:
+    async def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
         try:
-            return await self.http.post(self.rules.batch_path, content=self.rules.body(sub), headers=HEADERS)
+            return await self.http.post(
+                self.rules.batch_path,
+                content=self.rules.body(sub),
+                headers=HEADERS,
+                extensions=self._bounds(deadline),
+            )
         except Exception as exc:
             return exc
 
-    async def _attempt(self, batch: list[Pending]) -> AttemptResult:
+    async def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
         plan = _plan(self.rules, batch)
         try:
             sub = next(plan)
             while True:
-                sub = plan.send(await self._post(sub))
+                sub = plan.send(await self._post(sub, deadline))
         except StopIteration as done:
             result: AttemptResult = done.value
             return result
 
     async def deliver(self, batch: list[Pending]) -> None:
         remaining = batch
+        deadline = self._call_deadline()
         try:
             async for attempt in self.policy.async_retrying():
                 with attempt:
-                    result = await self._attempt(remaining)
+                    result = await self._attempt(remaining, deadline)
                     remaining = result.retry_later
                     self._conclude(result)
         except RetryableFailure as exhausted:

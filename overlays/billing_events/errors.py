@@ -8,6 +8,9 @@ operations (``Lago.find_event``, ``Lago.estimate_fees``), by
 
 from __future__ import annotations
 
+from ._constants import MAX_REASON_CHARS
+from .text import shorten
+
 
 class BillingEventsError(Exception):
     """Base class of every error this package raises."""
@@ -21,6 +24,7 @@ class InvalidEventError(BillingEventsError, ValueError):
     """An event breaks a rule of the provider's spec; it was not sent."""
 
     def __init__(self, field: str, rule: str, *, key: str | None = None, event: object = None) -> None:
+        field, rule = shorten(field), shorten(rule, MAX_REASON_CHARS)
         super().__init__(f"{field}: {rule}")
         self.field = field
         self.rule = rule
@@ -47,6 +51,7 @@ class APIError(BillingEventsError):
         request_id: str | None = None,
         provider: str | None = None,
     ) -> None:
+        message = shorten(message, MAX_REASON_CHARS)
         parts = [f"{provider}: " if provider else "", f"HTTP {status}: " if status else "", message]
         if request_id:
             parts.append(f" (request id {request_id})")

@@ -37,7 +37,7 @@ def test_a_value_json_cannot_carry_is_rejected_and_the_rest_still_goes(tmp_path:
         OutcomeStatus.REJECTED,
         OutcomeStatus.DELIVERED,
     ]
-    assert (report.outcomes[2].reason or "").startswith("event: is not JSON data")
+    assert (report.outcomes[2].reason or "").startswith("event.dimensions.region: a set is not JSON data")
     [letter] = read_dead_letters(tmp_path / "dead.jsonl")
     assert letter.key == report.outcomes[2].key
     assert "set" in json.dumps(letter.event)  # written as its repr, not lost

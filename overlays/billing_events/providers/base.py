@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..outcomes import Outcome, OutcomeStatus
 from ..retry import retry_after_seconds
+from ..text import field_path, not_json, rule_in_words, shorten
 
 
 class Pending:
@@ -84,7 +85,12 @@ class Settled:
     ) -> None:
         self.pending = pending
         self.status = status
-        self.reason = reason
+        # A server's message can be as long as its answer: keep what a reader needs.
+        self.reason = (
+            reason
+            if reason is None or len(reason) <= C.MAX_REASON_CHARS
+            else shorten(reason, C.MAX_REASON_CHARS)
+        )
         self.error = error
 
     def outcome(self) -> Outcome:
@@ -199,11 +205,14 @@ def load_validator(
     return jsonschema_rs.validator_for(schema, validate_formats=True)
 
 
-def _field_path(prefix: str, path: Sequence[str | int]) -> str:
-    text = prefix
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
+def _described(error: jsonschema_rs.ValidationError) -> tuple[str, str]:
+    """A spec violation as (field path, rule in words), both short whatever the value."""
+    path: list[str | int] = list(error.instance_path)
+    kind = error.kind
+    if getattr(kind, "name", "") == "required":
+        return field_path("event", [*path, str(getattr(kind, "property", "?"))]), "is required"
+    words = rule_in_words(kind, error.instance)
+    return field_path("event", path), words or shorten(error.message, C.MAX_REASON_CHARS)
 
 
 def _printable(key: object) -> str | None:
@@ -266,9 +275,10 @@ class ProviderRules:
                 return None
             error = next(iter(validator.iter_errors(event)))
         except (ValueError, TypeError) as exc:
-            # A value JSON cannot carry (a set, a datetime, an object): not an event at all.
-            return "event", f"is not JSON data: {exc}"
-        return _field_path("event", list(error.instance_path)), error.message
+            # A value JSON cannot carry (a set, a datetime, an object): name it and its field.
+            return not_json(event) or ("event", f"is not JSON data: {shorten(str(exc))}")
+        # The validator reads NaN and Infinity as null: name them for what they are.
+        return not_json(event) or _described(error)
 
     def validate(self, event: object) -> dict[str, Any]:
         """The event as a dict; raise InvalidEventError naming the field and rule it breaks."""
@@ -317,12 +327,9 @@ class ProviderRules:
         try:
             body = orjson.dumps(data)
         except (TypeError, ValueError) as exc:
-            raise InvalidEventError(
-                "event",
-                f"is not JSON-serializable: {exc}",
-                key=_printable(key),
-                event=self._with_key(data, key),
-            ) from None
+            raise self._unencodable(data, key, str(exc)) from None
+        if b"null" in body and not_json(data) is not None:
+            raise self._unencodable(data, key, "")  # NaN and Infinity would go out as null
         if keyed and not stamp:
             # orjson's result keeps its over-sized buffer; an exact copy lets that buffer be reused
             # at once, which keeps a long queue of payloads from touching fresh memory on every call.
@@ -343,6 +350,11 @@ class ProviderRules:
     def repeat_identity(self, data: Mapping[str, Any], key: str) -> object:
         """What the provider deduplicates on, for events whose key the caller gave."""
         return key
+
+    def _unencodable(self, data: dict[str, Any], key: object, why: str) -> InvalidEventError:
+        """The error for an event JSON cannot carry as it is, naming the first such field."""
+        field, rule = not_json(data) or ("event", f"is not JSON-serializable: {shorten(why)}")
+        return InvalidEventError(field, rule, key=_printable(key), event=self._with_key(data, key))
 
     def _with_key(self, data: dict[str, Any], key: object) -> dict[str, Any]:
         return data if data.get(self.key_field) is not None else {self.key_field: key, **data}
@@ -441,6 +453,17 @@ class ProviderRules:
         raise NotImplementedError
 
     def _message(self, response: httpx.Response) -> str:
+        """The server's message, short; a redirect names where it pointed (never followed)."""
+        text = self._body_message(response)
+        location = response.headers.get("location")
+        if 300 <= response.status_code < 400 and location:
+            text = (
+                f"redirected to {shorten(location)} (not followed: a batch is only sent to base_url;"
+                f" check it): {text}"
+            )
+        return shorten(text, C.MAX_REASON_CHARS)
+
+    def _body_message(self, response: httpx.Response) -> str:
         try:
             body = response.json()
         except ValueError:

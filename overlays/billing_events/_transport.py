@@ -1,0 +1,372 @@
+"""Transports that bound every answer: a wall-clock deadline, a size cap, and no echoed token.
+
+httpx's timeouts bound each read, not the request: a server that sends one byte
+every half second never trips them. These wrappers sit around the real transport
+(sync and async), so every request of a client goes through them:
+
+- the attempt ends at ``min(now + attempt_seconds, call deadline)``; the call
+  deadline travels with the request (``extensions[CALL_DEADLINE]``, or the
+  ``call_deadline`` context for the generated request-response operations);
+- the body is capped at ``extensions[ANSWER_CAP]`` (default: the transport's)
+  for a 2xx, at ``MAX_ERROR_ANSWER_BYTES`` otherwise, before and after decoding;
+- gzip/deflate are decoded here, under the cap (a small gzip can inflate to gigabytes);
+- the request's token is replaced by ``***`` in the answer's headers and body,
+  so no server echo can carry it into a reason, a log or a file.
+
+Both errors are ``httpx.TransportError`` subclasses: the request may have reached
+the server, so delivery retries it and never counts it as surely failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import time
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+
+from . import _constants as C
+
+CALL_DEADLINE = "billing_events.call_deadline"  # absolute time.monotonic() at which the whole call ends
+ANSWER_CAP = "billing_events.max_answer_bytes"  # the largest 2xx body this request can legitimately get
+
+_call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("call_deadline", default=None)
+REDACTED = b"***"
+# Shorter "tokens" would garble ordinary text; real API keys are far longer.
+MIN_SECRET_LENGTH = 8
+
+
+class AttemptTimeout(httpx.TimeoutException):
+    """The whole answer did not arrive within the attempt's wall-clock bound."""
+
+
+class NoTimeLeft(httpx.ConnectTimeout):
+    """The call's deadline passed before this attempt could start: nothing was sent."""
+
+
+class AnswerTooLarge(httpx.RemoteProtocolError):
+    """The answer is larger than any legitimate answer to this request."""
+
+
+class BadAnswerEncoding(httpx.RemoteProtocolError):
+    """The answer claims a content encoding its body does not have."""
+
+
+@contextlib.contextmanager
+def call_deadline(deadline: float | None) -> Iterator[None]:
+    """Requests made inside end by ``deadline`` (``time.monotonic()``) at the latest."""
+    token = _call_deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _call_deadline.reset(token)
+
+
+def request_bounds(deadline: float | None, answer_cap: int) -> dict[str, Any]:
+    """The request extensions that carry a call's deadline and its answer cap."""
+    return {CALL_DEADLINE: deadline, ANSWER_CAP: answer_cap}
+
+
+class _Bound:
+    """What one request may take: its deadline, its answer cap and the secrets to scrub."""
+
+    def __init__(self, request: httpx.Request, attempt_seconds: float, answer_cap: int) -> None:
+        now = time.monotonic()
+        deadline = now + attempt_seconds
+        call = request.extensions.get(CALL_DEADLINE, _call_deadline.get())
+        if isinstance(call, int | float):
+            deadline = min(deadline, call)
+        self.deadline = deadline
+        self.seconds = attempt_seconds
+        cap = request.extensions.get(ANSWER_CAP)
+        self.answer_cap = cap if isinstance(cap, int) else answer_cap
+        self.secrets = _secrets(request.headers.get("authorization", ""))
+        if now >= deadline:
+            raise NoTimeLeft("no time left for this attempt within the call's deadline", request=request)
+        # No single read, write, connect or pool wait may outlast the attempt.
+        timeouts = dict(request.extensions.get("timeout") or {})
+        left = deadline - now
+        request.extensions["timeout"] = {
+            name: left if value is None else min(value, left) for name, value in timeouts.items()
+        } or {"connect": left, "read": left, "write": left, "pool": left}
+        # Only encodings decoded here under the cap; anything else is a bad answer.
+        request.headers["Accept-Encoding"] = "gzip, deflate"
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def extensions(self, response: httpx.Response) -> dict[str, Any]:
+        """The answer's extensions, its reason phrase scrubbed (httpx logs it)."""
+        extensions = dict(response.extensions)
+        phrase = extensions.get("reason_phrase")
+        if isinstance(phrase, bytes) and self.secrets:
+            extensions["reason_phrase"] = _scrub_bytes(phrase, self.secrets)
+        return extensions
+
+    def expired(self, request: httpx.Request) -> AttemptTimeout:
+        return AttemptTimeout(
+            f"no complete answer within {self.seconds:g} s (or the call's deadline)", request=request
+        )
+
+    def answer(self, response: httpx.Response, request: httpx.Request) -> tuple[httpx.Headers, _Reader]:
+        """The answer's headers (scrubbed, decoding done here) and the reader of its body."""
+        cap = self.answer_cap if 200 <= response.status_code < 300 else C.MAX_ERROR_ANSWER_BYTES
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        length = response.headers.get("content-length", "")
+        if encoding == "identity" and length.isdigit() and int(length) > cap:
+            raise AnswerTooLarge(
+                f"HTTP {response.status_code} answer of {length} bytes; at most {cap} expected",
+                request=request,
+            )
+        if encoding not in ("identity", "gzip", "deflate", "x-gzip"):
+            raise BadAnswerEncoding(f"unsupported content encoding {encoding[:40]!r}", request=request)
+        headers = httpx.Headers(
+            [(name, _scrub_text(value, self.secrets)) for name, value in response.headers.multi_items()]
+        )
+        if encoding != "identity":
+            del headers["content-encoding"]
+            headers.pop("content-length", None)
+        return headers, _Reader(request, cap, encoding != "identity", self.secrets)
+
+
+class _Reader:
+    """Counts, decodes and scrubs the chunks of one body."""
+
+    def __init__(self, request: httpx.Request, cap: int, compressed: bool, secrets: list[bytes]) -> None:
+        self.request = request
+        self.cap = cap
+        self.raw = 0
+        self.decoded = 0
+        # wbits 47: a zlib or a gzip header, detected from the data.
+        self.decoder = zlib.decompressobj(47) if compressed else None
+        self.secrets = secrets
+        self.keep = max((len(secret) for secret in secrets), default=1) - 1
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.raw += len(chunk)
+        if self.raw > self.cap:
+            raise self._too_large()
+        data = chunk
+        if self.decoder is not None:
+            try:
+                data = self.decoder.decompress(chunk, self.cap - self.decoded + 1)
+            except zlib.error as exc:
+                raise BadAnswerEncoding(
+                    f"body is not the encoding it claims: {exc}", request=self.request
+                ) from None
+            if self.decoder.unconsumed_tail:
+                raise self._too_large()
+        self.decoded += len(data)
+        if self.decoded > self.cap:
+            raise self._too_large()
+        return self._scrub(data)
+
+    def end(self) -> bytes:
+        if self.decoder is not None and self.raw and not self.decoder.eof:
+            raise BadAnswerEncoding("compressed body ends early", request=self.request)
+        rest, self.tail = self.tail, b""
+        return rest
+
+    def _scrub(self, data: bytes) -> bytes:
+        if not self.secrets:
+            return data
+        data = _scrub_bytes(self.tail + data, self.secrets)
+        # A secret cut in two by a chunk boundary is scrubbed with the next chunk.
+        cut = max(0, len(data) - self.keep)
+        self.tail = data[cut:]
+        return data[:cut]
+
+    def _too_large(self) -> AnswerTooLarge:
+        return AnswerTooLarge(
+            f"answer larger than {self.cap} bytes, the most this request can get", request=self.request
+        )
+
+
+class BoundedTransport(httpx.BaseTransport):
+    """Wraps a sync transport: every answer complete within its deadline, capped and scrubbed."""
+
+    def __init__(self, inner: httpx.BaseTransport, *, attempt_seconds: float, answer_cap: int) -> None:
+        self._inner = inner
+        self._seconds = attempt_seconds
+        self._cap = answer_cap
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        bound = _Bound(request, self._seconds, self._cap)
+        response = self._inner.handle_request(request)
+        try:
+            if bound.left() <= 0:
+                raise bound.expired(request)
+            headers, reader = bound.answer(response, request)
+        except BaseException:
+            response.close()
+            raise
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            stream=_SyncBody(response, reader, bound),
+            extensions=bound.extensions(response),
+        )
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _SyncBody(httpx.SyncByteStream):
+    def __init__(self, response: httpx.Response, reader: _Reader, bound: _Bound) -> None:
+        self._response = response
+        self._reader = reader
+        self._bound = bound
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._response.stream:  # type: ignore[union-attr]
+            if self._bound.left() <= 0:
+                raise self._bound.expired(self._reader.request)
+            yield self._reader.feed(chunk)
+        yield self._reader.end()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class AsyncBoundedTransport(httpx.AsyncBaseTransport):
+    """Wraps an async transport: the same bounds, and a deadline that also cuts a silent read."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, attempt_seconds: float, answer_cap: int) -> None:
+        self._inner = inner
+        self._seconds = attempt_seconds
+        self._cap = answer_cap
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        bound = _Bound(request, self._seconds, self._cap)
+        try:
+            with anyio.fail_after(max(0.0, bound.left())):
+                response = await self._inner.handle_async_request(request)
+        except TimeoutError:
+            raise bound.expired(request) from None
+        try:
+            headers, reader = bound.answer(response, request)
+        except BaseException:
+            await response.aclose()
+            raise
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            stream=_AsyncBody(response, reader, bound),
+            extensions=bound.extensions(response),
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _AsyncBody(httpx.AsyncByteStream):
+    def __init__(self, response: httpx.Response, reader: _Reader, bound: _Bound) -> None:
+        self._response = response
+        self._reader = reader
+        self._bound = bound
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self._response.stream.__aiter__()  # type: ignore[union-attr]
+        while True:
+            try:
+                with anyio.fail_after(max(0.0, self._bound.left())):
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise self._bound.expired(self._reader.request) from None
+            yield self._reader.feed(chunk)
+        yield self._reader.end()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class _NoResponseHeaders(logging.Filter):
+    """httpcore's DEBUG trace prints the answer's headers, which a server can fill with our token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("receive_response_headers.complete"):
+            record.msg, record.args = "receive_response_headers.complete (headers not logged)", ()
+        return True
+
+
+for _name in ("httpcore.http11", "httpcore.http2"):
+    logging.getLogger(_name).addFilter(_NoResponseHeaders())
+
+
+def _secrets(authorization: str) -> list[bytes]:
+    """The token of an Authorization header, as it may come back: raw, JSON-escaped, URL-encoded."""
+    token = authorization.split(" ", 1)[-1].strip()
+    if len(token) < MIN_SECRET_LENGTH:
+        return []
+    forms = {
+        token,
+        json.dumps(token)[1:-1],
+        urllib.parse.quote(token, safe=""),
+        urllib.parse.quote_plus(token),
+    }
+    return sorted((form.encode() for form in forms), key=len, reverse=True)
+
+
+def _scrub_bytes(data: bytes, secrets: list[bytes]) -> bytes:
+    for secret in secrets:
+        data = data.replace(secret, REDACTED)
+    return data
+
+
+def _scrub_text(value: str, secrets: list[bytes]) -> str:
+    for secret in secrets:
+        value = value.replace(secret.decode(), REDACTED.decode())
+    return value
+
+
+def scrub(text: str, token: str) -> str:
+    """``text`` with every form of ``token`` replaced by ``***``."""
+    return _scrub_text(text, _secrets(token))
+
+
+def _limits() -> httpx.Limits:
+    return httpx.Limits(max_connections=C.MAX_CONNECTIONS, max_keepalive_connections=C.MAX_CONNECTIONS)
+
+
+def env_proxy(base_url: str) -> str | None:
+    """The proxy the environment names for ``base_url`` (HTTPS_PROXY, ALL_PROXY, NO_PROXY), if any.
+
+    httpx reads these only when it builds its own transport; ours wraps one, so it asks here.
+    """
+    url = httpx.URL(base_url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def bounded(inner: httpx.BaseTransport | None, attempt_seconds: float, base_url: str) -> BoundedTransport:
+    """The sync transport of a client: ``inner`` (default: pooled HTTP, the environment's proxy), bounded."""
+    return BoundedTransport(
+        inner or httpx.HTTPTransport(limits=_limits(), proxy=env_proxy(base_url)),
+        attempt_seconds=attempt_seconds,
+        answer_cap=C.MAX_CALL_ANSWER_BYTES,
+    )
+
+
+def async_bounded(
+    inner: httpx.AsyncBaseTransport | None, attempt_seconds: float, base_url: str
+) -> AsyncBoundedTransport:
+    """The async transport of a client: ``inner`` (default: pooled HTTP, the environment's proxy), bounded."""
+    return AsyncBoundedTransport(
+        inner or httpx.AsyncHTTPTransport(limits=_limits(), proxy=env_proxy(base_url)),
+        attempt_seconds=attempt_seconds,
+        answer_cap=C.MAX_CALL_ANSWER_BYTES,
+    )

@@ -1,0 +1,72 @@
+"""Item 13: replay sends every good dead letter and reports the line that is not one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from cli.support import togai_event
+from hostile.server import HostileServer
+
+from billing_events import AsyncTogai, Togai
+
+TOKEN = "replay-test-token-123456"
+
+
+def dead_letter_file(path: Path, count: int) -> Path:
+    lines = [
+        orjson.dumps(
+            {
+                "provider": "togai",
+                "key": f"k-{i}",
+                "status": "unknown",
+                "reason": "x",
+                "event": togai_event(i, id=f"k-{i}"),
+                "at": "2024-05-01T12:00:00Z",
+            }
+        )
+        for i in range(count)
+    ]
+    # A crash cut the last write short: half a line, no newline.
+    path.write_bytes(b"\n".join(lines) + b"\n" + lines[0][:37])
+    return path
+
+
+@pytest.fixture
+def hostile() -> object:
+    server = HostileServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_replay_sends_every_good_letter_and_names_the_truncated_line(
+    tmp_path: Path, hostile: HostileServer
+) -> None:
+    path = dead_letter_file(tmp_path / "dead.jsonl", 100)
+    bad: list[Any] = []
+    with Togai(TOKEN, base_url=hostile.url) as client:
+        report = client.replay(path, on_bad_line=bad.append)
+    assert sum(1 for outcome in report if outcome.delivered) == 100
+    assert sorted(hostile.stored) == sorted(f"k-{i}" for i in range(100))
+    assert [line.line for line in bad] == [101]
+    assert "unexpected end" in bad[0].why or "EOF" in bad[0].why or "truncated" in bad[0].why
+
+
+def test_async_replay_logs_the_bad_line_by_default(
+    tmp_path: Path, hostile: HostileServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    path = dead_letter_file(tmp_path / "dead.jsonl", 10)
+
+    async def run() -> int:
+        async with AsyncTogai(TOKEN, base_url=hostile.url) as client:
+            report = await client.replay(path)
+            return sum(1 for outcome in report if outcome.delivered)
+
+    assert asyncio.run(run()) == 10
+    assert hostile.stored_count == 10
+    assert any("dead.jsonl:11: not a dead letter" in record.getMessage() for record in caplog.records)
