@@ -179,6 +179,8 @@ def rule_in_words(kind: Any, instance: object) -> str | None:
     if name in ("oneOf", "anyOf"):
         needs = [_need(branch[0].kind) for branch in getattr(kind, "context", []) if branch]
         known = [need for need in needs if need]
+        if known == [DATE_TIME_WORDS] and date_time_problem(instance) is not None:
+            return date_time_problem(instance)
         if known and len(known) == len(needs):
             return f"must be {' or '.join(known)}, {got}"
         return f"must be one of the forms the spec allows for this field, {got}"

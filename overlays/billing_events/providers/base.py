@@ -325,7 +325,8 @@ class ProviderRules:
         if failure is not None:
             raise InvalidEventError(*failure, key=_printable(key), event=self._with_key(data, key))
         try:
-            body = orjson.dumps(data)
+            # OPT_PASSTHROUGH_DATETIME: a datetime is not JSON data; it is refused by name, never guessed.
+            body = orjson.dumps(data, option=orjson.OPT_PASSTHROUGH_DATETIME)
         except (TypeError, ValueError) as exc:
             raise self._unencodable(data, key, str(exc)) from None
         if b"null" in body and not_json(data) is not None:
