@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from billing_events import Report
-from billing_events.cli import _main
+from billing_events.cli import _sending
 from billing_events.cli._run import EventSender
 from cli.conftest import TOKEN, Mock
 from cli.support import RunCli, make_event, write_jsonl
@@ -50,7 +50,7 @@ class CrashingSender:
 @contextmanager
 def crash_on_call(monkeypatch: pytest.MonkeyPatch, call: int, *, send_first: bool) -> Iterator[None]:
     """While active, the CLI's client raises on its ``call``-th batch, as if the process had crashed."""
-    real_open = _main._open_sender
+    real_open = _sending.open_sender
 
     def open_crashing(*args: Any) -> Any:
         open_client = real_open(*args)
@@ -66,7 +66,7 @@ def crash_on_call(monkeypatch: pytest.MonkeyPatch, call: int, *, send_first: boo
         return factory
 
     with monkeypatch.context() as patch:
-        patch.setattr(_main, "_open_sender", open_crashing)
+        patch.setattr(_sending, "open_sender", open_crashing)
         yield
 
 

@@ -25,13 +25,9 @@ from ..errors import AuthError
 from ..outcomes import Outcome, Report
 from . import _state
 from ._display import ProgressDisplay
+from ._exit import EXIT_FAILED, EXIT_USAGE, exit_code_for
 from ._input import Record
 from ._state import Checkpoint, Problem
-
-EXIT_OK = 0
-EXIT_REJECTED = 1
-EXIT_FAILED = 2
-EXIT_USAGE = 64
 
 
 class CredentialsRefused(Exception):
@@ -43,15 +39,6 @@ class EventSender(Protocol):
 
 
 SenderFactory = Callable[[], AbstractAsyncContextManager[EventSender]]
-
-
-def exit_code_for(counts: Mapping[str, int]) -> int:
-    """0 when everything was delivered, 2 when anything failed or is unknown, else 1 for rejections."""
-    if counts.get("failed", 0) or counts.get("unknown", 0):
-        return EXIT_FAILED
-    if counts.get("rejected", 0) or counts.get("invalid", 0):
-        return EXIT_REJECTED
-    return EXIT_OK
 
 
 @frozen
