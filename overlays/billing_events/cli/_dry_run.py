@@ -10,6 +10,7 @@ from ..errors import InvalidEventError
 from ._exit import EXIT_OK, EXIT_REJECTED
 from ._input import Record
 from ._providers import Provider
+from ._text import clip
 
 
 def dry_run(
@@ -26,10 +27,10 @@ def dry_run(
             try:
                 rules.prepare(record.event)
             except InvalidEventError as exc:
-                problem = str(exc)
+                problem = clip(str(exc))
         if record.event is None or problem is not None:
             invalid += 1
-            out.print(f"{label}:{record.line}: {problem}", markup=False, highlight=False)
+            out.print(f"{label}:{record.line}: {clip(problem or 'invalid')}", markup=False, highlight=False)
             continue
         key = record.event.get(provider.key_field)
         if isinstance(key, str):
@@ -38,7 +39,7 @@ def dry_run(
             if earlier != record.line:
                 invalid += 1
                 out.print(
-                    f"{label}:{record.line}: {provider.key_field}: {key!r} is also the key of line {earlier};"
+                    f"{label}:{record.line}: {provider.key_field}: {clip(repr(key), 120)} is also the key of line {earlier};"
                     f" {provider.title} would keep only one of them",
                     markup=False,
                     highlight=False,

@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from rich.console import Console
 
-from . import _sending, _state
-from ._display import format_counts
+from . import _sending
 from ._dry_run import dry_run
 from ._exit import UsageError
 from ._input import InputError, InputFile, Record, open_input, read_csv, read_jsonl
-from ._providers import Provider, line_key
-from ._run import RunResult, assign_keys, skip_settled
-from ._state import Checkpoint, StateError
+from ._lines import identify
+from ._providers import Provider
+from ._state import State, StateError
 from ._summary import finish
+
+# The timestamp given to Lago events without one: the run's start, recorded per line in the state.
+clock = time.time
 
 
 def _records(provider: Provider, source: InputFile) -> Iterator[Record]:
     if source.format == "csv":
-        return read_csv(source.path, provider.csv_header_problems, provider.csv_row_to_event)
-    return read_jsonl(source.path)
+        return read_csv(
+            source.path, provider.csv_header_problems, provider.csv_row_to_event, provider.max_batch_bytes
+        )
+    return read_jsonl(source.path, provider.max_batch_bytes)
 
 
 def ingest(args: argparse.Namespace, out: Console, err: Console, stdin: IO[bytes] | None) -> int:
@@ -39,71 +46,69 @@ def ingest(args: argparse.Namespace, out: Console, err: Console, stdin: IO[bytes
         source.discard()
 
 
+def _state_path(args: argparse.Namespace, provider: Provider, source: InputFile) -> Path | None:
+    if args.state is not None:
+        path: Path = args.state
+        return path
+    if source.spooled:
+        return None
+    legacy = Path(f"{source.path}.{provider.name}.state.json")
+    if legacy.exists():
+        # Its keys derived from the whole file's digest: lines it settled would get new keys now.
+        raise UsageError(
+            f"{legacy} was written by billing-events 0.1, whose keys differ from this version's: the lines"
+            " it sent would be sent again under new keys and billed twice. Nothing was sent. If that"
+            " ingestion finished, there is nothing left to do for this file; put lines added since in a"
+            " file of their own"
+        )
+    return Path(f"{source.path}.{provider.name}.state.sqlite")
+
+
 def _ingest_input(
     args: argparse.Namespace, provider: Provider, source: InputFile, out: Console, err: Console
 ) -> int:
-    sha256 = source.sha256
-
-    def keyed_records() -> Iterator[Record]:
-        return assign_keys(
-            _records(provider, source),
-            key_field=provider.key_field,
-            key_for_line=lambda line: line_key(sha256, line),
-        )
-
+    records = _records(provider, source)
+    try:
+        # The CSV header is read here, so a bad header stops the run before anything else happens.
+        first = next(records, None)
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
+    everything = itertools.chain([first] if first is not None else [], records)
     if args.dry_run:
-        try:
-            return dry_run(out, keyed_records(), provider, source.label, args.batch_events)
-        except InputError as exc:
-            raise UsageError(str(exc)) from exc
+        return dry_run(out, everything, provider, source.label, args.batch_events)
 
-    state_path: Path | None = args.state
-    if state_path is None and not source.spooled:
-        state_path = Path(f"{source.path}.{provider.name}.state.json")
+    state_path = _state_path(args, provider, source)
     dead_letter: Path = args.dead_letter or (
         Path(f"{source.path}.{provider.name}.dead-letter.jsonl")
         if not source.spooled
         else Path(f"billing-events.{provider.name}.dead-letter.jsonl")
     )
-    checkpoint: Checkpoint | None = None
-    if state_path is not None and not args.restart:
-        try:
-            checkpoint = _state.load(state_path, provider=provider.name, input_sha256=sha256)
-        except StateError as exc:
-            raise UsageError(str(exc)) from exc
-    if checkpoint is not None and checkpoint.finished:
-        out.print(
-            f"nothing to do: {state_path} says {source.label} was fully sent to {provider.title}."
-            " Pass --restart to send it again (events the provider already has are deduplicated), or"
-            f" `billing-events replay {provider.name}` to re-send dead letters.",
-            markup=False,
-            highlight=False,
-        )
-        return finish(args, provider, source.label, RunResult(checkpoint), dead_letter, state_path, out, err)
-    resumed = checkpoint is not None
-    if checkpoint is None:
-        checkpoint = Checkpoint(provider=provider.name, input_sha256=sha256)
-    # The CSV header is checked before the first send so a bad header sends nothing.
-    records = skip_settled(keyed_records(), checkpoint.next_line)
-    try:
-        first = next(records, None)
-    except InputError as exc:
-        raise UsageError(str(exc)) from exc
+    _sending.check_dead_letter(dead_letter)
     open_sender = _sending.open_sender(provider, args, dead_letter)
-    if state_path is not None and not resumed:
-        # Writing the empty checkpoint now turns an unwritable state path into a usage error, before any send.
-        try:
-            _state.save(state_path, checkpoint)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write state file {state_path}: {exc.strerror or exc}; pass --state"
-            ) from exc
-    if resumed:
-        err.print(
-            f"resuming {source.label} at line {checkpoint.next_line}: {checkpoint.records_done:,} records were"
-            f" settled by an earlier run ({format_counts(checkpoint.counts)})",
+    try:
+        state = State.open(state_path, provider=provider.name) if state_path is not None else None
+    except StateError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        if state is not None and args.restart:
+            state.forget_outcomes()
+        identified = identify(
+            everything,
+            provider=provider,
+            state=state,
+            stamp=int(clock()) if state is not None else None,
+            chunk_records=args.batch_events,
+        )
+        total = source.line_count - (1 if source.format == "csv" else 0)
+        with contextlib.closing(identified):
+            result = _sending.pump(args, provider, total, identified, open_sender, state, err)
+    finally:
+        if state is not None:
+            state.close()
+    if result.tally.finished and result.records_this_run == 0 and result.tally.earlier:
+        out.print(
+            f"nothing to send: every line of {source.label} was settled by an earlier run ({state_path})",
             markup=False,
             highlight=False,
         )
-    result = _sending.pump(args, provider, source, checkpoint, first, records, open_sender, state_path, err)
     return finish(args, provider, source.label, result, dead_letter, state_path, out, err)

@@ -14,8 +14,8 @@ from ._dry_run import dry_run
 from ._exit import UsageError
 from ._input import Record
 from ._providers import Provider
-from ._state import Checkpoint
 from ._summary import finish
+from ._text import clip
 
 
 def _dead_letter_records(path: Path, provider: Provider, only: Sequence[str] | None) -> Iterator[Record]:
@@ -33,7 +33,7 @@ def _dead_letter_records(path: Path, provider: Provider, only: Sequence[str] | N
                 try:
                     entry = orjson.loads(raw)
                 except orjson.JSONDecodeError as exc:
-                    yield Record(number, None, f"not valid JSON: {exc}")
+                    yield Record(number, None, f"not valid JSON: {clip(str(exc))}")
                     continue
                 if not isinstance(entry, dict) or not isinstance(entry.get("event"), dict):
                     yield Record(number, None, "not a dead letter: expected an object with an 'event' object")
@@ -65,7 +65,7 @@ def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     )
     if dead_letter.resolve() == path.resolve():
         raise UsageError("--dead-letter must not be the file being replayed")
+    _sending.check_dead_letter(dead_letter)
     open_sender = _sending.open_sender(provider, args, dead_letter)
-    checkpoint = Checkpoint(provider=provider.name, input_sha256="")
-    result = _sending.pump(args, provider, None, checkpoint, None, records, open_sender, None, err)
+    result = _sending.pump(args, provider, None, records, open_sender, None, err)
     return finish(args, provider, str(path), result, dead_letter, None, out, err)

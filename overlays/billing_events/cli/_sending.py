@@ -14,10 +14,11 @@ from .. import AsyncLago, AsyncTogai, RetryPolicy
 from ..errors import ConfigurationError
 from ._display import ProgressDisplay, format_counts
 from ._exit import UsageError
-from ._input import InputFile, Record
+from ._input import Record
 from ._providers import Provider
 from ._run import RunResult, SenderFactory, pump_records
-from ._state import Checkpoint
+from ._state import State, Tally
+from ._text import clip
 
 
 def open_sender(provider: Provider, args: argparse.Namespace, dead_letter: Path) -> SenderFactory:
@@ -38,7 +39,7 @@ def open_sender(provider: Provider, args: argparse.Namespace, dead_letter: Path)
             else AsyncLago(args.token, **options)
         )
     except ConfigurationError as exc:
-        raise UsageError(str(exc)) from exc
+        raise UsageError(clip(str(exc))) from exc
     return lambda: client
 
 
@@ -50,44 +51,47 @@ def check_batch_size(provider: Provider, args: argparse.Namespace) -> None:
         )
 
 
+def check_dead_letter(path: Path) -> None:
+    """Refuse a dead-letter path that cannot be appended to, before anything is sent."""
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write dead-letter file {path}: {exc.strerror or exc}; pass --dead-letter"
+        ) from exc
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
 def pump(
     args: argparse.Namespace,
     provider: Provider,
-    source: InputFile | None,
-    checkpoint: Checkpoint,
-    first: Record | None,
+    total: int | None,
     records: Iterator[Record],
     open_sender: SenderFactory,
-    state_path: Path | None,
+    state: State | None,
     err: Console,
 ) -> RunResult:
-    def everything() -> Iterator[Record]:
-        if first is not None:
-            yield first
-        yield from records
-
-    total = None
-    if source is not None:
-        header_lines = 1 if source.format == "csv" else 0
-        total = max(source.line_count - header_lines, checkpoint.records_done)
+    """Send the records with a progress display; ``total`` is the expected number of records, if known."""
     enabled = err.is_terminal if args.progress is None else bool(args.progress)
     display = ProgressDisplay(err, enabled=enabled, description=provider.title, total=total)
 
-    def log_commit(moved: Checkpoint) -> None:
+    def log_commit(tally: Tally) -> None:
         err.print(
-            f"settled {moved.records_done:,} records ({format_counts(moved.counts)}); next line {moved.next_line}",
+            f"settled {tally.records:,} records ({format_counts(tally.counts)})",
             markup=False,
             highlight=False,
         )
 
     with display:
-        display.start_at(checkpoint.records_done, checkpoint.counts)
         result = asyncio.run(
             pump_records(
-                everything(),
-                checkpoint,
+                records,
+                Tally(),
                 open_sender=open_sender,
-                state_path=state_path,
+                state=state,
                 display=display,
                 window=args.max_in_flight,
                 chunk_records=args.batch_events,

@@ -28,15 +28,21 @@ def print_outcome(
     dead_letter: Path,
     state_path: Path | None,
 ) -> None:
-    checkpoint = result.checkpoint
-    counts = checkpoint.counts
-    records = checkpoint.records_done
+    tally = result.tally
+    counts = tally.counts
+    records = tally.records
     out.print(summary_table(f"{provider.title}: {label}", counts, records=records))
     if result.records_this_run or result.elapsed:
         out.print(rate_line(result.records_this_run, result.elapsed), markup=False, highlight=False)
+    if tally.earlier:
+        out.print(
+            f"{plural(tally.earlier, 'line')} settled by an earlier run (counted above) were not sent again",
+            markup=False,
+            highlight=False,
+        )
     problem_total = sum(counts.get(name, 0) for name in COUNTED if name not in ("delivered", "duplicate"))
-    if checkpoint.problems:
-        out.print(problems_table(checkpoint.problems, problem_total))
+    if tally.problems:
+        out.print(problems_table(tally.problems, problem_total))
     undelivered = sum(counts.get(name, 0) for name in ("rejected", "failed", "unknown"))
     if undelivered and dead_letter.exists():
         out.print(
@@ -49,8 +55,8 @@ def print_outcome(
         why = "interrupted" if result.fatal is None else f"stopped: {result.fatal}"
         if state_path is not None:
             err.print(
-                f"{why}; {records:,} records are settled and saved in {state_path}."
-                f" Run the same command again to resume at line {checkpoint.next_line}.",
+                f"{why}; the lines settled so far are saved in {state_path}. Run the same command again"
+                " to resume: it skips them and sends the rest with the same keys and timestamps.",
                 markup=False,
                 highlight=False,
             )
@@ -79,24 +85,24 @@ def finish(
     )
     code = result.exit_code
     if args.report is not None:
-        checkpoint = result.checkpoint
+        tally = result.tally
         write_report(
             args.report,
             {
                 "provider": provider.name,
                 "input": label,
-                "records": checkpoint.records_done,
-                "counts": {name: checkpoint.counts.get(name, 0) for name in COUNTED},
+                "records": tally.records,
+                "counts": {name: tally.counts.get(name, 0) for name in COUNTED},
                 "exit_code": code,
-                "finished": checkpoint.finished,
-                "next_line": checkpoint.next_line,
+                "finished": tally.finished,
                 "records_this_run": result.records_this_run,
+                "records_settled_earlier": tally.earlier,
                 "elapsed_seconds": round(result.elapsed, 3),
                 "interrupted": result.interrupted_by is not None,
                 "fatal": result.fatal,
                 "dead_letter": str(dead_letter) if dead_letter.exists() else None,
                 "state": str(state_path) if state_path is not None else None,
-                "problems": [problem.to_json() for problem in checkpoint.problems],
+                "problems": [problem.to_json() for problem in tally.problems],
             },
         )
     return code
