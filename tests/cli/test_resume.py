@@ -185,3 +185,25 @@ def test_a_stopped_process_resumes_where_it_stopped(
     assert report_of(Path("report.json"))["records_this_run"] < 200
     keys = mock.keys(provider)
     assert len(keys) == len(set(keys)) == 200
+
+
+def test_a_second_run_on_the_same_state_exits_64_and_names_the_first(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("lago", index) for index in range(200)])
+    mock.faults(latency_ms=100)
+    process = _start_slow_ingest(mock, "lago", source)
+    try:
+        _wait_for_first_checkpoint(process)
+
+        second = run_cli("ingest", "lago", str(source))
+
+        assert second.code == 64
+        assert f"pid {process.pid}" in second.err
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    mock.faults(latency_ms=0)
+    assert run_cli("ingest", "lago", str(source)).code == 0
+    keys = mock.keys("lago")
+    assert len(keys) == len(set(keys)) == 200
