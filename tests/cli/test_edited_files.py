@@ -246,3 +246,23 @@ def test_stdin_without_a_state_refuses_lago_lines_without_a_timestamp(
     assert code == 1
     assert mock.stats("lago")["stored"] == 1
     assert "--state" in out
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_running_the_same_command_again_resends_failed_lines_only(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, provider: str
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event(provider, index) for index in range(40)])
+    mock.faults(rate_503=1.0, retry_after=0)
+    failed = run_cli("ingest", provider, str(source), "--max-attempts", "1", "--batch-events", "10")
+    assert failed.code == 2
+    mock.faults(rate_503=0.0)
+    assert run_cli("ingest", provider, str(source), "--batch-events", "10").code == 0
+    requests = mock.stats(provider)["requests"]
+
+    again = run_cli("ingest", provider, str(source), "--report", "report.json")
+
+    assert again.code == 0
+    assert report_of(Path("report.json"))["counts"]["delivered"] == 40
+    assert mock.stats(provider)["stored"] == 40
+    assert mock.stats(provider)["requests"] == requests

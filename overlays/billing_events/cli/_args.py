@@ -14,7 +14,8 @@ from ._providers import PROVIDERS, Provider
 
 DESCRIPTION = """\
 Send usage events to Togai or Lago from a JSONL or CSV file, with batching,
-retries, a progress bar, per-line outcomes and a resumable checkpoint.
+retries, a progress bar, per-line outcomes and a state file that makes
+re-running a command send only the lines not yet settled.
 """
 
 EPILOG = """\
@@ -22,8 +23,9 @@ exit codes:
   0    every event was delivered (or was already stored)
   1    some lines were invalid or rejected by the provider; the rest were delivered
   2    some events failed (retries exhausted) or have an unknown outcome: see the dead-letter file
-  64   usage error: bad option, unreadable input or CSV header, missing or refused token,
-       unusable state file (after a refused token the run stops unsettled: fix it and resume)
+  64   usage error: bad option, unreadable input or CSV header, unwritable dead-letter or state
+       path, a state file in use by another run, missing or refused token (after a refused token
+       the run stops unsettled: fix it and run the same command again)
   130  interrupted by Ctrl-C (143 for SIGTERM): progress is saved, run the same command to resume
 """
 
@@ -190,13 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--state",
             metavar="PATH",
             type=Path,
-            help=f"checkpoint file (default: FILE.{provider.name}.state.json; none for stdin)",
+            help=f"state file: the lines settled so far and the timestamps given to Lago lines without one"
+            f" (default: FILE.{provider.name}.state.sqlite; none for stdin). Keep it: without it, Lago lines"
+            " without a timestamp would be sent again with a new one",
         )
         resume.add_argument(
             "--restart",
             action="store_true",
-            help="ignore an existing checkpoint and send the whole file again; events the provider already"
-            " has are deduplicated by their keys",
+            help="send every line again, settled or not, with the keys and timestamps it had; the provider"
+            " drops what it already has (Togai only within 45 days of the first send)",
         )
         _add_connection_options(sub, provider)
         _add_output_options(sub, dead_letter_default=f"FILE.{provider.name}.dead-letter.jsonl")
@@ -241,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _timestamp_note(provider: Provider) -> str:
+    if not provider.stamps_missing_timestamp:
+        return ""
+    return (
+        "An event without 'timestamp' gets the time of the run that first sends it, recorded in the\n"
+        "state file, so every later run sends it with the same timestamp.\n"
+    )
+
+
 def _ingest_description(provider: Provider) -> str:
     if provider.name == "togai":
         columns = (
@@ -257,9 +270,12 @@ def _ingest_description(provider: Provider) -> str:
         f"Send the events of a JSONL or CSV file to {provider.title}.\n\n"
         f"JSONL: one {provider.title} event object per line, as in the API's request body.\n"
         f"{columns}\n\n"
-        f"An event without '{provider.key_field}' gets a key derived from the file's content digest and\n"
-        "its line number, so re-sending a line never bills it twice. Progress is checkpointed after\n"
-        "every settled batch: after Ctrl-C, SIGTERM or a crash, run the same command to resume.\n\n"
+        f"An event without '{provider.key_field}' gets a key derived from its own content and its occurrence\n"
+        "among identical lines, so appending, re-sorting or re-running a file keeps every key.\n"
+        f"{_timestamp_note(provider)}"
+        "Each settled batch is recorded in the state file: running the same command again (after\n"
+        "Ctrl-C, SIGTERM, a crash, or an edit of the file) sends only lines not yet settled, and\n"
+        "again those that ended failed or unknown.\n\n"
         "Outcomes: 'invalid' lines could not be read (not JSON, not an object, wrong CSV row) and\n"
         "were not sent; 'rejected' events break a rule of the spec (checked before sending) or were\n"
         "refused by the provider; 'failed' and 'unknown' events ran out of retries. The last three\n"

@@ -27,6 +27,8 @@ from ._providers import Provider
 from ._state import State
 
 TIMESTAMP = "timestamp"
+# Lines with these outcomes are not sent again; failed and unknown ones are (same key, same timestamp).
+SETTLED_FOR_GOOD = frozenset({"delivered", "duplicate", "rejected"})
 STDIN_NEEDS_TIMESTAMP = (
     "timestamp: missing, and without a state file (stdin without --state) the CLI cannot give it a"
     " timestamp that a re-run would repeat; Lago's ClickHouse store would bill a re-sent copy twice."
@@ -92,8 +94,8 @@ def identify(
 ) -> Generator[Record, None, None]:
     """Give each event its fingerprint, and its key and timestamp when it has none.
 
-    A line the state says is settled comes back with ``earlier`` set and is not
-    sent again. ``stamp`` is the timestamp for Lago events that have none and
+    A line the state says is settled for good comes back with ``earlier`` set
+    and is not sent again. ``stamp`` is the timestamp for Lago events that have none and
     were never given one; None means there is no state to record it in.
     """
     occurrences = Occurrences()
@@ -129,7 +131,7 @@ def _identify_chunk(
         at = identity[id(record)]
         line_print, content, number = prints[at], digests[at], numbers[at]
         earlier = known.get(line_print)
-        if earlier is not None and earlier.status is not None:
+        if earlier is not None and earlier.status in SETTLED_FOR_GOOD:
             out.append(attrs.evolve(record, fingerprint=line_print, earlier=earlier))
             continue
         if provider.stamps_missing_timestamp and event.get(TIMESTAMP) is None:
