@@ -97,7 +97,8 @@ def _ingest_input(
             provider=provider,
             state=state,
             stamp=int(clock()) if state is not None else None,
-            chunk_records=args.batch_events,
+            # Lines are identified in blocks of several batches: one state commit per block.
+            chunk_records=max(args.batch_events, 2000),
         )
         total = source.line_count - (1 if source.format == "csv" else 0)
         with contextlib.closing(identified):

@@ -19,7 +19,6 @@ import hashlib
 import sqlite3
 from collections.abc import Generator, Iterator, Sequence
 
-import attrs
 import orjson
 
 from ._input import Record
@@ -52,36 +51,50 @@ def derived_key(content: bytes, occurrence: int) -> str:
 class Occurrences:
     """Numbers identical lines in input order (1 for the first copy, 2 for the second, ...).
 
-    It counts in a private temporary SQLite database rather than a dict, so a
-    file of a million distinct lines does not hold a million digests in memory.
+    Counts live in a dict up to ``MEMORY_DIGESTS`` distinct lines, then move to
+    a private temporary SQLite database, so a file of millions of distinct
+    lines does not hold millions of digests in memory.
     """
 
+    MEMORY_DIGESTS = 200_000
+
     def __init__(self) -> None:
-        self._db = sqlite3.connect("")  # "" is an anonymous on-disk database, removed on close
-        self._db.execute("CREATE TABLE seen (digest BLOB PRIMARY KEY, copies INTEGER NOT NULL) WITHOUT ROWID")
+        self._counts: dict[bytes, int] = {}
+        self._db: sqlite3.Connection | None = None
 
     def number(self, digests: Sequence[bytes]) -> list[int]:
-        distinct = list(dict.fromkeys(digests))
-        marks = ",".join("?" * len(distinct))
-        seen: dict[bytes, int] = {
-            bytes(digest): copies
-            for digest, copies in self._db.execute(
-                f"SELECT digest, copies FROM seen WHERE digest IN ({marks})", distinct
-            )
-        }
+        counts = self._counts if self._db is None else self._from_disk(digests)
         numbers: list[int] = []
         for digest in digests:
-            seen[digest] = seen.get(digest, 0) + 1
-            numbers.append(seen[digest])
-        with self._db:
+            counts[digest] = number = counts.get(digest, 0) + 1
+            numbers.append(number)
+        if self._db is not None:
             self._db.executemany(
                 "INSERT INTO seen VALUES (?, ?) ON CONFLICT DO UPDATE SET copies = excluded.copies",
-                [(digest, seen[digest]) for digest in distinct],
+                counts.items(),
             )
+        elif len(counts) > self.MEMORY_DIGESTS:
+            self._db = sqlite3.connect("", isolation_level=None)  # "": an anonymous on-disk database
+            # Scratch data, gone when the run ends: no journal and no syncing.
+            self._db.execute("PRAGMA journal_mode=OFF")
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute(
+                "CREATE TABLE seen (digest BLOB PRIMARY KEY, copies INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            self._db.executemany("INSERT INTO seen VALUES (?, ?)", counts.items())
+            self._counts = {}
         return numbers
 
+    def _from_disk(self, digests: Sequence[bytes]) -> dict[bytes, int]:
+        assert self._db is not None
+        distinct = list(dict.fromkeys(digests))
+        marks = ",".join("?" * len(distinct))
+        query = f"SELECT digest, copies FROM seen WHERE digest IN ({marks})"
+        return {bytes(digest): copies for digest, copies in self._db.execute(query, distinct)}
+
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
 
 
 def identify(
@@ -132,7 +145,7 @@ def _identify_chunk(
         line_print, content, number = prints[at], digests[at], numbers[at]
         earlier = known.get(line_print)
         if earlier is not None and earlier.status in SETTLED_FOR_GOOD:
-            out.append(attrs.evolve(record, fingerprint=line_print, earlier=earlier))
+            out.append(Record(record.line, event, None, line_print, earlier))
             continue
         if provider.stamps_missing_timestamp and event.get(TIMESTAMP) is None:
             if earlier is not None and earlier.stamp is not None:
@@ -149,7 +162,7 @@ def _identify_chunk(
                 )
         if event.get(provider.key_field) in (None, ""):
             event[provider.key_field] = derived_key(content, number)
-        out.append(attrs.evolve(record, fingerprint=line_print))
+        out.append(Record(record.line, event, None, line_print))
     if state is not None and new_stamps:
         # Recorded before the chunk is sent: a run killed mid-send resends these with the same timestamp.
         state.remember_stamps(new_stamps)

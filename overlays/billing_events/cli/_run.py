@@ -164,13 +164,12 @@ class Pump:
         return SettledChunk(outcomes, settled, len(to_send))
 
     def _settled(self, chunk: SettledChunk) -> None:
-        if self._state is not None and chunk.settled:
-            self._state.settle(chunk.settled)
+        committed = self._state is None or (bool(chunk.settled) and self._state.settle(chunk.settled))
         for status, problem, earlier in chunk.outcomes:
             self._tally.add(status, problem, earlier=earlier)
         self.records_sent += chunk.sent
         self._display.advance(len(chunk.outcomes), self._tally.counts)
-        if self._on_commit is not None and chunk.sent:
+        if self._on_commit is not None and chunk.sent and committed:
             self._on_commit(self._tally)
 
 

@@ -6,7 +6,7 @@ stays right when lines are appended, removed or re-sorted.
 
 It is an SQLite database (standard library): an indexed set on disk that
 answers "is this line settled?" for a million lines without loading them, and
-commits each settled batch atomically, so a killed process leaves every batch
+commits settled lines in transactions, so a killed process leaves every line
 either settled or not. A lock file next to it (``flock``) keeps a second run
 away while one is using it.
 """
@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +27,8 @@ from attrs import define, field, frozen
 STATE_VERSION = "2"
 # The state keeps the reasons of the first problem lines for the summary; counts stay exact.
 MAX_PROBLEMS_KEPT = 1000
+# Settled outcomes are committed at least this often (seconds); timestamps always before a send.
+COMMIT_EVERY = 0.5
 # Outcome names stored as small integers, one per settled line.
 STATUSES = ("delivered", "duplicate", "rejected", "failed", "unknown")
 _STATUS_CODE = {name: code for code, name in enumerate(STATUSES)}
@@ -144,6 +147,9 @@ class State:
         self._db = connection
         self._lock = lock
         self._problems_kept = int(self._db.execute("SELECT count(*) FROM problems").fetchone()[0])
+        # A state with no lines yet cannot know any line of this run: lookups are skipped.
+        self._had_lines = self._db.execute("SELECT 1 FROM lines LIMIT 1").fetchone() is not None
+        self._last_commit = time.monotonic()
 
     @classmethod
     def open(cls, path: Path, *, provider: str) -> State:
@@ -158,6 +164,7 @@ class State:
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
+            self._db.commit()
             self._db.close()
         self._lock.release()
 
@@ -170,6 +177,8 @@ class State:
     def lookup(self, fingerprints: Sequence[bytes]) -> dict[bytes, Known]:
         """What the state knows about these lines; lines it has never seen are absent."""
         found: dict[bytes, Known] = {}
+        if not self._had_lines:
+            return found
         # SQLite allows 32,766 parameters per statement; a chunk is at most one provider batch.
         for start in range(0, len(fingerprints), 500):
             part = fingerprints[start : start + 500]
@@ -187,35 +196,51 @@ class State:
 
     def remember_stamps(self, stamps: Iterable[tuple[bytes, int]]) -> None:
         """Record the timestamps given to lines before they are sent, so a re-run sends the same ones."""
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO lines (fingerprint, stamp) VALUES (?, ?) ON CONFLICT DO NOTHING", stamps
-            )
+        self._db.executemany(
+            "INSERT INTO lines (fingerprint, stamp) VALUES (?, ?) ON CONFLICT DO NOTHING", stamps
+        )
+        self._commit()
 
-    def settle(self, lines: Sequence[Settled]) -> None:
-        """Record the outcomes of lines, in one transaction."""
-        with self._db:
+    def settle(self, lines: Sequence[Settled]) -> bool:
+        """Record the outcomes of lines; True when they (and all before them) are committed.
+
+        Outcomes are committed at most every ``COMMIT_EVERY`` seconds (and at
+        close): a crash before that only makes a re-run send those lines again,
+        under the same keys and timestamps, which the provider drops.
+        """
+        self._db.executemany(
+            "INSERT INTO lines (fingerprint, status) VALUES (?, ?) ON CONFLICT DO UPDATE SET status = excluded.status",
+            [(line.fingerprint, _STATUS_CODE[line.status]) for line in lines],
+        )
+        if self._problems_kept:
             self._db.executemany(
-                "INSERT INTO lines (fingerprint, status) VALUES (?, ?)"
-                " ON CONFLICT DO UPDATE SET status = excluded.status",
-                [(line.fingerprint, _STATUS_CODE[line.status]) for line in lines],
+                "DELETE FROM problems WHERE fingerprint = ?",
+                [(line.fingerprint,) for line in lines if line.status in ("delivered", "duplicate")],
             )
-            for line in lines:
-                if line.status in ("delivered", "duplicate"):
-                    self._db.execute("DELETE FROM problems WHERE fingerprint = ?", (line.fingerprint,))
-                elif self._problems_kept < MAX_PROBLEMS_KEPT and line.reason is not None:
-                    inserted = self._db.execute(
-                        "INSERT INTO problems VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
-                        " SET reason = excluded.reason, key = excluded.key",
-                        (line.fingerprint, line.reason, line.key),
-                    )
-                    self._problems_kept += inserted.rowcount
+        for line in lines:
+            if line.status in ("delivered", "duplicate") or line.reason is None:
+                continue
+            if self._problems_kept < MAX_PROBLEMS_KEPT:
+                inserted = self._db.execute(
+                    "INSERT INTO problems VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
+                    " SET reason = excluded.reason, key = excluded.key",
+                    (line.fingerprint, line.reason, line.key),
+                )
+                self._problems_kept += inserted.rowcount
+        if time.monotonic() - self._last_commit < COMMIT_EVERY:
+            return False
+        self._commit()
+        return True
+
+    def _commit(self) -> None:
+        self._db.commit()
+        self._last_commit = time.monotonic()
 
     def forget_outcomes(self) -> None:
         """``--restart``: every line counts as unsettled again; the timestamps it was given stay."""
-        with self._db:
-            self._db.execute("UPDATE lines SET status = NULL")
-            self._db.execute("DELETE FROM problems")
+        self._db.execute("UPDATE lines SET status = NULL")
+        self._db.execute("DELETE FROM problems")
+        self._commit()
         self._problems_kept = 0
 
 
@@ -225,6 +250,9 @@ def _connect(path: Path, provider: str) -> sqlite3.Connection:
         # WAL: a commit per settled batch costs one append, and a crash never leaves half of one.
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        # Settled lines land on random pages: a bigger cache and rarer checkpoints keep commits cheap.
+        db.execute("PRAGMA cache_size=-16384")
+        db.execute("PRAGMA wal_autocheckpoint=8192")
         db.executescript(_SCHEMA)
         meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
         if not meta:
