@@ -108,8 +108,8 @@ def identify(
     """Give each event its fingerprint, and its key and timestamp when it has none.
 
     A line the state says is settled for good comes back with ``earlier`` set
-    and is not sent again. ``stamp`` is the timestamp for Lago events that have none and
-    were never given one; None means there is no state to record it in.
+    and is not sent again. ``stamp`` is the timestamp for Lago events that have
+    none and were never given one; None means there is no state to keep it in.
     """
     occurrences = Occurrences()
     try:
@@ -133,15 +133,15 @@ def _identify_chunk(
     numbers = occurrences.number(digests) if digests else []
     prints = [fingerprint(digest, number) for digest, number in zip(digests, numbers, strict=True)]
     known = state.lookup(prints) if state is not None else {}
-    identity = {id(record): at for at, record in enumerate(readable)}
     new_stamps: list[tuple[bytes, int]] = []
     out: list[Record] = []
+    at = -1  # the index of the record among the readable ones
     for record in chunk:
         event = record.event
         if event is None:
             out.append(record)
             continue
-        at = identity[id(record)]
+        at += 1
         line_print, content, number = prints[at], digests[at], numbers[at]
         earlier = known.get(line_print)
         if earlier is not None and earlier.status in SETTLED_FOR_GOOD:
