@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from billing_events import Report
-from billing_events.cli import _ingest, _sending, main
+from billing_events.cli import _ingest, _lines, _sending, main
 from billing_events.cli._run import EventSender
 from cli.conftest import Mock
 from cli.support import RunCli, lago_event, make_event, togai_event, write_jsonl
@@ -266,3 +266,35 @@ def test_running_the_same_command_again_resends_failed_lines_only(
     assert report_of(Path("report.json"))["counts"]["delivered"] == 40
     assert mock.stats(provider)["stored"] == 40
     assert mock.stats(provider)["requests"] == requests
+
+
+def test_occurrences_counted_on_disk_give_the_same_keys(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past 200,000 distinct lines the counts move to disk; a cap of 5 takes that path with 2,100 lines.
+
+    Lines are read in blocks of 2,000: the third copies of lines 600-699 fall in the second block.
+    """
+    lines = [togai_event(index % 700) for index in range(2100)]  # each line three times
+    source = write_jsonl(tmp_path / "events.jsonl", lines)
+    with recording(monkeypatch) as in_memory:
+        assert run_cli("ingest", "togai", str(source), "--state", "in-memory.sqlite").code == 0
+    assert len(set(mock.keys("togai"))) == 2100
+
+    monkeypatch.setattr(_lines.Occurrences, "MEMORY_DIGESTS", 5)
+    with recording(monkeypatch) as on_disk:
+        assert run_cli("ingest", "togai", str(source), "--state", "on-disk.sqlite").code == 0
+
+    assert sorted(event["id"] for event in on_disk) == sorted(event["id"] for event in in_memory)
+    assert mock.stats("togai")["stored"] == 2100
+
+
+def test_a_state_of_the_previous_version_stops_the_run(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [togai_event(index) for index in range(5)])
+    (tmp_path / "events.jsonl.togai.state.json").write_text('{"version": 1, "finished": true}')
+
+    result = run_cli("ingest", "togai", str(source))
+
+    assert result.code == 64
+    assert "billed twice" in result.err
+    assert mock.stats("togai")["requests"] == 0
