@@ -35,7 +35,7 @@ from .errors import (
     ServerError,
     TransportError,
 )
-from .outcomes import Outcome, OutcomeStatus, Report
+from .outcomes import Outcome, OutcomeStatus, Report, partial_report
 from .retry import RetryPolicy
 from .stats import Stats
 
@@ -69,5 +69,6 @@ __all__ = [
     "Togai",
     "TransportError",
     "__version__",
+    "partial_report",
     "read_dead_letters",
 ]

@@ -14,11 +14,12 @@ from .config import ClientConfig, Provider, resolve_base_url, resolve_token
 from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink, read_dead_letters
 from .delivery import Recorder
 from .errors import InvalidEventError
-from .outcomes import Outcome, OutcomeStatus, Report
+from .outcomes import Outcome, OutcomeStatus, Report, attach_report
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
-from .providers.base import delivered_outcome
+from .providers.base import delivered_outcome, settle_unsent
 from .retry import RetryPolicy
 from .stats import Stats, StatsCounter
+from .text import shorten
 
 PROVIDER_DEFAULTS: dict[str, tuple[type[ProviderRules], int, int]] = {
     "togai": (TogaiRules, C.TOGAI_MAX_BATCH_EVENTS, C.TOGAI_MAX_BODY_BYTES),
@@ -110,26 +111,73 @@ class ClientBase:
             yield batch
 
     def _admit(self, events: Iterable[object], slots: list[Slot]) -> Iterator[Pending]:
+        rules = self.rules
+        # The caller's keys seen in this send(): a key the provider stores once is sent once.
+        seen: dict[object, tuple[int, bool]] = {}
         for seq, event in enumerate(events):
             try:
-                pending = self.rules.prepare(event, seq)
+                encoded = rules.encode_event(event)
             except InvalidEventError as exc:
                 outcome = rejected_outcome(exc, event)
                 slots.append(outcome)
                 self.sink.record([outcome])
                 continue
-            slots.append(None)
+            pending = Pending(encoded.key, encoded.payload, seq=seq)
+            if encoded.keyed:
+                identity = _hashable(rules.repeat_identity(encoded.data, encoded.key))
+                first = seen.get(identity)
+                if first is not None:
+                    slots.append(self._repeat(pending, encoded.stamped, first, slots))
+                    continue
+                seen[identity] = (seq, encoded.stamped)
+            slots.append(pending)
             yield pending
+
+    def _repeat(self, pending: Pending, stamped: bool, first: tuple[int, bool], slots: list[Slot]) -> Slot:
+        """The slot of an event whose key an earlier event of the same send() already has."""
+        first_seq, first_stamped = first
+        earlier = slots[first_seq]
+        earlier_pending = earlier.pending if isinstance(earlier, Settled) else earlier
+        assert isinstance(earlier_pending, Pending)
+        stamp = self.rules.stamp_field
+        if _content(earlier_pending.event, stamp if first_stamped else None) == _content(
+            pending.event, stamp if stamped else None
+        ):
+            return Repeat(pending, first_seq)
+        reason = (
+            f"{self.rules.key_field} {shorten(pending.key)!r} is already used by event {first_seq} of this"
+            " send() with different content; the provider would keep only one of them"
+        )
+        outcome = Outcome(key=pending.key, status=OutcomeStatus.REJECTED, event=pending.event, reason=reason)
+        self.sink.record([outcome])
+        return outcome
 
     def _recorder(self, slots: list[Slot]) -> Recorder:
         def record(delivered: list[Pending], settled: list[Settled]) -> None:
             for pending in delivered:
-                slots[pending.seq] = pending
+                pending.delivered = True
             for item in settled:
                 slots[item.pending.seq] = item
             self.sink.record_settled(delivered, settled)
 
         return record
+
+    def _finish(self, slots: list[Slot], interrupted: BaseException | None = None) -> Report:
+        """The report of a ``send()``; after an interruption, what was not settled ends failed or unknown."""
+        if interrupted is not None:
+            why = f"send() interrupted ({type(interrupted).__name__}) before an answer"
+            unsettled = [slot for slot in slots if isinstance(slot, Pending) and not slot.delivered]
+            settled = settle_unsent(unsettled, why)
+            for item in settled:
+                slots[item.pending.seq] = item
+            self.sink.record_settled([], settled)
+        repeats = [resolve_repeat(slot, slots) for slot in slots if isinstance(slot, Repeat)]
+        if repeats:
+            self.sink.record_settled([], repeats)
+        report = finish(slots)
+        if interrupted is not None:
+            attach_report(interrupted, report)
+        return report
 
     def _count_retry(self, amount: int) -> None:
         self._stats.add("retried", amount)
@@ -140,28 +188,77 @@ def rejected_outcome(exc: InvalidEventError, event: object) -> Outcome:
     return Outcome(key=exc.key or "", status=OutcomeStatus.REJECTED, event=data, reason=str(exc), error=exc)
 
 
-# A report slot: still pending (None), delivered (its Pending), settled otherwise, or refused locally.
-Slot = Pending | Settled | Outcome | None
+class Repeat:
+    """An event of a send() whose key an earlier one of the same send() has, with the same content.
+
+    It is not sent: its outcome follows the earlier event's (``duplicate`` once that one is stored).
+    """
+
+    __slots__ = ("first", "pending", "settled")
+
+    def __init__(self, pending: Pending, first: int) -> None:
+        self.pending = pending
+        self.first = first
+        self.settled: Settled | None = None
+
+
+def resolve_repeat(repeat: Repeat, slots: list[Slot]) -> Settled:
+    earlier = slots[repeat.first]
+    status = _status(earlier)
+    if status.delivered:
+        settled = Settled(repeat.pending, OutcomeStatus.DUPLICATE, f"same event as event {repeat.first}")
+    else:
+        reason = f"same event as event {repeat.first}, which ended {status.value}"
+        settled = Settled(repeat.pending, status, reason)
+    repeat.settled = settled
+    return settled
+
+
+# A report slot: accepted (its Pending, delivered once marked so), settled otherwise, refused locally,
+# or a repeat of an earlier event.
+Slot = Pending | Settled | Outcome | Repeat
+
+
+def _status(slot: Slot) -> OutcomeStatus:
+    if isinstance(slot, Pending):
+        if not slot.delivered:
+            raise AssertionError(f"event {slot.seq} was never settled")  # a bug, never a silent loss
+        return OutcomeStatus.DELIVERED
+    if isinstance(slot, Repeat):
+        assert slot.settled is not None
+        return slot.settled.status
+    return slot.status
 
 
 def finish(slots: list[Slot]) -> Report:
     """The report of a ``send()``; outcomes are built from the slots when first read."""
-    statuses: list[OutcomeStatus] = []
-    for index, slot in enumerate(slots):
-        if slot is None:
-            raise AssertionError(f"event {index} was never settled")  # a bug, never a silent loss
-        statuses.append(OutcomeStatus.DELIVERED if isinstance(slot, Pending) else slot.status)
+    statuses = [_status(slot) for slot in slots]
 
     def make(index: int) -> Outcome:
         slot = slots[index]
         if isinstance(slot, Pending):
             return delivered_outcome(slot)
+        if isinstance(slot, Repeat):
+            assert slot.settled is not None
+            return slot.settled.outcome()
         if isinstance(slot, Settled):
             return slot.outcome()
-        assert slot is not None
         return slot
 
     return Report.lazy(statuses, make)
+
+
+def _content(event: dict[str, Any], stamped: str | None) -> dict[str, Any]:
+    """An event without the field the overlay filled in, for comparing two events' content."""
+    return {name: value for name, value in event.items() if name != stamped}
+
+
+def _hashable(identity: object) -> object:
+    try:
+        hash(identity)
+    except TypeError:
+        return repr(identity)
+    return identity
 
 
 def _limits() -> httpx.Limits:

@@ -20,7 +20,8 @@ MAX_ATTEMPTS = 8
 RETRY_DEADLINE = 120.0
 # Upper bound on how long a Retry-After / X-RateLimit-Reset header can make us wait.
 MAX_RETRY_AFTER = 60.0
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Every 5xx (gateways' 520-530 and 599 included) may be transient; 501 and 505 never change on a retry.
+RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)} - {501, 505})
 
 # Background sender.
 DEFAULT_MAX_QUEUE_EVENTS = 100_000

@@ -17,7 +17,7 @@ from lago_api.models import EventObject, EventResponse, FeeObject, FeesResponse
 from lago_api.types import Response
 
 from . import _constants as C
-from ._base import ClientBase, Slot, finish
+from ._base import ClientBase, Slot
 from .aio_background import AsyncBackgroundSender
 from .calls import async_retryable_call, lago_answer
 from .client import estimate_body
@@ -65,10 +65,21 @@ class _AsyncClient(ClientBase):
             for batch in batches:
                 await delivery.deliver(batch)
 
-        async with asyncio.TaskGroup() as lanes:
-            for _ in range(in_flight):
-                lanes.create_task(lane())
-        return finish(slots)
+        try:
+            try:
+                async with asyncio.TaskGroup() as lanes:
+                    for _ in range(in_flight):
+                        lanes.create_task(lane())
+            except BaseExceptionGroup as group:
+                # One lane's error (the caller's iterable raising, say) is the error of the call.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
+        except BaseException as exc:
+            # A cancellation or an error: every accepted event still gets its outcome.
+            self._finish(slots, exc)
+            raise
+        return self._finish(slots)
 
     def background(self, **options: Any) -> AsyncBackgroundSender:
         """A background sender on this loop: ``track()`` queues, a task sends with requests in flight."""

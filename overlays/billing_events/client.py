@@ -23,7 +23,7 @@ from lago_api.models import (
 )
 from lago_api.types import Response
 
-from ._base import ClientBase, Slot, finish
+from ._base import ClientBase, Slot
 from ._process import reset_after_fork
 from .background import BackgroundSender
 from .calls import lago_answer, retryable_call
@@ -68,9 +68,14 @@ class _SyncClient(ClientBase):
         delivery = SyncDelivery(
             self.rules, self.http, self.config.retry, self._recorder(slots), self._count_retry
         )
-        for batch in self._batches(events, slots):
-            delivery.deliver(batch)
-        return finish(slots)
+        try:
+            for batch in self._batches(events, slots):
+                delivery.deliver(batch)
+        except BaseException as exc:
+            # Ctrl-C, or the caller's iterable raising: every accepted event still gets its outcome.
+            self._finish(slots, exc)
+            raise
+        return self._finish(slots)
 
     def replay(self, dead_letter_path: str | Path) -> Report:
         """Send the events of a dead-letter file again; their keys make this safe to repeat."""

@@ -8,13 +8,13 @@ waiting between attempts, so both follow exactly the same rules.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 
 import httpx
 
 from .errors import BillingEventsError, RequestTimeoutError, TransportError
-from .outcomes import OutcomeStatus
 from .providers import AttemptResult, Pending, ProviderRules, Settled
+from .providers.base import settle_unsent
 from .retry import RetryableFailure, RetryPolicy
 
 Reply = httpx.Response | BaseException
@@ -24,6 +24,10 @@ Plan = Generator[list[Pending], Reply, AttemptResult]
 HEADERS = {"Content-Type": "application/json"}
 
 
+# Errors raised before a request's first byte left: the server surely never saw it.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
 def _plan(rules: ProviderRules, batch: list[Pending]) -> Plan:
     result = AttemptResult()
     stack = [batch]
@@ -31,25 +35,40 @@ def _plan(rules: ProviderRules, batch: list[Pending]) -> Plan:
         sub = stack.pop()
         for pending in sub:
             pending.attempts += 1
+            pending.unsure += 1  # taken back below once the answer proves nothing was stored
         reply = yield sub
         if isinstance(reply, BaseException):
             error = transport_error(reply)
-            if isinstance(reply, httpx.TransportError):
+            if isinstance(reply, NEVER_SENT):
+                _stored_nothing(sub)
+            if isinstance(reply, httpx.HTTPError):
+                # No answer, or one that cannot be read (a reset, a timeout, a bad encoding): retry.
                 result.retry_later.extend(sub)
                 result.error = error
             else:
-                result.settled.extend(Settled(p, OutcomeStatus.FAILED, str(error), error) for p in sub)
+                result.settled.extend(settle_unsent(sub, f"request failed: {error}", error))
             continue
         verdict = rules.interpret(sub, reply)
         result.delivered.extend(verdict.delivered)
         result.settled.extend(verdict.settled)
         stack.extend(reversed(verdict.resend_now))
         if verdict.retry_later:
+            if verdict.unstored:
+                _stored_nothing(verdict.retry_later)
             result.retry_later.extend(verdict.retry_later)
             result.error = verdict.error
             if verdict.retry_after is not None:
                 result.retry_after = max(result.retry_after or 0.0, verdict.retry_after)
+        if not verdict.partial:
+            for item in verdict.resend_now:
+                # A refusal of the whole request (all-or-nothing, or too large) stored nothing of it.
+                _stored_nothing(item)
     return result
+
+
+def _stored_nothing(pendings: list[Pending]) -> None:
+    for pending in pendings:
+        pending.unsure -= 1
 
 
 def transport_error(exc: BaseException) -> BillingEventsError:
@@ -58,11 +77,6 @@ def transport_error(exc: BaseException) -> BillingEventsError:
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError(f"request timed out: {type(exc).__name__}")
     return TransportError(f"request failed: {type(exc).__name__}: {exc}")
-
-
-def _failed(pendings: Sequence[Pending], error: BillingEventsError | None, why: str) -> list[Settled]:
-    reason = f"{why}: {error}" if error is not None else why
-    return [Settled(p, OutcomeStatus.FAILED, reason, error) for p in pendings]
 
 
 class _Delivery:
@@ -87,7 +101,7 @@ class _Delivery:
 
     def _give_up(self, remaining: list[Pending], exhausted: RetryableFailure, why: str) -> None:
         cause = exhausted.cause if isinstance(exhausted.cause, BillingEventsError) else None
-        self.record([], _failed(remaining, cause, why))
+        self.record([], settle_unsent(remaining, f"{why}: {cause}" if cause is not None else why, cause))
 
 
 class SyncDelivery(_Delivery):

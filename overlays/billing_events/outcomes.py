@@ -100,6 +100,15 @@ class Report:
         outcomes = self.outcomes
         return [outcomes[index] for index, found in enumerate(self._statuses) if found is status]
 
+    def to_resend(self) -> list[Mapping[str, Any]]:
+        """The events to send again: those ``failed`` or ``unknown``, with the keys and timestamps they
+        were sent with, so that a provider that has them already does not bill them twice."""
+        return [
+            self.outcomes[index].event
+            for index, status in enumerate(self._statuses)
+            if status in (OutcomeStatus.FAILED, OutcomeStatus.UNKNOWN)
+        ]
+
     def raise_for_failures(self) -> None:
         """Raise the first error of an event that was not delivered, if any."""
         from .errors import RejectedError
@@ -110,3 +119,27 @@ class Report:
                 if outcome.error is not None:
                     raise outcome.error
                 raise RejectedError(outcome.reason or outcome.status.value)
+
+
+_REPORT_ATTRIBUTE = "billing_events_report"
+
+
+def attach_report(exc: BaseException, report: Report) -> None:
+    """Give an exception that interrupted a ``send()`` the report of the events it had accepted."""
+    setattr(exc, _REPORT_ATTRIBUTE, report)
+    exc.add_note(f"billing_events: {report!r}; partial_report(exc) has the outcomes")
+
+
+def partial_report(exc: BaseException) -> Report | None:
+    """The report of a ``send()`` that ``exc`` interrupted (a cancellation, Ctrl-C, the caller's
+    iterable raising), or None. Every event the send accepted has its outcome there::
+
+        try:
+            report = client.send(events)
+        except BaseException as exc:
+            report = partial_report(exc)
+            ...  # later: client.send(report.to_resend())
+            raise
+    """
+    report = getattr(exc, _REPORT_ATTRIBUTE, None)
+    return report if isinstance(report, Report) else None

@@ -298,3 +298,33 @@ def test_a_state_of_the_previous_version_stops_the_run(run_cli: RunCli, mock: Mo
     assert result.code == 64
     assert "billed twice" in result.err
     assert mock.stats("togai")["requests"] == 0
+
+
+def test_lagos_clickhouse_store_bills_each_line_without_a_timestamp_once(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after a send, a resume an hour later, then lines appended and everything sent again.
+
+    The ClickHouse store accepts every copy and deduplicates by (subscription, code, transaction_id,
+    timestamp) when usage is read: ``stored`` is what it would bill, ``arrivals`` every copy it took.
+    """
+    mock.lago_store("clickhouse")
+    start = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC).timestamp()
+    events = [{k: v for k, v in lago_event(index).items() if k != "timestamp"} for index in range(60)]
+    source = write_jsonl(tmp_path / "events.jsonl", events)
+    options = ("--batch-events", "10", "--max-in-flight", "1")
+    at(monkeypatch, start)
+    with recording(monkeypatch, crash_on=3):
+        assert run_cli("ingest", "lago", str(source), *options).code == 2
+    at(monkeypatch, start + HOUR)
+    assert run_cli("ingest", "lago", str(source), *options).code == 0
+    extra = [{k: v for k, v in lago_event(100 + i).items() if k != "timestamp"} for i in range(5)]
+    write_jsonl(source, events + extra)
+    at(monkeypatch, start + 2 * HOUR)
+
+    again = run_cli("ingest", "lago", str(source), "--restart")
+
+    assert again.code == 0, again.out + again.err
+    stats = mock.stats("lago")
+    assert stats["arrivals"] == 30 + 40 + 65  # 3 batches, then 4 (one of them again), then all 65
+    assert stats["stored"] == 65

@@ -218,7 +218,7 @@ def test_reset_forgets_events_and_counters_and_restores_the_start_up_faults(clie
     assert response.status_code == 200
     assert client.get("/_mock/stats").json() == {
         "togai": {"stored": 0, "duplicates": 0, "requests": 0},
-        "lago": {"stored": 0, "duplicates": 0, "requests": 0},
+        "lago": {"stored": 0, "duplicates": 0, "requests": 0, "arrivals": 0, "store": "postgres"},
     }
     assert client.get("/_mock/events/togai").json() == []
     assert client.get("/_mock/events/lago").json() == []

@@ -140,7 +140,13 @@ def test_a_repeated_transaction_is_refused_for_the_same_subscription_only(client
     assert again.json() == unprocessable({"transaction_id": ["value_already_exist"]})
     assert other_subscription.status_code == 200
     assert len(stored(client)) == 2
-    assert client.get("/_mock/stats").json()["lago"] == {"stored": 2, "duplicates": 1, "requests": 3}
+    assert client.get("/_mock/stats").json()["lago"] == {
+        "stored": 2,
+        "duplicates": 1,
+        "requests": 3,
+        "arrivals": 2,
+        "store": "postgres",
+    }
 
 
 @pytest.mark.parametrize(

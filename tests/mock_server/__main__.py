@@ -1,7 +1,8 @@
 """`python -m mock_server`: serve the mock on 127.0.0.1:${MOCK_PORT:-8910}.
 
 Environment: MOCK_PORT, MOCK_TOKEN (default `test-token`), MOCK_FAULTS (JSON fault configuration),
-MOCK_CATALOGUE (path of a catalogue file for estimate_fees).
+MOCK_CATALOGUE (path of a catalogue file for estimate_fees), MOCK_LAGO_STORE (`postgres`, the default, or
+`clickhouse`), MOCK_RESTRICTED_TOKEN (a Lago key that may not write events).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mock_server.config import (
     DEFAULT_CATALOGUE,
     DEFAULT_TOKEN,
     LAGO_PREFIX,
+    LAGO_STORES,
     TOGAI_PREFIX,
     FaultConfig,
     FaultConfigError,
@@ -37,8 +39,15 @@ def config_from_env(env: Mapping[str, str]) -> tuple[MockConfig, int]:
     faults_json = env.get("MOCK_FAULTS")
     faults = FaultConfig.from_json(faults_json) if faults_json else FaultConfig()
     catalogue = Path(env.get("MOCK_CATALOGUE") or DEFAULT_CATALOGUE)
+    lago_store = env.get("MOCK_LAGO_STORE") or "postgres"
+    if lago_store not in LAGO_STORES:
+        raise ValueError(f"MOCK_LAGO_STORE must be one of {', '.join(LAGO_STORES)}, got {lago_store!r}")
     return MockConfig(
-        token=env.get("MOCK_TOKEN") or DEFAULT_TOKEN, faults=faults, catalogue_path=catalogue
+        token=env.get("MOCK_TOKEN") or DEFAULT_TOKEN,
+        faults=faults,
+        catalogue_path=catalogue,
+        lago_store=lago_store,
+        restricted_token=env.get("MOCK_RESTRICTED_TOKEN") or None,
     ), port
 
 
@@ -57,6 +66,7 @@ def main() -> int:
     print(f"Lago base URL:  {origin}{LAGO_PREFIX}", flush=True)
     print(f"Bearer token:   {config.token}", flush=True)
     print(f"Faults:         {config.faults.to_dict()}", flush=True)
+    print(f"Lago store:     {config.lago_store}", flush=True)
     uvicorn.Server(server_config).run()
     return 0
 

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mock_server.config import FaultConfigError
+from mock_server.config import LAGO_STORES, FaultConfigError
 from mock_server.errors import Provider, togai_error
 from mock_server.jsonio import JsonResponse, MalformedJson, parse_json
 from mock_server.state import MockState
@@ -52,6 +52,21 @@ async def faults(request: Request) -> Response:
     return JsonResponse(config.to_dict())
 
 
+async def lago_store(request: Request) -> Response:
+    """GET answers `{"store": ...}`; PUT `{"store": "postgres"|"clickhouse"}` switches and forgets Lago's events."""
+    state = _state(request)
+    if request.method == "PUT":
+        try:
+            changes = parse_json(await request.body())
+        except MalformedJson as exc:
+            return togai_error(400, str(exc))
+        kind = changes.get("store") if isinstance(changes, dict) else None
+        if not isinstance(kind, str) or kind not in LAGO_STORES:
+            return togai_error(400, f"store: must be one of {', '.join(LAGO_STORES)}")
+        state.switch_lago_store(kind)
+    return JsonResponse({"store": state.lago.kind})
+
+
 def admin_routes() -> list[Route]:
     events_routes = {Provider.TOGAI: togai_events, Provider.LAGO: lago_events}
     return [
@@ -62,4 +77,5 @@ def admin_routes() -> list[Route]:
         ),
         Route("/_mock/reset", reset, methods=["POST"]),
         Route("/_mock/faults", faults, methods=["GET", "PUT"]),
+        Route("/_mock/lago_store", lago_store, methods=["GET", "PUT"]),
     ]

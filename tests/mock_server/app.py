@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -101,9 +102,15 @@ def public_routes() -> list[Route]:
     return routes
 
 
-def create_app(config: MockConfig | None = None) -> Starlette:
-    """A fresh mock with its own state, which tests can reach as `app.state.mock`."""
-    state = MockState(config or MockConfig())
+def create_app(config: MockConfig | None = None, *, lago_store: str | None = None) -> Starlette:
+    """A fresh mock with its own state, which tests can reach as `app.state.mock`.
+
+    `lago_store` ("postgres" or "clickhouse") overrides the config's choice of Lago event store.
+    """
+    config = config or MockConfig()
+    if lago_store is not None:
+        config = attrs.evolve(config, lago_store=lago_store)
+    state = MockState(config)
     app = Starlette(
         routes=[*public_routes(), *admin_routes()],
         middleware=[Middleware(RequestCounter, state=state)],

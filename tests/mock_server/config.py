@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attrs import field, frozen
-from attrs.validators import ge, instance_of
+from attrs.validators import ge, in_, instance_of, optional
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SPECS_DIR = PACKAGE_DIR.parents[1] / "specs"
@@ -18,6 +18,8 @@ DEFAULT_TOKEN = "test-token"
 # Where each API is served: base URLs are http://<host>:<port>/togai and http://<host>:<port>/lago/api/v1.
 TOGAI_PREFIX = "/togai"
 LAGO_PREFIX = "/lago/api/v1"
+# Lago's two event stores: Postgres refuses a repeated key at write time, ClickHouse deduplicates at read time.
+LAGO_STORES = ("postgres", "clickhouse")
 
 RATE_NAMES = ("rate_429", "rate_503", "rate_drop", "rate_lost_response")
 INTEGER_NAMES = ("latency_ms", "retry_after", "seed")
@@ -113,7 +115,13 @@ class MockConfig:
     # False skips the JSON Schema checks of event fields (limits, envelopes and duplicates still apply).
     validate: bool = field(default=True, validator=instance_of(bool))
     specs_dir: Path = field(default=DEFAULT_SPECS_DIR, converter=Path)
+    # Which of Lago's event stores the mock behaves like (see stores.py).
+    lago_store: str = field(default="postgres", validator=in_(LAGO_STORES))
+    # A second Lago API key that may read but not write events: writes get 403 write_action_not_allowed_for_event.
+    restricted_token: str | None = field(default=None, validator=optional(instance_of(str)))
 
     def __attrs_post_init__(self) -> None:
         if not self.token:
             raise ValueError("token: must not be empty")
+        if self.restricted_token is not None and self.restricted_token in ("", self.token):
+            raise ValueError("restricted_token: must be non-empty and differ from token")

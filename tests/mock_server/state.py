@@ -11,7 +11,7 @@ from mock_server.config import MockConfig
 from mock_server.errors import Provider
 from mock_server.faults import FaultInjector
 from mock_server.schemas import SpecRules
-from mock_server.stores import LagoStore, TogaiStore
+from mock_server.stores import AnyLagoStore, TogaiStore, new_lago_store
 
 
 @functools.cache
@@ -27,16 +27,21 @@ class MockState:
         self.catalogue = Catalogue.load(config.catalogue_path)
         self.faults = FaultInjector(config.faults)
         self.togai = TogaiStore()
-        self.lago = LagoStore()
+        self.lago: AnyLagoStore = new_lago_store(config.lago_store, config.token)
 
-    def store_of(self, provider: Provider) -> TogaiStore | LagoStore:
+    def store_of(self, provider: Provider) -> TogaiStore | AnyLagoStore:
         return self.togai if provider is Provider.TOGAI else self.lago
 
     def reset(self) -> None:
-        """Forget events and counters and restore the start-up faults; each store is swapped whole."""
+        """Forget events and counters, restore the start-up faults and Lago store; each store is swapped whole."""
         self.togai = TogaiStore()
-        self.lago = LagoStore()
+        self.lago = new_lago_store(self.config.lago_store, self.config.token)
         self.faults.reset()
 
+    def switch_lago_store(self, kind: str) -> None:
+        """Behave like the other Lago event store from now on; the Lago events stored so far are forgotten."""
+        self.lago = new_lago_store(kind, self.config.token)
+
     def stats(self) -> dict[str, Any]:
-        return {"togai": self.togai.stats().to_dict(), "lago": self.lago.stats().to_dict()}
+        lago = self.lago
+        return {"togai": self.togai.stats().to_dict(), "lago": {**lago.stats().to_dict(), "store": lago.kind}}

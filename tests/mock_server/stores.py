@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from attrs import frozen
+
+from mock_server.config import LAGO_STORES
 
 Event = dict[str, Any]
 LagoKey = tuple[str, str]
@@ -18,9 +20,14 @@ class ProviderStats:
     stored: int
     duplicates: int
     requests: int
+    # Lago only: events written, duplicates included, before the read-time deduplication of the ClickHouse store.
+    arrivals: int | None = None
 
     def to_dict(self) -> dict[str, int]:
-        return {"stored": self.stored, "duplicates": self.duplicates, "requests": self.requests}
+        counts = {"stored": self.stored, "duplicates": self.duplicates, "requests": self.requests}
+        if self.arrivals is not None:
+            counts["arrivals"] = self.arrivals
+        return counts
 
 
 class _Counters:
@@ -73,7 +80,14 @@ class TogaiStore(_Counters):
 
 
 class LagoStore(_Counters):
-    """Events keyed by (external_subscription_id, transaction_id); batches are stored whole or not at all."""
+    """Lago's Postgres event store: a repeated (external_subscription_id, transaction_id) is refused.
+
+    Batches are stored whole or not at all. Inside one batch the server matches inserted rows by
+    `transaction_id` alone, so a `transaction_id` repeated in a batch (even for another subscription) makes
+    the later index a duplicate and rolls the whole batch back.
+    """
+
+    kind: ClassVar[str] = "postgres"
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,21 +95,21 @@ class LagoStore(_Counters):
         self._first_by_transaction: dict[str, Event] = {}
 
     def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
-        """Store `events` (one per key) unless any key is already stored or repeated in `keys`.
+        """Store `events` (one per key) unless any key is already stored or its id repeated in `keys`.
 
         `events` is None when the request already failed validation; the keys are then only checked, so the
         answer can name every duplicate. Returns the indexes of the duplicate keys; nothing is stored when
         that list is not empty or `events` is None.
         """
         with self._lock:
-            seen: set[LagoKey] = set()
+            seen: set[str] = set()
             duplicates: list[int] = []
             for index, key in enumerate(keys):
                 if key is None:
                     continue
-                if key in self._events or key in seen:
+                if key in self._events or key[1] in seen:
                     duplicates.append(index)
-                seen.add(key)
+                seen.add(key[1])
             self._duplicates += len(duplicates)
             if duplicates or events is None:
                 return duplicates
@@ -115,4 +129,72 @@ class LagoStore(_Counters):
 
     def stats(self) -> ProviderStats:
         with self._lock:
-            return ProviderStats(len(self._events), self._duplicates, self._requests)
+            stored = len(self._events)
+            return ProviderStats(stored, self._duplicates, self._requests, arrivals=stored)
+
+
+# (organization, external_subscription_id, code, transaction_id, timestamp): the ClickHouse store's dedup key.
+ReadKey = tuple[str, str, object, str, str]
+
+
+class ClickhouseLagoStore(_Counters):
+    """Lago's ClickHouse event store: every valid write is kept, and duplicates vanish only when read.
+
+    Reads (stats, the events list, `find`) see the first arrival of each (organization,
+    external_subscription_id, code, transaction_id, timestamp). The timestamp is the stored millisecond
+    UTC text, so two spellings of one instant are one key.
+    """
+
+    kind: ClassVar[str] = "clickhouse"
+
+    def __init__(self, organization: str) -> None:
+        super().__init__()
+        self._organization = organization
+        self._arrivals = 0
+        self._events: dict[ReadKey, Event] = {}
+        self._first_by_transaction: dict[str, Event] = {}
+
+    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
+        """Write `events` (the batch passed validation when it is not None); a duplicate is never refused."""
+        del keys  # the write never checks for duplicates
+        if events is None:
+            return []
+        with self._lock:
+            for event in events:
+                self._arrivals += 1
+                key: ReadKey = (
+                    self._organization,
+                    event["external_subscription_id"],
+                    event.get("code"),
+                    event["transaction_id"],
+                    event["timestamp"],
+                )
+                if key in self._events:
+                    self._duplicates += 1
+                    continue
+                self._events[key] = event
+                self._first_by_transaction.setdefault(event["transaction_id"], event)
+        return []
+
+    def find(self, transaction_id: str) -> Event | None:
+        with self._lock:
+            return self._first_by_transaction.get(transaction_id)
+
+    def events(self) -> list[Event]:
+        with self._lock:
+            return list(self._events.values())
+
+    def stats(self) -> ProviderStats:
+        with self._lock:
+            return ProviderStats(len(self._events), self._duplicates, self._requests, arrivals=self._arrivals)
+
+
+AnyLagoStore = LagoStore | ClickhouseLagoStore
+
+
+def new_lago_store(kind: str, organization: str) -> AnyLagoStore:
+    if kind == "postgres":
+        return LagoStore()
+    if kind == "clickhouse":
+        return ClickhouseLagoStore(organization)
+    raise ValueError(f"lago_store: must be one of {', '.join(LAGO_STORES)}, got {kind!r}")

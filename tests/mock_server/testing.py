@@ -15,15 +15,26 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from mock_server.app import create_app
+from mock_server.config import LAGO_STORES, MockConfig
 from mock_server.faults import ConnectionDropped, silence_injected_drops
 
-__all__ = ["async_transport", "serve_in_thread", "sync_transport"]
+__all__ = ["LAGO_STORES", "async_transport", "mock_app", "serve_in_thread", "sync_transport"]
 
 T = TypeVar("T")
 DROPPED_MESSAGE = "the mock dropped the connection before the response was complete"
 SERVER_START_TIMEOUT = 10.0
+
+
+def mock_app(lago_store: str = "postgres", **settings: Any) -> Starlette:
+    """A fresh mock whose Lago behaves like the named event store; `settings` are MockConfig fields.
+
+    Parametrize a test over `LAGO_STORES` to run it against both stores.
+    """
+    return create_app(MockConfig(lago_store=lago_store, **settings))
 
 
 class _NotifyingServer(uvicorn.Server):

@@ -48,7 +48,8 @@ def accepted(request: httpx.Request) -> httpx.Response:
 
 
 def lago_ok(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json={"events": []})
+    """Lago's 200: it echoes the events it accepted."""
+    return httpx.Response(200, json={"events": json.loads(request.content)["events"]})
 
 
 def togai_event(number: int, **changes: Any) -> dict[str, Any]:
@@ -83,3 +84,54 @@ def lago_422(details: object) -> httpx.Response:
         "error_details": details,
     }
     return httpx.Response(422, json=body)
+
+
+class TogaiLike:
+    """Togai's batch semantics in a few lines: ids deduplicated, a partial failure a 207 with no detail.
+
+    An event whose attribute value is not numeric is refused; the others of its batch are stored.
+    """
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"]
+        refused = False
+        with self.lock:
+            for event in events:
+                if all(
+                    str(a["value"]).lstrip("-").replace(".", "", 1).isdigit() for a in event["attributes"]
+                ):
+                    self.stored.setdefault(event["id"], event)
+                else:
+                    refused = True
+        if refused:
+            return httpx.Response(207, json={"success": False, "message": "Few events were not accepted"})
+        return httpx.Response(202, json={"success": True})
+
+
+class LagoLike:
+    """Lago's Postgres store: a repeated (subscription, id) refused, batches all or nothing, and rows of a
+    batch matched by transaction_id alone (the same id twice in one batch looks like a duplicate)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"]
+        errors: dict[str, Any] = {}
+        with self.lock:
+            seen: set[str] = set()
+            for index, event in enumerate(events):
+                key = (event["external_subscription_id"], event["transaction_id"])
+                if key in self.stored or event["transaction_id"] in seen:
+                    errors[str(index)] = {"transaction_id": ["value_already_exist"]}
+                seen.add(event["transaction_id"])
+            if errors:
+                return lago_422(errors)
+            for event in events:
+                self.stored[(event["external_subscription_id"], event["transaction_id"])] = event
+        return httpx.Response(200, json={"events": events})

@@ -9,7 +9,7 @@ import pytest
 from billing_events import ENDPOINTS, ConfigurationError, Lago, OutcomeStatus, Togai
 
 from .conftest import CANARY
-from .scripted import Scripted, lago_event, togai_event
+from .scripted import Scripted, lago_event, lago_ok, togai_event
 
 
 def test_missing_token_is_a_clear_error_at_construction() -> None:
@@ -72,7 +72,7 @@ def test_default_timeouts_are_set_on_the_http_client() -> None:
 
 
 def test_batch_limits_are_configurable_for_self_hosted_servers() -> None:
-    server = Scripted(default=httpx.Response(200, json={"events": []}))
+    server = Scripted(default=lago_ok)
     client = Lago("t", base_url="http://lago.local", max_batch_events=250, transport=server.transport())
     client.send([lago_event(n) for n in range(500)])
     assert [len(keys) for keys in server.sent_keys("transaction_id")] == [250, 250]

@@ -136,13 +136,6 @@ def test_togai_207_rejects_the_named_events_and_delivers_the_rest(fast_retry: Re
     assert isinstance(report.outcomes[1].error, RejectedError)
 
 
-def test_togai_207_without_details_is_unknown_not_guessed(fast_retry: RetryPolicy) -> None:
-    server = Scripted(httpx.Response(207, json={"success": False, "message": "some failed"}))
-    report = togai(server, fast_retry).send(togai_event(n) for n in range(3))
-    assert {o.status for o in report} == {OutcomeStatus.UNKNOWN}
-    assert len(server.requests) == 1
-
-
 def test_togai_422_too_large_halves_the_batch_at_once(fast_retry: RetryPolicy) -> None:
     too_large = httpx.Response(422, json={"message": "payload above the supported limit"})
     server = Scripted(too_large, default=accepted)
@@ -167,7 +160,7 @@ def test_lago_one_bad_event_in_100_gives_99_delivered_and_1_rejected(fast_retry:
     def all_or_nothing(request: httpx.Request) -> httpx.Response:
         events = json.loads(request.content)["events"]
         bad = {str(i): {"code": ["value_is_invalid"]} for i, e in enumerate(events) if e["code"] == "broken"}
-        return lago_422(bad) if bad else httpx.Response(200, json={"events": []})
+        return lago_422(bad) if bad else lago_ok(request)
 
     server = Scripted(default=all_or_nothing)
     client = lago(server, RetryPolicy(initial_delay=1000, max_delay=1000))
@@ -205,7 +198,7 @@ def test_lago_unattributable_422_is_narrowed_down_by_halving(fast_retry: RetryPo
         events = json.loads(request.content)["events"]
         if any(e["code"] == "bad_expression" for e in events):
             return lago_422("expression failed: undefined variable")
-        return httpx.Response(200, json={"events": []})
+        return lago_ok(request)
 
     server = Scripted(default=expression_error)
     events = [lago_event(n, code="bad_expression" if n == 5 else "api_calls") for n in range(8)]
@@ -249,7 +242,8 @@ def test_retries_stop_at_the_deadline() -> None:
     policy = RetryPolicy(max_attempts=100, deadline=0.2, initial_delay=0.001, max_retry_after=5)
     report = togai(server, policy).send([togai_event(1)])
     # The first wait (5 s, from Retry-After) would cross the 0.2 s deadline: no second attempt.
-    assert report.outcomes[0].status is OutcomeStatus.FAILED
+    # A 503 may come after the store, so the event ends unknown, not failed.
+    assert report.outcomes[0].status is OutcomeStatus.UNKNOWN
     assert len(server.requests) == 1
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import attrs
 import httpx
@@ -35,7 +36,7 @@ class Pending:
     read back from the JSON when an outcome is built.
     """
 
-    __slots__ = ("_event", "_key", "attempts", "key_field", "payload", "seq")
+    __slots__ = ("_event", "_key", "attempts", "delivered", "key_field", "payload", "seq", "unsure")
 
     def __init__(self, key: str | None, payload: bytes, *, key_field: str = "", seq: int = 0) -> None:
         self._key = key
@@ -44,12 +45,22 @@ class Pending:
         self._event: dict[str, Any] | None = None
         self.seq = seq
         self.attempts = 0
+        # Attempts whose request may have been stored (no answer, a 5xx, an unreadable 2xx): when
+        # retries run out, such an event is ``unknown``, never ``failed``.
+        self.unsure = 0
+        self.delivered = False
 
     @property
     def key(self) -> str:
         if self._key is None:
-            self._key = _printable(self.event.get(self.key_field)) or ""
+            self._key = _key_of(self.payload, self.key_field)
+            if self._key is None:
+                self._key = _printable(self.event.get(self.key_field)) or ""
         return self._key
+
+    @property
+    def maybe_stored(self) -> bool:
+        return self.unsure > 0
 
     @property
     def event(self) -> dict[str, Any]:
@@ -88,6 +99,32 @@ class Settled:
         )
 
 
+def _key_of(payload: bytes, key_field: str) -> str | None:
+    """The key of a payload that starts with it (every key the overlay assigns), without parsing the rest."""
+    prefix = b'{"' + key_field.encode() + b'":"'
+    if not payload.startswith(prefix):
+        return None
+    end = payload.find(b'"', len(prefix))
+    raw = payload[len(prefix) : end]
+    if end < 0 or b"\\" in raw:
+        return None  # an escaped character: let the JSON parser read it
+    return raw.decode()
+
+
+def settle_unsent(
+    pendings: Iterable[Pending], why: str, error: BillingEventsError | None = None
+) -> list[Settled]:
+    """Settle events that will not be tried again: ``unknown`` if an attempt may have stored them, else ``failed``."""
+    settled = []
+    for pending in pendings:
+        if pending.maybe_stored:
+            reason = f"{why}; an attempt may have been stored, a replay is safe"
+            settled.append(Settled(pending, OutcomeStatus.UNKNOWN, reason, error))
+        else:
+            settled.append(Settled(pending, OutcomeStatus.FAILED, f"{why}; never stored", error))
+    return settled
+
+
 def delivered_outcome(pending: Pending) -> Outcome:
     return Outcome(
         key=pending.key, status=OutcomeStatus.DELIVERED, event=pending.event, attempts=pending.attempts
@@ -104,6 +141,10 @@ class Verdict:
     retry_later: list[Pending] = attrs.Factory(list)
     error: BillingEventsError | None = None
     retry_after: float | None = None
+    # The answer proves the retry_later events were not stored (a 429 refuses before any processing).
+    unstored: bool = False
+    # Some events of the request may be stored (a 207), so resend_now does not prove they were not.
+    partial: bool = False
 
 
 @attrs.define
@@ -113,6 +154,18 @@ class AttemptResult:
     retry_later: list[Pending] = attrs.Factory(list)
     error: BillingEventsError | None = None
     retry_after: float | None = None
+
+
+class Encoded(NamedTuple):
+    """One accepted event: its key and JSON, the dict it came from, and what the overlay filled in."""
+
+    key: str
+    payload: bytes
+    data: dict[str, Any]
+    keyed: bool
+    """The caller gave the key (only such keys can repeat)."""
+    stamped: bool
+    """The overlay filled in the timestamp."""
 
 
 def _reseed_keys() -> None:
@@ -171,6 +224,10 @@ class ProviderRules:
     batch_path: ClassVar[str]
     batch_key: ClassVar[bytes] = b"events"
     model_types: ClassVar[tuple[type, ...]] = ()
+    # A field the overlay fills when it is missing (Lago's timestamp), or None.
+    stamp_field: ClassVar[str | None] = None
+    # Whether one request may not carry the same key twice, even for different events.
+    unique_keys_per_batch: ClassVar[bool] = False
 
     def __init__(self, max_batch_events: int, max_batch_bytes: int, validate: bool = True) -> None:
         self.check_events = validate
@@ -228,19 +285,32 @@ class ProviderRules:
         return Pending(key, payload, seq=seq)
 
     def encode(self, event: object) -> tuple[str, bytes]:
-        """The event's key and its JSON; raise InvalidEventError if it breaks the spec.
+        """The event's key and its JSON; raise InvalidEventError if it breaks the spec."""
+        encoded = self.encode_event(event)
+        return encoded.key, encoded.payload
 
-        The caller's dict is never copied or changed: a key the overlay assigns is
-        spliced into the serialized JSON (generated keys need no escaping).
+    def encode_event(self, event: object) -> Encoded:
+        """Key, stamp, validate and serialize one event; raise InvalidEventError if it breaks the spec.
+
+        The caller's dict is never copied or changed: a key (and, for Lago, a timestamp) that the
+        overlay assigns is spliced into the serialized JSON (neither needs escaping). Both are fixed
+        here, once: retries, replays and re-sends carry the same ones.
         """
         data = self.as_dict(event)
         key = data.get(self.key_field)
         keyed = key is not None
-        if not keyed:
-            if self.key_field in data:
-                # An explicit null key means "none given": leave it out, the overlay assigns one.
-                data = {name: value for name, value in data.items() if name != self.key_field}
-            key = new_key()
+        stamp_field = self.stamp_field
+        stamp = stamp_field is not None and data.get(stamp_field) is None
+        if not keyed or stamp:
+            if (not keyed and self.key_field in data) or (stamp and stamp_field in data):
+                # An explicit null means "none given": leave it out, the overlay assigns one.
+                data = {
+                    name: value
+                    for name, value in data.items()
+                    if value is not None or name not in (self.key_field, stamp_field)
+                }
+            if not keyed:
+                key = new_key()
         failure = self.problem(data, keyed=keyed) if self.check_events else None
         if failure is not None:
             raise InvalidEventError(*failure, key=_printable(key), event=self._with_key(data, key))
@@ -253,17 +323,26 @@ class ProviderRules:
                 key=_printable(key),
                 event=self._with_key(data, key),
             ) from None
-        if keyed:
+        if keyed and not stamp:
             # orjson's result keeps its over-sized buffer; an exact copy lets that buffer be reused
             # at once, which keeps a long queue of payloads from touching fresh memory on every call.
             payload = bytes(memoryview(body))
         else:
-            field = b'{"' + self.key_field.encode() + b'":"' + str(key).encode() + b'"'
-            payload = field + (b"," + body[1:] if len(body) > 2 else b"}")
+            head = b'{"' + self.key_field.encode() + b'":"' + str(key).encode() + b'"' if not keyed else b"{"
+            if stamp:
+                # Lago stamps a missing timestamp with the time a request arrives, so a retry would
+                # become a second event on its ClickHouse store: the stamp is ours, fixed at acceptance.
+                field = b'"' + str(stamp_field).encode() + b'":"' + b"%.3f" % time.time() + b'"'
+                head = head + b"," + field if not keyed else head + field
+            payload = head + (b"," + body[1:] if len(body) > 2 else b"}")
         if len(payload) + self.envelope_bytes > self.max_batch_bytes:
             rule = f"is {len(payload)} bytes; a request body holds at most {self.max_batch_bytes}"
             raise InvalidEventError("event", rule, key=_printable(key), event=self._with_key(data, key))
-        return (key if isinstance(key, str) else repr(key)), payload
+        return Encoded((key if isinstance(key, str) else repr(key)), payload, data, keyed, stamp)
+
+    def repeat_identity(self, data: Mapping[str, Any], key: str) -> object:
+        """What the provider deduplicates on, for events whose key the caller gave."""
+        return key
 
     def _with_key(self, data: dict[str, Any], key: object) -> dict[str, Any]:
         return data if data.get(self.key_field) is not None else {self.key_field: key, **data}
@@ -280,12 +359,17 @@ class ProviderRules:
         """Split into request-sized batches by count and by serialized bytes."""
         batch: list[Pending] = []
         size = self.envelope_bytes
+        keys: set[str] | None = set() if self.unique_keys_per_batch else None
         for pending in pendings:
-            if not self.fits(len(batch), size, pending.payload):
+            if not self.fits(len(batch), size, pending.payload) or (keys is not None and pending.key in keys):
                 yield batch
                 batch, size = [], self.envelope_bytes
+                if keys is not None:
+                    keys.clear()
             batch.append(pending)
             size += len(pending.payload) + 1
+            if keys is not None:
+                keys.add(pending.key)
         if batch:
             yield batch
 
@@ -307,7 +391,8 @@ class ProviderRules:
                 if status == 429
                 else ServerError(message, status=status, request_id=rid, provider=self.name)
             )
-            return Verdict(retry_later=list(batch), error=error, retry_after=hint)
+            # A 429 refuses before any processing; any other status here may come after the store.
+            return Verdict(retry_later=list(batch), error=error, retry_after=hint, unstored=status == 429)
         if status == 413:
             # A proxy's body limit below ours: halve and send again at once.
             if len(batch) > 1:
@@ -328,7 +413,26 @@ class ProviderRules:
         )
 
     def _accepted(self, batch: list[Pending], response: httpx.Response) -> Verdict:
-        return Verdict(delivered=list(batch))
+        """A 2xx: delivered if its body is the provider's answer to this batch, else like a lost answer."""
+        problem = self._unreadable(batch, response)
+        if problem is None:
+            return Verdict(delivered=list(batch))
+        return self.unreadable(batch, response, problem)
+
+    def _unreadable(self, batch: list[Pending], response: httpx.Response) -> str | None:
+        """Why a 2xx body is not the provider's success answer to ``batch``; None when it is."""
+        raise NotImplementedError
+
+    def unreadable(self, batch: list[Pending], response: httpx.Response, problem: str) -> Verdict:
+        """A 2xx that is not the provider's answer (a captive portal, a misrouted proxy): the events may or
+        may not be stored, so they are sent again (same keys and timestamps, so it is safe)."""
+        error = ServerError(
+            f"a {response.status_code} that is not the {self.name} answer: {problem}",
+            status=response.status_code,
+            request_id=request_id(response),
+            provider=self.name,
+        )
+        return Verdict(retry_later=list(batch), error=error)
 
     def _refused(
         self, batch: list[Pending], response: httpx.Response, message: str, rid: str | None
@@ -346,6 +450,15 @@ class ProviderRules:
                 if isinstance(body.get(field), str):
                     return str(body[field])
         return response.text[:500]
+
+
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is not one."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def split(batch: list[Pending]) -> list[list[Pending]]:

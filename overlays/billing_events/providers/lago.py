@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import httpx
 
@@ -10,7 +11,7 @@ from lago_api.models import ApiErrorUnprocessableEntity, EventInputObject, Field
 
 from ..errors import RejectedError
 from ..outcomes import OutcomeStatus
-from .base import Pending, ProviderRules, Settled, Verdict, split
+from .base import Pending, ProviderRules, Settled, Verdict, json_object, split
 
 ALREADY_STORED = "value_already_exist"
 
@@ -21,6 +22,23 @@ class LagoRules(ProviderRules):
     event_definition: ClassVar[str] = "EventInputObject"
     batch_path: ClassVar[str] = "/events/batch"
     model_types: ClassVar[tuple[type, ...]] = (EventInputObject,)
+    stamp_field: ClassVar[str | None] = "timestamp"
+    # The Postgres store matches a batch's inserted rows by transaction_id alone: the same id twice in
+    # one batch, even for two subscriptions, looks like a duplicate and rolls the whole batch back.
+    unique_keys_per_batch: ClassVar[bool] = True
+
+    def repeat_identity(self, data: Mapping[str, Any], key: str) -> object:
+        return (data.get("external_subscription_id"), key)
+
+    def _unreadable(self, batch: list[Pending], response: httpx.Response) -> str | None:
+        body = json_object(response)
+        echoed = body.get("events") if body is not None else None
+        if not isinstance(echoed, list):
+            return "the body is not an object with an events list"
+        ids = [item.get(self.key_field) if isinstance(item, dict) else None for item in echoed]
+        if sorted(map(str, ids)) != sorted(pending.key for pending in batch):
+            return f"it echoes {len(ids)} events that are not the {len(batch)} sent"
+        return None
 
     def _refused(
         self, batch: list[Pending], response: httpx.Response, message: str, rid: str | None
@@ -56,10 +74,15 @@ class LagoRules(ProviderRules):
     ) -> Verdict:
         verdict = Verdict()
         remaining: list[Pending] = []
+        repeated = _repeated_keys(batch) if len(batch) > 1 else set()
         for index, pending in enumerate(batch):
             fields = by_index.get(index)
             if fields is None:
                 remaining.append(pending)
+            elif ALREADY_STORED in fields.get(self.key_field, ()) and pending.key in repeated:
+                # Another event of this batch carries the same id, so this may be the server
+                # matching rows by id alone: only the event on its own can tell.
+                verdict.resend_now.append([pending])
             elif ALREADY_STORED in fields.get(self.key_field, ()):
                 verdict.settled.append(Settled(pending, OutcomeStatus.DUPLICATE))
             else:
@@ -70,6 +93,14 @@ class LagoRules(ProviderRules):
             # The batch was all-or-nothing: the valid rest was not stored and goes out again now.
             verdict.resend_now.append(remaining)
         return verdict
+
+
+def _repeated_keys(batch: list[Pending]) -> set[str]:
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for pending in batch:
+        (repeated if pending.key in seen else seen).add(pending.key)
+    return repeated
 
 
 def _error_details(response: httpx.Response) -> ValidationErrorDetails | str | None:

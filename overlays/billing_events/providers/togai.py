@@ -1,4 +1,4 @@
-"""Togai: ``POST /ingestBatch``, up to 500 events, per-event detail in a 207."""
+"""Togai: ``POST /ingestBatch``, up to 500 events; a 207 is narrowed down to each event's own answer."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import httpx
 from togai_api.models import Event, IngestEventResponse
 from togai_api.types import Unset
 
-from ..errors import APIError, RejectedError
+from ..errors import RejectedError
 from ..outcomes import OutcomeStatus
-from .base import Pending, ProviderRules, Settled, Verdict, split
+from .base import Pending, ProviderRules, Settled, Verdict, json_object, request_id, split
 
 
 class TogaiRules(ProviderRules):
@@ -23,13 +23,16 @@ class TogaiRules(ProviderRules):
 
     def _accepted(self, batch: list[Pending], response: httpx.Response) -> Verdict:
         if response.status_code != 207:
-            return Verdict(delivered=list(batch))
+            return super()._accepted(batch, response)
         rejected = _rejected_by_index(response, len(batch))
         if rejected is None:
-            # Without per-event detail nobody knows which events were kept; do not guess.
-            reason = "207 partial failure without per-event details"
-            error = APIError(reason, status=207, provider=self.name)
-            return Verdict(settled=[Settled(p, OutcomeStatus.UNKNOWN, reason, error) for p in batch])
+            # Togai's 207 names no events. A repeated id is refused for 45 days, so re-sending
+            # halves is safe: the stored ones come back accepted, the bad ones narrow down to one.
+            if len(batch) > 1:
+                return Verdict(resend_now=split(batch), partial=True)
+            reason = "refused in a 207 partial failure"
+            error = RejectedError(reason, status=207, request_id=request_id(response), provider=self.name)
+            return Verdict(settled=[Settled(batch[0], OutcomeStatus.REJECTED, reason, error)])
         verdict = Verdict()
         for index, pending in enumerate(batch):
             message = rejected.get(index)
@@ -39,6 +42,14 @@ class TogaiRules(ProviderRules):
                 error = RejectedError(message, status=207, provider=self.name)
                 verdict.settled.append(Settled(pending, OutcomeStatus.REJECTED, message, error))
         return verdict
+
+    def _unreadable(self, batch: list[Pending], response: httpx.Response) -> str | None:
+        body = json_object(response)
+        if body is None:
+            return "the body is not a JSON object"
+        if body.get("success") is False:
+            return "it says success: false"
+        return None
 
     def _refused(
         self, batch: list[Pending], response: httpx.Response, message: str, rid: str | None
