@@ -6,6 +6,11 @@ openapi-python-client, and ``<SCHEMA_ROOT>/<provider>.schema.json``: the spec's
 component schemas as one JSON Schema document, which the overlay validates plain
 dict events against (default ``overlays/billing_events/schemas``). The drift
 test runs this into a temporary directory and compares with the committed tree.
+
+The specs describe what the servers accept. A schema may carry
+``x-overlay-strict``: a list of ``{reason, set}`` rules whose keywords replace
+the schema's own in the overlay's bundle only, where the server would silently
+drop or misbill data. The bundle keeps each reason as a ``$comment``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,43 @@ def _rewrite_refs(node: object) -> object:
     return node
 
 
+STRICT = "x-overlay-strict"
+
+
+def apply_strict_rules(node: object) -> object:
+    """A copy of a schema tree in which every ``x-overlay-strict`` rule has replaced the keywords it names."""
+    if isinstance(node, list):
+        return [apply_strict_rules(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {key: apply_strict_rules(value) for key, value in node.items() if key != STRICT}
+    rules = node.get(STRICT, [])
+    for rule in rules:
+        result.update(apply_strict_rules(rule["set"]))  # type: ignore[arg-type]
+    if rules:
+        result["$comment"] = " ".join(f"Overlay rule: {rule['reason']}" for rule in rules)
+    return result
+
+
+def strict_rules(spec: dict[str, object]) -> list[tuple[str, str, list[str]]]:
+    """(schema path, reason, keywords) for every ``x-overlay-strict`` rule of a spec: the README's table."""
+    found: list[tuple[str, str, list[str]]] = []
+
+    def walk(node: object, path: str) -> None:
+        if isinstance(node, dict):
+            for rule in node.get(STRICT, []):
+                found.append((path, rule["reason"], sorted(rule["set"])))
+            for key, value in node.items():
+                if key != STRICT:
+                    walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{path}/{index}")
+
+    walk(spec.get("components", {}), "#/components")
+    return found
+
+
 def write_schema_bundle(provider: str, schema_root: Path) -> None:
     import yaml
 
@@ -43,7 +85,7 @@ def write_schema_bundle(provider: str, schema_root: Path) -> None:
     bundle = {
         "$schema": SCHEMA_DIALECT,
         "$comment": f"Derived from specs/{provider}.yaml by specs/regenerate.py; do not edit.",
-        "$defs": _rewrite_refs(spec["components"]["schemas"]),
+        "$defs": _rewrite_refs(apply_strict_rules(spec["components"]["schemas"])),
     }
     schema_root.mkdir(parents=True, exist_ok=True)
     text = json.dumps(bundle, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -2,14 +2,22 @@
 
 Registering per object would pile up a hook for every client ever built; a weak
 set forgets objects that are gone.
+
+The exit hook runs once per process: from ``atexit`` in a process that exits
+normally, and from multiprocessing's own exit finalizers in a ``multiprocessing``
+child, which leaves through ``os._exit`` and so never runs ``atexit``.
 """
 
 from __future__ import annotations
 
 import atexit
+import multiprocessing.util
 import os
 import weakref
 from typing import Protocol
+
+# Above multiprocessing's own queues (exit priority 10): an outcome callback may still put to one.
+CHILD_EXIT_PRIORITY = 20
 
 
 class ForkAware(Protocol):
@@ -22,6 +30,9 @@ class ExitAware(Protocol):
 
 _after_fork: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 _at_exit: weakref.WeakSet[ExitAware] = weakref.WeakSet()
+_exited = False
+# The process whose multiprocessing exit finalizers run the exit hook, if any.
+_finalizer_pid: int | None = None
 
 
 def reset_after_fork(thing: ForkAware) -> None:
@@ -30,8 +41,10 @@ def reset_after_fork(thing: ForkAware) -> None:
 
 
 def close_at_exit(thing: ExitAware) -> None:
-    """Call ``thing._close_at_exit()`` when the interpreter exits."""
+    """Call ``thing._close_at_exit()`` when the process exits, a ``multiprocessing`` child included."""
     _at_exit.add(thing)
+    if _finalizer_pid != os.getpid() and multiprocessing.parent_process() is not None:
+        _exit_with_multiprocessing()  # a child that imported us only after it started
 
 
 def _in_child() -> None:
@@ -40,9 +53,32 @@ def _in_child() -> None:
 
 
 def _on_exit() -> None:
+    global _exited
+    if _exited:  # a spawned child runs both hooks: multiprocessing's finalizers, then atexit
+        return
+    _exited = True
     for thing in list(_at_exit):
         thing._close_at_exit()
 
 
+class _Anchor:
+    """multiprocessing keeps after-fork hooks by weak reference to an object: this one lives forever."""
+
+
+_ANCHOR = _Anchor()
+
+
+def _exit_with_multiprocessing() -> None:
+    global _finalizer_pid
+    _finalizer_pid = os.getpid()
+    multiprocessing.util.Finalize(None, _on_exit, exitpriority=CHILD_EXIT_PRIORITY)
+
+
+def _in_multiprocessing_child(_: _Anchor) -> None:
+    # Runs in each child multiprocessing starts (any start method), after it cleared the parent's finalizers.
+    _exit_with_multiprocessing()
+
+
 os.register_at_fork(after_in_child=_in_child)
 atexit.register(_on_exit)
+multiprocessing.util.register_after_fork(_ANCHOR, _in_multiprocessing_child)

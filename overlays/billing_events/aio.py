@@ -133,9 +133,23 @@ class AsyncLago(_AsyncClient):
         return lago_answer(response, EventResponse).event
 
     async def estimate_fees(
-        self, code: str, external_subscription_id: str, properties: dict[str, str | int | float] | None = None
+        self,
+        code: str,
+        external_subscription_id: str,
+        properties: dict[str, Any] | None = None,
+        *,
+        precise_total_amount_cents: str | int | float | None = None,
+        timestamp: int | float | str | None = None,
+        transaction_id: str | None = None,
     ) -> list[FeeObject]:
-        body = estimate_body(code, external_subscription_id, properties)
+        body = estimate_body(
+            code,
+            external_subscription_id,
+            properties,
+            precise_total_amount_cents=precise_total_amount_cents,
+            timestamp=timestamp,
+            transaction_id=transaction_id,
+        )
         response: Response[Any] = await async_retryable_call(
             self.config.retry,
             lambda: event_estimate_fees.asyncio_detailed(client=self._api, body=body),

@@ -4,7 +4,10 @@ It lives on one event loop: call ``track()`` from that loop's thread. ``track()`
 never awaits; with ``on_full="block"`` a full queue raises ``QueueFullError`` at
 once, and ``await atrack(event)`` waits up to ``block_timeout`` for room instead.
 Use it as ``async with``: an event loop cannot run at interpreter exit, so
-``close()`` is the way queued events get out.
+``close()`` is the way queued events get out. A ``close()`` that is cancelled
+dead-letters what is left before the cancellation goes on; a sender nobody
+closed does the same, with a ``ResourceWarning``, when its loop cancels its
+task (``asyncio.run()`` returning) or when it is garbage-collected.
 """
 
 from __future__ import annotations
@@ -12,28 +15,75 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Literal
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+import httpx
 
 from . import _constants as C
-from .deadletter import OutcomeCallback
+from .deadletter import OutcomeCallback, OutcomeSink
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError, QueueFullError, SenderClosedError
 from .outcomes import OutcomeStatus
 from .providers import Pending, Settled
-from .queueing import SenderOptions, past_deadline
-from .sender_core import SenderCore
+from .queueing import EventQueue, SenderOptions, left_behind
+from .sender_core import SenderClient, SenderCore
 from .stats import Stats
 
-if TYPE_CHECKING:
-    from .aio import _AsyncClient
-
 log = logging.getLogger("billing_events")
+
+# How long close() waits for the tasks it cancelled to end, even past its deadline: one loop turn is enough.
+CANCEL_GRACE = 0.5
+
+
+class AsyncSenderClient(SenderClient, Protocol):
+    """An asyncio client, as the asyncio sender sees it."""
+
+    @property
+    def http(self) -> httpx.AsyncClient: ...
+
+    @property
+    def max_in_flight(self) -> int: ...
+
+
+class _Holdings:
+    """What a sender holds, settled without awaiting: usable from a cancellation or a finalizer.
+
+    It never refers to the sender, so a finalizer on the sender can hold it.
+    """
+
+    def __init__(self, name: str, queue: EventQueue, flying: set[Pending], sink: OutcomeSink) -> None:
+        self.name = name
+        self.queue = queue
+        self.flying = flying
+        self.sink = sink
+
+    def settle(self, why: str) -> int:
+        """Dead-letter everything held: queued events failed, in-flight ones unknown. How many there were."""
+        left = left_behind(self.queue.drain(), list(self.flying), why)
+        self.flying.clear()
+        if left:
+            log.warning("%s sender: %d events not sent: %s", self.name, len(left), why)
+            self.sink.record_settled([], left)
+        return len(left)
+
+
+def _never_closed(holdings: _Holdings) -> None:
+    count = holdings.settle("the sender was never closed")
+    warnings.warn(
+        f"an AsyncBackgroundSender for {holdings.name} was never closed; "
+        f"{count} events it held were dead-lettered",
+        ResourceWarning,
+        stacklevel=2,
+    )
 
 
 class AsyncBackgroundSender(SenderCore):
     def __init__(
         self,
-        client: _AsyncClient,
+        client: AsyncSenderClient,
         *,
         max_queue_events: int = C.DEFAULT_MAX_QUEUE_EVENTS,
         max_queue_bytes: int = C.DEFAULT_MAX_QUEUE_BYTES,
@@ -63,9 +113,13 @@ class AsyncBackgroundSender(SenderCore):
         self._in_flight = in_flight
         self._runner: asyncio.Task[None] | None = None
         self._lanes: set[asyncio.Task[None]] = set()
-        # Created on first use, inside the running loop.
+        # Created on first use, inside the running loop; _changed is replaced each time it fires.
         self._wake: asyncio.Event | None = None
-        self._changed: asyncio.Condition | None = None
+        self._changed: asyncio.Event | None = None
+        self._finished = False
+        self._holdings = _Holdings(self._rules.name, self._queue, self._flying, self._sink)
+        # Runs when the sender is collected (or at interpreter exit) unless a close() accounted for everything.
+        self._unclosed = weakref.finalize(self, _never_closed, self._holdings)
 
     # -- the caller's side ------------------------------------------------
 
@@ -82,14 +136,10 @@ class AsyncBackgroundSender(SenderCore):
         if payload is None:
             return key
         if not self._queue.has_room(len(payload)) and self._options.on_full == "block":
-            _, changed = self._events()
             self._nudge()
             with contextlib.suppress(TimeoutError):
-                async with changed:
-                    await asyncio.wait_for(
-                        changed.wait_for(lambda: self._closed or self._queue.has_room(len(payload))),
-                        self._options.block_timeout,
-                    )
+                async with asyncio.timeout(self._options.block_timeout):
+                    await self._until(lambda: self._closed or self._queue.has_room(len(payload)))
             if self._closed:
                 raise SenderClosedError("track() on a closed sender")
         self._enqueue(key, payload)
@@ -120,27 +170,40 @@ class AsyncBackgroundSender(SenderCore):
     async def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send everything queued so far; True when it all settled within ``timeout``."""
         target = self._accepted
-        _, changed = self._events()
         self._nudge()
         try:
-            async with changed:
-                await asyncio.wait_for(changed.wait_for(lambda: self._settled_before(target)), timeout)
+            async with asyncio.timeout(timeout):
+                await self._until(lambda: self._settled_before(target))
         except TimeoutError:
             return False
         return True
 
     async def close(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> Stats:
-        """Stop accepting events, deliver what is queued within ``timeout``, dead-letter the rest."""
-        if self._closed:
-            return self.stats
+        """Stop accepting events, deliver what is queued within ``timeout``, dead-letter the rest.
+
+        If this call is cancelled, what was never sent is dead-lettered ``failed`` and what
+        was in flight ``unknown`` before the cancellation goes on. A ``close()`` while
+        another runs waits for it (within its own ``timeout``).
+        """
         self._closed = True
         self._nudge()
-        if self._runner is not None:
-            done, _ = await asyncio.wait({self._runner}, timeout=timeout)
-            if not done:
-                await self._abandon()
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            runner = self._runner
+            if runner is not None and not runner.done():
+                done, _ = await asyncio.wait({runner}, timeout=timeout)
+                if not done:
+                    self._abandon("close deadline passed")
+            await self._tasks_ended(deadline)
+        except asyncio.CancelledError:
+            self._abandon("close() was cancelled")
+            raise
+        # The sending task may have been cancelled by someone else: whatever it left is accounted for here.
+        self._abandon("the sending task ended early")
         stats = self.stats
-        log.info("%s sender closed: %s", self._rules.name, stats)
+        if not self._finished:
+            self._finished = True
+            log.info("%s sender closed: %s", self._rules.name, stats)
         return stats
 
     async def __aenter__(self) -> AsyncBackgroundSender:
@@ -154,16 +217,39 @@ class AsyncBackgroundSender(SenderCore):
 
     # -- the sending side -------------------------------------------------
 
-    def _events(self) -> tuple[asyncio.Event, asyncio.Condition]:
-        if self._wake is None or self._changed is None:
-            self._wake, self._changed = asyncio.Event(), asyncio.Condition()
-        return self._wake, self._changed
+    def _events(self) -> asyncio.Event:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        return self._wake
 
     def _nudge(self) -> None:
-        self._events()[0].set()
+        self._events().set()
+
+    def _notify(self) -> None:
+        """Wake the callers waiting in ``_until``: the queue or the flights changed."""
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    async def _until(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
 
     async def _run(self) -> None:
-        wake, _ = self._events()
+        try:
+            await self._send_until_closed()
+        except asyncio.CancelledError:
+            if not self._closed:
+                # Cancelled though nobody closed the sender: its loop is ending (asyncio.run() returning).
+                self._closed = True
+                self._cancel_tasks()
+                self._unclosed()
+            raise
+
+    async def _send_until_closed(self) -> None:
+        wake = self._events()
         delivery = AsyncDelivery(
             self._rules,
             self._async_client.http,
@@ -180,10 +266,10 @@ class AsyncBackgroundSender(SenderCore):
                 await lanes.acquire()  # a batch leaves the queue only when a lane can send it
                 batch = self._queue.take_batch()
                 self._flying.update(batch)
-                await self._announce()
                 lane = asyncio.get_running_loop().create_task(self._deliver(delivery, batch, lanes))
                 self._lanes.add(lane)
                 lane.add_done_callback(self._lanes.discard)
+                self._notify()
             if self._closed and not self._queue:
                 if self._lanes:
                     await asyncio.wait(set(self._lanes))
@@ -197,30 +283,34 @@ class AsyncBackgroundSender(SenderCore):
             self._record([], [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch])
         finally:
             lanes.release()
-            await self._announce()
+            self._notify()
 
     def _record(self, delivered: list[Pending], settled: list[Settled]) -> None:
         delivered, settled = self._claim(delivered, settled)
         if delivered or settled:
             self._sink.record_settled(delivered, settled)
             self._recorded(delivered, settled)
+            self._notify()
 
-    async def _announce(self) -> None:
-        _, changed = self._events()
-        async with changed:
-            changed.notify_all()
+    def _cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        for task in (self._runner, *self._lanes):
+            if task is not None and task is not current:
+                # A task of a loop that was closed without cancelling it cannot be cancelled any more.
+                with contextlib.suppress(RuntimeError):
+                    task.cancel()
 
-    async def _abandon(self) -> None:
-        """At the close deadline: stop sending, dead-letter what is still queued or in flight."""
-        if self._runner is not None:
-            self._runner.cancel()
-        for lane in list(self._lanes):
-            lane.cancel()
-        queued = self._queue.drain()
-        flying = list(self._flying)
-        self._flying.clear()
-        left = past_deadline(queued, flying)
-        if left:
-            log.warning("%s sender: %d events not settled by the close deadline", self._rules.name, len(left))
-            self._sink.record_settled([], left)
-        await self._announce()
+    def _abandon(self, why: str) -> None:
+        """Stop sending; dead-letter what is still queued (failed) or in flight (unknown). Never awaits."""
+        self._cancel_tasks()
+        self._holdings.settle(why)
+        # Accounted for: a later collection of the sender has nothing to report.
+        self._unclosed.detach()
+        self._notify()
+
+    async def _tasks_ended(self, deadline: float) -> None:
+        """Wait for the tasks a close deadline or a cancellation stopped, so that none outlives close()."""
+        tasks = {task for task in (self._runner, *self._lanes) if task is not None and not task.done()}
+        if tasks:
+            remaining = deadline - asyncio.get_running_loop().time()
+            await asyncio.wait(tasks, timeout=max(remaining, CANCEL_GRACE))

@@ -20,7 +20,9 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
+
+import httpx
 
 from . import _constants as C
 from ._process import close_at_exit, reset_after_fork
@@ -30,15 +32,19 @@ from .errors import ConfigurationError, QueueFullError, SenderClosedError
 from .outcomes import OutcomeStatus
 from .providers import Pending, Settled
 from .queueing import SenderOptions, past_deadline
-from .sender_core import SenderCore
+from .sender_core import SenderClient, SenderCore
 from .stats import Stats
-
-if TYPE_CHECKING:
-    from .client import _SyncClient
 
 log = logging.getLogger("billing_events")
 
 QueueFullPolicy = Literal["block", "drop"]
+
+
+class SyncSenderClient(SenderClient, Protocol):
+    """A synchronous client, as the thread sender sees it."""
+
+    @property
+    def http(self) -> httpx.Client: ...
 
 
 def _seconds(value: float) -> bool:
@@ -48,7 +54,7 @@ def _seconds(value: float) -> bool:
 class BackgroundSender(SenderCore):
     def __init__(
         self,
-        client: _SyncClient,
+        client: SyncSenderClient,
         *,
         max_queue_events: int = C.DEFAULT_MAX_QUEUE_EVENTS,
         max_queue_bytes: int = C.DEFAULT_MAX_QUEUE_BYTES,
@@ -157,7 +163,10 @@ class BackgroundSender(SenderCore):
         return True
 
     def close(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> Stats:
-        """Stop accepting events, deliver what is queued within ``timeout``, dead-letter the rest."""
+        """Stop accepting events, deliver what is queued within ``timeout``, dead-letter the rest.
+
+        A ``close()`` while another runs waits for it to settle everything (within ``timeout``).
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
             already_closed = self._closed
@@ -165,6 +174,8 @@ class BackgroundSender(SenderCore):
             self._changed.notify_all()
             threads = list(self._threads)
         if already_closed:
+            # Another close() may still be draining: wait for it, within this call's own timeout.
+            self.flush(max(0.0, deadline - time.monotonic()))
             return self.stats
         self._wake.set()
         for thread in threads:

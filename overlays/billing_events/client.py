@@ -128,10 +128,28 @@ class Lago(_SyncClient):
         return parsed.event
 
     def estimate_fees(
-        self, code: str, external_subscription_id: str, properties: dict[str, str | int | float] | None = None
+        self,
+        code: str,
+        external_subscription_id: str,
+        properties: dict[str, Any] | None = None,
+        *,
+        precise_total_amount_cents: str | int | float | None = None,
+        timestamp: int | float | str | None = None,
+        transaction_id: str | None = None,
     ) -> list[FeeObject]:
-        """The fees an event would create for pay-in-advance charges; nothing is stored."""
-        body = estimate_body(code, external_subscription_id, properties)
+        """The fees an event would create for pay-in-advance charges; nothing is stored.
+
+        ``precise_total_amount_cents`` prices a dynamic-pricing charge (without it that estimate is 0);
+        ``timestamp`` and ``transaction_id`` are sent as given (the server overrides the id).
+        """
+        body = estimate_body(
+            code,
+            external_subscription_id,
+            properties,
+            precise_total_amount_cents=precise_total_amount_cents,
+            timestamp=timestamp,
+            transaction_id=transaction_id,
+        )
         response: Response[Any] = retryable_call(
             self.config.retry,
             lambda: event_estimate_fees.sync_detailed(client=self._api, body=body),
@@ -142,9 +160,22 @@ class Lago(_SyncClient):
 
 
 def estimate_body(
-    code: str, external_subscription_id: str, properties: dict[str, str | int | float] | None
+    code: str,
+    external_subscription_id: str,
+    properties: dict[str, Any] | None,
+    *,
+    precise_total_amount_cents: str | int | float | None = None,
+    timestamp: int | float | str | None = None,
+    transaction_id: str | None = None,
 ) -> EventEstimateFeesInput:
+    """The estimate request; optional keys left as None are not sent."""
     event = EventEstimateFeesInputObject(code=code, external_subscription_id=external_subscription_id)
     if properties is not None:
         event.properties = EventProperties.from_dict(properties)
+    if precise_total_amount_cents is not None:
+        event.precise_total_amount_cents = precise_total_amount_cents
+    if timestamp is not None:
+        event.timestamp = timestamp
+    if transaction_id is not None:
+        event.transaction_id = transaction_id
     return EventEstimateFeesInput(event=event)

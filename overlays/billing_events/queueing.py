@@ -98,9 +98,12 @@ class SenderOptions:
         return min(self.flush_at_bytes or rules.max_batch_bytes, self.max_queue_bytes)
 
 
-def past_deadline(queued: list[Pending], flying: list[Pending]) -> list[Settled]:
-    """How a close deadline settles what is left: queued events failed, in-flight ones unknown."""
-    return [Settled(p, OutcomeStatus.FAILED, "close deadline passed while queued") for p in queued] + [
-        Settled(p, OutcomeStatus.UNKNOWN, "close deadline passed while the request was in flight")
-        for p in flying
+def left_behind(queued: list[Pending], flying: list[Pending], why: str) -> list[Settled]:
+    """How a sender that stops short settles what it holds: queued events failed, in-flight ones unknown."""
+    return [Settled(p, OutcomeStatus.FAILED, f"{why} while queued") for p in queued] + [
+        Settled(p, OutcomeStatus.UNKNOWN, f"{why} while the request was in flight") for p in flying
     ]
+
+
+def past_deadline(queued: list[Pending], flying: list[Pending]) -> list[Settled]:
+    return left_behind(queued, flying, "close deadline passed")

@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import attrs
 
-from ._base import ClientBase, rejected_outcome
-from .deadletter import OutcomeCallback, OutcomeSink
+from ._base import rejected_outcome
+from .config import ClientConfig
+from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink
 from .errors import InvalidEventError
 from .outcomes import Outcome, OutcomeStatus
-from .providers import Pending, Settled
+from .providers import Pending, ProviderRules, Settled
 from .queueing import EventQueue, SenderOptions
 from .stats import Stats, StatsCounter
 
 log = logging.getLogger("billing_events")
+
+
+class SenderClient(Protocol):
+    """What a background sender uses of its client; the senders never import the client modules."""
+
+    @property
+    def rules(self) -> ProviderRules: ...
+
+    @property
+    def config(self) -> ClientConfig: ...
+
+    @property
+    def dead_letter_file(self) -> DeadLetterFile | None: ...
+
+    @property
+    def on_dead_letter(self) -> OutcomeCallback | None: ...
 
 
 class SenderCore:
@@ -22,7 +40,7 @@ class SenderCore:
 
     def __init__(
         self,
-        client: ClientBase,
+        client: SenderClient,
         options: SenderOptions,
         on_outcome: OutcomeCallback | None,
         on_drop: OutcomeCallback | None,

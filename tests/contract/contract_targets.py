@@ -39,11 +39,11 @@ def record_case(provider: str, case: schemathesis.Case[Any]) -> None:
 def case_table() -> list[str]:
     """The counts as text rows: one per operation, one column per phase."""
     operations = sorted({operation for operation, _phase in CASES_RUN})
-    rows = [f"{'operation':<40}" + "".join(f"{phase:>10}" for phase in PHASES) + f"{'total':>10}"]
+    rows = [f"{'operation':<48}" + "".join(f"{phase:>10}" for phase in PHASES) + f"{'total':>10}"]
     for operation in operations:
         counts = [CASES_RUN[(operation, phase)] for phase in PHASES]
-        rows.append(f"{operation:<40}" + "".join(f"{count:>10}" for count in counts) + f"{sum(counts):>10}")
-    rows.append(f"{'all operations':<40}" + " " * 10 * len(PHASES) + f"{sum(CASES_RUN.values()):>10}")
+        rows.append(f"{operation:<48}" + "".join(f"{count:>10}" for count in counts) + f"{sum(counts):>10}")
+    rows.append(f"{'all operations':<48}" + " " * 10 * len(PHASES) + f"{sum(CASES_RUN.values()):>10}")
     return rows
 
 

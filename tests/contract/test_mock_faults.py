@@ -176,8 +176,12 @@ def test_faults_can_be_changed_at_run_time_one_setting_at_a_time(client: httpx.C
         "rate_503": 0.0,
         "rate_drop": 0.0,
         "rate_lost_response": 0.0,
+        "rate_gateway": 0.0,
+        "rate_html_ok": 0.0,
         "retry_after": 2,
         "seed": 0,
+        "gateway_status": 520,
+        "togai_207_detail": True,
     }
     assert client.get("/_mock/faults").json() == answered.json()
     client.put("/_mock/faults", json={"rate_429": 1})
@@ -194,6 +198,9 @@ def test_faults_can_be_changed_at_run_time_one_setting_at_a_time(client: httpx.C
         pytest.param({"seed": "x"}, id="string-seed"),
         pytest.param({"rate_503": True}, id="boolean-rate"),
         pytest.param({"rate_timeout": 0.1}, id="unknown-setting"),
+        pytest.param({"gateway_status": 404}, id="gateway-status-not-5xx"),
+        pytest.param({"togai_207_detail": "no"}, id="string-flag"),
+        pytest.param({"rate_gateway": 0.5, "rate_html_ok": 0.6}, id="new-rates-sum-above-one"),
         pytest.param([], id="not-an-object"),
     ],
 )
@@ -253,3 +260,55 @@ def test_the_command_line_defaults() -> None:
 def test_bad_mock_faults_are_refused(faults: str) -> None:
     with pytest.raises(FaultConfigError):
         config_from_env({"MOCK_FAULTS": faults})
+
+
+@pytest.mark.parametrize("status", [520, 524])
+def test_a_gateway_error_is_an_html_page_and_stores_nothing(client_for: ClientFor, status: int) -> None:
+    client = faulty_client(client_for, rate_gateway=1.0, gateway_status=status)
+
+    togai = client.post(f"{TOGAI}/ingestBatch", json={"events": [togai_event()]})
+    lago = client.post(f"{LAGO}/events", json={"event": lago_event()})
+
+    for response in (togai, lago):
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith("text/html")
+        assert f"Error {status}" in response.text
+    stats = client.get("/_mock/stats").json()
+    assert (stats["togai"]["stored"], stats["lago"]["stored"]) == (0, 0)
+
+
+def test_an_html_200_is_a_captive_portal_and_stores_nothing(client_for: ClientFor) -> None:
+    client = faulty_client(client_for, rate_html_ok=1.0)
+
+    togai = client.post(f"{TOGAI}/ingest", json={"event": togai_event()})
+    lago = client.post(f"{LAGO}/events/batch", json={"events": [lago_event()]})
+
+    for response in (togai, lago):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.text.lstrip().startswith("<!DOCTYPE html>")
+    stats = client.get("/_mock/stats").json()
+    assert (stats["togai"]["stored"], stats["lago"]["stored"]) == (0, 0)
+
+
+def test_the_new_faults_can_be_set_at_run_time_and_from_the_environment(client: httpx.Client) -> None:
+    client.put("/_mock/faults", json={"rate_gateway": 1, "gateway_status": 524})
+
+    assert client.post(f"{LAGO}/events", json={"event": lago_event()}).status_code == 524
+    config, _port = config_from_env({"MOCK_FAULTS": '{"rate_html_ok": 0.5, "togai_207_detail": false}'})
+    assert (config.faults.rate_html_ok, config.faults.togai_207_detail) == (0.5, False)
+
+
+@pytest.mark.parametrize("detail", [True, False])
+def test_a_togai_207_names_the_rejected_events_only_when_asked(client_for: ClientFor, detail: bool) -> None:
+    client = faulty_client(client_for, togai_207_detail=detail)
+    bad = togai_event(2, attributes=[{"name": "calls", "value": "3,5"}])
+
+    response = client.post(f"{TOGAI}/ingestBatch", json={"events": [togai_event(1), bad, togai_event(3)]})
+
+    assert response.status_code == 207
+    assert ("details" in response.json()) is detail
+    if detail:
+        assert [entry["index"] for entry in response.json()["details"]["rejectedEvents"]] == [1]
+    # Either way exactly the valid events are stored.
+    assert [event["id"] for event in client.get("/_mock/events/togai").json()] == ["evt_1", "evt_3"]

@@ -235,3 +235,5 @@ def test_the_store_comes_from_the_environment() -> None:
     assert config_from_env({})[0].lago_store == "postgres"
     with pytest.raises(ValueError, match="MOCK_LAGO_STORE"):
         config_from_env({"MOCK_LAGO_STORE": "kafka"})
+    assert config_from_env({"MOCK_RESTRICTED_TOKEN": "read-only"})[0].restricted_token == "read-only"
+    assert config_from_env({})[0].restricted_token is None

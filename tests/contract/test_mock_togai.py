@@ -115,12 +115,26 @@ def test_a_batch_with_no_acceptable_event_is_a_400(client: httpx.Client) -> None
     assert stored(client) == []
 
 
-def test_a_timestamp_without_offset_is_rejected_by_the_date_time_format(client: httpx.Client) -> None:
+def test_a_timestamp_without_offset_is_accepted_as_the_published_spec_allows(client: httpx.Client) -> None:
     response = client.post(f"{TOGAI}/ingest", json={"event": togai_event(timestamp="2024-05-01T10:15:30")})
+
+    assert response.status_code == 202
+    assert client.get("/_mock/events/togai").json()[0]["timestamp"] == "2024-05-01T10:15:30"
+
+
+def test_a_timestamp_that_is_no_date_time_is_refused(client: httpx.Client) -> None:
+    response = client.post(f"{TOGAI}/ingest", json={"event": togai_event(timestamp="2024-05-01 10:15")})
 
     assert response.status_code == 400
     assert response.json()["message"].startswith("event.timestamp: ")
-    assert "date-time" in response.json()["message"]
+
+
+def test_events_with_an_empty_id_are_each_stored(client: httpx.Client) -> None:
+    for _ in range(2):
+        response = client.post(f"{TOGAI}/ingest", json={"event": togai_event(id="")})
+        assert response.status_code == 202
+
+    assert client.get("/_mock/stats").json()["togai"]["stored"] == 2
 
 
 def test_an_invalid_single_event_names_the_field_and_rule(client: httpx.Client) -> None:

@@ -85,19 +85,23 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 def public_routes() -> list[Route]:
     togai_ops = [("/ingest", togai.ingest), ("/ingestBatch", togai.ingest_batch)]
     lago_ops = [
-        ("/events", lago.create_event, "POST", LAGO_SINGLE_EVENT_RATE_LIMIT),
-        ("/events/batch", lago.create_batch_events, "POST", DEFAULT_RATE_LIMIT),
-        ("/events/estimate_fees", lago.estimate_fees, "POST", DEFAULT_RATE_LIMIT),
+        ("/events", lago.create_event, "POST", LAGO_SINGLE_EVENT_RATE_LIMIT, True),
+        ("/events/batch", lago.create_batch_events, "POST", DEFAULT_RATE_LIMIT, True),
+        ("/events/estimate_fees", lago.estimate_fees, "POST", DEFAULT_RATE_LIMIT, False),
         # Any text, so an id holding an encoded slash or newline still reaches the handler, which decodes the raw path.
-        ("/events/{transaction_id:any_text}", lago.find_event, "GET", DEFAULT_RATE_LIMIT),
+        ("/events/{transaction_id:any_text}", lago.find_event, "GET", DEFAULT_RATE_LIMIT, False),
     ]
     routes = [
         Route(f"{TOGAI_PREFIX}{path}", public_endpoint(Provider.TOGAI, handler), methods=["POST"])
         for path, handler in togai_ops
     ]
     routes += [
-        Route(f"{LAGO_PREFIX}{path}", public_endpoint(Provider.LAGO, handler, rate_limit), methods=[method])
-        for path, handler, method, rate_limit in lago_ops
+        Route(
+            f"{LAGO_PREFIX}{path}",
+            public_endpoint(Provider.LAGO, handler, rate_limit, writes=writes),
+            methods=[method],
+        )
+        for path, handler, method, rate_limit, writes in lago_ops
     ]
     return routes
 

@@ -11,6 +11,7 @@ from attrs import field, frozen
 from attrs.validators import in_, instance_of, optional
 
 Aggregation = Literal["count", "sum"]
+ChargeModel = Literal["standard", "dynamic"]
 
 
 def _to_price(value: object) -> Decimal | None:
@@ -42,10 +43,19 @@ class BillableMetric:
     # None: the metric has no pay-in-advance charge, so it cannot be estimated.
     pay_in_advance_unit_price: Decimal | None = field(default=None, converter=_to_price)
     invoiceable: bool = field(default=True, validator=instance_of(bool))
+    # "dynamic": the charge bills each event's precise_total_amount_cents instead of units times a price.
+    charge_model: ChargeModel = field(default="standard", validator=in_(("standard", "dynamic")))
 
     def __attrs_post_init__(self) -> None:
         if self.aggregation == "sum" and not self.field_name:
             raise ValueError(f"billable metric {self.code}: a sum metric needs field_name")
+        if self.charge_model == "dynamic" and self.pay_in_advance_unit_price is not None:
+            raise ValueError(f"billable metric {self.code}: a dynamic charge has no unit price")
+
+    @property
+    def is_pay_in_advance(self) -> bool:
+        """A dynamic charge is always priced in advance here; a standard one when it has a unit price."""
+        return self.charge_model == "dynamic" or self.pay_in_advance_unit_price is not None
 
 
 @frozen

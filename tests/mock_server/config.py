@@ -21,8 +21,9 @@ LAGO_PREFIX = "/lago/api/v1"
 # Lago's two event stores: Postgres refuses a repeated key at write time, ClickHouse deduplicates at read time.
 LAGO_STORES = ("postgres", "clickhouse")
 
-RATE_NAMES = ("rate_429", "rate_503", "rate_drop", "rate_lost_response")
-INTEGER_NAMES = ("latency_ms", "retry_after", "seed")
+RATE_NAMES = ("rate_429", "rate_503", "rate_drop", "rate_lost_response", "rate_gateway", "rate_html_ok")
+INTEGER_NAMES = ("latency_ms", "retry_after", "seed", "gateway_status")
+BOOLEAN_NAMES = ("togai_207_detail",)
 
 
 class FaultConfigError(ValueError):
@@ -46,6 +47,16 @@ def _is_plain_int(_instance: object, attribute: Any, value: object) -> None:
         raise FaultConfigError(f"{attribute.name}: must be an integer, got {value!r}")
 
 
+def _is_server_error(_instance: object, attribute: Any, value: int) -> None:
+    if not 500 <= value <= 599:
+        raise FaultConfigError(f"{attribute.name}: must be a 5xx status, got {value!r}")
+
+
+def _is_bool(_instance: object, attribute: Any, value: object) -> None:
+    if not isinstance(value, bool):
+        raise FaultConfigError(f"{attribute.name}: must be true or false, got {value!r}")
+
+
 @frozen
 class FaultConfig:
     """Which faults the public routes inject, and how often; every request draws once from a seeded RNG."""
@@ -55,34 +66,44 @@ class FaultConfig:
     rate_503: float = field(default=0.0, converter=_to_rate, validator=_is_rate)
     rate_drop: float = field(default=0.0, converter=_to_rate, validator=_is_rate)
     rate_lost_response: float = field(default=0.0, converter=_to_rate, validator=_is_rate)
+    # A gateway's own error page (Cloudflare's 520/524 and the like), before the request reaches the API.
+    rate_gateway: float = field(default=0.0, converter=_to_rate, validator=_is_rate)
+    # 200 with an HTML page (a captive portal or a misrouted proxy) that never reached the API.
+    rate_html_ok: float = field(default=0.0, converter=_to_rate, validator=_is_rate)
     retry_after: int = field(default=1, validator=[_is_plain_int, ge(0)])
     seed: int = field(default=0, validator=_is_plain_int)
+    gateway_status: int = field(default=520, validator=[_is_plain_int, _is_server_error])
+    # False: a Togai 207 has no `details.rejectedEvents`, as real Togai's free-form detail need not name them.
+    togai_207_detail: bool = field(default=True, validator=_is_bool)
 
     def __attrs_post_init__(self) -> None:
         total = math.fsum(self.rates())
         # A small tolerance: 0.1 + 0.2 + 0.7 must be accepted even though it sums to 1.0000000000000002.
         if total > 1.0 + 1e-9:
-            raise FaultConfigError(
-                f"rate_429 + rate_503 + rate_drop + rate_lost_response must be at most 1, got {total}"
-            )
+            raise FaultConfigError(f"{' + '.join(RATE_NAMES)} must be at most 1, got {total}")
 
-    def rates(self) -> tuple[float, float, float, float]:
-        return (self.rate_429, self.rate_503, self.rate_drop, self.rate_lost_response)
+    def rates(self) -> tuple[float, ...]:
+        """In the order of `faults.Fault`, whose draws take consecutive slices of [0, 1)."""
+        return tuple(getattr(self, name) for name in RATE_NAMES)
 
-    def to_dict(self) -> dict[str, int | float]:
+    def to_dict(self) -> dict[str, int | float | bool]:
         return {
             "latency_ms": self.latency_ms,
             "rate_429": self.rate_429,
             "rate_503": self.rate_503,
             "rate_drop": self.rate_drop,
             "rate_lost_response": self.rate_lost_response,
+            "rate_gateway": self.rate_gateway,
+            "rate_html_ok": self.rate_html_ok,
             "retry_after": self.retry_after,
             "seed": self.seed,
+            "gateway_status": self.gateway_status,
+            "togai_207_detail": self.togai_207_detail,
         }
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> FaultConfig:
-        unknown = sorted(set(data) - set(RATE_NAMES) - set(INTEGER_NAMES))
+        unknown = sorted(set(data) - set(RATE_NAMES) - set(INTEGER_NAMES) - set(BOOLEAN_NAMES))
         if unknown:
             raise FaultConfigError(f"unknown fault setting(s): {', '.join(unknown)}")
         try:

@@ -8,17 +8,21 @@ import random
 import threading
 from collections.abc import Mapping
 
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from mock_server.config import FaultConfig
 
 
 class Fault(enum.Enum):
+    """One member per rate of FaultConfig, in the same order."""
+
     THROTTLED = "429"
     UNAVAILABLE = "503"
     DROP = "drop"
     LOST_RESPONSE = "lost_response"
+    GATEWAY = "gateway"
+    HTML_OK = "html_ok"
 
 
 class ConnectionDropped(Exception):
@@ -77,6 +81,27 @@ class DroppedConnection(Response):
         await send({"type": "http.response.start", "status": self.status_code, "headers": head})
         await send({"type": "http.response.body", "body": b'{"dropped', "more_body": True})
         raise ConnectionDropped("connection dropped by fault injection")
+
+
+GATEWAY_PAGE = """<!DOCTYPE html>
+<html><head><title>{status}: the origin server answered with an unknown error</title></head>
+<body><h1>Error {status}</h1><p>The gateway could not get a valid answer from the origin server.</p></body></html>
+"""
+
+PORTAL_PAGE = """<!DOCTYPE html>
+<html><head><title>Network sign-in</title></head>
+<body><h1>Welcome to the guest network</h1><form method="post"><button>Accept and connect</button></form></body></html>
+"""
+
+
+def gateway_error(status: int) -> Response:
+    """A gateway's own HTML error page: the request never reached the API, so nothing is stored."""
+    return HTMLResponse(GATEWAY_PAGE.format(status=status), status_code=status)
+
+
+def captive_portal() -> Response:
+    """200 with an HTML page instead of the API's answer: nothing reached the API."""
+    return HTMLResponse(PORTAL_PAGE, status_code=200)
 
 
 class _InjectedDropFilter(logging.Filter):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
@@ -44,10 +45,6 @@ def decimal_text(value: Decimal) -> str:
     return text if "." in text else f"{text}.0"
 
 
-def _cents(amount: Decimal) -> int:
-    return int((amount * 100).to_integral_value(rounding=ROUND_HALF_UP))
-
-
 def _units(metric: BillableMetric, properties: object) -> Decimal:
     if metric.aggregation == "count":
         return Decimal(1)
@@ -60,10 +57,31 @@ def _units(metric: BillableMetric, properties: object) -> Decimal:
     return number
 
 
+# Item ids are stable per metric code, as the server's are per billable metric.
+_ITEM_NAMESPACE = uuid.UUID("6f1c0f5e-3a57-4c38-9d7e-2f1b8a0c4d11")
+
+
+def _dynamic_amount(event: dict[str, Any]) -> Decimal:
+    """The cents a dynamic-pricing charge bills: the event's `precise_total_amount_cents`, or 0 without it."""
+    amount = as_number(event.get("precise_total_amount_cents"))
+    if event.get("precise_total_amount_cents") is not None and amount is None:
+        raise EstimateRefused(422, details={"precise_total_amount_cents": ["value_is_not_valid_number"]})
+    return amount if amount is not None else Decimal(0)
+
+
 def _fee(
-    subscription: Subscription, metric: BillableMetric, price: Decimal, units: Decimal
+    subscription: Subscription,
+    metric: BillableMetric,
+    price: Decimal,
+    units: Decimal,
+    precise_cents: Decimal | None = None,
 ) -> dict[str, Any]:
-    amount_cents = _cents(units * price)
+    """One estimated fee: `units * price`, or for a dynamic-pricing charge the given `precise_cents`."""
+    if precise_cents is None:
+        precise_cents = units * price * 100
+    else:
+        price = precise_cents / 100 / units if units else Decimal(0)
+    amount_cents = int(precise_cents.to_integral_value(rounding=ROUND_HALF_UP))
     taxes_amount_cents = int(
         (Decimal(amount_cents) * Decimal(repr(subscription.taxes_rate)) / 100).to_integral_value(
             ROUND_HALF_UP
@@ -71,11 +89,19 @@ def _fee(
     )
     return {
         "lago_id": None,
-        "item": {"type": "charge", "code": metric.code, "name": metric.name},
+        "item": {
+            "type": "charge",
+            "code": metric.code,
+            "name": metric.name,
+            "lago_item_id": str(uuid.uuid5(_ITEM_NAMESPACE, metric.code)),
+            "item_type": "BillableMetric",
+        },
         "pay_in_advance": True,
         "invoiceable": metric.invoiceable,
         "amount_cents": amount_cents,
         "amount_currency": subscription.currency,
+        "sub_total_excluding_taxes_amount_cents": amount_cents,
+        "sub_total_excluding_taxes_precise_amount_cents": decimal_text(precise_cents),
         "taxes_amount_cents": taxes_amount_cents,
         "taxes_rate": subscription.taxes_rate,
         "total_amount_cents": amount_cents + taxes_amount_cents,
@@ -97,9 +123,13 @@ def estimate(catalogue: Catalogue, event: dict[str, Any]) -> list[dict[str, Any]
     metric = catalogue.metrics.get(event["code"])
     if metric is None:
         raise EstimateRefused(404, code="billable_metric_not_found")
-    price = metric.pay_in_advance_unit_price
-    if price is None:
+    if not metric.is_pay_in_advance:
         raise EstimateRefused(422, details={"code": ["does_not_match_an_instant_charge"]})
     with localcontext() as context:
         context.prec = _PRECISION
-        return [_fee(subscription, metric, price, _units(metric, event.get("properties")))]
+        units = _units(metric, event.get("properties"))
+        if metric.charge_model == "dynamic":
+            return [_fee(subscription, metric, Decimal(0), units, _dynamic_amount(event))]
+        price = metric.pay_in_advance_unit_price
+        assert price is not None, "a standard pay-in-advance charge has a price"
+        return [_fee(subscription, metric, price, units)]

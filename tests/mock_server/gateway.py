@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from mock_server.config import FaultConfig
 from mock_server.errors import Provider, lago_error, provider_error, togai_error
-from mock_server.faults import DroppedConnection, Fault
+from mock_server.faults import DroppedConnection, Fault, captive_portal, gateway_error
+from mock_server.jsonio import JsonResponse
 from mock_server.state import MockState
 
 Handler = Callable[[Request, MockState], Awaitable[Response]]
@@ -27,6 +28,11 @@ DEFAULT_RATE_LIMIT = 50
 def is_authorized(request: Request, token: str) -> bool:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode())
+
+
+def forbidden_write() -> Response:
+    body = {"status": 403, "error": "Forbidden", "code": "write_action_not_allowed_for_event"}
+    return JsonResponse(body, status_code=403)
 
 
 def unauthorized(provider: Provider) -> Response:
@@ -56,13 +62,22 @@ def unavailable(provider: Provider, faults: FaultConfig) -> Response:
     return togai_error(503, "Service unavailable", headers)
 
 
-def public_endpoint(provider: Provider, handler: Handler, rate_limit: int = DEFAULT_RATE_LIMIT) -> Endpoint:
-    """Wrap a provider handler with bearer auth, one fault draw and a last-resort error answer."""
+def public_endpoint(
+    provider: Provider, handler: Handler, rate_limit: int = DEFAULT_RATE_LIMIT, writes: bool = False
+) -> Endpoint:
+    """Wrap a provider handler with bearer auth, one fault draw and a last-resort error answer.
+
+    `writes`: the handler stores events, which Lago's restricted key may not do (403).
+    """
 
     async def endpoint(request: Request) -> Response:
         state: MockState = request.app.state.mock
         if not is_authorized(request, state.config.token):
-            return unauthorized(provider)
+            restricted = state.config.restricted_token
+            if provider is not Provider.LAGO or restricted is None or not is_authorized(request, restricted):
+                return unauthorized(provider)
+            if writes:
+                return forbidden_write()
         fault, faults = state.faults.draw()
         if faults.latency_ms:
             # anyio's sleep works under asyncio and trio alike, whichever loop the transport runs.
@@ -73,6 +88,10 @@ def public_endpoint(provider: Provider, handler: Handler, rate_limit: int = DEFA
             return unavailable(provider, faults)
         if fault is Fault.DROP:
             return DroppedConnection()
+        if fault is Fault.GATEWAY:
+            return gateway_error(faults.gateway_status)
+        if fault is Fault.HTML_OK:
+            return captive_portal()
         try:
             response = await handler(request, state)
         except Exception as exc:

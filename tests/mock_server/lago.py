@@ -19,7 +19,6 @@ from mock_server.lago_events import (
     field_errors,
     judge_event,
     key_of,
-    unexpected_keys,
 )
 from mock_server.state import MockState
 
@@ -34,10 +33,11 @@ class _Refused(Exception):
         self.response = response
 
 
-async def _top_level(
-    request: Request, param: str, max_bytes: int | None, kind: type
-) -> tuple[dict[str, Any], Any]:
-    """The body and its one required top-level value, or 400 as Rails' `params.require` gives it."""
+async def _top_level(request: Request, param: str, max_bytes: int | None, kind: type) -> Any:
+    """The body's one required top-level value, or 400 as Rails' `params.require` gives it.
+
+    Other top-level keys are ignored, as the server drops unpermitted parameters.
+    """
     limit = max_bytes or FALLBACK_MAX_BYTES
     try:
         body = await read_json(request, limit)
@@ -45,23 +45,26 @@ async def _top_level(
         if rejection.problem is BodyProblem.TOO_LARGE:
             raise _Refused(lago_body_too_large(limit)) from None
         raise _Refused(lago_bad_request(param)) from None
-    value = body.get(param) if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise _Refused(lago_bad_request(param))
+    value = body.get(param)
+    if kind is list:
+        # The batch service reads `events` itself: missing, null or not a list is an empty batch.
+        return value if isinstance(value, list) else []
     # Missing, null, empty and wrongly typed values all count as "missing" for `params.require`.
     if not isinstance(value, kind) or (isinstance(value, dict) and not value):
         raise _Refused(lago_bad_request(param))
-    assert isinstance(body, dict)
-    return body, value
+    return value
 
 
 async def create_event(request: Request, state: MockState) -> Response:
     rules = state.rules.lago
     try:
-        body, event = await _top_level(request, "event", rules.create_max_bytes, dict)
+        event = await _top_level(request, "event", rules.create_max_bytes, dict)
     except _Refused as refused:
         return refused.response
     validator = rules.event if state.config.validate else None
     errors, stored = judge_event(validator, event, Reception.now())
-    errors.update(unexpected_keys(body, rules.event_keys))
     key = key_of(event)
     duplicates = state.lago.commit([key], None if errors or stored is None else [stored])
     if duplicates:
@@ -74,12 +77,9 @@ async def create_event(request: Request, state: MockState) -> Response:
 async def create_batch_events(request: Request, state: MockState) -> Response:
     rules = state.rules.lago
     try:
-        body, events = await _top_level(request, "events", rules.batch_max_bytes, list)
+        events = await _top_level(request, "events", rules.batch_max_bytes, list)
     except _Refused as refused:
         return refused.response
-    top_errors = unexpected_keys(body, rules.batch_keys)
-    if top_errors:
-        return lago_unprocessable(top_errors)
     if len(events) < max(rules.min_batch_events, 1):
         return lago_unprocessable({"events": ["no_events"]})
     if len(events) > rules.max_batch_events:
@@ -107,10 +107,10 @@ async def create_batch_events(request: Request, state: MockState) -> Response:
 async def estimate_fees(request: Request, state: MockState) -> Response:
     rules = state.rules.lago
     try:
-        body, event = await _top_level(request, "event", rules.estimate_max_bytes, dict)
+        event = await _top_level(request, "event", rules.estimate_max_bytes, dict)
     except _Refused as refused:
         return refused.response
-    errors = unexpected_keys(body, rules.estimate_keys)
+    errors: FieldErrors = {}
     if state.config.validate:
         field_errors(rules.estimate_event, event, errors)
     elif not all(isinstance(event.get(name), str) for name in ("code", "external_subscription_id")):

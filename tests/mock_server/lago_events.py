@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -74,17 +73,14 @@ def field_errors(
     return found
 
 
-def unexpected_keys(body: dict[str, Any], allowed: Iterable[str]) -> FieldErrors:
-    return {key: ["value_is_invalid"] for key in body if key not in set(allowed)}
-
-
 def _seconds(value: object) -> Decimal | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return Decimal(value)
-    if isinstance(value, float) and value.is_integer():
-        return Decimal(int(value))
+    if isinstance(value, float):
+        # repr is the shortest text that reads back as this float: what the server parses.
+        return Decimal(repr(value))
     if isinstance(value, str) and value.replace(".", "", 1).isdigit() and value.isascii():
         try:
             return Decimal(value)
@@ -95,7 +91,7 @@ def _seconds(value: object) -> Decimal | None:
 
 def timestamp_text(event: dict[str, Any], received: Reception) -> str | None:
     """The event time as Lago echoes it, or None when the value is not Unix seconds Lago can read."""
-    if "timestamp" not in event:
+    if event.get("timestamp") is None:
         return received.text
     seconds = _seconds(event["timestamp"])
     if seconds is None or not 0 <= seconds <= MAX_TIMESTAMP:
@@ -107,13 +103,25 @@ def timestamp_text(event: dict[str, Any], received: Reception) -> str | None:
 
 
 def key_of(event: object) -> LagoKey | None:
+    """(external_subscription_id, transaction_id); the server stores an event without a subscription."""
     if not isinstance(event, dict):
         return None
     subscription = event.get("external_subscription_id")
     transaction = event.get("transaction_id")
-    if isinstance(subscription, str) and isinstance(transaction, str):
+    if (subscription is None or isinstance(subscription, str)) and isinstance(transaction, str):
         return (subscription, transaction)
     return None
+
+
+def precise_text(value: object) -> str | None:
+    """`precise_total_amount_cents` as the server answers it: a decimal string, whichever form was sent."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        text = format(number, "f")
+        return text if "." in text else f"{text}.0"
+    return str(value)
 
 
 def stored_event(event: dict[str, Any], timestamp: str, received: Reception) -> dict[str, Any]:
@@ -125,9 +133,10 @@ def stored_event(event: dict[str, Any], timestamp: str, received: Reception) -> 
         "code": event.get("code"),
         "timestamp": timestamp,
         "lago_subscription_id": None,
-        "external_subscription_id": event["external_subscription_id"],
-        "precise_total_amount_cents": event.get("precise_total_amount_cents"),
-        "properties": event.get("properties", {}),
+        "external_subscription_id": event.get("external_subscription_id"),
+        "precise_total_amount_cents": precise_text(event.get("precise_total_amount_cents")),
+        # The server stores `properties || {}`: null and missing are both an empty object.
+        "properties": event.get("properties") or {},
         "created_at": received.text,
     }
 
@@ -140,10 +149,16 @@ def judge_event(
         return {"event": ["value_is_invalid"]}, None
     errors = field_errors(validator, event) if validator is not None else {}
     if key_of(event) is None:
-        # Storage needs both halves of the key, whether or not the schema checks ran.
-        for name in ("external_subscription_id", "transaction_id"):
-            if not isinstance(event.get(name), str):
-                add_error(errors, name, "value_is_invalid" if name in event else "value_is_mandatory")
+        # Storage needs the key, whether or not the schema checks ran.
+        if not isinstance(event.get("transaction_id"), str):
+            add_error(
+                errors,
+                "transaction_id",
+                "value_is_mandatory" if "transaction_id" not in event else "value_is_invalid",
+            )
+        subscription = event.get("external_subscription_id")
+        if subscription is not None and not isinstance(subscription, str):
+            add_error(errors, "external_subscription_id", "value_is_invalid")
     timestamp = timestamp_text(event, received)
     if timestamp is None:
         add_error(errors, "timestamp", "invalid_format")

@@ -118,9 +118,6 @@ class LagoRules:
 
     event: jsonschema_rs.Validator
     estimate_event: jsonschema_rs.Validator
-    event_keys: frozenset[str]
-    batch_keys: frozenset[str]
-    estimate_keys: frozenset[str]
     min_batch_events: int
     max_batch_events: int
     create_max_bytes: int | None
@@ -133,9 +130,6 @@ class LagoRules:
         return cls(
             event=compile_component(spec, "EventInputObject"),
             estimate_event=compile_component(spec, "EventEstimateFeesInputObject"),
-            event_keys=frozenset(component(spec, "EventInput")["properties"]),
-            batch_keys=frozenset(component(spec, "EventBatchInput")["properties"]),
-            estimate_keys=frozenset(component(spec, "EventEstimateFeesInput")["properties"]),
             min_batch_events=min_items,
             max_batch_events=max_items,
             create_max_bytes=max_body_bytes(spec, "/events", "post"),

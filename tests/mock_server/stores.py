@@ -12,7 +12,8 @@ from attrs import frozen
 from mock_server.config import LAGO_STORES
 
 Event = dict[str, Any]
-LagoKey = tuple[str, str]
+# (external_subscription_id, transaction_id); the server stores an event without a subscription.
+LagoKey = tuple[str | None, str]
 
 
 @frozen
@@ -58,7 +59,8 @@ class TogaiStore(_Counters):
         with self._lock:
             for event in events:
                 event_id = event.get("id")
-                if isinstance(event_id, str):
+                # An empty id deduplicates nothing, like a missing one.
+                if isinstance(event_id, str) and event_id:
                     key = ("id", event_id)
                     if key in self._events:
                         duplicates += 1
@@ -91,7 +93,9 @@ class LagoStore(_Counters):
 
     def __init__(self) -> None:
         super().__init__()
-        self._events: dict[LagoKey, Event] = {}
+        # Events without a subscription get a key of their own: the unique index treats NULLs as distinct.
+        self._events: dict[LagoKey | tuple[None, str, int], Event] = {}
+        self._unscoped = itertools.count()
         self._first_by_transaction: dict[str, Event] = {}
 
     def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
@@ -115,8 +119,12 @@ class LagoStore(_Counters):
                 return duplicates
             for key, event in zip(keys, events, strict=True):
                 assert key is not None, "a stored event always has a key"
-                self._events[key] = event
-                self._first_by_transaction.setdefault(key[1], event)
+                subscription, transaction = key
+                if subscription is None:
+                    self._events[(None, transaction, next(self._unscoped))] = event
+                else:
+                    self._events[key] = event
+                self._first_by_transaction.setdefault(transaction, event)
             return []
 
     def find(self, transaction_id: str) -> Event | None:
@@ -134,7 +142,7 @@ class LagoStore(_Counters):
 
 
 # (organization, external_subscription_id, code, transaction_id, timestamp): the ClickHouse store's dedup key.
-ReadKey = tuple[str, str, object, str, str]
+ReadKey = tuple[str, str | None, object, str, str]
 
 
 class ClickhouseLagoStore(_Counters):
@@ -164,7 +172,7 @@ class ClickhouseLagoStore(_Counters):
                 self._arrivals += 1
                 key: ReadKey = (
                     self._organization,
-                    event["external_subscription_id"],
+                    event.get("external_subscription_id"),
                     event.get("code"),
                     event["transaction_id"],
                     event["timestamp"],

@@ -106,10 +106,11 @@ async def ingest_batch(request: Request, state: MockState) -> Response:
     state.togai.add(accepted_events)
     if not rejected:
         return accepted()
-    body_207 = {
+    body_207: dict[str, Any] = {
         "success": False,
         "statusCode": 207,
         "message": f"{len(rejected)} of {len(events)} events were not accepted",
-        "details": {"rejectedEvents": rejected},
     }
+    if state.faults.config.togai_207_detail:
+        body_207["details"] = {"rejectedEvents": rejected}
     return JsonResponse(body_207, status_code=207)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import httpx
 import pytest
 
 from billing_events import (
+    AsyncBackgroundSender,
     AsyncTogai,
     OutcomeStatus,
     QueueFullError,
@@ -148,3 +150,98 @@ def test_invalid_event_is_rejected_without_raising() -> None:
         assert OutcomeStatus.REJECTED.value == "rejected"
 
     asyncio.run(run())
+
+
+class HoldAfter(AsyncGate):
+    """Answers the first ``answered`` requests, then holds every later one until the gate opens."""
+
+    def __init__(self, answered: int) -> None:
+        super().__init__()
+        self.answered = answered
+        self.requests = 0
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.requests <= self.answered:
+            return httpx.Response(202, json={"success": True})
+        return await super().handle(request)
+
+
+def dead_statuses(path: Path) -> dict[str, int]:
+    statuses: dict[str, int] = {}
+    for letter in read_dead_letters(path) if path.exists() else []:
+        statuses[letter.status] = statuses.get(letter.status, 0) + 1
+    return statuses
+
+
+def test_a_cancelled_close_dead_letters_the_rest_and_a_second_close_completes(tmp_path: Path) -> None:
+    async def run() -> None:
+        gate = HoldAfter(answered=24)  # 24 batches of 50 delivered, the 25th held in flight
+        togai = client(gate, tmp_path, max_batch_events=50)
+        sender = togai.background(flush_interval=3600, max_in_flight=1)
+        for n in range(3000):
+            sender.track(togai_event(n))
+        await asyncio.wait_for(gate.arrived.wait(), 10)
+        with pytest.raises(TimeoutError):  # the cancellation reaches the caller
+            await asyncio.wait_for(sender.close(30), 0.05)
+        assert dead_statuses(tmp_path / "dead.jsonl") == {"failed": 1750, "unknown": 50}
+        stats = await sender.close()
+        assert (stats.delivered, stats.failed, stats.unknown, stats.in_queue) == (1200, 1750, 50, 0)
+        assert stats.settled == stats.enqueued == 3000
+        await togai.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_second_concurrent_close_waits_for_the_first() -> None:
+    async def run() -> None:
+        gate = AsyncGate()
+        async with client(gate, max_batch_events=50) as togai:
+            sender = togai.background(flush_interval=3600, max_in_flight=2)
+            for n in range(500):
+                sender.track(togai_event(n))
+            first = asyncio.create_task(sender.close(30))
+            second = asyncio.create_task(sender.close(30))
+            await asyncio.wait_for(gate.arrived.wait(), 10)  # both closes are now waiting
+            assert not second.done()
+            gate.open.set()
+            for stats in await asyncio.gather(second, first):
+                assert (stats.delivered, stats.in_queue) == (500, 0)
+
+    asyncio.run(run())
+
+
+def test_a_sender_never_closed_dead_letters_when_its_loop_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def run() -> AsyncBackgroundSender:
+        gate = AsyncGate()  # never opens: every request stays in flight
+        sender = client(gate, tmp_path, max_batch_events=50).background(flush_interval=3600, max_in_flight=4)
+        for n in range(1200):
+            sender.track(togai_event(n))
+        await asyncio.wait_for(gate.arrived.wait(), 10)
+        return sender  # asyncio.run() now cancels the sender's tasks: nobody closed it
+
+    with pytest.warns(ResourceWarning, match="never closed"):
+        sender = asyncio.run(run())
+    assert dead_statuses(tmp_path / "dead.jsonl") == {"failed": 1000, "unknown": 200}
+    assert sender.stats.settled == 1200
+    assert "1200 events not sent: the sender was never closed" in caplog.text
+    with pytest.raises(SenderClosedError):
+        sender.track(togai_event(0))
+
+
+# The closed loop never ran the sender's inner wait: Python says so when it is collected.
+@pytest.mark.filterwarnings("ignore:coroutine 'Event.wait' was never awaited:RuntimeWarning")
+def test_a_sender_never_closed_dead_letters_when_it_is_collected(tmp_path: Path) -> None:
+    async def track() -> None:
+        sender = client(AsyncGate(), tmp_path).background(flush_interval=3600)
+        for n in range(300):
+            sender.track(togai_event(n))  # queued; its task never gets to run
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(track())
+    loop.close()  # without cancelling the sender's task, as code before asyncio.run() often does
+    with pytest.warns(ResourceWarning, match="300 events"):
+        gc.collect()
+    assert dead_statuses(tmp_path / "dead.jsonl") == {"failed": 300}

@@ -248,3 +248,24 @@ def test_an_invalid_event_is_rejected_on_track_without_raising(tmp_path: Path) -
 def test_bad_sender_options_name_the_field(option: str, value: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         client(Scripted(default=accepted)).background(**{option: value})
+
+
+def test_a_second_concurrent_close_waits_for_the_first() -> None:
+    gate = Gate()
+    sender = client(Scripted(default=gate)).background(flush_interval=0.01)
+    tracked = [sender.track(togai_event(n)) for n in range(10)]
+    assert gate.arrived.wait(10)  # the worker holds a request in flight
+    first = threading.Thread(target=sender.close, args=(30,))
+    first.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the first close() refuses new events
+        try:
+            tracked.append(sender.track(togai_event(len(tracked))))
+        except SenderClosedError:
+            break
+    opener = threading.Timer(0.05, gate.open.set)  # opens the gate while the second close() waits
+    opener.start()
+    stats = sender.close(30)
+    assert (stats.delivered, stats.in_queue) == (len(tracked), 0)
+    first.join(30)
+    opener.join()

@@ -22,9 +22,9 @@ from mock_server.testing import serve_in_thread
 
 from .scripted import lago_event, togai_event
 
-N = 600
+N = 450
 TOKEN = "test-token"
-FAULTS = ["rate_429", "rate_503", "rate_drop", "rate_lost_response"]
+FAULTS = ["rate_429", "rate_503", "rate_gateway", "rate_html_ok", "rate_drop", "rate_lost_response"]
 # Small batches so that each run makes enough requests for the faults to bite.
 BATCH = {"togai": 30, "lago": 30}
 POLICY = RetryPolicy(max_attempts=12, deadline=60, initial_delay=0.001, max_delay=0.02, max_retry_after=0.02)

@@ -159,3 +159,103 @@ def test_a_lock_held_by_another_thread_at_fork_does_not_hang_the_child(tmp_path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
     assert len(list(read_dead_letters(tmp_path / "dead.jsonl"))) == 1
+
+
+CHILDREN = """
+import multiprocessing
+import os
+import sys
+
+def event(n):
+    return {"schemaName": "api_calls", "timestamp": "2024-05-01T10:15:30Z", "accountId": "acme",
+            "attributes": [{"name": "calls", "value": str(n)}], "dimensions": {}}
+
+def make_sender():
+    from billing_events import Togai
+
+    return Togai(os.environ["TOKEN"], base_url=os.environ["BASE"]).background(flush_interval=3600)
+
+# Made at import: a forked child inherits it (emptied), a spawned child makes its own at import;
+sender = make_sender() if sys.argv[3] == "import" else None
+
+def work(first):
+    global sender
+    if sender is None:  # or the child imports the library and makes it only while it runs
+        sender = make_sender()
+    for n in range(first, first + 100):
+        sender.track(event(n))
+    return sender.stats.in_queue   # nothing sent yet: the child's exit must deliver it
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context(sys.argv[1])
+    child = context.Process(target=work, args=(0,))
+    child.start()
+    child.join(60)
+    queued = []
+    if sys.argv[2] == "pool":
+        pool = context.Pool(2, maxtasksperchild=1)
+        queued = pool.map(work, [1000, 2000, 3000, 4000])
+        pool.close()
+        pool.join()
+    print(child.exitcode, queued)
+"""
+
+
+# Spawned children start a whole interpreter: one Process child is enough to cover those start methods.
+@pytest.mark.parametrize(
+    ("method", "pool", "made", "stored"),
+    [("fork", True, "import", 500), ("spawn", False, "import", 100), ("forkserver", False, "in-child", 100)],
+)
+def test_multiprocessing_children_deliver_what_they_tracked(
+    server: str, tmp_path: Path, method: str, pool: bool, made: str, stored: int
+) -> None:
+    httpx.post(f"{server}/_mock/reset")
+    script = tmp_path / "children.py"
+    script.write_text(CHILDREN)
+    result = subprocess.run(
+        [sys.executable, str(script), method, "pool" if pool else "process", made],
+        env={**os.environ, "TOKEN": TOKEN, "BASE": f"{server}/togai"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    child_exit, queued = result.stdout.split(maxsplit=1)
+    assert (child_exit, json.loads(queued)) == ("0", [100] * 4 if pool else [])
+    # One Process child and four Pool tasks, 100 events each, all still queued when their task
+    # returned: each child delivered them on its way out, once.
+    stats = togai_stats(server)
+    assert (stats["stored"], stats["duplicates"]) == (stored, 0)
+
+
+def test_a_multiprocessing_child_gives_up_at_its_exit_timeout(tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts connections, never answers
+    dead = tmp_path / "dead.jsonl"
+    try:
+        result = run_script(
+            """
+            import multiprocessing
+            client = Togai("t", base_url=os.environ["BASE"], timeout=30, dead_letter_path=os.environ["DEAD"])
+            sender = client.background(flush_interval=0.01, atexit_timeout=0.5)
+
+            def work():
+                for n in range(100):
+                    sender.track(event(n))
+
+            child = multiprocessing.get_context("fork").Process(target=work)
+            child.start()
+            child.join(30)
+            print(child.exitcode)
+            """,
+            BASE=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            DEAD=str(dead),
+        )
+    finally:
+        silent.close()
+    assert (result.returncode, result.stdout.strip()) == (0, "0"), result.stderr
+    letters = list(read_dead_letters(dead))
+    assert len(letters) == 100
+    assert {letter.status for letter in letters} <= {"unknown", "failed"}

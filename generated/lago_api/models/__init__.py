@@ -2,6 +2,8 @@
 
 from .api_error_bad_request import ApiErrorBadRequest
 from .api_error_bad_request_status import ApiErrorBadRequestStatus
+from .api_error_forbidden import ApiErrorForbidden
+from .api_error_forbidden_status import ApiErrorForbiddenStatus
 from .api_error_not_found import ApiErrorNotFound
 from .api_error_not_found_status import ApiErrorNotFoundStatus
 from .api_error_service_unavailable import ApiErrorServiceUnavailable
@@ -31,6 +33,8 @@ from .validation_error_details import ValidationErrorDetails
 __all__ = (
     "ApiErrorBadRequest",
     "ApiErrorBadRequestStatus",
+    "ApiErrorForbidden",
+    "ApiErrorForbiddenStatus",
     "ApiErrorNotFound",
     "ApiErrorNotFoundStatus",
     "ApiErrorServiceUnavailable",

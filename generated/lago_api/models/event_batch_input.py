@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from attrs import define as _attrs_define
+from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
     from ..models.event_input_object import EventInputObject
@@ -14,9 +15,10 @@ T = TypeVar("T", bound="EventBatchInput")
 
 @_attrs_define
 class EventBatchInput:
-    """Between 1 and 100 events to store."""
+    """Between 1 and 100 events to store. Other top-level keys are ignored by the server."""
 
     events: list[EventInputObject]
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         events = []
@@ -25,7 +27,7 @@ class EventBatchInput:
             events.append(events_item)
 
         field_dict: dict[str, Any] = {}
-
+        field_dict.update(self.additional_properties)
         field_dict.update(
             {
                 "events": events,
@@ -50,4 +52,21 @@ class EventBatchInput:
             events=events,
         )
 
+        event_batch_input.additional_properties = d
         return event_batch_input
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
+from attrs import field as _attrs_field
 
 from ..types import UNSET, Unset
 
@@ -16,12 +17,22 @@ T = TypeVar("T", bound="EventEstimateFeesInputObject")
 
 @_attrs_define
 class EventEstimateFeesInputObject:
-    """The event whose pay-in-advance fees to estimate."""
+    """The event whose pay-in-advance fees to estimate. Keys the server does
+    not know are dropped.
+
+    """
 
     code: str
     """ Code of the billable metric. """
     external_subscription_id: str
+    transaction_id: None | str | Unset = UNSET
+    """ Accepted and overridden by the server; an estimate is never stored. """
+    timestamp: float | int | None | str | Unset = UNSET
+    """ The event's time, or null (or absent) for the time the server received the request. """
+    precise_total_amount_cents: float | None | str | Unset = UNSET
+    """ Amount for dynamic pricing in cents, as a number or a decimal string, e.g. `"1234.56"`. """
     properties: EventProperties | None | Unset = UNSET
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.event_properties import EventProperties  # noqa: PLC0415
@@ -29,6 +40,24 @@ class EventEstimateFeesInputObject:
         code = self.code
 
         external_subscription_id = self.external_subscription_id
+
+        transaction_id: None | str | Unset
+        if isinstance(self.transaction_id, Unset):
+            transaction_id = UNSET
+        else:
+            transaction_id = self.transaction_id
+
+        timestamp: float | int | None | str | Unset
+        if isinstance(self.timestamp, Unset):
+            timestamp = UNSET
+        else:
+            timestamp = self.timestamp
+
+        precise_total_amount_cents: float | None | str | Unset
+        if isinstance(self.precise_total_amount_cents, Unset):
+            precise_total_amount_cents = UNSET
+        else:
+            precise_total_amount_cents = self.precise_total_amount_cents
 
         properties: dict[str, Any] | None | Unset
         if isinstance(self.properties, Unset):
@@ -39,13 +68,19 @@ class EventEstimateFeesInputObject:
             properties = self.properties
 
         field_dict: dict[str, Any] = {}
-
+        field_dict.update(self.additional_properties)
         field_dict.update(
             {
                 "code": code,
                 "external_subscription_id": external_subscription_id,
             }
         )
+        if transaction_id is not UNSET:
+            field_dict["transaction_id"] = transaction_id
+        if timestamp is not UNSET:
+            field_dict["timestamp"] = timestamp
+        if precise_total_amount_cents is not UNSET:
+            field_dict["precise_total_amount_cents"] = precise_total_amount_cents
         if properties is not UNSET:
             field_dict["properties"] = properties
 
@@ -59,6 +94,33 @@ class EventEstimateFeesInputObject:
         code = d.pop("code")
 
         external_subscription_id = d.pop("external_subscription_id")
+
+        def _parse_transaction_id(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        transaction_id = _parse_transaction_id(d.pop("transaction_id", UNSET))
+
+        def _parse_timestamp(data: object) -> float | int | None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | int | None | str | Unset, data)
+
+        timestamp = _parse_timestamp(d.pop("timestamp", UNSET))
+
+        def _parse_precise_total_amount_cents(data: object) -> float | None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | str | Unset, data)
+
+        precise_total_amount_cents = _parse_precise_total_amount_cents(d.pop("precise_total_amount_cents", UNSET))
 
         def _parse_properties(data: object) -> EventProperties | None | Unset:
             if data is None:
@@ -80,7 +142,27 @@ class EventEstimateFeesInputObject:
         event_estimate_fees_input_object = cls(
             code=code,
             external_subscription_id=external_subscription_id,
+            transaction_id=transaction_id,
+            timestamp=timestamp,
+            precise_total_amount_cents=precise_total_amount_cents,
             properties=properties,
         )
 
+        event_estimate_fees_input_object.additional_properties = d
         return event_estimate_fees_input_object
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties

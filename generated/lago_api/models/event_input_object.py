@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
+from attrs import field as _attrs_field
 
 from ..types import UNSET, Unset
 
@@ -16,41 +17,43 @@ T = TypeVar("T", bound="EventInputObject")
 
 @_attrs_define
 class EventInputObject:
-    """A usage event of one subscription."""
+    """A usage event of one subscription. The server drops keys it does not
+    know without an error, and stores an event without
+    `external_subscription_id` that it can never bill.
+
+    """
 
     transaction_id: str
     """ Idempotency key. A second event with the same `transaction_id` and
     `external_subscription_id` is refused with `value_already_exist`.
      """
-    external_subscription_id: str
-    """ Your identifier of the subscription the usage belongs to. """
     code: str
     """ Code of the billable metric. """
-    timestamp: int | str | Unset = UNSET
-    """ When the usage happened, in Unix seconds: an integer, or a numeric
-    string with decimals for sub-second precision (`"1714558530.123"`).
-    When absent, the time of reception is used.
-     """
-    precise_total_amount_cents: None | str | Unset = UNSET
-    """ Amount for dynamic pricing, as a decimal string of cents, e.g. `"1234.56"`. """
+    external_subscription_id: str | Unset = UNSET
+    """ Your identifier of the subscription the usage belongs to. """
+    timestamp: float | int | None | str | Unset = UNSET
+    """ The event's time, or null (or absent) for the time the server received the request. """
+    precise_total_amount_cents: float | None | str | Unset = UNSET
+    """ Amount for dynamic pricing in cents, as a number or a decimal string, e.g. `"1234.56"`. """
     properties: EventProperties | None | Unset = UNSET
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.event_properties import EventProperties  # noqa: PLC0415
 
         transaction_id = self.transaction_id
 
-        external_subscription_id = self.external_subscription_id
-
         code = self.code
 
-        timestamp: int | str | Unset
+        external_subscription_id = self.external_subscription_id
+
+        timestamp: float | int | None | str | Unset
         if isinstance(self.timestamp, Unset):
             timestamp = UNSET
         else:
             timestamp = self.timestamp
 
-        precise_total_amount_cents: None | str | Unset
+        precise_total_amount_cents: float | None | str | Unset
         if isinstance(self.precise_total_amount_cents, Unset):
             precise_total_amount_cents = UNSET
         else:
@@ -65,14 +68,15 @@ class EventInputObject:
             properties = self.properties
 
         field_dict: dict[str, Any] = {}
-
+        field_dict.update(self.additional_properties)
         field_dict.update(
             {
                 "transaction_id": transaction_id,
-                "external_subscription_id": external_subscription_id,
                 "code": code,
             }
         )
+        if external_subscription_id is not UNSET:
+            field_dict["external_subscription_id"] = external_subscription_id
         if timestamp is not UNSET:
             field_dict["timestamp"] = timestamp
         if precise_total_amount_cents is not UNSET:
@@ -89,23 +93,25 @@ class EventInputObject:
         d = dict(src_dict)
         transaction_id = d.pop("transaction_id")
 
-        external_subscription_id = d.pop("external_subscription_id")
-
         code = d.pop("code")
 
-        def _parse_timestamp(data: object) -> int | str | Unset:
-            if isinstance(data, Unset):
-                return data
-            return cast(int | str | Unset, data)
+        external_subscription_id = d.pop("external_subscription_id", UNSET)
 
-        timestamp = _parse_timestamp(d.pop("timestamp", UNSET))
-
-        def _parse_precise_total_amount_cents(data: object) -> None | str | Unset:
+        def _parse_timestamp(data: object) -> float | int | None | str | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
                 return data
-            return cast(None | str | Unset, data)
+            return cast(float | int | None | str | Unset, data)
+
+        timestamp = _parse_timestamp(d.pop("timestamp", UNSET))
+
+        def _parse_precise_total_amount_cents(data: object) -> float | None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | str | Unset, data)
 
         precise_total_amount_cents = _parse_precise_total_amount_cents(d.pop("precise_total_amount_cents", UNSET))
 
@@ -128,11 +134,28 @@ class EventInputObject:
 
         event_input_object = cls(
             transaction_id=transaction_id,
-            external_subscription_id=external_subscription_id,
             code=code,
+            external_subscription_id=external_subscription_id,
             timestamp=timestamp,
             precise_total_amount_cents=precise_total_amount_cents,
             properties=properties,
         )
 
+        event_input_object.additional_properties = d
         return event_input_object
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties

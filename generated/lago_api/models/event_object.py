@@ -28,10 +28,12 @@ class EventObject:
     """ ISO 8601 with milliseconds, e.g. `2022-04-29T08:59:51.123Z`. """
     lago_subscription_id: None | str
     """ Null on ingestion answers, because processing is asynchronous. """
-    external_subscription_id: str
+    external_subscription_id: None | str
+    """ Null when the event was sent without one. """
     lago_id: None | str | Unset = UNSET
     """ Lago's identifier of the event. Opaque; not always a UUID. """
     precise_total_amount_cents: None | str | Unset = UNSET
+    """ Answered as a decimal string, whichever form it was sent in. """
     properties: EventProperties | None | Unset = UNSET
     created_at: datetime.datetime | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -51,6 +53,7 @@ class EventObject:
         lago_subscription_id: None | str
         lago_subscription_id = self.lago_subscription_id
 
+        external_subscription_id: None | str
         external_subscription_id = self.external_subscription_id
 
         lago_id: None | str | Unset
@@ -129,7 +132,12 @@ class EventObject:
 
         lago_subscription_id = _parse_lago_subscription_id(d.pop("lago_subscription_id"))
 
-        external_subscription_id = d.pop("external_subscription_id")
+        def _parse_external_subscription_id(data: object) -> None | str:
+            if data is None:
+                return data
+            return cast(None | str, data)
+
+        external_subscription_id = _parse_external_subscription_id(d.pop("external_subscription_id"))
 
         def _parse_lago_id(data: object) -> None | str | Unset:
             if data is None:

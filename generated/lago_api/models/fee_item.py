@@ -17,6 +17,10 @@ class FeeItem:
     """ Kind of item, `charge` for a usage charge. """
     code: str
     name: str
+    lago_item_id: str
+    """ Lago's identifier of the charged item (for a charge, its billable metric). """
+    item_type: str
+    """ Class of the charged item, e.g. `BillableMetric`. """
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -26,6 +30,10 @@ class FeeItem:
 
         name = self.name
 
+        lago_item_id = self.lago_item_id
+
+        item_type = self.item_type
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -33,6 +41,8 @@ class FeeItem:
                 "type": type_,
                 "code": code,
                 "name": name,
+                "lago_item_id": lago_item_id,
+                "item_type": item_type,
             }
         )
 
@@ -47,10 +57,16 @@ class FeeItem:
 
         name = d.pop("name")
 
+        lago_item_id = d.pop("lago_item_id")
+
+        item_type = d.pop("item_type")
+
         fee_item = cls(
             type_=type_,
             code=code,
             name=name,
+            lago_item_id=lago_item_id,
+            item_type=item_type,
         )
 
         fee_item.additional_properties = d

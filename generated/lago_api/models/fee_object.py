@@ -30,6 +30,10 @@ class FeeObject:
     amount_cents: int
     amount_currency: str
     """ ISO 4217 currency code. """
+    sub_total_excluding_taxes_amount_cents: int
+    """ The amount before taxes, in cents. """
+    sub_total_excluding_taxes_precise_amount_cents: str
+    """ The amount before taxes, in cents, as a decimal string. """
     taxes_amount_cents: int
     total_amount_cents: int
     total_amount_currency: str
@@ -56,6 +60,10 @@ class FeeObject:
         amount_cents = self.amount_cents
 
         amount_currency = self.amount_currency
+
+        sub_total_excluding_taxes_amount_cents = self.sub_total_excluding_taxes_amount_cents
+
+        sub_total_excluding_taxes_precise_amount_cents = self.sub_total_excluding_taxes_precise_amount_cents
 
         taxes_amount_cents = self.taxes_amount_cents
 
@@ -94,6 +102,8 @@ class FeeObject:
                 "invoiceable": invoiceable,
                 "amount_cents": amount_cents,
                 "amount_currency": amount_currency,
+                "sub_total_excluding_taxes_amount_cents": sub_total_excluding_taxes_amount_cents,
+                "sub_total_excluding_taxes_precise_amount_cents": sub_total_excluding_taxes_precise_amount_cents,
                 "taxes_amount_cents": taxes_amount_cents,
                 "total_amount_cents": total_amount_cents,
                 "total_amount_currency": total_amount_currency,
@@ -130,6 +140,10 @@ class FeeObject:
         amount_cents = d.pop("amount_cents")
 
         amount_currency = d.pop("amount_currency")
+
+        sub_total_excluding_taxes_amount_cents = d.pop("sub_total_excluding_taxes_amount_cents")
+
+        sub_total_excluding_taxes_precise_amount_cents = d.pop("sub_total_excluding_taxes_precise_amount_cents")
 
         taxes_amount_cents = d.pop("taxes_amount_cents")
 
@@ -171,6 +185,8 @@ class FeeObject:
             invoiceable=invoiceable,
             amount_cents=amount_cents,
             amount_currency=amount_currency,
+            sub_total_excluding_taxes_amount_cents=sub_total_excluding_taxes_amount_cents,
+            sub_total_excluding_taxes_precise_amount_cents=sub_total_excluding_taxes_precise_amount_cents,
             taxes_amount_cents=taxes_amount_cents,
             total_amount_cents=total_amount_cents,
             total_amount_currency=total_amount_currency,

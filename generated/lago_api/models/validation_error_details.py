@@ -16,21 +16,25 @@ T = TypeVar("T", bound="ValidationErrorDetails")
 @_attrs_define
 class ValidationErrorDetails:
     """Keys are field names, whose values list error codes, or event indexes
-    in a batch, whose values map field names to error codes.
+    in a batch, whose values map field names to error codes or are a
+    message string.
 
     """
 
-    additional_properties: dict[str, FieldErrors | list[str]] = _attrs_field(init=False, factory=dict)
+    additional_properties: dict[str, FieldErrors | list[str] | str] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.field_errors import FieldErrors  # noqa: PLC0415
 
         field_dict: dict[str, Any] = {}
         for prop_name, prop in self.additional_properties.items():
             if isinstance(prop, list):
                 field_dict[prop_name] = prop
 
-            else:
+            elif isinstance(prop, FieldErrors):
                 field_dict[prop_name] = prop.to_dict()
+            else:
+                field_dict[prop_name] = prop
 
         return field_dict
 
@@ -44,7 +48,7 @@ class ValidationErrorDetails:
         additional_properties = {}
         for prop_name, prop_dict in d.items():
 
-            def _parse_additional_property(data: object) -> FieldErrors | list[str]:
+            def _parse_additional_property(data: object) -> FieldErrors | list[str] | str:
                 try:
                     if not isinstance(data, list):
                         raise TypeError()
@@ -53,11 +57,15 @@ class ValidationErrorDetails:
                     return additional_property_type_0
                 except (TypeError, ValueError, AttributeError, KeyError):
                     pass
-                if not isinstance(data, dict):
-                    raise TypeError()
-                additional_property_type_1 = FieldErrors.from_dict(data)
+                try:
+                    if not isinstance(data, dict):
+                        raise TypeError()
+                    additional_property_type_1 = FieldErrors.from_dict(data)
 
-                return additional_property_type_1
+                    return additional_property_type_1
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    pass
+                return cast(FieldErrors | list[str] | str, data)
 
             additional_property = _parse_additional_property(prop_dict)
 
@@ -70,10 +78,10 @@ class ValidationErrorDetails:
     def additional_keys(self) -> list[str]:
         return list(self.additional_properties.keys())
 
-    def __getitem__(self, key: str) -> FieldErrors | list[str]:
+    def __getitem__(self, key: str) -> FieldErrors | list[str] | str:
         return self.additional_properties[key]
 
-    def __setitem__(self, key: str, value: FieldErrors | list[str]) -> None:
+    def __setitem__(self, key: str, value: FieldErrors | list[str] | str) -> None:
         self.additional_properties[key] = value
 
     def __delitem__(self, key: str) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
@@ -22,8 +22,11 @@ class Event:
 
     schema_name: str
     """ Name of the event schema the event belongs to. """
-    timestamp: datetime.datetime
-    """ When the usage happened, as an RFC 3339 date-time with a UTC offset, e.g. `2024-05-01T10:15:30Z`. """
+    timestamp: datetime.datetime | str
+    """ When the usage happened: an RFC 3339 date-time with a UTC offset,
+    e.g. `2024-05-01T10:15:30Z`, or the same without the offset,
+    which Togai's published document allows.
+     """
     account_id: str
     """ The customer account the usage is billed to. """
     attributes: list[Attribute]
@@ -32,13 +35,18 @@ class Event:
     """ String labels of the event, used to filter and group usage. """
     id: str | Unset = UNSET
     """ Idempotency key. An event whose `id` was accepted in the last 45
-    days is answered with `202` and not counted again.
+    days is answered with `202` and not counted again. An empty `id`
+    is accepted and deduplicates nothing.
      """
 
     def to_dict(self) -> dict[str, Any]:
         schema_name = self.schema_name
 
-        timestamp = self.timestamp.isoformat()
+        timestamp: str
+        if isinstance(self.timestamp, datetime.datetime):
+            timestamp = self.timestamp.isoformat()
+        else:
+            timestamp = self.timestamp
 
         account_id = self.account_id
 
@@ -75,7 +83,18 @@ class Event:
         d = dict(src_dict)
         schema_name = d.pop("schemaName")
 
-        timestamp = datetime.datetime.fromisoformat(d.pop("timestamp"))
+        def _parse_timestamp(data: object) -> datetime.datetime | str:
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                timestamp_type_0 = datetime.datetime.fromisoformat(data)
+
+                return timestamp_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(datetime.datetime | str, data)
+
+        timestamp = _parse_timestamp(d.pop("timestamp"))
 
         account_id = d.pop("accountId")
 

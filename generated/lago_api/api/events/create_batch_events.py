@@ -6,6 +6,7 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.api_error_bad_request import ApiErrorBadRequest
+from ...models.api_error_forbidden import ApiErrorForbidden
 from ...models.api_error_service_unavailable import ApiErrorServiceUnavailable
 from ...models.api_error_too_many_requests import ApiErrorTooManyRequests
 from ...models.api_error_unauthorized import ApiErrorUnauthorized
@@ -38,6 +39,7 @@ def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
 ) -> (
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -59,6 +61,11 @@ def _parse_response(
         response_401 = ApiErrorUnauthorized.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = ApiErrorForbidden.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 422:
         response_422 = ApiErrorUnprocessableEntity.from_dict(response.json())
@@ -85,6 +92,7 @@ def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
 ) -> Response[
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -105,6 +113,7 @@ def sync_detailed(
     body: EventBatchInput,
 ) -> Response[
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -118,14 +127,15 @@ def sync_detailed(
     stored and `error_details` is keyed by the index of each bad event.
 
     Args:
-        body (EventBatchInput): Between 1 and 100 events to store.
+        body (EventBatchInput): Between 1 and 100 events to store. Other top-level keys are
+            ignored by the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
+        Response[ApiErrorBadRequest | ApiErrorForbidden | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
     """
 
     kwargs = _get_kwargs(
@@ -145,6 +155,7 @@ def sync(
     body: EventBatchInput,
 ) -> (
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -159,14 +170,15 @@ def sync(
     stored and `error_details` is keyed by the index of each bad event.
 
     Args:
-        body (EventBatchInput): Between 1 and 100 events to store.
+        body (EventBatchInput): Between 1 and 100 events to store. Other top-level keys are
+            ignored by the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
+        ApiErrorBadRequest | ApiErrorForbidden | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
     """
 
     return sync_detailed(
@@ -181,6 +193,7 @@ async def asyncio_detailed(
     body: EventBatchInput,
 ) -> Response[
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -194,14 +207,15 @@ async def asyncio_detailed(
     stored and `error_details` is keyed by the index of each bad event.
 
     Args:
-        body (EventBatchInput): Between 1 and 100 events to store.
+        body (EventBatchInput): Between 1 and 100 events to store. Other top-level keys are
+            ignored by the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
+        Response[ApiErrorBadRequest | ApiErrorForbidden | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse]
     """
 
     kwargs = _get_kwargs(
@@ -219,6 +233,7 @@ async def asyncio(
     body: EventBatchInput,
 ) -> (
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -233,14 +248,15 @@ async def asyncio(
     stored and `error_details` is keyed by the index of each bad event.
 
     Args:
-        body (EventBatchInput): Between 1 and 100 events to store.
+        body (EventBatchInput): Between 1 and 100 events to store. Other top-level keys are
+            ignored by the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
+        ApiErrorBadRequest | ApiErrorForbidden | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventsResponse
     """
 
     return (

@@ -6,6 +6,7 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.api_error_bad_request import ApiErrorBadRequest
+from ...models.api_error_forbidden import ApiErrorForbidden
 from ...models.api_error_service_unavailable import ApiErrorServiceUnavailable
 from ...models.api_error_too_many_requests import ApiErrorTooManyRequests
 from ...models.api_error_unauthorized import ApiErrorUnauthorized
@@ -38,6 +39,7 @@ def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
 ) -> (
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -59,6 +61,11 @@ def _parse_response(
         response_401 = ApiErrorUnauthorized.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = ApiErrorForbidden.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 422:
         response_422 = ApiErrorUnprocessableEntity.from_dict(response.json())
@@ -85,6 +92,7 @@ def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
 ) -> Response[
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -105,6 +113,7 @@ def sync_detailed(
     body: EventInput,
 ) -> Response[
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -118,14 +127,14 @@ def sync_detailed(
     `lago_customer_id` and `lago_subscription_id` are answered as null.
 
     Args:
-        body (EventInput): One event to store.
+        body (EventInput): One event to store. Other top-level keys are ignored by the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]
+        Response[ApiErrorBadRequest | ApiErrorForbidden | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]
     """
 
     kwargs = _get_kwargs(
@@ -145,6 +154,7 @@ def sync(
     body: EventInput,
 ) -> (
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -159,14 +169,14 @@ def sync(
     `lago_customer_id` and `lago_subscription_id` are answered as null.
 
     Args:
-        body (EventInput): One event to store.
+        body (EventInput): One event to store. Other top-level keys are ignored by the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse
+        ApiErrorBadRequest | ApiErrorForbidden | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse
     """
 
     return sync_detailed(
@@ -181,6 +191,7 @@ async def asyncio_detailed(
     body: EventInput,
 ) -> Response[
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -194,14 +205,14 @@ async def asyncio_detailed(
     `lago_customer_id` and `lago_subscription_id` are answered as null.
 
     Args:
-        body (EventInput): One event to store.
+        body (EventInput): One event to store. Other top-level keys are ignored by the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]
+        Response[ApiErrorBadRequest | ApiErrorForbidden | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse]
     """
 
     kwargs = _get_kwargs(
@@ -219,6 +230,7 @@ async def asyncio(
     body: EventInput,
 ) -> (
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -233,14 +245,14 @@ async def asyncio(
     `lago_customer_id` and `lago_subscription_id` are answered as null.
 
     Args:
-        body (EventInput): One event to store.
+        body (EventInput): One event to store. Other top-level keys are ignored by the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse
+        ApiErrorBadRequest | ApiErrorForbidden | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | EventResponse
     """
 
     return (

@@ -124,9 +124,13 @@ def sync_detailed(
 
      Computes, without storing anything, the fees an event would create for
     the pay-in-advance charges of its billable metric on a subscription.
+    The event may carry the same keys as a stored one; `transaction_id`
+    is overridden by the server, and `precise_total_amount_cents` prices
+    a dynamic-pricing charge (without it, that estimate is 0).
 
     Args:
-        body (EventEstimateFeesInput):
+        body (EventEstimateFeesInput): The event to estimate. Other top-level keys are ignored by
+            the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -165,9 +169,13 @@ def sync(
 
      Computes, without storing anything, the fees an event would create for
     the pay-in-advance charges of its billable metric on a subscription.
+    The event may carry the same keys as a stored one; `transaction_id`
+    is overridden by the server, and `precise_total_amount_cents` prices
+    a dynamic-pricing charge (without it, that estimate is 0).
 
     Args:
-        body (EventEstimateFeesInput):
+        body (EventEstimateFeesInput): The event to estimate. Other top-level keys are ignored by
+            the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -200,9 +208,13 @@ async def asyncio_detailed(
 
      Computes, without storing anything, the fees an event would create for
     the pay-in-advance charges of its billable metric on a subscription.
+    The event may carry the same keys as a stored one; `transaction_id`
+    is overridden by the server, and `precise_total_amount_cents` prices
+    a dynamic-pricing charge (without it, that estimate is 0).
 
     Args:
-        body (EventEstimateFeesInput):
+        body (EventEstimateFeesInput): The event to estimate. Other top-level keys are ignored by
+            the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -239,9 +251,13 @@ async def asyncio(
 
      Computes, without storing anything, the fees an event would create for
     the pay-in-advance charges of its billable metric on a subscription.
+    The event may carry the same keys as a stored one; `transaction_id`
+    is overridden by the server, and `precise_total_amount_cents` prices
+    a dynamic-pricing charge (without it, that estimate is 0).
 
     Args:
-        body (EventEstimateFeesInput):
+        body (EventEstimateFeesInput): The event to estimate. Other top-level keys are ignored by
+            the server.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

@@ -94,9 +94,10 @@ def sync_detailed(
 
      Accepts between 1 and 500 events in one request. Events are judged one
     by one: when every event is accepted the answer is `202`; when some are
-    rejected the answer is `207`, the accepted events are kept, and
-    `details.rejectedEvents` names each rejected event by its index in the
-    request. When no event is acceptable the answer is `400`.
+    rejected the answer is `207` and the accepted events are kept;
+    `details.rejectedEvents`, when present, names each rejected event by
+    its index in the request (real Togai may leave it out). When no event
+    is acceptable the answer is `400`.
 
     Args:
         body (IngestBatchEventRequest): Between 1 and 500 events to ingest.
@@ -129,9 +130,10 @@ def sync(
 
      Accepts between 1 and 500 events in one request. Events are judged one
     by one: when every event is accepted the answer is `202`; when some are
-    rejected the answer is `207`, the accepted events are kept, and
-    `details.rejectedEvents` names each rejected event by its index in the
-    request. When no event is acceptable the answer is `400`.
+    rejected the answer is `207` and the accepted events are kept;
+    `details.rejectedEvents`, when present, names each rejected event by
+    its index in the request (real Togai may leave it out). When no event
+    is acceptable the answer is `400`.
 
     Args:
         body (IngestBatchEventRequest): Between 1 and 500 events to ingest.
@@ -159,9 +161,10 @@ async def asyncio_detailed(
 
      Accepts between 1 and 500 events in one request. Events are judged one
     by one: when every event is accepted the answer is `202`; when some are
-    rejected the answer is `207`, the accepted events are kept, and
-    `details.rejectedEvents` names each rejected event by its index in the
-    request. When no event is acceptable the answer is `400`.
+    rejected the answer is `207` and the accepted events are kept;
+    `details.rejectedEvents`, when present, names each rejected event by
+    its index in the request (real Togai may leave it out). When no event
+    is acceptable the answer is `400`.
 
     Args:
         body (IngestBatchEventRequest): Between 1 and 500 events to ingest.
@@ -192,9 +195,10 @@ async def asyncio(
 
      Accepts between 1 and 500 events in one request. Events are judged one
     by one: when every event is accepted the answer is `202`; when some are
-    rejected the answer is `207`, the accepted events are kept, and
-    `details.rejectedEvents` names each rejected event by its index in the
-    request. When no event is acceptable the answer is `400`.
+    rejected the answer is `207` and the accepted events are kept;
+    `details.rejectedEvents`, when present, names each rejected event by
+    its index in the request (real Togai may leave it out). When no event
+    is acceptable the answer is `400`.
 
     Args:
         body (IngestBatchEventRequest): Between 1 and 500 events to ingest.

@@ -1,0 +1,125 @@
+"""estimate_fees with every key of an event: the official Python client's body, dynamic pricing, the overlay."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from billing_events import AsyncLago, Lago
+from mock_server.testing import async_transport, sync_transport
+
+from .mock_support import LAGO, TOKEN, assert_matches
+
+BASE_URL = f"http://mock{LAGO}"
+
+
+def official_client_body(**event: Any) -> dict[str, Any]:
+    """What lago-python-client sends: its Event model serialised whole, so all six keys, unset ones as null."""
+    keys = ("transaction_id", "external_subscription_id", "code", "timestamp", "precise_total_amount_cents")
+    body = {key: event.get(key) for key in keys}
+    body["properties"] = event.get("properties")
+    return {"event": body}
+
+
+@pytest.mark.parametrize(
+    ("event", "amount_cents"),
+    [
+        pytest.param(
+            {"transaction_id": "estimate-1", "code": "seats", "properties": {"seats": 2}},
+            2000,
+            id="unset-as-null",
+        ),
+        pytest.param(
+            {
+                "transaction_id": "estimate-2",
+                "code": "seats",
+                "timestamp": 1714558530,
+                "properties": {"seats": 3},
+            },
+            3000,
+            id="integer-timestamp",
+        ),
+        pytest.param(
+            {
+                "transaction_id": "estimate-3",
+                "code": "compute_cost",
+                "timestamp": "1714558530.5",
+                "precise_total_amount_cents": "1234.5",
+                "properties": {"cpu_seconds": 60},
+            },
+            1235,
+            id="dynamic-pricing",
+        ),
+    ],
+)
+def test_the_official_python_clients_estimate_body_is_accepted(
+    client: httpx.Client, event: dict[str, Any], amount_cents: int
+) -> None:
+    body = official_client_body(external_subscription_id="sub_acme_growth", **event)
+    assert len(body["event"]) == 6
+
+    response = client.post(f"{LAGO}/events/estimate_fees", json=body)
+
+    assert response.status_code == 200, response.text
+    assert_matches("lago", "FeesResponse", response.json())
+    [fee] = response.json()["fees"]
+    assert fee["amount_cents"] == amount_cents
+    assert client.get("/_mock/events/lago").json() == []
+
+
+def test_a_dynamic_pricing_estimate_without_an_amount_is_zero(client: httpx.Client) -> None:
+    event = {
+        "code": "compute_cost",
+        "external_subscription_id": "sub_acme_growth",
+        "properties": {"cpu_seconds": 1},
+    }
+
+    response = client.post(f"{LAGO}/events/estimate_fees", json={"event": event})
+
+    [fee] = response.json()["fees"]
+    assert (fee["amount_cents"], fee["sub_total_excluding_taxes_precise_amount_cents"]) == (0, "0.0")
+
+
+def test_a_dynamic_pricing_estimate_with_a_non_numeric_amount_is_refused(client: httpx.Client) -> None:
+    event = {
+        "code": "compute_cost",
+        "external_subscription_id": "sub_acme_growth",
+        "precise_total_amount_cents": "x",
+    }
+
+    response = client.post(f"{LAGO}/events/estimate_fees", json={"event": event})
+
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"precise_total_amount_cents": ["invalid_format"]}
+
+
+def test_the_overlay_estimates_a_dynamic_pricing_charge(mock_app: Starlette) -> None:
+    with Lago(TOKEN, base_url=BASE_URL, transport=sync_transport(mock_app)) as lago:
+        [priced] = lago.estimate_fees(
+            "compute_cost",
+            "sub_globex_starter",
+            {"cpu_seconds": 10},
+            precise_total_amount_cents=2500,
+            timestamp=1714558530.25,
+            transaction_id="estimate-9",
+        )
+        [unpriced] = lago.estimate_fees("compute_cost", "sub_globex_starter", {"cpu_seconds": 10})
+
+    assert (priced.amount_cents, priced.taxes_amount_cents, priced.total_amount_cents) == (2500, 500, 3000)
+    assert priced.item.lago_item_id and priced.item.item_type == "BillableMetric"
+    assert unpriced.amount_cents == 0
+
+
+def test_the_async_overlay_estimates_a_dynamic_pricing_charge(mock_app: Starlette) -> None:
+    async def estimate() -> int:
+        async with AsyncLago(TOKEN, base_url=BASE_URL, transport=async_transport(mock_app)) as lago:
+            [fee] = await lago.estimate_fees(
+                "compute_cost", "sub_acme_growth", None, precise_total_amount_cents="99.5"
+            )
+            return fee.amount_cents
+
+    assert asyncio.run(estimate()) == 100
