@@ -35,6 +35,10 @@ class Mock:
     def faults(self, **settings: Any) -> None:
         self._admin.put("/_mock/faults", json=settings).raise_for_status()
 
+    def lago_store(self, kind: str) -> None:
+        """Behave like Lago's ``postgres`` or ``clickhouse`` event store until the next reset."""
+        self._admin.put("/_mock/lago_store", json={"store": kind}).raise_for_status()
+
     def stats(self, provider: str) -> dict[str, int]:
         stats: dict[str, int] = self._admin.get("/_mock/stats").json()[provider]
         return stats

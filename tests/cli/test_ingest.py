@@ -125,7 +125,8 @@ def test_exhausted_retries_exit_2_and_replay_delivers_the_dead_letters(
     assert mock.stats(provider)["stored"] == 0
     entries = read_jsonl(dead_letter)
     assert len(entries) == 40
-    assert {entry["status"] for entry in entries} == {"failed"}
+    # A 503 may come after the server stored the batch: the outcome is unknown, and a replay is safe.
+    assert {entry["status"] for entry in entries} == {"unknown"}
     assert "token" not in dead_letter.read_text().lower()
 
     mock.faults(rate_503=0.0)

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from billing_events import Report
-from billing_events.cli import _main
+from billing_events.cli import _sending
 from billing_events.cli._run import EventSender
 from cli.conftest import TOKEN, Mock
 from cli.support import RunCli, make_event, write_jsonl
@@ -50,7 +50,7 @@ class CrashingSender:
 @contextmanager
 def crash_on_call(monkeypatch: pytest.MonkeyPatch, call: int, *, send_first: bool) -> Iterator[None]:
     """While active, the CLI's client raises on its ``call``-th batch, as if the process had crashed."""
-    real_open = _main._open_sender
+    real_open = _sending.open_sender
 
     def open_crashing(*args: Any) -> Any:
         open_client = real_open(*args)
@@ -66,7 +66,7 @@ def crash_on_call(monkeypatch: pytest.MonkeyPatch, call: int, *, send_first: boo
         return factory
 
     with monkeypatch.context() as patch:
-        patch.setattr(_main, "_open_sender", open_crashing)
+        patch.setattr(_sending, "open_sender", open_crashing)
         yield
 
 
@@ -92,14 +92,14 @@ def test_a_crashed_run_resumes_after_the_last_settled_batch(
 
     assert crashed.code == 2
     assert "simulated crash" in crashed.err
-    assert "resume at line 31" in crashed.err
+    assert "Run the same command again to resume" in crashed.err
     assert report_of(Path("report.json"))["records"] == 30
 
     resumed = run_cli("ingest", provider, str(source), *options)
 
     assert resumed.code == 0, resumed.out + resumed.err
-    assert "resuming" in resumed.err
     report = report_of(Path("report.json"))
+    assert report["records_settled_earlier"] == 30
     assert report["records_this_run"] == 65
     assert report["records"] == 95
     keys = mock.keys(provider)
@@ -116,26 +116,8 @@ def test_a_finished_file_is_not_sent_again(run_cli: RunCli, mock: Mock, tmp_path
     again = run_cli("ingest", "togai", str(source))
 
     assert again.code == 0
-    assert "nothing to do" in again.out
+    assert "nothing to send" in again.out
     assert mock.stats("togai")["requests"] == requests
-
-
-def test_a_changed_file_does_not_resume_from_a_stale_checkpoint(
-    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    source = write_jsonl(tmp_path / "events.jsonl", [make_event("lago", index) for index in range(30)])
-    with crash_on_call(monkeypatch, 2, send_first=False):
-        assert (
-            run_cli("ingest", "lago", str(source), "--batch-events", "10", "--max-in-flight", "1").code == 2
-        )
-    write_jsonl(source, [make_event("lago", index) for index in range(31)])
-
-    refused = run_cli("ingest", "lago", str(source))
-
-    assert refused.code == 64
-    assert "--restart" in refused.err
-    assert run_cli("ingest", "lago", str(source), "--restart").code == 0
-    assert mock.stats("lago")["stored"] == 41  # 10 from the old content, all 31 of the new
 
 
 def test_an_explicit_state_path_is_used(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
@@ -145,8 +127,11 @@ def test_an_explicit_state_path_is_used(run_cli: RunCli, mock: Mock, tmp_path: P
 
     assert run_cli("ingest", "togai", str(source), "--state", str(state)).code == 0
 
-    assert orjson.loads(state.read_bytes())["finished"] is True
-    assert not (tmp_path / "events.jsonl.togai.state.json").exists()
+    assert state.exists()
+    assert not (tmp_path / "events.jsonl.togai.state.sqlite").exists()
+    again = run_cli("ingest", "togai", str(source), "--state", str(state))
+    assert "nothing to send" in again.out
+    assert mock.stats("togai")["requests"] == 1
 
 
 def _start_slow_ingest(mock: Mock, provider: str, source: Path) -> subprocess.Popen[str]:
@@ -199,4 +184,26 @@ def test_a_stopped_process_resumes_where_it_stopped(
     assert resumed.code == 0, resumed.out + resumed.err
     assert report_of(Path("report.json"))["records_this_run"] < 200
     keys = mock.keys(provider)
+    assert len(keys) == len(set(keys)) == 200
+
+
+def test_a_second_run_on_the_same_state_exits_64_and_names_the_first(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("lago", index) for index in range(200)])
+    mock.faults(latency_ms=100)
+    process = _start_slow_ingest(mock, "lago", source)
+    try:
+        _wait_for_first_checkpoint(process)
+
+        second = run_cli("ingest", "lago", str(source))
+
+        assert second.code == 64
+        assert f"pid {process.pid}" in second.err
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    mock.faults(latency_ms=0)
+    assert run_cli("ingest", "lago", str(source)).code == 0
+    keys = mock.keys("lago")
     assert len(keys) == len(set(keys)) == 200

@@ -120,3 +120,35 @@ def test_an_unwritable_state_path_is_a_usage_error_before_sending(
     assert result.code == 64
     assert "cannot write state file" in result.err
     assert mock.stats("togai")["requests"] == 0
+
+
+@pytest.mark.parametrize("command", ["ingest", "replay"])
+def test_an_unwritable_dead_letter_path_is_a_usage_error_before_sending(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, command: str
+) -> None:
+    source = write_jsonl(
+        tmp_path / "events.jsonl", [togai_event(index, id=f"k-{index}") for index in range(5)]
+    )
+    if command == "replay":
+        source = write_jsonl(
+            tmp_path / "dead.jsonl",
+            [
+                {
+                    "provider": "togai",
+                    "key": f"k-{i}",
+                    "status": "failed",
+                    "event": togai_event(i, id=f"k-{i}"),
+                }
+                for i in range(5)
+            ],
+        )
+    unwritable = tmp_path / "missing-dir" / "dead.jsonl"
+
+    result = run_cli(command, "togai", str(source), "--dead-letter", str(unwritable))
+
+    assert result.code == 64
+    assert "dead-letter" in result.err
+    assert mock.stats("togai")["requests"] == 0
+    # Nothing was recorded as settled: the same command with a usable path sends every event.
+    assert run_cli(command, "togai", str(source)).code == 0
+    assert mock.stats("togai")["stored"] == 5

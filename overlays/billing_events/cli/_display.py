@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._state import Problem
+from ._text import clip
 
 # Outcome names as the command line counts them; "invalid" lines were never sent.
 COUNTED = ("delivered", "duplicate", "rejected", "failed", "unknown", "invalid")
@@ -84,10 +85,6 @@ class ProgressDisplay:
     def advance(self, records: int, counts: Mapping[str, int]) -> None:
         self._progress.update(self._task, advance=records, counts=format_counts(counts))
 
-    def start_at(self, records: int, counts: Mapping[str, int]) -> None:
-        # Records settled by an earlier run are shown as done but do not count towards the rate.
-        self._progress.reset(self._task, completed=records, counts=format_counts(counts), initial=records)
-
     def finish(self) -> None:
         task = self._progress.tasks[0]
         self._progress.update(self._task, total=task.completed)
@@ -119,7 +116,9 @@ def problems_table(problems: Sequence[Problem], total: int) -> Table:
     table.add_column("reason", overflow="fold")
     for problem in shown:
         table.add_row(
-            str(problem.line), Text(problem.status, style=_STYLES.get(problem.status, "")), problem.reason
+            str(problem.line),
+            Text(problem.status, style=_STYLES.get(problem.status, "")),
+            clip(problem.reason),
         )
     if total > len(shown):
         table.caption = f"… and {total - len(shown):,} more"

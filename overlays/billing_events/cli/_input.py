@@ -8,7 +8,8 @@ header is line 1 and its first row line 2.
 from __future__ import annotations
 
 import csv
-import hashlib
+import json
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -18,11 +19,18 @@ from typing import IO, Literal
 import orjson
 from attrs import frozen
 
+from ._state import Known
+from ._text import clip
+
 InputFormat = Literal["jsonl", "csv"]
 FORMATS: tuple[InputFormat, ...] = ("jsonl", "csv")
 STDIN = "-"
 
 _READ_BLOCK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+# orjson reads integers beyond [-2**63, 2**64) as floats: a run of 19+ digits sends the line to the exact parser.
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+_INT_RANGE = (-(2**63), 2**64 - 1)
 
 
 class InputError(Exception):
@@ -31,20 +39,25 @@ class InputError(Exception):
 
 @frozen
 class Record:
-    """One line (or CSV row) of the input."""
+    """One line (or CSV row) of the input.
+
+    ``fingerprint`` names the line in the state; ``earlier`` is what the state
+    says about a line an earlier run settled (it is then not sent again).
+    """
 
     line: int
     event: dict[str, object] | None
     problem: str | None = None
+    fingerprint: bytes | None = None
+    earlier: Known | None = None
 
 
 @frozen
 class InputFile:
-    """A readable copy of the input with the digest its idempotency keys derive from."""
+    """A readable copy of the input, and how many lines it has (for the progress bar)."""
 
     path: Path
     label: str
-    sha256: str
     line_count: int
     format: InputFormat
     spooled: bool
@@ -60,54 +73,125 @@ def guess_format(name: str) -> InputFormat:
     return "csv" if name.lower().endswith((".csv", ".csv.txt")) else "jsonl"
 
 
-def _digest_and_count(stream: IO[bytes], copy_to: IO[bytes] | None) -> tuple[str, int]:
-    digest = hashlib.sha256()
+def _count_lines(stream: IO[bytes], copy_to: IO[bytes] | None) -> int:
     newlines = 0
     last = b"\n"
     while block := stream.read(_READ_BLOCK):
-        digest.update(block)
         newlines += block.count(b"\n")
         last = block[-1:]
         if copy_to is not None:
             copy_to.write(block)
-    return digest.hexdigest(), newlines + (0 if last == b"\n" else 1)
+    return newlines + (0 if last == b"\n" else 1)
 
 
 def open_input(source: str, fmt: InputFormat | None, *, stdin: IO[bytes] | None = None) -> InputFile:
-    """Digest the input; standard input (``-``) is first spooled to a temporary file.
+    """Count the input's lines; standard input (``-``) is first spooled to a temporary file.
 
-    Spooling gives stdin the same guarantees as a file: a known size for the
-    progress bar and keys that are the same when the same bytes are piped again.
+    Spooling gives stdin a known size for the progress bar.
     """
     if source == STDIN:
         stream = stdin if stdin is not None else sys.stdin.buffer
         spool = tempfile.NamedTemporaryFile(prefix="billing-events-", suffix=".spool", delete=False)  # noqa: SIM115
         with spool:
-            sha256, lines = _digest_and_count(stream, spool)
-        return InputFile(Path(spool.name), "<stdin>", sha256, lines, fmt or "jsonl", spooled=True)
+            lines = _count_lines(stream, spool)
+        return InputFile(Path(spool.name), "<stdin>", lines, fmt or "jsonl", spooled=True)
     path = Path(source)
     try:
         with path.open("rb") as stream:
-            sha256, lines = _digest_and_count(stream, None)
+            lines = _count_lines(stream, None)
     except OSError as exc:
         raise InputError(f"cannot read {source}: {exc.strerror or exc}") from exc
-    return InputFile(path, source, sha256, lines, fmt or guess_format(source), spooled=False)
+    return InputFile(path, source, lines, fmt or guess_format(source), spooled=False)
 
 
-def read_jsonl(path: Path) -> Iterator[Record]:
-    """One record per non-blank line; a line that is not a JSON object is a problem record."""
+def _lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, bytes | int]]:
+    """``(number, line)`` for each physical line, or ``(number, size)`` for one above ``max_line_bytes``.
+
+    An oversized line is skipped block by block, so memory stays bounded by
+    the limit however long the line is.
+    """
     with path.open("rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            if not raw.strip():
+        number = 0
+        while True:
+            raw = stream.readline(max_line_bytes + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) <= max_line_bytes or raw.endswith(b"\n"):
+                yield number, raw
                 continue
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                yield Record(number, None, f"not valid JSON: {exc}")
-                continue
-            if not isinstance(value, dict):
-                yield Record(number, None, "not a JSON object")
-                continue
+            size = len(raw)
+            while raw and not raw.endswith(b"\n"):
+                raw = stream.readline(_READ_BLOCK)
+                size += len(raw)
+            yield number, size
+
+
+def _too_long(size: int, limit: int) -> str:
+    return f"line is {size:,} bytes; one event must fit in a request of at most {limit:,} bytes"
+
+
+def _out_of_range(value: object, path: str = "") -> str | None:
+    """The path of the first integer outside the 64-bit range in a parsed JSON value, if any."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return path if not _INT_RANGE[0] <= value <= _INT_RANGE[1] else None
+    if isinstance(value, dict):
+        items = ((f"{path}.{name}" if path else str(name), item) for name, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    return next((found for field, item in items if (found := _out_of_range(item, field)) is not None), None)
+
+
+def _parse_json_line(raw: bytes) -> tuple[object, str | None]:
+    """The line's value, or a problem; integers that JSON tools would round are refused by name."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, f"not valid JSON: {clip(str(exc))}"
+    if not _LONG_DIGITS.search(raw):
+        return value, None
+    try:
+        exact = json.loads(raw)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        return None, "an integer has too many digits to be read exactly; send it as a string"
+    field = _out_of_range(exact)
+    if field is None:
+        return value, None
+    return None, (
+        f"{clip(field, 80)}: integer {clip(str(_pick(exact, field)), 40)} does not fit in 64 bits"
+        " (it would lose digits); send it as a string"
+    )
+
+
+def _pick(value: object, path: str) -> object:
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        if part.startswith("[") and isinstance(value, list):
+            value = value[int(part[1:-1])]
+        elif isinstance(value, dict):
+            value = value[part]
+    return value
+
+
+def read_jsonl(path: Path, max_line_bytes: int) -> Iterator[Record]:
+    """One record per non-blank line; a line that is not a JSON object is a problem record."""
+    for number, raw in _lines(path, max_line_bytes):
+        if isinstance(raw, int):
+            yield Record(number, None, _too_long(raw, max_line_bytes))
+            continue
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if not raw.strip():
+            continue
+        value, problem = _parse_json_line(raw)
+        if problem is not None:
+            yield Record(number, None, problem)
+        elif not isinstance(value, dict):
+            yield Record(number, None, "not a JSON object")
+        else:
             yield Record(number, value)
 
 
@@ -115,39 +199,60 @@ RowMapper = Callable[[dict[str, str]], dict[str, object]]
 HeaderCheck = Callable[[list[str]], list[str]]
 
 
-def read_csv(path: Path, check_header: HeaderCheck, to_event: RowMapper) -> Iterator[Record]:
-    """One record per CSV row, mapped to an event by ``to_event``.
+def _decode(raw: bytes) -> tuple[str | None, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
 
-    The header is checked before any row is read: unknown or missing columns
-    make the whole file unusable (``InputError``) rather than every row bad.
+
+def _parse_row(text: str) -> tuple[list[str] | None, str | None]:
+    try:
+        rows = list(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return None, "unterminated quote (a quoted cell must end on its own line)"
+        return None, f"unreadable CSV row: {clip(str(exc))}"
+    return (rows[0] if rows else []), None
+
+
+def read_csv(
+    path: Path, check_header: HeaderCheck, to_event: RowMapper, max_line_bytes: int
+) -> Iterator[Record]:
+    """One record per CSV line, mapped to an event by ``to_event``.
+
+    Each row is one physical line: a quote left open is a problem of its own
+    line and never swallows the rows after it. The header is checked before
+    any row is read: unknown or missing columns, or an unreadable header, make
+    the whole file unusable (``InputError``) rather than every row bad.
     """
-    with path.open(encoding="utf-8-sig", newline="") as stream:
-        reader = csv.reader(stream, strict=True)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise InputError(f"line 1: unreadable CSV header: {exc}") from exc
-        header = [name.strip() for name in header]
-        header_problems = check_header(header)
-        if header_problems:
-            raise InputError("CSV header: " + "; ".join(header_problems))
-        line_after = reader.line_num + 1
-        while True:
-            start = line_after
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                line_after = reader.line_num + 1
-                yield Record(start, None, f"unreadable CSV row: {exc}")
+    lines = _lines(path, max_line_bytes)
+    header: list[str] | None = None
+    for number, raw in lines:
+        if isinstance(raw, int):
+            if header is None:
+                raise InputError(f"line 1: CSV header: {_too_long(raw, max_line_bytes)}")
+            yield Record(number, None, _too_long(raw, max_line_bytes))
+            continue
+        if header is None and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        text, problem = _decode(raw.rstrip(b"\r\n"))
+        row = None
+        if text is not None:
+            if header is not None and not text.strip():
                 continue
-            line_after = reader.line_num + 1
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                yield Record(start, None, f"expected {len(header)} columns, got {len(row)}")
-                continue
-            yield Record(start, to_event(dict(zip(header, row, strict=True))))
+            row, problem = _parse_row(text)
+        if header is None:
+            if row is None:
+                raise InputError(f"line {number}: unreadable CSV header: {problem}")
+            header = [name.strip() for name in row]
+            header_problems = check_header(header)
+            if header_problems:
+                raise InputError(clip("CSV header: " + "; ".join(header_problems), 1000))
+            continue
+        if row is None:
+            yield Record(number, None, problem)
+        elif len(row) != len(header):
+            yield Record(number, None, f"expected {len(header)} columns, got {len(row)}")
+        else:
+            yield Record(number, to_event(dict(zip(header, row, strict=True))))

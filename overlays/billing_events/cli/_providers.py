@@ -17,6 +17,8 @@ class Provider:
     key_field: str
     # A field that scopes the key's uniqueness (Lago: per subscription); None when keys are global.
     key_scope: str | None
+    # Lago stamps a missing timestamp with the time it receives the event, so a re-send would differ.
+    stamps_missing_timestamp: bool
     batch_limit: int
     token_env: str
     url_env: str
@@ -36,6 +38,7 @@ TOGAI = Provider(
     title="Togai",
     key_field="id",
     key_scope=None,
+    stamps_missing_timestamp=False,
     batch_limit=C.TOGAI_MAX_BATCH_EVENTS,
     token_env="TOGAI_API_TOKEN",
     url_env="TOGAI_BASE_URL",
@@ -51,6 +54,7 @@ LAGO = Provider(
     title="Lago",
     key_field="transaction_id",
     key_scope="external_subscription_id",
+    stamps_missing_timestamp=True,
     batch_limit=C.LAGO_MAX_BATCH_EVENTS,
     token_env="LAGO_API_KEY",
     url_env="LAGO_API_URL",
@@ -62,14 +66,3 @@ LAGO = Provider(
 )
 
 PROVIDERS = {provider.name: provider for provider in (TOGAI, LAGO)}
-
-
-def line_key(input_sha256: str, line: int) -> str:
-    """The idempotency key of the event on ``line`` of the input with this digest.
-
-    The same bytes always give the same keys, so a line sent twice (after a
-    crash, or by a second run) is deduplicated by the provider; the digest
-    prefix keeps keys of different files apart, and the line number makes a
-    key easy to trace back.
-    """
-    return f"be-{input_sha256[:24]}-{line}"

@@ -1,10 +1,10 @@
-"""Sending a stream of records through the async client, chunk by chunk, with a checkpoint.
+"""Sending a stream of records through the async client, chunk by chunk, recording outcomes in the state.
 
 Chunks of up to one provider batch are sent concurrently (``max_in_flight`` at
-a time). A chunk settles when the client has an outcome for each of its events;
-the checkpoint then moves past every chunk that settled in input order, so a
-restart re-sends at most the chunks that were in flight, and their keys make
-the provider drop what it already had.
+a time). A chunk settles when the client has an outcome for each of its events,
+and its lines are then recorded as settled, so a re-run re-sends at most the
+chunks that were in flight, with the same keys and timestamps, and the provider
+drops what it already had.
 """
 
 from __future__ import annotations
@@ -13,25 +13,19 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any, Protocol
 
 from attrs import define, frozen
 
 from ..errors import AuthError
 from ..outcomes import Outcome, Report
-from . import _state
 from ._display import ProgressDisplay
+from ._exit import EXIT_FAILED, EXIT_USAGE, exit_code_for
 from ._input import Record
-from ._state import Checkpoint, Problem
-
-EXIT_OK = 0
-EXIT_REJECTED = 1
-EXIT_FAILED = 2
-EXIT_USAGE = 64
+from ._state import Problem, Settled, State, Tally
+from ._text import clip
 
 
 class CredentialsRefused(Exception):
@@ -45,29 +39,18 @@ class EventSender(Protocol):
 SenderFactory = Callable[[], AbstractAsyncContextManager[EventSender]]
 
 
-def exit_code_for(counts: Mapping[str, int]) -> int:
-    """0 when everything was delivered, 2 when anything failed or is unknown, else 1 for rejections."""
-    if counts.get("failed", 0) or counts.get("unknown", 0):
-        return EXIT_FAILED
-    if counts.get("rejected", 0) or counts.get("invalid", 0):
-        return EXIT_REJECTED
-    return EXIT_OK
-
-
 @frozen
 class SettledChunk:
-    """Outcome counts and problem lines of one chunk, ready to be committed to the checkpoint."""
+    """One chunk's outcomes: per record in input order, and the lines to record as settled."""
 
-    seq: int
-    next_line: int
-    records: int
-    counts: Counter[str]
-    problems: list[Problem]
+    outcomes: list[tuple[str, Problem | None, bool]]
+    settled: list[Settled]
+    sent: int
 
 
 @define
 class RunResult:
-    checkpoint: Checkpoint
+    tally: Tally
     records_this_run: int = 0
     elapsed: float = 0.0
     interrupted_by: int | None = None
@@ -80,7 +63,7 @@ class RunResult:
             return 128 + self.interrupted_by
         if self.fatal is not None:
             return EXIT_USAGE if self.fatal_is_usage else EXIT_FAILED
-        return exit_code_for(self.checkpoint.counts)
+        return exit_code_for(self.tally.counts)
 
 
 def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
@@ -95,42 +78,47 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
 
 
 def _problem_for(outcome: Outcome, line: int) -> Problem:
-    return Problem(line, outcome.status.value, outcome.reason or outcome.status.value, outcome.key)
+    key = clip(outcome.key, 120) if outcome.key is not None else None
+    return Problem(line, outcome.status.value, clip(outcome.reason or outcome.status.value), key)
+
+
+def _earlier_problem(record: Record, status: str) -> Problem | None:
+    if status in ("delivered", "duplicate") or record.earlier is None:
+        return None
+    reason = record.earlier.reason or "settled by an earlier run (its reason is in the dead-letter file)"
+    return Problem(record.line, status, reason, record.earlier.key)
 
 
 class Pump:
-    """Moves records from the input to the sender and settles them into the checkpoint."""
+    """Moves records from the input to the sender and records their outcomes."""
 
     def __init__(
         self,
         sender: EventSender,
-        checkpoint: Checkpoint,
+        tally: Tally,
         *,
-        state_path: Path | None,
+        state: State | None,
         display: ProgressDisplay,
         window: int,
         chunk_records: int,
-        on_commit: Callable[[Checkpoint], None] | None = None,
+        on_commit: Callable[[Tally], None] | None = None,
     ) -> None:
         self._sender = sender
         self._on_commit = on_commit
-        self._checkpoint = checkpoint
-        self._state_path = state_path
+        self._tally = tally
+        self._state = state
         self._display = display
         self._window = window
         self._chunk_records = chunk_records
-        self._waiting: dict[int, SettledChunk] = {}
-        self._next_commit = 0
-        self.records_settled = 0
-        self.seen = Counter(checkpoint.counts)
+        self.records_sent = 0
 
     async def run(self, records: Iterator[Record]) -> None:
         in_flight: set[asyncio.Task[SettledChunk]] = set()
         try:
-            for seq, chunk in enumerate(_chunks(records, self._chunk_records)):
+            for chunk in _chunks(records, self._chunk_records):
                 while len(in_flight) >= self._window:
                     in_flight = await self._settle_some(in_flight)
-                in_flight.add(asyncio.create_task(self._send(seq, chunk)))
+                in_flight.add(asyncio.create_task(self._send(chunk)))
             while in_flight:
                 in_flight = await self._settle_some(in_flight)
         finally:
@@ -147,56 +135,42 @@ class Pump:
             self._settled(task.result())
         return pending
 
-    async def _send(self, seq: int, chunk: list[Record]) -> SettledChunk:
-        counts: Counter[str] = Counter()
-        problems: list[Problem] = []
-        events: list[dict[str, object]] = []
-        lines: list[int] = []
+    async def _send(self, chunk: list[Record]) -> SettledChunk:
+        outcomes: list[tuple[str, Problem | None, bool]] = []
+        settled: list[Settled] = []
+        to_send: list[Record] = []
         for record in chunk:
             if record.event is None:
-                counts["invalid"] += 1
-                problems.append(Problem(record.line, "invalid", record.problem or "invalid"))
+                problem = Problem(record.line, "invalid", clip(record.problem or "invalid"))
+                outcomes.append(("invalid", problem, False))
+            elif record.earlier is not None and record.earlier.status is not None:
+                status = record.earlier.status
+                outcomes.append((status, _earlier_problem(record, status), True))
             else:
-                events.append(record.event)
-                lines.append(record.line)
-        if events:
-            report = await self._sender.send(events)
+                to_send.append(record)
+        if to_send:
+            report = await self._sender.send([record.event for record in to_send if record.event is not None])
             refused = next((o.error for o in report.outcomes if isinstance(o.error, AuthError)), None)
             if refused is not None:
-                # Not settled: the chunk stays before the checkpoint and is sent again on the next run.
-                raise CredentialsRefused(str(refused))
-            for outcome, line in zip(report.outcomes, lines, strict=True):
-                counts[outcome.status.value] += 1
-                if not outcome.delivered:
-                    problems.append(_problem_for(outcome, line))
-        return SettledChunk(seq, chunk[-1].line + 1, len(chunk), counts, problems)
+                # Not settled: the chunk is sent again on the next run.
+                raise CredentialsRefused(clip(str(refused)))
+            for outcome, record in zip(report.outcomes, to_send, strict=True):
+                status = outcome.status.value
+                sent_problem = None if outcome.delivered else _problem_for(outcome, record.line)
+                outcomes.append((status, sent_problem, False))
+                if record.fingerprint is not None:
+                    reason, key = (sent_problem.reason, sent_problem.key) if sent_problem else (None, None)
+                    settled.append(Settled(record.fingerprint, status, reason, key))
+        return SettledChunk(outcomes, settled, len(to_send))
 
     def _settled(self, chunk: SettledChunk) -> None:
-        self.records_settled += chunk.records
-        self.seen.update(chunk.counts)
-        self._display.advance(chunk.records, self.seen)
-        self._waiting[chunk.seq] = chunk
-        committed = False
-        while self._next_commit in self._waiting:
-            ready = self._waiting.pop(self._next_commit)
-            self._next_commit += 1
-            self._commit(ready)
-            committed = True
-        if not committed:
-            return
-        if self._state_path is not None:
-            _state.save(self._state_path, self._checkpoint)
-        if self._on_commit is not None:
-            self._on_commit(self._checkpoint)
-
-    def _commit(self, chunk: SettledChunk) -> None:
-        checkpoint = self._checkpoint
-        checkpoint.next_line = chunk.next_line
-        checkpoint.records_done += chunk.records
-        for name, count in chunk.counts.items():
-            checkpoint.counts[name] = checkpoint.counts.get(name, 0) + count
-        for problem in chunk.problems:
-            checkpoint.add_problem(problem)
+        committed = self._state is None or (bool(chunk.settled) and self._state.settle(chunk.settled))
+        for status, problem, earlier in chunk.outcomes:
+            self._tally.add(status, problem, earlier=earlier)
+        self.records_sent += chunk.sent
+        self._display.advance(len(chunk.outcomes), self._tally.counts)
+        if self._on_commit is not None and chunk.sent and committed:
+            self._on_commit(self._tally)
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -204,17 +178,17 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 async def pump_records(
     records: Iterator[Record],
-    checkpoint: Checkpoint,
+    tally: Tally,
     *,
     open_sender: SenderFactory,
-    state_path: Path | None,
+    state: State | None,
     display: ProgressDisplay,
     window: int,
     chunk_records: int,
-    on_commit: Callable[[Checkpoint], None] | None = None,
+    on_commit: Callable[[Tally], None] | None = None,
 ) -> RunResult:
-    """Send every record, stopping cleanly (checkpoint intact) on SIGINT or SIGTERM."""
-    result = RunResult(checkpoint)
+    """Send every record, stopping cleanly (what settled stays recorded) on SIGINT or SIGTERM."""
+    result = RunResult(tally)
     started = time.monotonic()
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -235,17 +209,15 @@ async def pump_records(
         async with open_sender() as sender:
             pump = Pump(
                 sender,
-                checkpoint,
-                state_path=state_path,
+                tally,
+                state=state,
                 display=display,
                 window=window,
                 chunk_records=chunk_records,
                 on_commit=on_commit,
             )
             await pump.run(records)
-        checkpoint.finished = True
-        if state_path is not None:
-            _state.save(state_path, checkpoint)
+        tally.finished = True
     except asyncio.CancelledError:
         if result.interrupted_by is None:
             raise
@@ -255,28 +227,12 @@ async def pump_records(
         result.fatal = f"the provider refused the token ({exc}); check --token or the token variable"
         result.fatal_is_usage = True
     except Exception as exc:
-        # The client raised instead of reporting outcomes; what settled before stays checkpointed.
-        result.fatal = f"{type(exc).__name__}: {exc}"
+        # The client raised instead of reporting outcomes; what settled before stays recorded.
+        result.fatal = clip(f"{type(exc).__name__}: {exc}")
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
         result.elapsed = time.monotonic() - started
         if pump is not None:
-            result.records_this_run = pump.records_settled
+            result.records_this_run = pump.records_sent
     return result
-
-
-def skip_settled(records: Iterable[Record], next_line: int) -> Iterator[Record]:
-    """The records a resumed run still has to send."""
-    return (record for record in records if record.line >= next_line)
-
-
-def assign_keys(
-    records: Iterable[Record], *, key_field: str, key_for_line: Callable[[int], str] | None
-) -> Iterator[Record]:
-    """Give each event without a key its deterministic one; events that have a key keep it."""
-    for record in records:
-        event = record.event
-        if event is not None and key_for_line is not None and event.get(key_field) in (None, ""):
-            event[key_field] = key_for_line(record.line)
-        yield record

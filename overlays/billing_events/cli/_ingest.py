@@ -1,0 +1,115 @@
+"""``billing-events ingest``: send the events of a JSONL or CSV file, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from rich.console import Console
+
+from . import _sending
+from ._dry_run import dry_run
+from ._exit import UsageError
+from ._input import InputError, InputFile, Record, open_input, read_csv, read_jsonl
+from ._lines import identify
+from ._providers import Provider
+from ._state import State, StateError
+from ._summary import finish
+
+# The timestamp given to Lago events without one: the run's start, recorded per line in the state.
+clock = time.time
+
+
+def _records(provider: Provider, source: InputFile) -> Iterator[Record]:
+    if source.format == "csv":
+        return read_csv(
+            source.path, provider.csv_header_problems, provider.csv_row_to_event, provider.max_batch_bytes
+        )
+    return read_jsonl(source.path, provider.max_batch_bytes)
+
+
+def ingest(args: argparse.Namespace, out: Console, err: Console, stdin: IO[bytes] | None) -> int:
+    provider: Provider = args.provider_spec
+    _sending.check_batch_size(provider, args)
+    try:
+        source = open_input(args.file, args.format, stdin=stdin)
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        return _ingest_input(args, provider, source, out, err)
+    finally:
+        source.discard()
+
+
+def _state_path(args: argparse.Namespace, provider: Provider, source: InputFile) -> Path | None:
+    if args.state is not None:
+        path: Path = args.state
+        return path
+    if source.spooled:
+        return None
+    legacy = Path(f"{source.path}.{provider.name}.state.json")
+    if legacy.exists():
+        # Its keys derived from the whole file's digest: lines it settled would get new keys now.
+        raise UsageError(
+            f"{legacy} was written by billing-events 0.1, whose keys differ from this version's: the lines"
+            " it sent would be sent again under new keys and billed twice. Nothing was sent. If that"
+            " ingestion finished, there is nothing left to do for this file; put lines added since in a"
+            " file of their own"
+        )
+    return Path(f"{source.path}.{provider.name}.state.sqlite")
+
+
+def _ingest_input(
+    args: argparse.Namespace, provider: Provider, source: InputFile, out: Console, err: Console
+) -> int:
+    records = _records(provider, source)
+    try:
+        # The CSV header is read here, so a bad header stops the run before anything else happens.
+        first = next(records, None)
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
+    everything = itertools.chain([first] if first is not None else [], records)
+    if args.dry_run:
+        return dry_run(out, everything, provider, source.label, args.batch_events)
+
+    state_path = _state_path(args, provider, source)
+    dead_letter: Path = args.dead_letter or (
+        Path(f"{source.path}.{provider.name}.dead-letter.jsonl")
+        if not source.spooled
+        else Path(f"billing-events.{provider.name}.dead-letter.jsonl")
+    )
+    _sending.check_dead_letter(dead_letter)
+    open_sender = _sending.open_sender(provider, args, dead_letter)
+    try:
+        state = State.open(state_path, provider=provider.name) if state_path is not None else None
+    except StateError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        if state is not None and args.restart:
+            state.forget_outcomes()
+        identified = identify(
+            everything,
+            provider=provider,
+            state=state,
+            stamp=int(clock()) if state is not None else None,
+            # Lines are identified in blocks of several batches: one state commit per block.
+            chunk_records=max(args.batch_events, 2000),
+        )
+        total = source.line_count - (1 if source.format == "csv" else 0)
+        with contextlib.closing(identified):
+            result = _sending.pump(args, provider, total, identified, open_sender, state, err)
+    finally:
+        if state is not None:
+            state.close()
+    if result.tally.finished and result.records_this_run == 0 and result.tally.earlier:
+        out.print(
+            f"nothing to send: every line of {source.label} was settled by an earlier run ({state_path})",
+            markup=False,
+            highlight=False,
+        )
+    return finish(args, provider, source.label, result, dead_letter, state_path, out, err)

@@ -1,0 +1,71 @@
+"""``billing-events replay``: re-send the events of a dead-letter file under their own keys."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+
+from . import _sending
+from ._dry_run import dry_run
+from ._exit import UsageError
+from ._input import Record
+from ._providers import Provider
+from ._summary import finish
+from ._text import clip
+
+
+def _dead_letter_records(path: Path, provider: Provider, only: Sequence[str] | None) -> Iterator[Record]:
+    """Records of a dead-letter file; entries filtered out by --only are skipped, others' are invalid."""
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    def entries() -> Iterator[Record]:
+        with stream:
+            for number, raw in enumerate(stream, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    entry = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    yield Record(number, None, f"not valid JSON: {clip(str(exc))}")
+                    continue
+                if not isinstance(entry, dict) or not isinstance(entry.get("event"), dict):
+                    yield Record(number, None, "not a dead letter: expected an object with an 'event' object")
+                    continue
+                if entry.get("provider") not in (None, provider.name):
+                    yield Record(
+                        number, None, f"dead letter of {entry.get('provider')!r}, not {provider.name}"
+                    )
+                    continue
+                if only and entry.get("status") not in only:
+                    continue
+                event: dict[str, object] = entry["event"]
+                if event.get(provider.key_field) in (None, "") and isinstance(entry.get("key"), str):
+                    event[provider.key_field] = entry["key"]
+                yield Record(number, event)
+
+    return entries()
+
+
+def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
+    provider: Provider = args.provider_spec
+    _sending.check_batch_size(provider, args)
+    path = Path(args.file)
+    records = _dead_letter_records(path, provider, args.only)
+    if args.dry_run:
+        return dry_run(out, records, provider, str(path), args.batch_events)
+    dead_letter: Path = args.dead_letter or path.with_name(
+        path.name.removesuffix(".jsonl") + ".remaining.jsonl"
+    )
+    if dead_letter.resolve() == path.resolve():
+        raise UsageError("--dead-letter must not be the file being replayed")
+    _sending.check_dead_letter(dead_letter)
+    open_sender = _sending.open_sender(provider, args, dead_letter)
+    result = _sending.pump(args, provider, None, records, open_sender, None, err)
+    return finish(args, provider, str(path), result, dead_letter, None, out, err)

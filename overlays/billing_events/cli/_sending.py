@@ -1,0 +1,103 @@
+"""Building the client and pumping records through it, shared by ``ingest`` and ``replay``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .. import AsyncLago, AsyncTogai, RetryPolicy
+from ..errors import ConfigurationError
+from ._display import ProgressDisplay, format_counts
+from ._exit import UsageError
+from ._input import Record
+from ._providers import Provider
+from ._run import RunResult, SenderFactory, pump_records
+from ._state import State, Tally
+from ._text import clip
+
+
+def open_sender(provider: Provider, args: argparse.Namespace, dead_letter: Path) -> SenderFactory:
+    """Build the async client now (so configuration errors are usage errors) and hand it out once."""
+    options: dict[str, Any] = {
+        "base_url": args.base_url,
+        "endpoint": args.endpoint,
+        "timeout": args.timeout,
+        "max_batch_events": args.batch_events,
+        "dead_letter_path": dead_letter,
+        "max_in_flight": args.max_in_flight,
+        "retry": RetryPolicy(max_attempts=args.max_attempts, deadline=args.retry_deadline),
+    }
+    try:
+        client: AsyncTogai | AsyncLago = (
+            AsyncTogai(args.token, **options)
+            if provider.name == "togai"
+            else AsyncLago(args.token, **options)
+        )
+    except ConfigurationError as exc:
+        raise UsageError(clip(str(exc))) from exc
+    return lambda: client
+
+
+def check_batch_size(provider: Provider, args: argparse.Namespace) -> None:
+    if args.batch_events > provider.batch_limit:
+        raise UsageError(
+            f"--batch-events: {provider.title} takes at most {provider.batch_limit} events per request,"
+            f" got {args.batch_events}"
+        )
+
+
+def check_dead_letter(path: Path) -> None:
+    """Refuse a dead-letter path that cannot be appended to, before anything is sent."""
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write dead-letter file {path}: {exc.strerror or exc}; pass --dead-letter"
+        ) from exc
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def pump(
+    args: argparse.Namespace,
+    provider: Provider,
+    total: int | None,
+    records: Iterator[Record],
+    open_sender: SenderFactory,
+    state: State | None,
+    err: Console,
+) -> RunResult:
+    """Send the records with a progress display; ``total`` is the expected number of records, if known."""
+    enabled = err.is_terminal if args.progress is None else bool(args.progress)
+    display = ProgressDisplay(err, enabled=enabled, description=provider.title, total=total)
+
+    def log_commit(tally: Tally) -> None:
+        err.print(
+            f"settled {tally.records:,} records ({format_counts(tally.counts)})",
+            markup=False,
+            highlight=False,
+        )
+
+    with display:
+        result = asyncio.run(
+            pump_records(
+                records,
+                Tally(),
+                open_sender=open_sender,
+                state=state,
+                display=display,
+                window=args.max_in_flight,
+                chunk_records=args.batch_events,
+                on_commit=log_commit if args.verbose else None,
+            )
+        )
+        if result.interrupted_by is None and result.fatal is None:
+            display.finish()
+    return result
