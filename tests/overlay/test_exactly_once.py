@@ -203,3 +203,54 @@ def test_lago_find_event_and_estimate_fees_through_the_overlay(server: str) -> N
             client.estimate_fees("seats", "sub_nobody")
         with pytest.raises(RejectedError, match="does_not_match_an_instant_charge"):
             client.estimate_fees("storage_gb", "sub_acme_growth", {"gb": 1})
+
+
+@pytest.mark.parametrize("store", ["postgres", "clickhouse"])
+def test_repeated_lago_keys_on_both_stores(server: str, store: str) -> None:
+    """Same content twice, different content, and one transaction_id for two subscriptions."""
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    httpx.put(f"{server}/_mock/lago_store", json={"store": store}).raise_for_status()
+    first = lago_event(1, transaction_id="rk-1")
+    del first["timestamp"]
+    same = dict(first)
+    changed = {**first, "properties": {"calls": 99}}
+    other_subscription = {**first, "external_subscription_id": "sub-elsewhere"}
+    events = [first, same, changed, other_subscription, lago_event(2, transaction_id="rk-2")]
+    with Lago(TOKEN, base_url=base_url(server, "lago"), retry=POLICY) as client:
+        report = client.send(events)
+        statuses = [o.status for o in report]
+        # Sent again in one batch through the background sender: the shared id is confirmed per event.
+        sender = client.background(flush_interval=60)
+        for event in (
+            lago_event(3, transaction_id="rk-3"),
+            lago_event(3, transaction_id="rk-3", external_subscription_id="sub-b"),
+        ):
+            sender.track(event)
+        sender.close(timeout=30)
+    stored = httpx.get(f"{server}/_mock/events/lago").json()
+    httpx.put(f"{server}/_mock/lago_store", json={"store": "postgres"}).raise_for_status()
+    D = OutcomeStatus.DELIVERED
+    assert statuses == [D, OutcomeStatus.DUPLICATE, OutcomeStatus.REJECTED, D, D]
+    assert sorted((e["external_subscription_id"], e["transaction_id"]) for e in stored) == [
+        ("sub-1", "rk-1"),
+        ("sub-2", "rk-2"),
+        ("sub-3", "rk-3"),
+        ("sub-b", "rk-3"),
+        ("sub-elsewhere", "rk-1"),
+    ]
+
+
+def test_togai_207_without_detail_through_the_mock(server: str) -> None:
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    httpx.put(f"{server}/_mock/faults", json={"togai_207_detail": False}).raise_for_status()
+    batch = [togai_event(n, id=f"nd-{n}") for n in range(60)]
+    for bad in (7, 33, 34):
+        batch[bad]["attributes"] = [{"name": "calls", "value": "three"}]
+    try:
+        with Togai(TOKEN, base_url=base_url(server, "togai"), retry=POLICY, validate=False) as client:
+            report = client.send(batch)
+    finally:
+        httpx.put(f"{server}/_mock/faults", json={"togai_207_detail": True}).raise_for_status()
+    assert report.counts[OutcomeStatus.UNKNOWN] == 0
+    assert [n for n, o in enumerate(report) if o.status is OutcomeStatus.REJECTED] == [7, 33, 34]
+    assert httpx.get(f"{server}/_mock/stats").json()["togai"]["stored"] == 57
