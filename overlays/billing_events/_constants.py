@@ -36,3 +36,8 @@ DEFAULT_MAX_IN_FLIGHT = 8
 
 # Connection pool per client.
 MAX_CONNECTIONS = 32
+
+# Published rate limits, requests per second per endpoint (per account, across all its keys and machines).
+# Togai: 50/s on each ingestion endpoint. Lago Cloud: 500/s for single events, 50/s for other endpoints.
+TOGAI_RATE_LIMITS = {"/ingest": 50.0, "/ingestBatch": 50.0, "*": 50.0}
+LAGO_RATE_LIMITS = {"/events": 500.0, "*": 50.0}

@@ -110,7 +110,8 @@ class SenderCore:
         return not (self._queue and self._queue.head_seq < target)
 
     def _snapshot(self) -> Stats:
-        return attrs.evolve(self._counter.snapshot(in_queue=len(self._queue)), enqueued=self._accepted)
+        snapshot = self._counter.snapshot(in_queue=len(self._queue), **self._client.pacing_stats())
+        return attrs.evolve(snapshot, enqueued=self._accepted)
 
     def _count_retry(self, amount: int) -> None:
         self._counter.add("retried", amount)
