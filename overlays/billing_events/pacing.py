@@ -11,7 +11,8 @@ environment.)
 - **Adaptive pace (AIMD).** The pace starts at the ceiling (``max_requests_per_second``). A 429 halves
   it; an answer whose ``X-RateLimit-Remaining`` is below a quarter of ``X-RateLimit-Limit`` (the
   server's bucket is running low: someone is sending faster than it refills) cuts it by a fifth.
-  At most one cut per round: only answers to requests sent after the last cut count. Between cuts
+  At most one cut per round: only answers to requests sent after the last cut, and at least
+  ``CUT_SPACING`` after it, count. Between cuts
   the pace climbs back by a tenth of the ceiling per second. ``X-RateLimit-Limit`` below the ceiling
   lowers the ceiling.
 - **Sharing.** ``rate_budget`` puts the budget in a SQLite file (processes of one host) or in Redis
@@ -44,10 +45,15 @@ PUBLISHED_LIMITS = {"togai": C.TOGAI_RATE_LIMITS, "lago": C.LAGO_RATE_LIMITS}
 
 # AIMD constants.
 CUT_ON_429 = 0.5
-CUT_ON_LOW_REMAINING = 0.8
-LOW_REMAINING = 0.25  # of X-RateLimit-Limit
 RECOVERY_PER_SECOND = 0.1  # of the ceiling
+# Reading the server's bucket: over each window, how fast X-RateLimit-Remaining falls gives the
+# fleet's rate; the fleet aims at the limit when the bucket is full, at 80% of it when it is empty.
+BUCKET_WINDOW = 0.3
+FULL_BUCKET = 0.9  # of X-RateLimit-Limit
+EMPTY_BUCKET_TARGET = 0.8
 FLOOR = 0.02  # of the ceiling: the pace never falls below this
+# A round: the server's bucket needs a moment to show the effect of a cut, so cuts are this far apart.
+CUT_SPACING = 0.1
 # Slots a paced sender may take at once after a pause (GCRA burst), in seconds of its pace.
 BURST_SECONDS = 0.1
 
@@ -63,19 +69,39 @@ class BudgetTimeout(httpx.PoolTimeout):
 class Lane:
     """The pace of one endpoint: its ceiling, its current pace and its AIMD state."""
 
-    __slots__ = ("ceiling", "last_cut", "last_rise", "pace")
+    __slots__ = ("ceiling", "last_cut", "last_rise", "pace", "sample")
 
     def __init__(self, ceiling: float) -> None:
         self.ceiling = ceiling
         self.pace = ceiling
         self.last_cut = 0.0
         self.last_rise = time.monotonic()
+        self.sample: tuple[float, float] | None = None  # (when, X-RateLimit-Remaining)
 
     def cut(self, factor: float, sent_at: float, now: float) -> None:
-        if sent_at < self.last_cut:
+        if sent_at < self.last_cut or now - self.last_cut < CUT_SPACING:
             return  # this answer belongs to a round already cut for
         self.pace = max(self.ceiling * FLOOR, self.pace * factor)
         self.last_cut = self.last_rise = now
+
+    def read_bucket(self, limit: float, remaining: float, now: float) -> None:
+        """Steer by the server's bucket: the fleet's rate is the refill minus the bucket's change."""
+        if self.sample is None:
+            self.sample = (now, remaining)
+            return
+        then, before = self.sample
+        if now - then < BUCKET_WINDOW:
+            return
+        self.sample = (now, remaining)
+        fleet = limit - (remaining - before) / (now - then)
+        level = min(1.0, remaining / limit)
+        target = limit * (EMPTY_BUCKET_TARGET + (1.0 - EMPTY_BUCKET_TARGET) * level)
+        if level < FULL_BUCKET and fleet > target:
+            # Every process of the fleet sees the same bucket and scales by the same factor.
+            self.pace = max(self.ceiling * FLOOR, self.pace * target / fleet)
+            self.last_rise = now
+        else:
+            self.rise(now)
 
     def rise(self, now: float) -> None:
         if self.pace < self.ceiling:
@@ -131,7 +157,7 @@ class Pacer:
     @property
     def pace(self) -> float | None:
         """The current pace of the event endpoint in requests per second; None when unpaced."""
-        lane = self._lane(self.main_endpoint)
+        lane = self._lane(self.group_of(self.base_path + self.main_endpoint))
         return None if lane is None else lane.pace
 
     def _interval(self, group: str) -> float | None:
@@ -189,8 +215,8 @@ class Pacer:
                 lane.pace = min(lane.pace, limit)
             if status == 429:
                 lane.cut(CUT_ON_429, sent_at, now)
-            elif limit is not None and remaining is not None and remaining < limit * LOW_REMAINING:
-                lane.cut(CUT_ON_LOW_REMAINING, sent_at, now)
+            elif limit is not None and remaining is not None and limit > 0:
+                lane.read_bucket(limit, remaining, now)
             else:
                 lane.rise(now)
 
@@ -270,6 +296,8 @@ def make_pacer(
     if max_requests_per_second is PUBLISHED:
         public = config.base_url in ENDPOINTS[config.provider].values()
         ceilings = dict(PUBLISHED_LIMITS[config.provider]) if public else None
+        if ceilings is not None:
+            ceilings.setdefault(batch_path, ceilings[OTHER])
     elif max_requests_per_second is None:
         ceilings = None
     else:
