@@ -174,7 +174,8 @@ class Pump:
     def _settled(self, chunk: SettledChunk) -> None:
         self.records_settled += chunk.records
         self.seen.update(chunk.counts)
-        self._display.advance(chunk.records, self.seen)
+        # A sender without stats (a stand-in) shows no pace.
+        self._display.advance(chunk.records, self.seen, getattr(self._sender, "stats", None))
         self._waiting[chunk.seq] = chunk
         committed = False
         while self._next_commit in self._waiting:
