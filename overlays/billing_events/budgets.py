@@ -8,6 +8,7 @@ callers ask, so retries and new requests queue fairly and no waiter is passed ov
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -90,8 +91,10 @@ class SQLiteBudget:
         try:
             conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
             # The budget needs no durability: a lost write only makes the next slot a little early.
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")
+            # Another process may be switching it at this moment; WAL only makes writes cheaper.
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("CREATE TABLE IF NOT EXISTS budget (key TEXT PRIMARY KEY, tat REAL NOT NULL)")
         except sqlite3.Error as exc:
             raise ConfigurationError(

@@ -9,8 +9,10 @@ environment.)
   endpoint's budget (GCRA, see ``budgets.py``) and waits for it, never longer than ``max_wait``: past
   that it fails as never sent (``BudgetTimeout``) and the retry policy takes over.
 - **Adaptive pace (AIMD).** The pace starts at the ceiling (``max_requests_per_second``). A 429 halves
-  it; an answer whose ``X-RateLimit-Remaining`` is below a quarter of ``X-RateLimit-Limit`` (the
-  server's bucket is running low: someone is sending faster than it refills) cuts it by a fifth.
+  it. When the server sends ``X-RateLimit-Remaining`` and ``X-RateLimit-Limit`` (Lago), the pacer
+  reads the server's bucket every ``BUCKET_WINDOW``: its fall plus its refill is the whole fleet's
+  rate, and once the bucket is below half full and the fleet above its target, the pace is scaled by
+  target/fleet, before the bucket runs out. Every process sees the same bucket and scales alike.
   At most one cut per round: only answers to requests sent after the last cut, and at least
   ``CUT_SPACING`` after it, count. Between cuts
   the pace climbs back by a tenth of the ceiling per second. ``X-RateLimit-Limit`` below the ceiling
@@ -47,9 +49,10 @@ PUBLISHED_LIMITS = {"togai": C.TOGAI_RATE_LIMITS, "lago": C.LAGO_RATE_LIMITS}
 CUT_ON_429 = 0.5
 RECOVERY_PER_SECOND = 0.1  # of the ceiling
 # Reading the server's bucket: over each window, how fast X-RateLimit-Remaining falls gives the
-# fleet's rate; the fleet aims at the limit when the bucket is full, at 80% of it when it is empty.
+# fleet's rate; the fleet aims at the limit while the bucket is at least half full, and lower as it
+# empties (80% of the limit when empty), so that it fills again.
 BUCKET_WINDOW = 0.3
-FULL_BUCKET = 0.9  # of X-RateLimit-Limit
+HALF_BUCKET = 0.5  # of X-RateLimit-Limit
 EMPTY_BUCKET_TARGET = 0.8
 FLOOR = 0.02  # of the ceiling: the pace never falls below this
 # A round: the server's bucket needs a moment to show the effect of a cut, so cuts are this far apart.
@@ -94,9 +97,9 @@ class Lane:
             return
         self.sample = (now, remaining)
         fleet = limit - (remaining - before) / (now - then)
-        level = min(1.0, remaining / limit)
+        level = min(1.0, remaining / limit / HALF_BUCKET)
         target = limit * (EMPTY_BUCKET_TARGET + (1.0 - EMPTY_BUCKET_TARGET) * level)
-        if level < FULL_BUCKET and fleet > target:
+        if level < 1.0 and fleet > target:
             # Every process of the fleet sees the same bucket and scales by the same factor.
             self.pace = max(self.ceiling * FLOOR, self.pace * target / fleet)
             self.last_rise = now
