@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from overlay.scripted import Scripted, accepted, lago_ok, togai_event
+from overlay.scripted import Scripted, accepted, lago_event, lago_ok, togai_event
 
 from billing_events import AsyncTogai, ConfigurationError, Lago, OutcomeStatus, RetryPolicy, Togai
 from billing_events.budgets import RedisBudget, SQLiteBudget
@@ -145,3 +145,12 @@ def test_an_unreachable_redis_never_holds_events_back(fast_retry: RetryPolicy) -
         report = client.send([togai_event(1)])
 
     assert report.outcomes[0].status is OutcomeStatus.DELIVERED
+
+
+def test_the_request_response_calls_go_through_the_pacer(fast_retry: RetryPolicy) -> None:
+    stored = {"lago_customer_id": "c-1", "lago_subscription_id": "s-1", "timestamp": "2024-05-01T10:15:30Z"}
+    found = {"event": {**lago_event(1), **stored}}
+    server = Scripted(throttled, httpx.Response(200, json=found))
+    with Lago("t", transport=server.transport(), retry=fast_retry, endpoint="us") as client:
+        client.find_event("txn-1")
+        assert client.stats.throttled == 1
