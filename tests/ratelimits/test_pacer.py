@@ -30,7 +30,7 @@ def test_the_provider_endpoints_get_the_published_pace_and_a_custom_base_url_non
 @pytest.mark.parametrize("bad", [0, -1, float("inf"), "50", True])
 def test_a_bad_pace_is_refused_with_its_name(bad: object) -> None:
     with pytest.raises(ConfigurationError, match="max_requests_per_second"):
-        Togai("t", max_requests_per_second=bad)  # type: ignore[arg-type]
+        Togai("t", max_requests_per_second=bad)
 
 
 def test_a_shared_budget_needs_a_pace_and_a_known_scheme(tmp_path: Path) -> None:
