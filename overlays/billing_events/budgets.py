@@ -22,6 +22,9 @@ from .errors import ConfigurationError
 
 log = logging.getLogger("billing_events")
 
+# Redis: how long one call may take, and how long to pace locally after a failed call.
+REDIS_TIMEOUT = 0.5
+REDIS_RETRY_AFTER = 5.0
 # A stored TAT further ahead than this is stale (a clock step, or a file from an earlier boot): start over.
 STALE_AFTER = 300.0
 
@@ -150,6 +153,8 @@ class RedisBudget:
     def __init__(self, url: str, prefix: str) -> None:
         try:
             import redis
+            import redis.backoff
+            import redis.retry
         except ImportError:
             raise ConfigurationError(
                 "rate_budget: a redis:// budget needs the redis package (pip install 'billing-events[redis]')"
@@ -161,48 +166,62 @@ class RedisBudget:
         self._async: Any = None
         self._pid = os.getpid()
         self._warned = False
+        self._local = MemoryBudget()
+        self._down_until = 0.0
 
     def _clients(self) -> None:
         if self._pid != os.getpid():
             self._sync = self._async = None  # a forked child opens its own connections
             self._pid = os.getpid()
 
-    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    def _options(self) -> dict[str, Any]:
+        # No retries inside redis-py: a slow or absent Redis must not hold a request back for long.
+        retry = self._redis_module.retry.Retry(self._redis_module.backoff.NoBackoff(), 0)
+        return {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT, "retry": retry}
+
+    def _available(self) -> bool:
         self._clients()
+        return time.monotonic() >= self._down_until
+
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        if not self._available():
+            return self._local.reserve(key, interval, burst, max_wait)
         if self._sync is None:
-            client = self._redis_module.Redis.from_url(
-                self._url, socket_timeout=2.0, socket_connect_timeout=2.0
-            )
+            client = self._redis_module.Redis.from_url(self._url, **self._options())
             self._sync = client.register_script(_REDIS_GCRA)
         try:
             answer = self._sync(keys=[f"{self.prefix}:{key}"], args=[interval, burst, max_wait, STALE_AFTER])
         except self._redis_module.RedisError as exc:
-            return self._unreachable(exc)
+            self._unreachable(exc)
+            return self._local.reserve(key, interval, burst, max_wait)
         return _wait_of(answer)
 
     async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
-        self._clients()
+        if not self._available():
+            return self._local.reserve(key, interval, burst, max_wait)
         if self._async is None:
             from redis import asyncio as aioredis
 
-            client = aioredis.Redis.from_url(self._url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            client = aioredis.Redis.from_url(self._url, **self._options())
             self._async = client.register_script(_REDIS_GCRA)
         try:
             answer = await self._async(
                 keys=[f"{self.prefix}:{key}"], args=[interval, burst, max_wait, STALE_AFTER]
             )
         except self._redis_module.RedisError as exc:
-            return self._unreachable(exc)
+            self._unreachable(exc)
+            return self._local.reserve(key, interval, burst, max_wait)
         return _wait_of(answer)
 
-    def _unreachable(self, exc: Exception) -> float:
-        # Events matter more than the budget: without Redis, send now and let adaptive pacing hold the rate.
+    def _unreachable(self, exc: Exception) -> None:
+        # Events matter more than the shared budget: without Redis, this process paces on its own
+        # and asks Redis again after a pause.
+        self._down_until = time.monotonic() + REDIS_RETRY_AFTER
         if not self._warned:
             log.warning(
                 "rate budget: Redis is unreachable (%s); pacing locally until it is back", type(exc).__name__
             )
             self._warned = True
-        return 0.0
 
 
 def _wait_of(answer: object) -> float | None:

@@ -8,15 +8,17 @@ environment.)
 - **Budget.** Each endpoint has its own budget, as at the providers. A request takes a slot of its
   endpoint's budget (GCRA, see ``budgets.py``) and waits for it, never longer than ``max_wait``: past
   that it fails as never sent (``BudgetTimeout``) and the retry policy takes over.
-- **Adaptive pace (AIMD).** The pace starts at the ceiling (``max_requests_per_second``). A 429 halves
-  it. When the server sends ``X-RateLimit-Remaining`` and ``X-RateLimit-Limit`` (Lago), the pacer
-  reads the server's bucket every ``BUCKET_WINDOW``: its fall plus its refill is the whole fleet's
-  rate, and once the bucket is below half full and the fleet above its target, the pace is scaled by
-  target/fleet, before the bucket runs out. Every process sees the same bucket and scales alike.
-  At most one cut per round: only answers to requests sent after the last cut, and at least
-  ``CUT_SPACING`` after it, count. Between cuts
-  the pace climbs back by a tenth of the ceiling per second. ``X-RateLimit-Limit`` below the ceiling
-  lowers the ceiling.
+  Slots are first come, first served: a retry and a new batch queue alike, and each waits at most
+  ``max_wait``, so neither can starve the other past a deadline.
+- **Adaptive pace.** The pace starts at the ceiling (``max_requests_per_second``) and:
+  - halves on a 429, once per round (answers to requests sent before the last cut, or within
+    ``CUT_SPACING`` of it, do not cut again);
+  - when the server sends ``X-RateLimit-Remaining`` and ``X-RateLimit-Limit`` (Lago), follows the
+    server's bucket: over each ``BUCKET_WINDOW`` its fall plus its refill is the whole fleet's rate;
+    once the bucket is below half full and that rate above the target, the pace is scaled by
+    target/rate before the bucket runs out. Every process sees the same bucket and scales alike;
+  - takes ``X-RateLimit-Limit`` below the ceiling as the new ceiling;
+  - otherwise climbs back by ``RECOVERY_PER_SECOND`` of the ceiling per second.
 - **Sharing.** ``rate_budget`` puts the budget in a SQLite file (processes of one host) or in Redis
   (a fleet). Without it, processes pace independently and AIMD makes them converge near the budget.
 
