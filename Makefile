@@ -8,7 +8,7 @@ MOCK_PORT ?= 8910
 MOCK_TOKEN ?= test-token
 export PYTHONPATH := $(CURDIR)/tests
 
-.PHONY: install regenerate test lint typecheck mock contract demo bench clean FORCE
+.PHONY: install regenerate test lint typecheck mock contract demo bench clean redis-server FORCE
 
 # The stamps hold the hash of pyproject.toml, not its mtime: a fresh clone or checkout of an
 # unchanged pyproject.toml does not reinstall (and so cannot repoint the editable install).
@@ -44,8 +44,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy overlays/billing_events tests/mock_server
 
-test: lint typecheck
+test: lint typecheck redis-server
 	$(BIN)/python -m pytest
+
+# The shared rate-budget tests start a real redis-server on loopback: Debian's package, installed when missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server (Debian package) for the shared rate-budget tests"; \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -15,6 +15,7 @@ from .deadletter import BadLineCallback, DeadLetterFile, OutcomeCallback, Outcom
 from .delivery import Recorder
 from .errors import InvalidEventError
 from .outcomes import Outcome, OutcomeStatus, Report, attach_report
+from .pacing import PUBLISHED, PublishedPace, async_event_hooks, event_hooks, make_pacer
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
 from .providers.base import delivered_outcome, settle_unsent
 from .retry import RetryPolicy
@@ -30,6 +31,7 @@ USER_AGENT = f"billing-events/{__version__}"
 
 class ClientBase:
     provider: ClassVar[Provider]
+    asynchronous: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -45,6 +47,8 @@ class ClientBase:
         dead_letter_path: str | Path | None = None,
         on_dead_letter: OutcomeCallback | None = None,
         validate: bool = True,
+        max_requests_per_second: float | PublishedPace | None = PUBLISHED,
+        rate_budget: str | None = None,
     ) -> None:
         rules_type, default_events, default_bytes = PROVIDER_DEFAULTS[self.provider]
         self.config = ClientConfig(
@@ -63,6 +67,7 @@ class ClientBase:
         )
         self.dead_letter_file = DeadLetterFile(dead_letter_path) if dead_letter_path is not None else None
         self.on_dead_letter = on_dead_letter
+        self.pacer = make_pacer(self.config, self.rules.batch_path, max_requests_per_second, rate_budget)
         self._stats = StatsCounter()
         self.sink = OutcomeSink(self.provider, self._stats, self.dead_letter_file, on_dead_letter)
 
@@ -71,7 +76,12 @@ class ClientBase:
 
     @property
     def stats(self) -> Stats:
-        return self._stats.snapshot()
+        return self._stats.snapshot(**self.pacing_stats())
+
+    def pacing_stats(self) -> dict[str, Any]:
+        """The pacer's figures for ``Stats``: current pace, seconds waited for budget, 429s seen."""
+        pacer = self.pacer
+        return {"pace": pacer.pace, "budget_wait": round(pacer.waited, 3), "throttled": pacer.throttled}
 
     def validate(self, event: object) -> dict[str, Any]:
         """Check one event against the spec without sending it; raise InvalidEventError if it breaks a rule."""
@@ -99,7 +109,9 @@ class ClientBase:
         return [letter.event for letter in letters if letter.provider == self.provider]
 
     def _httpx_args(self, transport: Any) -> dict[str, Any]:
-        args: dict[str, Any] = {}
+        # The pacer runs before and after every request of the client, whatever its transport.
+        hooks = async_event_hooks if self.asynchronous else event_hooks
+        args: dict[str, Any] = {"event_hooks": hooks(self.pacer)}
         if transport is not None:
             args["transport"] = transport
         else:

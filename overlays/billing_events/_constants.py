@@ -51,3 +51,9 @@ MAX_ERROR_ANSWER_BYTES = 256 * 1024
 # Text we keep or print: one value in a reason, a whole reason or server message.
 MAX_VALUE_CHARS = 200
 MAX_REASON_CHARS = 1000
+
+# Published rate limits, requests per second per endpoint (per account, across all its keys and machines).
+# Togai: 50/s on each ingestion endpoint. Lago Cloud: 500/s on event ingestion (single events and batches),
+# 50/s on most other endpoints.
+TOGAI_RATE_LIMITS = {"/ingest": 50.0, "/ingestBatch": 50.0, "*": 50.0}
+LAGO_RATE_LIMITS = {"/events": 500.0, "/events/batch": 500.0, "*": 50.0}

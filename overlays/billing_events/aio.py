@@ -33,6 +33,7 @@ log = logging.getLogger("billing_events")
 
 class _AsyncClient(ClientBase):
     api_client_type: ClassVar[Callable[..., Any]]
+    asynchronous: ClassVar[bool] = True
 
     def __init__(
         self,

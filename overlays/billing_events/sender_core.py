@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -33,6 +33,8 @@ class SenderClient(Protocol):
 
     @property
     def on_dead_letter(self) -> OutcomeCallback | None: ...
+
+    def pacing_stats(self) -> dict[str, Any]: ...
 
 
 class SenderCore:
@@ -128,7 +130,8 @@ class SenderCore:
         return not (self._queue and self._queue.head_seq < target)
 
     def _snapshot(self) -> Stats:
-        return attrs.evolve(self._counter.snapshot(in_queue=len(self._queue)), enqueued=self._accepted)
+        snapshot = self._counter.snapshot(in_queue=len(self._queue), **self._client.pacing_stats())
+        return attrs.evolve(snapshot, enqueued=self._accepted)
 
     def _count_retry(self, amount: int) -> None:
         self._counter.add("retried", amount)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -24,11 +25,21 @@ class Stats:
     dropped: int = 0
     retried: int = 0
     in_queue: int = 0
+    # Pacing (see pacing.py): the event endpoint's current requests/s (None when unpaced), the seconds
+    # requests spent waiting for rate budget (summed over requests), and the 429 answers seen.
+    pace: float | None = None
+    budget_wait: float = 0.0
+    throttled: int = 0
 
     @property
     def settled(self) -> int:
         return self.delivered + self.duplicate + self.rejected + self.failed + self.unknown + self.dropped
 
+
+# The fields counted here; the pacing fields come from the client's pacer.
+COUNTERS = tuple(
+    name for name in attrs.fields_dict(Stats) if name not in ("pace", "budget_wait", "throttled")
+)
 
 _FIELD = {
     OutcomeStatus.DELIVERED: "delivered",
@@ -45,7 +56,7 @@ class StatsCounter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys(attrs.fields_dict(Stats), 0)
+        self._counts = dict.fromkeys(COUNTERS, 0)
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -61,9 +72,9 @@ class StatsCounter:
     def reset_lock(self) -> None:
         self._lock = threading.Lock()
 
-    def snapshot(self, in_queue: int = 0) -> Stats:
+    def snapshot(self, in_queue: int = 0, **pacing: Any) -> Stats:
         with self._lock:
-            return Stats(**{**self._counts, "in_queue": in_queue})
+            return Stats(**{**self._counts, "in_queue": in_queue}, **pacing)
 
     def reset(self) -> None:
         with self._lock:

@@ -10,7 +10,8 @@ a raw httpx baseline, the official clients, then this project's sync
 ``send()``, background ``track()`` and async ``send()``; each as events/s and
 as a ratio to the baseline (the first row). Then: ``track()`` cost on the
 caller's thread, peak memory of a byte-bounded queue of 1,000,000 events, and
-the wall time of ``make regenerate``.
+the wall time of ``make regenerate``. Last, the pacing rows (``bench.pacing``): goodput at the
+provider's rate budget against the rate-limited mock, from one process and from four.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from bench import pacing
 from bench.throughput import Measurement, Target, event_pool, rows_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -279,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--providers", default="togai,lago")
     parser.add_argument("--scenarios", default="0,50", help="server latencies in ms (default: 0,50)")
     parser.add_argument("--skip-extras", action="store_true", help="only the throughput rows")
+    parser.add_argument("--skip-pacing", action="store_true", help="leave out the pacing rows (bench.pacing)")
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="profile this project's rows with pyinstrument"
     )
@@ -334,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"make regenerate (specs/regenerate.py into a temp dir): {regenerate:.1f} s", highlight=False
         )
     console.print(targets_table(results, track, memory))
+    if not args.skip_pacing:
+        console.print(pacing.measure(console, providers, pacing.DEFAULT_SECONDS))
     return 0
 
 

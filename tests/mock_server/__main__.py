@@ -2,7 +2,8 @@
 
 Environment: MOCK_PORT, MOCK_TOKEN (default `test-token`), MOCK_FAULTS (JSON fault configuration),
 MOCK_CATALOGUE (path of a catalogue file for estimate_fees), MOCK_LAGO_STORE (`postgres`, the default, or
-`clickhouse`), MOCK_RESTRICTED_TOKEN (a Lago key that may not write events).
+`clickhouse`), MOCK_RESTRICTED_TOKEN (a Lago key that may not write events), MOCK_RATE_LIMITS (`on` for the
+published limits, or a JSON object such as `{"limits": {"togai.ingest_batch": 40}}`; off by default).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mock_server.config import (
     MockConfig,
 )
 from mock_server.faults import silence_injected_drops
+from mock_server.ratelimit import RateLimitConfig
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8910
@@ -48,6 +50,7 @@ def config_from_env(env: Mapping[str, str]) -> tuple[MockConfig, int]:
         catalogue_path=catalogue,
         lago_store=lago_store,
         restricted_token=env.get("MOCK_RESTRICTED_TOKEN") or None,
+        rate_limits=RateLimitConfig.from_text(env.get("MOCK_RATE_LIMITS") or "off"),
     ), port
 
 
@@ -67,6 +70,7 @@ def main() -> int:
     print(f"Bearer token:   {config.token}", flush=True)
     print(f"Faults:         {config.faults.to_dict()}", flush=True)
     print(f"Lago store:     {config.lago_store}", flush=True)
+    print(f"Rate limits:    {config.rate_limits.to_dict()}", flush=True)
     uvicorn.Server(server_config).run()
     return 0
 

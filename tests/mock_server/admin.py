@@ -9,6 +9,7 @@ from starlette.routing import Route
 from mock_server.config import LAGO_STORES, FaultConfigError
 from mock_server.errors import Provider, togai_error
 from mock_server.jsonio import JsonResponse, MalformedJson, parse_json
+from mock_server.ratelimit import limiter_of, rate_limits_route
 from mock_server.state import MockState
 
 
@@ -32,6 +33,7 @@ async def lago_events(request: Request) -> Response:
 async def reset(request: Request) -> Response:
     state = _state(request)
     state.reset()
+    limiter_of(request).reset()
     return JsonResponse({"reset": True, "faults": state.faults.config.to_dict()})
 
 
@@ -78,4 +80,5 @@ def admin_routes() -> list[Route]:
         Route("/_mock/reset", reset, methods=["POST"]),
         Route("/_mock/faults", faults, methods=["GET", "PUT"]),
         Route("/_mock/lago_store", lago_store, methods=["GET", "PUT"]),
+        Route("/_mock/rate_limits", rate_limits_route, methods=["GET", "PUT"]),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import attrs
 from starlette.applications import Starlette
@@ -20,10 +21,11 @@ from mock_server.config import LAGO_PREFIX, TOGAI_PREFIX, MockConfig
 from mock_server.errors import Provider, provider_error
 from mock_server.faults import ConnectionDropped
 from mock_server.gateway import DEFAULT_RATE_LIMIT, public_endpoint
+from mock_server.ratelimit import RateLimiter, rate_limited
 from mock_server.state import MockState
 
-# Lago Cloud allows 500 single-event requests per second and 50 for every other endpoint.
-LAGO_SINGLE_EVENT_RATE_LIMIT = 500
+# Lago Cloud allows 500 event-ingestion requests per second (single and batch) and 50 for most others.
+LAGO_INGESTION_RATE_LIMIT = 500
 
 logger = logging.getLogger("mock_server")
 
@@ -82,23 +84,31 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _limited(
+    provider: Provider, handler: Any, rate_limit: int = DEFAULT_RATE_LIMIT, *, writes: bool = False
+) -> Any:
+    """The public endpoint of a handler behind its group's rate limit (a group per handler)."""
+    group = f"{provider.value}.{handler.__name__}"
+    return rate_limited(provider, group, public_endpoint(provider, handler, rate_limit, writes=writes))
+
+
 def public_routes() -> list[Route]:
     togai_ops = [("/ingest", togai.ingest), ("/ingestBatch", togai.ingest_batch)]
     lago_ops = [
-        ("/events", lago.create_event, "POST", LAGO_SINGLE_EVENT_RATE_LIMIT, True),
-        ("/events/batch", lago.create_batch_events, "POST", DEFAULT_RATE_LIMIT, True),
+        ("/events", lago.create_event, "POST", LAGO_INGESTION_RATE_LIMIT, True),
+        ("/events/batch", lago.create_batch_events, "POST", LAGO_INGESTION_RATE_LIMIT, True),
         ("/events/estimate_fees", lago.estimate_fees, "POST", DEFAULT_RATE_LIMIT, False),
         # Any text, so an id holding an encoded slash or newline still reaches the handler, which decodes the raw path.
         ("/events/{transaction_id:any_text}", lago.find_event, "GET", DEFAULT_RATE_LIMIT, False),
     ]
     routes = [
-        Route(f"{TOGAI_PREFIX}{path}", public_endpoint(Provider.TOGAI, handler), methods=["POST"])
+        Route(f"{TOGAI_PREFIX}{path}", _limited(Provider.TOGAI, handler), methods=["POST"])
         for path, handler in togai_ops
     ]
     routes += [
         Route(
             f"{LAGO_PREFIX}{path}",
-            public_endpoint(Provider.LAGO, handler, rate_limit, writes=writes),
+            _limited(Provider.LAGO, handler, rate_limit, writes=writes),
             methods=[method],
         )
         for path, handler, method, rate_limit, writes in lago_ops
@@ -123,4 +133,5 @@ def create_app(config: MockConfig | None = None, *, lago_store: str | None = Non
     # A redirect is not in either spec; a missing or extra slash is answered 404 or 405 instead.
     app.router.redirect_slashes = False
     app.state.mock = state
+    app.state.rate_limiter = RateLimiter(config.rate_limits)
     return app

@@ -11,6 +11,8 @@ from typing import Any
 from attrs import field, frozen
 from attrs.validators import ge, in_, instance_of, optional
 
+from mock_server.ratelimit import RateLimitConfig
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SPECS_DIR = PACKAGE_DIR.parents[1] / "specs"
 DEFAULT_CATALOGUE = PACKAGE_DIR / "catalogue.json"
@@ -140,6 +142,8 @@ class MockConfig:
     lago_store: str = field(default="postgres", validator=in_(LAGO_STORES))
     # A second Lago API key that may read but not write events: writes get 403 write_action_not_allowed_for_event.
     restricted_token: str | None = field(default=None, validator=optional(instance_of(str)))
+    # The providers' rate limits (see ratelimit.py); off unless asked for.
+    rate_limits: RateLimitConfig = field(factory=RateLimitConfig, validator=instance_of(RateLimitConfig))
 
     def __attrs_post_init__(self) -> None:
         if not self.token:

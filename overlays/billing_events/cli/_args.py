@@ -46,6 +46,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pace(text: str) -> float | str:
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of requests per second or none, got {text!r}"
+        ) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -88,6 +102,13 @@ def _add_connection_options(parser: argparse.ArgumentParser, provider: Provider)
         default=8,
         metavar="N",
         help="batches sent concurrently (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-requests-per-second",
+        type=_pace,
+        metavar="N",
+        help=f"pace requests to N per second, or `none` (default: {provider.title}'s published limits;"
+        " no pace with --base-url, since a self-hosted server has no limiter)",
     )
     group.add_argument(
         "--max-attempts",

@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ..stats import Stats
 from ._state import Problem
 from ._text import clip
 
@@ -46,6 +47,13 @@ class _RateColumn(ProgressColumn):
         return Text(f"{done / elapsed:,.0f} ev/s", style="cyan")
 
 
+def pace_note(stats: Stats | None) -> str:
+    """The pace, once the rate budget holds requests back (they waited for it, or 429s came)."""
+    if stats is None or stats.pace is None or not (stats.budget_wait or stats.throttled):
+        return ""
+    return f"paced {stats.pace:,.0f} req/s" + (f", {stats.throttled:,} throttled" if stats.throttled else "")
+
+
 def format_counts(counts: Mapping[str, int]) -> Text:
     text = Text()
     for name in COUNTED:
@@ -68,10 +76,13 @@ class ProgressDisplay:
             _RateColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[counts]}"),
+            TextColumn("{task.fields[pace]}", style="yellow"),
             console=console,
             disable=not enabled,
         )
-        self._task: TaskID = self._progress.add_task(description, total=total, counts=Text(), initial=0)
+        self._task: TaskID = self._progress.add_task(
+            description, total=total, counts=Text(), initial=0, pace=""
+        )
 
     def __enter__(self) -> ProgressDisplay:
         self._progress.start()
@@ -82,8 +93,10 @@ class ProgressDisplay:
     ) -> None:
         self._progress.stop()
 
-    def advance(self, records: int, counts: Mapping[str, int]) -> None:
-        self._progress.update(self._task, advance=records, counts=format_counts(counts))
+    def advance(self, records: int, counts: Mapping[str, int], stats: Stats | None = None) -> None:
+        self._progress.update(
+            self._task, advance=records, counts=format_counts(counts), pace=pace_note(stats)
+        )
 
     def finish(self) -> None:
         task = self._progress.tasks[0]

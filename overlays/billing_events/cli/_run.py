@@ -168,7 +168,8 @@ class Pump:
         for status, problem, earlier in chunk.outcomes:
             self._tally.add(status, problem, earlier=earlier)
         self.records_sent += chunk.sent
-        self._display.advance(len(chunk.outcomes), self._tally.counts)
+        # A sender without stats (a stand-in) shows no pace.
+        self._display.advance(len(chunk.outcomes), self._tally.counts, getattr(self._sender, "stats", None))
         if self._on_commit is not None and chunk.sent and committed:
             self._on_commit(self._tally)
 

@@ -32,6 +32,9 @@ def open_sender(provider: Provider, args: argparse.Namespace, dead_letter: Path)
         "max_in_flight": args.max_in_flight,
         "retry": RetryPolicy(max_attempts=args.max_attempts, deadline=args.retry_deadline),
     }
+    if args.max_requests_per_second is not None:
+        pace = args.max_requests_per_second
+        options["max_requests_per_second"] = None if pace == "none" else pace
     try:
         client: AsyncTogai | AsyncLago = (
             AsyncTogai(args.token, **options)

@@ -1,0 +1,255 @@
+"""Where a rate budget lives: in this process, in a SQLite file shared on one host, or in Redis.
+
+Each backend keeps one number per budget key, the GCRA "theoretical arrival time" (TAT), and
+``reserve`` updates it atomically: the caller gets the moment it may send (a slot), or None when that
+moment is further than ``max_wait`` away (then nothing is taken). Slots are handed out in the order
+callers ask, so retries and new requests queue fairly and no waiter is passed over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .errors import ConfigurationError
+
+log = logging.getLogger("billing_events")
+
+# Redis: how long one call may take, and how long to pace locally after a failed call.
+REDIS_TIMEOUT = 0.5
+REDIS_RETRY_AFTER = 5.0
+# A stored TAT further ahead than this is stale (a clock step, or a file from an earlier boot): start over.
+STALE_AFTER = 300.0
+
+
+def gcra(
+    tat: float | None, now: float, interval: float, burst: float, max_wait: float
+) -> tuple[float, float] | None:
+    """(wait, new TAT) for one request, or None when it would wait longer than ``max_wait``."""
+    if tat is None or tat < now or tat > now + STALE_AFTER:
+        tat = now
+    wait = max(0.0, tat - burst - now)
+    if wait > max_wait:
+        return None
+    return wait, tat + interval
+
+
+class Budget(Protocol):
+    """A store of slots; ``reserve`` is atomic across every user of the same key."""
+
+    name: str
+
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None: ...
+
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None: ...
+
+
+class MemoryBudget:
+    """A budget for one process: shared by its threads and tasks."""
+
+    name = "process"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tats: dict[str, float] = {}
+        self._pid = os.getpid()
+
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        if self._pid != os.getpid():
+            # A forked child has its own budget: a lock held at fork time would stay held forever.
+            self._lock, self._tats, self._pid = threading.Lock(), {}, os.getpid()
+        with self._lock:
+            slot = gcra(self._tats.get(key), time.monotonic(), interval, burst, max_wait)
+            if slot is None:
+                return None
+            self._tats[key] = slot[1]
+            return slot[0]
+
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        return self.reserve(key, interval, burst, max_wait)
+
+
+class SQLiteBudget:
+    """A budget shared by the processes of one host through a SQLite file (standard library, no server)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path, prefix: str) -> None:
+        self.path = path
+        self.prefix = prefix
+        self._local = threading.local()
+        self._connect()  # fail early on a path that cannot be opened
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            return conn
+        try:
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            # The budget needs no durability: a lost write only makes the next slot a little early.
+            conn.execute("PRAGMA synchronous=OFF")
+            # Another process may be switching it at this moment; WAL only makes writes cheaper.
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS budget (key TEXT PRIMARY KEY, tat REAL NOT NULL)")
+        except sqlite3.Error as exc:
+            raise ConfigurationError(
+                f"rate_budget: cannot use the SQLite file {str(self.path)!r}: {exc}"
+            ) from None
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        conn = self._connect()
+        name = f"{self.prefix}:{key}"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT tat FROM budget WHERE key = ?", (name,)).fetchone()
+            # Wall-clock time: the one clock every process of the host reads alike.
+            slot = gcra(row[0] if row else None, time.time(), interval, burst, max_wait)
+            if slot is not None:
+                conn.execute("INSERT OR REPLACE INTO budget (key, tat) VALUES (?, ?)", (name, slot[1]))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return None if slot is None else slot[0]
+
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        import asyncio
+
+        # A write lock may be held by another process for a moment: never block the event loop on it.
+        return await asyncio.to_thread(self.reserve, key, interval, burst, max_wait)
+
+
+# GCRA on the server, with the server's clock: machines with skewed clocks still share one budget.
+_REDIS_GCRA = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local interval, burst, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now or tat > now + tonumber(ARGV[4]) then tat = now end
+local wait = tat - burst - now
+if wait < 0 then wait = 0 end
+if wait > max_wait then return '-1' end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+return string.format('%.6f', wait)
+"""
+
+
+class RedisBudget:
+    """A budget shared by every process and machine that reaches one Redis server."""
+
+    name = "redis"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        try:
+            import redis
+            import redis.backoff
+            import redis.retry
+        except ImportError:
+            raise ConfigurationError(
+                "rate_budget: a redis:// budget needs the redis package (pip install 'billing-events[redis]')"
+            ) from None
+        self.prefix = prefix
+        self._url = url
+        self._redis_module: Any = redis
+        self._sync: Any = None
+        self._async: Any = None
+        self._pid = os.getpid()
+        self._warned = False
+        self._local = MemoryBudget()
+        self._down_until = 0.0
+
+    def _clients(self) -> None:
+        if self._pid != os.getpid():
+            self._sync = self._async = None  # a forked child opens its own connections
+            self._pid = os.getpid()
+
+    def _options(self) -> dict[str, Any]:
+        # No retries inside redis-py: a slow or absent Redis must not hold a request back for long.
+        retry = self._redis_module.retry.Retry(self._redis_module.backoff.NoBackoff(), 0)
+        return {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT, "retry": retry}
+
+    def _available(self) -> bool:
+        self._clients()
+        return time.monotonic() >= self._down_until
+
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        if not self._available():
+            return self._local.reserve(key, interval, burst, max_wait)
+        if self._sync is None:
+            client = self._redis_module.Redis.from_url(self._url, **self._options())
+            self._sync = client.register_script(_REDIS_GCRA)
+        try:
+            answer = self._sync(keys=[f"{self.prefix}:{key}"], args=[interval, burst, max_wait, STALE_AFTER])
+        except self._redis_module.RedisError as exc:
+            self._unreachable(exc)
+            return self._local.reserve(key, interval, burst, max_wait)
+        return _wait_of(answer)
+
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        if not self._available():
+            return self._local.reserve(key, interval, burst, max_wait)
+        if self._async is None:
+            from redis import asyncio as aioredis
+
+            client = aioredis.Redis.from_url(self._url, **self._options())
+            self._async = client.register_script(_REDIS_GCRA)
+        try:
+            answer = await self._async(
+                keys=[f"{self.prefix}:{key}"], args=[interval, burst, max_wait, STALE_AFTER]
+            )
+        except self._redis_module.RedisError as exc:
+            self._unreachable(exc)
+            return self._local.reserve(key, interval, burst, max_wait)
+        return _wait_of(answer)
+
+    def _unreachable(self, exc: Exception) -> None:
+        # Events matter more than the shared budget: without Redis, this process paces on its own
+        # and asks Redis again after a pause.
+        self._down_until = time.monotonic() + REDIS_RETRY_AFTER
+        if not self._warned:
+            log.warning(
+                "rate budget: Redis is unreachable (%s); pacing locally until it is back", type(exc).__name__
+            )
+            self._warned = True
+
+
+def _wait_of(answer: object) -> float | None:
+    text = answer.decode() if isinstance(answer, bytes) else str(answer)
+    wait = float(text)
+    return None if wait < 0 else wait
+
+
+def open_budget(url: str | None) -> Budget:
+    """The budget a ``rate_budget`` URL names: ``sqlite:///path?key=...``, ``redis://host:port/db?key=...``."""
+    if url is None:
+        return MemoryBudget()
+    if not isinstance(url, str):
+        raise ConfigurationError(f"rate_budget: must be a URL string, got {type(url).__name__}")
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    prefix = (query.get("key") or ["billing-events"])[0]
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if not path or path.endswith("/"):
+            raise ConfigurationError(
+                "rate_budget: a sqlite budget needs a file, e.g. sqlite:///var/tmp/acme.db?key=acme"
+            )
+        return SQLiteBudget(Path(path), prefix)
+    if parts.scheme in ("redis", "rediss", "unix"):
+        rest = [f"{name}={value}" for name, values in query.items() if name != "key" for value in values]
+        base = parts._replace(query="&".join(rest)).geturl()
+        return RedisBudget(base, prefix)
+    raise ConfigurationError(
+        f"rate_budget: unknown scheme {parts.scheme!r}; use sqlite:///path?key=NAME or redis://host:port/db?key=NAME"
+    )
