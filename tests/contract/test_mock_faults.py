@@ -33,12 +33,14 @@ def test_a_throttled_togai_request_carries_retry_after(client_for: ClientFor) ->
     assert client.get("/_mock/events/togai").json() == []
 
 
-@pytest.mark.parametrize(("path", "limit"), [("/events", "500"), ("/events/batch", "50")])
+@pytest.mark.parametrize(
+    ("path", "limit"), [("/events", "500"), ("/events/batch", "500"), ("/events/estimate_fees", "50")]
+)
 def test_a_throttled_lago_request_carries_the_rate_limit_headers(
     client_for: ClientFor, path: str, limit: str
 ) -> None:
     client = faulty_client(client_for, rate_429=1.0, retry_after=3)
-    body = {"event": lago_event()} if path == "/events" else {"events": [lago_event()]}
+    body = {"events": [lago_event()]} if path == "/events/batch" else {"event": lago_event()}
 
     response = client.post(f"{LAGO}{path}", json=body)
 

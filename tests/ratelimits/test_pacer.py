@@ -21,7 +21,7 @@ def throttled(request: httpx.Request) -> httpx.Response:
 
 def test_the_provider_endpoints_get_the_published_pace_and_a_custom_base_url_none() -> None:
     assert Togai("t").stats.pace == 50
-    assert Lago("t", endpoint="eu").stats.pace == 50  # /events/batch; single events have 500
+    assert Lago("t", endpoint="eu").stats.pace == 500  # event ingestion; estimate_fees and find_event have 50
     assert Lago("t", base_url="https://lago.example.com").stats.pace is None  # self-hosted: no limiter
     assert Togai("t", base_url="http://localhost:8910/togai", max_requests_per_second=40).stats.pace == 40
     assert Togai("t", max_requests_per_second=None).stats.pace is None
