@@ -1,4 +1,4 @@
-"""`python -m mock_server`: serve the mock on 127.0.0.1:${MOCK_PORT:-8910}.
+"""`python -m billing_events.mock`: serve the mock on 127.0.0.1:${MOCK_PORT:-8910}.
 
 Environment: MOCK_PORT, MOCK_TOKEN (default `test-token`), MOCK_FAULTS (JSON fault configuration),
 MOCK_CATALOGUE (path of a catalogue file for estimate_fees), MOCK_LAGO_STORE (`postgres`, the default, or
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import uvicorn
 
-from mock_server.app import create_app
-from mock_server.config import (
+from billing_events.mock.app import create_app
+from billing_events.mock.config import (
     DEFAULT_CATALOGUE,
     DEFAULT_TOKEN,
     LAGO_PREFIX,
@@ -25,7 +25,7 @@ from mock_server.config import (
     FaultConfigError,
     MockConfig,
 )
-from mock_server.faults import silence_injected_drops
+from billing_events.mock.faults import silence_injected_drops
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8910

@@ -12,7 +12,7 @@ from attrs import field, frozen
 from attrs.validators import ge, in_, instance_of, optional
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_SPECS_DIR = PACKAGE_DIR.parents[1] / "specs"
+DEFAULT_SPECS_DIR = PACKAGE_DIR.parents[2] / "specs"
 DEFAULT_CATALOGUE = PACKAGE_DIR / "catalogue.json"
 DEFAULT_TOKEN = "test-token"
 # Where each API is served: base URLs are http://<host>:<port>/togai and http://<host>:<port>/lago/api/v1.
