@@ -180,7 +180,7 @@ def test_more_than_500_events_is_a_422_and_500_is_fine(client: httpx.Client, moc
 
 
 def test_the_byte_limit_comes_from_the_spec(mock_state: MockState) -> None:
-    spec = load_spec(DEFAULT_SPECS_DIR / "togai.yaml")
+    spec = load_spec(DEFAULT_SPECS_DIR / "togai.json")
     declared = spec["paths"]["/ingestBatch"]["post"]["requestBody"]["x-max-body-bytes"]
 
     assert mock_state.rules.togai.batch_max_bytes == declared == 1_048_576
