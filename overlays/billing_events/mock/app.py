@@ -25,7 +25,7 @@ from billing_events.mock.state import MockState
 # Lago Cloud allows 500 single-event requests per second and 50 for every other endpoint.
 LAGO_SINGLE_EVENT_RATE_LIMIT = 500
 
-logger = logging.getLogger("mock_server")
+logger = logging.getLogger("billing_events.mock")
 
 
 class AnyTextConvertor(Convertor[str]):

@@ -19,7 +19,7 @@ from billing_events.mock.state import MockState
 Handler = Callable[[Request, MockState], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-logger = logging.getLogger("mock_server")
+logger = logging.getLogger("billing_events.mock")
 
 # Lago Cloud's documented per-organisation limits: 500/s for single events, 50/s elsewhere.
 DEFAULT_RATE_LIMIT = 50
