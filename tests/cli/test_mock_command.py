@@ -119,6 +119,16 @@ def test_serves_both_apis_and_stops_cleanly(signum: int) -> None:
     assert output.rstrip().endswith("Mock stopped.")
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_right_after_the_banner_is_clean(signum: int) -> None:
+    with mock_command() as served:
+        served.banner()
+        code, output = served.stop(signum)
+
+    assert code == 0
+    assert output.rstrip().endswith("Mock stopped.")
+
+
 def test_a_bad_fault_setting_is_a_usage_error_naming_it() -> None:
     result = subprocess.run(
         [COMMAND, "mock", "--faults", '{"rate_429": 2}'], capture_output=True, text=True, timeout=STOP_TIMEOUT

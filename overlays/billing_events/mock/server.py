@@ -76,18 +76,22 @@ def origin_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
 
 
-def _stop_requested(_signum: int, _frame: FrameType | None) -> None:
-    """Replaces the default SIGTERM/SIGINT action; uvicorn re-raises the signal it stopped on into it."""
-
-
 @contextmanager
-def _exit_zero_on_stop_signals() -> Iterator[None]:
-    # uvicorn shuts down gracefully on these, then re-raises the signal into the handler it found: with the
-    # default handlers that kills the process (SIGTERM) or raises KeyboardInterrupt (SIGINT).
+def _stop_signals_stop(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM and SIGINT stop `server` gracefully, whenever they arrive, and leave the process alive.
+
+    uvicorn handles both while it runs, then re-raises the one it stopped on into the handler it found: with
+    the default handlers that kills the process (SIGTERM) or raises KeyboardInterrupt (SIGINT). Ours asks
+    the server to stop instead, which also covers a signal that arrives before uvicorn installs its own.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _stop_requested) for sig in STOP_SIGNALS}
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -105,11 +109,13 @@ def serve(app: Starlette, sock: socket.socket, out: TextIO | None = None) -> Non
     # After uvicorn.Config, which configures logging: the filter must sit on the configured logger.
     silence_injected_drops()
     origin = origin_of(sock)
-    print(f"Togai base URL: {origin}{TOGAI_PREFIX}", file=out, flush=True)
-    print(f"Lago base URL:  {origin}{LAGO_PREFIX}", file=out, flush=True)
-    print(f"Bearer token:   {config.token}", file=out, flush=True)
-    print(f"Faults:         {config.faults.to_dict()}", file=out, flush=True)
-    print(f"Lago store:     {config.lago_store}", file=out, flush=True)
-    with _exit_zero_on_stop_signals():
-        uvicorn.Server(server_config).run(sockets=[sock])
+    server = uvicorn.Server(server_config)
+    # Before the banner: whoever reads it may stop the server at once.
+    with _stop_signals_stop(server):
+        print(f"Togai base URL: {origin}{TOGAI_PREFIX}", file=out, flush=True)
+        print(f"Lago base URL:  {origin}{LAGO_PREFIX}", file=out, flush=True)
+        print(f"Bearer token:   {config.token}", file=out, flush=True)
+        print(f"Faults:         {config.faults.to_dict()}", file=out, flush=True)
+        print(f"Lago store:     {config.lago_store}", file=out, flush=True)
+        server.run(sockets=[sock])
     print("Mock stopped.", file=out, flush=True)
