@@ -42,7 +42,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy overlays/billing_events tests/mock_server
+	$(BIN)/mypy overlays/billing_events
 
 test: lint typecheck redis-server
 	$(BIN)/python -m pytest
@@ -66,9 +66,9 @@ demo: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 
-# The stateful Togai + Lago mock on 127.0.0.1:$(MOCK_PORT); MOCK_FAULTS (JSON) and MOCK_CATALOGUE configure it.
+# `billing-events mock` on 127.0.0.1:$(MOCK_PORT); MOCK_FAULTS (JSON), MOCK_CATALOGUE and MOCK_LAGO_STORE configure it.
 mock: $(STAMP)
-	MOCK_PORT=$(MOCK_PORT) MOCK_TOKEN=$(MOCK_TOKEN) $(BIN)/python -m mock_server
+	$(BIN)/billing-events mock --port $(MOCK_PORT) --token $(MOCK_TOKEN)
 
 # Schemathesis suite against TOGAI_BASE_URL/TOGAI_API_TOKEN and LAGO_API_URL/LAGO_API_KEY when set, otherwise
 # against the mock in-process. A real server RECEIVES THE GENERATED EVENTS: never point it at production.

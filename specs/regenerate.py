@@ -4,8 +4,10 @@ Usage: ``python specs/regenerate.py [OUTPUT_ROOT]`` (default: ``generated/``).
 Writes ``<OUTPUT_ROOT>/togai_api`` and ``<OUTPUT_ROOT>/lago_api`` with
 openapi-python-client, and ``<SCHEMA_ROOT>/<provider>.schema.json``: the spec's
 component schemas as one JSON Schema document, which the overlay validates plain
-dict events against (default ``overlays/billing_events/schemas``). The drift
-test runs this into a temporary directory and compares with the committed tree.
+dict events against (default ``overlays/billing_events/schemas``), and
+``<MOCK_SPEC_ROOT>/<provider>.json``: the spec itself as JSON, which the mock
+shipped in the wheel loads (default ``overlays/billing_events/mock/specs``). The
+drift test runs this into a temporary directory and compares with the committed tree.
 
 The specs describe what the servers accept. A schema may carry
 ``x-overlay-strict``: a list of ``{reason, set}`` rules whose keywords replace
@@ -92,7 +94,17 @@ def write_schema_bundle(provider: str, schema_root: Path) -> None:
     (schema_root / f"{provider}.schema.json").write_text(text, encoding="utf-8")
 
 
-def regenerate(output_root: Path, schema_root: Path) -> None:
+def write_mock_spec(provider: str, mock_spec_root: Path) -> None:
+    """The spec as the server sees it, in JSON: the installed mock needs neither specs/ nor a YAML parser."""
+    import yaml
+
+    spec = yaml.safe_load((SPECS / f"{provider}.yaml").read_text(encoding="utf-8"))
+    mock_spec_root.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(spec, indent=1, ensure_ascii=False) + "\n"
+    (mock_spec_root / f"{provider}.json").write_text(text, encoding="utf-8")
+
+
+def regenerate(output_root: Path, schema_root: Path, mock_spec_root: Path) -> None:
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     output_root.mkdir(parents=True, exist_ok=True)
@@ -126,11 +138,13 @@ def regenerate(output_root: Path, schema_root: Path) -> None:
         # PEP 561: users' type checkers should read the generated annotations.
         (target / "py.typed").write_text("", encoding="utf-8")
         write_schema_bundle(provider, schema_root)
+        write_mock_spec(provider, mock_spec_root)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
         out = Path(sys.argv[1])
-        regenerate(out, out / "schemas")
+        regenerate(out, out / "schemas", out / "mock_specs")
     else:
-        regenerate(ROOT / "generated", ROOT / "overlays" / "billing_events" / "schemas")
+        overlay = ROOT / "overlays" / "billing_events"
+        regenerate(ROOT / "generated", overlay / "schemas", overlay / "mock" / "specs")

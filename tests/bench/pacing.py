@@ -2,7 +2,7 @@
 
     python -m bench.pacing [--seconds 6] [--providers togai,lago]
 
-The mock (``python -m mock_server``, separate process) enforces a limit of 50 requests/s on the event
+The mock (``billing-events mock``, separate process) enforces a limit of 50 requests/s on the event
 endpoint: Togai's published limit for /ingestBatch, and Lago's published 500 requests/s for
 /events/batch scaled down to 50 so that the mock and four senders fit 2 cores. Each sending process runs a background sender (batches of 10 events) and tracks events
 at a steady rate; together the processes offer 120% of the budget, so the budget is the ceiling.
@@ -63,7 +63,10 @@ def rate_limited_mock() -> Iterator[str]:
         MOCK_RATE_LIMITS=json.dumps({"enabled": True, "limits": {"lago.create_batch_events": LIMIT}}),
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "mock_server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "billing_events.mock"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     origin = f"http://127.0.0.1:{port}"
     try:

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from billing_events.cli import main
+from billing_events.mock import MockConfig, create_app
+from billing_events.mock.testing import serve_in_thread
 from cli.support import CliResult, RunCli
-from mock_server import MockConfig, create_app
-from mock_server.testing import serve_in_thread
 
 TOKEN = "cli-test-token"
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from mock_server import MockConfig, MockState, create_app
-from mock_server.testing import sync_transport
+from billing_events.mock import MockConfig, MockState, create_app
+from billing_events.mock.testing import sync_transport
 
 from .contract_targets import CASES_RUN, PROVIDERS, case_table
 from .mock_support import AUTH, TOKEN

@@ -18,7 +18,7 @@ from attrs import frozen
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 from starlette.applications import Starlette
 
-from mock_server import MockConfig, create_app
+from billing_events.mock import MockConfig, create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILE = Path(__file__).with_name("schemathesis.toml")

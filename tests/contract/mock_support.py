@@ -7,7 +7,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from mock_server.schemas import compile_component, load_spec
+from billing_events.mock.schemas import compile_component, load_spec
 
 from .contract_targets import ROOT
 

@@ -24,6 +24,10 @@ from starlette.applications import Starlette
 
 import lago_api
 import togai_api
+from billing_events.mock import MockConfig, MockState, create_app
+from billing_events.mock.lago_events import MAX_TIMESTAMP, precise_text
+from billing_events.mock.schemas import compile_component, compile_schema, load_spec
+from billing_events.mock.testing import sync_transport
 from lago_api.api.events import create_batch_events, create_event, event_estimate_fees, find_event
 from lago_api.models import (
     ApiErrorBadRequest,
@@ -36,10 +40,6 @@ from lago_api.models import (
     EventsResponse,
     FeesResponse,
 )
-from mock_server import MockConfig, MockState, create_app
-from mock_server.lago_events import MAX_TIMESTAMP, precise_text
-from mock_server.schemas import compile_component, compile_schema, load_spec
-from mock_server.testing import sync_transport
 from togai_api.api.event_ingestion import ingest, ingest_batch
 from togai_api.models import ErrorResponse, IngestBatchEventRequest, IngestEventRequest, IngestEventResponse
 

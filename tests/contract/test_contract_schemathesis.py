@@ -18,7 +18,7 @@ import attrs
 import schemathesis
 from hypothesis import settings
 
-from mock_server.testing import mock_app
+from billing_events.mock.testing import mock_app
 
 from .contract_targets import MOCK_TOKEN, load_schema, record_case, resolve_targets, schemathesis_config
 

@@ -10,7 +10,7 @@ import pytest
 from starlette.applications import Starlette
 
 from billing_events import AsyncLago, Lago
-from mock_server.testing import async_transport, sync_transport
+from billing_events.mock.testing import async_transport, sync_transport
 
 from .mock_support import LAGO, TOKEN, assert_matches
 

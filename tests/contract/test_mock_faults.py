@@ -9,9 +9,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from mock_server import FaultConfig, MockConfig, create_app, gateway
-from mock_server.__main__ import config_from_env
-from mock_server.config import FaultConfigError
+from billing_events.mock import FaultConfig, MockConfig, create_app, gateway
+from billing_events.mock.__main__ import config_from_env
+from billing_events.mock.config import FaultConfigError
 
 from .mock_support import LAGO, TOGAI, TOKEN, lago_event, togai_event
 

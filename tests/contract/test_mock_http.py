@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_server import MockConfig, MockState, create_app, togai
+from billing_events.mock import MockConfig, MockState, create_app, togai
 
 from .mock_support import LAGO, TOGAI, TOKEN, lago_event, togai_event
 

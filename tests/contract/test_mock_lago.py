@@ -13,11 +13,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from billing_events.mock import MockConfig, MockState, create_app
+from billing_events.mock.testing import serve_in_thread, sync_transport
 from lago_api import AuthenticatedClient
 from lago_api.api.events import find_event
 from lago_api.models import ApiErrorNotFound, EventResponse
-from mock_server import MockConfig, MockState, create_app
-from mock_server.testing import serve_in_thread, sync_transport
 
 from .mock_support import AUTH, LAGO, TOKEN, assert_matches, lago_event
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from mock_server.__main__ import config_from_env
-from mock_server.testing import LAGO_STORES, mock_app
+from billing_events.mock.__main__ import config_from_env
+from billing_events.mock.testing import LAGO_STORES, mock_app
 
 from .mock_support import LAGO, TOKEN, lago_event
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from billing_events.mock import MockConfig, create_app
 from lago_api.models import ApiErrorUnprocessableEntity, FieldErrors
-from mock_server import MockConfig, create_app
 
 from .mock_support import LAGO, TOGAI, TOKEN, assert_matches, lago_event, togai_event
 

@@ -8,10 +8,10 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from mock_server import MockState
-from mock_server.config import DEFAULT_SPECS_DIR
-from mock_server.schemas import load_spec
-from mock_server.testing import sync_transport
+from billing_events.mock import MockState
+from billing_events.mock.config import DEFAULT_SPECS_DIR
+from billing_events.mock.schemas import load_spec
+from billing_events.mock.testing import sync_transport
 from togai_api import AuthenticatedClient
 from togai_api.api.event_ingestion import ingest_batch
 from togai_api.models import IngestBatchEventRequest, IngestDetails, IngestEventResponse
@@ -180,7 +180,7 @@ def test_more_than_500_events_is_a_422_and_500_is_fine(client: httpx.Client, moc
 
 
 def test_the_byte_limit_comes_from_the_spec(mock_state: MockState) -> None:
-    spec = load_spec(DEFAULT_SPECS_DIR / "togai.yaml")
+    spec = load_spec(DEFAULT_SPECS_DIR / "togai.json")
     declared = spec["paths"]["/ingestBatch"]["post"]["requestBody"]["x-max-body-bytes"]
 
     assert mock_state.rules.togai.batch_max_bytes == declared == 1_048_576

@@ -1,4 +1,4 @@
-"""mock_server.testing: a real server in a thread, and in-process transports usable from any thread or loop."""
+"""billing_events.mock.testing: a real server in a thread, and in-process transports usable from any thread or loop."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from mock_server import FaultConfig, MockConfig, MockState, create_app
-from mock_server.testing import async_transport, serve_in_thread, sync_transport
+from billing_events.mock import FaultConfig, MockConfig, MockState, create_app
+from billing_events.mock.testing import async_transport, serve_in_thread, sync_transport
 
 from .mock_support import AUTH, LAGO, TOGAI, TOKEN, lago_event, togai_event
 

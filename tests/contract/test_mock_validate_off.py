@@ -8,7 +8,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from mock_server import MockConfig, create_app
+from billing_events.mock import MockConfig, create_app
 
 from .mock_support import LAGO, TOGAI, TOKEN, lago_event, togai_event
 

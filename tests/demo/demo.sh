@@ -27,7 +27,7 @@ trap stop_mock EXIT
 trap 'exit 130' INT TERM
 
 echo "==> starting the mock on ${ORIGIN} with faults ${FAULTS}"
-MOCK_PORT="$PORT" MOCK_TOKEN="$TOKEN" MOCK_FAULTS="$FAULTS" "$BIN/python" -m mock_server >"$WORK/mock.log" 2>&1 &
+MOCK_PORT="$PORT" MOCK_TOKEN="$TOKEN" MOCK_FAULTS="$FAULTS" "$BIN/billing-events" mock >"$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
 
 # Wait until the mock answers, giving up if it exits (port taken?) or takes over 20 s.

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from billing_events import AsyncLago, AsyncTogai, Lago, OutcomeStatus, RejectedError, RetryPolicy, Togai
-from mock_server import create_app
-from mock_server.testing import serve_in_thread
+from billing_events.mock import create_app
+from billing_events.mock.testing import serve_in_thread
 
 from .scripted import lago_event, togai_event
 

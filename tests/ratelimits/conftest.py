@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from billing_events import RetryPolicy
-from mock_server import create_app
-from mock_server.testing import serve_in_thread
+from billing_events.mock import create_app
+from billing_events.mock.testing import serve_in_thread
 
 from .workers import sender_process
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -66,5 +67,5 @@ def test_every_event_is_stored_once_with_pacing_limits_and_faults(server: str, p
     stored = [event[key] for event in admin.get(f"/_mock/events/{provider}").json()]
     admin.close()
     assert len(statuses) == 2 * N
-    assert all(status.delivered for status in statuses)
+    assert all(status.delivered for status in statuses), Counter(statuses)
     assert sorted(stored) == sorted(event[key] for event in first + second)  # each once, none missing

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from overlay.scripted import lago_event, togai_event
 
-from mock_server import MockConfig, create_app
-from mock_server.ratelimit import RateLimitConfig, RateLimiter
-from mock_server.testing import sync_transport
+from billing_events.mock import MockConfig, create_app
+from billing_events.mock.ratelimit import RateLimitConfig, RateLimiter
+from billing_events.mock.testing import sync_transport
 
 AUTH = {"Authorization": "Bearer test-token"}
 

@@ -73,6 +73,15 @@ def test_schema_bundles_match_specs(regenerated: Path) -> None:
     )
 
 
+def test_mock_specs_match_specs(regenerated: Path) -> None:
+    committed = SPECS_DIR.parent / "overlays" / "billing_events" / "mock" / "specs"
+    problems = tree_differences(regenerated / "mock_specs", committed)
+    assert not problems, (
+        "overlays/billing_events/mock/specs is out of date with specs/. Run `make regenerate` and commit.\n"
+        + "\n".join(problems)
+    )
+
+
 def test_tree_differences_reports_every_kind_of_drift(tmp_path: Path) -> None:
     fresh, committed = tmp_path / "fresh", tmp_path / "committed"
     for root in (fresh, committed):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from billing_events import InvalidEventError, Lago, Togai
-from mock_server.schemas import compile_component, load_spec
+from billing_events.mock.schemas import compile_component, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

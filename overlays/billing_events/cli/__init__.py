@@ -1,4 +1,4 @@
-"""The ``billing-events`` command line: ``ingest`` event files, ``replay`` dead letters.
+"""The ``billing-events`` command line: ``ingest`` event files, ``replay`` dead letters, serve the ``mock``.
 
 Run ``billing-events --help``; the entry point is :func:`main`.
 """

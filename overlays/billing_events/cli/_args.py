@@ -1,4 +1,4 @@
-"""The command line's arguments: one parser, with a sub-command per command and provider."""
+"""The command line's arguments: one parser, with a sub-command per command and provider (and `mock`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import NoReturn
 from .. import RetryPolicy, __version__
 from ._exit import EXIT_USAGE
 from ._input import FORMATS, STDIN
+from ._mock import DESCRIPTION as MOCK_DESCRIPTION
+from ._mock import add_arguments as add_mock_arguments
 from ._providers import PROVIDERS, Provider
 
 DESCRIPTION = """\
@@ -263,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
         _add_connection_options(sub, provider)
         _add_output_options(sub, dead_letter_default="DEAD_LETTER_FILE with .remaining.jsonl")
         sub.set_defaults(provider_spec=provider, command="replay")
+
+    mock = commands.add_parser(
+        "mock",
+        help="serve the Togai and Lago mock locally (needs billing-events[mock])",
+        description=MOCK_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_mock_arguments(mock)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``billing-events``: ingest event files into Togai or Lago, and replay dead letters."""
+"""``billing-events``: ingest event files into Togai or Lago, replay dead letters, serve the mock."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.console import Console
 from ._args import build_parser
 from ._exit import EXIT_USAGE, UsageError
 from ._ingest import ingest
+from ._mock import mock
 from ._providers import Provider
 from ._replay import replay
 
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) -
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     try:
+        if args.command == "mock":
+            return mock(args, err)
         _require_token(args)
         if args.command == "ingest":
             return ingest(args, out, err, stdin)

@@ -11,10 +11,11 @@ from typing import Any
 from attrs import field, frozen
 from attrs.validators import ge, in_, instance_of, optional
 
-from mock_server.ratelimit import RateLimitConfig
+from billing_events.mock.ratelimit import RateLimitConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_SPECS_DIR = PACKAGE_DIR.parents[1] / "specs"
+# JSON copies of specs/*.yaml written by `make regenerate`, so an installed wheel finds them.
+DEFAULT_SPECS_DIR = PACKAGE_DIR / "specs"
 DEFAULT_CATALOGUE = PACKAGE_DIR / "catalogue.json"
 DEFAULT_TOKEN = "test-token"
 # Where each API is served: base URLs are http://<host>:<port>/togai and http://<host>:<port>/lago/api/v1.

@@ -1,4 +1,4 @@
-"""Print how fast the mock validates batches: `python tests/mock_server/measure.py` (PYTHONPATH=tests).
+"""Print how fast the mock validates batches: `python tests/bench/mock_validation.py` (PYTHONPATH=tests).
 
 Three figures per provider: schema validation alone, JSON decoding plus validation, and a whole in-process
 request (auth, decoding, validation, storage, answer) through `sync_transport`.
@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 
-from mock_server import MockConfig, create_app
-from mock_server.config import DEFAULT_SPECS_DIR, DEFAULT_TOKEN
-from mock_server.jsonio import dump_json, parse_json
-from mock_server.schemas import SpecRules
-from mock_server.testing import sync_transport
+from billing_events.mock import MockConfig, create_app
+from billing_events.mock.config import DEFAULT_SPECS_DIR, DEFAULT_TOKEN
+from billing_events.mock.jsonio import dump_json, parse_json
+from billing_events.mock.schemas import SpecRules
+from billing_events.mock.testing import sync_transport
 
 TOGAI_BATCH = 500
 LAGO_BATCH = 100

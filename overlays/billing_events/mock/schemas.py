@@ -1,4 +1,8 @@
-"""Request-body rules read from specs/*.yaml at start-up: compiled validators and the limits next to them."""
+"""Request-body rules read from the specs at start-up: compiled validators and the limits next to them.
+
+The package ships the specs as JSON (`mock/specs/*.json`, written by `make regenerate`); a directory of
+`*.yaml` specs, such as the repository's `specs/`, works too when PyYAML is installed.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
-import yaml
 from attrs import frozen
 
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -18,8 +21,14 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def load_spec(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        spec = yaml.safe_load(handle)
+    """An OpenAPI document from a `.json` file, or from YAML (which needs PyYAML)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        spec = json.loads(text)
+    else:
+        import yaml  # Only for YAML specs: the shipped JSON copies need no YAML parser.
+
+        spec = yaml.safe_load(text)
     if not isinstance(spec, dict) or "components" not in spec:
         raise ValueError(f"{path} is not an OpenAPI document with components")
     return spec
@@ -146,6 +155,12 @@ class SpecRules:
     @classmethod
     def load(cls, specs_dir: Path) -> SpecRules:
         return cls(
-            togai=TogaiRules.from_spec(load_spec(specs_dir / "togai.yaml")),
-            lago=LagoRules.from_spec(load_spec(specs_dir / "lago.yaml")),
+            togai=TogaiRules.from_spec(load_spec(spec_file(specs_dir, "togai"))),
+            lago=LagoRules.from_spec(load_spec(spec_file(specs_dir, "lago"))),
         )
+
+
+def spec_file(specs_dir: Path, provider: str) -> Path:
+    """`<provider>.json` when the directory has one, otherwise `<provider>.yaml`."""
+    json_path = specs_dir / f"{provider}.json"
+    return json_path if json_path.is_file() else specs_dir / f"{provider}.yaml"

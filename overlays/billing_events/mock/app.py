@@ -15,19 +15,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mock_server import lago, togai
-from mock_server.admin import admin_routes
-from mock_server.config import LAGO_PREFIX, TOGAI_PREFIX, MockConfig
-from mock_server.errors import Provider, provider_error
-from mock_server.faults import ConnectionDropped
-from mock_server.gateway import DEFAULT_RATE_LIMIT, public_endpoint
-from mock_server.ratelimit import RateLimiter, rate_limited
-from mock_server.state import MockState
+from billing_events.mock import lago, togai
+from billing_events.mock.admin import admin_routes
+from billing_events.mock.config import LAGO_PREFIX, TOGAI_PREFIX, MockConfig
+from billing_events.mock.errors import Provider, provider_error
+from billing_events.mock.faults import ConnectionDropped
+from billing_events.mock.gateway import DEFAULT_RATE_LIMIT, public_endpoint
+from billing_events.mock.ratelimit import RateLimiter, rate_limited
+from billing_events.mock.state import MockState
 
 # Lago Cloud allows 500 event-ingestion requests per second (single and batch) and 50 for most others.
 LAGO_INGESTION_RATE_LIMIT = 500
 
-logger = logging.getLogger("mock_server")
+logger = logging.getLogger("billing_events.mock")
 
 
 class AnyTextConvertor(Convertor[str]):

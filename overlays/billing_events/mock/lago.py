@@ -8,19 +8,24 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_server.bodies import FALLBACK_MAX_BYTES, BodyProblem, BodyRejected, read_json
-from mock_server.config import LAGO_PREFIX
-from mock_server.errors import lago_bad_request, lago_body_too_large, lago_not_found, lago_unprocessable
-from mock_server.fees import EstimateRefused, estimate
-from mock_server.jsonio import JsonResponse
-from mock_server.lago_events import (
+from billing_events.mock.bodies import FALLBACK_MAX_BYTES, BodyProblem, BodyRejected, read_json
+from billing_events.mock.config import LAGO_PREFIX
+from billing_events.mock.errors import (
+    lago_bad_request,
+    lago_body_too_large,
+    lago_not_found,
+    lago_unprocessable,
+)
+from billing_events.mock.fees import EstimateRefused, estimate
+from billing_events.mock.jsonio import JsonResponse
+from billing_events.mock.lago_events import (
     FieldErrors,
     Reception,
     field_errors,
     judge_event,
     key_of,
 )
-from mock_server.state import MockState
+from billing_events.mock.state import MockState
 
 FIND_PREFIX = f"{LAGO_PREFIX}/events/"
 

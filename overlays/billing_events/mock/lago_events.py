@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema_rs
 from attrs import frozen
 
-from mock_server.stores import LagoKey
+from billing_events.mock.stores import LagoKey
 
 FieldErrors = dict[str, list[str]]
 

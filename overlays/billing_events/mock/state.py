@@ -6,12 +6,12 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from mock_server.catalogue import Catalogue
-from mock_server.config import MockConfig
-from mock_server.errors import Provider
-from mock_server.faults import FaultInjector
-from mock_server.schemas import SpecRules
-from mock_server.stores import AnyLagoStore, TogaiStore, new_lago_store
+from billing_events.mock.catalogue import Catalogue
+from billing_events.mock.config import MockConfig
+from billing_events.mock.errors import Provider
+from billing_events.mock.faults import FaultInjector
+from billing_events.mock.schemas import SpecRules
+from billing_events.mock.stores import AnyLagoStore, TogaiStore, new_lago_store
 
 
 @functools.cache

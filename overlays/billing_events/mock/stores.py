@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from attrs import frozen
 
-from mock_server.config import LAGO_STORES
+from billing_events.mock.config import LAGO_STORES
 
 Event = dict[str, Any]
 # (external_subscription_id, transaction_id); the server stores an event without a subscription.

@@ -6,11 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mock_server.config import LAGO_STORES, FaultConfigError
-from mock_server.errors import Provider, togai_error
-from mock_server.jsonio import JsonResponse, MalformedJson, parse_json
-from mock_server.ratelimit import limiter_of, rate_limits_route
-from mock_server.state import MockState
+from billing_events.mock.config import LAGO_STORES, FaultConfigError
+from billing_events.mock.errors import Provider, togai_error
+from billing_events.mock.jsonio import JsonResponse, MalformedJson, parse_json
+from billing_events.mock.ratelimit import limiter_of, rate_limits_route
+from billing_events.mock.state import MockState
 
 
 def _state(request: Request) -> MockState:

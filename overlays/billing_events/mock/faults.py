@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from mock_server.config import FaultConfig
+from billing_events.mock.config import FaultConfig
 
 
 class Fault(enum.Enum):

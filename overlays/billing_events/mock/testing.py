@@ -18,9 +18,9 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from mock_server.app import create_app
-from mock_server.config import LAGO_STORES, MockConfig
-from mock_server.faults import ConnectionDropped, silence_injected_drops
+from billing_events.mock.app import create_app
+from billing_events.mock.config import LAGO_STORES, MockConfig
+from billing_events.mock.faults import ConnectionDropped, silence_injected_drops
 
 __all__ = ["LAGO_STORES", "async_transport", "mock_app", "serve_in_thread", "sync_transport"]
 

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Mapping
 from http import HTTPStatus
 
-from mock_server.jsonio import JsonResponse
+from billing_events.mock.jsonio import JsonResponse
 
 # Togai caps `message` at 500 characters in its spec; Lago's fields carry no limit but stay readable.
 MESSAGE_LIMIT = 500

@@ -7,7 +7,7 @@ import uuid
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
-from mock_server.catalogue import BillableMetric, Catalogue, Subscription
+from billing_events.mock.catalogue import BillableMetric, Catalogue, Subscription
 
 _PLAIN_DECIMAL = re.compile(r"^\s*-?[0-9]+(\.[0-9]+)?\s*$")
 # Enough digits for any integer the stdlib JSON parser accepts (4300 digits) times a price.

@@ -24,8 +24,8 @@ from attrs import evolve, field, frozen
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_server.errors import Provider, lago_error, togai_error
-from mock_server.jsonio import JsonResponse, MalformedJson, parse_json
+from billing_events.mock.errors import Provider, lago_error, togai_error
+from billing_events.mock.jsonio import JsonResponse, MalformedJson, parse_json
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

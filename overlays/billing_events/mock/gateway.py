@@ -10,16 +10,16 @@ from anyio import sleep
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_server.config import FaultConfig
-from mock_server.errors import Provider, lago_error, provider_error, togai_error
-from mock_server.faults import DroppedConnection, Fault, captive_portal, gateway_error
-from mock_server.jsonio import JsonResponse
-from mock_server.state import MockState
+from billing_events.mock.config import FaultConfig
+from billing_events.mock.errors import Provider, lago_error, provider_error, togai_error
+from billing_events.mock.faults import DroppedConnection, Fault, captive_portal, gateway_error
+from billing_events.mock.jsonio import JsonResponse
+from billing_events.mock.state import MockState
 
 Handler = Callable[[Request, MockState], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-logger = logging.getLogger("mock_server")
+logger = logging.getLogger("billing_events.mock")
 
 # Lago Cloud's documented per-organisation limits: 500/s for single events, 50/s elsewhere.
 DEFAULT_RATE_LIMIT = 50

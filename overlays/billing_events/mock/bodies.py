@@ -6,7 +6,7 @@ import enum
 
 from starlette.requests import Request
 
-from mock_server.jsonio import MalformedJson, parse_json
+from billing_events.mock.jsonio import MalformedJson, parse_json
 
 # Bodies a spec leaves unbounded are still capped, so a runaway client cannot exhaust the mock's memory.
 FALLBACK_MAX_BYTES = 16 * 1024 * 1024

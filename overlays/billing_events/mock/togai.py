@@ -7,11 +7,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mock_server.bodies import FALLBACK_MAX_BYTES, BodyProblem, BodyRejected, read_json
-from mock_server.errors import togai_error, truncate
-from mock_server.jsonio import JsonResponse
-from mock_server.schemas import describe
-from mock_server.state import MockState
+from billing_events.mock.bodies import FALLBACK_MAX_BYTES, BodyProblem, BodyRejected, read_json
+from billing_events.mock.errors import togai_error, truncate
+from billing_events.mock.jsonio import JsonResponse
+from billing_events.mock.schemas import describe
+from billing_events.mock.state import MockState
 
 # How many schema errors one message lists before it is cut.
 MAX_LISTED_ERRORS = 5

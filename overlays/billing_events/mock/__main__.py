@@ -1,0 +1,29 @@
+"""`python -m billing_events.mock`: `billing-events mock`, configured by the environment (see `server`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from billing_events.mock.app import create_app
+from billing_events.mock.config import FaultConfigError
+from billing_events.mock.server import HOST, config_from_env, listen, serve
+
+__all__ = ["config_from_env", "main"]
+
+
+def main() -> int:
+    try:
+        config, port = config_from_env(os.environ)
+        app = create_app(config)
+        sock = listen(os.environ.get("MOCK_HOST") or HOST, port)
+    except (FaultConfigError, ValueError, OSError) as exc:
+        print(f"billing_events.mock: {exc}", file=sys.stderr)
+        return 2
+    with sock:
+        serve(app, sock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""`ProviderMock`: one provider of a mock as a test sees it (URL, token, clients, stored events, faults).
+
+The pytest fixtures (`billing_events.pytest_plugin`) hand these out; they work without pytest as well:
+
+    with ProviderMock.create_in_process("lago") as lago:
+        lago.client.send(events)
+        lago.assert_stored(events)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any, Literal
+
+import httpx
+from starlette.applications import Starlette
+
+from billing_events.aio import AsyncLago, AsyncTogai
+from billing_events.client import Lago, Togai
+from billing_events.mock.app import create_app
+from billing_events.mock.config import (
+    DEFAULT_TOKEN,
+    LAGO_PREFIX,
+    LAGO_STORES,
+    TOGAI_PREFIX,
+    FaultConfig,
+    MockConfig,
+)
+from billing_events.mock.ratelimit import RateLimitConfig, RateLimiter
+from billing_events.mock.state import MockState
+from billing_events.mock.testing import async_transport, serve_in_thread, sync_transport
+from billing_events.text import show
+
+ProviderName = Literal["togai", "lago"]
+# The host of in-process base URLs: requests never leave the process, so it is never resolved.
+IN_PROCESS_ORIGIN = "http://billing-events-mock"
+# At most this many keys are named in one assertion message.
+SHOWN_KEYS = 10
+
+
+def _key_of(event: object, field: str) -> str:
+    if isinstance(event, str):
+        return event
+    value = event.get(field) if isinstance(event, Mapping) else getattr(event, field, None)
+    if not isinstance(value, str):
+        raise TypeError(f"assert_stored: expected events with a string {field!r} or keys, got {show(event)}")
+    return value
+
+
+def _close_outside_loops(client: AsyncTogai | AsyncLago) -> None:
+    """Close an async client from synchronous teardown, unless an event loop runs here (it holds no socket)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(client.aclose())
+
+
+def _named(keys: Iterable[str]) -> str:
+    listed = sorted(keys)
+    shown = ", ".join(show(key) for key in listed[:SHOWN_KEYS])
+    return shown + (f" and {len(listed) - SHOWN_KEYS} more" if len(listed) > SHOWN_KEYS else "")
+
+
+class ProviderMock:
+    """A fresh mock of one provider, in-process (httpx transports) or served over HTTP on a loopback port.
+
+    Clients made here are closed by `close()`; events, faults and the Lago store are read and set directly
+    on the mock's state, without a request.
+    """
+
+    def __init__(self, provider: ProviderName, app: Starlette, origin: str, *, served: bool) -> None:
+        if provider not in ("togai", "lago"):
+            raise ValueError(f"provider: must be 'togai' or 'lago', got {provider!r}")
+        self.provider: ProviderName = provider
+        self.app = app
+        self.origin = origin
+        self.served = served
+        self.base_url = origin + (TOGAI_PREFIX if provider == "togai" else LAGO_PREFIX)
+        self.key_field = "id" if provider == "togai" else "transaction_id"
+        self._closing = ExitStack()
+        self._client: Togai | Lago | None = None
+        self._async_client: AsyncTogai | AsyncLago | None = None
+
+    @classmethod
+    def create_in_process(
+        cls, provider: ProviderName, *, lago_store: str = "postgres", **settings: Any
+    ) -> ProviderMock:
+        """A mock reached through in-process transports; `settings` are `MockConfig` fields."""
+        app = create_app(MockConfig(lago_store=lago_store, **settings))
+        return cls(provider, app, IN_PROCESS_ORIGIN, served=False)
+
+    @classmethod
+    def create_served(
+        cls, provider: ProviderName, *, lago_store: str = "postgres", **settings: Any
+    ) -> ProviderMock:
+        """A mock served by uvicorn on a free loopback port, in a background thread, until `close()`."""
+        app = create_app(MockConfig(lago_store=lago_store, **settings))
+        server: AbstractContextManager[str] = serve_in_thread(app)
+        origin = server.__enter__()
+        mock = cls(provider, app, origin, served=True)
+        mock._closing.push(server.__exit__)
+        return mock
+
+    def __repr__(self) -> str:
+        return f"ProviderMock({self.provider!r}, base_url={self.base_url!r}, store={self.store!r})"
+
+    # -- reaching the mock ----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> MockState:
+        state: MockState = self.app.state.mock
+        return state
+
+    @property
+    def token(self) -> str:
+        return self.state.config.token
+
+    def transport(self) -> httpx.BaseTransport | None:
+        """A new sync transport for `httpx.Client` (None over HTTP: the network is the transport)."""
+        return sync_transport(self.app) if not self.served else None
+
+    def async_transport(self) -> httpx.AsyncBaseTransport | None:
+        """A new async transport for `httpx.AsyncClient` (None over HTTP)."""
+        return async_transport(self.app) if not self.served else None
+
+    def new_client(self, **options: Any) -> Togai | Lago:
+        """A client of this library for the mock; `options` as for `Togai(...)` / `Lago(...)`."""
+        kind = Togai if self.provider == "togai" else Lago
+        client = kind(self.token, base_url=self.base_url, transport=self.transport(), **options)
+        self._closing.callback(client.close)
+        return client
+
+    def new_async_client(self, **options: Any) -> AsyncTogai | AsyncLago:
+        """An async client for the mock; close it (`async with`) in the event loop that used it."""
+        kind = AsyncTogai if self.provider == "togai" else AsyncLago
+        return kind(self.token, base_url=self.base_url, transport=self.async_transport(), **options)
+
+    @property
+    def client(self) -> Togai | Lago:
+        """A ready-made sync client, closed with the mock."""
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    @property
+    def async_client(self) -> AsyncTogai | AsyncLago:
+        """A ready-made async client, usable from any event loop: it keeps no connection between requests."""
+        if self._async_client is None:
+            # No pooled connection outlives a request, so no socket is tied to the loop that opened it.
+            transport = self.async_transport() or httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_keepalive_connections=0)
+            )
+            kind = AsyncTogai if self.provider == "togai" else AsyncLago
+            self._async_client = kind(self.token, base_url=self.base_url, transport=transport)
+            self._closing.callback(_close_outside_loops, self._async_client)
+        return self._async_client
+
+    def http_client(self, **options: Any) -> httpx.Client:
+        """A plain `httpx.Client` with the base URL and the bearer token set, closed with the mock."""
+        client = httpx.Client(
+            base_url=self.base_url, headers=self._auth(), transport=self.transport(), **options
+        )
+        self._closing.callback(client.close)
+        return client
+
+    def async_http_client(self, **options: Any) -> httpx.AsyncClient:
+        """A plain `httpx.AsyncClient` like `http_client()`; close it in its own event loop."""
+        return httpx.AsyncClient(
+            base_url=self.base_url, headers=self._auth(), transport=self.async_transport(), **options
+        )
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    # -- what it stored -------------------------------------------------------------------------------
+
+    def stored(self) -> list[dict[str, Any]]:
+        """The events the provider keeps, after deduplication in the current store mode, in arrival order."""
+        return self.state.togai.events() if self.provider == "togai" else self.state.lago.events()
+
+    def stored_keys(self) -> set[str]:
+        """The `id` (Togai) or `transaction_id` (Lago) of every stored event."""
+        return {_key_of(event, self.key_field) for event in self.stored()}
+
+    def assert_stored(self, expected: Iterable[object]) -> None:
+        """Assert the mock stored exactly these events (dicts, event objects or keys), each once."""
+        wanted = {_key_of(event, self.key_field) for event in expected}
+        counts = Counter(_key_of(event, self.key_field) for event in self.stored())
+        problems = []
+        if missing := wanted - counts.keys():
+            problems.append(f"not stored: {_named(missing)}")
+        if unexpected := counts.keys() - wanted:
+            problems.append(f"stored but not expected: {_named(unexpected)}")
+        if repeated := {key for key, count in counts.items() if count > 1}:
+            problems.append(f"stored more than once: {_named(repeated)}")
+        if problems:
+            raise AssertionError(f"{self.provider} mock ({self.store} store): " + "; ".join(problems))
+
+    def stats(self) -> dict[str, int]:
+        """`stored`, `duplicates`, `requests` (and for Lago `arrivals`: writes before deduplication)."""
+        stats = self.state.togai.stats() if self.provider == "togai" else self.state.lago.stats()
+        return stats.to_dict()
+
+    # -- steering it ----------------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self.state.faults.config
+
+    def set_faults(self, **settings: object) -> FaultConfig:
+        """Change some fault settings (`rate_429=0.2`, `seed=7`, ...); the others keep their values."""
+        return self.state.faults.update(settings)
+
+    def clear_faults(self) -> FaultConfig:
+        """Back to the faults the mock started with (none, unless configured)."""
+        return self.state.faults.reset()
+
+    def set_rate_limits(self, **settings: object) -> RateLimitConfig:
+        """Enforce the providers' rate limits (`enabled=True`, `limits={"togai.ingest_batch": 40}`,
+        `burst_seconds=1.0`); the buckets start full again."""
+        limiter: RateLimiter = self.app.state.rate_limiter
+        return limiter.update(settings)
+
+    def rate_counters(self) -> dict[str, Any]:
+        """Accepted and throttled requests per second and endpoint group."""
+        limiter: RateLimiter = self.app.state.rate_limiter
+        return limiter.counters()
+
+    @property
+    def store(self) -> str:
+        """Which Lago event store the mock behaves like: `postgres` or `clickhouse`."""
+        return self.state.lago.kind
+
+    def set_store(self, kind: str) -> None:
+        """Behave like Lago's `postgres` or `clickhouse` store from now on; stored Lago events are forgotten."""
+        if kind not in LAGO_STORES:
+            raise ValueError(f"store: must be one of {', '.join(LAGO_STORES)}, got {kind!r}")
+        self.state.switch_lago_store(kind)
+
+    def reset(self) -> None:
+        """Forget every event and counter; restore the start-up faults and store."""
+        self.state.reset()
+
+    def close(self) -> None:
+        """Close the clients made here and stop the server, if any."""
+        self._client = self._async_client = None
+        self._closing.close()
+
+    def __enter__(self) -> ProviderMock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def provider_mock(
+    provider: ProviderName, *, served: bool, lago_store: str = "postgres", token: str = DEFAULT_TOKEN
+) -> Iterator[ProviderMock]:
+    """A fixture body: one fresh mock for the test, closed after it."""
+    make = ProviderMock.create_served if served else ProviderMock.create_in_process
+    with make(provider, lago_store=lago_store, token=token) as mock:
+        yield mock
