@@ -135,7 +135,14 @@ def _observe(watched: _Watched, kind: str) -> Callable[[Any], Iterator[Any]]:
     return callback
 
 
-_instruments: _Instruments | None = None
+def _global_instruments() -> _Instruments | None:
+    # The global provider is a proxy until an SDK is set; its instruments forward from then on.
+    return _Instruments(otel.get_meter(METER_NAME, __version__)) if otel is not None else None
+
+
+# Made once: instruments registered twice under one name would make an SDK warn and drop the second.
+_GLOBAL = _global_instruments()
+_instruments: _Instruments | None = _GLOBAL
 
 
 def use_meter_provider(provider: Any | None = None) -> None:
@@ -146,18 +153,7 @@ def use_meter_provider(provider: Any | None = None) -> None:
     global _instruments
     if otel is None:
         raise ImportError('billing_events.metrics needs the "otel" extra: pip install "billing-events[otel]"')
-    meter = (provider or otel.get_meter_provider()).get_meter(METER_NAME, __version__)
-    _instruments = _Instruments(meter)
-
-
-def _global_instruments() -> None:
-    global _instruments
-    if otel is not None:
-        # The global provider is a proxy until an SDK is set; its instruments forward from then on.
-        _instruments = _Instruments(otel.get_meter(METER_NAME, __version__))
-
-
-_global_instruments()
+    _instruments = _GLOBAL if provider is None else _Instruments(provider.get_meter(METER_NAME, __version__))
 
 
 # -- the hooks ----------------------------------------------------------------

@@ -42,7 +42,7 @@ with Togai("test-token-123", base_url="http://togai.test", transport=httpx.MockT
             "attributes": [], "dimensions": {}}
     report = togai.send([good, {**good, "schemaName": ""}])
     sender = togai.background()
-    sender.track({**good, "accountId": ""})
+    sender.track({**good, "schemaName": ""})
     sender.track(good)
     sender.close(10)
 path = pathlib.Path(tempfile.mkdtemp()) / "dead.jsonl"

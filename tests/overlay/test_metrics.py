@@ -273,3 +273,32 @@ except ImportError as exc:
         "True",
         'billing_events.metrics needs the "otel" extra: pip install "billing-events[otel]"',
     ]
+
+
+def test_an_sdk_installed_after_the_import_receives_the_counts() -> None:
+    # What an application does: import the library, later install the SDK as the global provider.
+    program = """
+import httpx
+from billing_events import Togai
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+answer = lambda request: httpx.Response(202, json={"success": True})
+event = {"schemaName": "s", "timestamp": "2024-05-01T10:15:30Z", "accountId": "a",
+         "attributes": [], "dimensions": {}}
+with Togai("test-token-123", base_url="http://togai.test", transport=httpx.MockTransport(answer)) as togai:
+    togai.send([event])  # before the SDK: recorded nowhere
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    togai.send([event, event, {**event, "schemaName": ""}])
+for resource in reader.get_metrics_data().resource_metrics:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            if metric.name == "billing_events.events":
+                for point in sorted(metric.data.data_points, key=lambda p: p.value):
+                    print(point.attributes["billing_events.outcome"], point.value)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["rejected 1", "delivered 2"]
