@@ -58,6 +58,7 @@ class _SyncClient(ClientBase):
         self._api = self._build_api()
         # A lock another thread held at the fork would stay held in the child forever.
         self._stats.reset_lock()
+        self.sink.reset_lock()
         if self.dead_letter_file is not None:
             self.dead_letter_file.reset_lock()
 

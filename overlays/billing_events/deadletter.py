@@ -141,6 +141,9 @@ class OutcomeSink:
         self.on_outcome = on_outcome
         self._warnings = _WarningThrottle()
 
+    def reset_lock(self) -> None:
+        self._warnings = _WarningThrottle()
+
     def record(self, outcomes: Sequence[Outcome]) -> None:
         counts = Counter(outcome.status for outcome in outcomes)
         self.stats.settle(counts.elements())

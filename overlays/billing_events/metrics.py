@@ -18,6 +18,7 @@ request or settle, never once per ``track()``:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -67,6 +68,9 @@ class _Watched:
         with self._lock:
             self._readers[owner] = (provider, depth)
 
+    def reset_lock(self) -> None:
+        self._lock = threading.Lock()
+
     def discard(self, owner: object) -> None:
         with self._lock:
             self._readers.pop(owner, None)
@@ -82,6 +86,15 @@ class _Watched:
 
 _queues = _Watched()
 _spools = _Watched()
+
+
+def _reset_locks() -> None:
+    # A lock the SDK's collecting thread held at a fork would stay held in the child forever.
+    _queues.reset_lock()
+    _spools.reset_lock()
+
+
+os.register_at_fork(after_in_child=_reset_locks)
 
 
 class _Instruments:

@@ -8,6 +8,7 @@ that counts what really went over the wire.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -20,7 +21,17 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from billing_events import Lago, NotFoundError, OutcomeStatus, RetryPolicy, Togai, metrics
+from billing_events import (
+    AsyncLago,
+    AsyncTogai,
+    Lago,
+    NotFoundError,
+    OutcomeStatus,
+    RetryPolicy,
+    Stats,
+    Togai,
+    metrics,
+)
 from mock_server import create_app
 from mock_server.testing import serve_in_thread
 
@@ -95,11 +106,31 @@ class CountingTransport(httpx.HTTPTransport):
             response = super().handle_request(request)
             body = response.read()  # an answer cut short (a lost response) is an error, not a status
         except Exception as exc:
-            with self._lock:
-                self.seen[type(exc).__qualname__] += 1
+            self.count(type(exc).__qualname__)
             raise
+        self.count(response.status_code)
+        return httpx.Response(response.status_code, headers=response.headers, content=body)
+
+    def count(self, seen: int | str) -> None:
         with self._lock:
-            self.seen[response.status_code] += 1
+            self.seen[seen] += 1
+
+
+class AsyncCounting(httpx.AsyncHTTPTransport):
+    """``CountingTransport`` for asyncio, counting into the same tally."""
+
+    def __init__(self, tally: CountingTransport) -> None:
+        super().__init__()
+        self.tally = tally
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await super().handle_async_request(request)
+            body = await response.aread()
+        except Exception as exc:
+            self.tally.count(type(exc).__qualname__)
+            raise
+        self.tally.count(response.status_code)
         return httpx.Response(response.status_code, headers=response.headers, content=body)
 
 
@@ -114,25 +145,57 @@ def base_url(server: str, provider: str) -> str:
     return f"{server}/togai" if provider == "togai" else f"{server}/lago/api/v1"
 
 
-def run_sync(client: Togai | Lago, batch: list[dict[str, Any]]) -> tuple[dict[str, int], int]:
-    """The report's counts by outcome, and the events retried."""
-    report = client.send(batch)
-    assert len(report) == N
-    return {status.value: amount for status, amount in report.counts.items() if amount}, client.stats.retried
+Counts = tuple[dict[str, int], int]
+"""The counts by outcome the client itself reports, and the events it retried."""
+
+NAMES = ("delivered", "duplicate", "rejected", "failed", "unknown", "dropped")
 
 
-def run_background(client: Togai | Lago, batch: list[dict[str, Any]]) -> tuple[dict[str, int], int]:
-    """The sender's counts by outcome, and the events it retried."""
-    sender = client.background(flush_interval=0.01, workers=2)
-    for event in batch:
-        sender.track(event)
-    stats = sender.close(timeout=60)
+def from_stats(stats: Stats) -> Counts:
     assert stats.settled == N
-    names = ("delivered", "duplicate", "rejected", "failed", "unknown", "dropped")
-    return {name: getattr(stats, name) for name in names if getattr(stats, name)}, stats.retried
+    return {name: getattr(stats, name) for name in NAMES if getattr(stats, name)}, stats.retried
 
 
-@pytest.mark.parametrize("mode", ["sync", "background"])
+def run_sync(provider: str, url: str, wire: CountingTransport) -> Counts:
+    with CLIENTS[provider](
+        TOKEN, base_url=url, retry=POLICY, max_batch_events=BATCH, transport=wire
+    ) as client:
+        report = client.send(events(provider))
+        assert len(report) == N
+        return {
+            status.value: amount for status, amount in report.counts.items() if amount
+        }, client.stats.retried
+
+
+def run_background(provider: str, url: str, wire: CountingTransport) -> Counts:
+    with CLIENTS[provider](
+        TOKEN, base_url=url, retry=POLICY, max_batch_events=BATCH, transport=wire
+    ) as client:
+        sender = client.background(flush_interval=0.01, workers=2)
+        for event in events(provider):
+            sender.track(event)
+        return from_stats(sender.close(timeout=60))
+
+
+def run_async_background(provider: str, url: str, wire: CountingTransport) -> Counts:
+    make = AsyncTogai if provider == "togai" else AsyncLago
+
+    async def run() -> Stats:
+        async with make(
+            TOKEN, base_url=url, retry=POLICY, max_batch_events=BATCH, transport=AsyncCounting(wire)
+        ) as client:
+            sender = client.background(flush_interval=0.01)
+            for event in events(provider):
+                sender.track(event)
+            return await sender.close(timeout=60)
+
+    return from_stats(asyncio.run(run()))
+
+
+MODES = {"sync": run_sync, "background": run_background, "asyncio-background": run_async_background}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("provider", ["togai", "lago"])
 def test_counts_match_the_report_under_faults(
     reader: InMemoryMetricReader, server: str, provider: str, mode: str
@@ -141,12 +204,7 @@ def test_counts_match_the_report_under_faults(
     httpx.put(f"{server}/_mock/faults", json=FAULTS).raise_for_status()
     wire = CountingTransport()
     try:
-        with CLIENTS[provider](
-            TOKEN, base_url=base_url(server, provider), retry=POLICY, max_batch_events=BATCH, transport=wire
-        ) as client:
-            counts, retried_by_stats = (run_sync if mode == "sync" else run_background)(
-                client, events(provider)
-            )
+        counts, retried_by_stats = MODES[mode](provider, base_url(server, provider), wire)
     finally:
         httpx.put(f"{server}/_mock/faults", json={name: 0.0 for name in FAULTS if name != "seed"})
     found = points(reader)
