@@ -12,6 +12,8 @@ sending and per-event outcomes on top of them::
 
 from __future__ import annotations
 
+import logging
+
 __version__ = "0.1.0"
 
 from .aio import AsyncLago, AsyncTogai
@@ -38,6 +40,9 @@ from .errors import (
 from .outcomes import Outcome, OutcomeStatus, Report, partial_report
 from .retry import RetryPolicy
 from .stats import Stats
+
+# A library adds no output of its own: the application decides where records go (see README, Logging).
+logging.getLogger("billing_events").addHandler(logging.NullHandler())
 
 __all__ = [
     "ENDPOINTS",

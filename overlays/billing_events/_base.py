@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from . import __version__
+from . import __version__, metrics
 from . import _constants as C
 from .config import ClientConfig, Provider, resolve_base_url, resolve_token
 from .deadletter import BadLineCallback, DeadLetterFile, OutcomeCallback, OutcomeSink, read_dead_letters
@@ -70,6 +70,7 @@ class ClientBase:
         self.pacer = make_pacer(self.config, self.rules.batch_path, max_requests_per_second, rate_budget)
         self._stats = StatsCounter()
         self.sink = OutcomeSink(self.provider, self._stats, self.dead_letter_file, on_dead_letter)
+        self._request_meter = metrics.RequestMeter(self.provider, self.config.base_url)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.config.base_url!r})"

@@ -28,7 +28,7 @@ from .delivery import AsyncDelivery
 from .errors import ConfigurationError
 from .outcomes import Report
 
-log = logging.getLogger("billing_events")
+log = logging.getLogger("billing_events.client")
 
 
 class _AsyncClient(ClientBase):
@@ -102,7 +102,7 @@ class _AsyncClient(ClientBase):
 
     async def aclose(self) -> None:
         await self.http.aclose()
-        log.info("%s client closed: %s", self.provider, self.stats)
+        log.info("%s client closed: %s", self.provider, self.stats, extra={"provider": self.provider})
 
     async def __aenter__(self) -> _AsyncClient:
         return self
@@ -138,7 +138,9 @@ class AsyncLago(_AsyncClient):
     async def find_event(self, transaction_id: str) -> EventObject:
         response: Response[Any] = await async_retryable_call(
             self.config.retry,
-            lambda: find_event.asyncio_detailed(transaction_id, client=self._api),
+            lambda: self._request_meter.atimed(
+                "GET", lambda: find_event.asyncio_detailed(transaction_id, client=self._api)
+            ),
             self.provider,
         )
         return lago_answer(response, EventResponse).event
@@ -163,7 +165,9 @@ class AsyncLago(_AsyncClient):
         )
         response: Response[Any] = await async_retryable_call(
             self.config.retry,
-            lambda: event_estimate_fees.asyncio_detailed(client=self._api, body=body),
+            lambda: self._request_meter.atimed(
+                "POST", lambda: event_estimate_fees.asyncio_detailed(client=self._api, body=body)
+            ),
             self.provider,
         )
         return lago_answer(response, FeesResponse).fees

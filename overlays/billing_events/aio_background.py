@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 import httpx
 
 from . import _constants as C
+from . import metrics
 from .deadletter import OutcomeCallback, OutcomeSink
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError, QueueFullError, SenderClosedError
@@ -32,7 +33,7 @@ from .queueing import EventQueue, SenderOptions, left_behind
 from .sender_core import SenderClient, SenderCore
 from .stats import Stats
 
-log = logging.getLogger("billing_events")
+log = logging.getLogger("billing_events.sender")
 
 # How long close() waits for the tasks it cancelled to end, even past its deadline: one loop turn is enough.
 CANCEL_GRACE = 0.5
@@ -65,7 +66,13 @@ class _Holdings:
         left = left_behind(self.queue.drain(), list(self.flying), why)
         self.flying.clear()
         if left:
-            log.warning("%s sender: %d events not sent: %s", self.name, len(left), why)
+            log.warning(
+                "%s sender: %d events not sent: %s",
+                self.name,
+                len(left),
+                why,
+                extra={"provider": self.name, "events": len(left)},
+            )
             self.sink.record_settled([], left)
         return len(left)
 
@@ -203,7 +210,8 @@ class AsyncBackgroundSender(SenderCore):
         stats = self.stats
         if not self._finished:
             self._finished = True
-            log.info("%s sender closed: %s", self._rules.name, stats)
+            metrics.unwatch(self)
+            log.info("%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name})
         return stats
 
     async def __aenter__(self) -> AsyncBackgroundSender:
@@ -279,7 +287,11 @@ class AsyncBackgroundSender(SenderCore):
         try:
             await delivery.deliver(batch)
         except Exception as exc:
-            log.exception("%s delivery failed unexpectedly", self._rules.name)
+            log.exception(
+                "%s delivery failed unexpectedly",
+                self._rules.name,
+                extra={"provider": self._rules.name, "events": len(batch)},
+            )
             self._record([], [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch])
         finally:
             lanes.release()

@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 import httpx
 
 from . import _constants as C
+from . import metrics
 from ._process import close_at_exit, reset_after_fork
 from .deadletter import OutcomeCallback
 from .delivery import SyncDelivery
@@ -35,7 +36,7 @@ from .queueing import SenderOptions, past_deadline
 from .sender_core import SenderClient, SenderCore
 from .stats import Stats
 
-log = logging.getLogger("billing_events")
+log = logging.getLogger("billing_events.sender")
 
 QueueFullPolicy = Literal["block", "drop"]
 
@@ -186,7 +187,8 @@ class BackgroundSender(SenderCore):
             for thread in threads:
                 thread.join(0.5)
         stats = self.stats
-        log.info("%s sender closed: %s", self._rules.name, stats)
+        metrics.unwatch(self)
+        log.info("%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name})
         return stats
 
     def _close_at_exit(self) -> None:
@@ -229,7 +231,11 @@ class BackgroundSender(SenderCore):
                     # After a close deadline (abort), deliver settles the batch as failed without a request.
                     delivery.deliver(batch, self._abort)
                 except Exception as exc:
-                    log.exception("%s delivery failed unexpectedly", self._rules.name)
+                    log.exception(
+                        "%s delivery failed unexpectedly",
+                        self._rules.name,
+                        extra={"provider": self._rules.name, "events": len(batch)},
+                    )
                     self._record(
                         [], [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch]
                     )
@@ -263,7 +269,12 @@ class BackgroundSender(SenderCore):
             self._flying.clear()
         left = past_deadline(queued, flying)
         if left:
-            log.warning("%s sender: %d events not settled by the close deadline", self._rules.name, len(left))
+            log.warning(
+                "%s sender: %d events not settled by the close deadline",
+                self._rules.name,
+                len(left),
+                extra={"provider": self._rules.name, "events": len(left)},
+            )
             self._sink.record_settled([], left)
             with self._lock:
                 self._changed.notify_all()

@@ -34,7 +34,7 @@ from .delivery import SyncDelivery
 from .outcomes import Report
 
 T = TypeVar("T")
-log = logging.getLogger("billing_events")
+log = logging.getLogger("billing_events.client")
 
 
 class _SyncClient(ClientBase):
@@ -58,6 +58,7 @@ class _SyncClient(ClientBase):
         self._api = self._build_api()
         # A lock another thread held at the fork would stay held in the child forever.
         self._stats.reset_lock()
+        self.sink.reset_lock()
         if self.dead_letter_file is not None:
             self.dead_letter_file.reset_lock()
 
@@ -95,7 +96,7 @@ class _SyncClient(ClientBase):
 
     def close(self) -> None:
         self.http.close()
-        log.info("%s client closed: %s", self.provider, self.stats)
+        log.info("%s client closed: %s", self.provider, self.stats, extra={"provider": self.provider})
 
     def __enter__(self: T) -> T:
         return self
@@ -129,7 +130,9 @@ class Lago(_SyncClient):
         """The stored event with this ``transaction_id``; raises NotFoundError if there is none."""
         response: Response[Any] = retryable_call(
             self.config.retry,
-            lambda: find_event.sync_detailed(transaction_id, client=self._api),
+            lambda: self._request_meter.timed(
+                "GET", lambda: find_event.sync_detailed(transaction_id, client=self._api)
+            ),
             self.provider,
         )
         parsed: EventResponse = lago_answer(response, EventResponse)
@@ -160,7 +163,9 @@ class Lago(_SyncClient):
         )
         response: Response[Any] = retryable_call(
             self.config.retry,
-            lambda: event_estimate_fees.sync_detailed(client=self._api, body=body),
+            lambda: self._request_meter.timed(
+                "POST", lambda: event_estimate_fees.sync_detailed(client=self._api, body=body)
+            ),
             self.provider,
         )
         parsed: FeesResponse = lago_answer(response, FeesResponse)

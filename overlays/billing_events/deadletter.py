@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,12 +14,17 @@ from typing import Any
 import attrs
 import orjson
 
-from .outcomes import Outcome
+from . import metrics
+from .errors import APIError
+from .outcomes import Outcome, OutcomeStatus
 from .providers.base import Pending, Settled, delivered_outcome
 from .stats import StatsCounter
 from .text import shorten
 
-log = logging.getLogger("billing_events")
+log = logging.getLogger("billing_events.deadletter")
+outcome_log = logging.getLogger("billing_events.outcomes")
+# At most one warning about undelivered events per sink in this many seconds; the next one counts the rest.
+WARNING_INTERVAL = 10.0
 
 OutcomeCallback = Callable[[Outcome], None]
 
@@ -85,7 +92,7 @@ BadLineCallback = Callable[[BadLine], None]
 
 
 def _warn(bad: BadLine) -> None:
-    log.warning("%s", bad)
+    log.warning("%s", bad, extra={"path": bad.path, "line": bad.line})
 
 
 def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = None) -> Iterator[DeadLetter]:
@@ -117,7 +124,7 @@ def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = No
 
 
 class OutcomeSink:
-    """Where settled events go: the counters, the dead-letter file and the user's callbacks."""
+    """Where settled events go: the counters, the metrics, the logs, the dead-letter file and the callbacks."""
 
     def __init__(
         self,
@@ -132,17 +139,26 @@ class OutcomeSink:
         self.dead_letter_file = dead_letter_file
         self.on_dead_letter = on_dead_letter
         self.on_outcome = on_outcome
+        self._warnings = _WarningThrottle()
+
+    def reset_lock(self) -> None:
+        self._warnings = _WarningThrottle()
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
-        self.stats.settle(outcome.status for outcome in outcomes)
+        counts = Counter(outcome.status for outcome in outcomes)
+        self.stats.settle(counts.elements())
+        metrics.settled(self.provider, counts)
         self._dispatch(outcomes, [outcome for outcome in outcomes if not outcome.delivered])
 
     def record_settled(self, delivered: Sequence[Pending], settled: Sequence[Settled]) -> None:
         """Like ``record``, building outcomes only for the events somebody will look at."""
+        counts = Counter(item.status for item in settled)
         if delivered:
             self.stats.add("delivered", len(delivered))
+            counts[OutcomeStatus.DELIVERED] += len(delivered)
         if settled:
             self.stats.settle(item.status for item in settled)
+        metrics.settled(self.provider, counts)
         dead = [item.outcome() for item in settled if not item.status.delivered]
         if self.on_outcome is not None:
             outcomes = [delivered_outcome(pending) for pending in delivered]
@@ -152,14 +168,51 @@ class OutcomeSink:
             self._dispatch([], dead)
 
     def _dispatch(self, outcomes: Sequence[Outcome], dead: Sequence[Outcome]) -> None:
+        if dead:
+            self._log_dead(dead)
         if dead and self.dead_letter_file is not None:
             try:
                 self.dead_letter_file.write(self.provider, dead)
             except Exception:
                 # The outcome is counted and passed to the callbacks even when the file fails.
-                log.exception("could not write %d dead letters to %s", len(dead), self.dead_letter_file.path)
+                log.exception(
+                    "could not write %d dead letters to %s",
+                    len(dead),
+                    self.dead_letter_file.path,
+                    extra={"provider": self.provider, "events": len(dead)},
+                )
         self._call(self.on_dead_letter, dead)
         self._call(self.on_outcome, outcomes)
+
+    def _log_dead(self, dead: Sequence[Outcome]) -> None:
+        """One DEBUG record per undelivered event; one WARNING per settle, at most one per interval."""
+        if outcome_log.isEnabledFor(logging.DEBUG):
+            for outcome in dead:
+                outcome_log.debug(
+                    "%s event %s %s after %d attempts: %s",
+                    self.provider,
+                    outcome.key,
+                    outcome.status.value,
+                    outcome.attempts,
+                    outcome.reason,
+                    extra=fields(self.provider, outcome),
+                )
+        held_back = self._warnings.allow(len(dead))
+        if held_back is None or not outcome_log.isEnabledFor(logging.WARNING):
+            return
+        counts = Counter(outcome.status.value for outcome in dead)
+        first = dead[0]
+        outcome_log.warning(
+            "%s: %d events not delivered (%s); first: %s %s: %s%s",
+            self.provider,
+            len(dead),
+            ", ".join(f"{status} {amount}" for status, amount in sorted(counts.items())),
+            first.key,
+            first.status.value,
+            first.reason,
+            f" [{held_back} more since the last warning]" if held_back else "",
+            extra={**fields(self.provider, first), "events": len(dead), "counts": dict(counts)},
+        )
 
     def _call(self, callback: OutcomeCallback | None, outcomes: Sequence[Outcome]) -> None:
         if callback is None:
@@ -169,4 +222,42 @@ class OutcomeSink:
                 callback(outcome)
             except Exception:
                 # A broken callback must not stop delivery of the other events.
-                log.exception("outcome callback failed for event %s", outcome.key)
+                outcome_log.exception(
+                    "outcome callback failed for event %s",
+                    outcome.key,
+                    extra=fields(self.provider, outcome),
+                )
+
+
+def fields(provider: str, outcome: Outcome) -> dict[str, object]:
+    """The structured fields of a log record about one event (``extra=``)."""
+    error = outcome.error
+    return {
+        "provider": provider,
+        "key": outcome.key,
+        "status": outcome.status.value,
+        "attempts": outcome.attempts,
+        "request_id": error.request_id if isinstance(error, APIError) else None,
+        "http_status": error.status if isinstance(error, APIError) else None,
+    }
+
+
+class _WarningThrottle:
+    """Lets one warning through per interval; counts the events of the ones it holds back."""
+
+    def __init__(self, interval: float = WARNING_INTERVAL) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._held_back = 0
+
+    def allow(self, events: int) -> int | None:
+        """None: hold this warning back; else the number of events held back since the last one."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._held_back += events
+                return None
+            self._next = now + self._interval
+            held_back, self._held_back = self._held_back, 0
+            return held_back

@@ -7,6 +7,7 @@ waiting between attempts, so both follow exactly the same rules.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -15,10 +16,11 @@ from typing import Any
 import httpx
 
 from . import _constants as C
+from . import metrics
 from ._transport import request_bounds
-from .errors import BillingEventsError, RequestTimeoutError, TransportError
+from .errors import APIError, BillingEventsError, RequestTimeoutError, TransportError
 from .providers import AttemptResult, Pending, ProviderRules, Settled
-from .providers.base import settle_unsent
+from .providers.base import request_id, settle_unsent
 from .retry import RetryableFailure, RetryPolicy
 
 Reply = httpx.Response | BaseException
@@ -26,6 +28,7 @@ Reply = httpx.Response | BaseException
 Recorder = Callable[[list[Pending], list[Settled]], None]
 Plan = Generator[list[Pending], Reply, AttemptResult]
 HEADERS = {"Content-Type": "application/json"}
+log = logging.getLogger("billing_events.delivery")
 
 
 # Errors raised before a request's first byte left: the server surely never saw it.
@@ -90,11 +93,13 @@ class _Delivery:
         policy: RetryPolicy,
         record: Recorder,
         on_retry: Callable[[int], None],
+        http_base_url: httpx.URL,
     ) -> None:
         self.rules = rules
         self.policy = policy
         self.record = record
         self.on_retry = on_retry
+        self.meter = metrics.RequestMeter(rules.name, http_base_url)
 
     def _call_deadline(self) -> float | None:
         """When the delivery of one batch must end, attempt in flight included (no deadline: 0)."""
@@ -112,8 +117,47 @@ class _Delivery:
         """Record what the attempt settled; raise RetryableFailure if some events need another."""
         self.record(result.delivered, result.settled)
         if result.retry_later:
-            self.on_retry(len(result.retry_later))
-            raise RetryableFailure(result.error or TransportError("no answer"), result.retry_after)
+            retrying = len(result.retry_later)
+            self.on_retry(retrying)
+            metrics.retried(self.rules.name, retrying)
+            error = result.error or TransportError("no answer")
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s: %d events to retry after a wait: %s",
+                    self.rules.name,
+                    retrying,
+                    error,
+                    extra={
+                        "provider": self.rules.name,
+                        "events": retrying,
+                        "attempts": result.retry_later[0].attempts,
+                        "http_status": error.status if isinstance(error, APIError) else None,
+                        "request_id": error.request_id if isinstance(error, APIError) else None,
+                    },
+                )
+            raise RetryableFailure(error, result.retry_after)
+
+    def _ended(self, sub: list[Pending], reply: Reply, started: float) -> None:
+        """One request ended: metrics, and a DEBUG record (per request, never per event)."""
+        seconds = time.perf_counter() - started
+        self.meter.ended("POST", reply, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            response = reply if isinstance(reply, httpx.Response) else None
+            log.debug(
+                "%s POST %s: %s in %.1f ms, %d events",
+                self.rules.name,
+                self.rules.batch_path,
+                f"HTTP {response.status_code}" if response is not None else type(reply).__name__,
+                seconds * 1000,
+                len(sub),
+                extra={
+                    "provider": self.rules.name,
+                    "events": len(sub),
+                    "attempts": sub[0].attempts if sub else 0,
+                    "http_status": response.status_code if response is not None else None,
+                    "request_id": request_id(response) if response is not None else None,
+                },
+            )
 
     def _give_up(self, remaining: list[Pending], exhausted: RetryableFailure, why: str) -> None:
         cause = exhausted.cause if isinstance(exhausted.cause, BillingEventsError) else None
@@ -129,19 +173,23 @@ class SyncDelivery(_Delivery):
         record: Recorder,
         on_retry: Callable[[int], None],
     ) -> None:
-        super().__init__(rules, policy, record, on_retry)
+        super().__init__(rules, policy, record, on_retry, http.base_url)
         self.http = http
 
     def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
+        started = time.perf_counter()
+        reply: Reply
         try:
-            return self.http.post(
+            reply = self.http.post(
                 self.rules.batch_path,
                 content=self.rules.body(sub),
                 headers=HEADERS,
                 extensions=self._bounds(deadline),
             )
         except Exception as exc:
-            return exc
+            reply = exc
+        self._ended(sub, reply, started)
+        return reply
 
     def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
         plan = _plan(self.rules, batch)
@@ -182,19 +230,23 @@ class AsyncDelivery(_Delivery):
         record: Recorder,
         on_retry: Callable[[int], None],
     ) -> None:
-        super().__init__(rules, policy, record, on_retry)
+        super().__init__(rules, policy, record, on_retry, http.base_url)
         self.http = http
 
     async def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
+        started = time.perf_counter()
+        reply: Reply
         try:
-            return await self.http.post(
+            reply = await self.http.post(
                 self.rules.batch_path,
                 content=self.rules.body(sub),
                 headers=HEADERS,
                 extensions=self._bounds(deadline),
             )
         except Exception as exc:
-            return exc
+            reply = exc
+        self._ended(sub, reply, started)
+        return reply
 
     async def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
         plan = _plan(self.rules, batch)

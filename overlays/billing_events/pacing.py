@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 from . import _constants as C
+from . import metrics
 from .budgets import Budget, open_budget
 from .config import ENDPOINTS, ClientConfig
 from .errors import ConfigurationError
@@ -127,6 +128,7 @@ class Pacer:
         base_path: str = "",
         main_endpoint: str = "",
         max_wait: float = 10.0,
+        provider: str = "",
     ) -> None:
         # Endpoint (path under the base URL, or OTHER) -> requests per second; None: no pacing.
         self.ceilings = dict(ceilings) if ceilings is not None else None
@@ -134,6 +136,7 @@ class Pacer:
         self.base_path = base_path.rstrip("/")
         self.main_endpoint = main_endpoint
         self.max_wait = max_wait
+        self.provider = provider
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._lanes: dict[str, Lane] = {}
@@ -178,6 +181,7 @@ class Pacer:
         if wait > 0:
             with self._lock:
                 self.waited += wait
+            metrics.rate_budget_waited(self.provider, wait)
 
     def acquire(self, group: str) -> float:
         """Wait for a slot of the endpoint's budget; the moment the request may leave (monotonic)."""
@@ -322,4 +326,5 @@ def make_pacer(
         base_path=httpx.URL(config.base_url).path,
         main_endpoint=batch_path,
         max_wait=config.timeout,
+        provider=config.provider,
     )

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from . import metrics
 from ._base import rejected_outcome
 from .config import ClientConfig
 from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink
@@ -16,7 +17,7 @@ from .providers import Pending, ProviderRules, Settled
 from .queueing import EventQueue, SenderOptions
 from .stats import Stats, StatsCounter
 
-log = logging.getLogger("billing_events")
+log = logging.getLogger("billing_events.sender")
 
 
 class SenderClient(Protocol):
@@ -57,6 +58,8 @@ class SenderCore:
         self._on_drop = on_drop
         self._closed = False
         self._reset_core()
+        # Read only when an OpenTelemetry SDK collects: track() pays nothing for it.
+        metrics.watch_queue(self, self._rules.name, _queue_depth)
 
     def _reset_core(self) -> None:
         self._queue = EventQueue(self._rules, self._options.max_queue_events, self._options.max_queue_bytes)
@@ -79,7 +82,7 @@ class SenderCore:
         try:
             return self._rules.encode(event)
         except InvalidEventError as exc:
-            log.warning("%s event rejected before sending: %s", self._rules.name, exc)
+            # Logged by the sink, at most one warning per interval: a stream of bad events is no log flood.
             self._sink.record([rejected_outcome(exc, event)])
             return exc.key or "", None
 
@@ -100,7 +103,11 @@ class SenderCore:
             try:
                 self._on_drop(outcome)
             except Exception:
-                log.exception("on_drop callback failed for event %s", key)
+                log.exception(
+                    "on_drop callback failed for event %s",
+                    key,
+                    extra={"provider": self._rules.name, "key": key},
+                )
 
     def _claim(self, delivered: list[Pending], settled: list[Settled]) -> tuple[list[Pending], list[Settled]]:
         """The settled events still in flight, now taken out of it; abandoned ones were reported already."""
@@ -135,3 +142,7 @@ class SenderCore:
 
     def _count_retry(self, amount: int) -> None:
         self._counter.add("retried", amount)
+
+
+def _queue_depth(sender: SenderCore) -> int:
+    return len(sender._queue)

@@ -1,7 +1,7 @@
 """``make bench``: every figure measured in this run, against one local sink server.
 
     python -m bench.run [--seconds 1] [--providers togai,lago] [--scenarios 0,50]
-                        [--skip-extras] [--profile DIR]
+                        [--skip-extras] [--caller-cost-only] [--profile DIR]
 
 The server is ``bench.sink`` (a bare ASGI app under uvicorn, one process, h11)
 started here in a separate process; it answers valid bodies with the
@@ -9,7 +9,8 @@ provider's success body and can sleep before answering. Rows per provider:
 a raw httpx baseline, the official clients, then this project's sync
 ``send()``, background ``track()`` and async ``send()``; each as events/s and
 as a ratio to the baseline (the first row). Then: ``track()`` cost on the
-caller's thread, peak memory of a byte-bounded queue of 1,000,000 events, and
+caller's thread, the cost of one call beside PostHog's ``capture()`` and Segment's
+``track()`` (``bench.caller_cost``), peak memory of a byte-bounded queue of 1,000,000 events, and
 the wall time of ``make regenerate``. Last, the pacing rows (``bench.pacing``): goodput at the
 provider's rate budget against the rate-limited mock, from one process and from four.
 """
@@ -161,6 +162,68 @@ def run_module(module: str, *args: str) -> dict[str, Any]:
     return result
 
 
+CALLER_ROWS = {
+    "track": "billing_events track(), metrics off",
+    "track-metrics": "billing_events track(), metrics on (SDK)",
+    "posthog": "posthog.capture() (posthog-python)",
+    "segment": "analytics.track() (segment-analytics-python)",
+}
+
+
+def caller_costs(origin: str) -> list[dict[str, Any]]:
+    """Each caller's-thread row in its own process, the run with the lowest median of ``REPEATS``."""
+    rows = []
+    for row in CALLER_ROWS:
+        runs = [run_module("bench.caller_cost", origin, row) for _ in range(REPEATS)]
+        best = min(runs, key=lambda found: float(found["median_us"]))
+        if best["sink_received"] < best["sent"]:
+            raise RuntimeError(f"{row}: the sink got {best['sink_received']} of {best['sent']} events")
+        rows.append(best)
+    return rows
+
+
+def caller_cost_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(
+        title="one call on the caller's thread, each sender's worker sending to the same sink"
+        f" (lowest median of {REPEATS} runs; ratio to our track() with metrics off)",
+        title_justify="left",
+    )
+    for column, justify in [
+        ("call", "left"),
+        ("calls", "right"),
+        ("median µs", "right"),
+        ("p99 µs", "right"),
+        ("x median", "right"),
+        ("x p99", "right"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    ours = rows[0]
+    for found in rows:
+        table.add_row(
+            CALLER_ROWS[found["row"]],
+            f"{found['calls']:,}",
+            f"{found['median_us']:.2f}",
+            f"{found['p99_us']:.2f}",
+            f"{found['median_us'] / ours['median_us']:.1f}x",
+            f"{found['p99_us'] / ours['p99_us']:.1f}x",
+        )
+    return table
+
+
+def print_caller_costs(console: Console, rows: list[dict[str, Any]]) -> None:
+    console.print(caller_cost_table(rows))
+    console.print("What each call does on the caller's thread:", highlight=False)
+    for found in rows:
+        console.print(f"  - {CALLER_ROWS[found['row']]}: {found['does']}.", highlight=False)
+    counted = [found for found in rows if "events_counted_by_metrics" in found]
+    for found in counted:
+        console.print(
+            f"  (metrics on: the SDK counted {found['events_counted_by_metrics']:,} events"
+            f" of {found['sent']:,} tracked)",
+            highlight=False,
+        )
+
+
 def regenerate_seconds() -> float:
     with tempfile.TemporaryDirectory() as output:
         started = time.perf_counter()
@@ -285,6 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="profile this project's rows with pyinstrument"
     )
+    parser.add_argument(
+        "--caller-cost-only",
+        action="store_true",
+        help="only the cost of one call on the caller's thread: ours beside PostHog and Segment",
+    )
     args = parser.parse_args(argv)
     providers = [name for name in args.providers.split(",") if name]
     scenarios = [int(value) for value in args.scenarios.split(",") if value]
@@ -299,9 +367,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         highlight=False,
     )
     with sink_server() as origin:
+        if args.caller_cost_only:
+            console.print("  measuring the cost of one call: track(), posthog.capture(), analytics.track() …")
+            print_caller_costs(console, caller_costs(origin))
+            return 0
         results = run_rows(console, origin, providers, scenarios, args.seconds, args.profile)
         track = memory = None
         regenerate = None
+        callers: list[dict[str, Any]] | None = None
         if not args.skip_extras:
             set_latency(origin, 0)
             console.print("  measuring track() cost …")
@@ -310,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (run_module("bench.track_cost", f"{origin}/togai") for _ in range(REPEATS)),
                 key=lambda found: float(found["median_us"]),
             )
+            console.print("  measuring the cost of one call: track(), posthog.capture(), analytics.track() …")
+            callers = caller_costs(origin)
     if not args.skip_extras:
         console.print("  measuring queue memory with 1,000,000 events …")
         memory = run_module("bench.queue_memory")
@@ -323,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" p99 {track['p99_us']:.2f} µs, p99.9 {track['p999_us']:.2f} µs, max {track['max_us']:,.0f} µs",
             highlight=False,
         )
+    if callers is not None:
+        print_caller_costs(console, callers)
     if memory is not None:
         console.print(
             f"queue memory: {memory['events_tracked']:,} events tracked with the worker blocked,"

@@ -7,7 +7,8 @@ key, empty or oversized batches), counts the events it accepted, and can add a
 fixed latency to every ingestion request.
 
 Routes: Togai under ``/togai`` (``/ingest``, ``/ingestBatch``), Lago under
-``/lago/api/v1`` (``/events``, ``/events/batch``); admin: ``GET /_sink/stats``,
+``/lago/api/v1`` (``/events``, ``/events/batch``), and for the senders users know,
+PostHog's ``/posthog/batch/`` and Segment's ``/segment/v1/batch``; admin: ``GET /_sink/stats``,
 ``POST /_sink/reset``, ``PUT /_sink/config`` with ``{"latency_ms": 50}``.
 
 Run: ``python -m bench.sink --port 8911`` (uvicorn, one process, one worker).
@@ -29,6 +30,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+PROVIDERS = ("togai", "lago", "posthog", "segment")
 TOGAI_BATCH_LIMIT = 500
 LAGO_BATCH_LIMIT = 100
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -40,12 +42,11 @@ class Sink:
 
     def __init__(self) -> None:
         self.latency = 0.0
-        self.events = {"togai": 0, "lago": 0}
-        self.requests = {"togai": 0, "lago": 0}
+        self.reset()
 
     def reset(self) -> None:
-        self.events = {"togai": 0, "lago": 0}
-        self.requests = {"togai": 0, "lago": 0}
+        self.events = dict.fromkeys(PROVIDERS, 0)
+        self.requests = dict.fromkeys(PROVIDERS, 0)
 
 
 def _iso(timestamp: object, now: dt.datetime) -> str:
@@ -127,6 +128,20 @@ def create_app(sink: Sink | None = None) -> Callable[[Scope, Receive, Send], Awa
         stored = [_lago_stored(event, now, created_at) for event in events]
         return 200, orjson.dumps({"events": stored} if batch else {"event": stored[0]})
 
+    def analytics(provider: str, body: bytes) -> tuple[int, bytes]:
+        """PostHog's and Segment's batch endpoints: ``{"batch": [...]}``, answered 200."""
+        try:
+            batch = orjson.loads(body).get("batch")
+        except (orjson.JSONDecodeError, AttributeError):
+            return _error(400, "body is not a JSON object")
+        if not isinstance(batch, list) or not batch:
+            return _error(400, "batch is missing or empty")
+        state.requests[provider] += 1
+        state.events[provider] += len(batch)
+        return 200, b'{"status":"Ok"}'
+
+    analytics_routes = {"/posthog/batch": "posthog", "/segment/v1/batch": "segment"}
+
     routes = {
         "/togai/ingest": ("togai", "ingest"),
         "/togai/ingestBatch": ("togai", "ingestBatch"),
@@ -153,6 +168,8 @@ def create_app(sink: Sink | None = None) -> Callable[[Scope, Receive, Send], Awa
         elif path == "/_sink/config" and method == "PUT":
             state.latency = float(orjson.loads(body).get("latency_ms", 0)) / 1000
             await _answer(send, 200, b"{}")
+        elif path in analytics_routes and method == "POST":
+            await _answer(send, *analytics(analytics_routes[path], body))
         elif path in routes and method == "POST":
             if not any(
                 name == b"authorization" and value.startswith(b"Bearer ") for name, value in scope["headers"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Sequence
 from typing import IO
@@ -15,6 +16,8 @@ from ._ingest import ingest
 from ._mock import mock
 from ._providers import Provider
 from ._replay import replay
+
+log = logging.getLogger("billing_events.cli")
 
 
 def _require_token(args: argparse.Namespace) -> None:
@@ -32,6 +35,18 @@ def main(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) -
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    code = _run(args, out, err, stdin)
+    log.info(
+        "%s %s ended with exit code %d",
+        args.command,
+        args.provider_spec.name,
+        code,
+        extra={"provider": args.provider_spec.name, "command": args.command, "exit_code": code},
+    )
+    return code
+
+
+def _run(args: argparse.Namespace, out: Console, err: Console, stdin: IO[bytes] | None) -> int:
     try:
         if args.command == "mock":
             return mock(args, err)
