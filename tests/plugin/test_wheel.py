@@ -1,4 +1,4 @@
-"""A wheel built from the tracked files installs into an empty venv, with and without the mock extra."""
+"""A wheel built from the tracked files installs into an empty venv, with and without each extra."""
 
 from __future__ import annotations
 
@@ -52,6 +52,27 @@ else:
 """
 
 
+# Without the otel and redis extras: the library sends, and each feature that needs one names it.
+OTHER_EXTRAS_MISSING = """
+from billing_events import Togai, metrics, ConfigurationError
+try:
+    metrics.use_meter_provider(None)
+except ImportError as exc:
+    print(exc)
+try:
+    Togai("t", rate_budget="redis://127.0.0.1:1/0?key=k")
+except ConfigurationError as exc:
+    print(exc)
+"""
+# With them: the OpenTelemetry API is used, and a Redis budget is built (it connects on first use).
+OTHER_EXTRAS_PRESENT = """
+from billing_events import Togai, metrics
+metrics.use_meter_provider(None)
+Togai("t", rate_budget="redis://127.0.0.1:1/0?key=k").close()
+print("extras ok")
+"""
+
+
 def run(*argv: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(arg) for arg in argv], cwd=cwd, capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False
@@ -94,7 +115,7 @@ def test_the_wheel_ships_the_mock_and_its_specs(wheel: Path) -> None:
 
 
 @pytest.mark.slow
-def test_an_empty_venv_with_and_without_the_mock_extra(wheel: Path, tmp_path: Path) -> None:
+def test_an_empty_venv_with_and_without_the_extras(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     checked(sys.executable, "-m", "venv", venv)
     python, command = venv / "bin" / "python", venv / "bin" / "billing-events"
@@ -112,8 +133,13 @@ def test_an_empty_venv_with_and_without_the_mock_extra(wheel: Path, tmp_path: Pa
     refused = run(command, "mock")
     assert refused.returncode == 64
     assert EXTRA_HINT in refused.stderr
+    missing = checked(python, "-c", OTHER_EXTRAS_MISSING)
+    assert 'pip install "billing-events[otel]"' in missing
+    assert "pip install 'billing-events[redis]'" in missing
 
-    checked(python, "-m", "pip", "install", "--quiet", f"{wheel}[mock]")
+    checked(python, "-m", "pip", "install", "--quiet", f"{wheel}[mock,otel,redis]")
+
+    assert checked(python, "-c", OTHER_EXTRAS_PRESENT).strip() == "extras ok"
 
     assert checked(python, "-c", USE_THE_MOCK).strip() == "mock ok"
     (project / "test_fixture.py").write_text(USER_TESTS_WITH_THE_EXTRA)

@@ -36,12 +36,14 @@ def main(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) -
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     code = _run(args, out, err, stdin)
+    provider: Provider | None = getattr(args, "provider_spec", None)  # `mock` serves both providers
+    name = provider.name if provider is not None else "both"
     log.info(
         "%s %s ended with exit code %d",
         args.command,
-        args.provider_spec.name,
+        name,
         code,
-        extra={"provider": args.provider_spec.name, "command": args.command, "exit_code": code},
+        extra={"provider": name, "command": args.command, "exit_code": code},
     )
     return code
 
