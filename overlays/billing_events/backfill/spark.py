@@ -22,14 +22,18 @@ SUMMARY_DDL = ", ".join(["partition string"] + [f"{column} long" for column in S
 def summaries(frame: Any, backfill: Backfill) -> Any:
     """A lazy Spark DataFrame of one summary row per partition: write it, or collect it."""
     prepared = backfill.prepare()
+    names = list(frame.columns)
 
     def send(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow
 
-        summary = send_partition(batch_rows(batches), prepared)
+        rows = (dict(zip(names, row.values(), strict=True)) for row in batch_rows(batches))
+        summary = send_partition(rows, prepared)
         yield pyarrow.RecordBatch.from_pylist([summary], schema=summary_schema(EXTRA))
 
-    return frame.mapInArrow(send, SUMMARY_DDL)
+    # Spark resolves "prop.n" as a field of "prop": columns go in under positional names, and get theirs back.
+    positional = frame.toDF(*(f"_{index}" for index in range(len(names))))
+    return positional.mapInArrow(send, SUMMARY_DDL)
 
 
 def backfill(frame: Any, backfill: Backfill) -> BackfillResult:
