@@ -71,7 +71,7 @@ def togai_rows(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def backfill_for(mock: Mock, provider: str, checkpoint: Path, **options: Any) -> Backfill:
+def backfill_for(mock: Mock, provider: str, checkpoint: Path | str, **options: Any) -> Backfill:
     return Backfill(
         provider,  # type: ignore[arg-type]
         str(checkpoint),

@@ -14,13 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("distributed")
-
 from distributed import Client, LocalCluster
 
 from backfills.dask_job import CHUNK_EVENTS, frame
-from backfills.support import FAULTS, KillWorker, Mock, backfill_for, stored_once
+from backfills.support import FAULTS, KillWorker, Mock, backfill_for, lago_rows, stored_once
 from billing_events.backfill import dask as dask_backfill
 
 ROWS = 20_000
@@ -95,3 +92,15 @@ def test_a_killed_job_run_again_sends_only_what_it_had_not_settled(
     assert result.total["settled_earlier"] > 0
     assert result.total["sent"] < ROWS
     assert stored_once(mock, "lago") == (ROWS, ROWS)
+
+
+def test_a_bag_of_dicts_is_sent_too(client: Client, mock: Mock, tmp_path: Path) -> None:
+    import dask.bag
+
+    bag = dask.bag.from_sequence(lago_rows(40), npartitions=4)
+
+    result = dask_backfill.backfill(bag, backfill_for(mock, "lago", tmp_path / "ckpt"))
+
+    assert list(result.partitions["delivered"]) == [10, 10, 10, 10]
+    assert result.total["delivered"] == 40
+    assert stored_once(mock, "lago") == (40, 40)

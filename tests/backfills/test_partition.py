@@ -50,7 +50,31 @@ def test_a_key_column_is_the_key_and_a_bad_row_is_rejected_alone(mock: Mock, tmp
     summary = send_partition(rows, backfill)
 
     assert (summary["delivered"], summary["rejected"]) == (2, 1)
+    assert summary["problem"] == "rejected: attr.calls: a bytes value has no JSON form"
     assert sorted(event["id"] for event in mock.events("togai")) == ["evt-0", "evt-2"]
+
+
+def test_an_event_the_spec_check_refuses_is_named_in_the_summary(mock: Mock, tmp_path: Path) -> None:
+    rows = togai_rows(2)
+    rows[0]["attr.calls"] = "3,5"
+    backfill = backfill_for(mock, "togai", tmp_path / "ckpt").prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert (summary["delivered"], summary["rejected"]) == (1, 1)
+    assert summary["problem"].startswith("rejected: ")
+    assert "3,5" in summary["problem"]
+
+
+def test_the_checkpoint_can_be_an_fsspec_url(mock: Mock) -> None:
+    url = "memory://backfill-tests/ckpt"
+    rows = lago_rows(30)
+
+    first = send_partition(rows, backfill_for(mock, "lago", url).prepare())
+    again = send_partition(rows, backfill_for(mock, "lago", url).prepare())
+
+    assert (first["delivered"], again["settled_earlier"], again["sent"]) == (30, 30, 0)
+    assert stored_once(mock, "lago") == (30, 30)
 
 
 def test_a_checkpoint_file_cut_short_is_ignored_and_its_rows_resent(mock: Mock, tmp_path: Path) -> None:

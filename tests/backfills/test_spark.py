@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("pyspark")
-
 from pyspark.sql import SparkSession
 
 from backfills.support import FAULTS, ExitAfter, FailFirstAttempt, Mock, backfill_for, stored_once

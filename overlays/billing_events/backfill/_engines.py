@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .partition import SUMMARY_COLUMNS
+from .partition import COUNT_COLUMNS
 
 
 def _pyarrow(extra: str) -> Any:
@@ -30,4 +30,5 @@ def batch_rows(batches: Iterable[Any]) -> Iterator[dict[str, Any]]:
 
 def summary_schema(extra: str) -> Any:
     pa = _pyarrow(extra)
-    return pa.schema([("partition", pa.string())] + [(column, pa.int64()) for column in SUMMARY_COLUMNS[1:]])
+    counts = [(column, pa.int64()) for column in COUNT_COLUMNS]
+    return pa.schema([("partition", pa.string()), *counts, ("problem", pa.string())])

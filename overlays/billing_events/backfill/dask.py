@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._engines import pandas_rows
-from .partition import SUMMARY_COLUMNS, Backfill, empty_summary, send_partition, total
+from .partition import COUNT_COLUMNS, SUMMARY_COLUMNS, Backfill, empty_summary, send_partition, total
 from .result import BackfillResult
 
 EXTRA = "dask"
@@ -27,7 +27,7 @@ def _pandas() -> Any:
 def _summary_frame(summaries: list[dict[str, Any]]) -> Any:
     pd = _pandas()
     frame = pd.DataFrame(summaries, columns=list(SUMMARY_COLUMNS))
-    return frame.astype({column: "int64" for column in SUMMARY_COLUMNS[1:]})
+    return frame.astype({column: "int64" for column in COUNT_COLUMNS} | {"problem": "object"})
 
 
 def _send_frame(frame: Any, backfill: Backfill) -> Any:

@@ -34,11 +34,14 @@ from attrs import field, frozen
 from ..aio import AsyncLago, AsyncTogai
 from ..cli._columnar import row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD, Occurrences, _digest, derived_key, fingerprint
+from ..cli._text import clip
 from ._checkpoint import STATUSES, PartitionCheckpoint, job_stamp
 
 ProviderName = Literal["togai", "lago"]
 KEY_FIELD = {"togai": "id", "lago": "transaction_id"}
-SUMMARY_COLUMNS = ("partition", "rows", *STATUSES, "sent", "settled_earlier")
+COUNT_COLUMNS = ("rows", *STATUSES, "sent", "settled_earlier")
+# "problem": the first reason a row of the partition was not delivered in this run, if any (clipped).
+SUMMARY_COLUMNS = ("partition", *COUNT_COLUMNS, "problem")
 # Called after each checkpointed chunk with the partition's name and the chunks done so far.
 ChunkHook = Callable[[str, int], None]
 
@@ -74,7 +77,7 @@ class Backfill:
 
 
 def empty_summary(name: str = "") -> dict[str, Any]:
-    return {column: 0 for column in SUMMARY_COLUMNS} | {"partition": name}
+    return {"partition": name} | dict.fromkeys(COUNT_COLUMNS, 0) | {"problem": ""}
 
 
 def _stamp_value(provider: str, stamp: int) -> object:
@@ -85,13 +88,14 @@ def _stamp_value(provider: str, stamp: int) -> object:
 
 def _identify(
     rows: Iterable[Mapping[str, Any]], backfill: Backfill
-) -> tuple[list[tuple[bytes, dict[str, object]]], int]:
-    """Each row's fingerprint and event (keyed and stamped), and the number of rows that have none."""
+) -> tuple[list[tuple[bytes, dict[str, object]]], int, str]:
+    """Each row's fingerprint and event (keyed and stamped); how many rows have none, and the first reason."""
     key_field = KEY_FIELD[backfill.provider]
     stamp = backfill.stamp
     occurrences = Occurrences()
     identified: list[tuple[bytes, dict[str, object]]] = []
     invalid = 0
+    first_problem = ""
     try:
         for row in rows:
             plain = dict(row)
@@ -100,9 +104,10 @@ def _identify(
             if backfill.key_column is not None:
                 key = plain.pop(backfill.key_column, None)
                 plain[key_field] = None if key is None else str(key)
-            event, _problem = row_to_event(backfill.provider, plain)
+            event, problem = row_to_event(backfill.provider, plain)
             if event is None:
                 invalid += 1
+                first_problem = first_problem or f"rejected: {problem}"
                 continue
             content = _digest(event)
             (number,) = occurrences.number([content])
@@ -120,7 +125,7 @@ def _identify(
             identified.append((fingerprint(content, number), event))
     finally:
         occurrences.close()
-    return identified, invalid
+    return identified, invalid, first_problem
 
 
 def partition_name(fingerprints: Iterable[bytes]) -> str:
@@ -137,11 +142,12 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
     Rows that cannot become an event (a column of the wrong type) count as
     ``rejected``; so do events the spec check or the provider refuses.
     """
-    identified, invalid = _identify(rows, backfill)
+    identified, invalid, problem = _identify(rows, backfill)
     name = partition_name(print_ for print_, _ in identified)
     summary = empty_summary(name)
     summary["rows"] = len(identified) + invalid
     summary["rejected"] = invalid
+    summary["problem"] = problem
     checkpoint = PartitionCheckpoint(backfill.checkpoint, backfill.storage_options, name)
     known = checkpoint.load()
     pending: list[tuple[bytes, dict[str, object]]] = []
@@ -173,6 +179,15 @@ async def _send(
             chunk = pending[start : start + backfill.chunk_events]
             report = await client.send([event for _, event in chunk])
             statuses = [outcome.status.value for outcome in report.outcomes]
+            if not summary["problem"]:
+                summary["problem"] = next(
+                    (
+                        clip(f"{outcome.status.value}: {outcome.reason or outcome.error or ''}")
+                        for outcome in report.outcomes
+                        if not outcome.status.delivered
+                    ),
+                    "",
+                )
             # Saved before the next chunk is sent: a kill from here on resends at most one chunk.
             checkpoint.save((print_, status) for (print_, _), status in zip(chunk, statuses, strict=True))
             for status in statuses:
@@ -184,9 +199,9 @@ async def _send(
 
 def total(summaries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """The overall counts of a backfill's partition summaries."""
-    counts = dict.fromkeys(("partitions", *SUMMARY_COLUMNS[1:]), 0)
+    counts = dict.fromkeys(("partitions", *COUNT_COLUMNS), 0)
     for summary in summaries:
         counts["partitions"] += 1
-        for column in SUMMARY_COLUMNS[1:]:
+        for column in COUNT_COLUMNS:
             counts[column] += int(summary[column])
     return counts

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._engines import batch_rows, summary_schema
-from .partition import SUMMARY_COLUMNS, Backfill, send_partition, total
+from .partition import COUNT_COLUMNS, Backfill, send_partition, total
 from .result import BackfillResult
 
 EXTRA = "spark"
-SUMMARY_DDL = ", ".join(["partition string"] + [f"{column} long" for column in SUMMARY_COLUMNS[1:]])
+SUMMARY_DDL = ", ".join(
+    ["partition string", *(f"{column} long" for column in COUNT_COLUMNS), "problem string"]
+)
 
 
 def summaries(frame: Any, backfill: Backfill) -> Any:
