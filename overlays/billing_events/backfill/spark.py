@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._engines import batch_rows, summary_schema
-from .partition import COUNT_COLUMNS, Backfill, send_partition, total
+from .partition import COUNT_COLUMNS, SUMMARY_COLUMNS, Backfill, send_partition, total
 from .result import BackfillResult
 
 EXTRA = "spark"
@@ -40,5 +40,9 @@ def summaries(frame: Any, backfill: Backfill) -> Any:
 
 def backfill(frame: Any, backfill: Backfill) -> BackfillResult:
     """Send every partition of ``frame``; the summary of each partition (pandas) and the total."""
-    partitions = summaries(frame, backfill).toPandas()
-    return BackfillResult(partitions, total(partitions.to_dict("records")))
+    import pandas
+
+    # collect(), not toPandas(): toPandas may run a failed job a second time without Arrow.
+    rows = [row.asDict() for row in summaries(frame, backfill).collect()]
+    partitions = pandas.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return BackfillResult(partitions, total(rows))
