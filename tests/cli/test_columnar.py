@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,22 @@ def test_without_pyarrow_the_error_names_the_extra(
 
     assert result.code == 64
     assert "pip install 'billing-events[parquet]'" in result.err
+
+
+def test_an_arrow_stream_and_parquet_on_stdin_are_read_too(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = tmp_path / "usage.arrows"
+    table = togai_table(12)
+    with pa.OSFile(str(stream), "wb") as sink, pyarrow.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=5)
+    piped = tmp_path / "piped.parquet"
+    pq.write_table(togai_table(30).slice(12), piped)
+
+    from_stream = run_cli("ingest", "togai", str(stream))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(piped.read_bytes())))
+    from_stdin = run_cli("ingest", "togai", "-", "--format", "parquet")
+
+    assert from_stream.code == 0, from_stream.out + from_stream.err
+    assert from_stdin.code == 0, from_stdin.out + from_stdin.err
+    assert len({event["id"] for event in mock.events("togai")}) == 30

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
+from .. import _constants as C
 from ..aio import AsyncLago, AsyncTogai
 from ..cli._columnar import row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD, Occurrences, _digest, derived_key, fingerprint
@@ -39,6 +40,7 @@ from ._checkpoint import STATUSES, PartitionCheckpoint, job_stamp
 
 ProviderName = Literal["togai", "lago"]
 KEY_FIELD = {"togai": "id", "lago": "transaction_id"}
+BATCH_LIMIT = {"togai": C.TOGAI_MAX_BATCH_EVENTS, "lago": C.LAGO_MAX_BATCH_EVENTS}
 COUNT_COLUMNS = ("rows", *STATUSES, "sent", "settled_earlier")
 # "problem": the first reason a row of the partition was not delivered in this run, if any (clipped).
 SUMMARY_COLUMNS = ("partition", *COUNT_COLUMNS, "problem")
@@ -61,10 +63,19 @@ class Backfill:
     timestamp_column: str = "timestamp"
     client_options: Mapping[str, Any] = field(factory=dict, repr=False)
     storage_options: Mapping[str, Any] = field(factory=dict, repr=False)
-    chunk_events: int = field(default=1000, validator=attrs.validators.ge(1))
+    # Rows sent between two checkpoints; None: four rounds of max_in_flight full batches.
+    chunk_events: int | None = field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
     max_in_flight: int = field(default=8, validator=attrs.validators.ge(1))
     stamp: int | None = None
     on_chunk: ChunkHook | None = field(default=None, repr=False)
+
+    @property
+    def rows_per_chunk(self) -> int:
+        if self.chunk_events is not None:
+            return self.chunk_events
+        return BATCH_LIMIT[self.provider] * self.max_in_flight * 4
 
     def prepare(self) -> Backfill:
         """This backfill with the job's stamp: read from the checkpoint directory, or written there now.
@@ -175,8 +186,9 @@ async def _send(
     summary: dict[str, Any],
 ) -> None:
     async with _client(backfill) as client:
-        for chunk_number, start in enumerate(range(0, len(pending), backfill.chunk_events), 1):
-            chunk = pending[start : start + backfill.chunk_events]
+        size = backfill.rows_per_chunk
+        for chunk_number, start in enumerate(range(0, len(pending), size), 1):
+            chunk = pending[start : start + size]
             report = await client.send([event for _, event in chunk])
             statuses = [outcome.status.value for outcome in report.outcomes]
             if not summary["problem"]:
