@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .. import RetryPolicy, __version__
+from . import _columnar
 from ._exit import EXIT_USAGE
 from ._input import FORMATS, STDIN
 from ._mock import DESCRIPTION as MOCK_DESCRIPTION
@@ -177,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser(
         "ingest",
-        help="send the events of a JSONL or CSV file (or stdin)",
-        description="Send the events of a JSONL or CSV file to a provider.",
+        help="send the events of a JSONL, CSV, Parquet or Arrow file (or stdin)",
+        description="Send the events of a JSONL, CSV, Parquet or Arrow file to a provider.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -198,12 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
             nargs="?",
             default=STDIN,
             metavar="FILE",
-            help="JSONL (one event object per line) or CSV file; '-' or nothing reads stdin",
+            help="JSONL (one event object per line), CSV, Parquet or Arrow IPC file; '-' or nothing reads stdin",
         )
         sub.add_argument(
             "--format",
             choices=FORMATS,
-            help="input format (default: from the file extension, .csv for CSV, otherwise JSONL)",
+            help="input format (default: from the file extension: .csv, .parquet/.pq, .arrow/.arrows/.feather;"
+            " otherwise JSONL). Parquet and Arrow need pyarrow: pip install 'billing-events[parquet]'",
         )
         sub.add_argument(
             "--dry-run",
@@ -298,9 +300,11 @@ def _ingest_description(provider: Provider) -> str:
             "are left out."
         )
     return (
-        f"Send the events of a JSONL or CSV file to {provider.title}.\n\n"
+        f"Send the events of a JSONL, CSV, Parquet or Arrow file to {provider.title}.\n\n"
         f"JSONL: one {provider.title} event object per line, as in the API's request body.\n"
-        f"{columns}\n\n"
+        f"{columns}\n"
+        f"Parquet and Arrow: the CSV columns with typed values, and the nested column(s)\n"
+        f"{', '.join(_columnar.NESTED[provider.name])}; lines are numbered by row.\n\n"
         f"An event without '{provider.key_field}' gets a key derived from its own content and its occurrence\n"
         "among identical lines, so appending, re-sorting or re-running a file keeps every key.\n"
         f"{_timestamp_note(provider)}"

@@ -1,4 +1,4 @@
-"""``billing-events ingest``: send the events of a JSONL or CSV file, resumably."""
+"""``billing-events ingest``: send the events of a JSONL, CSV, Parquet or Arrow file, resumably."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.console import Console
 from . import _sending
 from ._dry_run import dry_run
 from ._exit import UsageError
-from ._input import InputError, InputFile, Record, open_input, read_csv, read_jsonl
+from ._input import COLUMNAR, InputError, InputFile, Record, open_input, read_columnar, read_csv, read_jsonl
 from ._lines import identify
 from ._providers import Provider
 from ._state import State, StateError
@@ -26,6 +26,8 @@ clock = time.time
 
 
 def _records(provider: Provider, source: InputFile) -> Iterator[Record]:
+    if source.format in COLUMNAR:
+        return read_columnar(source.path, source.format, provider.name)
     if source.format == "csv":
         return read_csv(
             source.path, provider.csv_header_problems, provider.csv_row_to_event, provider.max_batch_bytes
@@ -100,9 +102,8 @@ def _ingest_input(
             # Lines are identified in blocks of several batches: one state commit per block.
             chunk_records=max(args.batch_events, 2000),
         )
-        total = source.line_count - (1 if source.format == "csv" else 0)
         with contextlib.closing(identified):
-            result = _sending.pump(args, provider, total, identified, open_sender, state, err)
+            result = _sending.pump(args, provider, source.records, identified, open_sender, state, err)
     finally:
         if state is not None:
             state.close()

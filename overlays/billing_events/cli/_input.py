@@ -1,8 +1,9 @@
-"""Reading an input file into numbered records, one per event line or CSV row.
+"""Reading an input file into numbered records, one per event line, CSV row or Parquet/Arrow row.
 
 A record either carries an event (a dict) or says why its line could not
 become one. Line numbers are 1-based and count physical lines, so a CSV
-header is line 1 and its first row line 2.
+header is line 1 and its first row line 2; in Parquet and Arrow files they
+count rows.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import IO, Literal
 import orjson
 from attrs import frozen
 
+from . import _columnar
 from ._state import Known
 from ._text import clip
 
-InputFormat = Literal["jsonl", "csv"]
-FORMATS: tuple[InputFormat, ...] = ("jsonl", "csv")
+InputFormat = Literal["jsonl", "csv", "parquet", "arrow"]
+FORMATS: tuple[InputFormat, ...] = ("jsonl", "csv", "parquet", "arrow")
+COLUMNAR = ("parquet", "arrow")
 STDIN = "-"
 
 _READ_BLOCK = 1 << 20
@@ -54,11 +57,11 @@ class Record:
 
 @frozen
 class InputFile:
-    """A readable copy of the input, and how many lines it has (for the progress bar)."""
+    """A readable copy of the input, and how many records it has (for the progress bar; None: unknown)."""
 
     path: Path
     label: str
-    line_count: int
+    records: int | None
     format: InputFormat
     spooled: bool
 
@@ -70,7 +73,14 @@ class InputFile:
 
 def guess_format(name: str) -> InputFormat:
     """The format named by the file's extension; JSONL when it names none."""
-    return "csv" if name.lower().endswith((".csv", ".csv.txt")) else "jsonl"
+    lower = name.lower()
+    if lower.endswith((".csv", ".csv.txt")):
+        return "csv"
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lower.endswith((".arrow", ".arrows", ".feather", ".ipc")):
+        return "arrow"
+    return "jsonl"
 
 
 def _count_lines(stream: IO[bytes], copy_to: IO[bytes] | None) -> int:
@@ -94,14 +104,29 @@ def open_input(source: str, fmt: InputFormat | None, *, stdin: IO[bytes] | None 
         spool = tempfile.NamedTemporaryFile(prefix="billing-events-", suffix=".spool", delete=False)  # noqa: SIM115
         with spool:
             lines = _count_lines(stream, spool)
-        return InputFile(Path(spool.name), "<stdin>", lines, fmt or "jsonl", spooled=True)
+        spooled = InputFile(Path(spool.name), "<stdin>", lines, fmt or "jsonl", spooled=True)
+        if spooled.format in COLUMNAR:
+            spooled = _with_row_count(spooled)
+        return spooled
     path = Path(source)
+    fmt = fmt or guess_format(source)
+    if fmt in COLUMNAR:
+        return _with_row_count(InputFile(path, source, None, fmt, spooled=False))
     try:
         with path.open("rb") as stream:
             lines = _count_lines(stream, None)
     except OSError as exc:
         raise InputError(f"cannot read {source}: {exc.strerror or exc}") from exc
-    return InputFile(path, source, lines, fmt or guess_format(source), spooled=False)
+    return InputFile(path, source, lines - (1 if fmt == "csv" else 0), fmt, spooled=False)
+
+
+def _with_row_count(source: InputFile) -> InputFile:
+    try:
+        _, rows = _columnar.open_columnar(source.path, source.format)
+    except _columnar.ColumnarError as exc:
+        source.discard()
+        raise InputError(str(exc)) from exc
+    return InputFile(source.path, source.label, rows, source.format, source.spooled)
 
 
 def _lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, bytes | int]]:
@@ -256,3 +281,23 @@ def read_csv(
             yield Record(number, None, f"expected {len(header)} columns, got {len(row)}")
         else:
             yield Record(number, to_event(dict(zip(header, row, strict=True))))
+
+
+def read_columnar(path: Path, fmt: str, provider: str) -> Iterator[Record]:
+    """One record per Parquet or Arrow row (numbered from 1), read one record batch at a time.
+
+    The columns are checked before any row is read, as a CSV header is.
+    """
+    try:
+        columns, _ = _columnar.open_columnar(path, fmt)
+        problems = _columnar.column_problems(provider, columns)
+        if problems:
+            raise InputError(clip(f"{fmt} columns: " + "; ".join(problems), 1000))
+        number = 0
+        for rows in _columnar.batches(path, fmt):
+            for row in rows:
+                number += 1
+                event, problem = _columnar.row_to_event(provider, row)
+                yield Record(number, event, problem)
+    except _columnar.ColumnarError as exc:
+        raise InputError(str(exc)) from exc

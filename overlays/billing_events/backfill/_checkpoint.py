@@ -1,0 +1,109 @@
+"""Checkpoints of a backfill: the job's timestamp, and the settled rows of each partition.
+
+Layout under the directory the user names (a local path or an fsspec URL)::
+
+    backfill.json                       the provider and the timestamp of rows without one
+    partitions/<name>/<uuid>.settled    one file per checkpointed chunk of a partition
+
+Object stores cannot append, so each chunk's outcomes are a file of their own,
+written whole: 16-byte row fingerprint + 1 status byte per row, then an
+8-byte digest of those bytes. A file cut short by a killed writer fails its
+digest and is ignored: its rows are sent again under the same keys, which the
+provider drops. Two attempts of one partition (a retried or speculative task)
+write files with different names and never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+STATUSES = ("delivered", "duplicate", "rejected", "failed", "unknown")
+_CODE = {name: code for code, name in enumerate(STATUSES)}
+_MAGIC = b"BEC1"
+_PRINT = 16
+_ENTRY = _PRINT + 1
+_DIGEST = 8
+JOB_FILE = "backfill.json"
+
+
+class CheckpointError(Exception):
+    """The checkpoint directory cannot be used for this backfill."""
+
+
+def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]:
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError as exc:
+        raise CheckpointError(
+            "a backfill checkpoint needs fsspec: pip install 'billing-events[dask]' or '[spark]'"
+        ) from exc
+    fs, root = url_to_fs(url, **storage_options)
+    return fs, str(root).rstrip("/")
+
+
+def job_stamp(url: str, storage_options: Mapping[str, Any], provider: str) -> int:
+    """The timestamp given to rows without one: read from the directory, or written there now.
+
+    Written once, by the driver before any partition runs, so every attempt of
+    every partition stamps a row the same way.
+    """
+    fs, root = _filesystem(url, storage_options)
+    path = f"{root}/{JOB_FILE}"
+    if fs.exists(path):
+        job = orjson.loads(fs.cat_file(path))
+        if job.get("provider") != provider:
+            raise CheckpointError(
+                f"{url} holds a {job.get('provider')} backfill, not {provider}: use a directory per provider"
+            )
+        return int(job["stamp"])
+    fs.makedirs(root, exist_ok=True)
+    stamp = int(time.time())
+    fs.pipe_file(path, orjson.dumps({"version": 1, "provider": provider, "stamp": stamp}))
+    return stamp
+
+
+class PartitionCheckpoint:
+    """The settled rows of one partition, named by its content (see ``partition``)."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any], name: str) -> None:
+        self._fs, root = _filesystem(url, storage_options)
+        self._dir = f"{root}/partitions/{name}"
+
+    def load(self) -> dict[bytes, str]:
+        """Each checkpointed row's latest outcome; a settled-for-good one is never downgraded."""
+        if not self._fs.exists(self._dir):
+            return {}
+        known: dict[bytes, str] = {}
+        for path in sorted(self._fs.ls(self._dir, detail=False)):
+            if not str(path).endswith(".settled"):
+                continue
+            for fingerprint, status in _decode(self._fs.cat_file(path)):
+                if known.get(fingerprint) not in ("delivered", "duplicate", "rejected"):
+                    known[fingerprint] = status
+        return known
+
+    def save(self, outcomes: Iterable[tuple[bytes, str]]) -> None:
+        body = b"".join(fingerprint + bytes([_CODE[status]]) for fingerprint, status in outcomes)
+        if not body:
+            return
+        self._fs.makedirs(self._dir, exist_ok=True)
+        # uuid: attempts of the same partition never write the same file.
+        name = f"{self._dir}/{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.settled"
+        self._fs.pipe_file(name, _MAGIC + body + hashlib.sha256(body).digest()[:_DIGEST])
+
+
+def _decode(data: bytes) -> list[tuple[bytes, str]]:
+    body = data[len(_MAGIC) : -_DIGEST]
+    if (
+        not data.startswith(_MAGIC)
+        or len(body) % _ENTRY
+        or hashlib.sha256(body).digest()[:_DIGEST] != data[-_DIGEST:]
+    ):
+        return []  # cut short by a killed writer: these rows are sent again
+    return [(body[at : at + _PRINT], STATUSES[body[at + _PRINT]]) for at in range(0, len(body), _ENTRY)]

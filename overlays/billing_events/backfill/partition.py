@@ -1,0 +1,219 @@
+"""Send one partition of a backfill: rows in, counts by outcome out; the same on any engine.
+
+Who a row is does not depend on where it ran:
+
+- **Key.** The row's key column when it has one (``key_column``, by default the
+  provider's own: Togai ``id``, Lago ``transaction_id``). Otherwise
+  ``be-<32 hex>-<n>``: a digest of the event (with its timestamp) and ``n``, its
+  occurrence among identical rows of the partition, as the CLI derives keys.
+  Never a partition id or a position: Spark may hand a retried task another
+  partition id (SPARK-28650).
+- **Timestamp.** The row's ``timestamp`` column, or the job's stamp: written to
+  the checkpoint directory once, by ``Backfill.prepare()`` on the driver, and
+  read by every attempt of every partition.
+- **Checkpoint.** A partition is named by a digest of its rows' fingerprints
+  (order-free), so a re-run of the same rows, under any partition id, finds the
+  outcomes its earlier attempts saved and sends only the rest. Rows that ended
+  ``failed`` or ``unknown`` are sent again, under the same key and timestamp.
+
+The rate budget is the client's (``client_options``, e.g. ``rate_budget=`` and
+``max_requests_per_second=``): every worker's client draws from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+import attrs
+from attrs import field, frozen
+
+from .. import _constants as C
+from ..aio import AsyncLago, AsyncTogai
+from ..cli._columnar import row_to_event
+from ..cli._lines import SETTLED_FOR_GOOD, Occurrences, _digest, derived_key, fingerprint
+from ..cli._text import clip
+from ._checkpoint import STATUSES, PartitionCheckpoint, job_stamp
+
+ProviderName = Literal["togai", "lago"]
+KEY_FIELD = {"togai": "id", "lago": "transaction_id"}
+BATCH_LIMIT = {"togai": C.TOGAI_MAX_BATCH_EVENTS, "lago": C.LAGO_MAX_BATCH_EVENTS}
+COUNT_COLUMNS = ("rows", *STATUSES, "sent", "settled_earlier")
+# "problem": the first reason a row of the partition was not delivered in this run, if any (clipped).
+SUMMARY_COLUMNS = ("partition", *COUNT_COLUMNS, "problem")
+# Called after each checkpointed chunk with the partition's name and the chunks done so far.
+ChunkHook = Callable[[str, int], None]
+
+
+@frozen
+class Backfill:
+    """What every partition of one backfill shares; picklable, so engines ship it to their workers.
+
+    ``client_options`` go to ``AsyncTogai``/``AsyncLago`` as they are (``token``,
+    ``base_url``, ``rate_budget``, ``max_requests_per_second``, ``retry``, ...);
+    they are left out of the repr, so a token never shows in a log.
+    """
+
+    provider: ProviderName = field(validator=attrs.validators.in_(("togai", "lago")))
+    checkpoint: str
+    key_column: str | None = None
+    timestamp_column: str = "timestamp"
+    client_options: Mapping[str, Any] = field(factory=dict, repr=False)
+    storage_options: Mapping[str, Any] = field(factory=dict, repr=False)
+    # Rows sent between two checkpoints; None: four rounds of max_in_flight full batches.
+    chunk_events: int | None = field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
+    max_in_flight: int = field(default=8, validator=attrs.validators.ge(1))
+    stamp: int | None = None
+    on_chunk: ChunkHook | None = field(default=None, repr=False)
+
+    @property
+    def rows_per_chunk(self) -> int:
+        if self.chunk_events is not None:
+            return self.chunk_events
+        return BATCH_LIMIT[self.provider] * self.max_in_flight * 4
+
+    def prepare(self) -> Backfill:
+        """This backfill with the job's stamp: read from the checkpoint directory, or written there now.
+
+        Call it once on the driver before the partitions run (the adapters do).
+        """
+        if self.stamp is not None:
+            return self
+        return attrs.evolve(self, stamp=job_stamp(self.checkpoint, self.storage_options, self.provider))
+
+
+def empty_summary(name: str = "") -> dict[str, Any]:
+    return {"partition": name} | dict.fromkeys(COUNT_COLUMNS, 0) | {"problem": ""}
+
+
+def _stamp_value(provider: str, stamp: int) -> object:
+    if provider == "togai":
+        return dt.datetime.fromtimestamp(stamp, dt.UTC).isoformat().replace("+00:00", "Z")
+    return stamp
+
+
+def _identify(
+    rows: Iterable[Mapping[str, Any]], backfill: Backfill
+) -> tuple[list[tuple[bytes, dict[str, object]]], int, str]:
+    """Each row's fingerprint and event (keyed and stamped); how many rows have none, and the first reason."""
+    key_field = KEY_FIELD[backfill.provider]
+    stamp = backfill.stamp
+    occurrences = Occurrences()
+    identified: list[tuple[bytes, dict[str, object]]] = []
+    invalid = 0
+    first_problem = ""
+    try:
+        for row in rows:
+            plain = dict(row)
+            if backfill.timestamp_column != "timestamp":
+                plain["timestamp"] = plain.pop(backfill.timestamp_column, None)
+            if backfill.key_column is not None:
+                key = plain.pop(backfill.key_column, None)
+                plain[key_field] = None if key is None else str(key)
+            event, problem = row_to_event(backfill.provider, plain)
+            if event is None:
+                invalid += 1
+                first_problem = first_problem or f"rejected: {problem}"
+                continue
+            content = _digest(event)
+            (number,) = occurrences.number([content])
+            if event.get("timestamp") is None:
+                if stamp is None:
+                    raise ValueError(
+                        "Backfill.prepare() was not called: rows without a timestamp need its stamp"
+                    )
+                event["timestamp"] = _stamp_value(backfill.provider, stamp)
+                content_with_stamp = _digest({k: v for k, v in event.items() if k != key_field})
+            else:
+                content_with_stamp = content
+            if event.get(key_field) in (None, ""):
+                event[key_field] = derived_key(content_with_stamp, number)
+            identified.append((fingerprint(content, number), event))
+    finally:
+        occurrences.close()
+    return identified, invalid, first_problem
+
+
+def partition_name(fingerprints: Iterable[bytes]) -> str:
+    """A digest of the partition's rows, whatever their order."""
+    digest = hashlib.sha256()
+    for print_ in sorted(fingerprints):
+        digest.update(print_)
+    return digest.hexdigest()[:32]
+
+
+def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dict[str, Any]:
+    """Send the rows not yet settled; the partition's counts by outcome, as one summary row.
+
+    Rows that cannot become an event (a column of the wrong type) count as
+    ``rejected``; so do events the spec check or the provider refuses.
+    """
+    identified, invalid, problem = _identify(rows, backfill)
+    name = partition_name(print_ for print_, _ in identified)
+    summary = empty_summary(name)
+    summary["rows"] = len(identified) + invalid
+    summary["rejected"] = invalid
+    summary["problem"] = problem
+    checkpoint = PartitionCheckpoint(backfill.checkpoint, backfill.storage_options, name)
+    known = checkpoint.load()
+    pending: list[tuple[bytes, dict[str, object]]] = []
+    for print_, event in identified:
+        earlier = known.get(print_)
+        if earlier in SETTLED_FOR_GOOD:
+            summary[earlier] += 1
+            summary["settled_earlier"] += 1
+        else:
+            pending.append((print_, event))
+    if pending:
+        asyncio.run(_send(pending, backfill, checkpoint, summary))
+    return summary
+
+
+def _client(backfill: Backfill) -> AsyncTogai | AsyncLago:
+    options = {"max_in_flight": backfill.max_in_flight, **backfill.client_options}
+    return AsyncTogai(**options) if backfill.provider == "togai" else AsyncLago(**options)
+
+
+async def _send(
+    pending: list[tuple[bytes, dict[str, object]]],
+    backfill: Backfill,
+    checkpoint: PartitionCheckpoint,
+    summary: dict[str, Any],
+) -> None:
+    async with _client(backfill) as client:
+        size = backfill.rows_per_chunk
+        for chunk_number, start in enumerate(range(0, len(pending), size), 1):
+            chunk = pending[start : start + size]
+            report = await client.send([event for _, event in chunk])
+            statuses = [outcome.status.value for outcome in report.outcomes]
+            if not summary["problem"]:
+                summary["problem"] = next(
+                    (
+                        clip(f"{outcome.status.value}: {outcome.reason or outcome.error or ''}")
+                        for outcome in report.outcomes
+                        if not outcome.status.delivered
+                    ),
+                    "",
+                )
+            # Saved before the next chunk is sent: a kill from here on resends at most one chunk.
+            checkpoint.save((print_, status) for (print_, _), status in zip(chunk, statuses, strict=True))
+            for status in statuses:
+                summary[status] += 1
+            summary["sent"] += len(chunk)
+            if backfill.on_chunk is not None:
+                backfill.on_chunk(summary["partition"], chunk_number)
+
+
+def total(summaries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """The overall counts of a backfill's partition summaries."""
+    counts = dict.fromkeys(("partitions", *COUNT_COLUMNS), 0)
+    for summary in summaries:
+        counts["partitions"] += 1
+        for column in COUNT_COLUMNS:
+            counts[column] += int(summary[column])
+    return counts

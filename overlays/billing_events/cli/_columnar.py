@@ -1,0 +1,251 @@
+"""Parquet and Arrow IPC input: typed columns mapped to events, read one record batch at a time.
+
+The columns are those of CSV (``_csv``), with typed values, plus nested columns:
+Togai ``attributes`` (a list of structs with ``name``, ``value``, ``unit``) and
+``dimensions`` (a struct or a map of strings); Lago ``properties`` (a struct or
+a map). A null leaves its field out, like an empty CSV cell.
+
+Values become what the API's JSON takes: Togai attribute values and dimensions
+are sent as strings (an integer ``3`` as ``"3"``), a timestamp column becomes
+RFC 3339 (Togai) or Unix seconds (Lago), a decimal becomes a string. Lago
+properties keep their types. A value that has no JSON form (binary) makes its
+row invalid, with the column named.
+
+pyarrow comes with the ``parquet`` extra; it is imported only when a columnar
+file is read, so the CLI works without it for JSONL and CSV.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import _csv
+from ._text import clip
+
+EXTRA_HINT = "pip install 'billing-events[parquet]'"
+# Rows per record batch read from the file: bounds the memory of one read, whatever the file's size.
+BATCH_ROWS = 8192
+# Nested columns each provider takes, beside the CSV layout's flat ones.
+NESTED = {"togai": ("attributes", "dimensions"), "lago": ("properties",)}
+
+
+class ColumnarError(Exception):
+    """The file cannot be read as Parquet or Arrow, or pyarrow is missing."""
+
+
+class RowProblem(Exception):
+    """One row cannot become an event; the message names the column and the rule."""
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.ipc
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise ColumnarError(f"reading Parquet or Arrow files needs pyarrow: {EXTRA_HINT}") from exc
+    return pyarrow
+
+
+def _ipc_reader(path: Path) -> Any:
+    pa = _pyarrow()
+    source = pa.memory_map(str(path))
+    try:
+        return pa.ipc.open_file(source)
+    except pa.ArrowInvalid:
+        source.seek(0)
+        return pa.ipc.open_stream(source)
+
+
+def open_columnar(path: Path, fmt: str) -> tuple[list[str], int | None]:
+    """The file's column names and row count (None for an Arrow stream, whose count is not stored)."""
+    pa = _pyarrow()
+    try:
+        if fmt == "parquet":
+            meta = pa.parquet.ParquetFile(str(path))
+            return list(meta.schema_arrow.names), int(meta.metadata.num_rows)
+        reader = _ipc_reader(path)
+        if isinstance(reader, pa.ipc.RecordBatchFileReader):
+            rows = sum(reader.get_batch(index).num_rows for index in range(reader.num_record_batches))
+            return list(reader.schema.names), rows
+        return list(reader.schema.names), None
+    except (OSError, pa.ArrowException) as exc:
+        raise ColumnarError(f"cannot read {path} as {fmt}: {clip(str(exc))}") from exc
+
+
+def batches(path: Path, fmt: str) -> Iterator[list[dict[str, Any]]]:
+    """The file's rows as dicts, one record batch at a time."""
+    pa = _pyarrow()
+    try:
+        if fmt == "parquet":
+            with pa.parquet.ParquetFile(str(path)) as reader:
+                for batch in reader.iter_batches(batch_size=BATCH_ROWS):
+                    yield batch.to_pylist()
+            return
+        reader = _ipc_reader(path)
+        if isinstance(reader, pa.ipc.RecordBatchFileReader):
+            for index in range(reader.num_record_batches):
+                yield from _split(reader.get_batch(index))
+        else:
+            for batch in reader:
+                yield from _split(batch)
+    except pa.ArrowException as exc:
+        raise ColumnarError(f"cannot read {path} as {fmt}: {clip(str(exc))}") from exc
+
+
+def _split(batch: Any) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, batch.num_rows, BATCH_ROWS):
+        yield batch.slice(start, BATCH_ROWS).to_pylist()
+
+
+def column_problems(provider: str, columns: list[str]) -> list[str]:
+    """The CSV header rules, with the provider's nested columns allowed as well."""
+    nested = NESTED[provider]
+    flat = [column for column in columns if column not in nested]
+    check = _csv.togai_header_problems if provider == "togai" else _csv.lago_header_problems
+    return check(flat)
+
+
+# ---- values ---------------------------------------------------------------------------------------
+
+
+def _json_value(value: object, column: str) -> object:
+    """A value as the API's JSON takes it; containers are converted item by item."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RowProblem(f"{column}: {value} is not a number JSON can carry")
+        return value
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return _rfc3339(value, column)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(name): _json_value(item, f"{column}.{name}") for name, item in value.items()}
+    if isinstance(value, list):
+        if all(isinstance(item, tuple) and len(item) == 2 for item in value):  # an Arrow map
+            return {str(name): _json_value(item, f"{column}.{name}") for name, item in value}
+        return [_json_value(item, f"{column}[{index}]") for index, item in enumerate(value)]
+    raise RowProblem(f"{column}: a {type(value).__name__} value has no JSON form")
+
+
+def _text(value: object, column: str) -> str:
+    """Togai's string fields: numbers are written out, everything else must already be text."""
+    plain = _json_value(value, column)
+    if isinstance(plain, bool) or not isinstance(plain, str | int | float):
+        raise RowProblem(f"{column}: expected text or a number, got {type(value).__name__}")
+    return plain if isinstance(plain, str) else repr(plain) if isinstance(plain, float) else str(plain)
+
+
+def _aware(value: dt.datetime, column: str) -> dt.datetime:
+    if value.tzinfo is None:
+        raise RowProblem(
+            f"{column}: a timestamp without a time zone is ambiguous; store it as UTC (timestamp[us, tz=UTC])"
+        )
+    return value
+
+
+def _rfc3339(value: dt.datetime, column: str) -> str:
+    return _aware(value, column).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _unix(value: object, column: str) -> object:
+    if isinstance(value, dt.datetime):
+        seconds = _aware(value, column).timestamp()
+        return int(seconds) if seconds.is_integer() else round(seconds, 3)
+    return _json_value(value, column)
+
+
+def _mapping(value: object, column: str) -> dict[str, object]:
+    plain = _json_value(value, column)
+    if not isinstance(plain, dict):
+        raise RowProblem(f"{column}: expected a struct or a map, got {type(value).__name__}")
+    return {name: item for name, item in plain.items() if item is not None}
+
+
+# ---- rows to events -------------------------------------------------------------------------------
+
+
+def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
+    event: dict[str, object] = {}
+    for name in ("schemaName", "id", "accountId"):
+        if row.get(name) is not None:
+            event[name] = _text(row[name], name)
+    stamp = row.get("timestamp")
+    if stamp is not None:
+        event["timestamp"] = _rfc3339(stamp, "timestamp") if isinstance(stamp, dt.datetime) else stamp
+    attributes: list[dict[str, str]] = []
+    nested = row.get("attributes")
+    if nested is not None:
+        if not isinstance(nested, list):
+            raise RowProblem(f"attributes: expected a list of structs, got {type(nested).__name__}")
+        for index, item in enumerate(nested):
+            entry = _mapping(item, f"attributes[{index}]")
+            attributes.append(
+                {name: _text(value, f"attributes[{index}].{name}") for name, value in entry.items()}
+            )
+    dimensions: dict[str, str] = {}
+    if row.get("dimensions") is not None:
+        dimensions = {
+            name: _text(value, f"dimensions.{name}")
+            for name, value in _mapping(row["dimensions"], "dimensions").items()
+        }
+    for column, value in row.items():
+        if value is None:
+            continue
+        if column.startswith("attr."):
+            name = column[len("attr.") :]
+            attribute = {"name": name, "value": _text(value, column)}
+            unit = row.get(f"unit.{name}")
+            if unit is not None:
+                attribute["unit"] = _text(unit, f"unit.{name}")
+            attributes.append(attribute)
+        elif column.startswith("dim."):
+            dimensions[column[len("dim.") :]] = _text(value, column)
+    event["attributes"] = attributes
+    event["dimensions"] = dimensions
+    return event
+
+
+def lago_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
+    event: dict[str, object] = {}
+    for name in ("transaction_id", "external_subscription_id", "code"):
+        if row.get(name) is not None:
+            event[name] = _text(row[name], name)
+    if row.get("timestamp") is not None:
+        event["timestamp"] = _unix(row["timestamp"], "timestamp")
+    if row.get("precise_total_amount_cents") is not None:
+        event["precise_total_amount_cents"] = _text(
+            row["precise_total_amount_cents"], "precise_total_amount_cents"
+        )
+    properties: dict[str, object] = {}
+    if row.get("properties") is not None:
+        properties = _mapping(row["properties"], "properties")
+    for column, value in row.items():
+        if value is not None and column.startswith("prop."):
+            properties[column[len("prop.") :]] = _json_value(value, column)
+    if properties:
+        event["properties"] = properties
+    return event
+
+
+ROW_TO_EVENT: dict[str, Callable[[Mapping[str, object]], dict[str, object]]] = {
+    "togai": togai_row_to_event,
+    "lago": lago_row_to_event,
+}
+
+
+def row_to_event(provider: str, row: Mapping[str, object]) -> tuple[dict[str, object] | None, str | None]:
+    """The row's event, or why it has none (``RowProblem``'s text, clipped)."""
+    try:
+        return ROW_TO_EVENT[provider](row), None
+    except RowProblem as exc:
+        return None, clip(str(exc))

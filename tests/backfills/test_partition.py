@@ -1,0 +1,106 @@
+"""The engine-neutral core: keys, timestamps and checkpoints that do not depend on where a partition ran."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backfills.support import FAULTS, TOKEN, Mock, backfill_for, lago_rows, stored_once, togai_rows
+from billing_events.backfill import Backfill, send_partition
+
+
+@pytest.mark.parametrize("lago_store", ["postgres", "clickhouse"])
+def test_a_partition_run_again_in_another_order_sends_nothing(
+    mock: Mock, tmp_path: Path, lago_store: str
+) -> None:
+    mock.reset(lago_store)
+    mock.faults(**FAULTS)
+    rows = lago_rows(500)
+    backfill = backfill_for(mock, "lago", tmp_path / "ckpt", chunk_events=100).prepare()
+
+    first = send_partition(rows, backfill)
+    # A new Backfill, as on another day's driver: the stamp comes from the checkpoint directory.
+    again = send_partition(reversed(rows), backfill_for(mock, "lago", tmp_path / "ckpt").prepare())
+
+    assert first["partition"] == again["partition"]
+    assert first["delivered"] + first["duplicate"] + first["unknown"] + first["failed"] == 500
+    assert again["settled_earlier"] == first["delivered"] + first["duplicate"]
+    assert again["sent"] == first["unknown"] + first["failed"]
+    assert stored_once(mock, "lago") == (500, 500)
+
+
+def test_identical_rows_are_distinct_events_and_keep_their_keys(mock: Mock, tmp_path: Path) -> None:
+    rows = togai_rows(3) * 2  # every row twice
+    backfill = backfill_for(mock, "togai", tmp_path / "ckpt").prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert summary["delivered"] == 6
+    keys = sorted(event["id"] for event in mock.events("togai"))
+    assert len(set(keys)) == 6
+    assert {key.rsplit("-", 1)[1] for key in keys} == {"1", "2"}
+
+
+def test_a_key_column_is_the_key_and_a_bad_row_is_rejected_alone(mock: Mock, tmp_path: Path) -> None:
+    rows = [dict(row, event_id=f"evt-{i}") for i, row in enumerate(togai_rows(3))]
+    rows[1]["attr.calls"] = b"\x00"
+    backfill = backfill_for(mock, "togai", tmp_path / "ckpt", key_column="event_id").prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert (summary["delivered"], summary["rejected"]) == (2, 1)
+    assert summary["problem"] == "rejected: attr.calls: a bytes value has no JSON form"
+    assert sorted(event["id"] for event in mock.events("togai")) == ["evt-0", "evt-2"]
+
+
+def test_an_event_the_spec_check_refuses_is_named_in_the_summary(mock: Mock, tmp_path: Path) -> None:
+    rows = togai_rows(2)
+    rows[0]["attr.calls"] = "3,5"
+    backfill = backfill_for(mock, "togai", tmp_path / "ckpt").prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert (summary["delivered"], summary["rejected"]) == (1, 1)
+    assert summary["problem"].startswith("rejected: ")
+    assert "3,5" in summary["problem"]
+
+
+def test_the_checkpoint_can_be_an_fsspec_url(mock: Mock) -> None:
+    url = "memory://backfill-tests/ckpt"
+    rows = lago_rows(30)
+
+    first = send_partition(rows, backfill_for(mock, "lago", url).prepare())
+    again = send_partition(rows, backfill_for(mock, "lago", url).prepare())
+
+    assert (first["delivered"], again["settled_earlier"], again["sent"]) == (30, 30, 0)
+    assert stored_once(mock, "lago") == (30, 30)
+
+
+def test_a_checkpoint_file_cut_short_is_ignored_and_its_rows_resent(mock: Mock, tmp_path: Path) -> None:
+    backfill = backfill_for(mock, "lago", tmp_path / "ckpt", chunk_events=50).prepare()
+    rows = lago_rows(100)
+    send_partition(rows, backfill)
+    saved = sorted((tmp_path / "ckpt" / "partitions").glob("*/*.settled"))
+    assert len(saved) == 2
+    saved[0].write_bytes(saved[0].read_bytes()[:-3])
+
+    again = send_partition(rows, backfill)
+
+    assert (again["settled_earlier"], again["sent"], again["duplicate"]) == (50, 50, 50)
+    assert stored_once(mock, "lago") == (100, 100)
+
+
+def test_the_token_stays_out_of_the_repr_and_rows_without_a_stamp_need_prepare(tmp_path: Path) -> None:
+    backfill = Backfill("lago", str(tmp_path), client_options={"token": TOKEN})
+
+    assert TOKEN not in repr(backfill)
+    with pytest.raises(ValueError, match=r"prepare\(\)"):
+        send_partition(lago_rows(1), backfill)
+
+
+def test_a_checkpoint_directory_of_the_other_provider_is_refused(tmp_path: Path) -> None:
+    Backfill("lago", str(tmp_path)).prepare()
+
+    with pytest.raises(Exception, match="holds a lago backfill, not togai"):
+        Backfill("togai", str(tmp_path)).prepare()

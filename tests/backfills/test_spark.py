@@ -1,0 +1,117 @@
+"""Backfills on Spark: ``local[2]`` (with task retries), 16 partitions, the mock over HTTP with faults on.
+
+Scaled down from the issue's 200,000 rows to 20,000 so the suite stays within
+CI's limit on 2 cores; one Spark session serves the whole module (start-up is slow).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from backfills.support import FAULTS, ExitAfter, FailFirstAttempt, Mock, backfill_for, stored_once
+from billing_events.backfill import spark as spark_backfill
+
+ROWS = 20_000
+PARTITIONS = 16
+CHUNK_EVENTS = 100
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[SparkSession]:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[2,2]")  # 2 cores; a failed task is tried once more
+        .appName("billing-events-backfill-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.memory", "512m")
+        .config("spark.executorEnv.PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def frame(spark: SparkSession) -> Any:
+    return spark.range(ROWS, numPartitions=PARTITIONS).selectExpr(
+        "concat('sub_', id % 50) AS external_subscription_id",
+        "'api_calls' AS code",
+        "id AS `prop.n`",
+        "id / 4 AS `prop.gb`",
+    )
+
+
+@pytest.mark.parametrize("lago_store", ["postgres", "clickhouse"])
+def test_a_failed_task_is_retried_and_every_event_is_stored_once(
+    spark: SparkSession, mock: Mock, tmp_path: Path, lago_store: str
+) -> None:
+    mock.reset(lago_store)
+    mock.faults(**FAULTS)
+    (tmp_path / "faults").mkdir()
+    backfill = backfill_for(
+        mock, "lago", tmp_path / "ckpt", chunk_events=CHUNK_EVENTS,
+        on_chunk=FailFirstAttempt(str(tmp_path / "faults"), after=3),
+    )  # fmt: skip
+
+    result = spark_backfill.backfill(frame(spark), backfill)
+
+    assert (tmp_path / "faults" / "task-failed").exists()
+    assert len(result.partitions) == PARTITIONS
+    assert result.total["rows"] == ROWS
+    # The retried task resumed from the checkpoint of its failed attempt.
+    assert result.total["settled_earlier"] > 0
+    assert stored_once(mock, "lago") == (ROWS, ROWS)
+
+
+@pytest.mark.parametrize("lago_store", ["postgres", "clickhouse"])
+def test_a_killed_job_run_again_sends_only_what_it_had_not_settled(
+    spark: SparkSession, mock: Mock, tmp_path: Path, lago_store: str
+) -> None:
+    mock.reset(lago_store)
+    mock.faults(**FAULTS)
+    (tmp_path / "faults").mkdir()
+    checkpoint = tmp_path / "ckpt"
+    killing = backfill_for(
+        mock,
+        "lago",
+        checkpoint,
+        chunk_events=CHUNK_EVENTS,
+        on_chunk=ExitAfter(str(tmp_path / "faults"), after=25),
+    )
+    with pytest.raises(Exception, match=r"Python worker exited unexpectedly|crashed|EOFError"):
+        spark_backfill.backfill(frame(spark), killing)
+    stored_by_the_killed_job, _ = stored_once(mock, "lago")
+    assert 0 < stored_by_the_killed_job < ROWS
+
+    result = spark_backfill.backfill(
+        frame(spark), backfill_for(mock, "lago", checkpoint, chunk_events=CHUNK_EVENTS)
+    )
+
+    assert result.total["rows"] == ROWS
+    assert result.total["settled_earlier"] > 0
+    assert result.total["sent"] < ROWS
+    assert stored_once(mock, "lago") == (ROWS, ROWS)
+
+
+def test_the_summaries_are_a_spark_dataframe_that_can_be_written(
+    spark: SparkSession, mock: Mock, tmp_path: Path
+) -> None:
+    small = spark.range(40, numPartitions=4).selectExpr(
+        "concat('sub_', id) AS external_subscription_id", "'api_calls' AS code", "id AS transaction_id"
+    )
+    summaries = spark_backfill.summaries(small, backfill_for(mock, "lago", tmp_path / "ckpt"))
+    summaries.write.parquet(str(tmp_path / "summary"))
+
+    written = spark.read.parquet(str(tmp_path / "summary")).toPandas()
+    assert written["delivered"].sum() == 40
+    assert sorted(event["transaction_id"] for event in mock.events("lago")) == sorted(
+        str(i) for i in range(40)
+    )

@@ -1,0 +1,187 @@
+"""Parquet and Arrow IPC input: typed and nested columns, resume, dry-run, and a missing pyarrow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.ipc
+import pyarrow.parquet as pq
+import pytest
+
+from cli.conftest import Mock
+from cli.support import RunCli
+from cli.test_resume import crash_on_call
+
+START = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def togai_table(rows: int) -> pa.Table:
+    return pa.table(
+        {
+            "schemaName": ["api_calls"] * rows,
+            "timestamp": pa.array(
+                [START + dt.timedelta(seconds=i) for i in range(rows)], pa.timestamp("ms", "UTC")
+            ),
+            "accountId": [f"acct_{i % 7}" for i in range(rows)],
+            "attr.calls": pa.array([1 + i % 3 for i in range(rows)], pa.int64()),
+            "attributes": [
+                [{"name": "duration", "value": f"{i}.5", "unit": "Milliseconds"}] for i in range(rows)
+            ],
+            "dimensions": pa.array(
+                [[("region", ["eu-west-1", "us-east-1"][i % 2])] for i in range(rows)],
+                pa.map_(pa.string(), pa.string()),
+            ),
+        }
+    )
+
+
+def lago_table(rows: int) -> pa.Table:
+    return pa.table(
+        {
+            "external_subscription_id": [f"sub_{i % 5}" for i in range(rows)],
+            "code": ["api_calls"] * rows,
+            "timestamp": pa.array(
+                [START + dt.timedelta(seconds=i) for i in range(rows)], pa.timestamp("s", "UTC")
+            ),
+            "prop.gb": pa.array([i / 4 for i in range(rows)], pa.float64()),
+            "properties": [
+                {"region": ["eu-west-1", "us-east-1"][i % 2], "calls": i % 3} for i in range(rows)
+            ],
+        }
+    )
+
+
+def table_for(provider: str, rows: int) -> pa.Table:
+    return togai_table(rows) if provider == "togai" else lago_table(rows)
+
+
+def write_arrow(path: Path, table: pa.Table) -> Path:
+    with pa.OSFile(str(path), "wb") as sink, pyarrow.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=7)
+    return path
+
+
+def test_typed_and_nested_parquet_columns_become_togai_fields(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    source = tmp_path / "usage.parquet"
+    pq.write_table(togai_table(3), source)
+
+    result = run_cli("ingest", "togai", str(source))
+
+    assert result.code == 0, result.out + result.err
+    first = min(mock.events("togai"), key=lambda event: event["timestamp"])
+    assert first["timestamp"] == "2024-05-01T12:00:00Z"
+    assert first["accountId"] == "acct_0"
+    assert first["attributes"] == [
+        {"name": "duration", "value": "0.5", "unit": "Milliseconds"},
+        {"name": "calls", "value": "1"},
+    ]
+    assert first["dimensions"] == {"region": "eu-west-1"}
+    assert first["id"].startswith("be-")
+
+
+def test_an_arrow_ipc_file_becomes_lago_events_with_typed_properties(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    source = write_arrow(tmp_path / "usage.arrow", lago_table(20))
+
+    result = run_cli("ingest", "lago", str(source))
+
+    assert result.code == 0, result.out + result.err
+    stored = {event["timestamp"]: event for event in mock.events("lago")}
+    assert len(stored) == 20
+    second = stored[min(stored)]
+    assert second["properties"] == {"region": "eu-west-1", "calls": 0, "gb": 0.0}
+
+
+@pytest.mark.parametrize("provider", ["togai", "lago"])
+def test_a_parquet_ingest_interrupted_and_resumed_stores_every_row_once(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    source = tmp_path / "usage.parquet"
+    pq.write_table(table_for(provider, 95), source, row_group_size=20)
+    options = ("--batch-events", "10", "--max-in-flight", "1", "--report", "report.json")
+    mock.faults(rate_503=0.1, rate_lost_response=0.1, seed=7)
+    with crash_on_call(monkeypatch, 4, send_first=True):
+        crashed = run_cli("ingest", provider, str(source), *options)
+    assert crashed.code == 2
+    assert "Run the same command again to resume" in crashed.err
+
+    resumed = run_cli("ingest", provider, str(source), *options)
+
+    assert resumed.code == 0, resumed.out + resumed.err
+    report: dict[str, Any] = orjson.loads(Path("report.json").read_bytes())
+    assert report["records"] == 95
+    assert 0 < report["records_settled_earlier"] < 95
+    keys = mock.keys(provider)
+    assert len(keys) == len(set(keys)) == 95
+
+
+def test_bad_parquet_columns_stop_before_sending(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
+    source = tmp_path / "usage.parquet"
+    pq.write_table(pa.table({"code": ["x"], "colour": ["red"]}), source)
+
+    result = run_cli("ingest", "lago", str(source))
+
+    assert result.code == 64
+    assert "unknown column 'colour'" in result.err
+    assert "missing column 'external_subscription_id'" in result.err
+    assert mock.keys("lago") == []
+
+
+def test_dry_run_numbers_bad_rows_and_names_the_column(run_cli: RunCli, tmp_path: Path) -> None:
+    table = lago_table(4).append_column("prop.blob", pa.array([None, b"\x00", None, None], pa.binary()))
+    source = tmp_path / "usage.parquet"
+    pq.write_table(table, source)
+    naive = tmp_path / "naive.parquet"
+    pq.write_table(
+        lago_table(2).set_column(2, "timestamp", pa.array([START.replace(tzinfo=None)] * 2)), naive
+    )
+
+    result = run_cli("ingest", "lago", str(source), "--dry-run")
+    naive_result = run_cli("ingest", "lago", str(naive), "--dry-run")
+
+    assert result.code == 1, result.out + result.err
+    assert "usage.parquet:2: prop.blob: a bytes value has no JSON form" in result.out
+    assert "1 with problems" in result.out
+    assert "naive.parquet:1: timestamp: a timestamp without a time zone is ambiguous" in naive_result.out
+
+
+def test_without_pyarrow_the_error_names_the_extra(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "usage.parquet"
+    pq.write_table(lago_table(2), source)
+    for name in ("pyarrow", "pyarrow.parquet", "pyarrow.ipc"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+    result = run_cli("ingest", "lago", str(source), "--dry-run")
+
+    assert result.code == 64
+    assert "pip install 'billing-events[parquet]'" in result.err
+
+
+def test_an_arrow_stream_and_parquet_on_stdin_are_read_too(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = tmp_path / "usage.arrows"
+    table = togai_table(12)
+    with pa.OSFile(str(stream), "wb") as sink, pyarrow.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=5)
+    piped = tmp_path / "piped.parquet"
+    pq.write_table(togai_table(30).slice(12), piped)
+
+    from_stream = run_cli("ingest", "togai", str(stream))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(piped.read_bytes())))
+    from_stdin = run_cli("ingest", "togai", "-", "--format", "parquet")
+
+    assert from_stream.code == 0, from_stream.out + from_stream.err
+    assert from_stdin.code == 0, from_stdin.out + from_stdin.err
+    assert len({event["id"] for event in mock.events("togai")}) == 30
