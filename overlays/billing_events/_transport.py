@@ -70,6 +70,12 @@ def call_deadline(deadline: float | None) -> Iterator[None]:
         _call_deadline.reset(token)
 
 
+def deadline_of(request: httpx.Request) -> float | None:
+    """The deadline of the call a request belongs to (``time.monotonic()``), if it has one."""
+    call = request.extensions.get(CALL_DEADLINE, _call_deadline.get())
+    return float(call) if isinstance(call, int | float) else None
+
+
 def request_bounds(deadline: float | None, answer_cap: int) -> dict[str, Any]:
     """The request extensions that carry a call's deadline and its answer cap."""
     return {CALL_DEADLINE: deadline, ANSWER_CAP: answer_cap}

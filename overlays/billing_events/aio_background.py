@@ -27,11 +27,12 @@ from . import metrics
 from .deadletter import OutcomeCallback, OutcomeSink
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError, QueueFullError, SenderClosedError
-from .outcomes import OutcomeStatus
 from .providers import Pending, Settled
+from .providers.base import settle_unsent
 from .queueing import EventQueue, SenderOptions, left_behind
 from .sender_core import SenderClient, SenderCore
 from .stats import Stats
+from .text import shorten
 
 log = logging.getLogger("billing_events.sender")
 
@@ -292,7 +293,7 @@ class AsyncBackgroundSender(SenderCore):
                 self._rules.name,
                 extra={"provider": self._rules.name, "events": len(batch)},
             )
-            self._record([], [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch])
+            self._record([], settle_unsent(batch, f"internal error: {shorten(repr(exc))}"))
         finally:
             lanes.release()
             self._notify()

@@ -30,11 +30,12 @@ from ._process import close_at_exit, reset_after_fork
 from .deadletter import OutcomeCallback
 from .delivery import SyncDelivery
 from .errors import ConfigurationError, QueueFullError, SenderClosedError
-from .outcomes import OutcomeStatus
 from .providers import Pending, Settled
+from .providers.base import settle_unsent
 from .queueing import SenderOptions, past_deadline
 from .sender_core import SenderClient, SenderCore
 from .stats import Stats
+from .text import shorten
 
 log = logging.getLogger("billing_events.sender")
 
@@ -236,9 +237,7 @@ class BackgroundSender(SenderCore):
                         self._rules.name,
                         extra={"provider": self._rules.name, "events": len(batch)},
                     )
-                    self._record(
-                        [], [Settled(p, OutcomeStatus.FAILED, f"internal error: {exc!r}") for p in batch]
-                    )
+                    self._record([], settle_unsent(batch, f"internal error: {shorten(repr(exc))}"))
             if self._closed:
                 with self._lock:
                     if not self._queue:

@@ -109,6 +109,8 @@ class SQLiteBudget:
     def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
         conn = self._connect()
         name = f"{self.prefix}:{key}"
+        # Waiting for another process's lock counts against the wait this request may spend.
+        conn.execute(f"PRAGMA busy_timeout = {max(1, int(min(max_wait, 5.0) * 1000))}")
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT tat FROM budget WHERE key = ?", (name,)).fetchone()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -54,13 +53,8 @@ def _unless_retryable(response: Response[T], provider: str) -> Response[T]:
     raise RetryableFailure(error, hint)
 
 
-def _deadline(policy: RetryPolicy) -> float | None:
-    """When the whole call must end, attempt in flight included (a deadline of 0: each attempt's own)."""
-    return time.monotonic() + policy.deadline if policy.deadline > 0 else None
-
-
 def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provider: str) -> Response[T]:
-    deadline = _deadline(policy)
+    deadline = policy.call_deadline()
     try:
         for attempt in policy.retrying():
             with attempt:
@@ -78,7 +72,7 @@ def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provide
 async def async_retryable_call(
     policy: RetryPolicy, call: Callable[[], Awaitable[Response[T]]], provider: str
 ) -> Response[T]:
-    deadline = _deadline(policy)
+    deadline = policy.call_deadline()
     try:
         async for attempt in policy.async_retrying():
             with attempt:

@@ -191,7 +191,7 @@ class OutcomeSink:
                 outcome_log.debug(
                     "%s event %s %s after %d attempts: %s",
                     self.provider,
-                    outcome.key,
+                    shorten(outcome.key, 120),
                     outcome.status.value,
                     outcome.attempts,
                     outcome.reason,
@@ -207,7 +207,7 @@ class OutcomeSink:
             self.provider,
             len(dead),
             ", ".join(f"{status} {amount}" for status, amount in sorted(counts.items())),
-            first.key,
+            shorten(first.key, 120),
             first.status.value,
             first.reason,
             f" [{held_back} more since the last warning]" if held_back else "",
@@ -224,7 +224,7 @@ class OutcomeSink:
                 # A broken callback must not stop delivery of the other events.
                 outcome_log.exception(
                     "outcome callback failed for event %s",
-                    outcome.key,
+                    shorten(outcome.key, 120),
                     extra=fields(self.provider, outcome),
                 )
 
@@ -234,7 +234,7 @@ def fields(provider: str, outcome: Outcome) -> dict[str, object]:
     error = outcome.error
     return {
         "provider": provider,
-        "key": outcome.key,
+        "key": shorten(outcome.key, 120),
         "status": outcome.status.value,
         "attempts": outcome.attempts,
         "request_id": error.request_id if isinstance(error, APIError) else None,

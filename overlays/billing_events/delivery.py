@@ -19,6 +19,7 @@ from . import _constants as C
 from . import metrics
 from ._transport import request_bounds
 from .errors import APIError, BillingEventsError, RequestTimeoutError, TransportError
+from .outcomes import OutcomeStatus
 from .providers import AttemptResult, Pending, ProviderRules, Settled
 from .providers.base import request_id, settle_unsent
 from .retry import RetryableFailure, RetryPolicy
@@ -35,7 +36,9 @@ log = logging.getLogger("billing_events.delivery")
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
-def _plan(rules: ProviderRules, batch: list[Pending]) -> Plan:
+def _plan(rules: ProviderRules, batch: list[Pending], record: Recorder) -> Plan:
+    """Post ``batch`` and its immediate re-sends; what each answer settles is recorded as it arrives, so
+    an interruption (Ctrl-C, a cancellation) never loses an answer already received."""
     result = AttemptResult()
     stack = [batch]
     while stack:
@@ -53,11 +56,11 @@ def _plan(rules: ProviderRules, batch: list[Pending]) -> Plan:
                 result.retry_later.extend(sub)
                 result.error = error
             else:
-                result.settled.extend(settle_unsent(sub, f"request failed: {error}", error))
+                record([], settle_unsent(sub, str(error), error))
             continue
         verdict = rules.interpret(sub, reply)
-        result.delivered.extend(verdict.delivered)
-        result.settled.extend(verdict.settled)
+        if verdict.delivered or verdict.settled:
+            record(verdict.delivered, [_honest(item) for item in verdict.settled])
         stack.extend(reversed(verdict.resend_now))
         if verdict.retry_later:
             if verdict.unstored:
@@ -71,6 +74,18 @@ def _plan(rules: ProviderRules, batch: list[Pending]) -> Plan:
                 # A refusal of the whole request (all-or-nothing, or too large) stored nothing of it.
                 _stored_nothing(item)
     return result
+
+
+def _honest(item: Settled) -> Settled:
+    """A refusal (401, 403, an unexpected status) says this attempt stored nothing, not the earlier ones."""
+    if item.status is not OutcomeStatus.FAILED:
+        return item
+    pending = item.pending
+    pending.unsure -= 1
+    if not pending.maybe_stored:
+        return item
+    reason = f"{item.reason}; an earlier attempt may have been stored, a replay is safe"
+    return Settled(pending, OutcomeStatus.UNKNOWN, reason, item.error)
 
 
 def _stored_nothing(pendings: list[Pending]) -> None:
@@ -101,10 +116,6 @@ class _Delivery:
         self.on_retry = on_retry
         self.meter = metrics.RequestMeter(rules.name, http_base_url)
 
-    def _call_deadline(self) -> float | None:
-        """When the delivery of one batch must end, attempt in flight included (no deadline: 0)."""
-        return time.monotonic() + self.policy.deadline if self.policy.deadline > 0 else None
-
     def _bounds(self, deadline: float | None) -> dict[str, Any]:
         # Batches larger than the defaults get answers larger in proportion (Lago echoes the events).
         rules = self.rules
@@ -114,8 +125,7 @@ class _Delivery:
         return request_bounds(deadline, cap)
 
     def _conclude(self, result: AttemptResult) -> None:
-        """Record what the attempt settled; raise RetryableFailure if some events need another."""
-        self.record(result.delivered, result.settled)
+        """Raise RetryableFailure if some events of the attempt need another (the rest is recorded)."""
         if result.retry_later:
             retrying = len(result.retry_later)
             self.on_retry(retrying)
@@ -192,7 +202,7 @@ class SyncDelivery(_Delivery):
         return reply
 
     def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
-        plan = _plan(self.rules, batch)
+        plan = _plan(self.rules, batch, self.record)
         try:
             sub = next(plan)
             while True:
@@ -204,7 +214,7 @@ class SyncDelivery(_Delivery):
     def deliver(self, batch: list[Pending], abort: threading.Event | None = None) -> None:
         """Send one batch until every event is settled; each event is recorded exactly once."""
         remaining = batch
-        deadline = self._call_deadline()
+        deadline = self.policy.call_deadline()
         try:
             for attempt in self.policy.retrying(abort):
                 with attempt:
@@ -249,7 +259,7 @@ class AsyncDelivery(_Delivery):
         return reply
 
     async def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
-        plan = _plan(self.rules, batch)
+        plan = _plan(self.rules, batch, self.record)
         try:
             sub = next(plan)
             while True:
@@ -260,7 +270,7 @@ class AsyncDelivery(_Delivery):
 
     async def deliver(self, batch: list[Pending]) -> None:
         remaining = batch
-        deadline = self._call_deadline()
+        deadline = self.policy.call_deadline()
         try:
             async for attempt in self.policy.async_retrying():
                 with attempt:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import math
 import os
 import threading
@@ -42,9 +43,13 @@ import httpx
 
 from . import _constants as C
 from . import metrics
-from .budgets import Budget, open_budget
+from ._transport import deadline_of
+from .budgets import Budget, MemoryBudget, open_budget
 from .config import ENDPOINTS, ClientConfig
 from .errors import ConfigurationError
+from .text import shorten
+
+log = logging.getLogger("billing_events.client")
 
 PUBLISHED_LIMITS = {"togai": C.TOGAI_RATE_LIMITS, "lago": C.LAGO_RATE_LIMITS}
 
@@ -142,6 +147,8 @@ class Pacer:
         self._lanes: dict[str, Lane] = {}
         self.waited = 0.0
         self.throttled = 0
+        self._local = MemoryBudget()
+        self._budget_warned = False
 
     def group_of(self, path: str) -> str:
         """The endpoint a request path belongs to: each has its own budget at the provider."""
@@ -183,26 +190,53 @@ class Pacer:
                 self.waited += wait
             metrics.rate_budget_waited(self.provider, wait)
 
-    def acquire(self, group: str) -> float:
+    def _max_wait(self, group: str, deadline: float | None) -> float:
+        """How long a request may wait for its slot: the request timeout, within the call's deadline."""
+        if deadline is None:
+            return self.max_wait
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BudgetTimeout(f"no time left for a rate budget slot of {group}")
+        return min(self.max_wait, left)
+
+    def _budget_failed(self, exc: Exception) -> None:
+        # A broken budget store must not hold events back: pace on our own until it answers again.
+        if not self._budget_warned:
+            self._budget_warned = True
+            log.warning("rate budget %s failed (%s); pacing locally", self.budget.name, shorten(str(exc)))
+
+    def acquire(self, group: str, deadline: float | None = None) -> float:
         """Wait for a slot of the endpoint's budget; the moment the request may leave (monotonic)."""
         interval = self._interval(group)
         if interval is None:
             return time.monotonic()
-        wait = self.budget.reserve(group, interval, interval * self._burst(interval), self.max_wait)
+        max_wait = self._max_wait(group, deadline)
+        burst = interval * self._burst(interval)
+        try:
+            wait = self.budget.reserve(group, interval, burst, max_wait)
+        except Exception as exc:
+            self._budget_failed(exc)
+            wait = self._local.reserve(group, interval, burst, max_wait)
         if wait is None:
-            raise BudgetTimeout(f"no rate budget for {group} within {self.max_wait:g}s")
+            raise BudgetTimeout(f"no rate budget for {group} within {max_wait:g}s")
         self._waited(wait)
         if wait > 0:
             time.sleep(wait)
         return time.monotonic()
 
-    async def aacquire(self, group: str) -> float:
+    async def aacquire(self, group: str, deadline: float | None = None) -> float:
         interval = self._interval(group)
         if interval is None:
             return time.monotonic()
-        wait = await self.budget.areserve(group, interval, interval * self._burst(interval), self.max_wait)
+        max_wait = self._max_wait(group, deadline)
+        burst = interval * self._burst(interval)
+        try:
+            wait = await self.budget.areserve(group, interval, burst, max_wait)
+        except Exception as exc:
+            self._budget_failed(exc)
+            wait = await self._local.areserve(group, interval, burst, max_wait)
         if wait is None:
-            raise BudgetTimeout(f"no rate budget for {group} within {self.max_wait:g}s")
+            raise BudgetTimeout(f"no rate budget for {group} within {max_wait:g}s")
         self._waited(wait)
         if wait > 0:
             await asyncio.sleep(wait)
@@ -247,7 +281,7 @@ def event_hooks(pacer: Pacer) -> dict[str, list[Callable[..., Any]]]:
     """httpx event hooks of a sync client: every request waits for its budget, every answer adapts."""
 
     def before(request: httpx.Request) -> None:
-        request.extensions[SENT_AT] = pacer.acquire(pacer.group_of(request.url.path))
+        request.extensions[SENT_AT] = pacer.acquire(pacer.group_of(request.url.path), deadline_of(request))
 
     def after(response: httpx.Response) -> None:
         request = response.request
@@ -265,7 +299,9 @@ def async_event_hooks(pacer: Pacer) -> dict[str, list[Callable[..., Any]]]:
     """The asyncio twin of ``event_hooks``."""
 
     async def before(request: httpx.Request) -> None:
-        request.extensions[SENT_AT] = await pacer.aacquire(pacer.group_of(request.url.path))
+        request.extensions[SENT_AT] = await pacer.aacquire(
+            pacer.group_of(request.url.path), deadline_of(request)
+        )
 
     async def after(response: httpx.Response) -> None:
         request = response.request

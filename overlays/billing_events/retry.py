@@ -64,8 +64,16 @@ class RetryPolicy:
     def async_retrying(self) -> tenacity.AsyncRetrying:
         return tenacity.AsyncRetrying(stop=self._stop(), wait=self._wait, retry=_RETRY_ON, reraise=True)
 
+    def call_deadline(self) -> float | None:
+        """When one call (one batch, attempt in flight included) must end, on the monotonic clock;
+        None for ``deadline=0``, which leaves each attempt its own timeout and retries by count only."""
+        return time.monotonic() + self.deadline if self.deadline > 0 else None
+
     def _stop(self) -> tenacity.stop.stop_base:
-        return tenacity.stop_after_attempt(self.max_attempts) | tenacity.stop_before_delay(self.deadline)
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
+        if self.deadline > 0:
+            stop = stop | tenacity.stop_before_delay(self.deadline)
+        return stop
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome else None

@@ -16,6 +16,7 @@ from .outcomes import Outcome, OutcomeStatus
 from .providers import Pending, ProviderRules, Settled
 from .queueing import EventQueue, SenderOptions
 from .stats import Stats, StatsCounter
+from .text import shorten
 
 log = logging.getLogger("billing_events.sender")
 
@@ -105,8 +106,8 @@ class SenderCore:
             except Exception:
                 log.exception(
                     "on_drop callback failed for event %s",
-                    key,
-                    extra={"provider": self._rules.name, "key": key},
+                    shorten(key, 120),
+                    extra={"provider": self._rules.name, "key": shorten(key, 120)},
                 )
 
     def _claim(self, delivered: list[Pending], settled: list[Settled]) -> tuple[list[Pending], list[Settled]]:

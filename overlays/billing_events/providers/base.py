@@ -155,8 +155,8 @@ class Verdict:
 
 @attrs.define
 class AttemptResult:
-    delivered: list[Pending] = attrs.Factory(list)
-    settled: list[Settled] = attrs.Factory(list)
+    """What one attempt leaves for the next: the events to retry after a wait (the rest is recorded)."""
+
     retry_later: list[Pending] = attrs.Factory(list)
     error: BillingEventsError | None = None
     retry_after: float | None = None
