@@ -37,6 +37,7 @@ from .errors import (
 )
 from .outcomes import Outcome, OutcomeStatus, Report, partial_report
 from .retry import RetryPolicy
+from .spool import SpoolConfig
 from .stats import Stats
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "Secret",
     "SenderClosedError",
     "ServerError",
+    "SpoolConfig",
     "Stats",
     "Togai",
     "TransportError",

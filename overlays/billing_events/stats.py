@@ -24,6 +24,10 @@ class Stats:
     dropped: int = 0
     retried: int = 0
     in_queue: int = 0
+    in_spool: int = 0
+    """Events in the durable spool, in flight included (a sender with ``spool=``)."""
+    recovered: int = 0
+    """Events taken over from the spool files of earlier or dead senders."""
 
     @property
     def settled(self) -> int:

@@ -1,0 +1,796 @@
+"""The durable spool: the background senders' queue, kept in a SQLite file so tracked events survive kill -9.
+
+``Spool`` has the same small interface as the in-memory ``EventQueue`` (``push``,
+``take_batch``, ``settle``, ``leave``, ``adopt``, ``close``), so the senders have one code path.
+
+Why these choices (measured on a 2-core VM, Python 3.11, SQLite 3.40; figures in the README):
+
+- **SQLite in WAL mode**, from the standard library: a well-kept engine whose commits are atomic and
+  whose WAL checksums discard a torn tail after a power loss. An append-only log of our own would
+  cost less per event but needs its own torn-write and compaction logic; SQLite gives both.
+- **One transaction per ``track()``.** Once ``track()`` returns, the row is in the kernel (``write()``
+  of a WAL frame), so a ``kill -9`` cannot lose it. ``locking_mode=EXCLUSIVE`` keeps the WAL index in
+  process memory and takes no file lock per commit: an INSERT commit costs about 4 µs instead of 8 to 11,
+  and it is safe because one file only ever has one process. A 1 KiB page keeps each frame small.
+- **Durability settings**: ``"os"`` (``synchronous=OFF``: survives the process being killed, not
+  power loss), ``"group"`` (``synchronous=NORMAL`` plus an fsync of the WAL every ``fsync_interval``:
+  loses at most that window on power loss), ``"sync"`` (``synchronous=FULL``: an fsync per ``track()``).
+- **Settling** deletes an event's row and adds its status to the file's ``tally`` in one transaction.
+  Dead letters are written before that transaction, so a crash in between re-sends (deduplicated by
+  the key and timestamp fixed at acceptance) rather than loses.
+- **Space**: a keeper thread checkpoints the WAL (never the caller's thread); deleted rows free pages
+  that new rows reuse, and ``auto_vacuum=INCREMENTAL`` gives them back to the file system when many are free.
+- **One file per sender**, named after the provider, a hash of the base URL, the host and the pid, with
+  a lock file held by ``flock`` for the owner's life. ``flock`` (not ``fcntl``) because SQLite's own
+  POSIX locks are dropped when any descriptor of a file closes, and because two senders of one process
+  must still exclude each other; a forked child inherits the lock, so it closes its copy at once.
+- **Adoption**: a lock that can be taken belongs to a dead process. Its rows are copied into the
+  adopter's file in chunks (a chunk is inserted here, then deleted there: a crash in between re-sends,
+  never loses), then the file is removed.
+- **Damage**: a file that fails ``quick_check`` or a row whose CRC-32 does not match is not sent; the
+  intact rows are kept, the file is renamed ``*.damaged-<time>`` and what was set aside is logged.
+- **Memory**: at most the in-memory queue's bounds of payloads are held in memory; the rest is read
+  back from the file as the senders need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import weakref
+import zlib
+from collections import Counter, deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from . import _constants as C
+from .errors import ConfigurationError, QueueFullError
+from .providers import Pending, ProviderRules, Settled
+
+log = logging.getLogger("billing_events")
+
+Durability = Literal["sync", "group", "os"]
+SYNCHRONOUS = {"sync": "FULL", "group": "NORMAL", "os": "OFF"}
+# What a row costs on disk beyond its payload: the b-tree cell, the seq, time and CRC columns.
+ROW_OVERHEAD = 40
+# Commits between WAL checkpoints: a 1 KiB page per commit keeps the WAL near 2 MiB.
+CHECKPOINT_EVERY = 2000
+# Rows copied per transaction when a dead process's file is adopted or salvaged.
+MERGE_CHUNK = 2000
+# Seconds between two scans for files whose owner died.
+ADOPT_EVERY = 2.0
+# Seconds close() waits for the keeper thread to finish what it is doing (a checkpoint, a chunk of adoption).
+KEEPER_JOIN = 5.0
+# Seconds between two rewrites of a live file's status (``billing-events spool status`` reads it).
+STATUS_EVERY = 1.0
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, at REAL NOT NULL,"
+    " crc INTEGER NOT NULL, payload BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tally (status TEXT PRIMARY KEY, count INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+INSERT = "INSERT INTO events (seq, at, crc, payload) VALUES (?, ?, ?, ?)"
+
+
+class SpoolWriteError(QueueFullError):
+    """An event could not be written to the spool (a full disk, an I/O error): treated like a full queue."""
+
+
+def _durability(_: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in SYNCHRONOUS:
+        raise ConfigurationError(f"{attribute.name}: must be 'sync', 'group' or 'os', got {value!r}")
+
+
+def _positive_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{attribute.name}: must be a positive integer, got {value!r}")
+
+
+def _interval(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.001 <= value <= 60:
+        raise ConfigurationError(f"{attribute.name}: must be between 0.001 and 60 seconds, got {value!r}")
+
+
+@attrs.frozen
+class SpoolConfig:
+    """Where and how a background sender keeps its events on disk (``client.background(spool=...)``)."""
+
+    directory: Path = attrs.field(converter=Path)
+    max_bytes: int = attrs.field(default=C.DEFAULT_SPOOL_MAX_BYTES, validator=_positive_int)
+    durability: Durability = attrs.field(default="group", validator=_durability)
+    fsync_interval: float = attrs.field(default=C.DEFAULT_FSYNC_INTERVAL, validator=_interval)
+
+    @classmethod
+    def of(cls, spool: str | os.PathLike[str] | SpoolConfig) -> SpoolConfig:
+        if isinstance(spool, SpoolConfig):
+            return spool
+        if isinstance(spool, str | os.PathLike):
+            return cls(Path(spool))
+        raise ConfigurationError(
+            f"spool: must be a directory path or a SpoolConfig, got {type(spool).__name__}"
+        )
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_db(path: Path, synchronous: str) -> sqlite3.Connection:
+    # isolation_level=None: every statement outside BEGIN commits on its own (one per track()).
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before WAL: the WAL index then lives in our memory
+    db.execute("PRAGMA page_size=1024")
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA wal_autocheckpoint=0")  # the keeper thread checkpoints, never the caller's thread
+    db.execute(f"PRAGMA journal_size_limit={4 * 1024 * 1024}")
+    for statement in SCHEMA:
+        db.execute(statement)
+    return db
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted sequence numbers as (first, last) runs: one DELETE per run."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if runs and runs[-1][1] + 1 == seq:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
+
+
+class _Owned:
+    """A spool file name and the ``flock`` on its lock file, held for the owner's life."""
+
+    def __init__(self, db_path: Path, fd: int) -> None:
+        self.db_path = db_path
+        self.fd = fd
+
+    @property
+    def lock_path(self) -> Path:
+        return self.db_path.with_suffix(".lock")
+
+    @property
+    def status_path(self) -> Path:
+        return self.db_path.with_suffix(".status")
+
+    @classmethod
+    def try_lock(cls, lock_path: Path) -> _Owned | None:
+        """The lock of ``lock_path`` if its owner is gone; None if it is alive (or the file went away)."""
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Another adopter may have removed the file between our open and our lock: then it is not ours.
+            if os.fstat(fd).st_ino != os.stat(lock_path).st_ino:
+                raise FileNotFoundError(lock_path)
+        except OSError:
+            os.close(fd)
+            return None
+        return cls(lock_path.with_suffix(".spool"), fd)
+
+    def release(self, remove: bool) -> None:
+        if remove:
+            _remove(self.db_path, _wal(self.db_path), self.status_path, self.lock_path)
+        os.close(self.fd)
+
+
+def _file_prefix(provider: str, destination: str) -> str:
+    digest = hashlib.sha256(destination.encode()).hexdigest()[:10]
+    return f"{provider}-{digest}-"
+
+
+_live: weakref.WeakSet[Spool] = weakref.WeakSet()
+# Connections a forked child inherited: never used, never closed (closing could disturb the parent's file).
+_inherited: list[object] = []
+
+
+class Spool:
+    """Accepted events in a SQLite file; a window of them in memory. Thread-safe."""
+
+    def __init__(
+        self,
+        rules: ProviderRules,
+        config: SpoolConfig,
+        destination: str,
+        window_events: int,
+        window_bytes: int,
+    ) -> None:
+        self.rules = rules
+        self.config = config
+        self.max_bytes = config.max_bytes
+        self._window_events = window_events
+        self._window_bytes = window_bytes
+        self._lock = threading.Lock()
+        self._items: deque[tuple[int, bytes]] = deque()
+        self.bytes = 0  # payload bytes waiting to be taken (in memory or only on disk)
+        self._window_size = 0  # payload bytes in memory
+        self._waiting = 0
+        self._backlog = False  # rows waiting on disk that are not in memory
+        self._loaded = 0  # the highest seq ever read into memory or taken
+        self._next = 1
+        self.depth = 0  # rows in the file, in flight included
+        self._stored = 0  # their bytes, as counted against max_bytes
+        self.recovered = 0
+        self._commits = 0
+        self._dirty = False
+        self._closed = False
+        self._last_scan = 0.0
+        config.directory.mkdir(parents=True, exist_ok=True)
+        self._prefix = _file_prefix(rules.name, destination)
+        self._own = self._create_file()
+        self._db = _open_db(self._own.db_path, SYNCHRONOUS[config.durability])
+        self._wal_fd: int | None = None
+        self._stop = threading.Event()
+        _live.add(self)
+        self.adopt()
+        self._keeper = threading.Thread(
+            target=self._keep, name=f"billing-events-{rules.name}-spool", daemon=True
+        )
+        self._keeper.start()
+
+    # -- the queue interface ----------------------------------------------
+
+    def __len__(self) -> int:
+        return self._waiting
+
+    @property
+    def head_seq(self) -> int:
+        """The seq of the oldest event not yet taken (a lower bound while it is only on disk)."""
+        items = self._items
+        return items[0][0] if items else self._loaded + 1
+
+    @property
+    def next_seq(self) -> int:
+        return self._next
+
+    def has_room(self, size: int) -> bool:
+        return self._stored + size + ROW_OVERHEAD <= self.max_bytes
+
+    def fullness(self) -> str:
+        return f"spool {self.config.directory}: {self.depth} events, {self._stored} of {self.max_bytes} bytes"
+
+    def push(self, payload: bytes) -> None:
+        size = len(payload)
+        with self._lock:
+            if self._closed:
+                raise SpoolWriteError("the spool is closed")
+            seq = self._next
+            try:
+                self._db.execute(INSERT, (seq, time.time(), zlib.crc32(payload), payload))
+            except sqlite3.Error as exc:
+                raise SpoolWriteError(
+                    f"could not write to the spool {self._own.db_path.name}: {exc}"
+                ) from None
+            self._next = seq + 1
+            self._dirty = True
+            self._commits += 1
+            self.depth += 1
+            self._stored += size + ROW_OVERHEAD
+            self._waiting += 1
+            self.bytes += size
+            if (
+                not self._backlog
+                and len(self._items) < self._window_events
+                and self._window_size + size <= self._window_bytes
+            ):
+                self._items.append((seq, payload))
+                self._window_size += size
+                self._loaded = seq
+            else:
+                self._backlog = True
+
+    def take_batch(self) -> list[Pending]:
+        """The next request's worth of events; they stay in the file until they are settled."""
+        rules, key_field = self.rules, self.rules.key_field
+        with self._lock:
+            if not self._items and self._backlog and not self._closed:
+                self._refill()
+            items = self._items
+            batch: list[Pending] = []
+            size = rules.envelope_bytes
+            while items and rules.fits(len(batch), size, items[0][1]):
+                seq, payload = items.popleft()
+                size += len(payload) + 1
+                batch.append(Pending(None, payload, key_field=key_field, seq=seq))
+            taken = size - rules.envelope_bytes - len(batch)
+            self._window_size -= taken
+            self.bytes -= taken
+            self._waiting -= len(batch)
+        return batch
+
+    def settle(self, delivered: list[Pending], settled: list[Settled]) -> None:
+        """Remove settled events and count their statuses, in one transaction."""
+        pendings = [*delivered, *(item.pending for item in settled)]
+        if not pendings:
+            return
+        tally = Counter(item.status.value for item in settled)
+        if delivered:
+            tally["delivered"] += len(delivered)
+        freed = sum(len(p.payload) for p in pendings) + ROW_OVERHEAD * len(pendings)
+        with self._lock:
+            if self._closed:
+                return
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "DELETE FROM events WHERE seq BETWEEN ? AND ?", _ranges(p.seq for p in pendings)
+                )
+                db.executemany(
+                    "INSERT INTO tally (status, count) VALUES (?, ?)"
+                    " ON CONFLICT (status) DO UPDATE SET count = count + excluded.count",
+                    tally.items(),
+                )
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                # They stay in the file: the next sender on it sends them again (same keys and timestamps).
+                log.error("%d settled events could not be removed from the spool: %s", len(pendings), exc)
+                return
+            self._commits += 1
+            self._dirty = True
+            self.depth -= len(pendings)
+            self._stored -= freed
+
+    def leave(self, flying: list[Pending], why: str) -> list[Settled]:
+        """A sender stops short: its events stay in the file for the next sender; nothing is dead-lettered."""
+        with self._lock:
+            left = self._waiting + len(flying)
+            self._items.clear()
+            self._waiting = self._window_size = self.bytes = 0
+            self._backlog = False
+        if left:
+            log.warning(
+                "%s: %s; %d events stay in the spool %s for the next sender",
+                self.rules.name,
+                why,
+                left,
+                self.config.directory,
+            )
+        return []
+
+    def adopt(self) -> int:
+        """Take over the files of dead senders of the same destination. How many events came in."""
+        before = self.recovered
+        self._last_scan = time.monotonic()
+        for lock_path in sorted(self.config.directory.glob(f"{self._prefix}*.lock")):
+            if self._stop.is_set() or lock_path == self._own.lock_path:
+                continue
+            owned = _Owned.try_lock(lock_path)
+            if owned is not None:
+                finished = False
+                try:
+                    finished = self._merge(owned.db_path)
+                finally:
+                    owned.release(remove=finished)
+        return self.recovered - before
+
+    def close(self) -> None:
+        """Checkpoint and close the file; remove it when nothing is left in it."""
+        self._stop.set()
+        if self._keeper is not threading.current_thread():
+            self._keeper.join(KEEPER_JOIN)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            empty = self.depth == 0
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.close()
+            except sqlite3.Error as exc:
+                log.error("closing the spool %s: %s", self._own.db_path, exc)
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
+            self._own.release(remove=empty)
+        _live.discard(self)
+
+    # -- reading back -------------------------------------------------------
+
+    def _refill(self) -> None:
+        """With the lock held: read the oldest rows not in memory, up to the window."""
+        rows = self._db.execute(
+            "SELECT seq, crc, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (self._loaded, self._window_events),
+        ).fetchall()
+        if len(rows) < self._window_events:
+            self._backlog = False
+        bad: list[int] = []
+        for seq, crc, payload in rows:
+            self._loaded = seq
+            if zlib.crc32(payload) != crc:
+                bad.append(seq)
+                continue
+            self._items.append((seq, payload))
+            self._window_size += len(payload)
+            if self._window_size >= self._window_bytes:
+                self._backlog = True
+                break
+        if bad:
+            self._set_aside_rows(bad)
+
+    def _set_aside_rows(self, seqs: list[int]) -> None:
+        """Rows whose bytes changed on disk: moved to a side file, never sent."""
+        aside = self._own.db_path.with_name(f"{self._own.db_path.name}.damaged-rows-{int(time.time())}.jsonl")
+        rows = []
+        for first, last in _ranges(seqs):
+            rows += self._db.execute(
+                "SELECT seq, at, crc, payload FROM events WHERE seq BETWEEN ? AND ?", (first, last)
+            ).fetchall()
+        with aside.open("a") as sink:
+            for seq, at, crc, payload in rows:
+                sink.write(json.dumps({"seq": seq, "at": at, "crc": crc, "payload": payload.hex()}) + "\n")
+        self._db.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", _ranges(seqs))
+        size = sum(len(row[3]) for row in rows)
+        self.depth -= len(rows)
+        self._waiting -= len(rows)
+        self.bytes -= size
+        self._stored -= size + ROW_OVERHEAD * len(rows)
+        log.error("%d damaged spool rows (checksum mismatch) set aside in %s", len(rows), aside)
+
+    # -- files --------------------------------------------------------------
+
+    def _create_file(self) -> _Owned:
+        host = socket.gethostname().replace("-", "_")[:32] or "host"
+        while True:
+            name = f"{self._prefix}{host}-{os.getpid()}-{os.urandom(4).hex()}"
+            lock_path = self.config.directory / f"{name}.lock"
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # an adopter scanning the directory took it first: pick another name
+                continue
+            if self.config.durability != "os":
+                _fsync_directory(self.config.directory)
+            return _Owned(lock_path.with_suffix(".spool"), fd)
+
+    def _merge(self, path: Path) -> bool:
+        """Copy the rows of a dead sender's file into ours. True when the file can be removed."""
+        if not path.exists():
+            return True
+        source: sqlite3.Connection | None = None
+        try:
+            source = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            source.execute("PRAGMA locking_mode=EXCLUSIVE")
+            # Lets SQLite read a file shorter than its header says (a torn file) instead of refusing it whole.
+            source.execute("PRAGMA writable_schema=ON")
+            healthy = source.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        except sqlite3.DatabaseError:
+            healthy = False
+        try:
+            if healthy and source is not None:
+                return self._move_rows(source, path)
+            return self._salvage(source, path)
+        finally:
+            if source is not None:
+                source.close()
+
+    def _move_rows(self, source: sqlite3.Connection, path: Path) -> bool:
+        """From a healthy file: each chunk is inserted here, then deleted there."""
+        after, damaged = 0, 0
+        while True:
+            rows = source.execute(
+                "SELECT seq, at, crc, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, MERGE_CHUNK),
+            ).fetchall()
+            if not rows:
+                break
+            intact = [row for row in rows if _intact(row)]
+            damaged += len(rows) - len(intact)
+            if self._stop.is_set() or not self._insert(intact):
+                log.warning("spool %s is full: %s adopted only in part", self.config.directory, path.name)
+                return False
+            source.executemany(
+                "DELETE FROM events WHERE seq BETWEEN ? AND ?", _ranges(row[0] for row in intact)
+            )
+            after = rows[-1][0]
+        if damaged:
+            self._set_aside(path, f"{damaged} rows failed their checksum")
+            return False
+        return True
+
+    def _salvage(self, source: sqlite3.Connection | None, path: Path) -> bool:
+        """From a damaged file: every row that can still be read and passes its checksum."""
+        kept, unreadable = 0, 0
+        if source is not None:
+            try:
+                first, last = source.execute("SELECT min(seq), max(seq) FROM events").fetchone()
+            except sqlite3.DatabaseError:
+                first, last = 1, max(1, path.stat().st_size // ROW_OVERHEAD)
+            for low in range(first or 1, (last or 0) + 1, MERGE_CHUNK):
+                high = low + MERGE_CHUNK - 1
+                rows, lost = _readable_rows(source, low, high)
+                unreadable += lost
+                intact = list(
+                    {row[0]: row for row in rows if low <= row[0] <= high and _intact(row)}.values()
+                )
+                if self._stop.is_set() or not self._insert(intact):
+                    break
+                kept += len(intact)
+        self._set_aside(
+            path,
+            f"the file is damaged; {kept} intact events were kept"
+            + (f", {unreadable} seqs could not be read" if unreadable else ""),
+        )
+        return False
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        path.rename(aside)
+        if _wal(path).exists():
+            _wal(path).rename(_wal(aside))
+        log.error("spool file %s set aside as %s: %s", path.name, aside.name, why)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Adopted rows join the end of ours, in one transaction; False when they do not fit."""
+        if not rows:
+            return True
+        size = sum(len(row[3]) for row in rows)
+        with self._lock:
+            if self._closed or self._stored + size + ROW_OVERHEAD * len(rows) > self.max_bytes:
+                return False
+            first = self._next
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    INSERT, [(first + n, at, crc, payload) for n, (_, at, crc, payload) in enumerate(rows)]
+                )
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                log.error("could not adopt %d spooled events: %s", len(rows), exc)
+                return False
+            self._next = first + len(rows)
+            self._commits += 1
+            self._dirty = True
+            self.depth += len(rows)
+            self._stored += size + ROW_OVERHEAD * len(rows)
+            self._waiting += len(rows)
+            self.bytes += size
+            self._backlog = True
+            self.recovered += len(rows)
+        return True
+
+    # -- the keeper thread ----------------------------------------------------
+
+    def _keep(self) -> None:
+        """fsync the WAL (group), checkpoint it, publish the status, adopt dead senders' files."""
+        interval = self.config.fsync_interval if self.config.durability == "group" else 0.05
+        last_status = 0.0
+        while not self._stop.wait(interval):
+            try:
+                if self.config.durability == "group":
+                    self._sync()
+                if self._commits >= CHECKPOINT_EVERY:
+                    self._checkpoint()
+                now = time.monotonic()
+                if now - last_status >= STATUS_EVERY:
+                    last_status = now
+                    self._publish_status()
+                if now - self._last_scan >= ADOPT_EVERY:
+                    self.adopt()
+            except Exception:
+                log.exception("spool maintenance failed")
+
+    def _sync(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        if self._wal_fd is None:
+            with self._lock:
+                if self._closed:
+                    return
+                self._wal_fd = os.open(_wal(self._own.db_path), os.O_RDONLY | os.O_CLOEXEC)
+            _fsync_directory(self.config.directory)
+        os.fsync(self._wal_fd)
+
+    def _checkpoint(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._commits = 0
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            free, total = (
+                self._db.execute("PRAGMA freelist_count").fetchone()[0],
+                self._db.execute("PRAGMA page_count").fetchone()[0],
+            )
+            if free > 1024 and free * 4 > total:
+                self._db.execute(f"PRAGMA incremental_vacuum({free // 2})")
+
+    def _publish_status(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            row = self._db.execute("SELECT at FROM events ORDER BY seq LIMIT 1").fetchone()
+            status = {
+                "pid": os.getpid(),
+                "pending": self.depth,
+                "bytes": self._stored,
+                "max_bytes": self.max_bytes,
+                "oldest": row[0] if row else None,
+                "updated": time.time(),
+            }
+        temporary = self._own.status_path.with_suffix(".status-new")
+        temporary.write_text(json.dumps(status))
+        temporary.replace(self._own.status_path)
+
+    # -- fork -----------------------------------------------------------------
+
+    def _before_fork(self) -> None:
+        self._lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent owns this file. Closing our copy of the lock descriptor keeps the parent's flock
+        # (it lives on the shared open file description) and lets the file be adopted once the parent dies.
+        self._lock = threading.Lock()
+        self._closed = True
+        _inherited.append(self._db)
+        os.close(self._own.fd)
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+        _live.discard(self)
+
+
+def _intact(row: tuple[Any, ...]) -> bool:
+    """Whether a row read back is whole: typed as written and its payload matching its CRC-32."""
+    seq, at, crc, payload = row
+    return (
+        isinstance(seq, int)
+        and isinstance(at, float)
+        and isinstance(payload, bytes)
+        and zlib.crc32(payload) == crc
+    )
+
+
+def _readable_rows(source: sqlite3.Connection, low: int, high: int) -> tuple[list[tuple[Any, ...]], int]:
+    """The rows of a damaged file between two seqs that can still be read, and how many could not be."""
+    query = "SELECT seq, at, crc, payload FROM events WHERE seq BETWEEN ? AND ?"
+    try:
+        return source.execute(query, (low, high)).fetchall(), 0
+    except sqlite3.DatabaseError:
+        pass
+    rows, lost = [], 0
+    for seq in range(low, high + 1):
+        try:
+            rows += source.execute(query, (seq, seq)).fetchall()
+        except sqlite3.DatabaseError:
+            lost += 1
+    return rows, lost
+
+
+_forking: list[Spool] = []
+
+
+def _before_fork() -> None:
+    _forking[:] = list(_live)
+    for spool in _forking:
+        spool._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for spool in _forking:
+        spool._after_fork_in_parent()
+    _forking.clear()
+
+
+def _after_fork_in_child() -> None:
+    for spool in _forking:
+        spool._after_fork_in_child()
+    _forking.clear()
+
+
+# No thread of ours is inside SQLite while the process forks: a child would inherit its mutexes held.
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
+
+
+# -- inspection -----------------------------------------------------------------
+
+
+@attrs.frozen
+class SpoolFileStatus:
+    """What ``billing-events spool status`` shows for one file."""
+
+    name: str
+    live: bool
+    pid: int | None
+    pending: int | None
+    bytes: int | None
+    oldest: float | None
+    settled: dict[str, int]
+    problem: str | None = None
+
+
+def spool_status(directory: str | os.PathLike[str]) -> list[SpoolFileStatus]:
+    """The files of a spool directory: live ones from their owner's status, dead ones read directly."""
+    found = []
+    for lock_path in sorted(Path(directory).glob("*.lock")):
+        owned = _Owned.try_lock(lock_path)
+        if owned is None:
+            found.append(_live_status(lock_path))
+            continue
+        try:
+            found.append(_dead_status(owned.db_path))
+        finally:
+            os.close(owned.fd)  # a read: the file stays for the next sender to adopt
+    for aside in sorted(Path(directory).glob("*.damaged-*")):
+        if not aside.name.endswith("-wal"):
+            found.append(
+                SpoolFileStatus(aside.name, False, None, None, None, None, {}, "set aside as damaged")
+            )
+    return found
+
+
+def _live_status(lock_path: Path) -> SpoolFileStatus:
+    name = lock_path.with_suffix(".spool").name
+    pid = _owner_pid(name)
+    try:
+        status = json.loads(lock_path.with_suffix(".status").read_text())
+    except (OSError, ValueError):
+        return SpoolFileStatus(name, True, pid, None, None, None, {}, "no status published yet")
+    return SpoolFileStatus(name, True, pid, status["pending"], status["bytes"], status["oldest"], {})
+
+
+def _owner_pid(name: str) -> int | None:
+    """The pid in a spool file's name (provider-destination-host-pid-random.spool)."""
+    parts = name.rsplit("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _dead_status(path: Path) -> SpoolFileStatus:
+    if not path.exists():
+        return SpoolFileStatus(path.name, False, None, 0, 0, None, {})
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            pending, size, oldest = db.execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0), min(at) FROM events"
+            ).fetchone()
+            settled = dict(db.execute("SELECT status, count FROM tally").fetchall())
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        return SpoolFileStatus(path.name, False, None, None, None, None, {}, f"unreadable: {exc}")
+    pid = _owner_pid(path.name)
+    return SpoolFileStatus(path.name, False, pid, pending, size + ROW_OVERHEAD * pending, oldest, settled)
