@@ -739,6 +739,8 @@ class SpoolFileStatus:
     oldest: float | None
     settled: dict[str, int]
     problem: str | None = None
+    updated: float | None = None
+    """When a live owner last published its figures (they are refreshed every second)."""
 
 
 def spool_status(directory: str | os.PathLike[str]) -> list[SpoolFileStatus]:
@@ -768,7 +770,9 @@ def _live_status(lock_path: Path) -> SpoolFileStatus:
         status = json.loads(lock_path.with_suffix(".status").read_text())
     except (OSError, ValueError):
         return SpoolFileStatus(name, True, pid, None, None, None, {}, "no status published yet")
-    return SpoolFileStatus(name, True, pid, status["pending"], status["bytes"], status["oldest"], {})
+    return SpoolFileStatus(
+        name, True, pid, status["pending"], status["bytes"], status["oldest"], {}, updated=status["updated"]
+    )
 
 
 def _owner_pid(name: str) -> int | None:

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from .. import AsyncLago, AsyncTogai, RetryPolicy, __version__
 from ..errors import ConfigurationError, InvalidEventError
-from . import _state
+from . import _state, spool
 from ._display import (
     COUNTED,
     ProgressDisplay,
@@ -278,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_connection_options(sub, provider)
         _add_output_options(sub, dead_letter_default="DEAD_LETTER_FILE with .remaining.jsonl")
         sub.set_defaults(provider_spec=provider, command="replay")
+    spool.add_parser(commands)
     return parser
 
 
@@ -673,6 +674,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) -
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     try:
+        if args.command == "spool":
+            return spool.run(args, out, err)
         _require_token(args)
         if args.command == "ingest":
             return _ingest(args, out, err, stdin)
