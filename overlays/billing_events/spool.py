@@ -40,9 +40,11 @@ import fcntl
 import hashlib
 import json
 import logging
+import mmap
 import os
 import socket
 import sqlite3
+import struct
 import threading
 import time
 import weakref
@@ -81,6 +83,16 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 INSERT = "INSERT INTO events (seq, at, crc, payload) VALUES (?, ?, ?, ?)"
+MOVED_THROUGH = (
+    "INSERT INTO meta (name, value) VALUES ('moved_through', ?)"
+    " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
+# An intake record: payload length, its CRC-32, seq, accepted-at time; then the payload.
+RECORD = struct.Struct("<IIQd")
+SEGMENT_BYTES = 8 * 1024 * 1024
+PAGE = mmap.PAGESIZE
+# Seconds between two moves of intake records into SQLite when nothing else moves them.
+MOVE_EVERY = 0.01
 
 
 class SpoolWriteError(QueueFullError):
@@ -166,6 +178,82 @@ def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
     return runs
 
 
+class _Segment:
+    """An intake file mapped in memory: ``track()`` appends records with a memory copy, no system call.
+
+    The pages belong to the kernel's page cache, so a record survives the process being killed the
+    moment it is copied; ``msync`` (group and sync durability) makes it survive a power loss.
+    """
+
+    def __init__(self, path: Path, size: int) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            # Blocks allocated now: a full disk fails here, never as a SIGBUS on a later memory write.
+            os.posix_fallocate(fd, 0, size)
+            self.map = mmap.mmap(fd, size)
+        except BaseException:
+            os.close(fd)
+            _remove(path)
+            raise
+        os.close(fd)  # the mapping holds its own reference
+        self.path = path
+        self.size = size
+        self.offset = 0
+        self.synced = 0
+        self.last_seq = 0
+
+    def fits(self, size: int) -> bool:
+        return self.offset + RECORD.size + size <= self.size
+
+    def append(self, seq: int, at: float, crc: int, payload: bytes) -> None:
+        offset = self.offset
+        RECORD.pack_into(self.map, offset, len(payload), crc, seq, at)
+        start = offset + RECORD.size
+        self.map[start : start + len(payload)] = payload
+        self.offset = start + len(payload)
+        self.last_seq = seq
+
+    def sync(self) -> None:
+        """msync what was appended since the last call."""
+        first = self.synced - self.synced % PAGE
+        end = self.offset
+        if end > first:
+            self.map.flush(first, end - first)
+            self.synced = end
+
+    def close(self, remove: bool) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.map.close()
+        if remove:
+            _remove(self.path)
+
+
+def _intake_paths(db_path: Path) -> list[Path]:
+    found = db_path.parent.glob(db_path.name + ".intake-*")
+    return sorted(found, key=lambda path: int(path.name.rsplit("-", 1)[1]))
+
+
+def _intake_rows(db_path: Path, after: int) -> list[tuple[int, float, int, bytes]]:
+    """The intact records of a file's intake segments with a seq above ``after``, in order."""
+    rows = []
+    for path in _intake_paths(db_path):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        offset = 0
+        while offset + RECORD.size <= len(data):
+            length, crc, seq, at = RECORD.unpack_from(data, offset)
+            start = offset + RECORD.size
+            payload = data[start : start + length]
+            if length == 0 or len(payload) != length or zlib.crc32(payload) != crc:
+                break  # the end of what was written (zeros), or a torn record: nothing after it counts
+            if seq > after:
+                rows.append((seq, at, crc, payload))
+            offset = start + length
+    return rows
+
+
 class _Owned:
     """A spool file name and the ``flock`` on its lock file, held for the owner's life."""
 
@@ -200,6 +288,7 @@ class _Owned:
 
     def release(self, remove: bool) -> None:
         if remove:
+            _remove(*_intake_paths(self.db_path))
             _remove(self.db_path, _wal(self.db_path), self.status_path, self.lock_path)
         os.close(self.fd)
 
@@ -244,8 +333,14 @@ class Spool:
         self._commits = 0
         self._dirty = False
         self._closed = False
+        # Records in the intake segments that are not in SQLite yet; moved in one transaction.
+        self._unmoved: list[tuple[int, float, int, bytes]] = []
+        self._moved_through = 0
+        self._segments: deque[_Segment] = deque()
+        self._segment_number = 0
         self._last_scan = 0.0
         config.directory.mkdir(parents=True, exist_ok=True)
+        self._sync_each = config.durability == "sync"
         self._prefix = _file_prefix(rules.name, destination)
         self._own = self._create_file()
         self._db = _open_db(self._own.db_path, SYNCHRONOUS[config.durability])
@@ -285,15 +380,22 @@ class Spool:
             if self._closed:
                 raise SpoolWriteError("the spool is closed")
             seq = self._next
-            try:
-                self._db.execute(INSERT, (seq, time.time(), zlib.crc32(payload), payload))
-            except sqlite3.Error as exc:
-                raise SpoolWriteError(
-                    f"could not write to the spool {self._own.db_path.name}: {exc}"
-                ) from None
+            segments = self._segments
+            if not segments or not segments[-1].fits(size):
+                self._rotate(size)
+            segment = segments[-1]
+            row = (seq, time.time(), zlib.crc32(payload), payload)
+            segment.append(*row)
+            if self._sync_each:
+                try:
+                    segment.sync()
+                except OSError as exc:
+                    raise SpoolWriteError(
+                        f"could not sync the spool intake {segment.path.name}: {exc}"
+                    ) from None
+            self._unmoved.append(row)
             self._next = seq + 1
             self._dirty = True
-            self._commits += 1
             self.depth += 1
             self._stored += size + ROW_OVERHEAD
             self._waiting += 1
@@ -308,6 +410,46 @@ class Spool:
                 self._loaded = seq
             else:
                 self._backlog = True
+
+    def _rotate(self, size: int) -> None:
+        """With the lock held: start a new intake segment (every few megabytes)."""
+        self._segment_number += 1
+        path = self._own.db_path.with_name(f"{self._own.db_path.name}.intake-{self._segment_number}")
+        try:
+            segment = _Segment(path, max(SEGMENT_BYTES, 2 * (RECORD.size + size)))
+        except OSError as exc:
+            raise SpoolWriteError(f"could not extend the spool {self.config.directory}: {exc}") from None
+        self._segments.append(segment)
+
+    def _move(self) -> None:
+        """With the lock held, inside a transaction: copy the intake records not yet in SQLite."""
+        unmoved = self._unmoved
+        if unmoved:
+            self._db.executemany(INSERT, unmoved)
+            self._db.execute(MOVED_THROUGH, (str(unmoved[-1][0]),))
+
+    def _moved(self) -> None:
+        """With the lock held, after the transaction that moved the intake records committed."""
+        if self._unmoved:
+            self._moved_through = self._unmoved[-1][0]
+            self._unmoved = []
+            self._commits += 1
+            self._dirty = True
+
+    def _move_now(self) -> None:
+        """With the lock held: move the intake records in a transaction of their own."""
+        if not self._unmoved:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._move()
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        self._moved()
 
     def take_batch(self) -> list[Pending]:
         """The next request's worth of events; they stay in the file until they are settled."""
@@ -343,6 +485,7 @@ class Spool:
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
+                self._move()
                 db.executemany(
                     "DELETE FROM events WHERE seq BETWEEN ? AND ?", _ranges(p.seq for p in pendings)
                 )
@@ -358,6 +501,7 @@ class Spool:
                 # They stay in the file: the next sender on it sends them again (same keys and timestamps).
                 log.error("%d settled events could not be removed from the spool: %s", len(pendings), exc)
                 return
+            self._moved()
             self._commits += 1
             self._dirty = True
             self.depth -= len(pendings)
@@ -406,11 +550,19 @@ class Spool:
                 return
             self._closed = True
             empty = self.depth == 0
+            moved = False
             try:
+                self._move_now()
+                moved = True
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._db.close()
             except sqlite3.Error as exc:
                 log.error("closing the spool %s: %s", self._own.db_path, exc)
+            for segment in self._segments:
+                segment.close(
+                    remove=moved
+                )  # once in SQLite (checkpointed and synced), the intake is not needed
+            self._segments.clear()
             if self._wal_fd is not None:
                 os.close(self._wal_fd)
                 self._wal_fd = None
@@ -421,6 +573,11 @@ class Spool:
 
     def _refill(self) -> None:
         """With the lock held: read the oldest rows not in memory, up to the window."""
+        try:
+            self._move_now()
+        except sqlite3.Error as exc:
+            log.error("could not move spooled events into %s: %s", self._own.db_path.name, exc)
+            return
         rows = self._db.execute(
             "SELECT seq, crc, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
             (self._loaded, self._window_events),
@@ -492,6 +649,7 @@ class Spool:
             healthy = False
         try:
             if healthy and source is not None:
+                _fold_intake(source, path)
                 return self._move_rows(source, path)
             return self._salvage(source, path)
         finally:
@@ -525,6 +683,7 @@ class Spool:
     def _salvage(self, source: sqlite3.Connection | None, path: Path) -> bool:
         """From a damaged file: every row that can still be read and passes its checksum."""
         kept, unreadable = 0, 0
+        seen: set[int] = set()
         if source is not None:
             try:
                 first, last = source.execute("SELECT min(seq), max(seq) FROM events").fetchone()
@@ -540,6 +699,12 @@ class Spool:
                 if self._stop.is_set() or not self._insert(intact):
                     break
                 kept += len(intact)
+                seen.update(row[0] for row in intact)
+        # The intake records SQLite had not received yet (or that it lost with the damaged part).
+        intake = [row for row in _intake_rows(path, 0) if row[0] not in seen]
+        if intake and self._insert(intake):
+            kept += len(intake)
+            _remove(*_intake_paths(path))
         self._set_aside(
             path,
             f"the file is damaged; {kept} intact events were kept"
@@ -566,6 +731,7 @@ class Spool:
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
+                self._move()
                 db.executemany(
                     INSERT, [(first + n, at, crc, payload) for n, (_, at, crc, payload) in enumerate(rows)]
                 )
@@ -575,6 +741,7 @@ class Spool:
                     db.execute("ROLLBACK")
                 log.error("could not adopt %d spooled events: %s", len(rows), exc)
                 return False
+            self._moved()
             self._next = first + len(rows)
             self._commits += 1
             self._dirty = True
@@ -589,16 +756,22 @@ class Spool:
     # -- the keeper thread ----------------------------------------------------
 
     def _keep(self) -> None:
-        """fsync the WAL (group), checkpoint it, publish the status, adopt dead senders' files."""
-        interval = self.config.fsync_interval if self.config.durability == "group" else 0.05
-        last_status = 0.0
+        """Move intake records into SQLite, sync (group), checkpoint, publish the status, adopt."""
+        group = self.config.durability == "group"
+        interval = min(self.config.fsync_interval, MOVE_EVERY)
+        last_sync = last_status = 0.0
         while not self._stop.wait(interval):
             try:
-                if self.config.durability == "group":
-                    self._sync()
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._move_now()
+                now = time.monotonic()
+                if not group or now - last_sync >= self.config.fsync_interval:
+                    last_sync = now
+                    self._drop_moved_segments(self._sync() if group else self._moved_through)
                 if self._commits >= CHECKPOINT_EVERY:
                     self._checkpoint()
-                now = time.monotonic()
                 if now - last_status >= STATUS_EVERY:
                     last_status = now
                     self._publish_status()
@@ -607,17 +780,33 @@ class Spool:
             except Exception:
                 log.exception("spool maintenance failed")
 
-    def _sync(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
-        if self._wal_fd is None:
-            with self._lock:
-                if self._closed:
-                    return
+    def _sync(self) -> int:
+        """msync the intake and fsync SQLite's WAL: what was tracked before this call survives a power loss.
+
+        Returns the last seq moved into SQLite by a commit this call made durable.
+        """
+        with self._lock:
+            if self._closed:
+                return 0
+            durable = self._moved_through
+            segments = list(self._segments)
+            dirty, self._dirty = self._dirty, False
+            if dirty and self._wal_fd is None and _wal(self._own.db_path).exists():
                 self._wal_fd = os.open(_wal(self._own.db_path), os.O_RDONLY | os.O_CLOEXEC)
-            _fsync_directory(self.config.directory)
-        os.fsync(self._wal_fd)
+                _fsync_directory(self.config.directory)
+            wal_fd = self._wal_fd
+        for segment in segments:
+            segment.sync()
+        if dirty and wal_fd is not None:
+            os.fsync(wal_fd)
+        return durable
+
+    def _drop_moved_segments(self, through: int) -> None:
+        """Intake segments whose records are all in SQLite (through a durable commit, under group) go."""
+        with self._lock:
+            segments = self._segments
+            while len(segments) > 1 and segments[0].last_seq <= through:
+                segments.popleft().close(remove=True)
 
     def _checkpoint(self) -> None:
         with self._lock:
@@ -668,6 +857,22 @@ class Spool:
             os.close(self._wal_fd)
             self._wal_fd = None
         _live.discard(self)
+
+
+def _moved_through(source: sqlite3.Connection) -> int:
+    row = source.execute("SELECT value FROM meta WHERE name = 'moved_through'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _fold_intake(source: sqlite3.Connection, path: Path) -> None:
+    """Move a dead sender's intake records into its own SQLite file (idempotent), then drop the intake."""
+    rows = _intake_rows(path, _moved_through(source))
+    if rows:
+        source.execute("BEGIN IMMEDIATE")
+        source.executemany(INSERT.replace("INSERT", "INSERT OR IGNORE", 1), rows)
+        source.execute(MOVED_THROUGH, (str(rows[-1][0]),))
+        source.execute("COMMIT")
+    _remove(*_intake_paths(path))
 
 
 def _intact(row: tuple[Any, ...]) -> bool:
@@ -792,9 +997,14 @@ def _dead_status(path: Path) -> SpoolFileStatus:
                 "SELECT count(*), coalesce(sum(length(payload)), 0), min(at) FROM events"
             ).fetchone()
             settled = dict(db.execute("SELECT status, count FROM tally").fetchall())
+            intake = _intake_rows(path, _moved_through(db))
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:
         return SpoolFileStatus(path.name, False, None, None, None, None, {}, f"unreadable: {exc}")
+    pending += len(intake)
+    size += sum(len(row[3]) for row in intake)
+    if intake and oldest is None:
+        oldest = intake[0][1]
     pid = _owner_pid(path.name)
     return SpoolFileStatus(path.name, False, pid, pending, size + ROW_OVERHEAD * pending, oldest, settled)

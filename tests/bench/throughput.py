@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -21,7 +22,7 @@ import orjson
 from attrs import frozen
 from demo.generate_events import lago_events, togai_events
 
-from billing_events import AsyncLago, AsyncTogai, Lago, Togai
+from billing_events import AsyncLago, AsyncTogai, Lago, SpoolConfig, Togai
 
 TOKEN = "bench-token"
 POOL_SIZE = 5_000
@@ -197,13 +198,33 @@ def overlay_send(target: Target, pool: Sequence[dict[str, Any]]) -> Measurement:
     return Measurement(row, events, elapsed)
 
 
-def overlay_background(target: Target, pool: Sequence[dict[str, Any]], *, workers: int = 1) -> Measurement:
+def overlay_background(
+    target: Target, pool: Sequence[dict[str, Any]], *, workers: int = 1, spool: str | None = None
+) -> Measurement:
+    """``spool`` names a durability: the sender then spools to a temporary directory."""
+    if spool is None:
+        return _overlay_background(target, pool, workers, None)
+    with tempfile.TemporaryDirectory() as directory:
+        config = SpoolConfig(directory, max_bytes=1 << 31, durability=spool)  # type: ignore[arg-type]
+        return _overlay_background(target, pool, workers, config)
+
+
+def _overlay_background(
+    target: Target, pool: Sequence[dict[str, Any]], workers: int, spool: SpoolConfig | None
+) -> Measurement:
     row = f"billing_events track() + flush, {workers} worker{'s' if workers > 1 else ''}"
+    if spool is not None:
+        row += f", spool ({spool.durability})"
     with _client(target) as client:
         # A queue of a few batches per worker: track() then runs at the pace of delivery (block policy).
+        # With a spool, the same bound applies to the spool's bytes (the block policy is the same).
         queue_events = target.batch * 4 * workers
+        if spool is not None:
+            spool = SpoolConfig(
+                spool.directory, max_bytes=max(queue_events * 1000, 1 << 21), durability=spool.durability
+            )
         sender = client.background(
-            workers=workers, max_queue_events=queue_events, on_full="block", block_timeout=60
+            workers=workers, max_queue_events=queue_events, on_full="block", block_timeout=60, spool=spool
         )
         try:
             events = itertools.cycle(pool)
@@ -265,5 +286,9 @@ def rows_for(provider: str, *, in_flight: int, workers: int) -> list[tuple[str, 
         *official,
         ("send", overlay_send),
         ("background", lambda target, pool: overlay_background(target, pool, workers=workers)),
+        (
+            "background-spool",
+            lambda target, pool: overlay_background(target, pool, workers=workers, spool="group"),
+        ),
         ("async", lambda target, pool: overlay_async(target, pool, in_flight=in_flight)),
     ]
