@@ -229,13 +229,20 @@ class _Segment:
 
 
 def _intake_paths(db_path: Path) -> list[Path]:
-    found = db_path.parent.glob(db_path.name + ".intake-*")
-    return sorted(found, key=lambda path: int(path.name.rsplit("-", 1)[1]))
+    """A file's intake segments, oldest first (``NAME.spool.intake-N``; set-aside ones excluded)."""
+    prefix = db_path.name + ".intake-"
+    numbered = [
+        (int(path.name[len(prefix) :]), path)
+        for path in db_path.parent.glob(prefix + "*")
+        if path.name[len(prefix) :].isdigit()
+    ]
+    return [path for _, path in sorted(numbered)]
 
 
-def _intake_rows(db_path: Path, after: int) -> list[tuple[int, float, int, bytes]]:
-    """The intact records of a file's intake segments with a seq above ``after``, in order."""
-    rows = []
+def _intake_rows(db_path: Path, after: int) -> tuple[list[tuple[int, float, int, bytes]], int]:
+    """The intact records of a file's intake segments with a seq above ``after``, in order; and how many
+    records were damaged (a payload that fails its CRC is skipped, the records after it are kept)."""
+    rows, damaged = [], 0
     for path in _intake_paths(db_path):
         try:
             data = path.read_bytes()
@@ -245,13 +252,26 @@ def _intake_rows(db_path: Path, after: int) -> list[tuple[int, float, int, bytes
         while offset + RECORD.size <= len(data):
             length, crc, seq, at = RECORD.unpack_from(data, offset)
             start = offset + RECORD.size
+            if length == 0 or start + length > len(data):
+                break  # the end of what was written: the rest of a segment is zeros
             payload = data[start : start + length]
-            if length == 0 or len(payload) != length or zlib.crc32(payload) != crc:
-                break  # the end of what was written (zeros), or a torn record: nothing after it counts
-            if seq > after:
+            if zlib.crc32(payload) != crc:
+                damaged += 1
+            elif seq > after:
                 rows.append((seq, at, crc, payload))
             offset = start + length
-    return rows
+    return rows, damaged
+
+
+def _consume_intake(db_path: Path, damaged: int) -> None:
+    """The intake segments of a file whose records were taken: removed, or set aside if some were damaged."""
+    for path in _intake_paths(db_path):
+        if damaged:
+            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            path.rename(aside)
+            log.error("%d damaged intake records (checksum mismatch) set aside in %s", damaged, aside.name)
+        else:
+            _remove(path)
 
 
 class _Owned:
@@ -420,6 +440,8 @@ class Spool:
         except OSError as exc:
             raise SpoolWriteError(f"could not extend the spool {self.config.directory}: {exc}") from None
         self._segments.append(segment)
+        if self.config.durability != "os":
+            _fsync_directory(self.config.directory)  # the new file's name survives a power loss too
 
     def _move(self) -> None:
         """With the lock held, inside a transaction: copy the intake records not yet in SQLite."""
@@ -701,10 +723,11 @@ class Spool:
                 kept += len(intact)
                 seen.update(row[0] for row in intact)
         # The intake records SQLite had not received yet (or that it lost with the damaged part).
-        intake = [row for row in _intake_rows(path, 0) if row[0] not in seen]
-        if intake and self._insert(intake):
+        found, damaged = _intake_rows(path, 0)
+        intake = [row for row in found if row[0] not in seen]
+        if self._insert(intake):
             kept += len(intake)
-            _remove(*_intake_paths(path))
+            _consume_intake(path, damaged)
         self._set_aside(
             path,
             f"the file is damaged; {kept} intact events were kept"
@@ -866,13 +889,13 @@ def _moved_through(source: sqlite3.Connection) -> int:
 
 def _fold_intake(source: sqlite3.Connection, path: Path) -> None:
     """Move a dead sender's intake records into its own SQLite file (idempotent), then drop the intake."""
-    rows = _intake_rows(path, _moved_through(source))
+    rows, damaged = _intake_rows(path, _moved_through(source))
     if rows:
         source.execute("BEGIN IMMEDIATE")
         source.executemany(INSERT.replace("INSERT", "INSERT OR IGNORE", 1), rows)
         source.execute(MOVED_THROUGH, (str(rows[-1][0]),))
         source.execute("COMMIT")
-    _remove(*_intake_paths(path))
+    _consume_intake(path, damaged)
 
 
 def _intact(row: tuple[Any, ...]) -> bool:
@@ -997,7 +1020,7 @@ def _dead_status(path: Path) -> SpoolFileStatus:
                 "SELECT count(*), coalesce(sum(length(payload)), 0), min(at) FROM events"
             ).fetchone()
             settled = dict(db.execute("SELECT status, count FROM tally").fetchall())
-            intake = _intake_rows(path, _moved_through(db))
+            intake, _ = _intake_rows(path, _moved_through(db))
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:

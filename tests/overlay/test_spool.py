@@ -357,6 +357,31 @@ def test_a_torn_spool_file_is_salvaged_and_set_aside(
     assert f"{stats.recovered} intact events were kept" in caplog.text
 
 
+def test_a_damaged_intake_record_is_set_aside_and_the_records_after_it_are_kept(
+    server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+    directory = tmp_path / "spool"
+    killed_holder(directory, url, provider, "intake", 500)
+    [intake] = directory.glob("*.intake-*")
+    data = bytearray(intake.read_bytes())
+    second = data.index(b"intake-1")  # a byte of the second record's payload (bit rot, a bad sector)
+    data[second] ^= 0xFF
+    intake.write_bytes(bytes(data))
+
+    caplog.set_level(logging.ERROR, logger="billing_events")
+    with Togai(TOKEN, base_url=url, retry=POLICY) as api:
+        api.background(spool=directory).close(30)
+    stored = set(stored_keys(server, provider))
+    # Only the damaged record may be missing (if SQLite did not have it yet); every record after it is kept.
+    assert {f"intake-{n}" for n in range(500)} - stored <= {"intake-1"}
+    assert "1 damaged intake records (checksum mismatch) set aside" in caplog.text
+    assert [path.name for path in directory.glob("*.intake-*.damaged-*")], sorted(
+        p.name for p in directory.iterdir()
+    )
+
+
 def test_spool_status_shows_live_files_and_the_pending_events_of_dead_ones(
     server: str, tmp_path: Path
 ) -> None:
