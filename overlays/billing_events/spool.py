@@ -81,6 +81,8 @@ SCHEMA = (
     " crc INTEGER NOT NULL, payload BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tally (status TEXT PRIMARY KEY, count INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # Intake records settled before they were moved into SQLite: never moved, never re-sent.
+    "CREATE TABLE IF NOT EXISTS skipped (first INTEGER NOT NULL, last INTEGER NOT NULL)",
 )
 INSERT = "INSERT INTO events (seq, at, crc, payload) VALUES (?, ?, ?, ?)"
 MOVED_THROUGH = (
@@ -91,8 +93,12 @@ MOVED_THROUGH = (
 RECORD = struct.Struct("<IIQd")
 SEGMENT_BYTES = 8 * 1024 * 1024
 PAGE = mmap.PAGESIZE
-# Seconds between two moves of intake records into SQLite when nothing else moves them.
-MOVE_EVERY = 0.01
+# Intake records move into SQLite after this many seconds, or once this many wait: most events are
+# delivered sooner and never enter SQLite at all (their settlement is noted as a skipped range).
+MOVE_AFTER = 0.5
+MOVE_AT_EVENTS = 20_000
+# Seconds between two rounds of the keeper thread.
+KEEPER_TICK = 0.01
 
 
 class SpoolWriteError(QueueFullError):
@@ -354,7 +360,7 @@ class Spool:
         self._dirty = False
         self._closed = False
         # Records in the intake segments that are not in SQLite yet; moved in one transaction.
-        self._unmoved: list[tuple[int, float, int, bytes]] = []
+        self._unmoved: dict[int, tuple[int, float, int, bytes]] = {}
         self._moved_through = 0
         self._segments: deque[_Segment] = deque()
         self._segment_number = 0
@@ -413,7 +419,7 @@ class Spool:
                     raise SpoolWriteError(
                         f"could not sync the spool intake {segment.path.name}: {exc}"
                     ) from None
-            self._unmoved.append(row)
+            self._unmoved[seq] = row
             self._next = seq + 1
             self._dirty = True
             self.depth += 1
@@ -443,35 +449,40 @@ class Spool:
         if self.config.durability != "os":
             _fsync_directory(self.config.directory)  # the new file's name survives a power loss too
 
-    def _move(self) -> None:
-        """With the lock held, inside a transaction: copy the intake records not yet in SQLite."""
-        unmoved = self._unmoved
-        if unmoved:
-            self._db.executemany(INSERT, unmoved)
-            self._db.execute(MOVED_THROUGH, (str(unmoved[-1][0]),))
+    def _move(self, through: int) -> None:
+        """With the lock held, inside a transaction: copy the intake records not yet in SQLite.
 
-    def _moved(self) -> None:
+        ``through`` is the last seq given out: every record up to it is then in SQLite or settled.
+        """
+        if through > self._moved_through:
+            db = self._db
+            db.executemany(INSERT, self._unmoved.values())
+            db.execute(MOVED_THROUGH, (str(through),))
+            db.execute("DELETE FROM skipped WHERE last <= ?", (through,))
+
+    def _moved(self, through: int) -> None:
         """With the lock held, after the transaction that moved the intake records committed."""
-        if self._unmoved:
-            self._moved_through = self._unmoved[-1][0]
-            self._unmoved = []
+        if through > self._moved_through:
+            self._moved_through = through
+            self._unmoved = {}
             self._commits += 1
             self._dirty = True
 
     def _move_now(self) -> None:
         """With the lock held: move the intake records in a transaction of their own."""
-        if not self._unmoved:
+        through = self._next - 1
+        if through <= self._moved_through:
             return
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            self._move()
+            self._move(through)
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        self._moved()
+        self._moved(through)
 
     def take_batch(self) -> list[Pending]:
         """The next request's worth of events; they stay in the file until they are settled."""
@@ -505,12 +516,16 @@ class Spool:
             if self._closed:
                 return
             db = self._db
+            # Events settled while still only in the intake never go into SQLite: their seqs are noted.
+            unmoved = self._unmoved
+            in_db: list[int] = []
+            skipped: list[int] = []
+            for pending in pendings:
+                (in_db if unmoved.pop(pending.seq, None) is None else skipped).append(pending.seq)
             try:
                 db.execute("BEGIN IMMEDIATE")
-                self._move()
-                db.executemany(
-                    "DELETE FROM events WHERE seq BETWEEN ? AND ?", _ranges(p.seq for p in pendings)
-                )
+                db.executemany("INSERT INTO skipped (first, last) VALUES (?, ?)", _ranges(skipped))
+                db.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", _ranges(in_db))
                 db.executemany(
                     "INSERT INTO tally (status, count) VALUES (?, ?)"
                     " ON CONFLICT (status) DO UPDATE SET count = count + excluded.count",
@@ -523,7 +538,6 @@ class Spool:
                 # They stay in the file: the next sender on it sends them again (same keys and timestamps).
                 log.error("%d settled events could not be removed from the spool: %s", len(pendings), exc)
                 return
-            self._moved()
             self._commits += 1
             self._dirty = True
             self.depth -= len(pendings)
@@ -751,10 +765,11 @@ class Spool:
             if self._closed or self._stored + size + ROW_OVERHEAD * len(rows) > self.max_bytes:
                 return False
             first = self._next
+            through = first + len(rows) - 1
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
-                self._move()
+                self._move(through)
                 db.executemany(
                     INSERT, [(first + n, at, crc, payload) for n, (_, at, crc, payload) in enumerate(rows)]
                 )
@@ -764,8 +779,8 @@ class Spool:
                     db.execute("ROLLBACK")
                 log.error("could not adopt %d spooled events: %s", len(rows), exc)
                 return False
-            self._moved()
-            self._next = first + len(rows)
+            self._moved(through)
+            self._next = through + 1
             self._commits += 1
             self._dirty = True
             self.depth += len(rows)
@@ -781,15 +796,18 @@ class Spool:
     def _keep(self) -> None:
         """Move intake records into SQLite, sync (group), checkpoint, publish the status, adopt."""
         group = self.config.durability == "group"
-        interval = min(self.config.fsync_interval, MOVE_EVERY)
+        interval = min(self.config.fsync_interval, KEEPER_TICK)
         last_sync = last_status = 0.0
+        last_move = time.monotonic()
         while not self._stop.wait(interval):
             try:
-                with self._lock:
-                    if self._closed:
-                        return
-                    self._move_now()
                 now = time.monotonic()
+                if len(self._unmoved) >= MOVE_AT_EVENTS or now - last_move >= MOVE_AFTER:
+                    last_move = now
+                    with self._lock:
+                        if self._closed:
+                            return
+                        self._move_now()
                 if not group or now - last_sync >= self.config.fsync_interval:
                     last_sync = now
                     self._drop_moved_segments(self._sync() if group else self._moved_through)
@@ -887,9 +905,20 @@ def _moved_through(source: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def _pending_intake(
+    source: sqlite3.Connection, path: Path
+) -> tuple[list[tuple[int, float, int, bytes]], int]:
+    """A dead sender's intake records that SQLite has not got and that were not settled; and the damaged count."""
+    rows, damaged = _intake_rows(path, _moved_through(source))
+    skipped = source.execute("SELECT first, last FROM skipped").fetchall()
+    if skipped:
+        rows = [row for row in rows if not any(first <= row[0] <= last for first, last in skipped)]
+    return rows, damaged
+
+
 def _fold_intake(source: sqlite3.Connection, path: Path) -> None:
     """Move a dead sender's intake records into its own SQLite file (idempotent), then drop the intake."""
-    rows, damaged = _intake_rows(path, _moved_through(source))
+    rows, damaged = _pending_intake(source, path)
     if rows:
         source.execute("BEGIN IMMEDIATE")
         source.executemany(INSERT.replace("INSERT", "INSERT OR IGNORE", 1), rows)
@@ -1020,7 +1049,7 @@ def _dead_status(path: Path) -> SpoolFileStatus:
                 "SELECT count(*), coalesce(sum(length(payload)), 0), min(at) FROM events"
             ).fetchone()
             settled = dict(db.execute("SELECT status, count FROM tally").fetchall())
-            intake, _ = _intake_rows(path, _moved_through(db))
+            intake, _ = _pending_intake(db, path)
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:

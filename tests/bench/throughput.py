@@ -205,7 +205,7 @@ def overlay_background(
     if spool is None:
         return _overlay_background(target, pool, workers, None)
     with tempfile.TemporaryDirectory() as directory:
-        config = SpoolConfig(directory, max_bytes=1 << 31, durability=spool)  # type: ignore[arg-type]
+        config = SpoolConfig(directory, durability=spool)  # type: ignore[arg-type]
         return _overlay_background(target, pool, workers, config)
 
 
@@ -217,12 +217,9 @@ def _overlay_background(
         row += f", spool ({spool.durability})"
     with _client(target) as client:
         # A queue of a few batches per worker: track() then runs at the pace of delivery (block policy).
-        # With a spool, the same bound applies to the spool's bytes (the block policy is the same).
+        # With a spool, that count is the in-memory window; the spool itself has its default bound,
+        # so track() runs ahead of delivery and the final flush() waits for the rest.
         queue_events = target.batch * 4 * workers
-        if spool is not None:
-            spool = SpoolConfig(
-                spool.directory, max_bytes=max(queue_events * 1000, 1 << 21), durability=spool.durability
-            )
         sender = client.background(
             workers=workers, max_queue_events=queue_events, on_full="block", block_timeout=60, spool=spool
         )

@@ -234,6 +234,32 @@ def test_a_survivor_adopts_the_events_of_a_killed_process(server: str, tmp_path:
     assert not list(directory.glob("*.spool"))
 
 
+def test_settled_events_are_not_sent_again_after_a_kill(server: str, tmp_path: Path) -> None:
+    """Delivered events left the spool with their outcome: a restart re-sends none of them."""
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+
+    def delivered_then_killed(out: int) -> None:
+        try:
+            with client(provider, url) as api:
+                sender = api.background(spool=tmp_path)
+                for number in range(200):  # settled before the intake moves into SQLite (after 0.5 s)
+                    sender.track(event(provider, f"settled-{number}", number))
+                assert sender.flush(30)
+                os.write(out, b"started\nflushed\n")
+                while True:
+                    signal.pause()
+        finally:
+            os._exit(1)
+
+    assert run_and_kill(delivered_then_killed, 1) == ["flushed"]
+    with client(provider, url) as api:
+        stats = api.background(spool=tmp_path).close(30)
+    assert stats.recovered == 0
+    mock = httpx.get(f"{server}/_mock/stats").json()["togai"]
+    assert (mock["stored"], mock["duplicates"]) == (200, 0)
+
+
 def test_a_forked_child_never_sends_its_parents_spooled_events(server: str, tmp_path: Path) -> None:
     provider = prepare(server, "togai")
     url = base_url(server, provider)
