@@ -35,6 +35,7 @@ Why these choices (measured on a 2-core VM, Python 3.11, SQLite 3.40; figures in
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import hashlib
@@ -81,8 +82,6 @@ SCHEMA = (
     " crc INTEGER NOT NULL, payload BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tally (status TEXT PRIMARY KEY, count INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    # Intake records settled before they were moved into SQLite: never moved, never re-sent.
-    "CREATE TABLE IF NOT EXISTS skipped (first INTEGER NOT NULL, last INTEGER NOT NULL)",
 )
 INSERT = "INSERT INTO events (seq, at, crc, payload) VALUES (?, ?, ?, ?)"
 MOVED_THROUGH = (
@@ -93,8 +92,11 @@ MOVED_THROUGH = (
 RECORD = struct.Struct("<IIQd")
 SEGMENT_BYTES = 8 * 1024 * 1024
 PAGE = mmap.PAGESIZE
+# The length field of a settlement marker: its payload is the first and last seq of a settled run.
+MARKER = 0x80000000
+RUN = struct.Struct("<QQ")
 # Intake records move into SQLite after this many seconds, or once this many wait: most events are
-# delivered sooner and never enter SQLite at all (their settlement is noted as a skipped range).
+# delivered sooner and never enter SQLite at all (their settlement is a marker record in the intake).
 MOVE_AFTER = 0.5
 MOVE_AT_EVENTS = 20_000
 # Seconds between two rounds of the keeper thread.
@@ -219,6 +221,15 @@ class _Segment:
         self.offset = start + len(payload)
         self.last_seq = seq
 
+    def append_marker(self, first: int, last: int) -> None:
+        """Note that the events ``first`` to ``last`` are settled: one record, written whole or not at all."""
+        offset = self.offset
+        start = offset + RECORD.size
+        RUN.pack_into(self.map, start, first, last)
+        crc = zlib.crc32(self.map[start : start + RUN.size])
+        RECORD.pack_into(self.map, offset, MARKER | RUN.size, crc, 0, 0.0)
+        self.offset = start + RUN.size
+
     def sync(self) -> None:
         """msync what was appended since the last call."""
         first = self.synced - self.synced % PAGE
@@ -246,9 +257,10 @@ def _intake_paths(db_path: Path) -> list[Path]:
 
 
 def _intake_rows(db_path: Path, after: int) -> tuple[list[tuple[int, float, int, bytes]], int]:
-    """The intact records of a file's intake segments with a seq above ``after``, in order; and how many
-    records were damaged (a payload that fails its CRC is skipped, the records after it are kept)."""
-    rows, damaged = [], 0
+    """The records of a file's intake segments with a seq above ``after`` that are intact and were not
+    settled, in order; and how many records were damaged (a record that fails its CRC is skipped and
+    the records after it are kept)."""
+    rows, runs, damaged = [], [], 0
     for path in _intake_paths(db_path):
         try:
             data = path.read_bytes()
@@ -257,16 +269,29 @@ def _intake_rows(db_path: Path, after: int) -> tuple[list[tuple[int, float, int,
         offset = 0
         while offset + RECORD.size <= len(data):
             length, crc, seq, at = RECORD.unpack_from(data, offset)
+            size = length & ~MARKER
             start = offset + RECORD.size
-            if length == 0 or start + length > len(data):
+            if length == 0 or start + size > len(data):
                 break  # the end of what was written: the rest of a segment is zeros
-            payload = data[start : start + length]
+            payload = data[start : start + size]
             if zlib.crc32(payload) != crc:
                 damaged += 1
+            elif length & MARKER:
+                if size == RUN.size:
+                    runs.append(RUN.unpack(payload))
             elif seq > after:
                 rows.append((seq, at, crc, payload))
-            offset = start + length
+            offset = start + size
+    if runs:
+        runs.sort()
+        firsts = [first for first, _ in runs]
+        rows = [row for row in rows if not _in_runs(row[0], runs, firsts)]
     return rows, damaged
+
+
+def _in_runs(seq: int, runs: list[tuple[int, int]], firsts: list[int]) -> bool:
+    index = bisect.bisect_right(firsts, seq) - 1
+    return index >= 0 and runs[index][1] >= seq
 
 
 def _consume_intake(db_path: Path, damaged: int) -> None:
@@ -364,6 +389,8 @@ class Spool:
         self._moved_through = 0
         self._segments: deque[_Segment] = deque()
         self._segment_number = 0
+        # Outcomes of events settled in the intake, added to the SQLite tally with the next transaction.
+        self._tally: Counter[str] = Counter()
         self._last_scan = 0.0
         config.directory.mkdir(parents=True, exist_ok=True)
         self._sync_each = config.durability == "sync"
@@ -445,6 +472,7 @@ class Spool:
             segment = _Segment(path, max(SEGMENT_BYTES, 2 * (RECORD.size + size)))
         except OSError as exc:
             raise SpoolWriteError(f"could not extend the spool {self.config.directory}: {exc}") from None
+        segment.last_seq = self._next - 1  # its markers may name events up to here
         self._segments.append(segment)
         if self.config.durability != "os":
             _fsync_directory(self.config.directory)  # the new file's name survives a power loss too
@@ -458,13 +486,14 @@ class Spool:
             db = self._db
             db.executemany(INSERT, self._unmoved.values())
             db.execute(MOVED_THROUGH, (str(through),))
-            db.execute("DELETE FROM skipped WHERE last <= ?", (through,))
+            self._write_tally()
 
     def _moved(self, through: int) -> None:
         """With the lock held, after the transaction that moved the intake records committed."""
         if through > self._moved_through:
             self._moved_through = through
             self._unmoved = {}
+            self._tally.clear()
             self._commits += 1
             self._dirty = True
 
@@ -504,7 +533,11 @@ class Spool:
         return batch
 
     def settle(self, delivered: list[Pending], settled: list[Settled]) -> None:
-        """Remove settled events and count their statuses, in one transaction."""
+        """Take settled events out of the spool, in one atomic step.
+
+        Events still only in the intake get a settlement marker there (a memory write); events already
+        in SQLite are deleted in one transaction, which also adds to the file's tally of outcomes.
+        """
         pendings = [*delivered, *(item.pending for item in settled)]
         if not pendings:
             return
@@ -515,33 +548,60 @@ class Spool:
         with self._lock:
             if self._closed:
                 return
-            db = self._db
-            # Events settled while still only in the intake never go into SQLite: their seqs are noted.
             unmoved = self._unmoved
             in_db: list[int] = []
-            skipped: list[int] = []
+            in_intake: list[int] = []
             for pending in pendings:
-                (in_db if unmoved.pop(pending.seq, None) is None else skipped).append(pending.seq)
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany("INSERT INTO skipped (first, last) VALUES (?, ?)", _ranges(skipped))
-                db.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", _ranges(in_db))
-                db.executemany(
-                    "INSERT INTO tally (status, count) VALUES (?, ?)"
-                    " ON CONFLICT (status) DO UPDATE SET count = count + excluded.count",
-                    tally.items(),
-                )
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                # They stay in the file: the next sender on it sends them again (same keys and timestamps).
-                log.error("%d settled events could not be removed from the spool: %s", len(pendings), exc)
+                (in_db if unmoved.pop(pending.seq, None) is None else in_intake).append(pending.seq)
+            if in_intake:
+                self._mark_settled(_ranges(in_intake))
+            self._tally.update(tally)
+            if in_db and not self._delete(in_db):
                 return
-            self._commits += 1
-            self._dirty = True
             self.depth -= len(pendings)
             self._stored -= freed
+
+    def _mark_settled(self, runs: list[tuple[int, int]]) -> None:
+        """With the lock held: settlement markers in the intake (synced at once under "sync")."""
+        segments = self._segments
+        try:
+            for first, last in runs:
+                if not segments or not segments[-1].fits(RUN.size):
+                    self._rotate(RUN.size)
+                segments[-1].append_marker(first, last)
+            if self._sync_each:
+                segments[-1].sync()
+        except (SpoolWriteError, OSError) as exc:
+            # Unmarked, they would be sent again after a crash: safe (same keys and timestamps), so go on.
+            log.error("could not mark settled events in the spool intake: %s", exc)
+        self._dirty = True
+
+    def _delete(self, seqs: list[int]) -> bool:
+        """With the lock held: delete settled rows from SQLite and add the pending tally, in one transaction."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("DELETE FROM events WHERE seq BETWEEN ? AND ?", _ranges(seqs))
+            self._write_tally()
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            # They stay in the file: the next sender on it sends them again (same keys and timestamps).
+            log.error("%d settled events could not be removed from the spool: %s", len(seqs), exc)
+            return False
+        self._tally.clear()
+        self._commits += 1
+        self._dirty = True
+        return True
+
+    def _write_tally(self) -> None:
+        if self._tally:
+            self._db.executemany(
+                "INSERT INTO tally (status, count) VALUES (?, ?)"
+                " ON CONFLICT (status) DO UPDATE SET count = count + excluded.count",
+                self._tally.items(),
+            )
 
     def leave(self, flying: list[Pending], why: str) -> list[Settled]:
         """A sender stops short: its events stay in the file for the next sender; nothing is dead-lettered."""
@@ -909,11 +969,7 @@ def _pending_intake(
     source: sqlite3.Connection, path: Path
 ) -> tuple[list[tuple[int, float, int, bytes]], int]:
     """A dead sender's intake records that SQLite has not got and that were not settled; and the damaged count."""
-    rows, damaged = _intake_rows(path, _moved_through(source))
-    skipped = source.execute("SELECT first, last FROM skipped").fetchall()
-    if skipped:
-        rows = [row for row in rows if not any(first <= row[0] <= last for first, last in skipped)]
-    return rows, damaged
+    return _intake_rows(path, _moved_through(source))
 
 
 def _fold_intake(source: sqlite3.Connection, path: Path) -> None:

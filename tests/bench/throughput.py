@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import attrs
 import httpx
 import orjson
 from attrs import frozen
@@ -217,9 +218,11 @@ def _overlay_background(
         row += f", spool ({spool.durability})"
     with _client(target) as client:
         # A queue of a few batches per worker: track() then runs at the pace of delivery (block policy).
-        # With a spool, that count is the in-memory window; the spool itself has its default bound,
-        # so track() runs ahead of delivery and the final flush() waits for the rest.
+        # With a spool, the spool's bound plays that part (about the same number of events).
         queue_events = target.batch * 4 * workers
+        if spool is not None:
+            spool = attrs.evolve(spool, max_bytes=max(queue_events * 300, 1 << 20))
+            queue_events = 100_000  # the in-memory window holds all the spool does: nothing is read back
         sender = client.background(
             workers=workers, max_queue_events=queue_events, on_full="block", block_timeout=60, spool=spool
         )
