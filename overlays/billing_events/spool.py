@@ -227,10 +227,11 @@ class _Segment:
         return self.offset + RECORD.size + size <= self.size
 
     def append(self, seq: int, at: float, crc: int, payload: bytes) -> None:
+        # The payload first: a record becomes visible only when its header's length is written.
         offset = self.offset
-        RECORD.pack_into(self.map, offset, len(payload), crc, seq, at)
         start = offset + RECORD.size
         self.map[start : start + len(payload)] = payload
+        RECORD.pack_into(self.map, offset, len(payload), crc, seq, at)
         self.offset = start + len(payload)
         self.last_seq = seq
 
@@ -288,6 +289,9 @@ def _intake_rows(db_path: Path, after: int) -> tuple[list[tuple[int, float, int,
                 break  # the end of what was written: the rest of a segment is zeros
             payload = data[start : start + size]
             if zlib.crc32(payload) != crc:
+                following = start + size
+                if following + 4 > len(data) or data[following : following + 4] == b"\0\0\0\0":
+                    break  # the last record, cut short by the kill or the crash: it never was accepted
                 damaged += 1
             elif length & MARKER:
                 if size == RUN.size:
