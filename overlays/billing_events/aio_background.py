@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import warnings
 import weakref
 from collections.abc import Callable
@@ -188,7 +189,7 @@ class AsyncBackgroundSender(SenderCore):
     async def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send everything queued so far; True when it all settled within ``timeout``."""
         # A spool takes over the files of senders that died since it last looked (file I/O: off the loop).
-        await asyncio.to_thread(self._queue.adopt)
+        await asyncio.to_thread(self._queue.adopt, time.monotonic() + timeout)
         target = self._queue.next_seq
         if self._queue and not self._closed:
             self._ensure_runner()

@@ -166,7 +166,8 @@ class BackgroundSender(SenderCore):
     def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send everything queued so far; True when it all settled within ``timeout``."""
         deadline = time.monotonic() + timeout
-        self._queue.adopt()  # a spool takes over the files of senders that died since it last looked
+        # A spool takes over the files of senders that died since it last looked (within the timeout).
+        self._queue.adopt(deadline)
         with self._lock:
             target = self._queue.next_seq
             self._wake.set()

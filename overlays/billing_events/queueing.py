@@ -52,7 +52,7 @@ class Queue(Protocol):
 
     def leave(self, flying: list[Pending], why: str) -> list[Settled]: ...
 
-    def adopt(self) -> int: ...
+    def adopt(self, deadline: float | None = None) -> int: ...
 
     def close(self) -> None: ...
 
@@ -126,7 +126,7 @@ class EventQueue:
         """A sender stops short: what it held, settled (queued events failed, in-flight ones unknown)."""
         return left_behind(self.drain(), flying, why)
 
-    def adopt(self) -> int:
+    def adopt(self, deadline: float | None = None) -> int:
         return 0
 
     def close(self) -> None:

@@ -86,6 +86,8 @@ CHECKPOINT_EVERY = 2000
 MERGE_CHUNK = 2000
 # Seconds between two scans for files whose owner died.
 ADOPT_EVERY = 2.0
+# Seconds a new sender spends taking over dead senders' files before it returns; its keeper does the rest.
+ADOPT_AT_START = 2.0
 # Seconds close() waits for the keeper thread to finish what it is doing (a checkpoint, a chunk of adoption).
 KEEPER_JOIN = 5.0
 # Seconds between two rewrites of a live file's status (``billing-events spool status`` reads it).
@@ -417,7 +419,7 @@ class Spool:
         self._wal_fd: int | None = None
         self._stop = threading.Event()
         _live.add(self)
-        self.adopt()
+        self.adopt(time.monotonic() + ADOPT_AT_START)
         self._keeper = threading.Thread(
             target=self._keep, name=f"billing-events-{rules.name}-spool", daemon=True
         )
@@ -637,8 +639,11 @@ class Spool:
             )
         return []
 
-    def adopt(self) -> int:
-        """Take over the files of dead senders of the same destination. How many events came in."""
+    def adopt(self, deadline: float | None = None) -> int:
+        """Take over the files of dead senders of the same destination. How many events came in.
+
+        Stops at ``deadline`` (``time.monotonic()``): what is left of a file is taken over later.
+        """
         before = self.recovered
         self._last_scan = time.monotonic()
         for lock_path in sorted(self.config.directory.glob(f"{self._prefix}*.lock")):
@@ -648,7 +653,9 @@ class Spool:
             if owned is not None:
                 finished = False
                 try:
-                    finished = self._merge(owned.db_path)
+                    finished = self._merge(owned.db_path, deadline)
+                    if not finished and self._out_of_time(deadline):
+                        break
                 finally:
                     owned.release(remove=finished)
         return self.recovered - before
@@ -747,7 +754,7 @@ class Spool:
                 _fsync_directory(self.config.directory)
             return _Owned(lock_path.with_suffix(".spool"), fd)
 
-    def _merge(self, path: Path) -> bool:
+    def _merge(self, path: Path, deadline: float | None) -> bool:
         """Copy the rows of a dead sender's file into ours. True when the file can be removed."""
         if not path.exists():
             return True
@@ -763,13 +770,13 @@ class Spool:
         try:
             if healthy and source is not None:
                 _fold_intake(source, path)
-                return self._move_rows(source, path)
-            return self._salvage(source, path)
+                return self._move_rows(source, path, deadline)
+            return self._salvage(source, path, deadline)
         finally:
             if source is not None:
                 source.close()
 
-    def _move_rows(self, source: sqlite3.Connection, path: Path) -> bool:
+    def _move_rows(self, source: sqlite3.Connection, path: Path, deadline: float | None) -> bool:
         """From a healthy file: each chunk is inserted here, then deleted there."""
         after, damaged = 0, 0
         while True:
@@ -781,7 +788,9 @@ class Spool:
                 break
             intact = [row for row in rows if _intact(row)]
             damaged += len(rows) - len(intact)
-            if self._stop.is_set() or not self._insert(intact):
+            if self._out_of_time(deadline):
+                return False  # the rest is taken over later, by this sender or another
+            if not self._insert(intact):
                 log.warning("spool %s is full: %s adopted only in part", self.config.directory, path.name)
                 return False
             source.executemany(
@@ -793,7 +802,7 @@ class Spool:
             return False
         return True
 
-    def _salvage(self, source: sqlite3.Connection | None, path: Path) -> bool:
+    def _salvage(self, source: sqlite3.Connection | None, path: Path, deadline: float | None) -> bool:
         """From a damaged file: every row that can still be read and passes its checksum."""
         kept, unreadable = 0, 0
         seen: set[int] = set()
@@ -809,7 +818,7 @@ class Spool:
                 intact = list(
                     {row[0]: row for row in rows if low <= row[0] <= high and _intact(row)}.values()
                 )
-                if self._stop.is_set() or not self._insert(intact):
+                if self._out_of_time(deadline) or not self._insert(intact):
                     break
                 kept += len(intact)
                 seen.update(row[0] for row in intact)
@@ -825,6 +834,9 @@ class Spool:
             + (f", {unreadable} seqs could not be read" if unreadable else ""),
         )
         return False
+
+    def _out_of_time(self, deadline: float | None) -> bool:
+        return self._stop.is_set() or (deadline is not None and time.monotonic() > deadline)
 
     def _set_aside(self, path: Path, why: str) -> None:
         aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
