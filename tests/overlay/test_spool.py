@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -33,6 +34,7 @@ from billing_events import (
     SpoolConfig,
     Togai,
 )
+from billing_events import spool as spool_module
 from billing_events.spool import _fold_intake as fold_intake
 from billing_events.spool import spool_status
 from mock_server import create_app
@@ -294,8 +296,8 @@ def test_a_forked_child_never_sends_its_parents_spooled_events(server: str, tmp_
     assert not list(directory.glob("*.spool"))
 
 
-def track_until_full(sender: Any, provider: str) -> int:
-    """Track until the sender refuses (its error names the spool); how many it took."""
+def track_until_full(sender: Any, provider: str, reason: str = "spool") -> int:
+    """Track until the sender refuses (its error names the spool and ``reason``); how many it took."""
     refused: list[QueueFullError] = []
     for number in range(100_000):
         try:
@@ -304,7 +306,7 @@ def track_until_full(sender: Any, provider: str) -> int:
             refused.append(exc)
             break
     assert refused, "the spool never filled"
-    assert "spool" in str(refused[0])
+    assert "spool" in str(refused[0]) and reason in str(refused[0])
     return number
 
 
@@ -350,6 +352,38 @@ def test_a_full_spool_drops_with_a_dead_letter(server: str, tmp_path: Path) -> N
     assert stats.delivered == before.in_spool
     assert letters.read_text().count('"status":"dropped"') == before.dropped
     assert "spool" in letters.read_text()
+
+
+@pytest.mark.parametrize("on_full", ["block", "drop"])
+def test_a_full_disk_is_handled_like_a_full_spool(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_full: str
+) -> None:
+    provider = prepare(server, "togai")
+    letters = tmp_path / "dead.jsonl"
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 64 * 1024)  # the next intake file comes soon
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with client(provider, base_url(server, provider), dead_letter_path=letters) as api:
+        sender = api.background(
+            spool=tmp_path / "spool", flush_interval=3600, flush_at_events=10_000, on_full=on_full
+        )
+        for number in range(100):
+            sender.track(event(provider, f"room-{number}", number))
+        monkeypatch.setattr(spool_module.os, "posix_fallocate", no_space)
+        if on_full == "block":
+            tracked = 100 + track_until_full(sender, provider, "No space left on device")
+        else:
+            for number in range(1000):
+                sender.track(event(provider, f"disk-{number}", number))
+            tracked = 1100 - sender.stats.dropped
+        monkeypatch.undo()
+        stats = sender.close(30)
+    assert 100 < stats.delivered == tracked < 1100
+    assert len(stored_keys(server, provider)) == tracked
+    if on_full == "drop":
+        assert letters.read_text().count("No space left on device") == stats.dropped > 0
 
 
 def test_a_torn_spool_file_is_salvaged_and_set_aside(
