@@ -90,13 +90,21 @@ def client(provider: str, url: str, asynchronous: bool = False, **options: Any) 
 
 
 def track_in_child(
-    directory: Path, url: str, provider: str, prefix: str, count: int, out: int, asynchronous: bool
+    directory: Path,
+    url: str,
+    provider: str,
+    prefix: str,
+    count: int,
+    out: int,
+    asynchronous: bool,
+    durability: str = "group",
 ) -> None:
     """The child's whole life: track, report each key, close. Never returns into pytest."""
     code = 1
     try:
         os.write(out, b"started\n")
-        options: dict[str, Any] = {"spool": directory, "flush_interval": 0.01, "max_queue_events": 40}
+        spool = SpoolConfig(directory, durability=durability)  # type: ignore[arg-type]
+        options: dict[str, Any] = {"spool": spool, "flush_interval": 0.01, "max_queue_events": 40}
         if asynchronous:
 
             async def run() -> None:
@@ -151,7 +159,9 @@ def run_and_kill(child: Callable[[int], None], kill_after: int) -> list[str]:
     return keys
 
 
-def crash_loop(server: str, target: str, directory: Path, asynchronous: bool) -> None:
+def crash_loop(
+    server: str, target: str, directory: Path, asynchronous: bool, durability: str = "group"
+) -> None:
     provider = prepare(server, target, FAULTS)
     url = base_url(server, provider)
     moments = random.Random(f"{target}-{asynchronous}").sample(range(PER_CHILD + 1), KILLS)
@@ -162,7 +172,7 @@ def crash_loop(server: str, target: str, directory: Path, asynchronous: bool) ->
         attempted.update(f"{prefix}-{n}" for n in range(PER_CHILD))
 
         def child(out: int, prefix: str = prefix) -> None:
-            track_in_child(directory, url, provider, prefix, PER_CHILD, out, asynchronous)
+            track_in_child(directory, url, provider, prefix, PER_CHILD, out, asynchronous, durability)
 
         tracked += run_and_kill(child, moment)
 
@@ -189,6 +199,12 @@ def test_crash_loop_every_tracked_event_is_stored_exactly_once(
 @pytest.mark.parametrize("target", TARGETS)
 def test_crash_loop_with_the_asyncio_sender(server: str, target: str, tmp_path: Path) -> None:
     crash_loop(server, target, tmp_path / "spool", asynchronous=True)
+
+
+@pytest.mark.parametrize("durability", ["os", "sync"])
+def test_crash_loop_with_the_other_durability_settings(server: str, durability: str, tmp_path: Path) -> None:
+    """Every setting survives a killed process; they differ only on a power loss (not tested here)."""
+    crash_loop(server, "togai", tmp_path / "spool", asynchronous=False, durability=durability)
 
 
 def hold_in_child(directory: Path, url: str, provider: str, prefix: str, count: int, out: int) -> None:
