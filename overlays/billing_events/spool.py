@@ -105,6 +105,7 @@ MOVED_THROUGH = (
 )
 # An intake record: payload length, its CRC-32, seq, accepted-at time; then the payload.
 RECORD = struct.Struct("<IIQd")
+RECORD_SIZE = RECORD.size
 SEGMENT_BYTES = 8 * 1024 * 1024
 PAGE = mmap.PAGESIZE
 # The length field of a settlement marker: its payload is the first and last seq of a settled run.
@@ -228,14 +229,10 @@ class _Segment:
     def fits(self, size: int) -> bool:
         return self.offset + RECORD.size + size <= self.size
 
-    def append(self, seq: int, at: float, crc: int, payload: bytes) -> None:
-        # The payload first: a record becomes visible only when its header's length is written.
-        offset = self.offset
-        start = offset + RECORD.size
-        self.map[start : start + len(payload)] = payload
-        RECORD.pack_into(self.map, offset, len(payload), crc, seq, at)
-        self.offset = start + len(payload)
-        self.last_seq = seq
+    def retract(self, offset: int) -> None:
+        """Take back the last record (its sync failed, so the caller was told it was refused)."""
+        self.map[offset : offset + 4] = b"\0\0\0\0"
+        self.offset = offset
 
     def append_marker(self, first: int, last: int) -> None:
         """Note that the events ``first`` to ``last`` are settled: one record, written whole or not at all."""
@@ -457,11 +454,18 @@ class Spool:
                 self._rotate(size)
             segment = segments[-1]
             row = (seq, time.time(), zlib.crc32(payload), payload)
-            segment.append(*row)
+            # The payload first: a record becomes visible only when its header's length is written.
+            offset = segment.offset
+            start = offset + RECORD_SIZE
+            segment.map[start : start + size] = payload
+            RECORD.pack_into(segment.map, offset, size, row[2], seq, row[1])
+            segment.offset = start + size
+            segment.last_seq = seq
             if self._sync_each:
                 try:
                     segment.sync()
                 except OSError as exc:
+                    segment.retract(offset)
                     raise SpoolWriteError(
                         f"could not sync the spool intake {segment.path.name}: {exc}"
                     ) from None
