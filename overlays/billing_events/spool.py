@@ -386,7 +386,10 @@ class Spool:
         self.max_bytes = config.max_bytes
         self._window_events = window_events
         self._window_bytes = window_bytes
+        # _lock guards the queue's state (track() takes only it); _db_lock the SQLite connection. When a
+        # step needs both, it takes _lock first: a checkpoint's fsyncs never hold up track().
         self._lock = threading.Lock()
+        self._db_lock = threading.Lock()
         self._items: deque[tuple[int, bytes]] = deque()
         self.bytes = 0  # payload bytes waiting to be taken (in memory or only on disk)
         self._window_size = 0  # payload bytes in memory
@@ -578,11 +581,15 @@ class Spool:
                 (in_db if unmoved.pop(pending.seq, None) is None else in_intake).append(pending.seq)
             if in_intake:
                 self._mark_settled(_ranges(in_intake))
-            self._tally.update(tally)
-            if in_db and not self._delete(in_db):
-                return
+            # Counted out now: if the DELETE below fails they stay in the file, for the next sender.
             self.depth -= len(pendings)
             self._stored -= freed
+        with self._db_lock:
+            if self._closed:
+                return
+            self._tally.update(tally)
+            if in_db:
+                self._delete(in_db)
 
     def _mark_settled(self, runs: list[tuple[int, int]]) -> None:
         """With the lock held: settlement markers in the intake (synced at once under "sync")."""
@@ -600,7 +607,7 @@ class Spool:
         self._dirty = True
 
     def _delete(self, seqs: list[int]) -> bool:
-        """With the lock held: delete settled rows from SQLite and add the pending tally, in one transaction."""
+        """With _db_lock held: delete settled rows from SQLite and add the pending tally, in one transaction."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -669,7 +676,7 @@ class Spool:
         self._stop.set()
         if self._keeper is not threading.current_thread():
             self._keeper.join(KEEPER_JOIN)
-        with self._lock:
+        with self._lock, self._db_lock:
             if self._closed:
                 return
             self._closed = True
@@ -697,6 +704,10 @@ class Spool:
 
     def _refill(self) -> None:
         """With the lock held: read the oldest rows not in memory, up to the window."""
+        with self._db_lock:
+            self._refill_locked()
+
+    def _refill_locked(self) -> None:
         try:
             self._move_now()
         except sqlite3.Error as exc:
@@ -854,7 +865,7 @@ class Spool:
         if not rows:
             return True
         size = sum(len(row[3]) for row in rows)
-        with self._lock:
+        with self._lock, self._db_lock:
             if self._closed or self._stored + size + ROW_OVERHEAD * len(rows) > self.max_bytes:
                 return False
             first = self._next
@@ -897,7 +908,7 @@ class Spool:
                 now = time.monotonic()
                 if len(self._unmoved) >= MOVE_AT_EVENTS or now - last_move >= MOVE_AFTER:
                     last_move = now
-                    with self._lock:
+                    with self._lock, self._db_lock:
                         if self._closed:
                             return
                         self._move_now()
@@ -943,7 +954,7 @@ class Spool:
                 segments.popleft().close(remove=True)
 
     def _checkpoint(self) -> None:
-        with self._lock:
+        with self._db_lock:
             if self._closed:
                 return
             self._commits = 0
@@ -956,7 +967,7 @@ class Spool:
                 self._db.execute(f"PRAGMA incremental_vacuum({free // 2})")
 
     def _publish_status(self) -> None:
-        with self._lock:
+        with self._db_lock:
             if self._closed:
                 return
             row = self._db.execute("SELECT at FROM events ORDER BY seq LIMIT 1").fetchone()
@@ -976,14 +987,17 @@ class Spool:
 
     def _before_fork(self) -> None:
         self._lock.acquire()
+        self._db_lock.acquire()
 
     def _after_fork_in_parent(self) -> None:
+        self._db_lock.release()
         self._lock.release()
 
     def _after_fork_in_child(self) -> None:
         # The parent owns this file. Closing our copy of the lock descriptor keeps the parent's flock
         # (it lives on the shared open file description) and lets the file be adopted once the parent dies.
         self._lock = threading.Lock()
+        self._db_lock = threading.Lock()
         self._closed = True
         _inherited.append(self._db)
         os.close(self._own.fd)
