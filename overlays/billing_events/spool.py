@@ -386,8 +386,9 @@ class Spool:
         self.max_bytes = config.max_bytes
         self._window_events = window_events
         self._window_bytes = window_bytes
-        # _lock guards the queue's state (track() takes only it); _db_lock the SQLite connection. When a
-        # step needs both, it takes _lock first: a checkpoint's fsyncs never hold up track().
+        # _lock guards the queue's state (track() takes only it); _db_lock the SQLite connection. A step
+        # that needs both takes _db_lock first, and holds _lock only briefly: SQLite's work (moves,
+        # checkpoints and their fsyncs) never holds up track().
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._items: deque[tuple[int, bytes]] = deque()
@@ -503,48 +504,45 @@ class Spool:
         if self.config.durability != "os":
             _fsync_directory(self.config.directory)  # the new file's name survives a power loss too
 
-    def _move(self, through: int) -> None:
-        """With the lock held, inside a transaction: copy the intake records not yet in SQLite.
+    def _move_now(self, *, closing: bool = False) -> None:
+        """With _db_lock held (and _lock not): move the intake records into SQLite, in one transaction.
 
-        ``through`` is the last seq given out: every record up to it is then in SQLite or settled.
+        The records are taken under _lock and inserted without it, so track() goes on meanwhile. A
+        settlement that comes in between finds them gone from the intake's list and deletes them from
+        SQLite, which it can do only once this transaction has committed (it needs _db_lock).
         """
-        if through > self._moved_through:
-            db = self._db
-            db.executemany(INSERT, self._unmoved.values())
+        with self._lock:
+            if self._closed and not closing:
+                return
+            through = self._next - 1
+            if through <= self._moved_through:
+                return
+            rows, self._unmoved = self._unmoved, {}
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(INSERT, rows.values())
             db.execute(MOVED_THROUGH, (str(through),))
             self._write_tally()
-
-    def _moved(self, through: int) -> None:
-        """With the lock held, after the transaction that moved the intake records committed."""
-        if through > self._moved_through:
-            self._moved_through = through
-            self._unmoved = {}
-            self._tally.clear()
-            self._commits += 1
-            self._dirty = True
-
-    def _move_now(self) -> None:
-        """With the lock held: move the intake records in a transaction of their own."""
-        through = self._next - 1
-        if through <= self._moved_through:
-            return
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            self._move(through)
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
+            with self._lock:
+                self._unmoved = {**rows, **self._unmoved}
             raise
-        self._moved(through)
+        self._tally.clear()
+        self._commits += 1
+        self._dirty = True
+        with self._lock:
+            self._moved_through = max(self._moved_through, through)
 
     def take_batch(self) -> list[Pending]:
         """The next request's worth of events; they stay in the file until they are settled."""
         rules, key_field = self.rules, self.rules.key_field
+        if not self._items and self._backlog and not self._closed:
+            self._refill()
         with self._lock:
-            if not self._items and self._backlog and not self._closed:
-                self._refill()
             items = self._items
             batch: list[Pending] = []
             size = rules.envelope_bytes
@@ -676,62 +674,62 @@ class Spool:
         self._stop.set()
         if self._keeper is not threading.current_thread():
             self._keeper.join(KEEPER_JOIN)
-        with self._lock, self._db_lock:
-            if self._closed:
-                return
-            self._closed = True
-            empty = self.depth == 0
+        with self._db_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True  # no track() from here on
             moved = False
             try:
-                self._move_now()
+                self._move_now(closing=True)
                 moved = True
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._db.close()
             except sqlite3.Error as exc:
                 log.error("closing the spool %s: %s", self._own.db_path, exc)
+            # Once in SQLite (checkpointed and synced), the intake is not needed.
             for segment in self._segments:
-                segment.close(
-                    remove=moved
-                )  # once in SQLite (checkpointed and synced), the intake is not needed
+                segment.close(remove=moved)
             self._segments.clear()
             if self._wal_fd is not None:
                 os.close(self._wal_fd)
                 self._wal_fd = None
-            self._own.release(remove=empty)
+            self._own.release(remove=self.depth == 0)
         _live.discard(self)
 
     # -- reading back -------------------------------------------------------
 
     def _refill(self) -> None:
-        """With the lock held: read the oldest rows not in memory, up to the window."""
+        """Read the oldest rows not in memory back from SQLite, up to the window (_lock not held)."""
         with self._db_lock:
-            self._refill_locked()
-
-    def _refill_locked(self) -> None:
-        try:
-            self._move_now()
-        except sqlite3.Error as exc:
-            log.error("could not move spooled events into %s: %s", self._own.db_path.name, exc)
-            return
-        rows = self._db.execute(
-            "SELECT seq, crc, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (self._loaded, self._window_events),
-        ).fetchall()
-        if len(rows) < self._window_events:
-            self._backlog = False
-        bad: list[int] = []
-        for seq, crc, payload in rows:
-            self._loaded = seq
-            if zlib.crc32(payload) != crc:
-                bad.append(seq)
-                continue
-            self._items.append((seq, payload))
-            self._window_size += len(payload)
-            if self._window_size >= self._window_bytes:
-                self._backlog = True
-                break
-        if bad:
-            self._set_aside_rows(bad)
+            try:
+                self._move_now()
+            except sqlite3.Error as exc:
+                log.error("could not move spooled events into %s: %s", self._own.db_path.name, exc)
+                return
+            with self._lock:
+                if self._items or not self._backlog or self._closed:
+                    return
+                rows = self._db.execute(
+                    "SELECT seq, crc, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (self._loaded, self._window_events),
+                ).fetchall()
+                # Caught up only if nothing was tracked since the move (that is still in the intake alone).
+                if len(rows) < self._window_events and self._next - 1 <= self._moved_through:
+                    self._backlog = False
+                bad: list[int] = []
+                for seq, crc, payload in rows:
+                    self._loaded = seq
+                    if zlib.crc32(payload) != crc:
+                        bad.append(seq)
+                        continue
+                    self._items.append((seq, payload))
+                    self._window_size += len(payload)
+                    if self._window_size >= self._window_bytes:
+                        self._backlog = True
+                        break
+                if bad:
+                    self._set_aside_rows(bad)
 
     def _set_aside_rows(self, seqs: list[int]) -> None:
         """Rows whose bytes changed on disk: moved to a side file, never sent."""
@@ -865,34 +863,42 @@ class Spool:
         if not rows:
             return True
         size = sum(len(row[3]) for row in rows)
-        with self._lock, self._db_lock:
-            if self._closed or self._stored + size + ROW_OVERHEAD * len(rows) > self.max_bytes:
-                return False
-            first = self._next
-            through = first + len(rows) - 1
+        with self._db_lock:
+            with self._lock:
+                if self._closed or self._stored + size + ROW_OVERHEAD * len(rows) > self.max_bytes:
+                    return False
+                first = self._next
+                through = first + len(rows) - 1
+                self._next = through + 1
+                unmoved, self._unmoved = self._unmoved, {}
+                self._backlog = True  # from here on, new events come after these, read back in order
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
-                self._move(through)
+                db.executemany(INSERT, unmoved.values())
                 db.executemany(
                     INSERT, [(first + n, at, crc, payload) for n, (_, at, crc, payload) in enumerate(rows)]
                 )
+                db.execute(MOVED_THROUGH, (str(through),))
+                self._write_tally()
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
+                with self._lock:
+                    self._unmoved = {**unmoved, **self._unmoved}
                 log.error("could not adopt %d spooled events: %s", len(rows), exc)
                 return False
-            self._moved(through)
-            self._next = through + 1
+            self._tally.clear()
             self._commits += 1
             self._dirty = True
-            self.depth += len(rows)
-            self._stored += size + ROW_OVERHEAD * len(rows)
-            self._waiting += len(rows)
-            self.bytes += size
-            self._backlog = True
-            self.recovered += len(rows)
+            with self._lock:
+                self._moved_through = max(self._moved_through, through)
+                self.depth += len(rows)
+                self._stored += size + ROW_OVERHEAD * len(rows)
+                self._waiting += len(rows)
+                self.bytes += size
+                self.recovered += len(rows)
         return True
 
     # -- the keeper thread ----------------------------------------------------
@@ -908,9 +914,7 @@ class Spool:
                 now = time.monotonic()
                 if len(self._unmoved) >= MOVE_AT_EVENTS or now - last_move >= MOVE_AFTER:
                     last_move = now
-                    with self._lock, self._db_lock:
-                        if self._closed:
-                            return
+                    with self._db_lock:
                         self._move_now()
                 if not group or now - last_sync >= self.config.fsync_interval:
                     last_sync = now
@@ -986,12 +990,12 @@ class Spool:
     # -- fork -----------------------------------------------------------------
 
     def _before_fork(self) -> None:
-        self._lock.acquire()
         self._db_lock.acquire()
+        self._lock.acquire()
 
     def _after_fork_in_parent(self) -> None:
-        self._db_lock.release()
         self._lock.release()
+        self._db_lock.release()
 
     def _after_fork_in_child(self) -> None:
         # The parent owns this file. Closing our copy of the lock descriptor keeps the parent's flock
