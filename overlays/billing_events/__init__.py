@@ -39,6 +39,7 @@ from .errors import (
 )
 from .outcomes import Outcome, OutcomeStatus, Report, partial_report
 from .retry import RetryPolicy
+from .spool import SpoolConfig
 from .stats import Stats
 
 # A library adds no output of its own: the application decides where records go (see README, Logging).
@@ -71,6 +72,7 @@ __all__ = [
     "Secret",
     "SenderClosedError",
     "ServerError",
+    "SpoolConfig",
     "Stats",
     "Togai",
     "TransportError",

@@ -31,6 +31,11 @@ DEFAULT_BLOCK_TIMEOUT = 1.0
 DEFAULT_ATEXIT_TIMEOUT = 5.0
 DEFAULT_CLOSE_TIMEOUT = 30.0
 
+# Durable spool.
+DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+# Seconds between two fsyncs of the spool under durability="group": what a power loss can take.
+DEFAULT_FSYNC_INTERVAL = 0.05
+
 # Async client.
 DEFAULT_MAX_IN_FLIGHT = 8
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 import warnings
 import weakref
 from collections.abc import Callable
@@ -29,8 +31,9 @@ from .delivery import AsyncDelivery
 from .errors import ConfigurationError, QueueFullError, SenderClosedError
 from .providers import Pending, Settled
 from .providers.base import settle_unsent
-from .queueing import EventQueue, SenderOptions, left_behind
+from .queueing import Queue, SenderOptions
 from .sender_core import SenderClient, SenderCore
+from .spool import SpoolConfig
 from .stats import Stats
 from .text import shorten
 
@@ -56,15 +59,18 @@ class _Holdings:
     It never refers to the sender, so a finalizer on the sender can hold it.
     """
 
-    def __init__(self, name: str, queue: EventQueue, flying: set[Pending], sink: OutcomeSink) -> None:
+    def __init__(self, name: str, queue: Queue, flying: set[Pending], sink: OutcomeSink) -> None:
         self.name = name
         self.queue = queue
         self.flying = flying
         self.sink = sink
 
     def settle(self, why: str) -> int:
-        """Dead-letter everything held: queued events failed, in-flight ones unknown. How many there were."""
-        left = left_behind(self.queue.drain(), list(self.flying), why)
+        """Dead-letter everything held: queued events failed, in-flight ones unknown (a spool keeps them).
+
+        How many were dead-lettered.
+        """
+        left = self.queue.leave(list(self.flying), why)
         self.flying.clear()
         if left:
             log.warning(
@@ -80,6 +86,7 @@ class _Holdings:
 
 def _never_closed(holdings: _Holdings) -> None:
     count = holdings.settle("the sender was never closed")
+    holdings.queue.close()
     warnings.warn(
         f"an AsyncBackgroundSender for {holdings.name} was never closed; "
         f"{count} events it held were dead-lettered",
@@ -103,6 +110,7 @@ class AsyncBackgroundSender(SenderCore):
         max_in_flight: int | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_drop: OutcomeCallback | None = None,
+        spool: str | os.PathLike[str] | SpoolConfig | None = None,
     ) -> None:
         in_flight = client.max_in_flight if max_in_flight is None else max_in_flight
         if not (isinstance(in_flight, int) and 1 <= in_flight <= 256):
@@ -115,6 +123,7 @@ class AsyncBackgroundSender(SenderCore):
             flush_interval=flush_interval,
             flush_at_events=flush_at_events,
             flush_at_bytes=flush_at_bytes,
+            spool=None if spool is None else SpoolConfig.of(spool),
         )
         super().__init__(client, options, on_outcome, on_drop)
         self._async_client = client
@@ -128,6 +137,10 @@ class AsyncBackgroundSender(SenderCore):
         self._holdings = _Holdings(self._rules.name, self._queue, self._flying, self._sink)
         # Runs when the sender is collected (or at interpreter exit) unless a close() accounted for everything.
         self._unclosed = weakref.finalize(self, _never_closed, self._holdings)
+        if self._queue:
+            # A spool holds events of earlier senders: send them from the start when a loop runs here.
+            with contextlib.suppress(RuntimeError):
+                self._ensure_runner()
 
     # -- the caller's side ------------------------------------------------
 
@@ -164,12 +177,18 @@ class AsyncBackgroundSender(SenderCore):
                 raise QueueFullError(f"the queue is full ({self._fullness()})")
             self._drop(key, payload)
             return
-        self._queue.push(payload)
+        refused = self._push(payload)
+        if refused is not None:
+            self._drop(key, payload, refused)
+            return
         self._accepted += 1
-        if self._runner is None:
-            self._runner = asyncio.get_running_loop().create_task(self._run())
+        self._ensure_runner()
         if self._batch_ready():
             self._nudge()
+
+    def _ensure_runner(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run())
 
     @property
     def stats(self) -> Stats:
@@ -177,7 +196,11 @@ class AsyncBackgroundSender(SenderCore):
 
     async def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send everything queued so far; True when it all settled within ``timeout``."""
-        target = self._accepted
+        # A spool takes over the files of senders that died since it last looked (file I/O: off the loop).
+        await asyncio.to_thread(self._queue.adopt, time.monotonic() + timeout)
+        target = self._queue.next_seq
+        if self._queue and not self._closed:
+            self._ensure_runner()
         self._nudge()
         try:
             async with asyncio.timeout(timeout):
@@ -193,6 +216,8 @@ class AsyncBackgroundSender(SenderCore):
         was in flight ``unknown`` before the cancellation goes on. A ``close()`` while
         another runs waits for it (within its own ``timeout``).
         """
+        if self._queue and not self._closed:
+            self._ensure_runner()  # events a spool took over from an earlier sender
         self._closed = True
         self._nudge()
         deadline = asyncio.get_running_loop().time() + timeout
@@ -208,6 +233,7 @@ class AsyncBackgroundSender(SenderCore):
             raise
         # The sending task may have been cancelled by someone else: whatever it left is accounted for here.
         self._abandon("the sending task ended early")
+        self._queue.close()
         stats = self.stats
         if not self._finished:
             self._finished = True
@@ -301,7 +327,7 @@ class AsyncBackgroundSender(SenderCore):
     def _record(self, delivered: list[Pending], settled: list[Settled]) -> None:
         delivered, settled = self._claim(delivered, settled)
         if delivered or settled:
-            self._sink.record_settled(delivered, settled)
+            self._store(delivered, settled)
             self._recorded(delivered, settled)
             self._notify()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from typing import Literal, Protocol
@@ -32,8 +33,9 @@ from .delivery import SyncDelivery
 from .errors import ConfigurationError, QueueFullError, SenderClosedError
 from .providers import Pending, Settled
 from .providers.base import settle_unsent
-from .queueing import SenderOptions, past_deadline
+from .queueing import SenderOptions
 from .sender_core import SenderClient, SenderCore
+from .spool import SpoolConfig
 from .stats import Stats
 from .text import shorten
 
@@ -69,6 +71,7 @@ class BackgroundSender(SenderCore):
         atexit_timeout: float = C.DEFAULT_ATEXIT_TIMEOUT,
         on_outcome: OutcomeCallback | None = None,
         on_drop: OutcomeCallback | None = None,
+        spool: str | os.PathLike[str] | SpoolConfig | None = None,
     ) -> None:
         if not (isinstance(workers, int) and 1 <= workers <= 64):
             raise ConfigurationError(f"workers: must be between 1 and 64, got {workers!r}")
@@ -84,11 +87,13 @@ class BackgroundSender(SenderCore):
             flush_interval=flush_interval,
             flush_at_events=flush_at_events,
             flush_at_bytes=flush_at_bytes,
+            spool=None if spool is None else SpoolConfig.of(spool),
         )
         self._sync_client = client
         self._workers = workers
         self._atexit_timeout = atexit_timeout
         super().__init__(client, options, on_outcome, on_drop)
+        self._start_for_spool()
         reset_after_fork(self)
         close_at_exit(self)
 
@@ -101,8 +106,15 @@ class BackgroundSender(SenderCore):
         self._threads: list[threading.Thread] = []
 
     def _reset_after_fork(self) -> None:
-        # The parent owns its queued events; the child starts empty, with its own threads and locks.
+        # The parent owns its queued events (and its spool file); the child starts empty, with its own
+        # threads, locks and spool file.
         self._reset_core()
+        self._start_for_spool()
+
+    def _start_for_spool(self) -> None:
+        # A spool may hold earlier senders' events, and adopts dead ones' while running: send from the start.
+        if self._options.spool is not None:
+            self._start_workers()
 
     # -- the caller's side ------------------------------------------------
 
@@ -118,19 +130,21 @@ class BackgroundSender(SenderCore):
             room = self._queue.has_room(size) or self._wait_for_room(size)
             if self._closed:  # close() may have come while we waited for room
                 raise SenderClosedError("track() on a closed sender")
+            refused = None
             if room:
-                self._queue.push(payload)
-                self._accepted += 1
-                if not self._threads:
-                    self._start_workers()
-                if self._batch_ready() and not self._wake.is_set():
-                    self._wake.set()
-                return key
-            if self._options.on_full == "block":
+                refused = self._push(payload)
+                if refused is None:
+                    self._accepted += 1
+                    if not self._threads:
+                        self._start_workers()
+                    if self._batch_ready() and not self._wake.is_set():
+                        self._wake.set()
+                    return key
+            elif self._options.on_full == "block":
                 raise QueueFullError(
                     f"the queue stayed full for {self._options.block_timeout}s ({self._fullness()})"
                 )
-        self._drop(key, payload)
+        self._drop(key, payload, refused)
         return key
 
     def _wait_for_room(self, size: int) -> bool:
@@ -154,8 +168,10 @@ class BackgroundSender(SenderCore):
     def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send everything queued so far; True when it all settled within ``timeout``."""
         deadline = time.monotonic() + timeout
+        # A spool takes over the files of senders that died since it last looked (within the timeout).
+        self._queue.adopt(deadline)
         with self._lock:
-            target = self._accepted
+            target = self._queue.next_seq
             self._wake.set()
             while not self._settled_before(target):
                 remaining = deadline - time.monotonic()
@@ -187,6 +203,7 @@ class BackgroundSender(SenderCore):
             self._abandon()
             for thread in threads:
                 thread.join(0.5)
+        self._queue.close()
         stats = self.stats
         metrics.unwatch(self)
         log.info("%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name})
@@ -255,7 +272,7 @@ class BackgroundSender(SenderCore):
         with self._lock:
             delivered, settled = self._claim(delivered, settled)
         if delivered or settled:
-            self._sink.record_settled(delivered, settled)
+            self._store(delivered, settled)
             with self._lock:
                 self._recorded(delivered, settled)
                 self._changed.notify_all()
@@ -263,10 +280,8 @@ class BackgroundSender(SenderCore):
     def _abandon(self) -> None:
         """At the close deadline: dead-letter what is still queued or in flight."""
         with self._lock:
-            queued = self._queue.drain()
-            flying = list(self._flying)
+            left = self._queue.leave(list(self._flying), "close deadline passed")
             self._flying.clear()
-        left = past_deadline(queued, flying)
         if left:
             log.warning(
                 "%s sender: %d events not settled by the close deadline",

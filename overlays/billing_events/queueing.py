@@ -1,10 +1,14 @@
-"""The bounded event queue both background senders use; its owner does the locking."""
+"""The queue interface of the background senders, and the in-memory queue (its owner does the locking).
+
+``Spool`` (``spool.py``) is the durable queue with the same interface.
+"""
 
 from __future__ import annotations
 
+import builtins
 import sys
 from collections import deque
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import attrs
 
@@ -13,6 +17,45 @@ from .config import at_least_one, positive_seconds
 from .errors import ConfigurationError
 from .outcomes import OutcomeStatus
 from .providers import Pending, ProviderRules, Settled
+
+if TYPE_CHECKING:
+    from .spool import SpoolConfig
+
+
+class Queue(Protocol):
+    """What the senders use of a queue: the in-memory ``EventQueue`` and the durable ``Spool`` alike."""
+
+    bytes: int
+    """Payload bytes waiting to be taken."""
+    depth: int
+    """Events held on disk, in flight included (0 in memory)."""
+    recovered: int
+    """Events taken over from an earlier sender's spool."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def head_seq(self) -> int: ...
+
+    @property
+    def next_seq(self) -> int: ...
+
+    def has_room(self, size: int) -> bool: ...
+
+    def fullness(self) -> str: ...
+
+    def push(self, payload: builtins.bytes) -> None: ...
+
+    def take_batch(self) -> list[Pending]: ...
+
+    def settle(self, delivered: list[Pending], settled: list[Settled]) -> None: ...
+
+    def leave(self, flying: list[Pending], why: str) -> list[Settled]: ...
+
+    def adopt(self, deadline: float | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
 
 # What a queued payload costs beyond its length: the bytes object's header and the deque's pointer.
 ITEM_OVERHEAD = sys.getsizeof(b"") + 8
@@ -30,12 +73,21 @@ class EventQueue:
         self.bytes = 0
         # Sequence number of the event at the head: events are numbered in the order they were queued.
         self.head_seq = 0
+        self.depth = 0
+        self.recovered = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def next_seq(self) -> int:
+        return self.head_seq + len(self._items)
+
     def has_room(self, size: int) -> bool:
         return len(self._items) < self.max_events and self.bytes + size + ITEM_OVERHEAD <= self.max_bytes
+
+    def fullness(self) -> str:
+        return f"{len(self._items)} events, {self.bytes} bytes"
 
     def push(self, payload: bytes) -> None:
         self._items.append(payload)
@@ -67,6 +119,19 @@ class EventQueue:
         self.head_seq += len(batch)
         return batch
 
+    def settle(self, delivered: list[Pending], settled: list[Settled]) -> None:
+        """Settled events left the queue when they were taken: nothing to do."""
+
+    def leave(self, flying: list[Pending], why: str) -> list[Settled]:
+        """A sender stops short: what it held, settled (queued events failed, in-flight ones unknown)."""
+        return left_behind(self.drain(), flying, why)
+
+    def adopt(self, deadline: float | None = None) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
 
 def _policy(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in ("block", "drop"):
@@ -84,11 +149,16 @@ class SenderOptions:
     flush_interval: float = attrs.field(default=C.DEFAULT_FLUSH_INTERVAL, validator=positive_seconds)
     flush_at_events: int | None = None
     flush_at_bytes: int | None = None
+    spool: SpoolConfig | None = None
 
     def check(self, rules: ProviderRules) -> None:
         if self.max_queue_bytes < rules.max_batch_bytes:
             raise ConfigurationError(
                 f"max_queue_bytes: must be at least one request body ({rules.max_batch_bytes} bytes)"
+            )
+        if self.spool is not None and self.spool.max_bytes < rules.max_batch_bytes:
+            raise ConfigurationError(
+                f"spool max_bytes: must be at least one request body ({rules.max_batch_bytes} bytes)"
             )
 
     def events_trigger(self, rules: ProviderRules) -> int:
@@ -103,7 +173,3 @@ def left_behind(queued: list[Pending], flying: list[Pending], why: str) -> list[
     return [Settled(p, OutcomeStatus.FAILED, f"{why} while queued") for p in queued] + [
         Settled(p, OutcomeStatus.UNKNOWN, f"{why} while the request was in flight") for p in flying
     ]
-
-
-def past_deadline(queued: list[Pending], flying: list[Pending]) -> list[Settled]:
-    return left_behind(queued, flying, "close deadline passed")

@@ -14,7 +14,8 @@ from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink
 from .errors import InvalidEventError
 from .outcomes import Outcome, OutcomeStatus
 from .providers import Pending, ProviderRules, Settled
-from .queueing import EventQueue, SenderOptions
+from .queueing import EventQueue, Queue, SenderOptions
+from .spool import Spool, SpoolWriteError
 from .stats import Stats, StatsCounter
 from .text import shorten
 
@@ -63,7 +64,7 @@ class SenderCore:
         metrics.watch_queue(self, self._rules.name, _queue_depth)
 
     def _reset_core(self) -> None:
-        self._queue = EventQueue(self._rules, self._options.max_queue_events, self._options.max_queue_bytes)
+        self._queue = self._new_queue()
         self._accepted = 0
         # The events whose request is out; close() may abandon them, and then a late answer is ignored.
         self._flying: set[Pending] = set()
@@ -78,6 +79,19 @@ class SenderCore:
             self._on_outcome,
         )
 
+    def _new_queue(self) -> Queue:
+        options = self._options
+        if options.spool is None:
+            return EventQueue(self._rules, options.max_queue_events, options.max_queue_bytes)
+        # The spool's memory window is the in-memory queue's bounds; the file holds the rest.
+        return Spool(
+            self._rules,
+            options.spool,
+            self._client.config.base_url,
+            options.max_queue_events,
+            options.max_queue_bytes,
+        )
+
     def _encode(self, event: object) -> tuple[str, bytes | None]:
         """The key and payload of an event; payload None when it broke the spec (already recorded)."""
         try:
@@ -87,15 +101,25 @@ class SenderCore:
             self._sink.record([rejected_outcome(exc, event)])
             return exc.key or "", None
 
+    def _push(self, payload: bytes) -> str | None:
+        """Queue a payload: None when it is in, else why the spool refused it (under "block" it raises)."""
+        try:
+            self._queue.push(payload)
+        except SpoolWriteError as exc:
+            if self._options.on_full == "block":
+                raise
+            return str(exc)
+        return None
+
     def _batch_ready(self) -> bool:
         return len(self._queue) >= self._flush_at_events or self._queue.bytes >= self._flush_at_bytes
 
     def _fullness(self) -> str:
-        return f"{len(self._queue)} events, {self._queue.bytes} bytes"
+        return self._queue.fullness()
 
-    def _drop(self, key: str, payload: bytes) -> None:
+    def _drop(self, key: str, payload: bytes, why: str | None = None) -> None:
         """Dead-letter, count and report an event a full queue refused under the drop policy."""
-        reason = f"queue full ({self._fullness()})"
+        reason = why or f"queue full ({self._fullness()})"
         outcome = Outcome(
             key=key, status=OutcomeStatus.DROPPED, event=Pending(key, payload).event, reason=reason
         )
@@ -121,6 +145,14 @@ class SenderCore:
         self._recording.update(item.pending for item in settled)
         return delivered, settled
 
+    def _store(self, delivered: list[Pending], settled: list[Settled]) -> None:
+        """Record the outcomes of claimed events, then take them out of the queue (a spool's file).
+
+        Dead letters come first: a crash in between re-sends an event, never loses it.
+        """
+        self._sink.record_settled(delivered, settled)
+        self._queue.settle(delivered, settled)
+
     def _recorded(self, delivered: list[Pending], settled: list[Settled]) -> None:
         """The outcomes of claimed events are now counted and dead-lettered."""
         self._recording.difference_update(delivered)
@@ -138,8 +170,13 @@ class SenderCore:
         return not (self._queue and self._queue.head_seq < target)
 
     def _snapshot(self) -> Stats:
-        snapshot = self._counter.snapshot(in_queue=len(self._queue), **self._client.pacing_stats())
-        return attrs.evolve(snapshot, enqueued=self._accepted)
+        queue = self._queue
+        return attrs.evolve(
+            self._counter.snapshot(in_queue=len(queue), **self._client.pacing_stats()),
+            enqueued=self._accepted,
+            in_spool=queue.depth,
+            recovered=queue.recovered,
+        )
 
     def _count_retry(self, amount: int) -> None:
         self._counter.add("retried", amount)

@@ -30,6 +30,10 @@ class Stats:
     pace: float | None = None
     budget_wait: float = 0.0
     throttled: int = 0
+    in_spool: int = 0
+    """Events in the durable spool, in flight included (a sender with ``spool=``)."""
+    recovered: int = 0
+    """Events taken over from the spool files of earlier or dead senders."""
 
     @property
     def settled(self) -> int:

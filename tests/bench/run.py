@@ -9,12 +9,13 @@ provider's success body and can sleep before answering. Rows per provider:
 a raw httpx baseline, the official clients, then this project's sync
 ``send()``, background ``track()`` and async ``send()``; each as events/s and
 as a ratio to the baseline (the first row). Then: ``track()`` cost on the
-caller's thread, the cost of one call beside PostHog's ``capture()`` and Segment's
-``track()`` (``bench.caller_cost``), peak memory of a byte-bounded queue of 1,000,000 events, and
-the wall time of ``make regenerate``. Then the backfill rows: Lago events through the Dask and
-Spark adapters with 2 workers (``bench.backfill``), beside the best single-process Lago row of the
-same latency. Last, the pacing rows (``bench.pacing``): goodput at the provider's rate budget
-against the rate-limited mock, from one process and from four.
+caller's thread (in memory, and with a spool at each durability), the cost of one call beside
+PostHog's ``capture()`` and Segment's ``track()`` (``bench.caller_cost``), peak memory of a
+byte-bounded queue of 1,000,000 events, the recovery of 1,000,000 spooled events by a new sender
+after a SIGKILL, and the wall time of ``make regenerate``. Then the backfill rows: Lago events
+through the Dask and Spark adapters with 2 workers (``bench.backfill``), beside the best
+single-process Lago row of the same latency. Last, the pacing rows (``bench.pacing``): goodput at
+the provider's rate budget against the rate-limited mock, from one process and from four.
 """
 
 from __future__ import annotations
@@ -330,11 +331,37 @@ def backfill_table(
     return table
 
 
+def spool_table(results: list[tuple[int, str, Measurement, float]], tracks: list[dict[str, Any]]) -> Table:
+    """The spool's rows: throughput as a ratio to the in-memory sender, and track() per durability."""
+    table = Table(title="durable spool", title_justify="left")
+    for column in ("measure", "in memory", "spool", "ratio"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for latency, provider, measurement, _ in results:
+        if "spool" not in measurement.row:
+            continue
+        memory = _rate(results, latency, provider, measurement.row.split(", spool")[0])
+        table.add_row(
+            f"{provider}, {latency} ms: {measurement.row}",
+            f"{memory:,.0f} ev/s",
+            f"{measurement.rate:,.0f} ev/s",
+            f"{measurement.rate / memory:.2f}x",
+        )
+    for track in tracks:
+        table.add_row(
+            f"track() median / p99 / p99.9, {track['durability']} ({track['calls']:,} calls)",
+            "",
+            f"{track['median_us']:.2f} / {track['p99_us']:.2f} / {track['p999_us']:.0f} µs",
+            "",
+        )
+    return table
+
+
 def targets_table(
     results: list[tuple[int, str, Measurement, float]],
     track: dict[str, Any] | None,
     memory: dict[str, Any] | None,
     backfills: Sequence[dict[str, Any]] = (),
+    tracks: Sequence[dict[str, Any]] = (),
 ) -> Table:
     table = Table(title="targets", title_justify="left")
     for column in ("target", "measured", "met"):
@@ -377,6 +404,15 @@ def targets_table(
     if track is not None:
         check("track() median ≤ 5 µs", track["median_us"], 5, " µs", at_most=True)
         check("track() p99 ≤ 50 µs", track["p99_us"], 50, " µs", at_most=True)
+    for found in tracks:
+        if found["durability"] == "group":
+            check("track() with a spool (group): median ≤ 15 µs", found["median_us"], 15, " µs", at_most=True)
+            check("track() with a spool (group): p99 ≤ 100 µs", found["p99_us"], 100, " µs", at_most=True)
+    for provider in ("togai", "lago"):
+        spooled = _rate(results, 0, provider, "billing_events track() + flush, 2 workers, spool")
+        if spooled == spooled:
+            memory_rate = _rate(results, 0, provider, "billing_events track() + flush")
+            check(f"{provider}, no latency: spool ≥ 0.7x in memory", spooled / memory_rate, 0.7, "x")
     if memory is not None:
         check(
             "queue peak RSS delta ≤ bound + 20%",
@@ -416,6 +452,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="only the cost of one call on the caller's thread: ours beside PostHog and Segment",
     )
+    parser.add_argument(
+        "--recovery-events",
+        type=int,
+        default=1_000_000,
+        help="events a killed sender leaves in its spool for the recovery measurement (default: 1,000,000)",
+    )
     args = parser.parse_args(argv)
     providers = [name for name in args.providers.split(",") if name]
     scenarios = [int(value) for value in args.scenarios.split(",") if value]
@@ -438,7 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         backfills = (
             run_backfills(console, origin, scenarios) if args.backfills and "lago" in providers else []
         )
-        track = memory = None
+        track = memory = recovery = None
+        tracks: list[dict[str, Any]] = []
         regenerate = None
         callers: list[dict[str, Any]] | None = None
         if not args.skip_extras:
@@ -451,6 +494,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             console.print("  measuring the cost of one call: track(), posthog.capture(), analytics.track() …")
             callers = caller_costs(origin)
+            tracks = [track]
+            for durability in ("os", "group", "sync"):
+                console.print(f"  measuring track() cost with a spool, durability={durability} …")
+                tracks.append(
+                    min(
+                        (
+                            run_module("bench.track_cost", f"{origin}/togai", durability)
+                            for _ in range(REPEATS if durability != "sync" else 1)
+                        ),
+                        key=lambda found: float(found["median_us"]),
+                    )
+                )
+            console.print(f"  measuring recovery of {args.recovery_events:,} spooled events …")
+            recovery = run_module("bench.spool_recovery", f"{origin}/togai", str(args.recovery_events))
     if not args.skip_extras:
         console.print("  measuring queue memory with 1,000,000 events …")
         memory = run_module("bench.queue_memory")
@@ -481,7 +538,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(
             f"make regenerate (specs/regenerate.py into a temp dir): {regenerate:.1f} s", highlight=False
         )
-    console.print(targets_table(results, track, memory, backfills))
+    if tracks or any("spool" in measurement.row for _, _, measurement, _ in results):
+        console.print(spool_table(results, tracks))
+    if recovery is not None:
+        console.print(
+            f"spool recovery: {recovery['events']:,} events left by a SIGKILLed sender"
+            f" ({recovery['bytes_on_disk'] / 2**20:,.0f} MiB on disk, {recovery['bytes_per_event']:.0f} B/event);"
+            f" a new sender adopted them in {recovery['adopt_seconds']:.1f} s and re-sent all in"
+            f" {recovery['recovery_seconds']:.1f} s ({recovery['events_per_second']:,.0f} events/s)",
+            highlight=False,
+        )
+    console.print(targets_table(results, track, memory, backfills, tracks))
     if not args.skip_pacing:
         console.print(pacing.measure(console, providers, pacing.DEFAULT_SECONDS))
     return 0

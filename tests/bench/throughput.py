@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import attrs
 import httpx
 import orjson
 from attrs import frozen
 from demo.generate_events import lago_events, togai_events
 
-from billing_events import AsyncLago, AsyncTogai, Lago, Togai
+from billing_events import AsyncLago, AsyncTogai, Lago, SpoolConfig, Togai
 
 TOKEN = "bench-token"
 POOL_SIZE = 5_000
@@ -197,13 +199,32 @@ def overlay_send(target: Target, pool: Sequence[dict[str, Any]]) -> Measurement:
     return Measurement(row, events, elapsed)
 
 
-def overlay_background(target: Target, pool: Sequence[dict[str, Any]], *, workers: int = 1) -> Measurement:
+def overlay_background(
+    target: Target, pool: Sequence[dict[str, Any]], *, workers: int = 1, spool: str | None = None
+) -> Measurement:
+    """``spool`` names a durability: the sender then spools to a temporary directory."""
+    if spool is None:
+        return _overlay_background(target, pool, workers, None)
+    with tempfile.TemporaryDirectory() as directory:
+        config = SpoolConfig(directory, durability=spool)  # type: ignore[arg-type]
+        return _overlay_background(target, pool, workers, config)
+
+
+def _overlay_background(
+    target: Target, pool: Sequence[dict[str, Any]], workers: int, spool: SpoolConfig | None
+) -> Measurement:
     row = f"billing_events track() + flush, {workers} worker{'s' if workers > 1 else ''}"
+    if spool is not None:
+        row += f", spool ({spool.durability})"
     with _client(target) as client:
         # A queue of a few batches per worker: track() then runs at the pace of delivery (block policy).
+        # With a spool, the spool's bound plays that part (about the same number of events).
         queue_events = target.batch * 4 * workers
+        if spool is not None:
+            spool = attrs.evolve(spool, max_bytes=max(queue_events * 300, 1 << 20))
+            queue_events = 100_000  # the in-memory window holds all the spool does: nothing is read back
         sender = client.background(
-            workers=workers, max_queue_events=queue_events, on_full="block", block_timeout=60
+            workers=workers, max_queue_events=queue_events, on_full="block", block_timeout=60, spool=spool
         )
         try:
             events = itertools.cycle(pool)
@@ -265,5 +286,9 @@ def rows_for(provider: str, *, in_flight: int, workers: int) -> list[tuple[str, 
         *official,
         ("send", overlay_send),
         ("background", lambda target, pool: overlay_background(target, pool, workers=workers)),
+        (
+            "background-spool",
+            lambda target, pool: overlay_background(target, pool, workers=workers, spool="group"),
+        ),
         ("async", lambda target, pool: overlay_async(target, pool, in_flight=in_flight)),
     ]

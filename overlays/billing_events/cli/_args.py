@@ -14,6 +14,7 @@ from ._input import FORMATS, STDIN
 from ._mock import DESCRIPTION as MOCK_DESCRIPTION
 from ._mock import add_arguments as add_mock_arguments
 from ._providers import PROVIDERS, Provider
+from ._spool import add_parser as add_spool_parser
 
 DESCRIPTION = """\
 Send usage events to Togai or Lago from a JSONL or CSV file, with batching,
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_mock_arguments(mock)
+    add_spool_parser(commands)
     return parser
 
 

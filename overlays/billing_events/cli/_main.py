@@ -16,6 +16,7 @@ from ._ingest import ingest
 from ._mock import mock
 from ._providers import Provider
 from ._replay import replay
+from ._spool import run as spool_status
 
 log = logging.getLogger("billing_events.cli")
 
@@ -36,7 +37,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: IO[bytes] | None = None) -
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     code = _run(args, out, err, stdin)
-    provider: Provider | None = getattr(args, "provider_spec", None)  # `mock` serves both providers
+    provider: Provider | None = getattr(args, "provider_spec", None)  # `mock` and `spool` have none
     name = provider.name if provider is not None else "both"
     log.info(
         "%s %s ended with exit code %d",
@@ -52,6 +53,8 @@ def _run(args: argparse.Namespace, out: Console, err: Console, stdin: IO[bytes] 
     try:
         if args.command == "mock":
             return mock(args, err)
+        if args.command == "spool":
+            return spool_status(args, out, err)
         _require_token(args)
         if args.command == "ingest":
             return ingest(args, out, err, stdin)

@@ -1,0 +1,489 @@
+"""The durable spool (``background(spool=...)``): tracked events survive SIGKILL, through the real mock.
+
+Children are made with ``os.fork()`` (milliseconds, where a fresh interpreter costs most of a second),
+report each key once ``track()`` has returned, and are SIGKILLed after a seeded random number of keys:
+while tracking, while requests are out, while settling, while closing. A new sender on the same
+directory then finishes the job. Counts are scaled down to keep the module near 30 s on 2 cores:
+10 kills of children tracking up to 120 events each, per target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import random
+import signal
+import sqlite3
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from billing_events.mock import create_app
+from billing_events.mock.testing import serve_in_thread
+
+from billing_events import (
+    AsyncLago,
+    AsyncTogai,
+    Lago,
+    QueueFullError,
+    RetryPolicy,
+    SpoolConfig,
+    Togai,
+)
+from billing_events import spool as spool_module
+from billing_events.spool import _fold_intake as fold_intake
+from billing_events.spool import spool_status
+
+from .scripted import lago_event, togai_event
+
+TOKEN = "test-token"
+TARGETS = ["togai", "lago-postgres", "lago-clickhouse"]
+# Never exhausted under the faults below: a crash test must not end an event as unknown.
+POLICY = RetryPolicy(max_attempts=40, deadline=60, initial_delay=0.001, max_delay=0.01, max_retry_after=0.01)
+FAULTS = {"rate_429": 0.05, "rate_503": 0.1, "rate_drop": 0.1, "rate_lost_response": 0.1, "retry_after": 0}
+KILLS = 10
+PER_CHILD = 120
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with serve_in_thread(create_app()) as url:
+        yield url
+
+
+def prepare(server: str, target: str, faults: dict[str, Any] | None = None) -> str:
+    """Reset the mock for a target; returns the provider name."""
+    provider, _, store = target.partition("-")
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    httpx.put(f"{server}/_mock/lago_store", json={"store": store or "postgres"}).raise_for_status()
+    httpx.put(f"{server}/_mock/faults", json={"seed": 11, **(faults or {})}).raise_for_status()
+    return provider
+
+
+def stored_keys(server: str, provider: str) -> list[str]:
+    """What the provider would bill: the mock's events after its own deduplication."""
+    key_field = "id" if provider == "togai" else "transaction_id"
+    return [event[key_field] for event in httpx.get(f"{server}/_mock/events/{provider}").json()]
+
+
+def base_url(server: str, provider: str) -> str:
+    return f"{server}/togai" if provider == "togai" else f"{server}/lago/api/v1"
+
+
+def event(provider: str, key: str, number: int) -> dict[str, Any]:
+    if provider == "togai":
+        return togai_event(number, id=key)
+    made = lago_event(number, transaction_id=key)
+    del made["timestamp"]  # the overlay stamps it at acceptance: a re-send must carry the same one
+    return made
+
+
+def client(provider: str, url: str, asynchronous: bool = False, **options: Any) -> Any:
+    classes = {"togai": (Togai, AsyncTogai), "lago": (Lago, AsyncLago)}[provider]
+    return classes[asynchronous](TOKEN, base_url=url, retry=POLICY, max_batch_events=25, **options)
+
+
+def track_in_child(
+    directory: Path,
+    url: str,
+    provider: str,
+    prefix: str,
+    count: int,
+    out: int,
+    asynchronous: bool,
+    durability: str = "group",
+) -> None:
+    """The child's whole life: track, report each key, close. Never returns into pytest."""
+    code = 1
+    try:
+        os.write(out, b"started\n")
+        spool = SpoolConfig(directory, durability=durability)  # type: ignore[arg-type]
+        options: dict[str, Any] = {"spool": spool, "flush_interval": 0.01, "max_queue_events": 40}
+        if asynchronous:
+
+            async def run() -> None:
+                async with client(provider, url, asynchronous=True) as api:
+                    sender = api.background(**options)
+                    for number in range(count):
+                        key = f"{prefix}-{number}"
+                        sender.track(event(provider, key, number))
+                        os.write(out, key.encode() + b"\n")
+                        if number % 10 == 0:
+                            await asyncio.sleep(0)  # let the sending task run
+                    await sender.close(30)
+
+            asyncio.run(run())
+        else:
+            with client(provider, url) as api:
+                sender = api.background(workers=2, **options)
+                for number in range(count):
+                    key = f"{prefix}-{number}"
+                    sender.track(event(provider, key, number))
+                    os.write(out, key.encode() + b"\n")
+                sender.close(30)
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def fork(child: Callable[[int], None]) -> tuple[int, Any]:
+    """Fork a child that writes lines to a pipe; returns its pid and the pipe's reading end."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        child(write)
+    os.close(write)
+    return pid, os.fdopen(read, "rb")
+
+
+def run_and_kill(child: Callable[[int], None], kill_after: int) -> list[str]:
+    """Run a child and SIGKILL it once it reported ``kill_after`` keys; every key it reported."""
+    pid, lines = fork(child)
+    keys: list[str] = []
+    with lines:
+        assert lines.readline() == b"started\n"
+        while len(keys) < kill_after and (line := lines.readline()):
+            keys.append(line.decode().strip())
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        keys += [line.decode().strip() for line in lines]  # tracked before the kill landed
+    return keys
+
+
+def crash_loop(
+    server: str, target: str, directory: Path, asynchronous: bool, durability: str = "group"
+) -> None:
+    provider = prepare(server, target, FAULTS)
+    url = base_url(server, provider)
+    moments = random.Random(f"{target}-{asynchronous}").sample(range(PER_CHILD + 1), KILLS)
+    tracked: list[str] = []
+    attempted: set[str] = set()
+    for run, moment in enumerate(moments):
+        prefix = f"crash-{run}"
+        attempted.update(f"{prefix}-{n}" for n in range(PER_CHILD))
+
+        def child(out: int, prefix: str = prefix) -> None:
+            track_in_child(directory, url, provider, prefix, PER_CHILD, out, asynchronous, durability)
+
+        tracked += run_and_kill(child, moment)
+
+    # A new sender on the same spool finishes the job, faults still on.
+    with client(provider, url) as api:
+        stats = api.background(spool=directory).close(60)
+    stored = stored_keys(server, provider)
+
+    assert len(stored) == len(set(stored)), "an event was stored twice"
+    assert set(tracked) <= set(stored), f"{len(set(tracked) - set(stored))} tracked events were lost"
+    assert set(stored) <= attempted
+    assert stats.in_spool == 0 and stats.unknown == 0 and stats.failed == 0
+    assert not list(directory.glob("*.spool")), "the finished spool left files behind"
+    assert len(tracked) > KILLS  # the kills landed at different moments, most of them mid-stream
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_crash_loop_every_tracked_event_is_stored_exactly_once(
+    server: str, target: str, tmp_path: Path
+) -> None:
+    crash_loop(server, target, tmp_path / "spool", asynchronous=False)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_crash_loop_with_the_asyncio_sender(server: str, target: str, tmp_path: Path) -> None:
+    crash_loop(server, target, tmp_path / "spool", asynchronous=True)
+
+
+@pytest.mark.parametrize("durability", ["os", "sync"])
+def test_crash_loop_with_the_other_durability_settings(server: str, durability: str, tmp_path: Path) -> None:
+    """Every setting survives a killed process; they differ only on a power loss (not tested here)."""
+    crash_loop(server, "togai", tmp_path / "spool", asynchronous=False, durability=durability)
+
+
+def hold_in_child(directory: Path, url: str, provider: str, prefix: str, count: int, out: int) -> None:
+    """Track ``count`` events that are never sent (no flush trigger is reached), report, wait to be killed."""
+    try:
+        with client(provider, url) as api:
+            sender = api.background(spool=directory, flush_interval=3600, flush_at_events=10_000)
+            for number in range(count):
+                sender.track(event(provider, f"{prefix}-{number}", number))
+            os.write(out, b"started\ntracked\n")
+            while True:
+                signal.pause()
+    finally:
+        os._exit(1)
+
+
+def killed_holder(directory: Path, url: str, provider: str, prefix: str, count: int) -> None:
+    pid, lines = fork(lambda out: hold_in_child(directory, url, provider, prefix, count, out))
+    with lines:
+        assert lines.readline() == b"started\n"
+        assert lines.readline() == b"tracked\n"
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def test_a_survivor_adopts_the_events_of_a_killed_process(server: str, tmp_path: Path) -> None:
+    provider = prepare(server, "lago-clickhouse")
+    url = base_url(server, provider)
+    directory = tmp_path / "spool"
+    pid, lines = fork(lambda out: hold_in_child(directory, url, provider, "dead", 300, out))
+    with lines:
+        assert lines.readline() == b"started\n"
+        assert lines.readline() == b"tracked\n"
+    with client(provider, url) as api:
+        survivor = api.background(spool=directory)
+        survivor.track(event(provider, "alive-0", 0))
+        assert survivor.flush(30)
+        assert stored_keys(server, provider) == ["alive-0"]  # the live holder's file was not touched
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert survivor.flush(30)  # adopts the dead process's file, then sends its events
+        stats = survivor.close(30)
+    assert stats.recovered == 300
+    assert sorted(stored_keys(server, provider)) == sorted(["alive-0", *(f"dead-{n}" for n in range(300))])
+    assert not list(directory.glob("*.spool"))
+
+
+def test_settled_events_are_not_sent_again_after_a_kill(server: str, tmp_path: Path) -> None:
+    """Delivered events left the spool with their outcome: a restart re-sends none of them."""
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+
+    def delivered_then_killed(out: int) -> None:
+        try:
+            with client(provider, url) as api:
+                sender = api.background(spool=tmp_path)
+                for number in range(200):  # settled before the intake moves into SQLite (after 0.5 s)
+                    sender.track(event(provider, f"settled-{number}", number))
+                assert sender.flush(30)
+                os.write(out, b"started\nflushed\n")
+                while True:
+                    signal.pause()
+        finally:
+            os._exit(1)
+
+    assert run_and_kill(delivered_then_killed, 1) == ["flushed"]
+    with client(provider, url) as api:
+        stats = api.background(spool=tmp_path).close(30)
+    assert stats.recovered == 0
+    mock = httpx.get(f"{server}/_mock/stats").json()["togai"]
+    assert (mock["stored"], mock["duplicates"]) == (200, 0)
+
+
+def test_a_forked_child_never_sends_its_parents_spooled_events(server: str, tmp_path: Path) -> None:
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+    directory = tmp_path / "spool"
+    with client(provider, url) as api:
+        sender = api.background(spool=directory, flush_interval=3600, flush_at_events=10_000)
+        for number in range(200):
+            sender.track(event(provider, f"parent-{number}", number))
+
+        def child(out: int) -> None:
+            code = 1
+            try:
+                # The same sender object, forked with the parent's spool open: it must start afresh.
+                for number in range(50):
+                    sender.track(event(provider, f"child-{number}", number))
+                stats = sender.close(30)
+                os.write(out, f"{stats.delivered} {stats.recovered}\n".encode())
+                code = 0
+            finally:
+                os._exit(code)
+
+        pid, lines = fork(child)
+        with lines:
+            report = lines.readline()
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+        assert report == b"50 0\n"
+        assert sorted(stored_keys(server, provider)) == sorted(f"child-{n}" for n in range(50))
+        stats = sender.close(30)
+    assert stats.delivered == 200
+    assert len(stored_keys(server, provider)) == 250
+    assert not list(directory.glob("*.spool"))
+
+
+def track_until_full(sender: Any, provider: str, reason: str = "spool") -> int:
+    """Track until the sender refuses (its error names the spool and ``reason``); how many it took."""
+    refused: list[QueueFullError] = []
+    for number in range(100_000):
+        try:
+            sender.track(event(provider, f"full-{number}", number))
+        except QueueFullError as exc:
+            refused.append(exc)
+            break
+    assert refused, "the spool never filled"
+    assert "spool" in str(refused[0]) and reason in str(refused[0])
+    return number
+
+
+def test_a_full_spool_blocks_then_raises_and_the_caller_keeps_the_event(server: str, tmp_path: Path) -> None:
+    provider = prepare(
+        server, "togai", {"latency_ms": 1000}
+    )  # what a blocked caller wakes is slow to free room
+    # Small requests allow a small spool: a few hundred events fill it.
+    with client(provider, base_url(server, provider), max_batch_bytes=65_536) as api:
+        sender = api.background(
+            spool=SpoolConfig(tmp_path, max_bytes=65_536),
+            flush_interval=3600,
+            flush_at_events=100_000,
+            flush_at_bytes=10**9,
+            block_timeout=0.05,
+        )
+        tracked = track_until_full(sender, provider)
+        assert 0 < sender.stats.in_spool == tracked
+        httpx.put(f"{server}/_mock/faults", json={"latency_ms": 0}).raise_for_status()
+        stats = sender.close(30)
+    assert stats.delivered == tracked and stats.dropped == 0
+    assert len(stored_keys(server, provider)) == tracked
+
+
+def test_a_full_spool_drops_with_a_dead_letter(server: str, tmp_path: Path) -> None:
+    provider = prepare(server, "lago-postgres")
+    letters = tmp_path / "dead.jsonl"
+    with client(
+        provider, base_url(server, provider), max_batch_bytes=65_536, dead_letter_path=letters
+    ) as api:
+        sender = api.background(
+            spool=SpoolConfig(tmp_path / "spool", max_bytes=65_536),
+            flush_interval=3600,
+            flush_at_events=100_000,
+            flush_at_bytes=10**9,
+            on_full="drop",
+        )
+        for number in range(1000):
+            sender.track(event(provider, f"drop-{number}", number))
+        before = sender.stats
+        stats = sender.close(30)
+    assert before.dropped > 0 and before.in_spool + before.dropped == 1000
+    assert stats.delivered == before.in_spool
+    assert letters.read_text().count('"status":"dropped"') == before.dropped
+    assert "spool" in letters.read_text()
+
+
+@pytest.mark.parametrize("on_full", ["block", "drop"])
+def test_a_full_disk_is_handled_like_a_full_spool(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_full: str
+) -> None:
+    provider = prepare(server, "togai")
+    letters = tmp_path / "dead.jsonl"
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 64 * 1024)  # the next intake file comes soon
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with client(provider, base_url(server, provider), dead_letter_path=letters) as api:
+        sender = api.background(
+            spool=tmp_path / "spool", flush_interval=3600, flush_at_events=10_000, on_full=on_full
+        )
+        for number in range(100):
+            sender.track(event(provider, f"room-{number}", number))
+        monkeypatch.setattr(spool_module.os, "posix_fallocate", no_space)
+        if on_full == "block":
+            tracked = 100 + track_until_full(sender, provider, "No space left on device")
+        else:
+            for number in range(1000):
+                sender.track(event(provider, f"disk-{number}", number))
+            tracked = 1100 - sender.stats.dropped
+        monkeypatch.undo()
+        stats = sender.close(30)
+    assert 100 < stats.delivered == tracked < 1100
+    assert len(stored_keys(server, provider)) == tracked
+    if on_full == "drop":
+        assert letters.read_text().count("No space left on device") == stats.dropped > 0
+
+
+def test_a_torn_spool_file_is_salvaged_and_set_aside(
+    server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+    directory = tmp_path / "spool"
+    killed_holder(directory, url, provider, "torn", 2000)
+    [left] = directory.glob("*.spool")
+    with contextlib.closing(sqlite3.connect(left, isolation_level=None)) as db:
+        # As the keeper does: the intake's records into SQLite (the intake is then dropped), and a
+        # checkpoint on close: every event is in the main file.
+        fold_intake(db, left)
+    with left.open("r+b") as file:  # then a power loss kept only the first part of the file
+        file.truncate(left.stat().st_size * 2 // 3)
+
+    caplog.set_level(logging.ERROR, logger="billing_events")
+    with Togai(TOKEN, base_url=url, retry=POLICY) as api:
+        sender = api.background(spool=directory)
+        sender.track(event(provider, "after-0", 0))  # the sender keeps working
+        stats = sender.close(30)
+    stored = stored_keys(server, provider)
+    assert "after-0" in stored
+    assert 0 < stats.recovered < 2000
+    assert len(stored) == stats.recovered + 1 == len(set(stored))
+    assert set(stored) <= {f"torn-{n}" for n in range(2000)} | {"after-0"}
+    [aside] = [path for path in directory.glob("*.damaged-*") if not path.name.endswith("-wal")]
+    assert aside.name.startswith(left.name)
+    assert f"set aside as {aside.name}" in caplog.text
+    assert f"{stats.recovered} intact events were kept" in caplog.text
+
+
+def test_a_damaged_intake_record_is_set_aside_and_the_records_after_it_are_kept(
+    server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+    directory = tmp_path / "spool"
+    killed_holder(directory, url, provider, "intake", 500)
+    [intake] = directory.glob("*.intake-*")
+    data = bytearray(intake.read_bytes())
+    second = data.index(b"intake-1")  # a byte of the second record's payload (bit rot, a bad sector)
+    data[second] ^= 0xFF
+    intake.write_bytes(bytes(data))
+
+    caplog.set_level(logging.ERROR, logger="billing_events")
+    with Togai(TOKEN, base_url=url, retry=POLICY) as api:
+        api.background(spool=directory).close(30)
+    stored = set(stored_keys(server, provider))
+    # Only the damaged record may be missing (if SQLite did not have it yet); every record after it is kept.
+    assert {f"intake-{n}" for n in range(500)} - stored <= {"intake-1"}
+    assert "1 damaged intake records (checksum mismatch) set aside" in caplog.text
+    assert [path.name for path in directory.glob("*.intake-*.damaged-*")], sorted(
+        p.name for p in directory.iterdir()
+    )
+
+
+def test_spool_status_shows_live_files_and_the_pending_events_of_dead_ones(
+    server: str, tmp_path: Path
+) -> None:
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+    killed_holder(tmp_path, url, provider, "status", 30)
+    [dead] = spool_status(tmp_path)
+    assert (dead.live, dead.pending) == (False, 30)
+    assert dead.oldest is not None
+    with client(provider, url) as api:
+        sender = api.background(spool=tmp_path)
+        [live] = spool_status(tmp_path)  # the new sender took the dead file over at once
+        assert (live.live, live.pid) == (True, os.getpid())
+        sender.close(30)
+    assert spool_status(tmp_path) == []
+    assert len(stored_keys(server, provider)) == 30
+
+
+def test_stats_count_what_the_spool_holds_and_settled_events_leave_it(server: str, tmp_path: Path) -> None:
+    provider = prepare(server, "togai")
+    with client(provider, base_url(server, provider)) as api:
+        sender = api.background(spool=tmp_path, flush_interval=3600, flush_at_events=10_000)
+        for number in range(40):
+            sender.track(event(provider, f"depth-{number}", number))
+        assert sender.stats.in_spool == 40
+        assert sender.flush(30)
+        assert sender.stats.in_spool == 0
+        assert sender.stats.delivered == 40
+        assert sender.close(30).settled == 40
