@@ -24,8 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-from billing_events.mock import create_app
-from billing_events.mock.testing import serve_in_thread
 
 from billing_events import (
     AsyncLago,
@@ -37,6 +35,8 @@ from billing_events import (
     Togai,
 )
 from billing_events import spool as spool_module
+from billing_events.mock import create_app
+from billing_events.mock.testing import serve_in_thread
 from billing_events.spool import _fold_intake as fold_intake
 from billing_events.spool import spool_status
 
