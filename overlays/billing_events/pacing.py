@@ -277,6 +277,16 @@ def _number(text: str | None) -> float | None:
 SENT_AT = "billing_events.sent_at"
 
 
+def _observe(pacer: Pacer, response: httpx.Response) -> None:
+    request = response.request
+    pacer.observe(
+        pacer.group_of(request.url.path),
+        request.extensions.get(SENT_AT, 0.0),
+        response.status_code,
+        response.headers,
+    )
+
+
 def event_hooks(pacer: Pacer) -> dict[str, list[Callable[..., Any]]]:
     """httpx event hooks of a sync client: every request waits for its budget, every answer adapts."""
 
@@ -284,13 +294,7 @@ def event_hooks(pacer: Pacer) -> dict[str, list[Callable[..., Any]]]:
         request.extensions[SENT_AT] = pacer.acquire(pacer.group_of(request.url.path), deadline_of(request))
 
     def after(response: httpx.Response) -> None:
-        request = response.request
-        pacer.observe(
-            pacer.group_of(request.url.path),
-            request.extensions.get(SENT_AT, 0.0),
-            response.status_code,
-            response.headers,
-        )
+        _observe(pacer, response)
 
     return {"request": [before], "response": [after]}
 
@@ -304,13 +308,7 @@ def async_event_hooks(pacer: Pacer) -> dict[str, list[Callable[..., Any]]]:
         )
 
     async def after(response: httpx.Response) -> None:
-        request = response.request
-        pacer.observe(
-            pacer.group_of(request.url.path),
-            request.extensions.get(SENT_AT, 0.0),
-            response.status_code,
-            response.headers,
-        )
+        _observe(pacer, response)
 
     return {"request": [before], "response": [after]}
 
