@@ -36,7 +36,9 @@ class LagoRules(ProviderRules):
         if not isinstance(echoed, list):
             return "the body is not an object with an events list"
         ids = [item.get(self.key_field) if isinstance(item, dict) else None for item in echoed]
-        if sorted(map(str, ids)) != sorted(pending.key for pending in batch):
+        keys = [pending.key for pending in batch]
+        # Lago echoes the batch in its order: compare as sent first, sorted only when that differs.
+        if ids != keys and sorted(map(str, ids)) != sorted(keys):
             return f"it echoes {len(ids)} events that are not the {len(batch)} sent"
         return None
 
