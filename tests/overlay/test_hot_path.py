@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from billing_events import Lago, OutcomeStatus, RetryPolicy, Togai
@@ -71,3 +73,46 @@ def test_the_group_check_accepts_exactly_what_each_event_check_accepts(rules: An
     ):
         assert not rules.all_valid(bad)
     assert not type(rules)(10, 1 << 20, validate=False).all_valid(good)  # no checks: nothing to skip
+
+
+def _lago_answering(answer: Any, retry: RetryPolicy) -> Lago:
+    return Lago("t", base_url="http://lago.local/api/v1", transport=httpx.MockTransport(answer), retry=retry)
+
+
+def _echo(request: httpx.Request, shape: Any) -> httpx.Response:
+    events = orjson.loads(request.content)["events"]
+    return httpx.Response(200, content=shape(events))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda events: orjson.dumps({"events": events}),  # compact, in order: found without parsing
+        lambda events: json.dumps({"events": events[::-1]}, indent=1).encode(),  # spaced, reversed
+        lambda events: orjson.dumps(  # a property named like the key: parsed, then compared
+            {"events": [{**event, "properties": {"transaction_id": "x"}} for event in events]}
+        ),
+    ],
+)
+def test_lagos_echo_of_the_batch_in_any_form_is_delivered(shape: Any, fast_retry: RetryPolicy) -> None:
+    report = _lago_answering(lambda request: _echo(request, shape), fast_retry).send(
+        [lago_event(n) for n in range(5)]
+    )
+    assert report.ok and all(outcome.attempts == 1 for outcome in report)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda events: orjson.dumps({"events": events[:-1]}),  # one event short
+        lambda events: orjson.dumps({"events": [*events[:-1], {**events[0]}]}),  # one key twice
+        lambda events: orjson.dumps({"events": events}) + b"<html>",  # not JSON after the echo
+    ],
+)
+def test_a_lago_200_that_is_not_the_echo_of_the_batch_is_retried(shape: Any, fast_retry: RetryPolicy) -> None:
+    report = _lago_answering(lambda request: _echo(request, shape), fast_retry).send(
+        [lago_event(n) for n in range(5)]
+    )
+    assert not report.ok
+    assert {outcome.status for outcome in report} == {OutcomeStatus.UNKNOWN}
+    assert all(outcome.attempts == fast_retry.max_attempts for outcome in report)
