@@ -133,24 +133,33 @@ class ClientBase:
         rules = self.rules
         # The caller's keys seen in this send(): a key the provider stores once is sent once.
         seen: dict[object, tuple[int, bool]] = {}
-        for seq, event in enumerate(events):
-            try:
-                encoded = rules.encode_event(event)
-            except InvalidEventError as exc:
-                outcome = rejected_outcome(exc, event)
-                slots.append(outcome)
-                self.sink.record([outcome])
-                continue
-            pending = Pending(encoded.key, encoded.payload, seq=seq)
-            if encoded.keyed:
-                identity = _hashable(rules.repeat_identity(encoded.data, encoded.key))
-                first = seen.get(identity)
-                if first is not None:
-                    slots.append(self._repeat(pending, encoded.stamped, first, slots))
+        seq = 0
+        for group, interrupted in _groups(events, ADMIT_GROUP):
+            # One schema call for the group; only when it fails is each event checked on its own.
+            checked = rules.all_valid(group)
+            for event in group:
+                try:
+                    key, payload, data, keyed, stamped = rules.encode_parts(event, checked=checked)
+                except InvalidEventError as exc:
+                    outcome = rejected_outcome(exc, event)
+                    slots.append(outcome)
+                    self.sink.record([outcome])
+                    seq += 1
                     continue
-                seen[identity] = (seq, encoded.stamped)
-            slots.append(pending)
-            yield pending
+                pending = Pending(key, payload, "", seq)
+                if keyed:
+                    identity = _hashable(rules.repeat_identity(data, key))
+                    first = seen.get(identity)
+                    if first is not None:
+                        slots.append(self._repeat(pending, stamped, first, slots))
+                        seq += 1
+                        continue
+                    seen[identity] = (seq, stamped)
+                slots.append(pending)
+                seq += 1
+                yield pending
+            if interrupted is not None:
+                raise interrupted
 
     def _repeat(self, pending: Pending, stamped: bool, first: tuple[int, bool], slots: list[Slot]) -> Slot:
         """The slot of an event whose key an earlier event of the same send() already has."""
@@ -202,6 +211,34 @@ class ClientBase:
         self._stats.add("retried", amount)
 
 
+# Events read from the caller's iterable at a time and checked against the spec in one call.
+ADMIT_GROUP = 64
+
+
+def _groups(events: Iterable[object], size: int) -> Iterator[tuple[list[object], BaseException | None]]:
+    """Consecutive lists of up to ``size`` events, read as they are needed.
+
+    When the iterable raises, the events read before it are still handed out, with the exception,
+    so that each of them gets its outcome before it propagates.
+    """
+    iterator = iter(events)
+    while True:
+        group: list[object] = []
+        try:
+            for event in iterator:
+                group.append(event)
+                if len(group) == size:
+                    break
+        except BaseException as exc:  # the caller's iterable (or Ctrl-C while reading it)
+            yield group, exc
+            return
+        if not group:
+            return
+        yield group, None
+        if len(group) < size:
+            return
+
+
 def rejected_outcome(exc: InvalidEventError, event: object) -> Outcome:
     data = exc.event if isinstance(exc.event, dict) else {"unreadable_event": repr(event)[:1000]}
     return Outcome(key=exc.key or "", status=OutcomeStatus.REJECTED, event=data, reason=str(exc), error=exc)
@@ -251,7 +288,9 @@ def _status(slot: Slot) -> OutcomeStatus:
 
 def finish(slots: list[Slot]) -> Report:
     """The report of a ``send()``; outcomes are built from the slots when first read."""
-    statuses = [_status(slot) for slot in slots]
+    delivered = OutcomeStatus.DELIVERED
+    # Most slots are delivered events: their status without a call each.
+    statuses = [delivered if type(slot) is Pending and slot.delivered else _status(slot) for slot in slots]
 
     def make(index: int) -> Outcome:
         slot = slots[index]

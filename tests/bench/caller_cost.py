@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.throughput import TOKEN, event_pool
+from bench.throughput import NO_PACING, TOKEN, event_pool
 
 CALLS = {"track": 100_000, "track-metrics": 100_000, "posthog": 20_000, "segment": 20_000}
 WARM_UP = 2_000
@@ -80,7 +80,7 @@ def run_track(origin: str, calls: int, with_metrics: bool) -> tuple[list[int], d
     from billing_events import Togai
 
     pool = event_pool("togai")
-    with Togai(TOKEN, base_url=f"{origin}/togai") as client:
+    with Togai(TOKEN, base_url=f"{origin}/togai", **NO_PACING) as client:
         sender = client.background(max_queue_events=calls + WARM_UP, max_queue_bytes=1 << 30)
         samples = timed(lambda index: sender.track(pool[index % len(pool)]), calls)
         extra["flushed"] = sender.flush(120)

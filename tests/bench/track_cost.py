@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from bench.throughput import TOKEN, event_pool
+from bench.throughput import NO_PACING, TOKEN, event_pool
 from billing_events import SpoolConfig, Togai
 
 CALLS = 200_000
@@ -42,7 +42,7 @@ def _measure(base_url: str, calls: int, spool: SpoolConfig | None) -> dict[str, 
     clock = time.perf_counter_ns
     overhead = min(-clock() + clock() for _ in range(10_000))
     samples = array("q")
-    with Togai(TOKEN, base_url=base_url) as client:
+    with Togai(TOKEN, base_url=base_url, **NO_PACING) as client:
         sender = client.background(max_queue_events=calls + WARM_UP, max_queue_bytes=1 << 30, spool=spool)
         for index in range(WARM_UP):
             sender.track(pool[index % len(pool)])

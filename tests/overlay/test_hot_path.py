@@ -1,0 +1,118 @@
+"""The send path checks events against the spec a group at a time: the outcomes stay per event."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from billing_events import Lago, OutcomeStatus, RetryPolicy, Togai
+from billing_events.providers import LagoRules, TogaiRules
+from lago_api.models import EventInputObject
+
+from .scripted import LagoLike, TogaiLike, lago_event, togai_event
+
+D, R = OutcomeStatus.DELIVERED, OutcomeStatus.REJECTED
+
+
+def test_one_bad_event_in_a_group_is_refused_by_name_and_the_group_goes_out(fast_retry: RetryPolicy) -> None:
+    server = TogaiLike()
+    events: list[Any] = [togai_event(n) for n in range(300)]
+    events[70] = togai_event(70, accountId=17)  # in the second group of the send
+    events[71] = togai_event(71, id=None)  # an explicit null id: the overlay assigns one
+    events[200] = togai_event(200, id="given-200")
+    client = Togai(
+        "t", base_url="http://togai.local", transport=httpx.MockTransport(server), retry=fast_retry
+    )
+    report = client.send(events)
+    statuses = [outcome.status for outcome in report]
+    assert statuses == [R if n == 70 else D for n in range(300)]
+    reason = report.outcomes[70].reason
+    assert reason is not None and reason.startswith("event.accountId:") and "string" in reason
+    assert report.outcomes[200].key == "given-200"
+    assert report.outcomes[71].key and report.outcomes[71].key != report.outcomes[72].key
+    assert len(server.stored) == 299
+
+
+def test_models_mappings_and_null_stamps_in_one_group_are_each_checked(fast_retry: RetryPolicy) -> None:
+    server = LagoLike()
+    model = EventInputObject.from_dict(lago_event(1))
+    events: list[Any] = [
+        lago_event(0),
+        model,
+        lago_event(2, timestamp=None),
+        lago_event(3, code=None),  # null where the spec wants a string
+        lago_event(4, transaction_id=None),
+    ]
+    client = Lago(
+        "t", base_url="http://lago.local/api/v1", transport=httpx.MockTransport(server), retry=fast_retry
+    )
+    report = client.send(events)
+    assert [outcome.status for outcome in report] == [D, D, D, R, D]
+    reason = report.outcomes[3].reason
+    assert reason is not None and reason.startswith("event.code:")
+    stored = {key: event for (_, key), event in server.stored.items()}
+    assert len(stored) == 4
+    assert isinstance(stored["txn-2"]["timestamp"], str)  # stamped at acceptance
+
+
+@pytest.mark.parametrize("rules", [TogaiRules(500, 1 << 20), LagoRules(100, 1 << 20)])
+def test_the_group_check_accepts_exactly_what_each_event_check_accepts(rules: Any) -> None:
+    make = togai_event if isinstance(rules, TogaiRules) else lago_event
+    good = [make(n) for n in range(10)]
+    assert rules.all_valid(good)
+    assert all(rules.problem(event, keyed=rules.key_field in event) is None for event in good)
+    for bad in (
+        [*good, make(10, timestamp=[1])],
+        [*good, {"unexpected": 1}],
+        [*good, 5],
+        [*good, make(11, **{rules.key_field: 12})],  # a key of the wrong type
+    ):
+        assert not rules.all_valid(bad)
+    assert not type(rules)(10, 1 << 20, validate=False).all_valid(good)  # no checks: nothing to skip
+
+
+def _lago_answering(answer: Any, retry: RetryPolicy) -> Lago:
+    return Lago("t", base_url="http://lago.local/api/v1", transport=httpx.MockTransport(answer), retry=retry)
+
+
+def _echo(request: httpx.Request, shape: Any) -> httpx.Response:
+    events = orjson.loads(request.content)["events"]
+    return httpx.Response(200, content=shape(events))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda events: orjson.dumps({"events": events}),  # compact, in order: found without parsing
+        lambda events: json.dumps({"events": events[::-1]}, indent=1).encode(),  # spaced, reversed
+        lambda events: orjson.dumps(  # a property named like the key: parsed, then compared
+            {"events": [{**event, "properties": {"transaction_id": "x"}} for event in events]}
+        ),
+    ],
+)
+def test_lagos_echo_of_the_batch_in_any_form_is_delivered(shape: Any, fast_retry: RetryPolicy) -> None:
+    report = _lago_answering(lambda request: _echo(request, shape), fast_retry).send(
+        [lago_event(n) for n in range(5)]
+    )
+    assert report.ok and all(outcome.attempts == 1 for outcome in report)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda events: orjson.dumps({"events": events[:-1]}),  # one event short
+        lambda events: orjson.dumps({"events": [*events[:-1], {**events[0]}]}),  # one key twice
+        lambda events: orjson.dumps({"events": events}) + b"<html>",  # not JSON after the echo
+    ],
+)
+def test_a_lago_200_that_is_not_the_echo_of_the_batch_is_retried(shape: Any, fast_retry: RetryPolicy) -> None:
+    report = _lago_answering(lambda request: _echo(request, shape), fast_retry).send(
+        [lago_event(n) for n in range(5)]
+    )
+    assert not report.ok
+    assert {outcome.status for outcome in report} == {OutcomeStatus.UNKNOWN}
+    assert all(outcome.attempts == fast_retry.max_attempts for outcome in report)
