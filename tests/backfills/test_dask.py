@@ -24,8 +24,9 @@ ROWS = 20_000
 JOB_TIMEOUT = 240
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client() -> Iterator[Client]:
+    """A cluster per test: one whose worker a test killed must not carry over into the next test."""
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
         Client(cluster) as client,
