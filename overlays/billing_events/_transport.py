@@ -87,8 +87,8 @@ class _Bound:
     def __init__(self, request: httpx.Request, attempt_seconds: float, answer_cap: int) -> None:
         now = time.monotonic()
         deadline = now + attempt_seconds
-        call = request.extensions.get(CALL_DEADLINE, _call_deadline.get())
-        if isinstance(call, int | float):
+        call = deadline_of(request)
+        if call is not None:
             deadline = min(deadline, call)
         self.deadline = deadline
         self.seconds = attempt_seconds

@@ -31,6 +31,11 @@ class OutcomeStatus(enum.Enum):
         return self in (OutcomeStatus.DELIVERED, OutcomeStatus.DUPLICATE)
 
 
+# Settled statuses by the one-byte code that checkpoints store (the CLI's state, backfill checkpoints):
+# the order is on disk, so only ever append.
+STORED_STATUSES = ("delivered", "duplicate", "rejected", "failed", "unknown")
+
+
 @attrs.frozen
 class Outcome:
     """The final state of one event."""

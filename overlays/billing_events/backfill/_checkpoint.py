@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 
-STATUSES = ("delivered", "duplicate", "rejected", "failed", "unknown")
+from ..outcomes import STORED_STATUSES as STATUSES
+
 _CODE = {name: code for code, name in enumerate(STATUSES)}
 _MAGIC = b"BEC1"
 _PRINT = 16

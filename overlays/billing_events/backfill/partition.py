@@ -36,7 +36,8 @@ from ..aio import AsyncLago, AsyncTogai
 from ..cli._columnar import row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD, Occurrences, _digest, derived_key, fingerprint
 from ..cli._text import clip
-from ._checkpoint import STATUSES, PartitionCheckpoint, job_stamp
+from ..outcomes import STORED_STATUSES as STATUSES
+from ._checkpoint import PartitionCheckpoint, job_stamp
 
 ProviderName = Literal["togai", "lago"]
 KEY_FIELD = {"togai": "id", "lago": "transaction_id"}

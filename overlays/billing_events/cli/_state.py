@@ -24,13 +24,14 @@ from typing import IO, Any
 
 from attrs import define, field, frozen
 
+from ..outcomes import STORED_STATUSES as STATUSES
+
 STATE_VERSION = "2"
 # The state keeps the reasons of the first problem lines for the summary; counts stay exact.
 MAX_PROBLEMS_KEPT = 1000
 # Settled outcomes are committed at least this often (seconds); timestamps always before a send.
 COMMIT_EVERY = 0.5
 # Outcome names stored as small integers, one per settled line.
-STATUSES = ("delivered", "duplicate", "rejected", "failed", "unknown")
 _STATUS_CODE = {name: code for code, name in enumerate(STATUSES)}
 
 _SCHEMA = """
