@@ -18,6 +18,7 @@ from .outcomes import Outcome, OutcomeStatus, Report, attach_report
 from .pacing import PUBLISHED, PublishedPace, async_event_hooks, event_hooks, make_pacer
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
 from .providers.base import delivered_outcome, settle_unsent
+from ._transport import NoCookies
 from .retry import RetryPolicy
 from .stats import Stats, StatsCounter
 from .text import shorten
@@ -90,7 +91,7 @@ class ClientBase:
 
     def _api_client(self, api_client_type: Any, transport: Any) -> Any:
         """The generated AuthenticatedClient; kept private because its repr shows the token."""
-        return api_client_type(
+        api = api_client_type(
             base_url=self.config.base_url,
             token=self.config.token.reveal(),
             timeout=self.config.httpx_timeout(),
@@ -98,6 +99,9 @@ class ClientBase:
             raise_on_unexpected_status=True,
             httpx_args=self._httpx_args(transport),
         )
+        http = api.get_async_httpx_client() if self.asynchronous else api.get_httpx_client()
+        http.cookies = NoCookies()
+        return api
 
     def dead_letter_events(
         self, path: str | Path, on_bad_line: BadLineCallback | None = None

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import http.cookiejar
 import json
 import logging
 import time
@@ -58,6 +60,17 @@ class AnswerTooLarge(httpx.RemoteProtocolError):
 
 class BadAnswerEncoding(httpx.RemoteProtocolError):
     """The answer claims a content encoding its body does not have."""
+
+
+class NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing: the providers' APIs use no cookies.
+
+    httpx hands every answer to its client's jar, which parses the headers again;
+    this jar skips that, and no cookie from a server rides along on a later request.
+    """
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
 
 
 @contextlib.contextmanager
@@ -310,6 +323,7 @@ for _name in ("httpcore.http11", "httpcore.http2"):
     logging.getLogger(_name).addFilter(_NoResponseHeaders())
 
 
+@functools.lru_cache(maxsize=64)  # a client sends the same header on every request
 def _secrets(authorization: str) -> list[bytes]:
     """The token of an Authorization header, as it may come back: raw, JSON-escaped, URL-encoded."""
     token = authorization.split(" ", 1)[-1].strip()

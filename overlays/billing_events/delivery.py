@@ -115,6 +115,10 @@ class _Delivery:
         self.record = record
         self.on_retry = on_retry
         self.meter = metrics.RequestMeter(rules.name, http_base_url)
+        # The batch URL, absolute: httpx would otherwise parse and merge it with the base on every request.
+        self.url = http_base_url.copy_with(
+            raw_path=http_base_url.raw_path + rules.batch_path.lstrip("/").encode()
+        )
 
     def _bounds(self, deadline: float | None) -> dict[str, Any]:
         # Batches larger than the defaults get answers larger in proportion (Lago echoes the events).
@@ -191,7 +195,7 @@ class SyncDelivery(_Delivery):
         reply: Reply
         try:
             reply = self.http.post(
-                self.rules.batch_path,
+                self.url,
                 content=self.rules.body(sub),
                 headers=HEADERS,
                 extensions=self._bounds(deadline),
@@ -248,7 +252,7 @@ class AsyncDelivery(_Delivery):
         reply: Reply
         try:
             reply = await self.http.post(
-                self.rules.batch_path,
+                self.url,
                 content=self.rules.body(sub),
                 headers=HEADERS,
                 extensions=self._bounds(deadline),

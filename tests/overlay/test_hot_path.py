@@ -116,3 +116,32 @@ def test_a_lago_200_that_is_not_the_echo_of_the_batch_is_retried(shape: Any, fas
     assert not report.ok
     assert {outcome.status for outcome in report} == {OutcomeStatus.UNKNOWN}
     assert all(outcome.attempts == fast_retry.max_attempts for outcome in report)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_cookie_a_server_sets_never_rides_on_a_later_request(asynchronous: bool) -> None:
+    # Billing APIs use no cookies: the clients keep none, so no server (or proxy) can plant one.
+    cookies: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        cookies.append(request.headers.get("cookie"))
+        return httpx.Response(202, json={"success": True}, headers={"Set-Cookie": "session=abc; Path=/"})
+
+    events = [togai_event(n) for n in range(3)]
+    if asynchronous:
+        from billing_events import AsyncTogai
+
+        async def run() -> None:
+            transport = httpx.MockTransport(handler)
+            async with AsyncTogai("t", base_url="http://togai.local", transport=transport) as client:
+                for event in events:
+                    assert (await client.send([event])).ok
+
+        import asyncio
+
+        asyncio.run(run())
+    else:
+        with Togai("t", base_url="http://togai.local", transport=httpx.MockTransport(handler)) as client:
+            for event in events:
+                assert client.send([event]).ok
+    assert cookies == [None, None, None]
