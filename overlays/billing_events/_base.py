@@ -10,6 +10,7 @@ import httpx
 
 from . import __version__, metrics
 from . import _constants as C
+from ._transport import NoCookies
 from .config import ClientConfig, Provider, resolve_base_url, resolve_token
 from .deadletter import BadLineCallback, DeadLetterFile, OutcomeCallback, OutcomeSink, read_dead_letters
 from .delivery import Recorder
@@ -18,7 +19,6 @@ from .outcomes import Outcome, OutcomeStatus, Report, attach_report
 from .pacing import PUBLISHED, PublishedPace, async_event_hooks, event_hooks, make_pacer
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
 from .providers.base import delivered_outcome, settle_unsent
-from ._transport import NoCookies
 from .retry import RetryPolicy
 from .stats import Stats, StatsCounter
 from .text import shorten
