@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -229,10 +230,8 @@ def _groups(events: Iterable[object], size: int) -> Iterator[tuple[list[object],
     while True:
         group: list[object] = []
         try:
-            for event in iterator:
-                group.append(event)
-                if len(group) == size:
-                    break
+            # extend() keeps what it read when the iterable raises partway.
+            group.extend(itertools.islice(iterator, size))
         except BaseException as exc:  # the caller's iterable (or Ctrl-C while reading it)
             yield group, exc
             return
