@@ -1,6 +1,6 @@
 """The queue interface of the background senders, and the in-memory queue (its owner does the locking).
 
-``Spool`` (``spool.py``) is the durable queue with the same interface.
+``Spool`` (``spool/``) is the durable queue with the same interface.
 """
 
 from __future__ import annotations

@@ -34,11 +34,11 @@ from billing_events import (
     SpoolConfig,
     Togai,
 )
-from billing_events import spool as spool_module
 from billing_events.mock import create_app
 from billing_events.mock.testing import serve_in_thread
-from billing_events.spool import _fold_intake as fold_intake
+from billing_events.spool import _intake as spool_intake
 from billing_events.spool import spool_status
+from billing_events.spool._adopt import fold_intake
 
 from .scripted import lago_event, togai_event
 
@@ -376,7 +376,7 @@ def test_a_full_disk_is_handled_like_a_full_spool(
 ) -> None:
     provider = prepare(server, "togai")
     letters = tmp_path / "dead.jsonl"
-    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 64 * 1024)  # the next intake file comes soon
+    monkeypatch.setattr(spool_intake, "SEGMENT_BYTES", 64 * 1024)  # the next intake file comes soon
 
     def no_space(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -387,7 +387,7 @@ def test_a_full_disk_is_handled_like_a_full_spool(
         )
         for number in range(100):
             sender.track(event(provider, f"room-{number}", number))
-        monkeypatch.setattr(spool_module.os, "posix_fallocate", no_space)
+        monkeypatch.setattr(spool_intake.os, "posix_fallocate", no_space)
         if on_full == "block":
             tracked = 100 + track_until_full(sender, provider, "No space left on device")
         else:

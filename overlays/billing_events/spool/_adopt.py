@@ -1,0 +1,185 @@
+"""Adoption: taking over the files that dead senders of the same destination left behind.
+
+A lock that can be taken belongs to a dead process. Its intake is folded into its SQLite file,
+whose rows are then copied into the adopter's in chunks (inserted here, then deleted there: a crash
+in between re-sends, never loses), and its files are removed. A file that fails ``quick_check`` is
+read row by row; what is intact is kept, and the file is set aside as damaged.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._files import Owned, aside_path, wal_path
+from ._intake import consume_intake, intake_rows
+from ._store import DELETE_RUN, INSERT, MOVED_THROUGH, ROW_OVERHEAD, SELECT_RUN, pending_intake, ranges
+
+log = logging.getLogger("billing_events")
+
+# Rows copied per transaction when a dead process's file is adopted or salvaged.
+MERGE_CHUNK = 2000
+
+
+@attrs.frozen
+class Adoption:
+    """One scan of the directory: each dead sender's rows go to ``insert`` until ``deadline`` or ``stop``.
+
+    ``insert`` adds rows at the end of the adopter's file in one transaction; False when they do not fit.
+    """
+
+    directory: Path
+    insert: Callable[[list[tuple[Any, ...]]], bool]
+    stop: threading.Event
+    deadline: float | None
+
+    def run(self, prefix: str, own_lock: Path) -> None:
+        """Take over the files named ``prefix*`` whose owner is gone (``own_lock`` is the adopter's own)."""
+        for lock_path in sorted(self.directory.glob(f"{prefix}*.lock")):
+            if self.stop.is_set() or lock_path == own_lock:
+                continue
+            owned = Owned.try_lock(lock_path)
+            if owned is not None:
+                finished = False
+                try:
+                    finished = self._merge(owned.db_path)
+                    if not finished and self._out_of_time():
+                        break
+                finally:
+                    owned.release(remove=finished)
+
+    def _out_of_time(self) -> bool:
+        return self.stop.is_set() or (self.deadline is not None and time.monotonic() > self.deadline)
+
+    def _merge(self, path: Path) -> bool:
+        """Copy the rows of a dead sender's file into ours. True when the file can be removed."""
+        if not path.exists():
+            return True
+        source: sqlite3.Connection | None = None
+        try:
+            source = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            source.execute("PRAGMA locking_mode=EXCLUSIVE")
+            # Lets SQLite read a file shorter than its header says (a torn file) instead of refusing it whole.
+            source.execute("PRAGMA writable_schema=ON")
+            healthy = source.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        except sqlite3.DatabaseError:
+            healthy = False
+        try:
+            if healthy and source is not None:
+                fold_intake(source, path)
+                return self._move_rows(source, path)
+            return self._salvage(source, path)
+        finally:
+            if source is not None:
+                source.close()
+
+    def _move_rows(self, source: sqlite3.Connection, path: Path) -> bool:
+        """From a healthy file: each chunk is inserted here, then deleted there."""
+        after, damaged = 0, 0
+        while True:
+            rows = source.execute(
+                "SELECT seq, at, crc, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, MERGE_CHUNK),
+            ).fetchall()
+            if not rows:
+                break
+            intact = [row for row in rows if _intact(row)]
+            damaged += len(rows) - len(intact)
+            if self._out_of_time():
+                return False  # the rest is taken over later, by this sender or another
+            if not self.insert(intact):
+                log.warning("spool %s is full: %s adopted only in part", self.directory, path.name)
+                return False
+            source.executemany(DELETE_RUN, ranges(row[0] for row in intact))
+            after = rows[-1][0]
+        if damaged:
+            _set_aside(path, f"{damaged} rows failed their checksum")
+            return False
+        return True
+
+    def _salvage(self, source: sqlite3.Connection | None, path: Path) -> bool:
+        """From a damaged file: every row that can still be read and passes its checksum."""
+        kept, unreadable = 0, 0
+        seen: set[int] = set()
+        if source is not None:
+            try:
+                first, last = source.execute("SELECT min(seq), max(seq) FROM events").fetchone()
+            except sqlite3.DatabaseError:
+                first, last = 1, max(1, path.stat().st_size // ROW_OVERHEAD)
+            for low in range(first or 1, (last or 0) + 1, MERGE_CHUNK):
+                high = low + MERGE_CHUNK - 1
+                rows, lost = _readable_rows(source, low, high)
+                unreadable += lost
+                intact = list(
+                    {row[0]: row for row in rows if low <= row[0] <= high and _intact(row)}.values()
+                )
+                if self._out_of_time() or not self.insert(intact):
+                    break
+                kept += len(intact)
+                seen.update(row[0] for row in intact)
+        # The intake records SQLite had not received yet (or that it lost with the damaged part).
+        found, damaged = intake_rows(path, 0)
+        intake = [row for row in found if row[0] not in seen]
+        if self.insert(intake):
+            kept += len(intake)
+            consume_intake(path, damaged)
+        _set_aside(
+            path,
+            f"the file is damaged; {kept} intact events were kept"
+            + (f", {unreadable} seqs could not be read" if unreadable else ""),
+        )
+        return False
+
+
+def fold_intake(source: sqlite3.Connection, path: Path) -> None:
+    """Move a dead sender's intake records into its own SQLite file (idempotent), then drop the intake."""
+    rows, damaged = pending_intake(source, path)
+    if rows:
+        source.execute("BEGIN IMMEDIATE")
+        source.executemany(INSERT.replace("INSERT", "INSERT OR IGNORE", 1), rows)
+        source.execute(MOVED_THROUGH, (str(rows[-1][0]),))
+        source.execute("COMMIT")
+    consume_intake(path, damaged)
+
+
+def _set_aside(path: Path, why: str) -> None:
+    """A damaged SQLite file (and its WAL) renamed, never to be sent from again; the reason logged."""
+    aside = aside_path(path)
+    path.rename(aside)
+    if wal_path(path).exists():
+        wal_path(path).rename(wal_path(aside))
+    log.error("spool file %s set aside as %s: %s", path.name, aside.name, why)
+
+
+def _intact(row: tuple[Any, ...]) -> bool:
+    """Whether a row read back is whole: typed as written and its payload matching its CRC-32."""
+    seq, at, crc, payload = row
+    return (
+        isinstance(seq, int)
+        and isinstance(at, float)
+        and isinstance(payload, bytes)
+        and zlib.crc32(payload) == crc
+    )
+
+
+def _readable_rows(source: sqlite3.Connection, low: int, high: int) -> tuple[list[tuple[Any, ...]], int]:
+    """The rows of a damaged file between two seqs that can still be read, and how many could not be."""
+    try:
+        return source.execute(SELECT_RUN, (low, high)).fetchall(), 0
+    except sqlite3.DatabaseError:
+        pass
+    rows, lost = [], 0
+    for seq in range(low, high + 1):
+        try:
+            rows += source.execute(SELECT_RUN, (seq, seq)).fetchall()
+        except sqlite3.DatabaseError:
+            lost += 1
+    return rows, lost

@@ -1,0 +1,145 @@
+"""The intake: preallocated files mapped in memory that ``track()`` appends to without a system call.
+
+A record is framed (payload length, CRC-32, seq, accepted-at time); a settlement marker is a record
+whose length has the ``MARKER`` bit set and whose payload is the first and last seq of a settled run.
+This module writes segments and reads back what a file's segments hold.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import logging
+import mmap
+import os
+import struct
+import zlib
+from pathlib import Path
+
+from ._files import aside_path, intake_path, intake_paths, remove_files
+
+log = logging.getLogger("billing_events")
+
+# An event as the intake and SQLite keep it: seq, accepted-at time, CRC-32 of the payload, payload.
+Row = tuple[int, float, int, bytes]
+# An intake record: payload length, its CRC-32, seq, accepted-at time; then the payload.
+RECORD = struct.Struct("<IIQd")
+RECORD_SIZE = RECORD.size
+SEGMENT_BYTES = 8 * 1024 * 1024
+PAGE = mmap.PAGESIZE
+# The length field of a settlement marker: its payload is the first and last seq of a settled run.
+MARKER = 0x80000000
+RUN = struct.Struct("<QQ")
+
+
+class Segment:
+    """An intake file mapped in memory: ``track()`` appends records with a memory copy, no system call.
+
+    The pages belong to the kernel's page cache, so a record survives the process being killed the
+    moment it is copied; ``msync`` (group and sync durability) makes it survive a power loss.
+    """
+
+    def __init__(self, path: Path, size: int) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            # Blocks allocated now: a full disk fails here, never as a SIGBUS on a later memory write.
+            os.posix_fallocate(fd, 0, size)
+            self.map = mmap.mmap(fd, size)
+        except BaseException:
+            os.close(fd)
+            remove_files(path)
+            raise
+        os.close(fd)  # the mapping holds its own reference
+        self.path = path
+        self.size = size
+        self.offset = 0
+        self.synced = 0
+        self.last_seq = 0
+
+    @classmethod
+    def create(cls, db_path: Path, number: int, payload_size: int) -> Segment:
+        """Intake segment ``number`` of a file, with room for at least two records of ``payload_size``."""
+        return cls(intake_path(db_path, number), max(SEGMENT_BYTES, 2 * (RECORD.size + payload_size)))
+
+    def fits(self, size: int) -> bool:
+        return self.offset + RECORD.size + size <= self.size
+
+    def retract(self, offset: int) -> None:
+        """Take back the last record (its sync failed, so the caller was told it was refused)."""
+        self.map[offset : offset + 4] = b"\0\0\0\0"
+        self.offset = offset
+
+    def append_marker(self, first: int, last: int) -> None:
+        """Note that the events ``first`` to ``last`` are settled: one record, written whole or not at all."""
+        offset = self.offset
+        start = offset + RECORD.size
+        RUN.pack_into(self.map, start, first, last)
+        crc = zlib.crc32(self.map[start : start + RUN.size])
+        RECORD.pack_into(self.map, offset, MARKER | RUN.size, crc, 0, 0.0)
+        self.offset = start + RUN.size
+
+    def sync(self) -> None:
+        """msync what was appended since the last call."""
+        first = self.synced - self.synced % PAGE
+        end = self.offset
+        if end > first:
+            self.map.flush(first, end - first)
+            self.synced = end
+
+    def close(self, remove: bool) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.map.close()
+        if remove:
+            remove_files(self.path)
+
+
+def intake_rows(db_path: Path, after: int) -> tuple[list[Row], int]:
+    """The records of a file's intake segments with a seq above ``after`` that are intact and were not
+    settled, in order; and how many records were damaged (a record that fails its CRC is skipped and
+    the records after it are kept)."""
+    rows, runs, damaged = [], [], 0
+    for path in intake_paths(db_path):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        offset = 0
+        while offset + RECORD.size <= len(data):
+            length, crc, seq, at = RECORD.unpack_from(data, offset)
+            size = length & ~MARKER
+            start = offset + RECORD.size
+            if length == 0 or start + size > len(data):
+                break  # the end of what was written: the rest of a segment is zeros
+            payload = data[start : start + size]
+            if zlib.crc32(payload) != crc:
+                following = start + size
+                if following + 4 > len(data) or data[following : following + 4] == b"\0\0\0\0":
+                    break  # the last record, cut short by the kill or the crash: it never was accepted
+                damaged += 1
+            elif length & MARKER:
+                if size == RUN.size:
+                    runs.append(RUN.unpack(payload))
+            elif seq > after:
+                rows.append((seq, at, crc, payload))
+            offset = start + size
+    if runs:
+        runs.sort()
+        firsts = [first for first, _ in runs]
+        rows = [row for row in rows if not _in_runs(row[0], runs, firsts)]
+    return rows, damaged
+
+
+def _in_runs(seq: int, runs: list[tuple[int, int]], firsts: list[int]) -> bool:
+    index = bisect.bisect_right(firsts, seq) - 1
+    return index >= 0 and runs[index][1] >= seq
+
+
+def consume_intake(db_path: Path, damaged: int) -> None:
+    """The intake segments of a file whose records were taken: removed, or set aside if some were damaged."""
+    for path in intake_paths(db_path):
+        if damaged:
+            aside = aside_path(path)
+            path.rename(aside)
+            log.error("%d damaged intake records (checksum mismatch) set aside in %s", damaged, aside.name)
+        else:
+            remove_files(path)
