@@ -6,7 +6,9 @@ every half second never trips them. These wrappers sit around the real transport
 
 - the attempt ends at ``min(now + attempt_seconds, call deadline)``; the call
   deadline travels with the request (``extensions[CALL_DEADLINE]``, or the
-  ``call_deadline`` context for the generated request-response operations);
+  ``call_deadline`` context for the generated request-response operations); the
+  default sync transport's sockets also end each operation by then (``_network``), so
+  a status line or header sent one byte at a time is cut too (async: the whole attempt is cancelled);
 - the body is capped at ``extensions[ANSWER_CAP]`` (default: the transport's)
   for a 2xx, at ``MAX_ERROR_ANSWER_BYTES`` otherwise, before and after decoding;
 - gzip/deflate are decoded here, under the cap (a small gzip can inflate to gigabytes);
