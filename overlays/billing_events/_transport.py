@@ -6,7 +6,9 @@ every half second never trips them. These wrappers sit around the real transport
 
 - the attempt ends at ``min(now + attempt_seconds, call deadline)``; the call
   deadline travels with the request (``extensions[CALL_DEADLINE]``, or the
-  ``call_deadline`` context for the generated request-response operations);
+  ``call_deadline`` context for the generated request-response operations); the
+  default sync transport's sockets also end each operation by then (``_network``), so
+  a status line or header sent one byte at a time is cut too (async: the whole attempt is cancelled);
 - the body is capped at ``extensions[ANSWER_CAP]`` (default: the transport's)
   for a 2xx, at ``MAX_ERROR_ANSWER_BYTES`` otherwise, before and after decoding;
 - gzip/deflate are decoded here, under the cap (a small gzip can inflate to gigabytes);
@@ -36,6 +38,7 @@ import anyio
 import httpx
 
 from . import _constants as C
+from ._network import bounded_http_transport, reset_attempt_deadline, set_attempt_deadline
 
 CALL_DEADLINE = "billing_events.call_deadline"  # absolute time.monotonic() at which the whole call ends
 ANSWER_CAP = "billing_events.max_answer_bytes"  # the largest 2xx body this request can legitimately get
@@ -220,7 +223,12 @@ class BoundedTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         bound = _Bound(request, self._seconds, self._cap)
-        response = self._inner.handle_request(request)
+        # The default inner transport's sockets read this deadline at each operation (``_network``).
+        token = set_attempt_deadline(bound.deadline)
+        try:
+            response = self._inner.handle_request(request)
+        finally:
+            reset_attempt_deadline(token)
         try:
             if bound.left() <= 0:
                 raise bound.expired(request)
@@ -246,7 +254,16 @@ class _SyncBody(httpx.SyncByteStream):
         self._bound = bound
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._response.stream:  # type: ignore[union-attr]
+        chunks = iter(self._response.stream)  # type: ignore[arg-type]
+        while True:
+            # Set around each read, never across a yield: the caller's context is not ours to keep.
+            token = set_attempt_deadline(self._bound.deadline)
+            try:
+                chunk = next(chunks, None)
+            finally:
+                reset_attempt_deadline(token)
+            if chunk is None:
+                break
             if self._bound.left() <= 0:
                 raise self._bound.expired(self._reader.request)
             yield self._reader.feed(chunk)
@@ -373,9 +390,13 @@ def env_proxy(base_url: str) -> str | None:
 
 
 def bounded(inner: httpx.BaseTransport | None, attempt_seconds: float, base_url: str) -> BoundedTransport:
-    """The sync transport of a client: ``inner`` (default: pooled HTTP, the environment's proxy), bounded."""
+    """The sync transport of a client: ``inner`` (default: pooled HTTP, the environment's proxy), bounded.
+
+    Only the default's sockets also end each read and write by the deadline (so a trickled status
+    line or header is cut too); an injected ``inner`` keeps its own behaviour before the headers.
+    """
     return BoundedTransport(
-        inner or httpx.HTTPTransport(limits=_limits(), proxy=env_proxy(base_url)),
+        inner or bounded_http_transport(_limits(), env_proxy(base_url)),
         attempt_seconds=attempt_seconds,
         answer_cap=C.MAX_CALL_ANSWER_BYTES,
     )

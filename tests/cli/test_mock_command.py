@@ -149,3 +149,25 @@ def test_a_taken_port_is_a_usage_error() -> None:
 
     assert result.returncode == 64
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"MOCK_FAULTS": '{"rate_429": 2}'}, "rate_429: must be a number between 0 and 1"),
+        ({"MOCK_PORT": "not-a-port"}, "MOCK_PORT"),
+    ],
+    ids=["fault", "port"],
+)
+def test_python_m_mock_exits_with_the_clis_usage_code(variables: dict[str, str], message: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MOCK_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "billing_events.mock"],
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT,
+        env={**env, **variables},
+    )
+
+    assert result.returncode == 64  # the same as `billing-events mock` for the same setting
+    assert message in result.stderr

@@ -23,14 +23,15 @@ CHUNK = 64 * 1024
 class Answer:
     """One scripted answer.
 
-    kind: ok, trickle, endless, huge, html, error, bad_encoding, gzipped, redirect, echo_token.
+    kind: ok, trickle, slow_head, endless, huge, html, error, bad_encoding, gzipped, redirect, echo_token.
     ``store`` says whether the server keeps the request's events before answering.
     """
 
     kind: str = "ok"
     status: int = 200
     store: bool = True
-    interval: float = 0.5  # trickle: seconds between two bytes
+    interval: float = 0.5  # trickle, slow_head: seconds between two bytes
+    patience: float = 60.0  # slow_head: after this long, set ``outlasted`` and send the rest at once
     size: int = 400 * 1024 * 1024  # huge: bytes of the error page; endless: safety stop
     location: str = ""
     body: bytes = b""
@@ -44,6 +45,8 @@ class HostileServer:
         self.stored: list[str] = []  # keys of the events stored, in order, duplicates included
         self.requests = 0
         self.authorizations: list[str] = []
+        # Set when a client still listened to a slow_head answer after its ``patience``.
+        self.outlasted = threading.Event()
         self._lock = threading.Lock()
         server = self
 
@@ -110,7 +113,7 @@ class HostileServer:
         out = handler.wfile
         getattr(self, f"_{answer.kind}")(out, answer, headers)
         out.flush()
-        return answer.kind not in ("trickle", "endless", "huge")
+        return answer.kind not in ("trickle", "slow_head", "endless", "huge")
 
     def _store(self, body: bytes) -> None:
         try:
@@ -148,6 +151,24 @@ class HostileServer:
             out.write(body[index : index + 1])
             out.flush()
             time.sleep(answer.interval)
+
+    def _slow_head(self, out: Any, answer: Answer, headers: dict[str, str]) -> None:
+        """The status line and headers one byte at a time, then a valid body at once."""
+        body = answer.body or _success(headers[":body"])
+        head = (
+            f"HTTP/1.1 {answer.status} Status{answer.status}\r\nContent-Type: application/json\r\n"
+            f"X-Padding: {'x' * 200}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1")
+        started = time.monotonic()
+        for index in range(len(head)):
+            if time.monotonic() - started > answer.patience:
+                self.outlasted.set()
+                out.write(head[index:])
+                break
+            out.write(head[index : index + 1])
+            out.flush()
+            time.sleep(answer.interval)
+        out.write(body)
 
     def _endless(self, out: Any, answer: Answer, _: dict[str, str]) -> None:
         self._head(out, answer.status, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})

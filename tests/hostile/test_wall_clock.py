@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cli.support import togai_event, write_jsonl
 
 from billing_events import AsyncLago, AsyncTogai, Lago, NotFoundError, RetryPolicy, Togai
+from billing_events._transport import bounded, call_deadline
 from billing_events.cli import main
 from billing_events.errors import RequestTimeoutError
 from hostile.conftest import TOKEN
@@ -117,3 +121,147 @@ def test_cli_ingest_ends_by_the_retry_deadline(
     assert code != 0
     assert elapsed < BOUND
     assert hostile.stored_count >= 5
+
+
+# -- A server that trickles its status line and headers (not its body) -------------------------------
+# One byte every 0.2 s: each read returns well inside any timeout, and the head alone takes ~60 s.
+# The server sets ``outlasted`` once it has trickled one answer for three times the bound the
+# call promises: a client still listening by then is not bounded.
+DEADLINE = 2.0
+
+
+def slow_head(bound: float, **extra: object) -> Answer:
+    return Answer("slow_head", interval=0.2, patience=3 * bound, **extra)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "policy", "bound"),
+    [
+        # A long attempt timeout: only the call's deadline can end the attempt in flight.
+        (30.0, RetryPolicy(max_attempts=3, deadline=DEADLINE, initial_delay=0.01, max_delay=0.01), DEADLINE),
+        # A long deadline: each attempt ends by the client's timeout.
+        (1.0, RetryPolicy(max_attempts=2, deadline=60.0, initial_delay=0.01, max_delay=0.01), 1.0),
+    ],
+    ids=["deadline", "timeout"],
+)
+def test_sync_send_bounds_a_trickled_head(
+    hostile: HostileServer, timeout: float, policy: RetryPolicy, bound: float
+) -> None:
+    hostile.answer(slow_head(bound))
+    with Togai(TOKEN, base_url=hostile.url, timeout=timeout, retry=policy) as client:
+        report = client.send([togai_event(i) for i in range(3)])
+    assert not hostile.outlasted.is_set()
+    assert hostile.stored_count >= 3  # stored before the head began: never delivered nor failed
+    assert [o.status.value for o in report] == ["unknown"] * 3
+    assert all(isinstance(o.error, RequestTimeoutError) for o in report)
+
+
+def test_sync_find_event_bounds_a_trickled_head(hostile: HostileServer) -> None:
+    hostile.answer(slow_head(DEADLINE, status=404, body=b'{"status":404,"error":"Not Found"}'))
+    policy = RetryPolicy(max_attempts=3, deadline=DEADLINE, initial_delay=0.01, max_delay=0.01)
+    with (
+        Lago(TOKEN, base_url=hostile.url, timeout=30.0, retry=policy) as client,
+        pytest.raises(RequestTimeoutError),
+    ):
+        client.find_event("tx-1")
+    assert not hostile.outlasted.is_set()
+    assert hostile.requests >= 1
+
+
+def test_async_send_bounds_a_trickled_head(hostile: HostileServer) -> None:
+    hostile.answer(slow_head(DEADLINE))
+    policy = RetryPolicy(max_attempts=3, deadline=DEADLINE, initial_delay=0.01, max_delay=0.01)
+
+    async def run() -> list[str]:
+        async with AsyncTogai(TOKEN, base_url=hostile.url, timeout=30.0, retry=policy) as client:
+            report = await client.send([togai_event(i) for i in range(3)])
+            return [o.status.value for o in report]
+
+    statuses = asyncio.run(run())
+    assert not hostile.outlasted.is_set()
+    assert hostile.stored_count >= 3
+    assert statuses == ["unknown"] * 3
+
+
+def test_async_find_event_bounds_a_trickled_head(hostile: HostileServer) -> None:
+    hostile.answer(slow_head(DEADLINE, status=404, body=b'{"status":404,"error":"Not Found"}'))
+    policy = RetryPolicy(max_attempts=3, deadline=DEADLINE, initial_delay=0.01, max_delay=0.01)
+
+    async def run() -> None:
+        async with AsyncLago(TOKEN, base_url=hostile.url, timeout=30.0, retry=policy) as client:
+            with pytest.raises(RequestTimeoutError):
+                await client.find_event("tx-1")
+
+    asyncio.run(run())
+    assert not hostile.outlasted.is_set()
+
+
+def test_the_environments_proxy_is_used_and_bounded(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hostile server answers requests addressed to another host: here it is the HTTP proxy.
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", hostile.url)
+    monkeypatch.setenv("http_proxy", hostile.url)
+    policy = RetryPolicy(max_attempts=3, deadline=DEADLINE, initial_delay=0.01, max_delay=0.01)
+    with Togai(TOKEN, base_url="http://billing.invalid", timeout=30.0, retry=policy) as client:
+        assert [o.status.value for o in client.send([togai_event(0)])] == ["delivered"]
+        hostile.answer(slow_head(DEADLINE))
+        assert [o.status.value for o in client.send([togai_event(1)])] == ["unknown"]
+    assert not hostile.outlasted.is_set()
+    assert hostile.stored_count == 2
+
+
+class SlowReader:
+    """Accepts one connection and reads 256 KiB of it every 0.1 s; sets ``outlasted`` after ``patience``."""
+
+    def __init__(self, patience: float) -> None:
+        self.patience = patience
+        self.outlasted = threading.Event()
+        self._done = threading.Event()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)  # inherited on accept
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _run(self) -> None:
+        try:
+            connection, _ = self._listener.accept()
+            with connection:
+                connection.settimeout(5.0)
+                started = time.monotonic()
+                # The client's kernel keeps sending what it had buffered after a hang-up: stop on close().
+                while not self._done.is_set() and connection.recv(256 * 1024):
+                    if time.monotonic() - started > self.patience:
+                        self.outlasted.set()
+                        return
+                    time.sleep(0.1)
+        except OSError:
+            return  # closed before a client came, or the client went silent
+
+    def close(self) -> None:
+        self._done.set()
+        self._listener.close()
+        self._thread.join()
+
+
+def test_a_slowly_read_request_ends_by_the_deadline() -> None:
+    # 64 MiB read at about 2.5 MB/s: each send makes progress within any timeout, the whole takes ~25 s.
+    server = SlowReader(patience=3 * DEADLINE)
+    try:
+        with (
+            httpx.Client(transport=bounded(None, 30.0, server.url)) as client,
+            call_deadline(time.monotonic() + DEADLINE),
+            pytest.raises(httpx.WriteTimeout),
+        ):
+            client.post(server.url, content=b"x" * (64 * 1024 * 1024))
+        assert not server.outlasted.is_set()
+    finally:
+        server.close()

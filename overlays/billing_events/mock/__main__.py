@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from billing_events.cli._exit import EXIT_USAGE
 from billing_events.mock.app import create_app
 from billing_events.mock.config import FaultConfigError
 from billing_events.mock.server import HOST, config_from_env, listen, serve
@@ -19,7 +20,7 @@ def main() -> int:
         sock = listen(os.environ.get("MOCK_HOST") or HOST, port)
     except (FaultConfigError, ValueError, OSError) as exc:
         print(f"billing_events.mock: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE  # like `billing-events mock`: a bad setting is a usage error
     with sock:
         serve(app, sock)
     return 0
