@@ -38,7 +38,12 @@ import anyio
 import httpx
 
 from . import _constants as C
-from ._network import bounded_http_transport, reset_attempt_deadline, set_attempt_deadline
+from ._network import (
+    async_http_transport,
+    bounded_http_transport,
+    reset_attempt_deadline,
+    set_attempt_deadline,
+)
 
 CALL_DEADLINE = "billing_events.call_deadline"  # absolute time.monotonic() at which the whole call ends
 ANSWER_CAP = "billing_events.max_answer_bytes"  # the largest 2xx body this request can legitimately get
@@ -407,7 +412,7 @@ def async_bounded(
 ) -> AsyncBoundedTransport:
     """The async transport of a client: ``inner`` (default: pooled HTTP, the environment's proxy), bounded."""
     return AsyncBoundedTransport(
-        inner or httpx.AsyncHTTPTransport(limits=_limits(), proxy=env_proxy(base_url)),
+        inner or async_http_transport(_limits(), env_proxy(base_url)),
         attempt_seconds=attempt_seconds,
         answer_cap=C.MAX_CALL_ANSWER_BYTES,
     )

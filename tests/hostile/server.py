@@ -7,6 +7,7 @@ purpose: trickled bytes, endless chunked bodies, bodies that lie about their enc
 from __future__ import annotations
 
 import json
+import socket
 import socketserver
 import threading
 import time
@@ -23,7 +24,9 @@ CHUNK = 64 * 1024
 class Answer:
     """One scripted answer.
 
-    kind: ok, trickle, slow_head, endless, huge, html, error, bad_encoding, gzipped, redirect, echo_token.
+    kind: ok, ok_then_close, trickle, slow_head, endless, huge, html, error, bad_encoding, gzipped,
+    redirect, echo_token. ``ok_then_close`` answers like ``ok`` (keep-alive) and then closes the
+    connection, as a server does when its idle timeout is shorter than the client's.
     ``store`` says whether the server keeps the request's events before answering.
     """
 
@@ -47,6 +50,8 @@ class HostileServer:
         self.authorizations: list[str] = []
         # Set when a client still listened to a slow_head answer after its ``patience``.
         self.outlasted = threading.Event()
+        # Released each time an ok_then_close answer has shut its connection (the FIN is on its way).
+        self.hung_up = threading.Semaphore(0)
         self._lock = threading.Lock()
         server = self
 
@@ -113,7 +118,10 @@ class HostileServer:
         out = handler.wfile
         getattr(self, f"_{answer.kind}")(out, answer, headers)
         out.flush()
-        return answer.kind not in ("trickle", "slow_head", "endless", "huge")
+        if answer.kind == "ok_then_close":
+            handler.connection.shutdown(socket.SHUT_WR)
+            self.hung_up.release()
+        return answer.kind not in ("trickle", "slow_head", "endless", "huge", "ok_then_close")
 
     def _store(self, body: bytes) -> None:
         try:
@@ -142,6 +150,8 @@ class HostileServer:
 
     def _ok(self, out: Any, answer: Answer, headers: dict[str, str]) -> None:
         self._send(out, answer.status, answer.body or _success(headers[":body"]), "application/json")
+
+    _ok_then_close = _ok
 
     def _trickle(self, out: Any, answer: Answer, _: dict[str, str]) -> None:
         body = answer.body or b'{"message":"' + b"ok" * 100 + b'"}'

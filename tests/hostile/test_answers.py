@@ -52,3 +52,34 @@ def test_an_html_200_is_not_taken_for_a_success(hostile: HostileServer) -> None:
         [outcome] = client.send([lago_event(0)]).outcomes
     assert hostile.requests == 2  # asked again: the page said nothing about the events
     assert outcome.delivered
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    hostile: HostileServer, asynchronous: bool
+) -> None:
+    # The client's network backend answers httpcore's "is this idle socket readable?" check:
+    # a server's close is seen before a request is written to the dead connection.
+    hostile.answer(Answer("ok_then_close"))
+    events = [togai_event(n) for n in range(4)]
+    if asynchronous:
+        import asyncio
+
+        from billing_events import AsyncTogai
+
+        async def run() -> int:
+            async with AsyncTogai(TOKEN, base_url=hostile.url, retry=RetryPolicy(max_attempts=1)) as client:
+                for event in events:
+                    assert (await client.send([event])).ok
+                    assert await asyncio.to_thread(hostile.hung_up.acquire, timeout=10)
+                return client.stats.retried
+
+        retried = asyncio.run(run())
+    else:
+        with Togai(TOKEN, base_url=hostile.url, retry=RetryPolicy(max_attempts=1)) as client:
+            for event in events:
+                assert client.send([event]).ok
+                assert hostile.hung_up.acquire(timeout=10)
+            retried = client.stats.retried
+    assert retried == 0
+    assert hostile.stored_count == 4
