@@ -54,6 +54,18 @@ def test_a_key_column_is_the_key_and_a_bad_row_is_rejected_alone(mock: Mock, tmp
     assert sorted(event["id"] for event in mock.events("togai")) == ["evt-0", "evt-2"]
 
 
+def test_a_row_without_a_key_under_a_key_column_is_rejected_alone(mock: Mock, tmp_path: Path) -> None:
+    rows = [dict(row, event_id=f"evt-{i}") for i, row in enumerate(togai_rows(3))]
+    rows[0]["event_id"] = None
+    backfill = backfill_for(mock, "togai", tmp_path / "ckpt", key_column="event_id").prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert (summary["delivered"], summary["rejected"]) == (2, 1)
+    assert summary["problem"].startswith("rejected: event_id: empty")
+    assert sorted(event["id"] for event in mock.events("togai")) == ["evt-1", "evt-2"]
+
+
 def test_an_event_the_spec_check_refuses_is_named_in_the_summary(mock: Mock, tmp_path: Path) -> None:
     rows = togai_rows(2)
     rows[0]["attr.calls"] = "3,5"

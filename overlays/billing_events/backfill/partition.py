@@ -5,7 +5,9 @@ Who a row is does not depend on where it ran:
 - **Key.** The row's key column when it has one (``key_column``, by default the
   provider's own: Togai ``id``, Lago ``transaction_id``). Otherwise
   ``be-<32 hex>-<n>``: a digest of the event (with its timestamp) and ``n``, its
-  occurrence among identical rows of the partition, as the CLI derives keys.
+  occurrence among identical rows, as the CLI derives keys (``billing_events._keys``).
+  The adapters shuffle identical rows into one partition first (unless
+  ``key_column`` is named), so ``n`` counts the copies of the whole dataset.
   Never a partition id or a position: Spark may hand a retried task another
   partition id (SPARK-28650).
 - **Timestamp.** The row's ``timestamp`` column, or the job's stamp: written to
@@ -32,9 +34,10 @@ import attrs
 from attrs import field, frozen
 
 from .. import _constants as C
+from .._keys import Occurrences, content_digest, fingerprint, give_key
 from ..aio import AsyncLago, AsyncTogai
 from ..cli._columnar import row_to_event
-from ..cli._lines import SETTLED_FOR_GOOD, Occurrences, _digest, derived_key, fingerprint
+from ..cli._lines import SETTLED_FOR_GOOD
 from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
 from ._checkpoint import PartitionCheckpoint, job_stamp
@@ -115,25 +118,29 @@ def _identify(
                 plain["timestamp"] = plain.pop(backfill.timestamp_column, None)
             if backfill.key_column is not None:
                 key = plain.pop(backfill.key_column, None)
-                plain[key_field] = None if key is None else str(key)
+                if key is None or key == "":
+                    # No shuffle ran for a named key column: a derived key could repeat in another partition.
+                    invalid += 1
+                    first_problem = first_problem or (
+                        f"rejected: {backfill.key_column}: empty; key_column names it, so every row needs a key"
+                    )
+                    continue
+                plain[key_field] = str(key)
             event, problem = row_to_event(backfill.provider, plain)
             if event is None:
                 invalid += 1
                 first_problem = first_problem or f"rejected: {problem}"
                 continue
-            content = _digest(event)
+            content = content_digest(event)
             (number,) = occurrences.number([content])
-            if event.get("timestamp") is None:
+            stamped = event.get("timestamp") is None
+            if stamped:
                 if stamp is None:
                     raise ValueError(
                         "Backfill.prepare() was not called: rows without a timestamp need its stamp"
                     )
                 event["timestamp"] = _stamp_value(backfill.provider, stamp)
-                content_with_stamp = _digest({k: v for k, v in event.items() if k != key_field})
-            else:
-                content_with_stamp = content
-            if event.get(key_field) in (None, ""):
-                event[key_field] = derived_key(content_with_stamp, number)
+            give_key(event, key_field, content, number, stamped=stamped)
             identified.append((fingerprint(content, number), event))
     finally:
         occurrences.close()
