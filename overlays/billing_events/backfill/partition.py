@@ -24,7 +24,6 @@ The rate budget is the client's (``client_options``, e.g. ``rate_budget=`` and
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
@@ -41,6 +40,7 @@ from ..cli._lines import SETTLED_FOR_GOOD
 from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
 from ._checkpoint import PartitionCheckpoint, job_stamp
+from ._clients import run_with_client
 
 ProviderName = Literal["togai", "lago"]
 KEY_FIELD = {"togai": "id", "lago": "transaction_id"}
@@ -178,43 +178,43 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
         else:
             pending.append((print_, event))
     if pending:
-        asyncio.run(_send(pending, backfill, checkpoint, summary))
+        options = {"max_in_flight": backfill.max_in_flight, **backfill.client_options}
+        run_with_client(
+            backfill.provider,
+            options,
+            lambda client: _send(client, pending, backfill, checkpoint, summary),
+        )
     return summary
 
 
-def _client(backfill: Backfill) -> AsyncTogai | AsyncLago:
-    options = {"max_in_flight": backfill.max_in_flight, **backfill.client_options}
-    return AsyncTogai(**options) if backfill.provider == "togai" else AsyncLago(**options)
-
-
 async def _send(
+    client: AsyncTogai | AsyncLago,
     pending: list[tuple[bytes, dict[str, object]]],
     backfill: Backfill,
     checkpoint: PartitionCheckpoint,
     summary: dict[str, Any],
 ) -> None:
-    async with _client(backfill) as client:
-        size = backfill.rows_per_chunk
-        for chunk_number, start in enumerate(range(0, len(pending), size), 1):
-            chunk = pending[start : start + size]
-            report = await client.send([event for _, event in chunk])
-            statuses = [outcome.status.value for outcome in report.outcomes]
-            if not summary["problem"]:
-                summary["problem"] = next(
-                    (
-                        clip(f"{outcome.status.value}: {outcome.reason or outcome.error or ''}")
-                        for outcome in report.outcomes
-                        if not outcome.status.delivered
-                    ),
-                    "",
-                )
-            # Saved before the next chunk is sent: a kill from here on resends at most one chunk.
-            checkpoint.save((print_, status) for (print_, _), status in zip(chunk, statuses, strict=True))
-            for status in statuses:
-                summary[status] += 1
-            summary["sent"] += len(chunk)
-            if backfill.on_chunk is not None:
-                backfill.on_chunk(summary["partition"], chunk_number)
+    size = backfill.rows_per_chunk
+    for chunk_number, start in enumerate(range(0, len(pending), size), 1):
+        chunk = pending[start : start + size]
+        report = await client.send([event for _, event in chunk])
+        statuses = [outcome.status.value for outcome in report.outcomes]
+        if not summary["problem"]:
+            summary["problem"] = next(
+                (
+                    clip(f"{outcome.status.value}: {outcome.reason or outcome.error or ''}")
+                    for outcome in report.outcomes
+                    if not outcome.status.delivered
+                ),
+                "",
+            )
+        # Saved before the next chunk is sent: a kill from here on resends at most one chunk.
+        checkpoint.save((print_, status) for (print_, _), status in zip(chunk, statuses, strict=True))
+        for status in statuses:
+            summary[status] += 1
+        summary["sent"] += len(chunk)
+        if backfill.on_chunk is not None:
+            backfill.on_chunk(summary["partition"], chunk_number)
 
 
 def total(summaries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
