@@ -48,7 +48,12 @@ def give_key(
     if event.get(key_field) not in (None, ""):
         return
     if stamped:
-        content = content_digest({name: value for name, value in event.items() if name != key_field})
+        unkeyed = (
+            {name: value for name, value in event.items() if name != key_field}
+            if key_field in event
+            else event
+        )
+        content = content_digest(unkeyed)
     event[key_field] = derived_key(content, occurrence)
 
 

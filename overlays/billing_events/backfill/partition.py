@@ -24,6 +24,7 @@ The rate budget is the client's (``client_options``, e.g. ``rate_budget=`` and
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
@@ -48,6 +49,8 @@ BATCH_LIMIT = {"togai": C.TOGAI_MAX_BATCH_EVENTS, "lago": C.LAGO_MAX_BATCH_EVENT
 COUNT_COLUMNS = ("rows", *STATUSES, "sent", "settled_earlier")
 # "problem": the first reason a row of the partition was not delivered in this run, if any (clipped).
 SUMMARY_COLUMNS = ("partition", *COUNT_COLUMNS, "problem")
+# Groups of lanes that send chunks side by side (see _send).
+LANE_GROUPS = 2
 # Called after each checkpointed chunk with the partition's name and the chunks done so far.
 ChunkHook = Callable[[str, int], None]
 
@@ -106,45 +109,58 @@ def _identify(
 ) -> tuple[list[tuple[bytes, dict[str, object]]], int, str]:
     """Each row's fingerprint and event (keyed and stamped); how many rows have none, and the first reason."""
     key_field = KEY_FIELD[backfill.provider]
-    stamp = backfill.stamp
-    occurrences = Occurrences()
-    identified: list[tuple[bytes, dict[str, object]]] = []
+    key_column = backfill.key_column
+    renamed = backfill.timestamp_column != "timestamp"
+    events: list[dict[str, object]] = []
     invalid = 0
     first_problem = ""
-    try:
-        for row in rows:
-            plain = dict(row)
-            if backfill.timestamp_column != "timestamp":
+    for row in rows:
+        plain = row
+        if renamed or key_column is not None:
+            plain = dict(row)  # a copy: a bag's rows are the caller's dicts
+            if renamed:
                 plain["timestamp"] = plain.pop(backfill.timestamp_column, None)
-            if backfill.key_column is not None:
-                key = plain.pop(backfill.key_column, None)
+            if key_column is not None:
+                key = plain.pop(key_column, None)
                 if key is None or key == "":
                     # No shuffle ran for a named key column: a derived key could repeat in another partition.
                     invalid += 1
                     first_problem = first_problem or (
-                        f"rejected: {backfill.key_column}: empty; key_column names it, so every row needs a key"
+                        f"rejected: {key_column}: empty; key_column names it, so every row needs a key"
                     )
                     continue
                 plain[key_field] = str(key)
-            event, problem = row_to_event(backfill.provider, plain)
-            if event is None:
-                invalid += 1
-                first_problem = first_problem or f"rejected: {problem}"
-                continue
-            content = content_digest(event)
-            (number,) = occurrences.number([content])
-            stamped = event.get("timestamp") is None
-            if stamped:
-                if stamp is None:
-                    raise ValueError(
-                        "Backfill.prepare() was not called: rows without a timestamp need its stamp"
-                    )
-                event["timestamp"] = _stamp_value(backfill.provider, stamp)
-            give_key(event, key_field, content, number, stamped=stamped)
-            identified.append((fingerprint(content, number), event))
+        event, problem = row_to_event(backfill.provider, plain)
+        if event is None:
+            invalid += 1
+            first_problem = first_problem or f"rejected: {problem}"
+            continue
+        events.append(event)
+    contents = [content_digest(event) for event in events]
+    numbers = _occurrences(contents)
+    stamp = None if backfill.stamp is None else _stamp_value(backfill.provider, backfill.stamp)
+    identified: list[tuple[bytes, dict[str, object]]] = []
+    for event, content, number in zip(events, contents, numbers, strict=True):
+        stamped = event.get("timestamp") is None
+        if stamped:
+            if stamp is None:
+                raise ValueError("Backfill.prepare() was not called: rows without a timestamp need its stamp")
+            event["timestamp"] = stamp
+        give_key(event, key_field, content, number, stamped=stamped)
+        identified.append((fingerprint(content, number), event))
+    return identified, invalid, first_problem
+
+
+def _occurrences(contents: list[bytes]) -> list[int]:
+    """The occurrence of each content among the partition's (slices: a spilled count looks up one slice at once)."""
+    occurrences = Occurrences()
+    try:
+        numbers: list[int] = []
+        for start in range(0, len(contents), 8192):
+            numbers += occurrences.number(contents[start : start + 8192])
+        return numbers
     finally:
         occurrences.close()
-    return identified, invalid, first_problem
 
 
 def partition_name(fingerprints: Iterable[bytes]) -> str:
@@ -194,27 +210,57 @@ async def _send(
     checkpoint: PartitionCheckpoint,
     summary: dict[str, Any],
 ) -> None:
+    """Send the pending rows chunk by chunk, from ``LANE_GROUPS`` groups of lanes that take turns.
+
+    A ``send()`` ends by waiting for its slowest request, its other lanes idle.
+    Two groups, each with half of ``max_in_flight`` lanes and a chunk of its own,
+    keep one group sending while the other finishes; never more than
+    ``max_in_flight`` requests are open. A chunk's outcomes are saved as soon as
+    its ``send()`` returns, so a kill resends at most one chunk per group.
+    """
     size = backfill.rows_per_chunk
-    for chunk_number, start in enumerate(range(0, len(pending), size), 1):
-        chunk = pending[start : start + size]
-        report = await client.send([event for _, event in chunk])
-        statuses = [outcome.status.value for outcome in report.outcomes]
-        if not summary["problem"]:
-            summary["problem"] = next(
-                (
-                    clip(f"{outcome.status.value}: {outcome.reason or outcome.error or ''}")
-                    for outcome in report.outcomes
-                    if not outcome.status.delivered
-                ),
-                "",
-            )
-        # Saved before the next chunk is sent: a kill from here on resends at most one chunk.
-        checkpoint.save((print_, status) for (print_, _), status in zip(chunk, statuses, strict=True))
-        for status in statuses:
-            summary[status] += 1
-        summary["sent"] += len(chunk)
-        if backfill.on_chunk is not None:
-            backfill.on_chunk(summary["partition"], chunk_number)
+    starts = iter(range(0, len(pending), size))
+    groups = max(1, min(LANE_GROUPS, backfill.max_in_flight, -(-len(pending) // size)))
+    lanes = [
+        backfill.max_in_flight // groups + (index < backfill.max_in_flight % groups)
+        for index in range(groups)
+    ]
+    done = 0
+
+    async def group(in_flight: int) -> None:
+        nonlocal done
+        for start in starts:  # one iterator shared by the groups: each chunk is taken once
+            chunk = pending[start : start + size]
+            report = await client.send([event for _, event in chunk], max_in_flight=in_flight)
+            statuses = [outcome.status.value for outcome in report.outcomes]
+            if not summary["problem"]:
+                summary["problem"] = next(
+                    (
+                        clip(f"{outcome.status.value}: {outcome.reason or outcome.error or ''}")
+                        for outcome in report.outcomes
+                        if not outcome.status.delivered
+                    ),
+                    "",
+                )
+            outcomes = [(print_, status) for (print_, _), status in zip(chunk, statuses, strict=True)]
+            # In a thread: an object store's write must not hold up the other group's answers.
+            await asyncio.to_thread(checkpoint.save, outcomes)
+            for status in statuses:
+                summary[status] += 1
+            summary["sent"] += len(chunk)
+            done += 1
+            if backfill.on_chunk is not None:
+                backfill.on_chunk(summary["partition"], done)
+
+    try:
+        async with asyncio.TaskGroup() as running:
+            for in_flight in lanes:
+                running.create_task(group(in_flight))
+    except BaseExceptionGroup as errors:
+        # One group's error (a failed checkpoint write, say) is the error of the partition.
+        if len(errors.exceptions) == 1:
+            raise errors.exceptions[0] from None
+        raise
 
 
 def total(summaries: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -49,7 +49,7 @@ def summaries(frame: Any, backfill: Backfill) -> Any:
     def send(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow
 
-        rows = (dict(zip(names, row.values(), strict=True)) for row in batch_rows(batches))
+        rows = batch_rows(batch.rename_columns(names) for batch in batches)
         summary = send_partition(rows, prepared)
         yield pyarrow.RecordBatch.from_pylist([summary], schema=summary_schema(EXTRA))
 
