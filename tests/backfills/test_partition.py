@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from backfills.support import FAULTS, TOKEN, Mock, backfill_for, lago_rows, stored_once, togai_rows
+from backfills.support import (
+    FAULTS,
+    TOKEN,
+    FailFirstAttempt,
+    Mock,
+    backfill_for,
+    lago_rows,
+    stored_once,
+    togai_rows,
+)
 from billing_events.backfill import Backfill, send_partition
 
 
@@ -28,6 +37,28 @@ def test_a_partition_run_again_in_another_order_sends_nothing(
     assert again["settled_earlier"] == first["delivered"] + first["duplicate"]
     assert again["sent"] == first["unknown"] + first["failed"]
     assert stored_once(mock, "lago") == (500, 500)
+
+
+def test_a_partition_that_failed_midway_is_resumed_by_the_next_attempt_in_the_same_thread(
+    mock: Mock, tmp_path: Path
+) -> None:
+    (tmp_path / "faults").mkdir()
+    rows = lago_rows(600)
+    failing = backfill_for(
+        mock,
+        "lago",
+        tmp_path / "ckpt",
+        chunk_events=100,
+        on_chunk=FailFirstAttempt(str(tmp_path / "faults"), 1),
+    ).prepare()
+    with pytest.raises(RuntimeError, match="injected task failure"):
+        send_partition(rows, failing)
+
+    again = send_partition(rows, backfill_for(mock, "lago", tmp_path / "ckpt", chunk_events=100).prepare())
+
+    assert again["settled_earlier"] >= 100
+    assert again["delivered"] + again["duplicate"] == 600
+    assert stored_once(mock, "lago") == (600, 600)
 
 
 def test_identical_rows_are_distinct_events_and_keep_their_keys(mock: Mock, tmp_path: Path) -> None:

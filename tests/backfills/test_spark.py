@@ -110,7 +110,10 @@ def test_identical_rows_in_different_partitions_are_each_billed_once(
     (tmp_path / "faults").mkdir()
     # 40 copies of each of 100 rows, spread over all 16 partitions.
     repeated = spark.range(4_000, numPartitions=PARTITIONS).selectExpr(
-        "concat('sub_', id % 100) AS external_subscription_id", "'api_calls' AS code", "id % 100 AS `prop.n`"
+        "concat('sub_', id % 100) AS external_subscription_id",
+        "'api_calls' AS code",
+        "id % 100 AS `prop.n`",
+        "map('region', concat('r', id % 3)) AS properties",  # a map: hashed through its JSON
     )
     backfill = backfill_for(
         mock, "lago", tmp_path / "ckpt", chunk_events=CHUNK_EVENTS,
