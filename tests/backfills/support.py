@@ -59,6 +59,14 @@ def lago_rows(count: int) -> list[dict[str, Any]]:
     ]
 
 
+def repeated_lago_rows(count: int, distinct: int) -> list[dict[str, Any]]:
+    """Key-less Lago rows, ``count // distinct`` identical copies of each, interleaved: every partition gets copies."""
+    return [
+        {"external_subscription_id": f"sub_{i % distinct}", "code": "api_calls", "prop.n": i % distinct}
+        for i in range(count)
+    ]
+
+
 def togai_rows(count: int) -> list[dict[str, Any]]:
     return [
         {

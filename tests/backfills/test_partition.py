@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from backfills.support import FAULTS, TOKEN, Mock, backfill_for, lago_rows, stored_once, togai_rows
+from backfills.support import (
+    FAULTS,
+    TOKEN,
+    FailFirstAttempt,
+    Mock,
+    backfill_for,
+    lago_rows,
+    stored_once,
+    togai_rows,
+)
 from billing_events.backfill import Backfill, send_partition
 
 
@@ -28,6 +37,28 @@ def test_a_partition_run_again_in_another_order_sends_nothing(
     assert again["settled_earlier"] == first["delivered"] + first["duplicate"]
     assert again["sent"] == first["unknown"] + first["failed"]
     assert stored_once(mock, "lago") == (500, 500)
+
+
+def test_a_partition_that_failed_midway_is_resumed_by_the_next_attempt_in_the_same_thread(
+    mock: Mock, tmp_path: Path
+) -> None:
+    (tmp_path / "faults").mkdir()
+    rows = lago_rows(600)
+    failing = backfill_for(
+        mock,
+        "lago",
+        tmp_path / "ckpt",
+        chunk_events=100,
+        on_chunk=FailFirstAttempt(str(tmp_path / "faults"), 1),
+    ).prepare()
+    with pytest.raises(RuntimeError, match="injected task failure"):
+        send_partition(rows, failing)
+
+    again = send_partition(rows, backfill_for(mock, "lago", tmp_path / "ckpt", chunk_events=100).prepare())
+
+    assert again["settled_earlier"] >= 100
+    assert again["delivered"] + again["duplicate"] == 600
+    assert stored_once(mock, "lago") == (600, 600)
 
 
 def test_identical_rows_are_distinct_events_and_keep_their_keys(mock: Mock, tmp_path: Path) -> None:
@@ -52,6 +83,18 @@ def test_a_key_column_is_the_key_and_a_bad_row_is_rejected_alone(mock: Mock, tmp
     assert (summary["delivered"], summary["rejected"]) == (2, 1)
     assert summary["problem"] == "rejected: attr.calls: a bytes value has no JSON form"
     assert sorted(event["id"] for event in mock.events("togai")) == ["evt-0", "evt-2"]
+
+
+def test_a_row_without_a_key_under_a_key_column_is_rejected_alone(mock: Mock, tmp_path: Path) -> None:
+    rows = [dict(row, event_id=f"evt-{i}") for i, row in enumerate(togai_rows(3))]
+    rows[0]["event_id"] = None
+    backfill = backfill_for(mock, "togai", tmp_path / "ckpt", key_column="event_id").prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert (summary["delivered"], summary["rejected"]) == (2, 1)
+    assert summary["problem"].startswith("rejected: event_id: empty")
+    assert sorted(event["id"] for event in mock.events("togai")) == ["evt-1", "evt-2"]
 
 
 def test_an_event_the_spec_check_refuses_is_named_in_the_summary(mock: Mock, tmp_path: Path) -> None:

@@ -101,6 +101,36 @@ def test_a_killed_job_run_again_sends_only_what_it_had_not_settled(
     assert stored_once(mock, "lago") == (ROWS, ROWS)
 
 
+@pytest.mark.parametrize("lago_store", ["postgres", "clickhouse"])
+def test_identical_rows_in_different_partitions_are_each_billed_once(
+    spark: SparkSession, mock: Mock, tmp_path: Path, lago_store: str
+) -> None:
+    mock.reset(lago_store)
+    mock.faults(**FAULTS)
+    (tmp_path / "faults").mkdir()
+    # 40 copies of each of 100 rows, spread over all 16 partitions.
+    repeated = spark.range(4_000, numPartitions=PARTITIONS).selectExpr(
+        "concat('sub_', id % 100) AS external_subscription_id",
+        "'api_calls' AS code",
+        "id % 100 AS `prop.n`",
+        "map('region', concat('r', id % 3)) AS properties",  # a map: hashed through its JSON
+    )
+    backfill = backfill_for(
+        mock, "lago", tmp_path / "ckpt", chunk_events=CHUNK_EVENTS,
+        on_chunk=FailFirstAttempt(str(tmp_path / "faults"), after=3),
+    )  # fmt: skip
+
+    first = spark_backfill.backfill(repeated, backfill)
+    again = spark_backfill.backfill(repeated, backfill_for(mock, "lago", tmp_path / "ckpt"))
+
+    assert (tmp_path / "faults" / "task-failed").exists()
+    assert len(first.partitions) == PARTITIONS
+    assert first.total["delivered"] + first.total["duplicate"] + first.total["unknown"] == 4_000
+    assert stored_once(mock, "lago") == (4_000, 4_000)
+    assert again.total["settled_earlier"] == first.total["delivered"] + first.total["duplicate"]
+    assert again.total["sent"] == first.total["unknown"] + first.total["failed"]
+
+
 def test_the_summaries_are_a_spark_dataframe_that_can_be_written(
     spark: SparkSession, mock: Mock, tmp_path: Path
 ) -> None:

@@ -3,8 +3,9 @@
     python -m bench.backfill ENGINE ORIGIN ROWS IN_FLIGHT
 
 Prints one JSON line: rows, seconds (the ``backfill()`` call only, not the
-engine's start-up), events/s and the peak RSS of each worker process (read
-by the workers themselves after each checkpointed chunk). Lago rows, without
+engine's start-up), events/s, the peak RSS of each worker process and the
+CPU time the workers spent per row (both read by the workers themselves after
+each checkpointed chunk; CPU time does not depend on what else shares the machine). Lago rows, without
 keys or timestamps: the backfill derives both, and checkpoints every chunk.
 """
 
@@ -30,17 +31,23 @@ LAGO_BATCH = 100
 
 @frozen
 class RecordPeakRss:
-    """Called after each chunk on the worker: keeps the worker process's peak RSS in a file of its own."""
+    """Called after each chunk on the worker: keeps the worker process's peak RSS and CPU time in files."""
 
     directory: str
 
     def __call__(self, partition: str, chunks: int) -> None:
-        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        Path(self.directory, f"{os.getpid()}.rss").write_text(str(peak_kib))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        Path(self.directory, f"{os.getpid()}.rss").write_text(str(usage.ru_maxrss))
+        Path(self.directory, f"{os.getpid()}.cpu").write_text(str(usage.ru_utime + usage.ru_stime))
 
 
 def peaks_mib(directory: str) -> list[float]:
     return sorted((int(path.read_text()) / 1024 for path in Path(directory).glob("*.rss")), reverse=True)
+
+
+def cpu_seconds(directory: str) -> float:
+    """The workers' CPU time up to their last chunk, start-up included (Spark's Python workers)."""
+    return sum(float(path.read_text()) for path in Path(directory).glob("*.cpu"))
 
 
 def lago_rows(count: int) -> list[dict[str, Any]]:
@@ -50,7 +57,18 @@ def lago_rows(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def run_dask(backfill: Backfill, rows: int) -> float:
+def _warm() -> None:
+    """What every worker imports for its first partition: start-up, as the engine's own, is not measured."""
+    import billing_events.backfill.dask
+    import billing_events.backfill.partition  # noqa: F401
+
+
+def _process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_dask(backfill: Backfill, rows: int) -> tuple[float, float | None]:
     import dask.dataframe as dd
     import pandas as pd
     from distributed import Client, LocalCluster
@@ -60,17 +78,20 @@ def run_dask(backfill: Backfill, rows: int) -> float:
     frame = dd.from_pandas(pd.DataFrame(lago_rows(rows)), npartitions=PARTITIONS)
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster),
+        Client(cluster) as client,
     ):
         frame = frame.persist()
+        client.run(_warm)
+        cpu_before = client.run(_process_cpu)
         started = time.perf_counter()
         result = dask_backfill.backfill(frame, backfill)
         elapsed = time.perf_counter() - started
+        cpu = sum(client.run(_process_cpu).values()) - sum(cpu_before.values())
     _check(result.total, rows)
-    return elapsed
+    return elapsed, cpu
 
 
-def run_spark(backfill: Backfill, rows: int) -> float:
+def run_spark(backfill: Backfill, rows: int) -> tuple[float, float | None]:
     from pyspark.sql import SparkSession
 
     from billing_events.backfill import spark as spark_backfill
@@ -97,7 +118,7 @@ def run_spark(backfill: Backfill, rows: int) -> float:
     finally:
         spark.stop()
     _check(result.total, rows)
-    return elapsed
+    return elapsed, None
 
 
 def _check(total: dict[str, int], rows: int) -> None:
@@ -116,7 +137,7 @@ def main(engine: str, origin: str, rows: int, in_flight: int) -> None:
             chunk_events=LAGO_BATCH * in_flight * 4,
             on_chunk=RecordPeakRss(peaks),
         )
-        elapsed = (run_dask if engine == "dask" else run_spark)(backfill, rows)
+        elapsed, cpu = (run_dask if engine == "dask" else run_spark)(backfill, rows)
         print(
             orjson.dumps(
                 {
@@ -125,6 +146,7 @@ def main(engine: str, origin: str, rows: int, in_flight: int) -> None:
                     "seconds": elapsed,
                     "rate": rows / elapsed,
                     "worker_peak_rss_mib": peaks_mib(peaks),
+                    "worker_cpu_us_per_row": (cpu if cpu is not None else cpu_seconds(peaks)) / rows * 1e6,
                 }
             ).decode()
         )

@@ -2,12 +2,17 @@
 
 Each partition goes through ``send_partition`` as one task. A task lost with
 its worker is run again by the scheduler and resumes from its checkpoint.
+Without ``key_column``, a shuffle first brings identical rows into one
+partition, so their occurrence numbers count every copy in the frame.
 Needs ``pip install 'billing-events[dask]'``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import orjson
 
 from ._engines import pandas_rows
 from .partition import COUNT_COLUMNS, SUMMARY_COLUMNS, Backfill, empty_summary, send_partition, total
@@ -38,18 +43,42 @@ def _send_bag(rows: Any, backfill: Backfill) -> list[dict[str, Any]]:
     return [send_partition(rows, backfill)]
 
 
-def backfill(frame: Any, backfill: Backfill, **compute_options: Any) -> BackfillResult:
+def _row_hash(row: Any) -> int:
+    """The same number for identical rows in any process (Python's own hash of a str is salted per process)."""
+    data = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def _copies_together(frame: Any, backfill: Backfill, shuffle_method: str, bag: bool) -> Any:
+    """``frame`` with every copy of a row in one partition: hash-partitioned on the row's content."""
+    if backfill.key_column is not None:
+        return frame  # each row has its own key: no occurrence to count, no shuffle
+    if bag:
+        grouped = frame.groupby(_row_hash, npartitions=frame.npartitions, shuffle=shuffle_method)
+        return grouped.pluck(1).flatten()
+    # Dask hashes the values of all columns: identical rows land in the same partition, on every run.
+    return frame.shuffle(on=list(frame.columns), npartitions=frame.npartitions, shuffle_method=shuffle_method)
+
+
+def backfill(
+    frame: Any, backfill: Backfill, *, shuffle_method: str = "tasks", **compute_options: Any
+) -> BackfillResult:
     """Send every partition of ``frame`` (a ``dask.dataframe.DataFrame``, or a ``dask.bag.Bag`` of dicts).
 
-    Returns the summary of each partition and the total. ``compute_options``
-    go to ``compute()`` (e.g. ``retries=2``).
+    Returns the summary of each partition and the total. Without
+    ``backfill.key_column``, the frame is shuffled first (``shuffle_method``:
+    ``"tasks"``, plain tasks that a lost worker's replacement recomputes, or
+    ``"p2p"``) so that identical rows are numbered across the whole frame.
+    ``compute_options`` go to ``compute()`` (e.g. ``retries=2``).
     """
     prepared = backfill.prepare()
     try:
         import dask.bag
     except ImportError as exc:
         raise ImportError(f"Dask backfills need dask: pip install 'billing-events[{EXTRA}]'") from exc
-    if isinstance(frame, dask.bag.Bag):
+    is_bag = isinstance(frame, dask.bag.Bag)
+    frame = _copies_together(frame, prepared, shuffle_method, is_bag)
+    if is_bag:
         summaries = list(frame.map_partitions(_send_bag, prepared).compute(**compute_options))
         partitions = _summary_frame(summaries)
     else:

@@ -5,7 +5,9 @@ Who a row is does not depend on where it ran:
 - **Key.** The row's key column when it has one (``key_column``, by default the
   provider's own: Togai ``id``, Lago ``transaction_id``). Otherwise
   ``be-<32 hex>-<n>``: a digest of the event (with its timestamp) and ``n``, its
-  occurrence among identical rows of the partition, as the CLI derives keys.
+  occurrence among identical rows, as the CLI derives keys (``billing_events._keys``).
+  The adapters shuffle identical rows into one partition first (unless
+  ``key_column`` is named), so ``n`` counts the copies of the whole dataset.
   Never a partition id or a position: Spark may hand a retried task another
   partition id (SPARK-28650).
 - **Timestamp.** The row's ``timestamp`` column, or the job's stamp: written to
@@ -32,12 +34,14 @@ import attrs
 from attrs import field, frozen
 
 from .. import _constants as C
+from .._keys import Occurrences, content_digest, fingerprint, give_key
 from ..aio import AsyncLago, AsyncTogai
 from ..cli._columnar import row_to_event
-from ..cli._lines import SETTLED_FOR_GOOD, Occurrences, _digest, derived_key, fingerprint
+from ..cli._lines import SETTLED_FOR_GOOD
 from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
 from ._checkpoint import PartitionCheckpoint, job_stamp
+from ._clients import run_with_client
 
 ProviderName = Literal["togai", "lago"]
 KEY_FIELD = {"togai": "id", "lago": "transaction_id"}
@@ -45,6 +49,8 @@ BATCH_LIMIT = {"togai": C.TOGAI_MAX_BATCH_EVENTS, "lago": C.LAGO_MAX_BATCH_EVENT
 COUNT_COLUMNS = ("rows", *STATUSES, "sent", "settled_earlier")
 # "problem": the first reason a row of the partition was not delivered in this run, if any (clipped).
 SUMMARY_COLUMNS = ("partition", *COUNT_COLUMNS, "problem")
+# Groups of lanes that send chunks side by side (see _send).
+LANE_GROUPS = 2
 # Called after each checkpointed chunk with the partition's name and the chunks done so far.
 ChunkHook = Callable[[str, int], None]
 
@@ -103,41 +109,58 @@ def _identify(
 ) -> tuple[list[tuple[bytes, dict[str, object]]], int, str]:
     """Each row's fingerprint and event (keyed and stamped); how many rows have none, and the first reason."""
     key_field = KEY_FIELD[backfill.provider]
-    stamp = backfill.stamp
-    occurrences = Occurrences()
-    identified: list[tuple[bytes, dict[str, object]]] = []
+    key_column = backfill.key_column
+    renamed = backfill.timestamp_column != "timestamp"
+    events: list[dict[str, object]] = []
     invalid = 0
     first_problem = ""
-    try:
-        for row in rows:
-            plain = dict(row)
-            if backfill.timestamp_column != "timestamp":
+    for row in rows:
+        plain = row
+        if renamed or key_column is not None:
+            plain = dict(row)  # a copy: a bag's rows are the caller's dicts
+            if renamed:
                 plain["timestamp"] = plain.pop(backfill.timestamp_column, None)
-            if backfill.key_column is not None:
-                key = plain.pop(backfill.key_column, None)
-                plain[key_field] = None if key is None else str(key)
-            event, problem = row_to_event(backfill.provider, plain)
-            if event is None:
-                invalid += 1
-                first_problem = first_problem or f"rejected: {problem}"
-                continue
-            content = _digest(event)
-            (number,) = occurrences.number([content])
-            if event.get("timestamp") is None:
-                if stamp is None:
-                    raise ValueError(
-                        "Backfill.prepare() was not called: rows without a timestamp need its stamp"
+            if key_column is not None:
+                key = plain.pop(key_column, None)
+                if key is None or key == "":
+                    # No shuffle ran for a named key column: a derived key could repeat in another partition.
+                    invalid += 1
+                    first_problem = first_problem or (
+                        f"rejected: {key_column}: empty; key_column names it, so every row needs a key"
                     )
-                event["timestamp"] = _stamp_value(backfill.provider, stamp)
-                content_with_stamp = _digest({k: v for k, v in event.items() if k != key_field})
-            else:
-                content_with_stamp = content
-            if event.get(key_field) in (None, ""):
-                event[key_field] = derived_key(content_with_stamp, number)
-            identified.append((fingerprint(content, number), event))
+                    continue
+                plain[key_field] = str(key)
+        event, problem = row_to_event(backfill.provider, plain)
+        if event is None:
+            invalid += 1
+            first_problem = first_problem or f"rejected: {problem}"
+            continue
+        events.append(event)
+    contents = [content_digest(event) for event in events]
+    numbers = _occurrences(contents)
+    stamp = None if backfill.stamp is None else _stamp_value(backfill.provider, backfill.stamp)
+    identified: list[tuple[bytes, dict[str, object]]] = []
+    for event, content, number in zip(events, contents, numbers, strict=True):
+        stamped = event.get("timestamp") is None
+        if stamped:
+            if stamp is None:
+                raise ValueError("Backfill.prepare() was not called: rows without a timestamp need its stamp")
+            event["timestamp"] = stamp
+        give_key(event, key_field, content, number, stamped=stamped)
+        identified.append((fingerprint(content, number), event))
+    return identified, invalid, first_problem
+
+
+def _occurrences(contents: list[bytes]) -> list[int]:
+    """The occurrence of each content among the partition's (slices: a spilled count looks up one slice at once)."""
+    occurrences = Occurrences()
+    try:
+        numbers: list[int] = []
+        for start in range(0, len(contents), 8192):
+            numbers += occurrences.number(contents[start : start + 8192])
+        return numbers
     finally:
         occurrences.close()
-    return identified, invalid, first_problem
 
 
 def partition_name(fingerprints: Iterable[bytes]) -> str:
@@ -171,26 +194,44 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
         else:
             pending.append((print_, event))
     if pending:
-        asyncio.run(_send(pending, backfill, checkpoint, summary))
+        options = {"max_in_flight": backfill.max_in_flight, **backfill.client_options}
+        run_with_client(
+            backfill.provider,
+            options,
+            lambda client: _send(client, pending, backfill, checkpoint, summary),
+        )
     return summary
 
 
-def _client(backfill: Backfill) -> AsyncTogai | AsyncLago:
-    options = {"max_in_flight": backfill.max_in_flight, **backfill.client_options}
-    return AsyncTogai(**options) if backfill.provider == "togai" else AsyncLago(**options)
-
-
 async def _send(
+    client: AsyncTogai | AsyncLago,
     pending: list[tuple[bytes, dict[str, object]]],
     backfill: Backfill,
     checkpoint: PartitionCheckpoint,
     summary: dict[str, Any],
 ) -> None:
-    async with _client(backfill) as client:
-        size = backfill.rows_per_chunk
-        for chunk_number, start in enumerate(range(0, len(pending), size), 1):
+    """Send the pending rows chunk by chunk, from ``LANE_GROUPS`` groups of lanes that take turns.
+
+    A ``send()`` ends by waiting for its slowest request, its other lanes idle.
+    Two groups, each with half of ``max_in_flight`` lanes and a chunk of its own,
+    keep one group sending while the other finishes; never more than
+    ``max_in_flight`` requests are open. A chunk's outcomes are saved as soon as
+    its ``send()`` returns, so a kill resends at most one chunk per group.
+    """
+    size = backfill.rows_per_chunk
+    starts = iter(range(0, len(pending), size))
+    groups = max(1, min(LANE_GROUPS, backfill.max_in_flight, -(-len(pending) // size)))
+    lanes = [
+        backfill.max_in_flight // groups + (index < backfill.max_in_flight % groups)
+        for index in range(groups)
+    ]
+    done = 0
+
+    async def group(in_flight: int) -> None:
+        nonlocal done
+        for start in starts:  # one iterator shared by the groups: each chunk is taken once
             chunk = pending[start : start + size]
-            report = await client.send([event for _, event in chunk])
+            report = await client.send([event for _, event in chunk], max_in_flight=in_flight)
             statuses = [outcome.status.value for outcome in report.outcomes]
             if not summary["problem"]:
                 summary["problem"] = next(
@@ -201,13 +242,25 @@ async def _send(
                     ),
                     "",
                 )
-            # Saved before the next chunk is sent: a kill from here on resends at most one chunk.
-            checkpoint.save((print_, status) for (print_, _), status in zip(chunk, statuses, strict=True))
+            outcomes = [(print_, status) for (print_, _), status in zip(chunk, statuses, strict=True)]
+            # In a thread: an object store's write must not hold up the other group's answers.
+            await asyncio.to_thread(checkpoint.save, outcomes)
             for status in statuses:
                 summary[status] += 1
             summary["sent"] += len(chunk)
+            done += 1
             if backfill.on_chunk is not None:
-                backfill.on_chunk(summary["partition"], chunk_number)
+                backfill.on_chunk(summary["partition"], done)
+
+    try:
+        async with asyncio.TaskGroup() as running:
+            for in_flight in lanes:
+                running.create_task(group(in_flight))
+    except BaseExceptionGroup as errors:
+        # One group's error (a failed checkpoint write, say) is the error of the partition.
+        if len(errors.exceptions) == 1:
+            raise errors.exceptions[0] from None
+        raise
 
 
 def total(summaries: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -3,7 +3,9 @@
 Each partition's Arrow batches go through ``send_partition`` on the executor's
 Python worker. A failed task is retried by Spark (``spark.task.maxFailures``)
 and resumes from its checkpoint, whatever partition id it is given.
-Needs ``pip install 'billing-events[spark]'``.
+Without ``key_column``, a shuffle first brings identical rows into one
+partition (``repartition`` on a hash of the whole row), so their occurrence
+numbers count every copy in the frame. Needs ``pip install 'billing-events[spark]'``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,24 @@ SUMMARY_DDL = ", ".join(
 )
 
 
+def _copies_together(frame: Any, backfill: Backfill) -> Any:
+    """``frame`` with every copy of a row in one partition, as many partitions as before."""
+    if backfill.key_column is not None:
+        return frame  # each row has its own key: no occurrence to count, no shuffle
+    from pyspark.sql import functions
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    # Spark refuses to hash a map; a nested column is hashed through its JSON text.
+    columns = [
+        functions.to_json(functions.col(field.name))
+        if isinstance(field.dataType, ArrayType | MapType | StructType)
+        else functions.col(field.name)
+        for field in frame.schema.fields
+    ]
+    # Hash partitioning depends on the values only: a retried or re-run task gets the same rows.
+    return frame.repartition(frame.rdd.getNumPartitions(), functions.xxhash64(*columns))
+
+
 def summaries(frame: Any, backfill: Backfill) -> Any:
     """A lazy Spark DataFrame of one summary row per partition: write it, or collect it."""
     prepared = backfill.prepare()
@@ -29,13 +49,13 @@ def summaries(frame: Any, backfill: Backfill) -> Any:
     def send(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow
 
-        rows = (dict(zip(names, row.values(), strict=True)) for row in batch_rows(batches))
+        rows = batch_rows(batch.rename_columns(names) for batch in batches)
         summary = send_partition(rows, prepared)
         yield pyarrow.RecordBatch.from_pylist([summary], schema=summary_schema(EXTRA))
 
     # Spark resolves "prop.n" as a field of "prop": columns go in under positional names, and get theirs back.
     positional = frame.toDF(*(f"_{index}" for index in range(len(names))))
-    return positional.mapInArrow(send, SUMMARY_DDL)
+    return _copies_together(positional, prepared).mapInArrow(send, SUMMARY_DDL)
 
 
 def backfill(frame: Any, backfill: Backfill) -> BackfillResult:

@@ -1,0 +1,106 @@
+"""Who an event is when it carries no key: one derivation for the CLI and for backfills.
+
+- ``content_digest``: SHA-256 of the event as read (its JSON with sorted keys).
+- ``Occurrences``: numbers identical events, 1 for the first copy, 2 for the
+  second, ... The caller decides the scope: the CLI numbers over the whole
+  file; a backfill over a partition that holds every copy of its rows (the
+  adapters shuffle identical rows into one partition first).
+- ``fingerprint``: the content digest and the occurrence, in 16 bytes; the
+  name under which the CLI's state and a backfill's checkpoint keep an event.
+- ``give_key``: ``be-<32 hex>-<occurrence>`` from a digest of the event as
+  sent (with the timestamp it was given) when the event has no key.
+
+None of it depends on a position, a partition id or a worker, so re-reading
+the same data anywhere gives the same fingerprints and keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+
+import orjson
+
+
+def content_digest(event: dict[str, object]) -> bytes:
+    return hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def fingerprint(content: bytes, occurrence: int) -> bytes:
+    """16 bytes, so a million events stay a few tens of MB in a state file or a checkpoint."""
+    return hashlib.sha256(content + occurrence.to_bytes(8, "big")).digest()[:16]
+
+
+def derived_key(content: bytes, occurrence: int) -> str:
+    return f"be-{content.hex()[:32]}-{occurrence}"
+
+
+def give_key(
+    event: dict[str, object], key_field: str, content: bytes, occurrence: int, *, stamped: bool
+) -> None:
+    """Set the event's derived key if its key field is missing or empty.
+
+    ``content`` is the digest of the event as read; ``stamped`` says a timestamp
+    was added since, so the key is taken from the event as sent (without its key
+    field): identical events stamped on different days are different events.
+    """
+    if event.get(key_field) not in (None, ""):
+        return
+    if stamped:
+        unkeyed = (
+            {name: value for name, value in event.items() if name != key_field}
+            if key_field in event
+            else event
+        )
+        content = content_digest(unkeyed)
+    event[key_field] = derived_key(content, occurrence)
+
+
+class Occurrences:
+    """Numbers identical events in the order they are given (1 for the first copy, 2 for the second, ...).
+
+    Counts live in a dict up to ``MEMORY_DIGESTS`` distinct events, then move to
+    a private temporary SQLite database, so millions of distinct events do not
+    hold millions of digests in memory.
+    """
+
+    MEMORY_DIGESTS = 200_000
+
+    def __init__(self) -> None:
+        self._counts: dict[bytes, int] = {}
+        self._db: sqlite3.Connection | None = None
+
+    def number(self, digests: Sequence[bytes]) -> list[int]:
+        counts = self._counts if self._db is None else self._from_disk(digests)
+        numbers: list[int] = []
+        for digest in digests:
+            counts[digest] = number = counts.get(digest, 0) + 1
+            numbers.append(number)
+        if self._db is not None:
+            self._db.executemany(
+                "INSERT INTO seen VALUES (?, ?) ON CONFLICT DO UPDATE SET copies = excluded.copies",
+                counts.items(),
+            )
+        elif len(counts) > self.MEMORY_DIGESTS:
+            self._db = sqlite3.connect("", isolation_level=None)  # "": an anonymous on-disk database
+            # Scratch data, gone when the run ends: no journal and no syncing.
+            self._db.execute("PRAGMA journal_mode=OFF")
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute(
+                "CREATE TABLE seen (digest BLOB PRIMARY KEY, copies INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            self._db.executemany("INSERT INTO seen VALUES (?, ?)", counts.items())
+            self._counts = {}
+        return numbers
+
+    def _from_disk(self, digests: Sequence[bytes]) -> dict[bytes, int]:
+        assert self._db is not None
+        distinct = list(dict.fromkeys(digests))
+        marks = ",".join("?" * len(distinct))
+        query = f"SELECT digest, copies FROM seen WHERE digest IN ({marks})"
+        return {bytes(digest): copies for digest, copies in self._db.execute(query, distinct)}
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
