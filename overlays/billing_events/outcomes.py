@@ -84,6 +84,18 @@ class Report:
     def __iter__(self) -> Iterator[Outcome]:
         return iter(self.outcomes)
 
+    def __getitem__(self, index: int) -> Outcome:
+        """The outcome of the event at ``index``; built alone while the others have not been read."""
+        if self._outcomes is not None:
+            return self._outcomes[index]
+        assert self._make is not None
+        return self._make(range(len(self._statuses))[index])
+
+    @property
+    def statuses(self) -> tuple[OutcomeStatus, ...]:
+        """Each event's status, in order, without building an ``Outcome`` for it."""
+        return tuple(self._statuses)
+
     def __len__(self) -> int:
         return len(self._statuses)
 
@@ -105,14 +117,13 @@ class Report:
         return found == len(statuses)
 
     def by_status(self, status: OutcomeStatus) -> list[Outcome]:
-        outcomes = self.outcomes
-        return [outcomes[index] for index, found in enumerate(self._statuses) if found is status]
+        return [self[index] for index, found in enumerate(self._statuses) if found is status]
 
     def to_resend(self) -> list[Mapping[str, Any]]:
         """The events to send again: those ``failed`` or ``unknown``, with the keys and timestamps they
         were sent with, so that a provider that has them already does not bill them twice."""
         return [
-            self.outcomes[index].event
+            self[index].event
             for index, status in enumerate(self._statuses)
             if status in (OutcomeStatus.FAILED, OutcomeStatus.UNKNOWN)
         ]
@@ -123,7 +134,7 @@ class Report:
 
         for index, status in enumerate(self._statuses):
             if not status.delivered:
-                outcome = self.outcomes[index]
+                outcome = self[index]
                 if outcome.error is not None:
                     raise outcome.error
                 raise RejectedError(outcome.reason or outcome.status.value)

@@ -145,3 +145,19 @@ def test_a_cookie_a_server_sets_never_rides_on_a_later_request(asynchronous: boo
             for event in events:
                 assert client.send([event]).ok
     assert cookies == [None, None, None]
+
+
+def test_a_reports_statuses_and_one_outcome_are_read_without_the_others(fast_retry: RetryPolicy) -> None:
+    server = TogaiLike()
+    events: list[Any] = [togai_event(n) for n in range(5)]
+    events[3] = togai_event(3, accountId=17)
+    client = Togai(
+        "t", base_url="http://togai.local", transport=httpx.MockTransport(server), retry=fast_retry
+    )
+    report = client.send(events)
+    assert report.statuses == (D, D, D, R, D)
+    assert report[3].status is R and report[3].reason is not None
+    assert report[-1].key == report.outcomes[4].key
+    assert [outcome.key for outcome in report.by_status(R)] == [report[3].key]
+    with pytest.raises(IndexError):
+        report[5]

@@ -232,13 +232,14 @@ async def _send(
         for start in starts:  # one iterator shared by the groups: each chunk is taken once
             chunk = pending[start : start + size]
             report = await client.send([event for _, event in chunk], max_in_flight=in_flight)
-            statuses = [outcome.status.value for outcome in report.outcomes]
+            # Statuses only: an Outcome (and its event read back from JSON) is built for a problem alone.
+            statuses = [status.value for status in report.statuses]
             if not summary["problem"]:
                 summary["problem"] = next(
                     (
-                        clip(f"{outcome.status.value}: {outcome.reason or outcome.error or ''}")
-                        for outcome in report.outcomes
-                        if not outcome.status.delivered
+                        clip(f"{status.value}: {report[index].reason or report[index].error or ''}")
+                        for index, status in enumerate(report.statuses)
+                        if not status.delivered
                     ),
                     "",
                 )

@@ -150,13 +150,18 @@ class Pump:
                 to_send.append(record)
         if to_send:
             report = await self._sender.send([record.event for record in to_send if record.event is not None])
-            refused = next((o.error for o in report.outcomes if isinstance(o.error, AuthError)), None)
+            # Outcomes are built for the events not delivered only: the rest need their status alone.
+            troubled = {
+                index: report[index] for index, found in enumerate(report.statuses) if not found.delivered
+            }
+            refused = next((o.error for o in troubled.values() if isinstance(o.error, AuthError)), None)
             if refused is not None:
                 # Not settled: the chunk is sent again on the next run.
                 raise CredentialsRefused(clip(str(refused)))
-            for outcome, record in zip(report.outcomes, to_send, strict=True):
-                status = outcome.status.value
-                sent_problem = None if outcome.delivered else _problem_for(outcome, record.line)
+            for index, (found, record) in enumerate(zip(report.statuses, to_send, strict=True)):
+                status = found.value
+                outcome = troubled.get(index)
+                sent_problem = None if outcome is None else _problem_for(outcome, record.line)
                 outcomes.append((status, sent_problem, False))
                 if record.fingerprint is not None:
                     reason, key = (sent_problem.reason, sent_problem.key) if sent_problem else (None, None)
