@@ -52,10 +52,29 @@ def test_track_of_a_5_mb_value_logs_a_short_warning(caplog: pytest.LogCaptureFix
     ("value", "words"),
     [(float("nan"), "NaN is not a JSON number"), (float("inf"), "Infinity is not a JSON number")],
 )
-def test_nan_and_infinity_name_their_property(value: float, words: str) -> None:
-    outcome = offline(Lago).send([lago_event(0, properties={"ratio": value})]).outcomes[0]
+@pytest.mark.parametrize("validate", [True, False], ids=["checked", "unchecked"])
+def test_nan_and_infinity_name_their_property(value: float, words: str, validate: bool) -> None:
+    outcome = offline(Lago, validate=validate).send([lago_event(0, properties={"ratio": value})]).outcomes[0]
     assert outcome.status.value == "rejected"  # never sent as a silent null
     assert outcome.reason is not None and outcome.reason.startswith(f"event.properties.ratio: {words}")
+
+
+@pytest.mark.parametrize("validate", [True, False], ids=["checked", "unchecked"])
+@pytest.mark.parametrize("value", [float("nan"), float("-inf")])
+def test_nan_and_infinity_never_reach_togai(value: float, validate: bool) -> None:
+    # Togai's spec admits null nowhere, so its check alone refuses them; without the check, the JSON is searched.
+    events = [
+        togai_event(0, dimensions={"region": value}),
+        togai_event(1, attributes=[{"name": "calls", "value": value}]),
+    ]
+    for outcome, field in zip(
+        offline(Togai, validate=validate).send(events),
+        ["dimensions.region", "attributes[0].value"],
+        strict=True,
+    ):
+        assert outcome.status.value == "rejected"
+        assert outcome.reason is not None and outcome.reason.startswith(f"event.{field}: ")
+        assert "not a JSON number" in outcome.reason
 
 
 @pytest.mark.parametrize(

@@ -195,8 +195,7 @@ def load_validator(
 
     ``many=True`` validates a list of such objects in one call.
     """
-    text = resources.files("billing_events").joinpath(f"schemas/{provider}.schema.json").read_text("utf-8")
-    bundle = json.loads(text)
+    bundle = _bundle(provider)
     if drop_required is not None:
         target = bundle["$defs"][definition]
         target["required"] = [name for name in target.get("required", []) if name != drop_required]
@@ -204,6 +203,60 @@ def load_validator(
     shape = {"type": "array", "items": reference} if many else reference
     schema = {"$schema": bundle["$schema"], "$defs": bundle["$defs"], **shape}
     return jsonschema_rs.validator_for(schema, validate_formats=True)
+
+
+def _bundle(provider: str) -> dict[str, Any]:
+    text = resources.files("billing_events").joinpath(f"schemas/{provider}.schema.json").read_text("utf-8")
+    bundle: dict[str, Any] = json.loads(text)
+    return bundle
+
+
+def may_carry_nan(provider: str, definition: str) -> bool:
+    """Whether a valid ``definition`` may hold NaN or Infinity somewhere: a null, a number or any value.
+
+    The validator reads NaN and Infinity as null (and a float is a number); where the spec admits
+    neither null nor numbers, an event it accepts holds no NaN, and its JSON needs no search for
+    one. Conservative: a construct this does not read (``not``, ``if``, patterns of properties,
+    ...) counts as admitting them.
+    """
+    definitions = _bundle(provider)["$defs"]
+    seen: set[str] = set()
+
+    def admits(schema: object) -> bool:
+        if not isinstance(schema, dict):
+            return schema is not False
+        if "$ref" in schema:
+            name = str(schema["$ref"]).rpartition("/")[2]
+            if name in seen:
+                return False  # already being read higher up
+            seen.add(name)
+            return name not in definitions or admits(definitions[name])
+        if any(word in schema for word in ("not", "if", "patternProperties", "dependentSchemas")):
+            return True
+        branches = [schema[word] for word in ("anyOf", "oneOf", "allOf") if word in schema]
+        if (
+            {"null", "number"} & set(_types(schema))
+            or None in schema.get("enum", ())
+            or schema.get("const", 0) is None
+        ):
+            return True
+        if not _types(schema) and not branches and "enum" not in schema and "const" not in schema:
+            return True  # any value, null among them
+        if "prefixItems" in schema:
+            return True
+        children = list(schema.get("properties", {}).values())
+        if "array" in _types(schema):
+            children.append(schema.get("items", True))
+        if "object" in _types(schema):
+            children.append(schema.get("additionalProperties", True))
+        return any(map(admits, children)) or any(admits(branch) for group in branches for branch in group)
+
+    return admits({"$ref": f"#/$defs/{definition}"})
+
+
+def _types(schema: dict[str, Any]) -> list[str]:
+    found = schema.get("type", [])
+    return [found] if isinstance(found, str) else list(found)
 
 
 def _described(error: jsonschema_rs.ValidationError) -> tuple[str, str]:
@@ -250,6 +303,9 @@ class ProviderRules:
         self._group_validator = load_validator(
             self.name, self.event_definition, drop_required=self.key_field, many=True
         )
+        # NaN and Infinity would go out as null: search the JSON for them unless the spec check
+        # already rules them out (this spec admits no null and no number anywhere).
+        self._scan_for_nan = not validate or may_carry_nan(self.name, self.event_definition)
         self._prefix = b'{"' + self.batch_key + b'":['
         # The pieces spliced in front of a serialized event: the minted key, the stamp, or both.
         self._key_head = b'{"' + self.key_field.encode() + b'":"'
@@ -364,7 +420,7 @@ class ProviderRules:
             body = orjson.dumps(data, option=orjson.OPT_PASSTHROUGH_DATETIME)
         except (TypeError, ValueError) as exc:
             raise self._unencodable(data, key, str(exc)) from None
-        if b"null" in body and not_json(data) is not None:
+        if self._scan_for_nan and b"null" in body and not_json(data) is not None:
             raise self._unencodable(data, key, "")  # NaN and Infinity would go out as null
         if keyed and not stamp:
             # orjson's result keeps its over-sized buffer; an exact copy lets that buffer be reused
