@@ -3,7 +3,7 @@
     python -m bench.run [--seconds 1] [--providers togai,lago] [--scenarios 0,50]
                         [--skip-extras] [--caller-cost-only] [--profile DIR]
 
-The server is ``bench.sink`` (a bare ASGI app under uvicorn, one process, h11)
+The server is ``bench.sink`` (a bare ASGI app under uvicorn, one process, httptools and uvloop)
 started here in a separate process; it answers valid bodies with the
 provider's success body and can sleep before answering. Rows per provider:
 a raw httpx baseline, the official clients, then this project's sync
@@ -504,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=max(console.width, 130))
     cpus = os.cpu_count()
     console.print(
-        f"server: bench.sink (bare ASGI app, uvicorn h11, separate process; no schema validation, no storage)"
+        f"server: bench.sink (bare ASGI app, uvicorn with httptools and uvloop, separate process; no schema validation, no storage)"
         f" on this machine ({cpus} CPUs); python {sys.version.split()[0]}; every figure is the best of {REPEATS} runs",
         highlight=False,
     )

@@ -23,6 +23,9 @@ TOGAI_PREFIX = "/togai"
 LAGO_PREFIX = "/lago/api/v1"
 # Lago's two event stores: Postgres refuses a repeated key at write time, ClickHouse deduplicates at read time.
 LAGO_STORES = ("postgres", "clickhouse")
+# uvicorn picks httptools and uvloop when they are installed; the mock names its stack, so it parses
+# requests the same way wherever it runs.
+SERVER_STACK: dict[str, Any] = {"http": "h11", "loop": "asyncio"}
 
 RATE_NAMES = ("rate_429", "rate_503", "rate_drop", "rate_lost_response", "rate_gateway", "rate_html_ok")
 INTEGER_NAMES = ("latency_ms", "retry_after", "seed", "gateway_status")

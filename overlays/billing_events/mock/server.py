@@ -25,6 +25,7 @@ from billing_events.mock.config import (
     DEFAULT_TOKEN,
     LAGO_PREFIX,
     LAGO_STORES,
+    SERVER_STACK,
     TOGAI_PREFIX,
     FaultConfig,
     MockConfig,
@@ -106,7 +107,7 @@ def serve(app: Starlette, sock: socket.socket, out: TextIO | None = None) -> Non
     out = out or sys.stdout
     config: MockConfig = app.state.mock.config
     server_config = uvicorn.Config(
-        app, log_level="info", access_log=False, timeout_graceful_shutdown=5, lifespan="off"
+        app, log_level="info", access_log=False, timeout_graceful_shutdown=5, lifespan="off", **SERVER_STACK
     )
     # After uvicorn.Config, which configures logging: the filter must sit on the configured logger.
     silence_injected_drops()

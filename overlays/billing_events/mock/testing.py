@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from billing_events.mock.app import create_app
-from billing_events.mock.config import LAGO_STORES, MockConfig
+from billing_events.mock.config import LAGO_STORES, SERVER_STACK, MockConfig
 from billing_events.mock.faults import ConnectionDropped, silence_injected_drops
 
 __all__ = ["LAGO_STORES", "async_transport", "mock_app", "serve_in_thread", "sync_transport"]
@@ -75,6 +75,7 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
         lifespan="off",
         timeout_graceful_shutdown=5,
         log_level="warning",
+        **SERVER_STACK,
     )
     server = _NotifyingServer(config)
     thread = threading.Thread(
