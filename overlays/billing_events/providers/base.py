@@ -182,6 +182,8 @@ def _reseed_keys() -> None:
 
 
 _key_prefix = ""
+_dumps = orjson.dumps
+_PASSTHROUGH_DATETIME = orjson.OPT_PASSTHROUGH_DATETIME
 _key_counter = itertools.count(1)
 _reseed_keys()
 # A forked child must never mint the parent's keys.
@@ -313,6 +315,7 @@ class ProviderRules:
         self._stamp_head = b'{"' + stamp_name + b'":"'
         self._key_stamp = b'","' + stamp_name + b'":"'
         self.envelope_bytes = len(self._prefix) + 2
+        self._max_payload = max_batch_bytes - self.envelope_bytes
 
     # -- preparing events -------------------------------------------------
 
@@ -417,7 +420,7 @@ class ProviderRules:
                 self._refuse(data, key, keyed)
         try:
             # OPT_PASSTHROUGH_DATETIME: a datetime is not JSON data; it is refused by name, never guessed.
-            body = orjson.dumps(data, option=orjson.OPT_PASSTHROUGH_DATETIME)
+            body = _dumps(data, option=_PASSTHROUGH_DATETIME)
         except (TypeError, ValueError) as exc:
             raise self._unencodable(data, key, str(exc)) from None
         if self._scan_for_nan and b"null" in body and not_json(data) is not None:
@@ -427,19 +430,19 @@ class ProviderRules:
             # at once, which keeps a long queue of payloads from touching fresh memory on every call.
             payload = bytes(memoryview(body))
         else:
-            # One join, no intermediate pieces; the slice also drops orjson's over-sized buffer.
-            rest = b"," + body[1:] if len(body) > 2 else b"}"
+            # One join; the slice drops the body's "{" (and orjson's over-sized buffer with it).
+            close, rest = (b'",', body[1:]) if len(body) > 2 else (b'"}', b"")
             if stamp:
                 # Lago stamps a missing timestamp with the time a request arrives, so a retry would
                 # become a second event on its ClickHouse store: the stamp is ours, fixed at acceptance.
                 moment = b"%.3f" % time.time()
                 if keyed:
-                    payload = b"".join((self._stamp_head, moment, b'"', rest))
+                    payload = b"".join((self._stamp_head, moment, close, rest))
                 else:
-                    payload = b"".join((self._key_head, minted, self._key_stamp, moment, b'"', rest))
+                    payload = b"".join((self._key_head, minted, self._key_stamp, moment, close, rest))
             else:
-                payload = b"".join((self._key_head, minted, b'"', rest))
-        if len(payload) + self.envelope_bytes > self.max_batch_bytes:
+                payload = b"".join((self._key_head, minted, close, rest))
+        if len(payload) > self._max_payload:
             rule = f"is {len(payload)} bytes; a request body holds at most {self.max_batch_bytes}"
             raise InvalidEventError("event", rule, key=_printable(key), event=self._with_key(data, key))
         return (key if isinstance(key, str) else repr(key)), payload, data, keyed, stamp
