@@ -313,6 +313,7 @@ def backfill_table(
         "seconds",
         "events/s",
         "x single process",
+        "worker CPU µs/row",
         "peak RSS per worker",
     ):
         table.add_column(column, justify="left" if column == "engine" else "right")
@@ -326,6 +327,7 @@ def backfill_table(
             f"{row['seconds']:.2f}",
             f"{row['rate']:,.0f}",
             f"{row['rate'] / single:.2f}x",
+            f"{row['worker_cpu_us_per_row']:.1f}",
             f"{peaks} MiB",
         )
     return table
