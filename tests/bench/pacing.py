@@ -104,22 +104,12 @@ def _event(provider: str, worker: int, n: int) -> dict[str, Any]:
     }
 
 
-def sender(
-    worker: int,
-    provider: str,
-    url: str,
-    rate: float,
-    seconds: float,
-    pace: float | None,
-    budget: str | None,
-    go: Any,
-    out: Any,
-) -> None:
-    """Track events at ``rate`` per second for ``seconds`` through a background sender; report latencies."""
+def sender(*args: Any) -> None:
+    """``_send`` in a child process; an error is reported to the parent (on ``out``, the last argument)."""
     try:
-        _send(worker, provider, url, rate, seconds, pace, budget, go, out)
+        _send(*args)
     except BaseException as exc:
-        out.put(("error", repr(exc)))
+        args[-1].put(("error", repr(exc)))
         raise
 
 
@@ -134,6 +124,7 @@ def _send(
     go: Any,
     out: Any,
 ) -> None:
+    """Track events at ``rate`` per second for ``seconds`` through a background sender; report latencies."""
     from billing_events import Lago, RetryPolicy, Togai
 
     cls = Togai if provider == "togai" else Lago

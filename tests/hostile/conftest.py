@@ -19,9 +19,3 @@ def hostile() -> Iterator[HostileServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TOGAI_API_TOKEN", "TOGAI_BASE_URL", "LAGO_API_KEY", "LAGO_API_URL"):
-        monkeypatch.delenv(name, raising=False)

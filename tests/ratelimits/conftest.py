@@ -14,7 +14,6 @@ import attrs
 import httpx
 import pytest
 
-from billing_events import RetryPolicy
 from billing_events.mock import create_app
 from billing_events.mock.testing import serve_in_thread
 
@@ -24,19 +23,6 @@ from .workers import sender_process
 BUDGET = 40.0
 GROUP = {"togai": "togai.ingest_batch", "lago": "lago.create_batch_events"}
 RUN_TIMEOUT = 120.0
-
-
-@pytest.fixture
-def fast_retry() -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=5, deadline=30.0, initial_delay=0.001, max_delay=0.01, max_retry_after=0.01
-    )
-
-
-@pytest.fixture(autouse=True)
-def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TOGAI_API_TOKEN", "TOGAI_BASE_URL", "LAGO_API_KEY", "LAGO_API_URL"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from attrs import frozen
@@ -32,7 +32,9 @@ class ProviderStats:
 
 
 class _Counters:
-    """Counters shared by both stores; every method takes the store's lock."""
+    """Counters and the read of stored events shared by every store; every method takes the store's lock."""
+
+    _events: Mapping[Any, Event]
 
     def __init__(self) -> None:
         # A plain threading lock: requests can come from several threads and event loops at once.
@@ -43,6 +45,22 @@ class _Counters:
     def count_request(self) -> None:
         with self._lock:
             self._requests += 1
+
+    def events(self) -> list[Event]:
+        with self._lock:
+            return list(self._events.values())
+
+
+class _LagoReads(_Counters):
+    """What both Lago stores answer alike: `find` returns the first stored event with a transaction_id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._first_by_transaction: dict[str, Event] = {}
+
+    def find(self, transaction_id: str) -> Event | None:
+        with self._lock:
+            return self._first_by_transaction.get(transaction_id)
 
 
 class TogaiStore(_Counters):
@@ -72,16 +90,12 @@ class TogaiStore(_Counters):
             self._duplicates += duplicates
         return duplicates
 
-    def events(self) -> list[Event]:
-        with self._lock:
-            return list(self._events.values())
-
     def stats(self) -> ProviderStats:
         with self._lock:
             return ProviderStats(len(self._events), self._duplicates, self._requests)
 
 
-class LagoStore(_Counters):
+class LagoStore(_LagoReads):
     """Lago's Postgres event store: a repeated (external_subscription_id, transaction_id) is refused.
 
     Batches are stored whole or not at all. Inside one batch the server matches inserted rows by
@@ -96,7 +110,6 @@ class LagoStore(_Counters):
         # Events without a subscription get a key of their own: the unique index treats NULLs as distinct.
         self._events: dict[LagoKey | tuple[None, str, int], Event] = {}
         self._unscoped = itertools.count()
-        self._first_by_transaction: dict[str, Event] = {}
 
     def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
         """Store `events` (one per key) unless any key is already stored or its id repeated in `keys`.
@@ -127,14 +140,6 @@ class LagoStore(_Counters):
                 self._first_by_transaction.setdefault(transaction, event)
             return []
 
-    def find(self, transaction_id: str) -> Event | None:
-        with self._lock:
-            return self._first_by_transaction.get(transaction_id)
-
-    def events(self) -> list[Event]:
-        with self._lock:
-            return list(self._events.values())
-
     def stats(self) -> ProviderStats:
         with self._lock:
             stored = len(self._events)
@@ -145,7 +150,7 @@ class LagoStore(_Counters):
 ReadKey = tuple[str, str | None, object, str, str]
 
 
-class ClickhouseLagoStore(_Counters):
+class ClickhouseLagoStore(_LagoReads):
     """Lago's ClickHouse event store: every valid write is kept, and duplicates vanish only when read.
 
     Reads (stats, the events list, `find`) see the first arrival of each (organization,
@@ -160,7 +165,6 @@ class ClickhouseLagoStore(_Counters):
         self._organization = organization
         self._arrivals = 0
         self._events: dict[ReadKey, Event] = {}
-        self._first_by_transaction: dict[str, Event] = {}
 
     def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
         """Write `events` (the batch passed validation when it is not None); a duplicate is never refused."""
@@ -183,14 +187,6 @@ class ClickhouseLagoStore(_Counters):
                 self._events[key] = event
                 self._first_by_transaction.setdefault(event["transaction_id"], event)
         return []
-
-    def find(self, transaction_id: str) -> Event | None:
-        with self._lock:
-            return self._first_by_transaction.get(transaction_id)
-
-    def events(self) -> list[Event]:
-        with self._lock:
-            return list(self._events.values())
 
     def stats(self) -> ProviderStats:
         with self._lock:
