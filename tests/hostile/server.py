@@ -47,6 +47,8 @@ class HostileServer:
         self.script: list[Answer] = [Answer()]
         self.stored: list[str] = []  # keys of the events stored, in order, duplicates included
         self.requests = 0
+        self.connections = 0  # connections accepted
+        self.arrived = threading.Semaphore(0)  # released as each request has been read
         self.authorizations: list[str] = []
         # Set when a client still listened to a slow_head answer after its ``patience``.
         self.outlasted = threading.Event()
@@ -90,6 +92,8 @@ class HostileServer:
     # -- one connection ---------------------------------------------------
 
     def _serve(self, handler: socketserver.StreamRequestHandler) -> None:
+        with self._lock:
+            self.connections += 1
         try:
             while self._serve_one(handler):
                 pass
@@ -113,6 +117,7 @@ class HostileServer:
             answer = self.script[min(self.requests, len(self.script) - 1)]
             self.requests += 1
             self.authorizations.append(headers.get("authorization", ""))
+        self.arrived.release()
         if answer.store and line.startswith(b"POST"):
             self._store(body)
         out = handler.wfile
