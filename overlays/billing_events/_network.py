@@ -349,6 +349,9 @@ class ReadableCheckBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+UNLIMITED_POOLS = 256
+
+
 class ShardedAsyncTransport(httpx.AsyncBaseTransport):
     """Async HTTP on many small pools, one request at a time on each while there are enough of them.
 
@@ -362,7 +365,8 @@ class ShardedAsyncTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, limits: httpx.Limits, proxy: str | None) -> None:
         self._proxy = proxy
-        self._cap = max(1, limits.max_connections or 1)
+        # No limit (None): as many pools as requests in flight, up to the most a client can have.
+        self._cap = max(1, UNLIMITED_POOLS if limits.max_connections is None else limits.max_connections)
         self._shards: list[httpx.AsyncHTTPTransport] = []
         self._busy: list[int] = []
         self._idle: list[int] = []

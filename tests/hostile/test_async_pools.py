@@ -88,3 +88,21 @@ def test_a_cancelled_request_hands_its_pool_back(hostile: HostileServer) -> None
 
     assert asyncio.run(run()) == ["200"] * 3
     assert transport.in_flight == 0
+
+
+def test_pools_without_a_connection_limit_still_send_side_by_side(hostile: HostileServer) -> None:
+    # Trickled answers: each request holds its connection for a while.
+    hostile.answer(Answer("trickle", interval=0.005))
+    transport = ShardedAsyncTransport(httpx.Limits(max_connections=None), None)
+
+    async def run() -> int:
+        async with httpx.AsyncClient(transport=transport, base_url=hostile.url, timeout=30.0) as http:
+            sending = [asyncio.ensure_future(http.post("/ingest", content=b"{}")) for _ in range(8)]
+            # All eight reach the server while the first answer is still trickling.
+            for _ in range(8):
+                assert await asyncio.to_thread(hostile.arrived.acquire, True, 10)
+            answers = await asyncio.gather(*sending)
+            return sum(answer.status_code == 200 for answer in answers)
+
+    assert asyncio.run(run()) == 8
+    assert hostile.connections == 8
