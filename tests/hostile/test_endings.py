@@ -13,6 +13,7 @@ from cli.support import lago_event
 
 from billing_events import AsyncLago, Lago, RetryPolicy
 from hostile.conftest import TOKEN
+from hostile.server import Answer, HostileServer
 
 POLICY = RetryPolicy(max_attempts=2, deadline=1.5, initial_delay=0.01, max_delay=0.01)
 
@@ -48,7 +49,10 @@ def refused_port() -> int:
 
 
 def send_one(mode: str, port: int, **options: Any) -> Any:
-    url = f"http://127.0.0.1:{port}"
+    return send_to(mode, f"http://127.0.0.1:{port}", **options)
+
+
+def send_to(mode: str, url: str, **options: Any) -> Any:
     event = lago_event(0, transaction_id="tx-1")
     if mode == "sync":
         with Lago(TOKEN, base_url=url, retry=POLICY, **options) as client:
@@ -76,3 +80,23 @@ def test_a_refused_connect_is_failed(mode: str, refused_port: int) -> None:
     outcome = send_one(mode, refused_port)
 
     assert outcome.status.value == "failed"
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        (Answer("reset_mid_body"), "unknown"),  # the server had part of the body: it may have kept it
+        (Answer("early", status=503, body=b'{"message":"busy"}'), "unknown"),
+        (Answer("early", status=401, body=b'{"message":"bad key"}'), "failed"),  # refused before reading
+    ],
+)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_request_cut_mid_body_or_answered_before_its_body_ends_as_it_should(
+    mode: str, answer: Answer, status: str, hostile: HostileServer
+) -> None:
+    hostile.answer(answer)
+
+    outcome = send_to(mode, hostile.url)
+
+    assert outcome.status.value == status
+    assert hostile.stored_count == 0
