@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import sys
@@ -185,3 +186,66 @@ def test_an_arrow_stream_and_parquet_on_stdin_are_read_too(
     assert from_stream.code == 0, from_stream.out + from_stream.err
     assert from_stdin.code == 0, from_stdin.out + from_stdin.err
     assert len({event["id"] for event in mock.events("togai")}) == 30
+
+
+def damaged_parquet(path: Path, rows: int, damaged_group: int) -> Path:
+    """A Parquet file of row groups of 20 rows whose ``damaged_group``-th row group's pages are garbage."""
+    pq.write_table(lago_table(rows), path, row_group_size=20, compression="none")
+    offset = pq.ParquetFile(path).metadata.row_group(damaged_group).column(0).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 5 : offset + 60] = b"\xff" * 55
+    path.write_bytes(bytes(data))
+    return path
+
+
+def truncated_arrow_stream(path: Path, rows: int) -> tuple[Path, int]:
+    """An Arrow stream of batches of 10 rows, cut short inside a batch; and how many rows it still holds."""
+    sink = io.BytesIO()
+    table = lago_table(rows)
+    with pyarrow.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=10)
+    whole = sink.getvalue()
+    path.write_bytes(whole[: len(whole) * 3 // 5])
+    whole_batches = 0
+    with contextlib.suppress(OSError), pyarrow.ipc.open_stream(path.read_bytes()) as reader:
+        for batch in reader:
+            whole_batches += batch.num_rows
+    return path, whole_batches
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_damaged_parquet_file_exits_64_and_names_the_file(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, dry_run: bool
+) -> None:
+    source = damaged_parquet(tmp_path / "usage.parquet", 60, damaged_group=0)
+
+    result = run_cli("ingest", "lago", str(source), *(["--dry-run"] if dry_run else []))
+
+    assert result.code == 64, result.out + result.err
+    assert f"cannot read {source} as parquet" in result.err
+    assert mock.keys("lago") == []
+
+
+@pytest.mark.parametrize("damaged", ["parquet", "arrow"])
+def test_rows_before_damage_mid_file_are_sent_and_the_run_exits_64(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: str
+) -> None:
+    # Small record batches, so that rows are read (and sent) before the damaged part is reached.
+    monkeypatch.setattr("billing_events.cli._columnar.BATCH_ROWS", 10)
+    if damaged == "parquet":
+        source, readable = damaged_parquet(tmp_path / "usage.parquet", 60, damaged_group=1), 20
+    else:
+        source, readable = truncated_arrow_stream(tmp_path / "usage.arrows", 50)
+        assert 0 < readable < 50
+    options = ("--batch-events", "10", "--report", str(tmp_path / "report.json"))
+
+    result = run_cli("ingest", "lago", str(source), *options)
+    dry = run_cli("ingest", "lago", str(source), "--dry-run")
+
+    assert result.code == 64, result.out + result.err
+    assert f"cannot read {source} as {damaged}" in result.err
+    report: dict[str, Any] = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert (report["counts"]["delivered"], report["finished"]) == (readable, False)
+    assert len(set(mock.keys("lago"))) == readable
+    assert dry.code == 64, dry.out + dry.err
+    assert f"cannot read {source} as {damaged}" in dry.err

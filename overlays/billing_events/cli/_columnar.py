@@ -94,7 +94,7 @@ def batches(path: Path, fmt: str) -> Iterator[list[dict[str, Any]]]:
         else:
             for batch in reader:
                 yield from _split(batch)
-    except pa.ArrowException as exc:
+    except (OSError, pa.ArrowException) as exc:  # pyarrow reports damaged pages and cut streams as OSError
         raise ColumnarError(f"cannot read {path} as {fmt}: {clip(str(exc))}") from exc
 
 
