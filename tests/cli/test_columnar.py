@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import io
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,58 @@ def test_rows_before_damage_mid_file_are_sent_and_the_run_exits_64(
     assert len(set(mock.keys("lago"))) == readable
     assert dry.code == 64, dry.out + dry.err
     assert f"cannot read {source} as {damaged}" in dry.err
+
+
+def keyed_lago_parquet(path: Path, rows: int) -> Path:
+    table = lago_table(rows).append_column(
+        "transaction_id", pa.array([f"tx-{index:09d}-{'k' * 40}" for index in range(rows)])
+    )
+    pq.write_table(table, path, row_group_size=1_000)
+    return path
+
+
+def dry_run_peak(run_cli: RunCli, source: Path) -> int:
+    tracemalloc.start()
+    try:
+        result = run_cli("ingest", "lago", str(source), "--dry-run")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.code == 0, result.out + result.err
+    return peak
+
+
+def test_dry_run_memory_stays_flat_with_the_number_of_keys(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keys beyond a small in-memory count move to disk (as 200,000 do by default), so 10,000 suffice.
+    monkeypatch.setattr("billing_events.cli._dry_run.FirstLines.MEMORY_KEYS", 1_000, raising=False)
+    monkeypatch.setattr("billing_events.cli._dry_run.BLOCK_RECORDS", 500, raising=False)
+    monkeypatch.setattr("billing_events.cli._columnar.BATCH_ROWS", 1_000)
+    small = dry_run_peak(run_cli, keyed_lago_parquet(tmp_path / "small.parquet", 2_000))
+    large = dry_run_peak(run_cli, keyed_lago_parquet(tmp_path / "large.parquet", 12_000))
+
+    # Holding every key in a dict grows by about 300 bytes a key: 3 MB for these 10,000 more.
+    assert large - small < 1_000_000, (small, large)
+
+
+def test_dry_run_finds_a_repeated_key_among_keys_moved_to_disk(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("billing_events.cli._dry_run.FirstLines.MEMORY_KEYS", 100, raising=False)
+    # Rows 501..1000 repeat the keys of rows 1..500, with the same subscription (sub_<index % 5>).
+    table = lago_table(1_000).append_column(
+        "transaction_id", pa.array([f"tx-{index % 500}" for index in range(1_000)])
+    )
+    source = tmp_path / "usage.parquet"
+    pq.write_table(table, source)
+
+    result = run_cli("ingest", "lago", str(source), "--dry-run")
+
+    assert result.code == 1
+    problems = [line for line in result.out.splitlines() if line.startswith(f"{source}:")]
+    assert len(problems) == 500
+    assert problems[0] == (
+        f"{source}:501: transaction_id: 'tx-0' is also the key of line 1; Lago would keep only one of them"
+    )
+    assert problems[-1].startswith(f"{source}:1000: transaction_id: 'tx-499' is also the key of line 500;")
