@@ -164,3 +164,17 @@ def test_an_object_column_of_mixed_values_is_sent_value_by_value(mock: Mock, tmp
     assert "prop.plan: an integer of 100 bits" in " ".join(result.partitions["problem"])
     stored = {event["external_subscription_id"]: event["properties"]["plan"] for event in mock.events("lago")}
     assert (stored["sub_1"], stored["sub_2"]) == ("pro", 2)
+
+
+def test_a_bag_element_with_an_integer_beyond_64_bits_is_rejected_alone(mock: Mock, tmp_path: Path) -> None:
+    import dask.bag
+
+    rows: list[object] = [*lago_rows(20), None]
+    rows[3] = {**lago_rows(4)[3], "prop.n": 10**30}
+    rows[5] = {**lago_rows(6)[5], "note": 2**70}  # a field no event takes: ignored, as any unknown key
+
+    bag = dask.bag.from_sequence(rows, npartitions=2)
+    result = dask_backfill.backfill(bag, backfill_for(mock, "lago", tmp_path / "ckpt"), scheduler="sync")
+
+    assert (result.total["delivered"], result.total["rejected"]) == (19, 2)
+    assert stored_once(mock, "lago") == (19, 19)
