@@ -15,10 +15,7 @@ httpx maps them to its own timeouts.
 The async pool asks every idle connection whether its socket is readable (a server's close)
 each time it hands out or takes back a connection. Through anyio that lookup rebuilds a table
 of the stream's attributes every call: with 16 requests in flight it was about a tenth of the
-async client's CPU. ``ReadableCheckStream`` looks the socket up once per stream. It also notes
-when an attempt first writes (``AttemptWrites``): the async transport cuts an attempt from
-outside, and only this tells a connect that never completed (nothing sent) from a request the
-server may have.
+async client's CPU. ``ReadableCheckStream`` looks the socket up once per stream.
 """
 
 from __future__ import annotations
@@ -40,22 +37,6 @@ _attempt_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar
 )
 set_attempt_deadline = _attempt_deadline.set
 reset_attempt_deadline = _attempt_deadline.reset
-
-
-class AttemptWrites:
-    """Whether the attempt running in this context has started to write its request."""
-
-    __slots__ = ("started",)
-
-    def __init__(self) -> None:
-        self.started = False
-
-
-_attempt_writes: contextvars.ContextVar[AttemptWrites | None] = contextvars.ContextVar(
-    "attempt_writes", default=None
-)
-set_attempt_writes = _attempt_writes.set
-reset_attempt_writes = _attempt_writes.reset
 
 # Writes go out in pieces, each with a fresh timeout: a slow reader cannot stretch one long write.
 WRITE_PIECE = 64 * 1024
@@ -179,9 +160,6 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
         return await self._inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        writes = _attempt_writes.get()
-        if writes is not None:
-            writes.started = True  # before the write: a write cut halfway may have reached the server
         await self._inner.write(buffer, timeout)
 
     async def aclose(self) -> None:

@@ -41,13 +41,10 @@ import httpx
 
 from . import _constants as C
 from ._network import (
-    AttemptWrites,
     async_http_transport,
     bounded_http_transport,
     reset_attempt_deadline,
-    reset_attempt_writes,
     set_attempt_deadline,
-    set_attempt_writes,
 )
 
 CALL_DEADLINE = "billing_events.call_deadline"  # absolute time.monotonic() at which the whole call ends
@@ -297,42 +294,20 @@ class _SyncBody(httpx.SyncByteStream):
 
 
 class AsyncBoundedTransport(httpx.AsyncBaseTransport):
-    """Wraps an async transport: the same bounds, and a deadline that also cuts a silent read.
+    """Wraps an async transport: the same bounds, and a deadline that also cuts a silent read."""
 
-    ``notes_writes``: the inner transport's streams mark ``AttemptWrites`` (``_network``'s default
-    does), so an attempt cut before its first write is a ``ConnectTimeout``: surely never sent.
-    """
-
-    def __init__(
-        self,
-        inner: httpx.AsyncBaseTransport,
-        *,
-        attempt_seconds: float,
-        answer_cap: int,
-        notes_writes: bool = False,
-    ) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, attempt_seconds: float, answer_cap: int) -> None:
         self._inner = inner
         self._seconds = attempt_seconds
         self._cap = answer_cap
-        self._notes_writes = notes_writes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         bound = _Bound(request, self._seconds, self._cap)
-        writes = AttemptWrites()
-        token = set_attempt_writes(writes)
         try:
             with anyio.fail_after(max(0.0, bound.left())):
                 response = await self._inner.handle_async_request(request)
         except TimeoutError:
-            if self._notes_writes and not writes.started:
-                # Still connecting (or waiting for a pooled connection): the server has none of it.
-                raise httpx.ConnectTimeout(
-                    f"no connection within {bound.seconds:g} s (or the call's deadline); nothing was sent",
-                    request=request,
-                ) from None
             raise bound.expired(request) from None
-        finally:
-            reset_attempt_writes(token)
         try:
             headers, reader = bound.answer(response, request)
         except BaseException:
@@ -506,5 +481,4 @@ def async_bounded(
         inner or async_http_transport(_limits(), env_proxy(base_url)),
         attempt_seconds=attempt_seconds,
         answer_cap=C.MAX_CALL_ANSWER_BYTES,
-        notes_writes=inner is None,
     )
