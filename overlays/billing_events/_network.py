@@ -12,6 +12,16 @@ An expired connect raises ``httpcore.ConnectTimeout`` (nothing of the request wa
 expired read or write ``httpcore.ReadTimeout`` / ``WriteTimeout`` (the server may have it);
 httpx maps them to its own timeouts.
 
+Python's resolver takes no timeout, and a lookup run in an executor holds that executor's
+shutdown (``asyncio.run`` waits for it). ``resolve``/``aresolve`` run each lookup in a
+daemon thread of its own and stop waiting for it at the connect's bound; the connect then
+tries each address in turn with what is left. Connections are pooled, so a lookup is made
+once per new connection, and an IP address is never looked up.
+
+When the async transport's deadline cuts an attempt, ``Progress`` tells it whether any byte
+of the request was written: if the attempt was still connecting (a lookup, a TCP connect, a
+TLS handshake), the provider surely never saw it.
+
 The async pool asks every idle connection whether its socket is readable (a server's close)
 each time it hands out or takes back a connection. Through anyio that lookup rebuilds a table
 of the stream's attributes every call: with 16 requests in flight it was about a tenth of the
@@ -20,13 +30,17 @@ async client's CPU. ``ReadableCheckStream`` looks the socket up once per stream.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
+import ipaddress
 import select
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import httpcore
 import httpx
@@ -37,6 +51,115 @@ _attempt_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar
 )
 set_attempt_deadline = _attempt_deadline.set
 reset_attempt_deadline = _attempt_deadline.reset
+
+T = TypeVar("T")
+
+
+class Progress:
+    """How far an attempt's connection got; set by this module's async streams, read on a timeout."""
+
+    __slots__ = ("connecting", "sent")
+
+    def __init__(self) -> None:
+        self.connecting = False  # a new connection was being made for this attempt
+        self.sent = False  # a byte of the request (or of a proxy's CONNECT) may have left
+
+
+_progress: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("attempt_progress", default=None)
+set_progress = _progress.set
+reset_progress = _progress.reset
+
+
+def _mark_sent() -> None:
+    progress = _progress.get()
+    if progress is not None:
+        progress.sent = True
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _lookup(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def resolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """The addresses of ``host``; ``httpcore.ConnectTimeout`` if the lookup outlasts ``timeout``."""
+    if _is_address(host):
+        return [host]
+    done = threading.Event()
+    answer: list[Any] = []
+
+    def look_up() -> None:
+        try:
+            answer.append(_lookup(host, port))
+        except BaseException as exc:  # handed to the caller, who raises it
+            answer.append(exc)
+        done.set()
+
+    threading.Thread(target=look_up, name="billing-events-lookup", daemon=True).start()
+    if not done.wait(timeout):
+        raise httpcore.ConnectTimeout(f"looking up the host took longer than {timeout:g} s")
+    return _addresses(answer[0])
+
+
+async def aresolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """``resolve`` for asyncio: the loop waits on a daemon thread, never on its executor."""
+    if _is_address(host):
+        return [host]
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[Any] = loop.create_future()
+
+    def give(value: Any) -> None:
+        if not answer.done():
+            answer.set_result(value)
+
+    def look_up() -> None:
+        try:
+            value: Any = _lookup(host, port)
+        except BaseException as exc:
+            value = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed while the lookup hung
+            loop.call_soon_threadsafe(give, value)
+
+    threading.Thread(target=look_up, name="billing-events-lookup", daemon=True).start()
+    try:
+        async with asyncio.timeout(timeout):
+            value = await answer
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"looking up the host took longer than {timeout:g} s") from None
+    return _addresses(value)
+
+
+def _addresses(value: Any) -> list[str]:
+    if isinstance(value, BaseException):
+        raise httpcore.ConnectError(f"looking up the host failed: {value}") from value
+    if not value:
+        raise httpcore.ConnectError("looking up the host found no address")
+    addresses: list[str] = value
+    return addresses
+
+
+def _each_address(addresses: list[str], connect: Callable[[str], T]) -> T:
+    """``connect`` to each address in turn; the last error if none answers."""
+    for address in addresses[:-1]:
+        with contextlib.suppress(httpcore.ConnectError):
+            return connect(address)
+    return connect(addresses[-1])
+
+
+async def _each_address_async(addresses: list[str], connect: Callable[[str], Awaitable[T]]) -> T:
+    for address in addresses[:-1]:
+        with contextlib.suppress(httpcore.ConnectError):
+            return await connect(address)
+    return await connect(addresses[-1])
+
 
 # Writes go out in pieces, each with a fresh timeout: a slow reader cannot stretch one long write.
 WRITE_PIECE = 64 * 1024
@@ -102,10 +225,14 @@ class DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(
-            host, port, _cut(timeout, httpcore.ConnectTimeout), local_address, socket_options
-        )
-        return DeadlineStream(stream)
+        addresses = resolve(host, port, _cut(timeout, httpcore.ConnectTimeout))
+        options = list(socket_options or ())
+
+        def connect(address: str) -> httpcore.NetworkStream:
+            cut = _cut(timeout, httpcore.ConnectTimeout)
+            return self._inner.connect_tcp(address, port, cut, local_address, options)
+
+        return DeadlineStream(_each_address(addresses, connect))
 
     def connect_unix_socket(
         self,
@@ -160,6 +287,7 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
         return await self._inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        _mark_sent()
         await self._inner.write(buffer, timeout)
 
     async def aclose(self) -> None:
@@ -180,7 +308,8 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
 
 
 class ReadableCheckBackend(httpcore.AsyncNetworkBackend):
-    """Wraps an async backend (default: httpcore's choice for the running library): see ``ReadableCheckStream``."""
+    """Wraps an async backend (default: httpcore's choice for the running library): see ``ReadableCheckStream``,
+    ``aresolve`` and ``Progress``."""
 
     def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
         self._inner = inner
@@ -193,8 +322,16 @@ class ReadableCheckBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return ReadableCheckStream(stream)
+        progress = _progress.get()
+        if progress is not None:
+            progress.connecting = True
+        addresses = await aresolve(host, port, timeout)
+        options = list(socket_options or ())
+
+        async def connect(address: str) -> httpcore.AsyncNetworkStream:
+            return await self._inner.connect_tcp(address, port, timeout, local_address, options)
+
+        return ReadableCheckStream(await _each_address_async(addresses, connect))
 
     async def connect_unix_socket(
         self,

@@ -41,10 +41,13 @@ import httpx
 
 from . import _constants as C
 from ._network import (
+    Progress,
     async_http_transport,
     bounded_http_transport,
     reset_attempt_deadline,
+    reset_progress,
     set_attempt_deadline,
+    set_progress,
 )
 
 CALL_DEADLINE = "billing_events.call_deadline"  # absolute time.monotonic() at which the whole call ends
@@ -58,6 +61,10 @@ MIN_SECRET_LENGTH = 8
 
 class AttemptTimeout(httpx.TimeoutException):
     """The whole answer did not arrive within the attempt's wall-clock bound."""
+
+
+class ConnectDeadline(httpx.ConnectTimeout):
+    """The attempt's time ran out while its connection was being made: no byte of the request left."""
 
 
 class NoTimeLeft(httpx.ConnectTimeout):
@@ -303,11 +310,20 @@ class AsyncBoundedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         bound = _Bound(request, self._seconds, self._cap)
+        # The default inner transport's streams say whether the request began to leave (``_network``).
+        progress = Progress()
+        token = set_progress(progress)
         try:
             with anyio.fail_after(max(0.0, bound.left())):
                 response = await self._inner.handle_async_request(request)
         except TimeoutError:
+            if progress.connecting and not progress.sent:
+                raise ConnectDeadline(
+                    "no connection within the attempt's deadline; nothing was sent", request=request
+                ) from None
             raise bound.expired(request) from None
+        finally:
+            reset_progress(token)
         try:
             headers, reader = bound.answer(response, request)
         except BaseException:

@@ -6,7 +6,9 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -265,3 +267,107 @@ def test_a_slowly_read_request_ends_by_the_deadline() -> None:
         assert not server.outlasted.is_set()
     finally:
         server.close()
+
+
+class HangingResolver:
+    """``socket.getaddrinfo`` for one host name that answers only when released (or after ``patience``).
+
+    Python's resolver takes no timeout, so a connect to that host is bounded only if the
+    caller stops waiting for the lookup.
+    """
+
+    HOST = "dns-hangs.invalid"
+
+    def __init__(self, patience: float) -> None:
+        self.patience = patience
+        self.asked = threading.Event()
+        self.released = threading.Event()
+        self.outlasted = threading.Event()
+        self._real = socket.getaddrinfo
+
+    def __call__(self, host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host  # anyio passes the IDNA-encoded name
+        if name != self.HOST:
+            return self._real(host, *args, **kwargs)
+        self.asked.set()
+        if not self.released.wait(self.patience):
+            self.outlasted.set()
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+@pytest.fixture
+def hanging_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[HangingResolver]:
+    resolver = HangingResolver(patience=3 * DEADLINE)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    try:
+        yield resolver
+    finally:
+        resolver.released.set()
+
+
+def test_sync_send_bounds_a_hanging_name_lookup(hanging_resolver: HangingResolver) -> None:
+    policy = RetryPolicy(max_attempts=3, deadline=DEADLINE, initial_delay=0.01, max_delay=0.01)
+    with Togai(TOKEN, base_url=f"http://{HangingResolver.HOST}", timeout=30.0, retry=policy) as client:
+        report = client.send([togai_event(i) for i in range(3)])
+    assert hanging_resolver.asked.is_set()
+    assert not hanging_resolver.outlasted.is_set()
+    # Nothing left the machine: the provider surely does not have them.
+    assert [o.status.value for o in report] == ["failed"] * 3
+
+
+def test_sync_find_event_bounds_a_hanging_name_lookup(hanging_resolver: HangingResolver) -> None:
+    policy = RetryPolicy(max_attempts=3, deadline=DEADLINE, initial_delay=0.01, max_delay=0.01)
+    with (
+        Lago(TOKEN, base_url=f"http://{HangingResolver.HOST}/api/v1", timeout=30.0, retry=policy) as client,
+        pytest.raises(RequestTimeoutError),
+    ):
+        client.find_event("tx-1")
+    assert not hanging_resolver.outlasted.is_set()
+
+
+def test_async_send_bounds_a_hanging_name_lookup(hanging_resolver: HangingResolver) -> None:
+    policy = RetryPolicy(max_attempts=3, deadline=DEADLINE, initial_delay=0.01, max_delay=0.01)
+
+    async def run() -> list[str]:
+        base_url = f"http://{HangingResolver.HOST}"
+        async with AsyncTogai(TOKEN, base_url=base_url, timeout=30.0, retry=policy) as client:
+            report = await client.send([togai_event(i) for i in range(3)])
+            return [o.status.value for o in report]
+
+    statuses = asyncio.run(run())
+    assert hanging_resolver.asked.is_set()
+    assert not hanging_resolver.outlasted.is_set()
+    assert statuses == ["failed"] * 3
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_host_whose_first_address_refuses_is_reached_at_the_next(
+    hostile: HostileServer, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # The name resolves to two loopback addresses; only the second one listens.
+    port = int(hostile.url.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+
+    def two_addresses(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name != "two-addresses.invalid":
+            return real(host, *args, **kwargs)
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    base_url = f"http://two-addresses.invalid:{port}"
+    if kind == "sync":
+        with Togai(TOKEN, base_url=base_url, timeout=5.0) as client:
+            statuses = [o.status.value for o in client.send([togai_event(0)])]
+    else:
+
+        async def run() -> list[str]:
+            async with AsyncTogai(TOKEN, base_url=base_url, timeout=5.0) as client:
+                return [o.status.value for o in await client.send([togai_event(0)])]
+
+        statuses = asyncio.run(run())
+    assert statuses == ["delivered"]
+    assert hostile.stored_count == 1
