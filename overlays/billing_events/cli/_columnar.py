@@ -288,5 +288,5 @@ def _shape_problem(row: object) -> str | None:
         return f"row: expected a mapping of column names to values, got {type(row).__name__}"
     odd = next((name for name in row if not isinstance(name, str)), None)
     if odd is not None:
-        return f"row: column names must be text, got a {type(odd).__name__} name"
+        return f"row: column names must be text, not {type(odd).__name__}"
     return None
