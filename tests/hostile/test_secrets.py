@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli.support import lago_event, togai_event, write_jsonl
 
-from billing_events import ConfigurationError, Lago, RetryPolicy, ServerError, Togai
+from billing_events import AsyncLago, AsyncTogai, ConfigurationError, Lago, RetryPolicy, ServerError, Togai
 from billing_events.backfill import Backfill, send_partition
 from billing_events.cli import main
 from hostile.conftest import TOKEN
@@ -161,3 +162,35 @@ def test_a_token_echoed_with_json_escapes_stays_out_of_a_backfill_summary(
     assert "***" in summary["problem"]
     assert ODD_TOKEN not in summary["problem"]
     assert ODD_TOKEN.encode() not in b"".join(path.read_bytes() for path in tmp_path.rglob("*.*"))
+
+
+# A token pasted with a stray character: a NUL, a line break inside it, a non-ASCII character.
+UNSENDABLE = ["\x00", "\r\nX-Injected: 1", "\u2026", "\u00a0tail"]
+
+
+@pytest.mark.parametrize("stray", UNSENDABLE)
+@pytest.mark.parametrize("client_type", [Togai, Lago, AsyncTogai, AsyncLago])
+def test_a_token_that_cannot_be_sent_is_refused_without_repeating_it(
+    stray: str, client_type: type[Any]
+) -> None:
+    # httpx's own errors for such a header quote the whole header, token included.
+    with pytest.raises(ConfigurationError) as refused:
+        client_type(TOKEN + stray, base_url="http://127.0.0.1:9")
+    assert "token" in str(refused.value)
+    assert TOKEN not in f"{refused.value} {refused.value!r}"
+
+
+@pytest.mark.parametrize("stray", UNSENDABLE[1:])  # an environment variable cannot hold a NUL
+def test_the_cli_refuses_a_token_that_cannot_be_sent_without_printing_it(
+    stray: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAGO_API_KEY", TOKEN + stray)
+    source = write_jsonl(tmp_path / "events.jsonl", [lago_event(0)])
+
+    code = main(["ingest", "lago", str(source), "--base-url", "http://127.0.0.1:9"])
+
+    out, err = capsys.readouterr()
+    assert code == 64
+    assert "token" in err
+    assert TOKEN not in out + err + files_text(tmp_path)
