@@ -13,7 +13,8 @@ every half second never trips them. These wrappers sit around the real transport
   for a 2xx, at ``MAX_ERROR_ANSWER_BYTES`` otherwise, before and after decoding;
 - gzip/deflate are decoded here, under the cap (a small gzip can inflate to gigabytes);
 - the request's token is replaced by ``***`` in the answer's headers and body,
-  so no server echo can carry it into a reason, a log or a file.
+  so no server echo can carry it into a reason, a log or a file; in the body also
+  when JSON-escaped (a slash or an ampersand escaped), which parsing would turn back into the token.
 
 Both errors are ``httpx.TransportError`` subclasses: the request may have reached
 the server, so delivery retries it and never counts it as surely failed.
@@ -27,6 +28,7 @@ import functools
 import http.cookiejar
 import json
 import logging
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -122,7 +124,9 @@ class _Bound:
         self.seconds = attempt_seconds
         cap = request.extensions.get(ANSWER_CAP)
         self.answer_cap = cap if isinstance(cap, int) else answer_cap
-        self.secrets = _secrets(request.headers.get("authorization", ""))
+        authorization = request.headers.get("authorization", "")
+        self.secrets = _secrets(authorization)
+        self.escaped = _escaped_secret(authorization)
         if now >= deadline:
             raise NoTimeLeft("no time left for this attempt within the call's deadline", request=request)
         # No single read, write, connect or pool wait may outlast the attempt.
@@ -168,13 +172,20 @@ class _Bound:
         if encoding != "identity":
             del headers["content-encoding"]
             headers.pop("content-length", None)
-        return headers, _Reader(request, cap, encoding != "identity", self.secrets)
+        return headers, _Reader(request, cap, encoding != "identity", self.secrets, self.escaped)
 
 
 class _Reader:
     """Counts, decodes and scrubs the chunks of one body."""
 
-    def __init__(self, request: httpx.Request, cap: int, compressed: bool, secrets: list[bytes]) -> None:
+    def __init__(
+        self,
+        request: httpx.Request,
+        cap: int,
+        compressed: bool,
+        secrets: list[bytes],
+        escaped: _Escaped | None = None,
+    ) -> None:
         self.request = request
         self.cap = cap
         self.raw = 0
@@ -182,7 +193,9 @@ class _Reader:
         # wbits 47: a zlib or a gzip header, detected from the data.
         self.decoder = zlib.decompressobj(47) if compressed else None
         self.secrets = secrets
-        self.keep = max((len(secret) for secret in secrets), default=1) - 1
+        self.escaped = escaped
+        longest = max((len(secret) for secret in secrets), default=1)
+        self.keep = max(longest, escaped.longest if escaped is not None else 0) - 1
         self.tail = b""
 
     def feed(self, chunk: bytes) -> bytes:
@@ -214,6 +227,8 @@ class _Reader:
         if not self.secrets:
             return data
         data = _scrub_bytes(self.tail + data, self.secrets)
+        if self.escaped is not None and b"\\" in data:  # only an escaped form has a backslash
+            data = self.escaped.pattern.sub(REDACTED, data)
         # A secret cut in two by a chunk boundary is scrubbed with the next chunk.
         cut = max(0, len(data) - self.keep)
         self.tail = data[cut:]
@@ -374,6 +389,57 @@ def _secrets(authorization: str) -> list[bytes]:
         urllib.parse.quote_plus(token),
     }
     return sorted((form.encode() for form in forms), key=len, reverse=True)
+
+
+class _Escaped:
+    """The token as JSON may spell it: any character as itself, ``\\uXXXX`` (either case) or a short escape."""
+
+    def __init__(self, pattern: re.Pattern[bytes], longest: int) -> None:
+        self.pattern = pattern
+        self.longest = longest  # bytes of the longest spelling: how much of a chunk's end to hold back
+
+
+_SHORT_ESCAPES = {
+    "/": b"\\/",
+    '"': b'\\"',
+    "\\": b"\\\\",
+    "\b": b"\\b",
+    "\f": b"\\f",
+    "\n": b"\\n",
+    "\r": b"\\r",
+    "\t": b"\\t",
+}
+
+
+def _hex_escape(code: int) -> bytes:
+    """``\\uXXXX`` for one UTF-16 unit, the hex digits in either case."""
+    return b"\\\\u" + b"".join(
+        b"[" + re.escape(digit.lower().encode()) + re.escape(digit.upper().encode()) + b"]"
+        for digit in f"{code:04x}"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _escaped_secret(authorization: str) -> _Escaped | None:
+    """A pattern for the token written with JSON escapes, which ``response.json()`` turns back into it."""
+    token = authorization.split(" ", 1)[-1].strip()
+    if len(token) < MIN_SECRET_LENGTH:
+        return None
+    parts: list[bytes] = []
+    longest = 0
+    for char in token:
+        code = ord(char)
+        if code > 0xFFFF:  # a UTF-16 surrogate pair
+            high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+            escape, size = _hex_escape(high) + _hex_escape(low), 12
+        else:
+            escape, size = _hex_escape(code), 6
+        spellings = [re.escape(char.encode()), escape]
+        if char in _SHORT_ESCAPES:
+            spellings.append(re.escape(_SHORT_ESCAPES[char]))
+        parts.append(b"(?:" + b"|".join(spellings) + b")")
+        longest += max(size, len(char.encode()))
+    return _Escaped(re.compile(b"".join(parts)), longest)
 
 
 def _scrub_bytes(data: bytes, secrets: list[bytes]) -> bytes:

@@ -94,7 +94,15 @@ def resolve_token(provider: Provider, token: str | None) -> Secret:
         raise ConfigurationError(
             f"token: a {provider} API token is required; pass token=... or set {TOKEN_ENV[provider]}"
         )
-    return Secret(value.strip())
+    value = value.strip()
+    stray = next((at for at, char in enumerate(value) if not " " <= char <= "~"), None)
+    if stray is not None:
+        # httpx and h11 refuse such a header with an error that quotes it whole, token included.
+        raise ConfigurationError(
+            f"token: character {stray + 1} of the {provider} API token is a control or non-ASCII character,"
+            " which no HTTP header can carry; check for a stray character copied with it"
+        )
+    return Secret(value)
 
 
 def resolve_base_url(provider: Provider, base_url: str | None, endpoint: str | None) -> str:

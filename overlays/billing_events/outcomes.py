@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, overload
 
 import attrs
 
@@ -84,12 +84,22 @@ class Report:
     def __iter__(self) -> Iterator[Outcome]:
         return iter(self.outcomes)
 
-    def __getitem__(self, index: int) -> Outcome:
-        """The outcome of the event at ``index``; built alone while the others have not been read."""
+    @overload
+    def __getitem__(self, index: int) -> Outcome: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Outcome, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Outcome | tuple[Outcome, ...]:
+        """The outcome of the event at ``index`` (a tuple for a slice); built alone while the others
+        have not been read."""
         if self._outcomes is not None:
             return self._outcomes[index]
         assert self._make is not None
-        return self._make(range(len(self._statuses))[index])
+        positions = range(len(self._statuses))[index]
+        if isinstance(positions, range):
+            return tuple(map(self._make, positions))
+        return self._make(positions)
 
     @property
     def statuses(self) -> tuple[OutcomeStatus, ...]:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask
 import dask.dataframe as dd
 import pandas as pd
 import pytest
@@ -140,3 +141,40 @@ def test_a_bag_of_dicts_is_sent_too(client: Client, mock: Mock, tmp_path: Path) 
     assert len(result.partitions) == 4
     assert result.total["delivered"] == 80
     assert stored_once(mock, "lago") == (80, 80)
+
+
+def test_an_object_column_of_mixed_values_is_sent_value_by_value(mock: Mock, tmp_path: Path) -> None:
+    # Lago properties take any JSON value: a column of text and numbers is valid data, which Arrow
+    # cannot type as one column. One value beyond 64 bits is its row's problem alone.
+    plans: list[object] = ["pro" if index % 2 else index for index in range(40)]
+    plans[7] = 10**30
+    rows = pd.DataFrame(
+        {"external_subscription_id": [f"sub_{i}" for i in range(40)], "code": "api_calls", "prop.plan": plans}
+    )
+    backfill = backfill_for(mock, "lago", tmp_path / "ckpt")
+
+    # Without the string conversion Dask applies by default on from_pandas (a column made by
+    # map_partitions keeps its object dtype the same way). The synchronous scheduler: the same
+    # tasks as on a cluster, in this process, in a second.
+    with dask.config.set({"dataframe.convert-string": False}):
+        frame = dd.from_pandas(rows, npartitions=2)
+        result = dask_backfill.backfill(frame, backfill, scheduler="sync")
+
+    assert (result.total["delivered"], result.total["rejected"]) == (39, 1)
+    assert "prop.plan: an integer of 100 bits" in " ".join(result.partitions["problem"])
+    stored = {event["external_subscription_id"]: event["properties"]["plan"] for event in mock.events("lago")}
+    assert (stored["sub_1"], stored["sub_2"]) == ("pro", 2)
+
+
+def test_a_bag_element_with_an_integer_beyond_64_bits_is_rejected_alone(mock: Mock, tmp_path: Path) -> None:
+    import dask.bag
+
+    rows: list[object] = [*lago_rows(20), None]
+    rows[3] = {**lago_rows(4)[3], "prop.n": 10**30}
+    rows[5] = {**lago_rows(6)[5], "note": 2**70}  # a field no event takes: ignored, as any unknown key
+
+    bag = dask.bag.from_sequence(rows, npartitions=2)
+    result = dask_backfill.backfill(bag, backfill_for(mock, "lago", tmp_path / "ckpt"), scheduler="sync")
+
+    assert (result.total["delivered"], result.total["rejected"]) == (19, 2)
+    assert stored_once(mock, "lago") == (19, 19)

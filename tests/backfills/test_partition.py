@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +149,52 @@ def test_a_checkpoint_directory_of_the_other_provider_is_refused(tmp_path: Path)
 
     with pytest.raises(Exception, match="holds a lago backfill, not togai"):
         Backfill("togai", str(tmp_path)).prepare()
+
+
+FAR_OFF_ZONE = dt.timezone(dt.timedelta(hours=-5))
+
+
+@pytest.mark.parametrize(
+    ("provider", "column", "value", "problem"),
+    [
+        ("lago", "prop.n", 10**30, "rejected: prop.n: an integer of 100 bits does not fit in 64 bits"),
+        ("lago", "prop.n", {"deep": [-(2**70)]}, "rejected: prop.n.deep[0]: an integer of 71 bits"),
+        ("togai", "timestamp", b"\x00", "rejected: timestamp: a bytes value has no JSON form"),
+        ("togai", "timestamp", {1, 2}, "rejected: timestamp: a set value has no JSON form"),
+        (
+            "togai",
+            "timestamp",
+            dt.datetime(9999, 12, 31, 23, tzinfo=FAR_OFF_ZONE),
+            "rejected: timestamp: 9999-12-31 23:00:00-05:00 is out of the range of a timestamp",
+        ),
+    ],
+)
+def test_a_row_with_a_value_of_an_odd_type_is_rejected_alone(
+    mock: Mock, tmp_path: Path, provider: str, column: str, value: object, problem: str
+) -> None:
+    # A Bag's rows and a pandas object column hold any Python value, not only what Arrow would give.
+    rows = lago_rows(3) if provider == "lago" else togai_rows(3)
+    rows[1][column] = value
+    backfill = backfill_for(mock, provider, tmp_path / "ckpt").prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert (summary["delivered"], summary["rejected"]) == (2, 1)
+    assert summary["problem"].startswith(problem)
+    assert stored_once(mock, provider) == (2, 2)
+
+
+@pytest.mark.parametrize("key_column", [None, "event_id"])
+@pytest.mark.parametrize("odd", [None, ["external_subscription_id", "sub_1"], {7: "seven"}])
+def test_a_row_that_is_not_a_mapping_of_column_names_is_rejected_alone(
+    mock: Mock, tmp_path: Path, odd: object, key_column: str | None
+) -> None:
+    rows: list[Any] = [dict(row, event_id=f"evt-{i}") for i, row in enumerate(lago_rows(3))]
+    rows[2] = odd if not isinstance(odd, dict) else {**rows[2], **odd}
+    backfill = backfill_for(mock, "lago", tmp_path / "ckpt", key_column=key_column).prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert (summary["delivered"], summary["rejected"]) == (2, 1)
+    assert summary["problem"].startswith("rejected: row: ")
+    assert stored_once(mock, "lago") == (2, 2)

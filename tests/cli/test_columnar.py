@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +187,121 @@ def test_an_arrow_stream_and_parquet_on_stdin_are_read_too(
     assert from_stream.code == 0, from_stream.out + from_stream.err
     assert from_stdin.code == 0, from_stdin.out + from_stdin.err
     assert len({event["id"] for event in mock.events("togai")}) == 30
+
+
+def damaged_parquet(path: Path, rows: int, damaged_group: int) -> Path:
+    """A Parquet file of row groups of 20 rows whose ``damaged_group``-th row group's pages are garbage."""
+    pq.write_table(lago_table(rows), path, row_group_size=20, compression="none")
+    offset = pq.ParquetFile(path).metadata.row_group(damaged_group).column(0).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 5 : offset + 60] = b"\xff" * 55
+    path.write_bytes(bytes(data))
+    return path
+
+
+def truncated_arrow_stream(path: Path, rows: int) -> tuple[Path, int]:
+    """An Arrow stream of batches of 10 rows, cut short inside a batch; and how many rows it still holds."""
+    sink = io.BytesIO()
+    table = lago_table(rows)
+    with pyarrow.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=10)
+    whole = sink.getvalue()
+    path.write_bytes(whole[: len(whole) * 3 // 5])
+    whole_batches = 0
+    with contextlib.suppress(OSError), pyarrow.ipc.open_stream(path.read_bytes()) as reader:
+        for batch in reader:
+            whole_batches += batch.num_rows
+    return path, whole_batches
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_damaged_parquet_file_exits_64_and_names_the_file(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, dry_run: bool
+) -> None:
+    source = damaged_parquet(tmp_path / "usage.parquet", 60, damaged_group=0)
+
+    result = run_cli("ingest", "lago", str(source), *(["--dry-run"] if dry_run else []))
+
+    assert result.code == 64, result.out + result.err
+    assert f"cannot read {source} as parquet" in result.err
+    assert mock.keys("lago") == []
+
+
+@pytest.mark.parametrize("damaged", ["parquet", "arrow"])
+def test_rows_before_damage_mid_file_are_sent_and_the_run_exits_64(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: str
+) -> None:
+    # Small record batches, so that rows are read (and sent) before the damaged part is reached.
+    monkeypatch.setattr("billing_events.cli._columnar.BATCH_ROWS", 10)
+    if damaged == "parquet":
+        source, readable = damaged_parquet(tmp_path / "usage.parquet", 60, damaged_group=1), 20
+    else:
+        source, readable = truncated_arrow_stream(tmp_path / "usage.arrows", 50)
+        assert 0 < readable < 50
+    options = ("--batch-events", "10", "--report", str(tmp_path / "report.json"))
+
+    result = run_cli("ingest", "lago", str(source), *options)
+    dry = run_cli("ingest", "lago", str(source), "--dry-run")
+
+    assert result.code == 64, result.out + result.err
+    assert f"cannot read {source} as {damaged}" in result.err
+    report: dict[str, Any] = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert (report["counts"]["delivered"], report["finished"]) == (readable, False)
+    assert len(set(mock.keys("lago"))) == readable
+    assert dry.code == 64, dry.out + dry.err
+    assert f"cannot read {source} as {damaged}" in dry.err
+
+
+def keyed_lago_parquet(path: Path, rows: int) -> Path:
+    table = lago_table(rows).append_column(
+        "transaction_id", pa.array([f"tx-{index:09d}-{'k' * 40}" for index in range(rows)])
+    )
+    pq.write_table(table, path, row_group_size=1_000)
+    return path
+
+
+def dry_run_peak(run_cli: RunCli, source: Path) -> int:
+    tracemalloc.start()
+    try:
+        result = run_cli("ingest", "lago", str(source), "--dry-run")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.code == 0, result.out + result.err
+    return peak
+
+
+def test_dry_run_memory_stays_flat_with_the_number_of_keys(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keys beyond a small in-memory count move to disk (as 200,000 do by default), so 10,000 suffice.
+    monkeypatch.setattr("billing_events.cli._dry_run.FirstLines.MEMORY_KEYS", 1_000, raising=False)
+    monkeypatch.setattr("billing_events.cli._dry_run.BLOCK_RECORDS", 500, raising=False)
+    monkeypatch.setattr("billing_events.cli._columnar.BATCH_ROWS", 1_000)
+    small = dry_run_peak(run_cli, keyed_lago_parquet(tmp_path / "small.parquet", 2_000))
+    large = dry_run_peak(run_cli, keyed_lago_parquet(tmp_path / "large.parquet", 12_000))
+
+    # Holding every key in a dict grows by about 300 bytes a key: 3 MB for these 10,000 more.
+    assert large - small < 1_000_000, (small, large)
+
+
+def test_dry_run_finds_a_repeated_key_among_keys_moved_to_disk(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("billing_events.cli._dry_run.FirstLines.MEMORY_KEYS", 100, raising=False)
+    # Rows 501..1000 repeat the keys of rows 1..500, with the same subscription (sub_<index % 5>).
+    table = lago_table(1_000).append_column(
+        "transaction_id", pa.array([f"tx-{index % 500}" for index in range(1_000)])
+    )
+    source = tmp_path / "usage.parquet"
+    pq.write_table(table, source)
+
+    result = run_cli("ingest", "lago", str(source), "--dry-run")
+
+    assert result.code == 1
+    problems = [line for line in result.out.splitlines() if line.startswith(f"{source}:")]
+    assert len(problems) == 500
+    assert problems[0] == (
+        f"{source}:501: transaction_id: 'tx-0' is also the key of line 1; Lago would keep only one of them"
+    )
+    assert problems[-1].startswith(f"{source}:1000: transaction_id: 'tx-499' is also the key of line 500;")

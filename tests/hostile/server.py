@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +26,10 @@ class Answer:
     """One scripted answer.
 
     kind: ok, ok_then_close, trickle, slow_head, endless, huge, html, error, bad_encoding, gzipped,
-    redirect, echo_token. ``ok_then_close`` answers like ``ok`` (keep-alive) and then closes the
-    connection, as a server does when its idle timeout is shorter than the client's.
+    redirect, echo_token, early, reset_mid_body. ``ok_then_close`` answers like ``ok`` (keep-alive) and
+    then closes the connection, as a server does when its idle timeout is shorter than the client's.
+    ``early`` answers ``status`` with ``body`` before reading the request's body, then closes (a proxy
+    refusing a request by its headers). ``reset_mid_body`` reads half the body, then resets the connection.
     ``store`` says whether the server keeps the request's events before answering.
     """
 
@@ -111,7 +114,24 @@ class HostileServer:
                 break
             name, _, value = raw.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
-        body = handler.rfile.read(int(headers.get("content-length", "0") or 0))
+        with self._lock:
+            upcoming = self.script[min(self.requests, len(self.script) - 1)]
+        length = int(headers.get("content-length", "0") or 0)
+        if upcoming.kind in ("early", "reset_mid_body"):
+            with self._lock:
+                self.requests += 1
+                self.authorizations.append(headers.get("authorization", ""))
+            if upcoming.kind == "early":
+                self._send(
+                    handler.wfile, upcoming.status, upcoming.body, "application/json", Connection="close"
+                )
+                handler.wfile.flush()
+            else:
+                handler.rfile.read(length // 2)
+                # SO_LINGER 0: close() sends a reset, not a FIN.
+                handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        body = handler.rfile.read(length)
         headers[":body"] = body.decode("utf-8", "replace")  # for the answers that echo the request
         with self._lock:
             answer = self.script[min(self.requests, len(self.script) - 1)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -19,8 +20,40 @@ def _pyarrow(extra: str) -> Any:
 def pandas_rows(frame: Any, extra: str) -> list[dict[str, Any]]:
     """A pandas partition's rows; through Arrow, so NaN and NaT become None and numbers plain Python."""
     pa = _pyarrow(extra)
-    rows: list[dict[str, Any]] = pa.Table.from_pandas(frame, preserve_index=False).to_pylist()
+    try:
+        rows: list[dict[str, Any]] = pa.Table.from_pandas(frame, preserve_index=False).to_pylist()
+    except (pa.ArrowException, OverflowError):
+        # An object column Arrow cannot type (text and numbers mixed, an integer beyond 64 bits) is
+        # valid data, or one row's problem: the other columns still go through Arrow.
+        return _rows_by_column(frame, pa)
     return rows
+
+
+def _rows_by_column(frame: Any, pa: Any) -> list[dict[str, Any]]:
+    columns: dict[str, list[Any]] = {}
+    for name in frame.columns:
+        try:
+            column = pa.Table.from_pandas(frame[[name]], preserve_index=False).column(0).to_pylist()
+        except (pa.ArrowException, OverflowError):
+            column = [_plain(value) for value in frame[name].tolist()]
+        columns[str(name)] = column
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def _plain(value: Any) -> Any:
+    """A value of an object column as Arrow would give it: None for NaN, NaT and NA, numpy scalars as Python."""
+    import numpy
+    import pandas
+
+    if value is None or value is pandas.NaT or value is pandas.NA:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, numpy.generic):
+        return _plain(value.item())  # a numpy NaN is a float NaN: None
+    if isinstance(value, numpy.ndarray):
+        return value.tolist()
+    return value
 
 
 def batch_rows(batches: Iterable[Any]) -> Iterator[dict[str, Any]]:

@@ -45,7 +45,12 @@ def _send_bag(rows: Any, backfill: Backfill) -> list[dict[str, Any]]:
 
 def _row_hash(row: Any) -> int:
     """The same number for identical rows in any process (Python's own hash of a str is salted per process)."""
-    data = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    try:
+        data = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    except TypeError:
+        # An integer beyond 64 bits (whose text may be too long to write): hashed by the field names
+        # alone, which identical rows share too.
+        data = repr(sorted(map(str, row)) if isinstance(row, dict) else type(row).__name__).encode()
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 

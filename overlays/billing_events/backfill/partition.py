@@ -116,7 +116,8 @@ def _identify(
     first_problem = ""
     for row in rows:
         plain = row
-        if renamed or key_column is not None:
+        # A row that is not a mapping goes as it is: row_to_event says what is wrong with it.
+        if (renamed or key_column is not None) and isinstance(row, Mapping):
             plain = dict(row)  # a copy: a bag's rows are the caller's dicts
             if renamed:
                 plain["timestamp"] = plain.pop(backfill.timestamp_column, None)

@@ -94,7 +94,7 @@ def batches(path: Path, fmt: str) -> Iterator[list[dict[str, Any]]]:
         else:
             for batch in reader:
                 yield from _split(batch)
-    except pa.ArrowException as exc:
+    except (OSError, pa.ArrowException) as exc:  # pyarrow reports damaged pages and cut streams as OSError
         raise ColumnarError(f"cannot read {path} as {fmt}: {clip(str(exc))}") from exc
 
 
@@ -114,9 +114,19 @@ def column_problems(provider: str, columns: list[str]) -> list[str]:
 # ---- values ---------------------------------------------------------------------------------------
 
 
+# JSON integers are exchanged as 64-bit numbers: a larger one would lose digits, or fail to encode.
+INT_RANGE = range(-(2**63), 2**64)
+
+
 def _json_value(value: object, column: str) -> object:
     """A value as the API's JSON takes it; containers are converted item by item."""
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int):
+        if value not in INT_RANGE:
+            raise RowProblem(
+                f"{column}: an integer of {value.bit_length()} bits does not fit in 64 bits; store it as text"
+            )
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -153,13 +163,24 @@ def _aware(value: dt.datetime, column: str) -> dt.datetime:
     return value
 
 
+def _out_of_range(value: dt.datetime, column: str) -> RowProblem:
+    return RowProblem(f"{column}: {value} is out of the range of a timestamp")
+
+
 def _rfc3339(value: dt.datetime, column: str) -> str:
-    return _aware(value, column).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    try:
+        utc = _aware(value, column).astimezone(dt.UTC)
+    except OverflowError:  # in UTC it falls before year 1 or after year 9999
+        raise _out_of_range(value, column) from None
+    return utc.isoformat().replace("+00:00", "Z")
 
 
 def _unix(value: object, column: str) -> object:
     if isinstance(value, dt.datetime):
-        seconds = _aware(value, column).timestamp()
+        try:
+            seconds = _aware(value, column).timestamp()
+        except OverflowError:
+            raise _out_of_range(value, column) from None
         return int(seconds) if seconds.is_integer() else round(seconds, 3)
     return _json_value(value, column)
 
@@ -181,7 +202,11 @@ def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
             event[name] = _text(row[name], name)
     stamp = row.get("timestamp")
     if stamp is not None:
-        event["timestamp"] = _rfc3339(stamp, "timestamp") if isinstance(stamp, dt.datetime) else stamp
+        event["timestamp"] = (
+            _rfc3339(stamp, "timestamp")
+            if isinstance(stamp, dt.datetime)
+            else _json_value(stamp, "timestamp")
+        )
     attributes: list[dict[str, str]] = []
     nested = row.get("attributes")
     if nested is not None:
@@ -249,3 +274,19 @@ def row_to_event(provider: str, row: Mapping[str, object]) -> tuple[dict[str, ob
         return ROW_TO_EVENT[provider](row), None
     except RowProblem as exc:
         return None, clip(str(exc))
+    except (AttributeError, TypeError):
+        # A backfill's rows are whatever the engine holds (a Bag of anything): say what is wrong with this one.
+        problem = _shape_problem(row)
+        if problem is None:
+            raise
+        return None, problem
+
+
+def _shape_problem(row: object) -> str | None:
+    """Why ``row`` is not a mapping of column names to values, if it is not."""
+    if not isinstance(row, Mapping):
+        return f"row: expected a mapping of column names to values, got {type(row).__name__}"
+    odd = next((name for name in row if not isinstance(name, str)), None)
+    if odd is not None:
+        return f"row: column names must be text, not {type(odd).__name__}"
+    return None

@@ -2,15 +2,81 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import itertools
+import sqlite3
+from collections.abc import Iterator, Sequence
 
+import orjson
 from rich.console import Console
 
 from ..errors import InvalidEventError
+from ..providers import ProviderRules
 from ._exit import EXIT_OK, EXIT_REJECTED
 from ._input import Record
 from ._providers import Provider
 from ._text import clip
+
+# Records checked together: one look-up of their keys at a time.
+BLOCK_RECORDS = 4096
+
+
+class FirstLines:
+    """The first line of each key (a 16-byte digest of the key and its scope), seen in the order given.
+
+    Digests live in a dict up to ``MEMORY_KEYS`` keys, then move to a private temporary SQLite
+    database (standard library, as ``_keys.Occurrences``), so a file of millions of keys is checked
+    in flat memory.
+    """
+
+    MEMORY_KEYS = 200_000
+
+    def __init__(self) -> None:
+        self._lines: dict[bytes, int] = {}
+        self._db: sqlite3.Connection | None = None
+
+    def first(self, digests: Sequence[bytes], lines: Sequence[int]) -> list[int]:
+        """For each digest, the first line that had it: its own line when none did before."""
+        known = self._lines if self._db is None else self._from_disk(digests)
+        new: dict[bytes, int] = {}
+        firsts: list[int] = []
+        for digest, line in zip(digests, lines, strict=True):
+            first = known.get(digest) or new.setdefault(digest, line)
+            firsts.append(first)
+        if self._db is not None:
+            self._db.executemany("INSERT INTO first VALUES (?, ?)", new.items())
+            return firsts
+        self._lines.update(new)
+        if len(self._lines) > self.MEMORY_KEYS:
+            self._db = sqlite3.connect("", isolation_level=None)  # "": an anonymous on-disk database
+            # Scratch data, gone when the run ends: no journal and no syncing.
+            self._db.execute("PRAGMA journal_mode=OFF")
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute(
+                "CREATE TABLE first (digest BLOB PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            self._db.executemany("INSERT INTO first VALUES (?, ?)", self._lines.items())
+            self._lines = {}
+        return firsts
+
+    def _from_disk(self, digests: Sequence[bytes]) -> dict[bytes, int]:
+        assert self._db is not None
+        distinct = list(dict.fromkeys(digests))
+        found: dict[bytes, int] = {}
+        # SQLite allows 32,766 parameters per statement.
+        for start in range(0, len(distinct), 30_000):
+            part = distinct[start : start + 30_000]
+            query = f"SELECT digest, line FROM first WHERE digest IN ({','.join('?' * len(part))})"
+            found.update((bytes(digest), line) for digest, line in self._db.execute(query, part))
+        return found
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+def _key_digest(key: str, scope: object) -> bytes:
+    return hashlib.blake2b(orjson.dumps([key, scope], default=repr), digest_size=16).digest()
 
 
 def dry_run(
@@ -19,9 +85,32 @@ def dry_run(
     rules = provider.rules(batch_events)
     checked = 0
     invalid = 0
-    first_line_of_key: dict[object, int] = {}
-    for record in records:
-        checked += 1
+    first_lines = FirstLines()
+    try:
+        while block := list(itertools.islice(records, BLOCK_RECORDS)):
+            checked += len(block)
+            invalid += _check_block(out, block, provider, rules, label, first_lines)
+    finally:
+        first_lines.close()
+    verdict = "no problems" if not invalid else f"{invalid:,} with problems"
+    out.print(
+        f"dry run: checked {checked:,} events of {label} for {provider.title}: {verdict}; nothing was sent"
+    )
+    return EXIT_OK if not invalid else EXIT_REJECTED
+
+
+def _check_block(
+    out: Console,
+    block: list[Record],
+    provider: Provider,
+    rules: ProviderRules,
+    label: str,
+    first_lines: FirstLines,
+) -> int:
+    """Print the problems of a block of records, in line order; how many records had one."""
+    problems: list[str | None] = []
+    keyed: list[tuple[int, str, bytes]] = []  # (index in the block, key, digest)
+    for index, record in enumerate(block):
         problem = record.problem
         if record.event is not None:
             try:
@@ -29,23 +118,23 @@ def dry_run(
             except InvalidEventError as exc:
                 problem = clip(str(exc))
         if record.event is None or problem is not None:
-            invalid += 1
-            out.print(f"{label}:{record.line}: {clip(problem or 'invalid')}", markup=False, highlight=False)
+            problems.append(clip(problem or "invalid"))
             continue
+        problems.append(None)
         key = record.event.get(provider.key_field)
         if isinstance(key, str):
             scope = record.event.get(provider.key_scope) if provider.key_scope else None
-            earlier = first_line_of_key.setdefault((key, scope), record.line)
-            if earlier != record.line:
-                invalid += 1
-                out.print(
-                    f"{label}:{record.line}: {provider.key_field}: {clip(repr(key), 120)} is also the key of line {earlier};"
-                    f" {provider.title} would keep only one of them",
-                    markup=False,
-                    highlight=False,
-                )
-    verdict = "no problems" if not invalid else f"{invalid:,} with problems"
-    out.print(
-        f"dry run: checked {checked:,} events of {label} for {provider.title}: {verdict}; nothing was sent"
+            keyed.append((index, key, _key_digest(key, scope)))
+    firsts = first_lines.first(
+        [digest for _, _, digest in keyed], [block[index].line for index, _, _ in keyed]
     )
-    return EXIT_OK if not invalid else EXIT_REJECTED
+    for (index, key, _), earlier in zip(keyed, firsts, strict=True):
+        if earlier != block[index].line:
+            problems[index] = (
+                f"{provider.key_field}: {clip(repr(key), 120)} is also the key of line {earlier};"
+                f" {provider.title} would keep only one of them"
+            )
+    for record, problem in zip(block, problems, strict=True):
+        if problem is not None:
+            out.print(f"{label}:{record.line}: {problem}", markup=False, highlight=False)
+    return sum(problem is not None for problem in problems)

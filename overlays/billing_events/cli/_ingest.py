@@ -35,6 +35,21 @@ def _records(provider: Provider, source: InputFile) -> Iterator[Record]:
     return read_jsonl(source.path, provider.max_batch_bytes)
 
 
+class _UntilUnreadable:
+    """The records up to the point where the input cannot be read further (a damaged Parquet page, an
+    Arrow stream cut short): they end there, so the rows before are sent, and ``error`` says why."""
+
+    def __init__(self, records: Iterator[Record]) -> None:
+        self._records = records
+        self.error: InputError | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        try:
+            yield from self._records
+        except InputError as exc:
+            self.error = exc
+
+
 def ingest(args: argparse.Namespace, out: Console, err: Console, stdin: IO[bytes] | None) -> int:
     provider: Provider = args.provider_spec
     _sending.check_batch_size(provider, args)
@@ -77,7 +92,10 @@ def _ingest_input(
         raise UsageError(str(exc)) from exc
     everything = itertools.chain([first] if first is not None else [], records)
     if args.dry_run:
-        return dry_run(out, everything, provider, source.label, args.batch_events)
+        try:
+            return dry_run(out, everything, provider, source.label, args.batch_events)
+        except InputError as exc:  # the file is damaged past its start
+            raise UsageError(str(exc)) from exc
 
     state_path = _state_path(args, provider, source)
     dead_letter: Path = args.dead_letter or (
@@ -94,8 +112,9 @@ def _ingest_input(
     try:
         if state is not None and args.restart:
             state.forget_outcomes()
+        readable = _UntilUnreadable(everything)
         identified = identify(
-            everything,
+            iter(readable),
             provider=provider,
             state=state,
             stamp=int(clock()) if state is not None else None,
@@ -107,6 +126,11 @@ def _ingest_input(
     finally:
         if state is not None:
             state.close()
+    if readable.error is not None and result.fatal is None and result.interrupted_by is None:
+        # Every row read before the damage was sent and settled; the rest of the file cannot be read.
+        result.tally.finished = False
+        result.fatal = f"{readable.error}; the rows before it were sent, the rest needs a readable copy"
+        result.fatal_is_usage = True
     if result.tally.finished and result.records_this_run == 0 and result.tally.earlier:
         out.print(
             f"nothing to send: every line of {source.label} was settled by an earlier run ({state_path})",

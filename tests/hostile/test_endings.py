@@ -1,0 +1,102 @@
+"""However a request ends, each event ends delivered, duplicate, rejected, failed or unknown, and
+``failed`` only when the provider surely does not have it: sync and async clients alike."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cli.support import lago_event
+
+from billing_events import AsyncLago, Lago, RetryPolicy
+from hostile.conftest import TOKEN
+from hostile.server import Answer, HostileServer
+
+POLICY = RetryPolicy(max_attempts=2, deadline=1.5, initial_delay=0.01, max_delay=0.01)
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose connects never complete: its listener's accept queue is full, so the SYNs are dropped
+    (as a firewall that drops packets does)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+@pytest.fixture
+def refused_port() -> int:
+    """A port nothing listens on: each connect is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def send_one(mode: str, port: int, **options: Any) -> Any:
+    return send_to(mode, f"http://127.0.0.1:{port}", **options)
+
+
+def send_to(mode: str, url: str, **options: Any) -> Any:
+    event = lago_event(0, transaction_id="tx-1")
+    if mode == "sync":
+        with Lago(TOKEN, base_url=url, retry=POLICY, **options) as client:
+            return client.send([event])[0]
+
+    async def run() -> Any:
+        async with AsyncLago(TOKEN, base_url=url, retry=POLICY, **options) as client:
+            return (await client.send([event]))[0]
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("timeout", [0.4, 30.0])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_connect_that_never_completes_is_failed(mode: str, timeout: float, unanswered_port: int) -> None:
+    # Whichever ends it, the client's connect timeout or the attempt's deadline, no byte was sent.
+    outcome = send_one(mode, unanswered_port, timeout=timeout)
+
+    assert outcome.status.value == "failed"
+    assert "may have been stored" not in (outcome.reason or "")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_refused_connect_is_failed(mode: str, refused_port: int) -> None:
+    outcome = send_one(mode, refused_port)
+
+    assert outcome.status.value == "failed"
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        (Answer("reset_mid_body"), "unknown"),  # the server had part of the body: it may have kept it
+        (Answer("early", status=503, body=b'{"message":"busy"}'), "unknown"),
+        (Answer("early", status=401, body=b'{"message":"bad key"}'), "failed"),  # refused before reading
+    ],
+)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_request_cut_mid_body_or_answered_before_its_body_ends_as_it_should(
+    mode: str, answer: Answer, status: str, hostile: HostileServer
+) -> None:
+    hostile.answer(answer)
+
+    outcome = send_to(mode, hostile.url)
+
+    assert outcome.status.value == status
+    assert hostile.stored_count == 0
