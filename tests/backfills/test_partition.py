@@ -198,3 +198,36 @@ def test_a_row_that_is_not_a_mapping_of_column_names_is_rejected_alone(
     assert (summary["delivered"], summary["rejected"]) == (2, 1)
     assert summary["problem"].startswith("rejected: row: ")
     assert stored_once(mock, "lago") == (2, 2)
+
+
+@pytest.mark.parametrize("key_column", ["event_number", None], ids=["key_column", "transaction_id"])
+def test_a_key_column_of_whole_numbers_keeps_its_keys_when_pandas_makes_it_float(
+    mock: Mock, tmp_path: Path, key_column: str | None
+) -> None:
+    # pandas stores a column of whole numbers with one null as floats (5.0); once the null row is
+    # fixed and the backfill run again, the same column is integers (5). The keys must not change.
+    pd = pytest.importorskip("pandas")
+    from billing_events.backfill._engines import pandas_rows
+
+    column = key_column or "transaction_id"
+    rows = [dict(row, **{column: 1000 + i}) for i, row in enumerate(lago_rows(5))]
+    with_null = pd.DataFrame([*rows, dict(rows[0], **{column: None})])
+    assert with_null[column].dtype == "float64"
+    first = send_partition(
+        pandas_rows(with_null, "dask"),
+        backfill_for(mock, "lago", tmp_path / "first", key_column=key_column).prepare(),
+    )
+    fixed = pd.DataFrame(rows)
+    assert fixed[column].dtype == "int64"
+    again = send_partition(
+        pandas_rows(fixed, "dask"),
+        backfill_for(mock, "lago", tmp_path / "again", key_column=key_column).prepare(),
+    )
+
+    # The null row: rejected under a named key column, else sent under a derived key (be-...).
+    assert first["delivered"] == (5 if key_column else 6)
+    assert again["delivered"] + again["duplicate"] == 5
+    given = sorted(
+        key for key in (e["transaction_id"] for e in mock.events("lago")) if not key.startswith("be-")
+    )
+    assert given == [str(1000 + i) for i in range(5)]
