@@ -146,6 +146,25 @@ def test_togai_422_too_large_halves_the_batch_at_once(fast_retry: RetryPolicy) -
     assert client.stats.retried == 0
 
 
+def test_a_proxys_413_halves_the_batch_and_a_single_event_it_refuses_ends_failed(
+    fast_retry: RetryPolicy,
+) -> None:
+    # A proxy in front of the provider with a body limit below the provider's: it refuses every
+    # request over 3 events. The event itself is within the provider's limits: nothing stored it, and
+    # a replay through a fixed proxy must send it again, so it is failed, not rejected.
+    def proxy(request: httpx.Request) -> httpx.Response:
+        if len(json.loads(request.content)["events"]) > 3 or b"through-no-proxy" in request.content:
+            return httpx.Response(413, text="<html><body>413 Request Entity Too Large</body></html>")
+        return accepted(request)
+
+    server = Scripted(default=proxy)
+    report = togai(server, fast_retry).send(
+        [togai_event(n) for n in range(7)] + [dict(togai_event(7), accountId="through-no-proxy")]
+    )
+    assert [o.status for o in report.outcomes] == [D] * 7 + [OutcomeStatus.FAILED]
+    assert "413" in (report.outcomes[7].reason or "") or "Too Large" in (report.outcomes[7].reason or "")
+
+
 def test_togai_400_rejects_the_batch(fast_retry: RetryPolicy) -> None:
     server = Scripted(httpx.Response(400, json={"message": "no acceptable event"}))
     report = togai(server, fast_retry).send([togai_event(1)])

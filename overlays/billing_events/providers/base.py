@@ -22,7 +22,6 @@ from ..errors import (
     BillingEventsError,
     InvalidEventError,
     RateLimitedError,
-    RejectedError,
     ServerError,
 )
 from ..outcomes import Outcome, OutcomeStatus
@@ -532,8 +531,11 @@ class ProviderRules:
             # A proxy's body limit below ours: halve and send again at once.
             if len(batch) > 1:
                 return Verdict(resend_now=split(batch))
-            error = RejectedError(message, status=status, request_id=rid, provider=self.name)
-            return Verdict(settled=[Settled(batch[0], OutcomeStatus.REJECTED, message, error)])
+            # One event within the provider's own limits: the path refused it, not the provider. Nothing
+            # stored it, and a replay once the limit is raised must send it again: failed, not rejected.
+            reason = f"413 for one event within the provider's limits (a proxy's body limit?): {message}"
+            error = APIError(reason, status=status, request_id=rid, provider=self.name)
+            return Verdict(settled=[Settled(batch[0], OutcomeStatus.FAILED, reason, error)])
         if status in (401, 403):
             error = AuthError(message, status=status, request_id=rid, provider=self.name)
             return Verdict(
