@@ -19,8 +19,9 @@ daemon thread of its own and stop waiting for it at the connect's bound; the con
 tries each address in turn with what is left. Connections are pooled, so a lookup is made
 once per new connection, and an IP address is never looked up.
 
-When the async transport's deadline cuts an attempt, ``Progress`` tells it whether any byte
-of the request was written: if the attempt was still connecting (a lookup, a TCP connect, a
+``Progress`` tells whether any byte of a request was written. The streams here mark it, for
+the request in whose context they run. When an attempt is cut (the async deadline, a
+cancellation, Ctrl-C) while its connection was still being made (a lookup, a TCP connect, a
 TLS handshake), the provider surely never saw it.
 
 The async transport is ``ShardedAsyncTransport``: a small pool per request in flight, because
@@ -60,7 +61,7 @@ T = TypeVar("T")
 
 
 class Progress:
-    """How far an attempt's connection got; set by this module's async streams, read on a timeout."""
+    """How far a request got on the wire; set by this module's streams, read when the request is cut."""
 
     __slots__ = ("connecting", "sent")
 
@@ -68,10 +69,21 @@ class Progress:
         self.connecting = False  # a new connection was being made for this attempt
         self.sent = False  # a byte of the request (or of a proxy's CONNECT) may have left
 
+    @property
+    def unsent(self) -> bool:
+        """Nothing of the request left: it was cut while its own new connection was being made."""
+        return self.connecting and not self.sent
+
 
 _progress: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("attempt_progress", default=None)
 set_progress = _progress.set
 reset_progress = _progress.reset
+
+
+def _mark_connecting() -> None:
+    progress = _progress.get()
+    if progress is not None:
+        progress.connecting = True
 
 
 def _mark_sent() -> None:
@@ -191,6 +203,7 @@ class DeadlineStream(httpcore.NetworkStream):
         return self._inner.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        _mark_sent()
         if len(buffer) <= WRITE_PIECE:
             self._inner.write(buffer, _cut(timeout, httpcore.WriteTimeout))
             return
@@ -229,6 +242,7 @@ class DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
+        _mark_connecting()
         addresses = resolve(host, port, _cut(timeout, httpcore.ConnectTimeout))
         options = list(socket_options or ())
 
@@ -326,9 +340,7 @@ class ReadableCheckBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        progress = _progress.get()
-        if progress is not None:
-            progress.connecting = True
+        _mark_connecting()
         addresses = await aresolve(host, port, timeout)
         options = list(socket_options or ())
 

@@ -51,6 +51,7 @@ from ._network import (
 )
 
 CALL_DEADLINE = "billing_events.call_deadline"  # absolute time.monotonic() at which the whole call ends
+PROGRESS = "billing_events.progress"  # a Progress the default transports mark as the request goes out
 ANSWER_CAP = "billing_events.max_answer_bytes"  # the largest 2xx body this request can legitimately get
 
 _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("call_deadline", default=None)
@@ -106,9 +107,16 @@ def deadline_of(request: httpx.Request) -> float | None:
     return float(call) if isinstance(call, int | float) else None
 
 
-def request_bounds(deadline: float | None, answer_cap: int) -> dict[str, Any]:
-    """The request extensions that carry a call's deadline and its answer cap."""
-    return {CALL_DEADLINE: deadline, ANSWER_CAP: answer_cap}
+def request_bounds(
+    deadline: float | None, answer_cap: int, progress: Progress | None = None
+) -> dict[str, Any]:
+    """The request extensions that carry a call's deadline, its answer cap and where its progress is marked."""
+    return {CALL_DEADLINE: deadline, ANSWER_CAP: answer_cap, PROGRESS: progress}
+
+
+def _progress_of(request: httpx.Request) -> Progress:
+    progress = request.extensions.get(PROGRESS)
+    return progress if isinstance(progress, Progress) else Progress()
 
 
 class _Bound:
@@ -250,11 +258,14 @@ class BoundedTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         bound = _Bound(request, self._seconds, self._cap)
-        # The default inner transport's sockets read this deadline at each operation (``_network``).
+        # The default inner transport's sockets read this deadline at each operation, and mark how far
+        # the request got (``_network``).
         token = set_attempt_deadline(bound.deadline)
+        marking = set_progress(_progress_of(request))
         try:
             response = self._inner.handle_request(request)
         finally:
+            reset_progress(marking)
             reset_attempt_deadline(token)
         try:
             if bound.left() <= 0:
@@ -311,13 +322,13 @@ class AsyncBoundedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         bound = _Bound(request, self._seconds, self._cap)
         # The default inner transport's streams say whether the request began to leave (``_network``).
-        progress = Progress()
+        progress = _progress_of(request)
         token = set_progress(progress)
         try:
             with anyio.fail_after(max(0.0, bound.left())):
                 response = await self._inner.handle_async_request(request)
         except TimeoutError:
-            if progress.connecting and not progress.sent:
+            if progress.unsent:
                 raise ConnectDeadline(
                     "no connection within the attempt's deadline; nothing was sent", request=request
                 ) from None

@@ -17,6 +17,7 @@ import httpx
 
 from . import _constants as C
 from . import metrics
+from ._network import Progress
 from ._transport import request_bounds
 from .errors import APIError, BillingEventsError, RequestTimeoutError, TransportError
 from .outcomes import OutcomeStatus
@@ -88,6 +89,12 @@ def _honest(item: Settled) -> Settled:
     return Settled(pending, OutcomeStatus.UNKNOWN, reason, item.error)
 
 
+def _cut_before_sending(sub: list[Pending], progress: Progress) -> None:
+    """A cancellation or Ctrl-C while the request's connection was still being made: nothing was stored."""
+    if progress.unsent:
+        _stored_nothing(sub)
+
+
 def _stored_nothing(pendings: list[Pending]) -> None:
     for pending in pendings:
         pending.unsure -= 1
@@ -120,13 +127,13 @@ class _Delivery:
             raw_path=http_base_url.raw_path + rules.batch_path.lstrip("/").encode()
         )
 
-    def _bounds(self, deadline: float | None) -> dict[str, Any]:
+    def _bounds(self, deadline: float | None, progress: Progress | None = None) -> dict[str, Any]:
         # Batches larger than the defaults get answers larger in proportion (Lago echoes the events).
         rules = self.rules
         cap = max(
             C.MAX_BATCH_ANSWER_BYTES[rules.name], 2 * rules.max_batch_bytes + 1024 * rules.max_batch_events
         )
-        return request_bounds(deadline, cap)
+        return request_bounds(deadline, cap, progress)
 
     def _conclude(self, result: AttemptResult) -> None:
         """Raise RetryableFailure if some events of the attempt need another (the rest is recorded)."""
@@ -193,15 +200,19 @@ class SyncDelivery(_Delivery):
     def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
         started = time.perf_counter()
         reply: Reply
+        progress = Progress()
         try:
             reply = self.http.post(
                 self.url,
                 content=self.rules.body(sub),
                 headers=HEADERS,
-                extensions=self._bounds(deadline),
+                extensions=self._bounds(deadline, progress),
             )
         except Exception as exc:
             reply = exc
+        except BaseException:
+            _cut_before_sending(sub, progress)
+            raise
         self._ended(sub, reply, started)
         return reply
 
@@ -250,15 +261,19 @@ class AsyncDelivery(_Delivery):
     async def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
         started = time.perf_counter()
         reply: Reply
+        progress = Progress()
         try:
             reply = await self.http.post(
                 self.url,
                 content=self.rules.body(sub),
                 headers=HEADERS,
-                extensions=self._bounds(deadline),
+                extensions=self._bounds(deadline, progress),
             )
         except Exception as exc:
             reply = exc
+        except BaseException:
+            _cut_before_sending(sub, progress)
+            raise
         self._ended(sub, reply, started)
         return reply
 

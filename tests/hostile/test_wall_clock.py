@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 import time
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from cli.support import togai_event, write_jsonl
 
-from billing_events import AsyncLago, AsyncTogai, Lago, NotFoundError, RetryPolicy, Togai
+from billing_events import AsyncLago, AsyncTogai, Lago, NotFoundError, RetryPolicy, Togai, partial_report
 from billing_events._transport import bounded, call_deadline
 from billing_events.cli import main
 from billing_events.errors import RequestTimeoutError
@@ -371,3 +372,41 @@ def test_a_host_whose_first_address_refuses_is_reached_at_the_next(
         statuses = asyncio.run(run())
     assert statuses == ["delivered"]
     assert hostile.stored_count == 1
+
+
+def test_ctrl_c_while_the_host_is_looked_up_ends_the_events_failed(hanging_resolver: HangingResolver) -> None:
+    # Nothing left the machine: the events are surely not stored, and the report says so.
+    main = threading.get_ident()
+
+    def interrupt_once_asked() -> None:
+        if hanging_resolver.asked.wait(10):
+            signal.pthread_kill(main, signal.SIGINT)
+
+    policy = RetryPolicy(max_attempts=3, deadline=30.0, initial_delay=0.01, max_delay=0.01)
+    with Togai(TOKEN, base_url=f"http://{HangingResolver.HOST}", timeout=30.0, retry=policy) as client:
+        threading.Thread(target=interrupt_once_asked, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt) as caught:
+            client.send([togai_event(i) for i in range(3)])
+    report = partial_report(caught.value)
+    assert report is not None
+    assert [o.status.value for o in report] == ["failed"] * 3
+
+
+def test_a_cancellation_while_the_host_is_looked_up_ends_the_events_failed(
+    hanging_resolver: HangingResolver,
+) -> None:
+    policy = RetryPolicy(max_attempts=3, deadline=30.0, initial_delay=0.01, max_delay=0.01)
+
+    async def run() -> list[str]:
+        base_url = f"http://{HangingResolver.HOST}"
+        async with AsyncTogai(TOKEN, base_url=base_url, timeout=30.0, retry=policy) as client:
+            sending = asyncio.ensure_future(client.send([togai_event(i) for i in range(3)]))
+            assert await asyncio.to_thread(hanging_resolver.asked.wait, 10)
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError) as caught:
+                await sending
+            report = partial_report(caught.value)
+            assert report is not None
+            return [o.status.value for o in report]
+
+    assert asyncio.run(run()) == ["failed"] * 3
