@@ -138,17 +138,29 @@ def test_a_bad_fault_setting_is_a_usage_error_naming_it() -> None:
     assert "rate_429: must be a number between 0 and 1" in result.stderr
 
 
-def test_a_taken_port_is_a_usage_error() -> None:
+@pytest.mark.parametrize("how", ["billing-events mock", "python -m billing_events.mock"])
+def test_a_taken_port_is_a_usage_error(how: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MOCK_")}
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        command = (
+            [COMMAND, "mock", "--port", str(port)]
+            if how == "billing-events mock"
+            else [sys.executable, "-m", "billing_events.mock"]
+        )
         result = subprocess.run(
-            [COMMAND, "mock", "--port", str(port)], capture_output=True, text=True, timeout=STOP_TIMEOUT
+            command,
+            capture_output=True,
+            text=True,
+            timeout=STOP_TIMEOUT,
+            env={**env, "MOCK_PORT": str(port)},
         )
 
     assert result.returncode == 64
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    # Worded the same both ways.
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
 
 
 @pytest.mark.parametrize(

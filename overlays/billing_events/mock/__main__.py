@@ -14,16 +14,25 @@ __all__ = ["config_from_env", "main"]
 
 
 def main() -> int:
+    # Worded and exited like `billing-events mock`: a bad setting is a usage error.
+    host = os.environ.get("MOCK_HOST") or HOST
     try:
         config, port = config_from_env(os.environ)
         app = create_app(config)
-        sock = listen(os.environ.get("MOCK_HOST") or HOST, port)
     except (FaultConfigError, ValueError, OSError) as exc:
-        print(f"billing_events.mock: {exc}", file=sys.stderr)
-        return EXIT_USAGE  # like `billing-events mock`: a bad setting is a usage error
+        return _usage(str(exc))
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        return _usage(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     with sock:
         serve(app, sock)
     return 0
+
+
+def _usage(message: str) -> int:
+    print(f"billing_events.mock: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":
