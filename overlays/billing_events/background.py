@@ -196,8 +196,15 @@ class BackgroundSender(SenderCore):
             self.flush(max(0.0, deadline - time.monotonic()))
             return self.stats
         self._wake.set()
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        try:
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        except BaseException:
+            # Ctrl-C while draining: the exit hook sees a closed sender, so account for every event now.
+            self._abort.set()
+            self._abandon()
+            self._queue.close()
+            raise
         if any(thread.is_alive() for thread in threads):
             self._abort.set()
             self._abandon()

@@ -1,0 +1,72 @@
+"""Every event accounted for, however a background sender's life ends: Ctrl-C in close(), a damaged spool."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from billing_events import read_dead_letters
+from billing_events.mock import create_app
+from billing_events.mock.testing import serve_in_thread
+
+TOKEN = "test-token"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with serve_in_thread(create_app()) as url:
+        yield url
+
+
+def stored_ids(server: str) -> set[str]:
+    return {event["id"] for event in httpx.get(f"{server}/_mock/events/togai").json()}
+
+
+def test_ctrl_c_during_close_dead_letters_what_it_did_not_send(server: str, tmp_path: Path) -> None:
+    """The interrupt ends the program: the exit hook must not take the sender for closed and lose the rest."""
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    httpx.put(f"{server}/_mock/faults", json={"latency_ms": 200}).raise_for_status()
+    letters = tmp_path / "dead.jsonl"
+    script = textwrap.dedent(
+        """
+        import os, signal, sys, threading
+        from billing_events import Togai
+        api = Togai(os.environ["TOKEN"], base_url=os.environ["BASE"], max_batch_events=10,
+                    dead_letter_path=os.environ["LETTERS"])
+        sender = api.background(flush_interval=3600)
+        for n in range(200):
+            sender.track({"id": f"evt-{n}", "schemaName": "calls", "timestamp": "2024-05-01T10:15:30Z",
+                          "accountId": "acme", "attributes": [], "dimensions": {}})
+        # Ctrl-C once the drain is under way (20 requests of 0.2 s each)
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        sender.close(30)
+        print("close returned")
+        """
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "TOKEN": TOKEN, "BASE": f"{server}/togai", "LETTERS": str(letters)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        httpx.put(f"{server}/_mock/faults", json={"latency_ms": 0}).raise_for_status()
+    assert "KeyboardInterrupt" in result.stderr, result.stderr
+    assert "close returned" not in result.stdout
+    stored = stored_ids(server)
+    dead = {letter.key: letter.status for letter in read_dead_letters(letters)} if letters.exists() else {}
+    assert 0 < len(stored) < 200
+    lost = {f"evt-{n}" for n in range(200)} - stored - set(dead)
+    assert not lost, f"{len(lost)} events ended with no outcome"
+    assert set(dead.values()) <= {"failed", "unknown"}
+    assert not {key for key, status in dead.items() if status == "failed"} & stored
