@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,9 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from billing_events import read_dead_letters
+from billing_events import Togai, read_dead_letters
 from billing_events.mock import create_app
 from billing_events.mock.testing import serve_in_thread
+from billing_events.spool import _intake as spool_intake
+from billing_events.spool import _spool as spool_module
+
+from .test_spool import POLICY, base_url, killed_holder, prepare, stored_keys
 
 TOKEN = "test-token"
 
@@ -70,3 +75,31 @@ def test_ctrl_c_during_close_dead_letters_what_it_did_not_send(server: str, tmp_
     assert not lost, f"{len(lost)} events ended with no outcome"
     assert set(dead.values()) <= {"failed", "unknown"}
     assert not {key for key, status in dead.items() if status == "failed"} & stored
+
+
+def test_an_intake_record_with_a_damaged_length_keeps_the_records_after_it(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bit flipped in a record's length field: the records after it are found again, not deleted."""
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+    directory = tmp_path / "spool"
+    monkeypatch.setattr(spool_module, "MOVE_AFTER", 3600.0)  # the killed child's events stay in the intake
+    killed_holder(directory, url, provider, "length", 300)
+    [intake] = directory.glob("*.intake-*")
+    data = bytearray(intake.read_bytes())
+    first_length = spool_intake.RECORD.unpack_from(data, 0)[0]
+    second = spool_intake.RECORD_SIZE + first_length
+    length, *rest = spool_intake.RECORD.unpack_from(data, second)
+    spool_intake.RECORD.pack_into(data, second, length | 1 << 30, *rest)
+    intake.write_bytes(bytes(data))
+    monkeypatch.undo()
+
+    caplog.set_level(logging.ERROR, logger="billing_events")
+    with Togai(TOKEN, base_url=url, retry=POLICY) as api:
+        stats = api.background(spool=directory).close(30)
+    stored = set(stored_keys(server, provider))
+    assert {f"length-{n}" for n in range(300)} - stored == {"length-1"}
+    assert stats.recovered == 299
+    assert "1 damaged intake records" in caplog.text
+    assert [path.name for path in directory.glob("*.intake-*.damaged-*")]
