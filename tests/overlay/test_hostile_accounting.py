@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from billing_events import Togai, read_dead_letters
+from billing_events import SpoolConfig, Togai, read_dead_letters
 from billing_events.mock import create_app
 from billing_events.mock.testing import serve_in_thread
 from billing_events.spool import _intake as spool_intake
@@ -103,3 +103,28 @@ def test_an_intake_record_with_a_damaged_length_keeps_the_records_after_it(
     assert stats.recovered == 299
     assert "1 damaged intake records" in caplog.text
     assert [path.name for path in directory.glob("*.intake-*.damaged-*")]
+
+
+def test_a_damaged_file_whose_intake_does_not_fit_keeps_its_intake_for_later(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead sender's SQLite file is damaged and its intake does not fit the adopter's spool: the intake
+    waits for room; it is not deleted at the next scan as if the file had been taken over."""
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+    directory = tmp_path / "spool"
+    monkeypatch.setattr(spool_module, "MOVE_AFTER", 3600.0)  # the killed child's events stay in the intake
+    killed_holder(directory, url, provider, "salvage", 400)
+    monkeypatch.undo()
+    [left] = directory.glob("*.spool")
+    left.write_bytes(b"not a database " * 100)  # a bad sector, say; its WAL lost with it
+    left.with_name(left.name + "-wal").unlink()
+
+    with Togai(TOKEN, base_url=url, retry=POLICY, max_batch_bytes=65_536) as api:
+        small = api.background(spool=SpoolConfig(directory, max_bytes=65_536))  # 400 events need ~110 kB
+        assert small.flush(30)  # a scan for dead senders' files
+        small.close(30)
+    with Togai(TOKEN, base_url=url, retry=POLICY) as api:
+        stats = api.background(spool=directory).close(30)
+    assert stats.recovered == 400
+    assert set(stored_keys(server, provider)) == {f"salvage-{n}" for n in range(400)}

@@ -62,7 +62,8 @@ class Adoption:
     def _merge(self, path: Path) -> bool:
         """Copy the rows of a dead sender's file into ours. True when the file can be removed."""
         if not path.exists():
-            return True
+            # Set aside as damaged before its intake fitted here: the intake is what is left to take over.
+            return self._take_intake(path)
         source: sqlite3.Connection | None = None
         try:
             source = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -131,12 +132,22 @@ class Adoption:
         if self.insert(intake):
             kept += len(intake)
             consume_intake(path, damaged)
+        elif intake:
+            log.warning("spool %s is full: the intake of %s waits for room", self.directory, path.name)
         _set_aside(
             path,
             f"the file is damaged; {kept} intact events were kept"
             + (f", {unreadable} seqs could not be read" if unreadable else ""),
         )
         return False
+
+    def _take_intake(self, path: Path) -> bool:
+        """The intake records of a file whose SQLite part is gone. True when they are all in ours."""
+        rows, damaged = intake_rows(path, 0)
+        if not self.insert(rows):
+            return False
+        consume_intake(path, damaged)
+        return True
 
 
 def fold_intake(source: sqlite3.Connection, path: Path) -> None:
