@@ -19,6 +19,7 @@ from billing_events.mock.testing import serve_in_thread
 from billing_events.spool import _intake as spool_intake
 from billing_events.spool import _spool as spool_module
 
+from .scripted import togai_event
 from .test_spool import POLICY, base_url, killed_holder, prepare, stored_keys
 
 TOKEN = "test-token"
@@ -128,3 +129,79 @@ def test_a_damaged_file_whose_intake_does_not_fit_keeps_its_intake_for_later(
         stats = api.background(spool=directory).close(30)
     assert stats.recovered == 400
     assert set(stored_keys(server, provider)) == {f"salvage-{n}" for n in range(400)}
+
+
+def test_close_from_an_outcome_callback_does_not_stall_the_sender(server: str) -> None:
+    """The callback runs on the worker thread: a close() there must not wait for that thread itself."""
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    httpx.put(f"{server}/_mock/faults", json={"latency_ms": 100}).raise_for_status()
+    stopped: list[object] = []
+    try:
+        with Togai(TOKEN, base_url=f"{server}/togai", max_batch_events=50) as api:
+
+            def stop(outcome: object) -> None:
+                if not stopped:  # the first outcome stops the sender (a fatal answer, say)
+                    stopped.append(sender.close())
+
+            sender = api.background(flush_interval=3600, on_outcome=stop)
+            for number in range(200):
+                sender.track(togai_event(number, id=f"evt-{number}"))
+            stats = sender.close(3)  # four requests of 0.1 s: plenty of time
+    finally:
+        httpx.put(f"{server}/_mock/faults", json={"latency_ms": 0}).raise_for_status()
+    assert stopped, "the callback never ran"
+    assert stats.delivered == 200, stats
+    assert len(stored_ids(server)) == 200
+
+
+def run_script(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env={**os.environ, "TOKEN": TOKEN, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_sender_closed_from_an_outcome_callback_is_still_drained_at_exit(
+    server: str, tmp_path: Path
+) -> None:
+    """A callback that stops the sender (on a fatal outcome, say) runs on the worker thread."""
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    httpx.put(f"{server}/_mock/faults", json={"latency_ms": 100}).raise_for_status()
+    letters = tmp_path / "dead.jsonl"
+    try:
+        result = run_script(
+            """
+            import os
+            from billing_events import Togai
+            api = Togai(os.environ["TOKEN"], base_url=os.environ["BASE"], max_batch_events=10,
+                        dead_letter_path=os.environ["LETTERS"])
+            import threading
+            stopped = threading.Event()
+            def stop(outcome):
+                if not stopped.is_set():  # the first outcome stops the sender
+                    try:
+                        sender.close(5)
+                    finally:
+                        stopped.set()
+            sender = api.background(flush_interval=3600, on_outcome=stop)
+            for n in range(200):
+                sender.track({"id": f"evt-{n}", "schemaName": "calls", "timestamp": "2024-05-01T10:15:30Z",
+                              "accountId": "acme", "attributes": [], "dimensions": {}})
+            sender.flush(0.001)  # wakes the worker
+            stopped.wait(10)
+            # the program ends here: the exit hook must still deliver what is queued
+            """,
+            BASE=f"{server}/togai",
+            LETTERS=str(letters),
+        )
+    finally:
+        httpx.put(f"{server}/_mock/faults", json={"latency_ms": 0}).raise_for_status()
+    assert result.returncode == 0, result.stderr
+    stored = stored_ids(server)
+    dead = {letter.key: letter.status for letter in read_dead_letters(letters)} if letters.exists() else {}
+    assert not dead, f"{len(dead)} events dead-lettered though the server was healthy"
+    assert stored == {f"evt-{n}" for n in range(200)}
