@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -18,6 +20,7 @@ from billing_events.mock import create_app
 from billing_events.mock.testing import serve_in_thread
 from billing_events.spool import _intake as spool_intake
 from billing_events.spool import _spool as spool_module
+from billing_events.spool._adopt import fold_intake
 
 from .scripted import togai_event
 from .test_spool import POLICY, base_url, killed_holder, prepare, stored_keys
@@ -205,3 +208,30 @@ def test_a_sender_closed_from_an_outcome_callback_is_still_drained_at_exit(
     dead = {letter.key: letter.status for letter in read_dead_letters(letters)} if letters.exists() else {}
     assert not dead, f"{len(dead)} events dead-lettered though the server was healthy"
     assert stored == {f"evt-{n}" for n in range(200)}
+
+
+def test_a_salvage_cut_short_by_a_flush_deadline_goes_on_at_the_next_scan(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short flush() meets a torn file of a dead sender: what it could not read in time is read later,
+    not set aside with the damaged file and never sent."""
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+    directory = tmp_path / "spool"
+    monkeypatch.setattr(spool_module, "ADOPT_EVERY", 3600.0)  # only the flush() calls below scan
+    monkeypatch.setattr(spool_module, "MOVE_AFTER", 3600.0)  # the killed child's events stay in the intake
+    with Togai(TOKEN, base_url=url, retry=POLICY) as api:
+        sender = api.background(spool=directory)
+        killed_holder(directory, url, provider, "torn", 2000)
+        # The one file with an intake (the forked child also left an empty file of this sender's).
+        [left] = [path for path in directory.glob("*.spool") if list(directory.glob(f"{path.name}.intake-*"))]
+        with contextlib.closing(sqlite3.connect(left, isolation_level=None)) as db:
+            fold_intake(db, left)  # every event in the main file, as after a checkpoint
+        with left.open("r+b") as file:  # then a power loss kept only the first part of the file
+            file.truncate(left.stat().st_size * 2 // 3)
+        sender.flush(0.000_001)
+        assert sender.flush(30)
+        stats = sender.close(30)
+    stored = stored_keys(server, provider)
+    assert stats.recovered > 1000  # about two thirds of the rows survived the truncation
+    assert len(stored) == len(set(stored)) == stats.recovered
