@@ -228,9 +228,10 @@ class BackgroundSender(SenderCore):
         log.info("%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name})
         return stats
 
-    def _close_at_exit(self) -> None:
+    def _close_at_exit(self, give_up: bool = False) -> None:
         if not self._closing:
-            self.close(self._atexit_timeout)
+            # give_up: the exit was interrupted; account for the events without waiting to send them.
+            self.close(0.0 if give_up else self._atexit_timeout)
 
     def _on_worker(self) -> bool:
         """Whether the caller is one of this sender's threads (an outcome callback runs there)."""

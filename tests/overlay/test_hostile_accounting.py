@@ -235,3 +235,41 @@ def test_a_salvage_cut_short_by_a_flush_deadline_goes_on_at_the_next_scan(
     stored = stored_keys(server, provider)
     assert stats.recovered > 1000  # about two thirds of the rows survived the truncation
     assert len(stored) == len(set(stored)) == stats.recovered
+
+
+def test_ctrl_c_during_the_exit_hook_accounts_for_every_sender(server: str, tmp_path: Path) -> None:
+    """The exit hook closes one sender after another: an impatient Ctrl-C in the first leaves none unaccounted."""
+    httpx.post(f"{server}/_mock/reset").raise_for_status()
+    httpx.put(f"{server}/_mock/faults", json={"latency_ms": 200}).raise_for_status()
+    letters = tmp_path / "dead.jsonl"
+    try:
+        result = run_script(
+            """
+            import os, signal, threading
+            from billing_events import Togai
+            def event(n):
+                return {"id": f"evt-{n}", "schemaName": "calls", "timestamp": "2024-05-01T10:15:30Z",
+                        "accountId": "acme", "attributes": [], "dimensions": {}}
+            senders = [
+                Togai(os.environ["TOKEN"], base_url=os.environ["BASE"], max_batch_events=10,
+                      dead_letter_path=os.environ["LETTERS"]).background(flush_interval=3600)
+                for _ in range(2)
+            ]
+            for n in range(200):
+                senders[n % 2].track(event(n))
+            interrupt = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+            interrupt.daemon = True  # fires while the exit hook drains
+            interrupt.start()
+            """,
+            BASE=f"{server}/togai",
+            LETTERS=str(letters),
+        )
+    finally:
+        httpx.put(f"{server}/_mock/faults", json={"latency_ms": 0}).raise_for_status()
+    assert "KeyboardInterrupt" in result.stderr, result.stderr
+    stored = stored_ids(server)
+    dead = {letter.key: letter.status for letter in read_dead_letters(letters)} if letters.exists() else {}
+    assert len(stored) < 200
+    lost = {f"evt-{n}" for n in range(200)} - stored - set(dead)
+    assert not lost, f"{len(lost)} events ended with no outcome"
+    assert not {key for key, status in dead.items() if status == "failed"} & stored
