@@ -25,7 +25,7 @@ class ForkAware(Protocol):
 
 
 class ExitAware(Protocol):
-    def _close_at_exit(self) -> None: ...
+    def _close_at_exit(self, give_up: bool = False) -> None: ...
 
 
 _after_fork: weakref.WeakSet[ForkAware] = weakref.WeakSet()
@@ -57,8 +57,15 @@ def _on_exit() -> None:
     if _exited:  # a spawned child runs both hooks: multiprocessing's finalizers, then atexit
         return
     _exited = True
+    interrupted: BaseException | None = None
     for thing in list(_at_exit):
-        thing._close_at_exit()
+        try:
+            thing._close_at_exit(give_up=interrupted is not None)
+        except BaseException as exc:
+            # Ctrl-C in one close: the others still account for their events, without waiting to send them.
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
 
 
 class _Anchor:

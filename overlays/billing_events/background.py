@@ -104,6 +104,7 @@ class BackgroundSender(SenderCore):
         self._wake = threading.Event()
         self._abort = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._closing = False  # a close() that waits for the workers has begun
 
     def _reset_after_fork(self) -> None:
         # The parent owns its queued events (and its spool file); the child starts empty, with its own
@@ -168,6 +169,11 @@ class BackgroundSender(SenderCore):
     def flush(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> bool:
         """Send everything queued so far; True when it all settled within ``timeout``."""
         deadline = time.monotonic() + timeout
+        if self._on_worker():
+            # From an outcome callback: the events being called back settle only once it returns.
+            with self._lock:
+                self._wake.set()
+                return self._settled_before(self._queue.next_seq)
         # A spool takes over the files of senders that died since it last looked (within the timeout).
         self._queue.adopt(deadline)
         with self._lock:
@@ -186,18 +192,31 @@ class BackgroundSender(SenderCore):
         A ``close()`` while another runs waits for it to settle everything (within ``timeout``).
         """
         deadline = time.monotonic() + timeout
+        on_worker = self._on_worker()
         with self._lock:
-            already_closed = self._closed
+            already_closed = self._closing
             self._closed = True
+            # From an outcome callback the worker cannot wait for itself: a later close() or the exit hook does.
+            self._closing = self._closing or not on_worker
             self._changed.notify_all()
             threads = list(self._threads)
+        if on_worker:
+            self._wake.set()
+            return self.stats
         if already_closed:
             # Another close() may still be draining: wait for it, within this call's own timeout.
             self.flush(max(0.0, deadline - time.monotonic()))
             return self.stats
         self._wake.set()
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        try:
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        except BaseException:
+            # Ctrl-C while draining: the exit hook sees a closed sender, so account for every event now.
+            self._abort.set()
+            self._abandon()
+            self._queue.close()
+            raise
         if any(thread.is_alive() for thread in threads):
             self._abort.set()
             self._abandon()
@@ -209,9 +228,14 @@ class BackgroundSender(SenderCore):
         log.info("%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name})
         return stats
 
-    def _close_at_exit(self) -> None:
-        if not self._closed:
-            self.close(self._atexit_timeout)
+    def _close_at_exit(self, give_up: bool = False) -> None:
+        if not self._closing:
+            # give_up: the exit was interrupted; account for the events without waiting to send them.
+            self.close(0.0 if give_up else self._atexit_timeout)
+
+    def _on_worker(self) -> bool:
+        """Whether the caller is one of this sender's threads (an outcome callback runs there)."""
+        return threading.current_thread() in self._threads
 
     def __enter__(self) -> BackgroundSender:
         return self

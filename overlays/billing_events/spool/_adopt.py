@@ -40,6 +40,8 @@ class Adoption:
     insert: Callable[[list[tuple[Any, ...]]], bool]
     stop: threading.Event
     deadline: float | None
+    # Salvages cut short by a deadline or a full spool, by file name: (next seq to read, kept, unreadable).
+    salvaged: dict[str, tuple[int, int, int]] = attrs.field(factory=dict)
 
     def run(self, prefix: str, own_lock: Path) -> None:
         """Take over the files named ``prefix*`` whose owner is gone (``own_lock`` is the adopter's own)."""
@@ -62,7 +64,8 @@ class Adoption:
     def _merge(self, path: Path) -> bool:
         """Copy the rows of a dead sender's file into ours. True when the file can be removed."""
         if not path.exists():
-            return True
+            # Set aside as damaged before its intake fitted here: the intake is what is left to take over.
+            return self._take_intake(path)
         source: sqlite3.Connection | None = None
         try:
             source = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -107,22 +110,28 @@ class Adoption:
 
     def _salvage(self, source: sqlite3.Connection | None, path: Path) -> bool:
         """From a damaged file: every row that can still be read and passes its checksum."""
-        kept, unreadable = 0, 0
+        resume, kept, unreadable = self.salvaged.pop(path.name, (0, 0, 0))
         seen: set[int] = set()
         if source is not None:
             try:
                 first, last = source.execute("SELECT min(seq), max(seq) FROM events").fetchone()
             except sqlite3.DatabaseError:
                 first, last = 1, max(1, path.stat().st_size // ROW_OVERHEAD)
-            for low in range(first or 1, (last or 0) + 1, MERGE_CHUNK):
+            for low in range(max(first or 1, resume), (last or 0) + 1, MERGE_CHUNK):
+                if self._out_of_time():
+                    # The file stays as it is; the next scan reads on from here.
+                    self.salvaged[path.name] = (low, kept, unreadable)
+                    return False
                 high = low + MERGE_CHUNK - 1
                 rows, lost = _readable_rows(source, low, high)
-                unreadable += lost
                 intact = list(
                     {row[0]: row for row in rows if low <= row[0] <= high and _intact(row)}.values()
                 )
-                if self._out_of_time() or not self.insert(intact):
-                    break
+                if not self.insert(intact):
+                    log.warning("spool %s is full: %s salvaged only in part", self.directory, path.name)
+                    self.salvaged[path.name] = (low, kept, unreadable)
+                    return False
+                unreadable += lost
                 kept += len(intact)
                 seen.update(row[0] for row in intact)
         # The intake records SQLite had not received yet (or that it lost with the damaged part).
@@ -131,12 +140,22 @@ class Adoption:
         if self.insert(intake):
             kept += len(intake)
             consume_intake(path, damaged)
+        elif intake:
+            log.warning("spool %s is full: the intake of %s waits for room", self.directory, path.name)
         _set_aside(
             path,
             f"the file is damaged; {kept} intact events were kept"
             + (f", {unreadable} seqs could not be read" if unreadable else ""),
         )
         return False
+
+    def _take_intake(self, path: Path) -> bool:
+        """The intake records of a file whose SQLite part is gone. True when they are all in ours."""
+        rows, damaged = intake_rows(path, 0)
+        if not self.insert(rows):
+            return False
+        consume_intake(path, damaged)
+        return True
 
 
 def fold_intake(source: sqlite3.Connection, path: Path) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import mmap
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -108,25 +109,56 @@ def intake_rows(db_path: Path, after: int) -> tuple[list[Row], int]:
             length, crc, seq, at = RECORD.unpack_from(data, offset)
             size = length & ~MARKER
             start = offset + RECORD.size
-            if length == 0 or start + size > len(data):
+            if length == 0:
                 break  # the end of what was written: the rest of a segment is zeros
-            payload = data[start : start + size]
-            if zlib.crc32(payload) != crc:
-                following = start + size
-                if following + 4 > len(data) or data[following : following + 4] == b"\0\0\0\0":
+            following = start + size
+            payload = data[start:following]
+            if following > len(data) or zlib.crc32(payload) != crc:
+                tail = data[following : following + 4]
+                if following <= len(data) and (len(tail) < 4 or tail == b"\0\0\0\0"):
                     break  # the last record, cut short by the kill or the crash: it never was accepted
+                # A damaged record (its length too, maybe): the records after it are found by their checksums.
                 damaged += 1
-            elif length & MARKER:
+                resumed = _next_record(data, offset + 1)
+                if resumed is None:
+                    break
+                offset = resumed
+                continue
+            if length & MARKER:
                 if size == RUN.size:
                     runs.append(RUN.unpack(payload))
             elif seq > after:
                 rows.append((seq, at, crc, payload))
-            offset = start + size
+            offset = following
     if runs:
         runs.sort()
         firsts = [first for first, _ in runs]
         rows = [row for row in rows if not _in_runs(row[0], runs, firsts)]
     return rows, damaged
+
+
+# Where a record may start: a length of 1 to 2**24 - 1 bytes, or a marker's (the MARKER bit set).
+_RECORD_START = re.compile(rb"(?=(?:[^\x00]..|\x00[^\x00].|\x00\x00[^\x00])[\x00\x80])", re.DOTALL)
+
+
+def _intact_at(data: bytes, offset: int) -> bool:
+    """Whether a whole record (or marker) whose payload matches its CRC-32 starts at ``offset``."""
+    if offset + RECORD.size > len(data):
+        return False
+    length, crc, seq, _ = RECORD.unpack_from(data, offset)
+    size: int = length & ~MARKER
+    start = offset + RECORD.size
+    if start + size > len(data) or (size != RUN.size if length & MARKER else seq == 0):
+        return False
+    return bool(zlib.crc32(memoryview(data)[start : start + size]) == crc)
+
+
+def _next_record(data: bytes, offset: int) -> int | None:
+    """After a damaged record: where the next intact one starts, or None."""
+    for match in _RECORD_START.finditer(data, offset):
+        if _intact_at(data, match.start()):
+            return match.start()
+    return None
 
 
 def _in_runs(seq: int, runs: list[tuple[int, int]], firsts: list[int]) -> bool:

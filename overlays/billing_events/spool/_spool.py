@@ -88,6 +88,7 @@ class Spool:
         self._segments: deque[Segment] = deque()
         self._segment_number = 0
         self._last_scan = 0.0
+        self._salvaged: dict[str, tuple[int, int, int]] = {}  # damaged files read only in part so far
         config.directory.mkdir(parents=True, exist_ok=True)
         self._sync_each = config.durability == "sync"
         self._prefix = file_prefix(rules.name, destination)
@@ -304,7 +305,7 @@ class Spool:
         """
         before = self.recovered
         self._last_scan = time.monotonic()
-        adoption = Adoption(self.config.directory, self._insert, self._stop, deadline)
+        adoption = Adoption(self.config.directory, self._insert, self._stop, deadline, self._salvaged)
         adoption.run(self._prefix, self._own.lock_path)
         return self.recovered - before
 
