@@ -183,7 +183,7 @@ def test_faults_can_be_changed_at_run_time_one_setting_at_a_time(client: httpx.C
         "retry_after": 2,
         "seed": 0,
         "gateway_status": 520,
-        "togai_207_detail": True,
+        "togai_207_detail": False,  # as real Togai: no per-event detail unless asked for
     }
     assert client.get("/_mock/faults").json() == answered.json()
     client.put("/_mock/faults", json={"rate_429": 1})

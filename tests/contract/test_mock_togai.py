@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from billing_events.mock import MockState
-from billing_events.mock.config import DEFAULT_SPECS_DIR
+from billing_events.mock.app import create_app
+from billing_events.mock.config import DEFAULT_SPECS_DIR, FaultConfig, MockConfig
 from billing_events.mock.schemas import load_spec
 from billing_events.mock.testing import sync_transport
 from togai_api import AuthenticatedClient
@@ -70,6 +70,7 @@ def test_events_without_id_are_each_stored(client: httpx.Client) -> None:
 def test_a_partly_invalid_batch_keeps_the_valid_events_and_names_the_rejected_ones(
     client: httpx.Client,
 ) -> None:
+    client.put("/_mock/faults", json={"togai_207_detail": True}).raise_for_status()  # our detail shape
     bad_value = togai_event(2, attributes=[{"name": "stored", "value": "3,75"}])
     no_account = togai_event(3)
     del no_account["accountId"]
@@ -93,6 +94,7 @@ def test_a_partly_invalid_batch_keeps_the_valid_events_and_names_the_rejected_on
 
 
 def test_a_rejected_event_without_an_id_has_no_id_in_its_entry(client: httpx.Client) -> None:
+    client.put("/_mock/faults", json={"togai_207_detail": True}).raise_for_status()
     nameless = togai_event(2, schemaName="")
     del nameless["id"]
 
@@ -198,7 +200,9 @@ def test_a_body_over_the_byte_limit_is_a_422_and_nothing_is_stored(client: httpx
     assert stored(client) == []
 
 
-def test_the_207_answer_is_read_by_the_generated_client(mock_app: Starlette) -> None:
+def test_the_207_answer_is_read_by_the_generated_client() -> None:
+    # The mock with our own detail shape, which the spec documents (real Togai sends none).
+    mock_app = create_app(MockConfig(token=TOKEN, faults=FaultConfig(togai_207_detail=True)))
     client = AuthenticatedClient(
         base_url=f"http://mock{TOGAI}",
         token=TOKEN,
@@ -217,3 +221,13 @@ def test_the_207_answer_is_read_by_the_generated_client(mock_app: Starlette) -> 
     rejected = response.parsed.details.rejected_events
     assert isinstance(rejected, list)
     assert [(entry.index, entry.id) for entry in rejected] == [(1, "evt_2")]
+
+
+def test_a_207_names_no_rejected_events_by_default_as_real_togai(client: httpx.Client) -> None:
+    bad_value = togai_event(2, attributes=[{"name": "stored", "value": "3,75"}])
+
+    response = client.post(f"{TOGAI}/ingestBatch", json={"events": [togai_event(1), bad_value]})
+
+    assert response.status_code == 207
+    assert "rejectedEvents" not in (response.json().get("details") or {})
+    assert [event["id"] for event in stored(client)] == ["evt_1"]  # the valid event is kept

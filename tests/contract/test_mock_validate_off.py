@@ -28,6 +28,7 @@ def test_field_rules_are_not_checked(lenient: httpx.Client) -> None:
 
 
 def test_shapes_the_mock_needs_are_still_required(lenient: httpx.Client) -> None:
+    lenient.put("/_mock/faults", json={"togai_207_detail": True}).raise_for_status()  # name the rejected
     togai = lenient.post(f"{TOGAI}/ingest", json={"event": "not an event"})
     partial = lenient.post(f"{TOGAI}/ingestBatch", json={"events": [togai_event(1), 7]})
     lago = lenient.post(f"{LAGO}/events", json={"event": lago_event(transaction_id=12)})

@@ -250,7 +250,7 @@ def test_togai_207_without_detail_through_the_mock(server: str) -> None:
         with Togai(TOKEN, base_url=base_url(server, "togai"), retry=POLICY, validate=False) as client:
             report = client.send(batch)
     finally:
-        httpx.put(f"{server}/_mock/faults", json={"togai_207_detail": True}).raise_for_status()
+        httpx.put(f"{server}/_mock/faults", json={"togai_207_detail": False}).raise_for_status()
     assert report.counts[OutcomeStatus.UNKNOWN] == 0
     assert [n for n, o in enumerate(report) if o.status is OutcomeStatus.REJECTED] == [7, 33, 34]
     assert httpx.get(f"{server}/_mock/stats").json()["togai"]["stored"] == 57

@@ -79,8 +79,8 @@ class FaultConfig:
     retry_after: int = field(default=1, validator=[_is_plain_int, ge(0)])
     seed: int = field(default=0, validator=_is_plain_int)
     gateway_status: int = field(default=520, validator=[_is_plain_int, _is_server_error])
-    # False: a Togai 207 has no `details.rejectedEvents`, as real Togai's free-form detail need not name them.
-    togai_207_detail: bool = field(default=True, validator=_is_bool)
+    # False (the default): a Togai 207 has no `details.rejectedEvents`, as real Togai sends none; True: our own shape.
+    togai_207_detail: bool = field(default=False, validator=_is_bool)
 
     def __attrs_post_init__(self) -> None:
         total = math.fsum(self.rates())
