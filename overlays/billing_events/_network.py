@@ -100,8 +100,12 @@ def _is_address(host: str) -> bool:
     return True
 
 
-def _lookup(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+def _lookup(host: str, port: int) -> list[str] | BaseException:
+    """The host's addresses, or the error that the caller's thread raises (see ``_addresses``)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except BaseException as exc:
+        return exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -113,10 +117,7 @@ def resolve(host: str, port: int, timeout: float | None) -> list[str]:
     answer: list[Any] = []
 
     def look_up() -> None:
-        try:
-            answer.append(_lookup(host, port))
-        except BaseException as exc:  # handed to the caller, who raises it
-            answer.append(exc)
+        answer.append(_lookup(host, port))
         done.set()
 
     threading.Thread(target=look_up, name="billing-events-lookup", daemon=True).start()
@@ -137,10 +138,7 @@ async def aresolve(host: str, port: int, timeout: float | None) -> list[str]:
             answer.set_result(value)
 
     def look_up() -> None:
-        try:
-            value: Any = _lookup(host, port)
-        except BaseException as exc:
-            value = exc
+        value = _lookup(host, port)
         with contextlib.suppress(RuntimeError):  # the loop closed while the lookup hung
             loop.call_soon_threadsafe(give, value)
 
