@@ -61,18 +61,23 @@ T = TypeVar("T")
 
 
 class Progress:
-    """How far a request got on the wire; set by this module's streams, read when the request is cut."""
+    """How far a request got on the wire; set by the bounded transports and this module's streams, read
+    when the request is cut."""
 
-    __slots__ = ("connecting", "sent")
+    __slots__ = ("connecting", "entered", "sent", "watched")
 
     def __init__(self) -> None:
+        self.entered = False  # the client's transport took the request (it was past the pacer's wait)
+        self.watched = False  # every byte of it goes out through this module's streams, which mark ``sent``
         self.connecting = False  # a new connection was being made for this attempt
         self.sent = False  # a byte of the request (or of a proxy's CONNECT) may have left
 
     @property
     def unsent(self) -> bool:
-        """Nothing of the request left: it was cut while its own new connection was being made."""
-        return self.connecting and not self.sent
+        """Nothing of the request left: it was cut before the transport took it (waiting for the rate
+        budget), or before a byte of it was written by streams that mark their writes (waiting for a
+        pooled connection, making a new one)."""
+        return not self.entered or ((self.watched or self.connecting) and not self.sent)
 
 
 _progress: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("attempt_progress", default=None)

@@ -114,9 +114,14 @@ def request_bounds(
     return {CALL_DEADLINE: deadline, ANSWER_CAP: answer_cap, PROGRESS: progress}
 
 
-def _progress_of(request: httpx.Request) -> Progress:
+def _entered(request: httpx.Request, watched: bool) -> Progress:
+    """The request's Progress, marked as taken by the transport (past the pacer's wait)."""
     progress = request.extensions.get(PROGRESS)
-    return progress if isinstance(progress, Progress) else Progress()
+    if not isinstance(progress, Progress):
+        progress = Progress()
+    progress.entered = True
+    progress.watched = watched
+    return progress
 
 
 class _Bound:
@@ -251,17 +256,20 @@ class _Reader:
 class BoundedTransport(httpx.BaseTransport):
     """Wraps a sync transport: every answer complete within its deadline, capped and scrubbed."""
 
-    def __init__(self, inner: httpx.BaseTransport, *, attempt_seconds: float, answer_cap: int) -> None:
+    def __init__(
+        self, inner: httpx.BaseTransport, *, attempt_seconds: float, answer_cap: int, watched: bool = False
+    ) -> None:
         self._inner = inner
         self._seconds = attempt_seconds
         self._cap = answer_cap
+        self._watched = watched  # ``inner`` writes through ``_network``'s streams, which mark what left
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         bound = _Bound(request, self._seconds, self._cap)
         # The default inner transport's sockets read this deadline at each operation, and mark how far
         # the request got (``_network``).
         token = set_attempt_deadline(bound.deadline)
-        marking = set_progress(_progress_of(request))
+        marking = set_progress(_entered(request, self._watched))
         try:
             response = self._inner.handle_request(request)
         finally:
@@ -314,15 +322,23 @@ class _SyncBody(httpx.SyncByteStream):
 class AsyncBoundedTransport(httpx.AsyncBaseTransport):
     """Wraps an async transport: the same bounds, and a deadline that also cuts a silent read."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, *, attempt_seconds: float, answer_cap: int) -> None:
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        *,
+        attempt_seconds: float,
+        answer_cap: int,
+        watched: bool = False,
+    ) -> None:
         self._inner = inner
         self._seconds = attempt_seconds
         self._cap = answer_cap
+        self._watched = watched  # as BoundedTransport's
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         bound = _Bound(request, self._seconds, self._cap)
         # The default inner transport's streams say whether the request began to leave (``_network``).
-        progress = _progress_of(request)
+        progress = _entered(request, self._watched)
         token = set_progress(progress)
         try:
             with anyio.fail_after(max(0.0, bound.left())):
@@ -497,6 +513,7 @@ def bounded(inner: httpx.BaseTransport | None, attempt_seconds: float, base_url:
         inner or bounded_http_transport(_limits(), env_proxy(base_url)),
         attempt_seconds=attempt_seconds,
         answer_cap=C.MAX_CALL_ANSWER_BYTES,
+        watched=inner is None,
     )
 
 
@@ -508,4 +525,5 @@ def async_bounded(
         inner or async_http_transport(_limits(), env_proxy(base_url)),
         attempt_seconds=attempt_seconds,
         answer_cap=C.MAX_CALL_ANSWER_BYTES,
+        watched=inner is None,
     )

@@ -90,7 +90,8 @@ def _honest(item: Settled) -> Settled:
 
 
 def _cut_before_sending(sub: list[Pending], progress: Progress) -> None:
-    """A cancellation or Ctrl-C while the request's connection was still being made: nothing was stored."""
+    """A cancellation or Ctrl-C before a byte of the request left (waiting for the rate budget or for a
+    connection, or making one): nothing was stored."""
     if progress.unsent:
         _stored_nothing(sub)
 

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from cli.support import lago_event
 
-from billing_events import AsyncLago, Lago, RetryPolicy
+from billing_events import AsyncLago, Lago, RetryPolicy, partial_report
 from hostile.conftest import TOKEN
 from hostile.server import Answer, HostileServer
 
@@ -100,3 +103,63 @@ def test_a_request_cut_mid_body_or_answered_before_its_body_ends_as_it_should(
 
     assert outcome.status.value == status
     assert hostile.stored_count == 0
+
+
+# One request per 20 s: a second request waits for its slot far longer than the test takes.
+SLOW_PACE = {"max_requests_per_second": 0.05}
+LONG_POLICY = RetryPolicy(max_attempts=2, deadline=60.0, initial_delay=0.01, max_delay=0.01)
+
+
+def _until(condition: Any, what: str) -> None:
+    """Wait, within 10 s, for ``condition()`` to hold (it reads the client's stats)."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} never happened"
+        threading.Event().wait(0.005)
+
+
+def test_ctrl_c_while_waiting_for_the_rate_budget_ends_the_events_failed(hostile: HostileServer) -> None:
+    # The request never reached the transport: nothing left, and the partial report says so.
+    main = threading.get_ident()
+    with Lago(TOKEN, base_url=hostile.url, retry=LONG_POLICY, timeout=60.0, **SLOW_PACE) as client:
+        # The budget's burst: two requests at once, then one per 20 s.
+        assert client.send([lago_event(n, transaction_id=f"tx-{n}") for n in range(2)]).ok
+        assert client.send([lago_event(2, transaction_id="tx-2")]).ok
+
+        def interrupt_once_waiting() -> None:
+            _until(lambda: client.stats.budget_wait > 0, "a wait for the rate budget")
+            signal.pthread_kill(main, signal.SIGINT)
+
+        threading.Thread(target=interrupt_once_waiting, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt) as caught:
+            client.send([lago_event(3, transaction_id="tx-3")])
+    report = partial_report(caught.value)
+    assert report is not None
+    assert [o.status.value for o in report] == ["failed"]
+    assert hostile.stored_count == 3
+
+
+def test_a_cancellation_while_waiting_for_the_rate_budget_ends_the_events_failed(
+    hostile: HostileServer,
+) -> None:
+    async def run() -> list[str]:
+        async with AsyncLago(
+            TOKEN, base_url=hostile.url, retry=LONG_POLICY, timeout=60.0, **SLOW_PACE
+        ) as client:
+            # The budget's burst: two requests at once, then one per 20 s.
+            assert (await client.send([lago_event(n, transaction_id=f"tx-{n}") for n in range(2)])).ok
+            assert (await client.send([lago_event(2, transaction_id="tx-2")])).ok
+            sending = asyncio.ensure_future(client.send([lago_event(3, transaction_id="tx-3")]))
+            for _ in range(1000):  # turns of the loop, until the send waits for its slot
+                if client.stats.budget_wait > 0:
+                    break
+                await asyncio.sleep(0)
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError) as caught:
+                await sending
+            report = partial_report(caught.value)
+            assert report is not None
+            return [o.status.value for o in report]
+
+    assert asyncio.run(run()) == ["failed"]
+    assert hostile.stored_count == 3
