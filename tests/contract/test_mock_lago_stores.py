@@ -118,6 +118,24 @@ def test_clickhouse_bills_a_timestampless_retry_twice(client_for: ClientFor) -> 
     assert len({event["timestamp"] for event in kept}) == len(kept)
 
 
+def test_clickhouse_reads_the_latest_write_of_a_repeated_event(client_for: ClientFor) -> None:
+    """The server deduplicates at read time keeping the row enriched last: a corrected re-send is billed."""
+    client = store_client(client_for, "clickhouse")
+
+    client.post(f"{LAGO}/events", json={"event": lago_event(properties={"gb": 1})})
+    client.post(f"{LAGO}/events", json={"event": lago_event(2)})
+    client.post(
+        f"{LAGO}/events",
+        json={"event": lago_event(properties={"gb": 5}, precise_total_amount_cents="12.5")},
+    )
+
+    kept = stored(client)
+    assert [event["transaction_id"] for event in kept] == ["txn_1", "txn_2"]
+    assert kept[0]["properties"] == {"gb": 5}
+    assert kept[0]["precise_total_amount_cents"] == "12.5"
+    assert lago_stats(client)["stored"] == 2
+
+
 @pytest.mark.parametrize("lago_store", LAGO_STORES)
 def test_a_missing_timestamp_is_the_reception_time_in_milliseconds(
     client_for: ClientFor, lago_store: str
