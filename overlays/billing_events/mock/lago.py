@@ -76,7 +76,7 @@ async def create_event(request: Request, state: MockState) -> Response:
         errors.setdefault("transaction_id", []).append("value_already_exist")
     if errors or stored is None:
         return lago_unprocessable(errors)
-    return JsonResponse({"event": stored})
+    return JsonResponse({"event": _as_answered(stored, state)})
 
 
 async def create_batch_events(request: Request, state: MockState) -> Response:
@@ -106,7 +106,15 @@ async def create_batch_events(request: Request, state: MockState) -> Response:
         by_index.setdefault(index, {}).setdefault("transaction_id", []).append("value_already_exist")
     if by_index:
         return lago_unprocessable({str(index): by_index[index] for index in sorted(by_index)})
-    return JsonResponse({"events": stored_events})
+    return JsonResponse({"events": [_as_answered(stored, state) for stored in stored_events]})
+
+
+def _as_answered(stored: dict[str, Any], state: MockState) -> dict[str, Any]:
+    """The EventObject a write answers. The ClickHouse store saves no row before answering, so the row's
+    `lago_id` and `created_at` are still null (lago-api: the event is serialized unsaved)."""
+    if state.lago.kind == "clickhouse":
+        return {**stored, "lago_id": None, "created_at": None}
+    return stored
 
 
 async def estimate_fees(request: Request, state: MockState) -> Response:
