@@ -78,24 +78,35 @@ def test_admin_routes_need_no_token(client: httpx.Client) -> None:
     assert client.get("/_mock/faults").status_code == 200
 
 
+NO_PARAMS = [
+    pytest.param(b"", "application/json", id="empty-body"),
+    pytest.param(b'{"events": []}', "text/plain", id="text-plain"),
+    pytest.param(b"events=1", "application/x-www-form-urlencoded", id="form"),
+    pytest.param(b'{"events": []}', None, id="no-content-type"),
+]
+UNPARSABLE = [
+    pytest.param(b'{"events": [', "application/json", id="truncated-json"),
+    pytest.param(b'{"events": NaN}', "application/json", id="nan"),
+    pytest.param(b'{"events": [1e999]}', "application/json", id="infinite-number"),
+    pytest.param(b"\xff\xfe{}", "application/json", id="not-utf8"),
+]
+
+
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    ("path", "expected", "content", "content_type"),
     [
-        (f"{TOGAI}/ingestBatch", {"message"}),
-        (f"{LAGO}/events/batch", {"status", "error"}),
-    ],
-)
-@pytest.mark.parametrize(
-    ("content", "content_type"),
-    [
-        pytest.param(b'{"events": [', "application/json", id="truncated-json"),
-        pytest.param(b"", "application/json", id="empty-body"),
-        pytest.param(b'{"events": NaN}', "application/json", id="nan"),
-        pytest.param(b'{"events": [1e999]}', "application/json", id="infinite-number"),
-        pytest.param(b"\xff\xfe{}", "application/json", id="not-utf8"),
-        pytest.param(b'{"events": []}', "text/plain", id="text-plain"),
-        pytest.param(b"events=1", "application/x-www-form-urlencoded", id="form"),
-        pytest.param(b'{"events": []}', None, id="no-content-type"),
+        *[
+            pytest.param(f"{TOGAI}/ingestBatch", {"message"}, *p.values, id=f"togai-{p.id}")
+            for p in NO_PARAMS
+        ],
+        *[
+            pytest.param(f"{path}", expected, *p.values, id=f"{name}-{p.id}")
+            for name, path, expected in (
+                ("togai", f"{TOGAI}/ingestBatch", {"message"}),
+                ("lago", f"{LAGO}/events/batch", {"status", "error"}),
+            )
+            for p in UNPARSABLE
+        ],
     ],
 )
 def test_unreadable_bodies_get_a_400_in_the_provider_shape(
@@ -107,6 +118,27 @@ def test_unreadable_bodies_get_a_400_in_the_provider_shape(
 
     assert response.status_code == 400
     assert set(response.json()) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        *NO_PARAMS,
+        pytest.param(b"[]", "application/json", id="array"),
+        pytest.param(b"5", "application/json", id="number"),
+        pytest.param(b"null", "application/json", id="null"),
+    ],
+)
+def test_a_lago_batch_body_with_no_events_param_is_no_events(
+    client: httpx.Client, content: bytes, content_type: str | None
+) -> None:
+    """The batch action never calls `params.require`: a body Rails reads no `events` from is an empty batch."""
+    headers = {"Content-Type": content_type} if content_type else {}
+
+    response = client.post(f"{LAGO}/events/batch", content=content, headers=headers)
+
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"events": ["no_events"]}
 
 
 def test_json_with_a_charset_is_accepted(client: httpx.Client) -> None:

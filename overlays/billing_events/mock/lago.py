@@ -49,13 +49,18 @@ async def _top_level(request: Request, param: str, max_bytes: int | None, kind: 
     except BodyRejected as rejection:
         if rejection.problem is BodyProblem.TOO_LARGE:
             raise _Refused(lago_body_too_large(limit)) from None
+        if kind is list and rejection.problem is not BodyProblem.MALFORMED:
+            # Rails parses no params from an empty or non-JSON body; only unparsable JSON is a 400.
+            return []
         raise _Refused(lago_bad_request(param)) from None
+    if kind is list:
+        # The batch service reads `events` itself (it never calls `params.require`): missing, null or not a
+        # list is an empty batch, and so is a body that is not an object (Rails files it under `_json`).
+        value = body.get(param) if isinstance(body, dict) else None
+        return value if isinstance(value, list) else []
     if not isinstance(body, dict):
         raise _Refused(lago_bad_request(param))
     value = body.get(param)
-    if kind is list:
-        # The batch service reads `events` itself: missing, null or not a list is an empty batch.
-        return value if isinstance(value, list) else []
     # Missing, null, empty and wrongly typed values all count as "missing" for `params.require`.
     if not isinstance(value, kind) or (isinstance(value, dict) and not value):
         raise _Refused(lago_bad_request(param))
