@@ -128,3 +128,17 @@ def test_the_async_overlay_estimates_a_dynamic_pricing_charge(mock_app: Starlett
             return fee.amount_cents
 
     assert asyncio.run(estimate()) == 100
+
+
+def test_a_non_numeric_property_is_refused_before_the_missing_instant_charge(client: httpx.Client) -> None:
+    """lago-api's ValidateCreationService checks the property before the estimate looks for charges."""
+    event = {
+        "code": "storage_gb",
+        "external_subscription_id": "sub_acme_growth",
+        "properties": {"gb": "lots"},
+    }
+
+    response = client.post(f"{LAGO}/events/estimate_fees", json={"event": event})
+
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"properties": ["value_is_not_valid_number"]}

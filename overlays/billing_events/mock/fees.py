@@ -123,11 +123,12 @@ def estimate(catalogue: Catalogue, event: dict[str, Any]) -> list[dict[str, Any]
     metric = catalogue.metrics.get(event["code"])
     if metric is None:
         raise EstimateRefused(404, code="billable_metric_not_found")
-    if not metric.is_pay_in_advance:
-        raise EstimateRefused(422, details={"code": ["does_not_match_an_instant_charge"]})
     with localcontext() as context:
         context.prec = _PRECISION
+        # The server validates the event (its aggregated property) before it looks for an instant charge.
         units = _units(metric, event.get("properties"))
+        if not metric.is_pay_in_advance:
+            raise EstimateRefused(422, details={"code": ["does_not_match_an_instant_charge"]})
         if metric.charge_model == "dynamic":
             return [_fee(subscription, metric, Decimal(0), units, _dynamic_amount(event))]
         price = metric.pay_in_advance_unit_price
