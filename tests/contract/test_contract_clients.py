@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 import lago_api
 import togai_api
 from billing_events.mock import MockConfig, MockState, create_app
-from billing_events.mock.lago_events import MAX_TIMESTAMP, precise_text
+from billing_events.mock.lago_events import MAX_TIMESTAMP, PRECISE_LIMIT, precise_decimal, precise_text
 from billing_events.mock.schemas import compile_component, compile_schema, load_spec
 from billing_events.mock.testing import sync_transport
 from lago_api.api.events import create_batch_events, create_event, event_estimate_fees, find_event
@@ -201,7 +201,7 @@ STORED_KEYS = {
 
 def refused_indexes(events: list[dict[str, Any]]) -> set[str]:
     """Indexes the Postgres store refuses in a schema-valid batch: a transaction id seen earlier in the batch
-    (rows are matched by transaction_id alone), and timestamps past year 9999."""
+    (rows are matched by transaction_id alone), timestamps past year 9999, and amounts the column cannot hold."""
     seen: set[str] = set()
     refused = set()
     for index, event in enumerate(events):
@@ -210,6 +210,9 @@ def refused_indexes(events: list[dict[str, Any]]) -> set[str]:
         seen.add(event["transaction_id"])
         if event.get("timestamp") is not None and Decimal(str(event["timestamp"])) > MAX_TIMESTAMP:
             refused.add(str(index))
+        amount = precise_decimal(event.get("precise_total_amount_cents"))
+        if amount is not None and abs(amount) >= PRECISE_LIMIT:
+            refused.add(str(index))  # beyond the server's decimal(40, 15) column
     return refused
 
 

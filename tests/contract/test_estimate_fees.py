@@ -84,17 +84,22 @@ def test_a_dynamic_pricing_estimate_without_an_amount_is_zero(client: httpx.Clie
     assert (fee["amount_cents"], fee["sub_total_excluding_taxes_precise_amount_cents"]) == (0, "0.0")
 
 
-def test_a_dynamic_pricing_estimate_with_a_non_numeric_amount_is_refused(client: httpx.Client) -> None:
+@pytest.mark.parametrize(("amount", "cents"), [("x", 0), ("12,50", 12), (True, 0)])
+def test_a_dynamic_pricing_estimate_prices_the_amount_as_the_server_casts_it(
+    client: httpx.Client, amount: object, cents: int
+) -> None:
+    """The estimate builds an event, whose decimal column reads a non-numeric amount loosely: no 422."""
     event = {
         "code": "compute_cost",
         "external_subscription_id": "sub_acme_growth",
-        "precise_total_amount_cents": "x",
+        "precise_total_amount_cents": amount,
     }
 
     response = client.post(f"{LAGO}/events/estimate_fees", json={"event": event})
 
-    assert response.status_code == 422
-    assert response.json()["error_details"] == {"precise_total_amount_cents": ["invalid_format"]}
+    assert response.status_code == 200
+    [fee] = response.json()["fees"]
+    assert fee["amount_cents"] == cents
 
 
 def test_the_overlay_estimates_a_dynamic_pricing_charge(mock_app: Starlette) -> None:
@@ -123,3 +128,17 @@ def test_the_async_overlay_estimates_a_dynamic_pricing_charge(mock_app: Starlett
             return fee.amount_cents
 
     assert asyncio.run(estimate()) == 100
+
+
+def test_a_non_numeric_property_is_refused_before_the_missing_instant_charge(client: httpx.Client) -> None:
+    """lago-api's ValidateCreationService checks the property before the estimate looks for charges."""
+    event = {
+        "code": "storage_gb",
+        "external_subscription_id": "sub_acme_growth",
+        "properties": {"gb": "lots"},
+    }
+
+    response = client.post(f"{LAGO}/events/estimate_fees", json={"event": event})
+
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"properties": ["value_is_not_valid_number"]}

@@ -78,24 +78,35 @@ def test_admin_routes_need_no_token(client: httpx.Client) -> None:
     assert client.get("/_mock/faults").status_code == 200
 
 
+NO_PARAMS = [
+    pytest.param(b"", "application/json", id="empty-body"),
+    pytest.param(b'{"events": []}', "text/plain", id="text-plain"),
+    pytest.param(b"events=1", "application/x-www-form-urlencoded", id="form"),
+    pytest.param(b'{"events": []}', None, id="no-content-type"),
+]
+UNPARSABLE = [
+    pytest.param(b'{"events": [', "application/json", id="truncated-json"),
+    pytest.param(b'{"events": NaN}', "application/json", id="nan"),
+    pytest.param(b'{"events": [1e999]}', "application/json", id="infinite-number"),
+    pytest.param(b"\xff\xfe{}", "application/json", id="not-utf8"),
+]
+
+
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    ("path", "expected", "content", "content_type"),
     [
-        (f"{TOGAI}/ingestBatch", {"message"}),
-        (f"{LAGO}/events/batch", {"status", "error"}),
-    ],
-)
-@pytest.mark.parametrize(
-    ("content", "content_type"),
-    [
-        pytest.param(b'{"events": [', "application/json", id="truncated-json"),
-        pytest.param(b"", "application/json", id="empty-body"),
-        pytest.param(b'{"events": NaN}', "application/json", id="nan"),
-        pytest.param(b'{"events": [1e999]}', "application/json", id="infinite-number"),
-        pytest.param(b"\xff\xfe{}", "application/json", id="not-utf8"),
-        pytest.param(b'{"events": []}', "text/plain", id="text-plain"),
-        pytest.param(b"events=1", "application/x-www-form-urlencoded", id="form"),
-        pytest.param(b'{"events": []}', None, id="no-content-type"),
+        *[
+            pytest.param(f"{TOGAI}/ingestBatch", {"message"}, *p.values, id=f"togai-{p.id}")
+            for p in NO_PARAMS
+        ],
+        *[
+            pytest.param(f"{path}", expected, *p.values, id=f"{name}-{p.id}")
+            for name, path, expected in (
+                ("togai", f"{TOGAI}/ingestBatch", {"message"}),
+                ("lago", f"{LAGO}/events/batch", {"status", "error"}),
+            )
+            for p in UNPARSABLE
+        ],
     ],
 )
 def test_unreadable_bodies_get_a_400_in_the_provider_shape(
@@ -107,6 +118,27 @@ def test_unreadable_bodies_get_a_400_in_the_provider_shape(
 
     assert response.status_code == 400
     assert set(response.json()) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        *NO_PARAMS,
+        pytest.param(b"[]", "application/json", id="array"),
+        pytest.param(b"5", "application/json", id="number"),
+        pytest.param(b"null", "application/json", id="null"),
+    ],
+)
+def test_a_lago_batch_body_with_no_events_param_is_no_events(
+    client: httpx.Client, content: bytes, content_type: str | None
+) -> None:
+    """The batch action never calls `params.require`: a body Rails reads no `events` from is an empty batch."""
+    headers = {"Content-Type": content_type} if content_type else {}
+
+    response = client.post(f"{LAGO}/events/batch", content=content, headers=headers)
+
+    assert response.status_code == 422
+    assert response.json()["error_details"] == {"events": ["no_events"]}
 
 
 def test_json_with_a_charset_is_accepted(client: httpx.Client) -> None:
@@ -136,8 +168,8 @@ def test_a_huge_lago_body_is_a_400(client: httpx.Client) -> None:
     [
         (f"{TOGAI}/ingestEvents", {"message": "Not Found"}),
         (f"{TOGAI}", {"message": "Not Found"}),
-        (f"{LAGO}/customers", {"status": 404, "error": "Not Found", "code": "not_found"}),
-        ("/lago/api/v2/events", {"status": 404, "error": "Not Found", "code": "not_found"}),
+        (f"{LAGO}/customers", {"status": 404, "error": "Not Found", "code": "resource_not_found"}),
+        ("/lago/api/v2/events", {"status": 404, "error": "Not Found", "code": "resource_not_found"}),
         (f"{TOGAI}/ingest/", {"message": "Not Found"}),
         ("/elsewhere", {"message": "Not Found"}),
     ],
@@ -156,9 +188,6 @@ def test_unknown_paths_get_a_404_in_the_provider_shape(
     [
         ("GET", f"{TOGAI}/ingest", "POST", {"message": "Method Not Allowed"}),
         ("DELETE", f"{TOGAI}/ingestBatch", "POST", {"message": "Method Not Allowed"}),
-        ("PUT", f"{LAGO}/events", "POST", {"status": 405, "error": "Method Not Allowed"}),
-        ("DELETE", f"{LAGO}/events/txn_1", "GET, HEAD", {"status": 405, "error": "Method Not Allowed"}),
-        ("PATCH", f"{LAGO}/events/estimate_fees", "POST", {"status": 405, "error": "Method Not Allowed"}),
     ],
 )
 def test_wrong_methods_get_a_405_with_allow(
@@ -169,6 +198,28 @@ def test_wrong_methods_get_a_405_with_allow(
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
     assert response.json() == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", f"{LAGO}/events"),
+        ("DELETE", f"{LAGO}/events/txn_1"),
+        ("POST", f"{LAGO}/events/txn_1"),
+        ("PATCH", f"{LAGO}/events/estimate_fees"),
+    ],
+)
+def test_lago_answers_a_wrong_method_like_an_unknown_route(
+    client_for: Callable[[Starlette], httpx.Client], method: str, path: str
+) -> None:
+    """Rails routes every unknown method and path to one catch-all 404, which checks no token."""
+    client = client_for(create_app(MockConfig(token=TOKEN)))
+
+    response = client.request(method, path, headers={"Authorization": "Bearer wrong"})
+
+    assert response.status_code == 404
+    assert "allow" not in response.headers
+    assert response.json() == {"status": 404, "error": "Not Found", "code": "resource_not_found"}
 
 
 def test_a_get_of_batch_is_a_find_of_transaction_batch(client: httpx.Client) -> None:

@@ -119,6 +119,42 @@ def test_clickhouse_bills_a_timestampless_retry_twice(client_for: ClientFor) -> 
 
 
 @pytest.mark.parametrize("lago_store", LAGO_STORES)
+def test_a_write_answers_lago_id_and_created_at_only_where_a_row_was_saved(
+    client_for: ClientFor, lago_store: str
+) -> None:
+    """The Postgres store saves the event before answering; the ClickHouse one answers an unsaved event."""
+    client = store_client(client_for, lago_store)
+
+    single = client.post(f"{LAGO}/events", json={"event": lago_event()}).json()["event"]
+    [batched] = client.post(f"{LAGO}/events/batch", json={"events": [lago_event(2)]}).json()["events"]
+
+    for answered in (single, batched):
+        if lago_store == "clickhouse":
+            assert (answered["lago_id"], answered["created_at"]) == (None, None)
+        else:
+            assert answered["lago_id"] and answered["created_at"]
+    assert len(stored(client)) == 2
+
+
+def test_clickhouse_reads_the_latest_write_of_a_repeated_event(client_for: ClientFor) -> None:
+    """The server deduplicates at read time keeping the row enriched last: a corrected re-send is billed."""
+    client = store_client(client_for, "clickhouse")
+
+    client.post(f"{LAGO}/events", json={"event": lago_event(properties={"gb": 1})})
+    client.post(f"{LAGO}/events", json={"event": lago_event(2)})
+    client.post(
+        f"{LAGO}/events",
+        json={"event": lago_event(properties={"gb": 5}, precise_total_amount_cents="12.5")},
+    )
+
+    kept = stored(client)
+    assert [event["transaction_id"] for event in kept] == ["txn_1", "txn_2"]
+    assert kept[0]["properties"] == {"gb": 5}
+    assert kept[0]["precise_total_amount_cents"] == "12.5"
+    assert lago_stats(client)["stored"] == 2
+
+
+@pytest.mark.parametrize("lago_store", LAGO_STORES)
 def test_a_missing_timestamp_is_the_reception_time_in_milliseconds(
     client_for: ClientFor, lago_store: str
 ) -> None:

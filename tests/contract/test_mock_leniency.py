@@ -73,9 +73,16 @@ def test_property_values_may_be_any_json_value(client: httpx.Client, value: obje
         pytest.param(12, "12.0", id="integer"),
         pytest.param("99.5", "99.5", id="string"),
         pytest.param(None, None, id="null"),
+        # The server casts any scalar to decimal(40, 15) and answers the cast value.
+        pytest.param("1.50", "1.5", id="trailing-zero"),
+        pytest.param("0.1234567890123456", "0.123456789012346", id="fifteen-places"),
+        pytest.param("12,50", "12.0", id="leading-number"),
+        pytest.param(" 1_000e1 ", "10000.0", id="ruby-loose-number"),
+        pytest.param("abc", "0.0", id="no-number"),
+        pytest.param(True, "0.0", id="boolean"),
     ],
 )
-def test_precise_total_amount_cents_is_a_number_or_a_numeric_string(
+def test_precise_total_amount_cents_is_cast_like_the_server_does(
     client: httpx.Client, sent: object, answered: str | None
 ) -> None:
     response = client.post(f"{LAGO}/events", json={"event": lago_event(precise_total_amount_cents=sent)})

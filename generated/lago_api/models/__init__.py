@@ -13,6 +13,7 @@ from .api_error_too_many_requests_status import ApiErrorTooManyRequestsStatus
 from .api_error_unauthorized import ApiErrorUnauthorized
 from .api_error_unauthorized_status import ApiErrorUnauthorizedStatus
 from .api_error_unprocessable_entity import ApiErrorUnprocessableEntity
+from .api_error_unprocessable_entity_error_extra import ApiErrorUnprocessableEntityErrorExtra
 from .api_error_unprocessable_entity_status import ApiErrorUnprocessableEntityStatus
 from .event_batch_input import EventBatchInput
 from .event_estimate_fees_input import EventEstimateFeesInput
@@ -44,6 +45,7 @@ __all__ = (
     "ApiErrorUnauthorized",
     "ApiErrorUnauthorizedStatus",
     "ApiErrorUnprocessableEntity",
+    "ApiErrorUnprocessableEntityErrorExtra",
     "ApiErrorUnprocessableEntityStatus",
     "EventBatchInput",
     "EventEstimateFeesInput",

@@ -15,7 +15,10 @@ class ApiErrorNotFound:
     status: ApiErrorNotFoundStatus
     error: str
     code: str
-    """ `event_not_found`, `subscription_not_found` or `billable_metric_not_found`. """
+    """ `event_not_found`, `subscription_not_found` or
+    `billable_metric_not_found`; `resource_not_found` for a path or
+    method the server does not route.
+     """
 
     def to_dict(self) -> dict[str, Any]:
         status: int = self.status

@@ -9,8 +9,10 @@ from ..models.api_error_unprocessable_entity_status import (
     ApiErrorUnprocessableEntityStatus,
     check_api_error_unprocessable_entity_status,
 )
+from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
+    from ..models.api_error_unprocessable_entity_error_extra import ApiErrorUnprocessableEntityErrorExtra
     from ..models.validation_error_details import ValidationErrorDetails
 
 
@@ -27,6 +29,8 @@ class ApiErrorUnprocessableEntity:
     event index (`{"1": {"field": ["code"]}}`), or a message string when
     a billable-metric expression fails.
      """
+    error_extra: ApiErrorUnprocessableEntityErrorExtra | Unset = UNSET
+    """ Further detail of some refusals; `{}` on event validation errors. """
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.validation_error_details import ValidationErrorDetails  # noqa: PLC0415
@@ -43,6 +47,10 @@ class ApiErrorUnprocessableEntity:
         else:
             error_details = self.error_details
 
+        error_extra: dict[str, Any] | Unset = UNSET
+        if not isinstance(self.error_extra, Unset):
+            error_extra = self.error_extra.to_dict()
+
         field_dict: dict[str, Any] = {}
 
         field_dict.update(
@@ -53,11 +61,14 @@ class ApiErrorUnprocessableEntity:
                 "error_details": error_details,
             }
         )
+        if error_extra is not UNSET:
+            field_dict["error_extra"] = error_extra
 
         return field_dict
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.api_error_unprocessable_entity_error_extra import ApiErrorUnprocessableEntityErrorExtra  # noqa: PLC0415
         from ..models.validation_error_details import ValidationErrorDetails  # noqa: PLC0415
 
         d = dict(src_dict)
@@ -80,11 +91,19 @@ class ApiErrorUnprocessableEntity:
 
         error_details = _parse_error_details(d.pop("error_details"))
 
+        _error_extra = d.pop("error_extra", UNSET)
+        error_extra: ApiErrorUnprocessableEntityErrorExtra | Unset
+        if isinstance(_error_extra, Unset):
+            error_extra = UNSET
+        else:
+            error_extra = ApiErrorUnprocessableEntityErrorExtra.from_dict(_error_extra)
+
         api_error_unprocessable_entity = cls(
             status=status,
             error=error,
             code=code,
             error_details=error_details,
+            error_extra=error_extra,
         )
 
         return api_error_unprocessable_entity

@@ -33,8 +33,13 @@ class EventInputObject:
     """ Your identifier of the subscription the usage belongs to. """
     timestamp: float | int | None | str | Unset = UNSET
     """ The event's time, or null (or absent) for the time the server received the request. """
-    precise_total_amount_cents: float | None | str | Unset = UNSET
-    """ Amount for dynamic pricing in cents, as a number or a decimal string, e.g. `"1234.56"`. """
+    precise_total_amount_cents: bool | float | None | str | Unset = UNSET
+    """ Amount for dynamic pricing in cents, as a number or a decimal string,
+    e.g. `"1234.56"`. The server takes any scalar and casts it to a
+    decimal with 15 places: a string is read up to its first character
+    that is not part of a number (`"12,50"` is 12), and a string with no
+    number in front, or a boolean, is 0. It answers the cast value.
+     """
     properties: EventProperties | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -53,7 +58,7 @@ class EventInputObject:
         else:
             timestamp = self.timestamp
 
-        precise_total_amount_cents: float | None | str | Unset
+        precise_total_amount_cents: bool | float | None | str | Unset
         if isinstance(self.precise_total_amount_cents, Unset):
             precise_total_amount_cents = UNSET
         else:
@@ -106,12 +111,12 @@ class EventInputObject:
 
         timestamp = _parse_timestamp(d.pop("timestamp", UNSET))
 
-        def _parse_precise_total_amount_cents(data: object) -> float | None | str | Unset:
+        def _parse_precise_total_amount_cents(data: object) -> bool | float | None | str | Unset:
             if data is None:
                 return data
             if isinstance(data, Unset):
                 return data
-            return cast(float | None | str | Unset, data)
+            return cast(bool | float | None | str | Unset, data)
 
         precise_total_amount_cents = _parse_precise_total_amount_cents(d.pop("precise_total_amount_cents", UNSET))
 

@@ -18,6 +18,7 @@ DRAIN_LIMIT = 64 * 1024 * 1024
 class BodyProblem(enum.Enum):
     TOO_LARGE = "too_large"
     NOT_JSON_MEDIA_TYPE = "not_json_media_type"
+    EMPTY = "empty"
     MALFORMED = "malformed"
 
 
@@ -64,7 +65,7 @@ async def read_json(request: Request, max_bytes: int) -> object:
         )
     body = await _read_capped(request, max_bytes)
     if not body:
-        raise BodyRejected(BodyProblem.MALFORMED, "the request body is empty")
+        raise BodyRejected(BodyProblem.EMPTY, "the request body is empty")
     try:
         return parse_json(body)
     except MalformedJson as exc:

@@ -28,7 +28,7 @@ def togai_error(status: int, message: str, headers: Mapping[str, str] | None = N
 
 
 def lago_error(status: int, headers: Mapping[str, str] | None = None) -> JsonResponse:
-    """Lago's bare `{"status", "error"}` body, e.g. for 401, 405, 429 and 503."""
+    """Lago's bare `{"status", "error"}` body, e.g. for 401, 429 and 503."""
     return JsonResponse(
         {"status": status, "error": HTTPStatus(status).phrase}, status_code=status, headers=headers
     )
@@ -62,11 +62,13 @@ def lago_unprocessable(details: Mapping[str, object]) -> JsonResponse:
 def provider_error(
     provider: Provider | None, status: int, message: str, headers: Mapping[str, str] | None = None
 ) -> JsonResponse:
-    """A status-only error (401, 404, 405, 429, 503) in the shape of whichever API the path belongs to."""
+    """A status-only error (401, 404, 405, 429, 503) in the shape of whichever API the path belongs to.
+
+    Lago has no 405: a wrong method is an unknown route there, answered like an unknown path.
+    """
     if provider is Provider.LAGO:
-        if status == 404:
-            return JsonResponse(
-                {"status": 404, "error": "Not Found", "code": "not_found"}, status_code=404, headers=headers
-            )
+        if status in (404, 405):
+            # Rails sends every unrouted method and path to one catch-all: 404, before any token check.
+            return lago_not_found("resource_not_found")
         return lago_error(status, headers)
     return togai_error(status, message, headers)

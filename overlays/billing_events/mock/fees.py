@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from billing_events.mock.catalogue import BillableMetric, Catalogue, Subscription
+from billing_events.mock.lago_events import precise_decimal
 
 _PLAIN_DECIMAL = re.compile(r"^\s*-?[0-9]+(\.[0-9]+)?\s*$")
 # Enough digits for any integer the stdlib JSON parser accepts (4300 digits) times a price.
@@ -62,11 +63,10 @@ _ITEM_NAMESPACE = uuid.UUID("6f1c0f5e-3a57-4c38-9d7e-2f1b8a0c4d11")
 
 
 def _dynamic_amount(event: dict[str, Any]) -> Decimal:
-    """The cents a dynamic-pricing charge bills: the event's `precise_total_amount_cents`, or 0 without it."""
-    amount = as_number(event.get("precise_total_amount_cents"))
-    if event.get("precise_total_amount_cents") is not None and amount is None:
-        raise EstimateRefused(422, details={"precise_total_amount_cents": ["value_is_not_valid_number"]})
-    return amount if amount is not None else Decimal(0)
+    """The cents a dynamic-pricing charge bills: the event's `precise_total_amount_cents` cast as the server
+    casts it (a non-numeric value is 0, never refused), or 0 without it."""
+    amount = precise_decimal(event.get("precise_total_amount_cents"))
+    return amount if amount is not None and amount.is_finite() else Decimal(0)
 
 
 def _fee(
@@ -123,11 +123,12 @@ def estimate(catalogue: Catalogue, event: dict[str, Any]) -> list[dict[str, Any]
     metric = catalogue.metrics.get(event["code"])
     if metric is None:
         raise EstimateRefused(404, code="billable_metric_not_found")
-    if not metric.is_pay_in_advance:
-        raise EstimateRefused(422, details={"code": ["does_not_match_an_instant_charge"]})
     with localcontext() as context:
         context.prec = _PRECISION
+        # The server validates the event (its aggregated property) before it looks for an instant charge.
         units = _units(metric, event.get("properties"))
+        if not metric.is_pay_in_advance:
+            raise EstimateRefused(422, details={"code": ["does_not_match_an_instant_charge"]})
         if metric.charge_model == "dynamic":
             return [_fee(subscription, metric, Decimal(0), units, _dynamic_amount(event))]
         price = metric.pay_in_advance_unit_price

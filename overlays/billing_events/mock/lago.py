@@ -49,13 +49,18 @@ async def _top_level(request: Request, param: str, max_bytes: int | None, kind: 
     except BodyRejected as rejection:
         if rejection.problem is BodyProblem.TOO_LARGE:
             raise _Refused(lago_body_too_large(limit)) from None
+        if kind is list and rejection.problem is not BodyProblem.MALFORMED:
+            # Rails parses no params from an empty or non-JSON body; only unparsable JSON is a 400.
+            return []
         raise _Refused(lago_bad_request(param)) from None
+    if kind is list:
+        # The batch service reads `events` itself (it never calls `params.require`): missing, null or not a
+        # list is an empty batch, and so is a body that is not an object (Rails files it under `_json`).
+        value = body.get(param) if isinstance(body, dict) else None
+        return value if isinstance(value, list) else []
     if not isinstance(body, dict):
         raise _Refused(lago_bad_request(param))
     value = body.get(param)
-    if kind is list:
-        # The batch service reads `events` itself: missing, null or not a list is an empty batch.
-        return value if isinstance(value, list) else []
     # Missing, null, empty and wrongly typed values all count as "missing" for `params.require`.
     if not isinstance(value, kind) or (isinstance(value, dict) and not value):
         raise _Refused(lago_bad_request(param))
@@ -76,7 +81,7 @@ async def create_event(request: Request, state: MockState) -> Response:
         errors.setdefault("transaction_id", []).append("value_already_exist")
     if errors or stored is None:
         return lago_unprocessable(errors)
-    return JsonResponse({"event": stored})
+    return JsonResponse({"event": _as_answered(stored, state)})
 
 
 async def create_batch_events(request: Request, state: MockState) -> Response:
@@ -106,7 +111,15 @@ async def create_batch_events(request: Request, state: MockState) -> Response:
         by_index.setdefault(index, {}).setdefault("transaction_id", []).append("value_already_exist")
     if by_index:
         return lago_unprocessable({str(index): by_index[index] for index in sorted(by_index)})
-    return JsonResponse({"events": stored_events})
+    return JsonResponse({"events": [_as_answered(stored, state) for stored in stored_events]})
+
+
+def _as_answered(stored: dict[str, Any], state: MockState) -> dict[str, Any]:
+    """The EventObject a write answers. The ClickHouse store saves no row before answering, so the row's
+    `lago_id` and `created_at` are still null (lago-api: the event is serialized unsaved)."""
+    if state.lago.kind == "clickhouse":
+        return {**stored, "lago_id": None, "created_at": None}
+    return stored
 
 
 async def estimate_fees(request: Request, state: MockState) -> Response:

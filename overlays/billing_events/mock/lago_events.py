@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import Any
 
 import jsonschema_rs
@@ -113,15 +115,56 @@ def key_of(event: object) -> LagoKey | None:
     return None
 
 
+# Ruby's loose String#to_d: the number a string starts with (underscores between digits allowed), else 0.
+_LEADING_NUMBER = re.compile(
+    r"\s*([-+]?)([0-9]+(?:_[0-9]+)*)?(?:\.([0-9]+(?:_[0-9]+)*))?(?:[eE]([-+]?[0-9]+))?"
+)
+# The column is decimal(40, 15): 15 places, and at most 25 digits before the point.
+_PRECISE_PLACES = Decimal(1).scaleb(-15)
+PRECISE_LIMIT = Decimal(10) ** 25
+# Every digit such a value can have, and room for the rounding digit.
+_PRECISE_DIGITS = 50
+
+
+def precise_decimal(value: object) -> Decimal | None:
+    """`precise_total_amount_cents` cast as the server casts it: a scalar becomes a decimal, never an error.
+
+    A number is itself; a string is the number it starts with, or 0; a boolean is 0. Rounded to 15 places.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        number = Decimal(0)
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        # The server cannot store an infinity or NaN: count them as out of range.
+        number = Decimal(repr(value)) if math.isfinite(value) else Decimal("Infinity")
+    else:
+        match = _LEADING_NUMBER.match(str(value))
+        assert match is not None  # every part of the pattern is optional
+        sign, whole, fraction, exponent = match.groups()
+        if whole is None and fraction is None:
+            number = Decimal(0)
+        else:
+            digits = f"{sign}{(whole or '0').replace('_', '')}.{(fraction or '0').replace('_', '')}"
+            # An exponent far beyond the column's range is out of range whatever its digits.
+            shift = max(-100, min(100, int(exponent))) if exponent else 0
+            number = Decimal(digits).scaleb(shift)
+    if abs(number) >= PRECISE_LIMIT:
+        return number
+    with localcontext(prec=_PRECISE_DIGITS):
+        return number.quantize(_PRECISE_PLACES, rounding=ROUND_HALF_UP)
+
+
 def precise_text(value: object) -> str | None:
-    """`precise_total_amount_cents` as the server answers it: a decimal string, whichever form was sent."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-        text = format(number, "f")
-        return text if "." in text else f"{text}.0"
-    return str(value)
+    """`precise_total_amount_cents` as the server answers it: the cast decimal, e.g. `"12.5"`, `"5.0"`."""
+    number = precise_decimal(value)
+    if number is None:
+        return None
+    with localcontext(prec=_PRECISE_DIGITS):
+        text = format(number.normalize(), "f")
+    return text if "." in text else f"{text}.0"
 
 
 def stored_event(event: dict[str, Any], timestamp: str, received: Reception) -> dict[str, Any]:
@@ -162,6 +205,10 @@ def judge_event(
     timestamp = timestamp_text(event, received)
     if timestamp is None:
         add_error(errors, "timestamp", "invalid_format")
+    amount = precise_decimal(event.get("precise_total_amount_cents"))
+    if amount is not None and abs(amount) >= PRECISE_LIMIT:
+        # The server's decimal(40, 15) column overflows (a 500 on its Postgres store): refused here instead.
+        add_error(errors, "precise_total_amount_cents", "value_is_invalid")
     if errors or timestamp is None:
         return errors, None
     return errors, stored_event(event, timestamp, received)

@@ -153,9 +153,11 @@ ReadKey = tuple[str, str | None, object, str, str]
 class ClickhouseLagoStore(_LagoReads):
     """Lago's ClickHouse event store: every valid write is kept, and duplicates vanish only when read.
 
-    Reads (stats, the events list, `find`) see the first arrival of each (organization,
-    external_subscription_id, code, transaction_id, timestamp). The timestamp is the stored millisecond
-    UTC text, so two spellings of one instant are one key.
+    Usage reads (stats, the events list) see one event per (organization, external_subscription_id,
+    code, transaction_id, timestamp), carrying the values (properties, precise_total_amount_cents) of
+    its latest write: the server keeps the row enriched last. The key keeps its first place in arrival
+    order. The timestamp is the stored millisecond UTC text, so two spellings of one instant are one
+    key. `find` reads the raw rows and answers the first one written.
     """
 
     kind: ClassVar[str] = "clickhouse"
@@ -183,7 +185,7 @@ class ClickhouseLagoStore(_LagoReads):
                 )
                 if key in self._events:
                     self._duplicates += 1
-                    continue
+                # A dict keeps a replaced key where it was: the latest values, in first-arrival order.
                 self._events[key] = event
                 self._first_by_transaction.setdefault(event["transaction_id"], event)
         return []

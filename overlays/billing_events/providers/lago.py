@@ -15,6 +15,8 @@ from ..outcomes import OutcomeStatus
 from .base import Pending, ProviderRules, Settled, Verdict, json_object, split
 
 ALREADY_STORED = "value_already_exist"
+# What a batch's 422 says of one event: field -> codes, or the server's message.
+IndexErrors = dict[str, list[str]] | str
 
 
 class LagoRules(ProviderRules):
@@ -75,7 +77,7 @@ class LagoRules(ProviderRules):
         return Verdict(settled=[Settled(batch[0], OutcomeStatus.REJECTED, reason, error)])
 
     def _settle_indexed(
-        self, batch: list[Pending], by_index: dict[int, dict[str, list[str]]], rid: str | None
+        self, batch: list[Pending], by_index: dict[int, IndexErrors], rid: str | None
     ) -> Verdict:
         verdict = Verdict()
         remaining: list[Pending] = []
@@ -84,6 +86,10 @@ class LagoRules(ProviderRules):
             fields = by_index.get(index)
             if fields is None:
                 remaining.append(pending)
+            elif isinstance(fields, str):
+                # The server's own message for this event, e.g. a billable-metric expression that failed.
+                error = RejectedError(fields, status=422, request_id=rid, provider=self.name)
+                verdict.settled.append(Settled(pending, OutcomeStatus.REJECTED, fields, error))
             elif ALREADY_STORED in fields.get(self.key_field, ()) and pending.key in repeated:
                 # Another event of this batch carries the same id, so this may be the server
                 # matching rows by id alone: only the event on its own can tell.
@@ -145,11 +151,20 @@ def _codes(errors: ValidationErrorDetails | FieldErrors) -> dict[str, list[str]]
     return codes
 
 
-def _by_index(details: ValidationErrorDetails, size: int) -> dict[int, dict[str, list[str]]] | None:
-    """Errors keyed by event index, or None when the keys are not all indexes of this batch."""
-    by_index: dict[int, dict[str, list[str]]] = {}
+def _by_index(details: ValidationErrorDetails, size: int) -> dict[int, IndexErrors] | None:
+    """Errors keyed by event index, or None when the keys are not all indexes of this batch.
+
+    An index maps to field codes, or to a message (lago-api's batch service puts a failed billable-metric
+    expression's message there).
+    """
+    by_index: dict[int, IndexErrors] = {}
     for key, value in details.additional_properties.items():
-        if not key.isdigit() or int(key) >= size or not isinstance(value, FieldErrors):
+        if not key.isdigit() or int(key) >= size:
             return None
-        by_index[int(key)] = _codes(value)
+        if isinstance(value, FieldErrors):
+            by_index[int(key)] = _codes(value)
+        elif isinstance(value, str):
+            by_index[int(key)] = value
+        else:
+            return None
     return by_index
