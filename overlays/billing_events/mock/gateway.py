@@ -42,17 +42,15 @@ def unauthorized(provider: Provider) -> Response:
 
 
 def throttled(provider: Provider, faults: FaultConfig, rate_limit: int) -> Response:
-    headers = {"Retry-After": str(faults.retry_after)}
     if provider is Provider.LAGO:
-        headers.update(
-            {
-                "X-RateLimit-Limit": str(rate_limit),
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(faults.retry_after),
-            }
-        )
+        # Lago's wait is X-RateLimit-Reset: its rate-limit page names no Retry-After.
+        headers = {
+            "X-RateLimit-Limit": str(rate_limit),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(faults.retry_after),
+        }
         return lago_error(429, headers)
-    return togai_error(429, "Request throttled", headers)
+    return togai_error(429, "Request throttled", {"Retry-After": str(faults.retry_after)})
 
 
 def unavailable(provider: Provider, faults: FaultConfig) -> Response:

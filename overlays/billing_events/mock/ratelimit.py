@@ -7,8 +7,9 @@ mock is started with them (`MOCK_RATE_LIMITS`, `MockConfig.rate_limits`) or swit
 `PUT /_mock/rate_limits`; when on, each group defaults to its published limit.
 
 Lago answers every limited request with `X-RateLimit-Limit`, `X-RateLimit-Remaining` (whole tokens left)
-and `X-RateLimit-Reset` (whole seconds until the bucket is full again), and a 429 with `Retry-After`
-as well. Togai documents no such headers: its 429 carries `Retry-After` alone.
+and `X-RateLimit-Reset` (whole seconds until the bucket is full again), its 429s too: Lago's rate-limit
+page names these three headers and no `Retry-After`, so clients must wait by `X-RateLimit-Reset`.
+Togai documents no such headers: its 429 carries `Retry-After` alone.
 """
 
 from __future__ import annotations
@@ -132,14 +133,11 @@ class Verdict:
     retry_after: int
 
     def lago_headers(self) -> dict[str, str]:
-        headers = {
+        return {
             "X-RateLimit-Limit": f"{self.limit:g}",
             "X-RateLimit-Remaining": str(self.remaining),
             "X-RateLimit-Reset": str(self.reset),
         }
-        if not self.allowed:
-            headers["Retry-After"] = str(self.retry_after)
-        return headers
 
 
 class RateLimiter:
@@ -186,12 +184,14 @@ class RateLimiter:
                 tokens -= 1.0
             self._buckets[(token, group)] = (tokens, now)
             self._count(group, allowed)
+        retry_after = max(1, math.ceil((1.0 - tokens) / rate))
         return Verdict(
             allowed=allowed,
             limit=rate,
             remaining=math.floor(tokens),
-            reset=math.ceil((capacity - tokens) / rate),
-            retry_after=max(1, math.ceil((1.0 - tokens) / rate)),
+            # Until the bucket is full again; on a 429, until the next request may pass (Lago's only wait).
+            reset=math.ceil((capacity - tokens) / rate) if allowed else retry_after,
+            retry_after=retry_after,
         )
 
     def _count(self, group: str, allowed: bool) -> None:
