@@ -15,7 +15,7 @@ import pytest
 from cli.support import lago_event
 
 from billing_events import AsyncLago, Lago, RetryPolicy, partial_report
-from hostile.conftest import TOKEN
+from hostile.conftest import TOKEN, statuses_once_cancelled
 from hostile.server import Answer, HostileServer
 
 POLICY = RetryPolicy(max_attempts=2, deadline=1.5, initial_delay=0.01, max_delay=0.01)
@@ -154,12 +154,7 @@ def test_a_cancellation_while_waiting_for_the_rate_budget_ends_the_events_failed
                 if client.stats.budget_wait > 0:
                     break
                 await asyncio.sleep(0)
-            sending.cancel()
-            with pytest.raises(asyncio.CancelledError) as caught:
-                await sending
-            report = partial_report(caught.value)
-            assert report is not None
-            return [o.status.value for o in report]
+            return await statuses_once_cancelled(sending)
 
     assert asyncio.run(run()) == ["failed"]
     assert hostile.stored_count == 3

@@ -19,7 +19,7 @@ from billing_events import AsyncLago, AsyncTogai, Lago, NotFoundError, RetryPoli
 from billing_events._transport import bounded, call_deadline
 from billing_events.cli import main
 from billing_events.errors import RequestTimeoutError
-from hostile.conftest import TOKEN
+from hostile.conftest import TOKEN, statuses_once_cancelled
 from hostile.server import Answer, HostileServer
 
 # A valid answer, one byte every half second: 100 s in all, each read well inside httpx's timeouts.
@@ -402,11 +402,6 @@ def test_a_cancellation_while_the_host_is_looked_up_ends_the_events_failed(
         async with AsyncTogai(TOKEN, base_url=base_url, timeout=30.0, retry=policy) as client:
             sending = asyncio.ensure_future(client.send([togai_event(i) for i in range(3)]))
             assert await asyncio.to_thread(hanging_resolver.asked.wait, 10)
-            sending.cancel()
-            with pytest.raises(asyncio.CancelledError) as caught:
-                await sending
-            report = partial_report(caught.value)
-            assert report is not None
-            return [o.status.value for o in report]
+            return await statuses_once_cancelled(sending)
 
     assert asyncio.run(run()) == ["failed"] * 3
