@@ -8,6 +8,11 @@ TOGAI_MAX_BODY_BYTES = 1_048_576
 LAGO_MAX_BATCH_EVENTS = 100
 # Lago publishes no byte limit; 1 MiB keeps a 100-event batch far from any proxy limit.
 LAGO_MAX_BODY_BYTES = 1_048_576
+# How long a provider refuses a repeated key. Togai: 45 days; Lago's stores keep refusing (or dropping)
+# one for good. Past it, re-sending an event that may have been stored could bill it twice.
+DEDUP_WINDOW_SECONDS: dict[str, float | None] = {"togai": 45 * 86_400.0, "lago": None}
+# A re-send is held back this long before the window closes: it must reach the provider inside it.
+DEDUP_WINDOW_MARGIN_SECONDS = 86_400.0
 
 # Per-request timeouts, seconds: there is never an unbounded wait.
 DEFAULT_TIMEOUT = 10.0

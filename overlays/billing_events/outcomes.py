@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import enum
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, overload
 
 import attrs
 
+from . import _constants as C
 from .errors import BillingEventsError
 
 
@@ -34,6 +36,18 @@ class OutcomeStatus(enum.Enum):
 # Settled statuses by the one-byte code that checkpoints store (the CLI's state, backfill checkpoints):
 # the order is on disk, so only ever append.
 STORED_STATUSES = ("delivered", "duplicate", "rejected", "failed", "unknown")
+
+
+def stale_before(provider: str, now: float | None = None) -> float | None:
+    """The Unix time before which an ``unknown`` event is too old to re-send; None without such a limit.
+
+    Past the provider's window for repeated keys (Togai: 45 days, less a day's margin), the provider
+    no longer knows the key: if the first send was stored, a re-send is billed a second time.
+    """
+    window = C.DEDUP_WINDOW_SECONDS.get(provider)
+    if window is None:
+        return None
+    return (time.time() if now is None else now) - (window - C.DEDUP_WINDOW_MARGIN_SECONDS)
 
 
 @attrs.frozen

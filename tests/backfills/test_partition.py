@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from backfills.support import (
@@ -18,6 +20,7 @@ from backfills.support import (
     stored_once,
     togai_rows,
 )
+from billing_events import RetryPolicy
 from billing_events.backfill import Backfill, send_partition
 
 
@@ -231,3 +234,52 @@ def test_a_key_column_of_whole_numbers_keeps_its_keys_when_pandas_makes_it_float
         key for key in (e["transaction_id"] for e in mock.events("lago")) if not key.startswith("be-")
     )
     assert given == [str(1000 + i) for i in range(5)]
+
+
+def _age_checkpoint(directory: Path, days: float) -> None:
+    """Make every chunk file of the checkpoint look written ``days`` ago (its name starts with the time)."""
+    then = time.time_ns() - int(days * 86_400e9)
+    for path in directory.rglob("*.settled"):
+        path.rename(path.with_name(f"{then:020d}{path.name[20:]}"))
+
+
+@pytest.mark.parametrize(
+    ("age_days", "resend_past_window", "sent_again"),
+    [(10, False, True), (46, False, False), (46, True, True)],
+)
+def test_togai_rows_unknown_for_longer_than_its_45_day_window_are_not_sent_again(
+    mock: Mock, tmp_path: Path, age_days: float, resend_past_window: bool, sent_again: bool
+) -> None:
+    # Togai refuses a repeated id for 45 days: past that, a re-send of an event it may have stored is
+    # billed twice, so such rows stay unknown unless the user asks for them.
+    rows = togai_rows(20)
+    single_try = {"token": TOKEN, "base_url": mock.url("togai"), "retry": RetryPolicy(max_attempts=1)}
+    first = Backfill("togai", str(tmp_path / "ckpt"), client_options=single_try).prepare()
+    mock.faults(rate_lost_response=1.0)  # stored, but the answer never arrives
+    assert send_partition(rows, first)["unknown"] == 20
+    mock.faults(rate_lost_response=0.0)
+    _age_checkpoint(tmp_path / "ckpt", age_days)
+
+    again = send_partition(rows, attrs.evolve(first, resend_past_window=resend_past_window))
+
+    if sent_again:
+        assert (again["sent"], again["delivered"], again["unknown"]) == (20, 20, 0)
+    else:
+        assert (again["sent"], again["unknown"]) == (0, 20)
+        assert "past togai's window for repeated keys" in again["problem"]
+    assert stored_once(mock, "togai") == (20, 20)
+
+
+def test_lago_keeps_its_keys_for_good_so_old_unknown_rows_are_sent_again(mock: Mock, tmp_path: Path) -> None:
+    rows = lago_rows(20)
+    single_try = {"token": TOKEN, "base_url": mock.url("lago"), "retry": RetryPolicy(max_attempts=1)}
+    first = Backfill("lago", str(tmp_path / "ckpt"), client_options=single_try).prepare()
+    mock.faults(rate_lost_response=1.0)
+    assert send_partition(rows, first)["unknown"] == 20
+    mock.faults(rate_lost_response=0.0)
+    _age_checkpoint(tmp_path / "ckpt", 400)
+
+    again = send_partition(rows, first)
+
+    assert again["sent"] == 20 and again["unknown"] == 0
+    assert stored_once(mock, "lago") == (20, 20)

@@ -75,18 +75,24 @@ class PartitionCheckpoint:
     def __init__(self, url: str, storage_options: Mapping[str, Any], name: str) -> None:
         self._fs, root = _filesystem(url, storage_options)
         self._dir = f"{root}/partitions/{name}"
+        # After load(): when each row first ended ``unknown`` (Unix seconds), i.e. may have been stored.
+        self.unsure_since: dict[bytes, float] = {}
 
     def load(self) -> dict[bytes, str]:
         """Each checkpointed row's latest outcome; a settled-for-good one is never downgraded."""
+        self.unsure_since = {}
         if not self._fs.exists(self._dir):
             return {}
         known: dict[bytes, str] = {}
         for path in sorted(self._fs.ls(self._dir, detail=False)):
             if not str(path).endswith(".settled"):
                 continue
+            written = _written_at(str(path))
             for fingerprint, status in _decode(self._fs.cat_file(path)):
                 if known.get(fingerprint) not in ("delivered", "duplicate", "rejected"):
                     known[fingerprint] = status
+                if status == "unknown":
+                    self.unsure_since.setdefault(fingerprint, written)
         return known
 
     def save(self, outcomes: Iterable[tuple[bytes, str]]) -> None:
@@ -97,6 +103,12 @@ class PartitionCheckpoint:
         # uuid: attempts of the same partition never write the same file.
         name = f"{self._dir}/{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.settled"
         self._fs.pipe_file(name, _MAGIC + body + hashlib.sha256(body).digest()[:_DIGEST])
+
+
+def _written_at(path: str) -> float:
+    """When a chunk file was written (its name starts with ``time.time_ns()``); now if the name says nothing."""
+    stem = path.rsplit("/", 1)[-1][:20]
+    return int(stem) / 1e9 if stem.isdigit() else time.time()
 
 
 def _decode(data: bytes) -> list[tuple[bytes, str]]:

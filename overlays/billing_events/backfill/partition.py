@@ -40,6 +40,7 @@ from ..cli._columnar import row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD
 from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
+from ..outcomes import stale_before
 from ._checkpoint import PartitionCheckpoint, job_stamp
 from ._clients import run_with_client
 
@@ -77,6 +78,9 @@ class Backfill:
     max_in_flight: int = field(default=8, validator=attrs.validators.ge(1))
     stamp: int | None = None
     on_chunk: ChunkHook | None = field(default=None, repr=False)
+    # Re-send rows that ended ``unknown`` longer ago than the provider's window for repeated keys
+    # (Togai: 45 days, see ``stale_before``); by default they are held back, as they may be billed twice.
+    resend_past_window: bool = False
 
     @property
     def rows_per_chunk(self) -> int:
@@ -192,12 +196,19 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
     summary["problem"] = problem
     checkpoint = PartitionCheckpoint(backfill.checkpoint, backfill.storage_options, name)
     known = checkpoint.load()
+    cutoff = None if backfill.resend_past_window else stale_before(backfill.provider)
     pending: list[tuple[bytes, dict[str, object]]] = []
     for print_, event in identified:
         earlier = known.get(print_)
         if earlier in SETTLED_FOR_GOOD:
             summary[earlier] += 1
             summary["settled_earlier"] += 1
+        elif cutoff is not None and checkpoint.unsure_since.get(print_, cutoff) < cutoff:
+            # The provider has forgotten its key by now: if that send was stored, a re-send bills twice.
+            summary["unknown"] += 1
+            summary["problem"] = summary["problem"] or _past_window(
+                backfill.provider, checkpoint.unsure_since[print_]
+            )
         else:
             pending.append((print_, event))
     if pending:
@@ -208,6 +219,14 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
             lambda client: _send(client, pending, backfill, checkpoint, summary),
         )
     return summary
+
+
+def _past_window(provider: str, since: float) -> str:
+    day = dt.datetime.fromtimestamp(since, dt.UTC).date().isoformat()
+    return (
+        f"unknown since {day}, past {provider}'s window for repeated keys: not sent again, as a re-send"
+        " could be billed twice (Backfill(resend_past_window=True) sends it)"
+    )
 
 
 async def _send(
