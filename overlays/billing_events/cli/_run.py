@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from attrs import define, frozen
 
 from ..errors import AuthError
-from ..outcomes import Outcome, Report
+from ..outcomes import Outcome, Report, partial_report
 from ._display import ProgressDisplay
 from ._exit import EXIT_FAILED, EXIT_USAGE, exit_code_for
 from ._input import Record
@@ -89,6 +89,29 @@ def _earlier_problem(record: Record, status: str) -> Problem | None:
     return Problem(record.line, status, reason, record.earlier.key)
 
 
+def _account(
+    report: Report,
+    sent: list[Record],
+    outcomes: list[tuple[str, Problem | None, bool]],
+    settled: list[Settled],
+) -> BaseException | None:
+    """Add the outcomes of ``sent`` from its report; the token refusal among them, if any."""
+    # Outcomes are built for the events not delivered only: the rest need their status alone.
+    troubled = {index: report[index] for index, found in enumerate(report.statuses) if not found.delivered}
+    refused = next((o.error for o in troubled.values() if isinstance(o.error, AuthError)), None)
+    if refused is not None:
+        return refused
+    for index, (found, record) in enumerate(zip(report.statuses, sent, strict=True)):
+        status = found.value
+        outcome = troubled.get(index)
+        sent_problem = None if outcome is None else _problem_for(outcome, record.line)
+        outcomes.append((status, sent_problem, False))
+        if record.fingerprint is not None:
+            reason, key = (sent_problem.reason, sent_problem.key) if sent_problem else (None, None)
+            settled.append(Settled(record.fingerprint, status, reason, key))
+    return None
+
+
 class Pump:
     """Moves records from the input to the sender and records their outcomes."""
 
@@ -111,6 +134,8 @@ class Pump:
         self._window = window
         self._chunk_records = chunk_records
         self.records_sent = 0
+        # The chunks a stop cut short, with the outcomes the client gave their events.
+        self._cut_short: list[SettledChunk] = []
 
     async def run(self, records: Iterator[Record]) -> None:
         in_flight: set[asyncio.Task[SettledChunk]] = set()
@@ -126,6 +151,9 @@ class Pump:
                 task.cancel()
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
+            for cut_short in self._cut_short:
+                self._settled(cut_short)
+            self._cut_short.clear()
 
     async def _settle_some(
         self, in_flight: set[asyncio.Task[SettledChunk]]
@@ -149,23 +177,22 @@ class Pump:
             else:
                 to_send.append(record)
         if to_send:
-            report = await self._sender.send([record.event for record in to_send if record.event is not None])
-            # Outcomes are built for the events not delivered only: the rest need their status alone.
-            troubled = {
-                index: report[index] for index, found in enumerate(report.statuses) if not found.delivered
-            }
-            refused = next((o.error for o in troubled.values() if isinstance(o.error, AuthError)), None)
+            try:
+                report = await self._sender.send(
+                    [record.event for record in to_send if record.event is not None]
+                )
+            except BaseException as exc:
+                # Stopped in flight (Ctrl-C, SIGTERM, another chunk's crash): the client still gave each
+                # event an outcome (unknown when in flight, failed when never sent); count them now.
+                cut_short = partial_report(exc)
+                if cut_short is not None:
+                    _account(cut_short, to_send[: len(cut_short)], outcomes, settled)
+                    self._cut_short.append(SettledChunk(outcomes, settled, len(cut_short)))
+                raise
+            refused = _account(report, to_send, outcomes, settled)
             if refused is not None:
                 # Not settled: the chunk is sent again on the next run.
                 raise CredentialsRefused(clip(str(refused)))
-            for index, (found, record) in enumerate(zip(report.statuses, to_send, strict=True)):
-                status = found.value
-                outcome = troubled.get(index)
-                sent_problem = None if outcome is None else _problem_for(outcome, record.line)
-                outcomes.append((status, sent_problem, False))
-                if record.fingerprint is not None:
-                    reason, key = (sent_problem.reason, sent_problem.key) if sent_problem else (None, None)
-                    settled.append(Settled(record.fingerprint, status, reason, key))
         return SettledChunk(outcomes, settled, len(to_send))
 
     def _settled(self, chunk: SettledChunk) -> None:

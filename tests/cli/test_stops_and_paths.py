@@ -1,0 +1,104 @@
+"""A run stopped while batches are in flight, and runs whose files get in each other's way.
+
+Each event read ends with an outcome the user can see: in the summary and the
+``--report`` counts, and in the dead-letter file when it was not delivered.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from billing_events import Report
+from billing_events.cli import _sending
+from billing_events.cli._run import EventSender
+from cli.conftest import Mock
+from cli.support import RunCli, make_event, read_jsonl, write_jsonl
+
+PROVIDERS = ["togai", "lago"]
+
+
+class StoppingSender:
+    """Passes batches to the real client; on call ``stop_on`` it signals its own process first."""
+
+    def __init__(self, inner: EventSender, stop_on: int, signum: signal.Signals) -> None:
+        self._inner = inner
+        self._stop_on = stop_on
+        self._signum = signum
+        self.calls = 0
+
+    async def send(self, events: Iterable[Mapping[str, Any]]) -> Report:
+        self.calls += 1
+        if self.calls == self._stop_on:
+            # The CLI's handler runs on the event loop's next turn, while this batch is in flight.
+            os.kill(os.getpid(), self._signum)
+        return await self._inner.send(events)
+
+
+@contextmanager
+def stop_on_call(monkeypatch: pytest.MonkeyPatch, call: int, signum: signal.Signals) -> Iterator[None]:
+    real_open = _sending.open_sender
+
+    def open_stopping(*args: Any) -> Any:
+        open_client = real_open(*args)
+
+        @asynccontextmanager
+        async def stopping() -> AsyncIterator[EventSender]:
+            async with open_client() as client:
+                yield StoppingSender(client, call, signum)
+
+        def factory() -> AbstractAsyncContextManager[EventSender]:
+            return stopping()
+
+        return factory
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_sending, "open_sender", open_stopping)
+        yield
+
+
+def report_of(path: Path) -> dict[str, Any]:
+    report: dict[str, Any] = orjson.loads(path.read_bytes())
+    return report
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stop_counts_the_batches_in_flight_as_their_dead_letters_say(
+    run_cli: RunCli,
+    mock: Mock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+    signum: signal.Signals,
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event(provider, index) for index in range(40)])
+    options = ("--batch-events", "10", "--max-in-flight", "1", "--report", "report.json")
+    mock.faults(latency_ms=500)
+    with stop_on_call(monkeypatch, 2, signum):
+        stopped = run_cli("ingest", provider, str(source), *options)
+
+    assert stopped.code == 128 + signum, stopped.err
+    report = report_of(Path("report.json"))
+    counts = report["counts"]
+    dead = read_jsonl(tmp_path / f"events.jsonl.{provider}.dead-letter.jsonl")
+    # The first batch was delivered; the one in flight has the outcome its dead letters carry.
+    assert counts["delivered"] == 10
+    assert counts["unknown"] + counts["failed"] == len(dead) == 10
+    assert report["records"] == 20
+    assert "went to" in stopped.out
+
+    mock.faults(latency_ms=0)
+    resumed = run_cli("ingest", provider, str(source), "--report", "report.json")
+
+    assert resumed.code == 0, resumed.out + resumed.err
+    assert report_of(Path("report.json"))["records_settled_earlier"] == 10
+    keys = mock.keys(provider)
+    assert len(keys) == len(set(keys)) == 40
