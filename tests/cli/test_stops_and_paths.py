@@ -102,3 +102,26 @@ def test_a_stop_counts_the_batches_in_flight_as_their_dead_letters_say(
     assert report_of(Path("report.json"))["records_settled_earlier"] == 10
     keys = mock.keys(provider)
     assert len(keys) == len(set(keys)) == 40
+
+
+def test_a_state_of_another_server_is_refused_rather_than_skipping_its_lines(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("togai", index) for index in range(20)])
+    # Tried against one server (a sandbox, say) first: every line settled there.
+    assert run_cli("ingest", "togai", str(source)).code == 0
+    elsewhere = mock.togai_url.replace("127.0.0.1", "localhost")
+    mock.reset()
+
+    refused = run_cli("ingest", "togai", str(source), "--base-url", elsewhere)
+
+    assert refused.code == 64
+    assert "--restart" in refused.err
+    assert mock.stats("togai")["requests"] == 0
+
+    restarted = run_cli("ingest", "togai", str(source), "--base-url", elsewhere, "--restart")
+
+    assert restarted.code == 0, restarted.out + restarted.err
+    assert len(set(mock.keys("togai"))) == 20
+    # The state now belongs to the new server: a run there resumes as usual.
+    assert "nothing to send" in run_cli("ingest", "togai", str(source), "--base-url", elsewhere).out

@@ -106,7 +106,16 @@ def _ingest_input(
     _sending.check_dead_letter(dead_letter)
     open_sender = _sending.open_sender(provider, args, dead_letter)
     try:
-        state = State.open(state_path, provider=provider.name) if state_path is not None else None
+        state = (
+            State.open(
+                state_path,
+                provider=provider.name,
+                destination=_sending.destination(provider, args),
+                restart=args.restart,
+            )
+            if state_path is not None
+            else None
+        )
     except StateError as exc:
         raise UsageError(str(exc)) from exc
     try:

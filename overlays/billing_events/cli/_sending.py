@@ -6,11 +6,13 @@ import argparse
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import httpx
 from rich.console import Console
 
 from .. import AsyncLago, AsyncTogai, RetryPolicy
+from ..config import resolve_base_url
 from ..errors import ConfigurationError
 from ._display import ProgressDisplay, format_counts
 from ._exit import UsageError
@@ -44,6 +46,13 @@ def open_sender(provider: Provider, args: argparse.Namespace, dead_letter: Path)
     except ConfigurationError as exc:
         raise UsageError(clip(str(exc))) from exc
     return lambda: client
+
+
+def destination(provider: Provider, args: argparse.Namespace) -> str:
+    """The server the events go to, as the state records it (without a query, which may hold secrets)."""
+    name: Literal["togai", "lago"] = "togai" if provider.name == "togai" else "lago"
+    url = httpx.URL(resolve_base_url(name, args.base_url, args.endpoint))
+    return str(url.copy_with(query=None, fragment=None))
 
 
 def check_batch_size(provider: Provider, args: argparse.Namespace) -> None:
