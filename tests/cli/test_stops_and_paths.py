@@ -125,3 +125,41 @@ def test_a_state_of_another_server_is_refused_rather_than_skipping_its_lines(
     assert len(set(mock.keys("togai"))) == 20
     # The state now belongs to the new server: a run there resumes as usual.
     assert "nothing to send" in run_cli("ingest", "togai", str(source), "--base-url", elsewhere).out
+
+
+@pytest.mark.parametrize("option", ["--dead-letter", "--state", "--report"])
+def test_an_output_over_the_input_is_refused_and_the_input_kept(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, option: str
+) -> None:
+    lines = [make_event("togai", index) for index in range(5)]
+    lines.append(make_event("togai", 5, timestamp="yesterday"))  # rejected: a dead letter to write
+    source = write_jsonl(tmp_path / "events.jsonl", lines)
+    before = source.read_bytes()
+
+    result = run_cli("ingest", "togai", str(source), option, str(source))
+
+    assert result.code == 64
+    assert "same file" in result.err
+    assert source.read_bytes() == before
+    assert mock.stats("togai")["requests"] == 0
+
+
+def test_a_replay_report_over_its_dead_letter_file_is_refused(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    letters = [
+        {"provider": "lago", "key": f"k{index}", "status": "failed", "event": make_event("lago", index)}
+        for index in range(5)
+    ]
+    dead = write_jsonl(
+        tmp_path / "dead.jsonl",
+        [{**letter, "event": {**letter["event"], "transaction_id": letter["key"]}} for letter in letters],
+    )
+    before = dead.read_bytes()
+
+    result = run_cli("replay", "lago", str(dead), "--report", str(dead))
+
+    assert result.code == 64
+    # A report written over the letters would have lost every one not replayed yet.
+    assert dead.read_bytes() == before
+    assert mock.stats("lago")["requests"] == 0

@@ -103,6 +103,14 @@ def _ingest_input(
         if not source.spooled
         else Path(f"billing-events.{provider.name}.dead-letter.jsonl")
     )
+    _sending.check_distinct(
+        {
+            "FILE": None if source.spooled else source.path,
+            "--state": state_path,
+            "--dead-letter": dead_letter,
+            "--report": args.report,
+        }
+    )
     _sending.check_dead_letter(dead_letter)
     open_sender = _sending.open_sender(provider, args, dead_letter)
     try:

@@ -63,8 +63,7 @@ def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     dead_letter: Path = args.dead_letter or path.with_name(
         path.name.removesuffix(".jsonl") + ".remaining.jsonl"
     )
-    if dead_letter.resolve() == path.resolve():
-        raise UsageError("--dead-letter must not be the file being replayed")
+    _sending.check_distinct({"DEAD_LETTER_FILE": path, "--dead-letter": dead_letter, "--report": args.report})
     _sending.check_dead_letter(dead_letter)
     open_sender = _sending.open_sender(provider, args, dead_letter)
     result = _sending.pump(args, provider, None, records, open_sender, None, err)

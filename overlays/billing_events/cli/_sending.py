@@ -63,6 +63,24 @@ def check_batch_size(provider: Provider, args: argparse.Namespace) -> None:
         )
 
 
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.resolve() == other.resolve() or (one.exists() and other.exists() and one.samefile(other))
+    except OSError:
+        return False
+
+
+def check_distinct(files: dict[str, Path | None]) -> None:
+    """Refuse two roles for one file: a report or dead letters written over the input would lose events."""
+    named = [(role, path) for role, path in files.items() if path is not None]
+    for at, (role, path) in enumerate(named):
+        for other_role, other in named[at + 1 :]:
+            if _same_file(path, other):
+                raise UsageError(
+                    f"{role} and {other_role} are the same file ({path}); give each its own path"
+                )
+
+
 def check_dead_letter(path: Path) -> None:
     """Refuse a dead-letter path that cannot be appended to, before anything is sent."""
     existed = path.exists()
