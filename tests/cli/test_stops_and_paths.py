@@ -163,3 +163,23 @@ def test_a_replay_report_over_its_dead_letter_file_is_refused(
     # A report written over the letters would have lost every one not replayed yet.
     assert dead.read_bytes() == before
     assert mock.stats("lago")["requests"] == 0
+
+
+# Togai deduplicates on the id alone; Lago's ClickHouse store on the key and the timestamp.
+@pytest.mark.parametrize(("provider", "missing"), [("togai", "key"), ("lago", "key"), ("lago", "timestamp")])
+def test_a_letter_without_what_the_provider_dedups_on_is_not_replayed(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, provider: str, missing: str
+) -> None:
+    key_field = "id" if provider == "togai" else "transaction_id"
+    event = make_event(provider, 1, **{key_field: "k-1"})
+    event.pop(key_field if missing == "key" else "timestamp")
+    letter = {"provider": provider, "key": "k-1" if missing != "key" else None, "status": "failed"}
+    dead = write_jsonl(tmp_path / "dead.jsonl", [{**letter, "event": event}])
+
+    # A hand-made letter, say: replayed twice, it would be two events under two fresh keys or times.
+    first = run_cli("replay", provider, str(dead))
+    second = run_cli("replay", provider, str(dead))
+
+    assert first.code == second.code == 1
+    assert f"event.{key_field if missing == 'key' else 'timestamp'}: missing" in first.out
+    assert mock.stats(provider)["requests"] == 0

@@ -48,9 +48,25 @@ def _dead_letter_records(path: Path, provider: Provider, only: Sequence[str] | N
                 event: dict[str, object] = entry["event"]
                 if event.get(provider.key_field) in (None, "") and isinstance(entry.get("key"), str):
                     event[provider.key_field] = entry["key"]
-                yield Record(number, event)
+                why = _not_repeatable(event, provider)
+                yield Record(number, event) if why is None else Record(number, None, why)
 
     return entries()
+
+
+def _not_repeatable(event: dict[str, object], provider: Provider) -> str | None:
+    """Why sending this event again could bill it twice, if it could: it lacks what the provider dedups on."""
+    if event.get(provider.key_field) in (None, ""):
+        return (
+            f"event.{provider.key_field}: missing, and the letter has no key: the client would give it a new"
+            " one, and the provider could not tell it from the first send"
+        )
+    if provider.stamps_missing_timestamp and event.get("timestamp") is None:
+        return (
+            "event.timestamp: missing: the client would stamp it anew, and Lago's ClickHouse store"
+            " would bill it again"
+        )
+    return None
 
 
 def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
