@@ -47,6 +47,9 @@ class DeadLetterFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        # Letters that could not be written (a full disk, a lost permission), and the last reason.
+        self.unwritten = 0
+        self.last_error: str | None = None
 
     def reset_lock(self) -> None:
         self._lock = threading.Lock()
@@ -69,8 +72,14 @@ class DeadLetterFile:
             )
             for outcome in outcomes
         )
-        with self._lock, self.path.open("ab") as sink:
-            sink.write(lines)
+        with self._lock:
+            try:
+                with self.path.open("ab") as sink:
+                    sink.write(lines)
+            except OSError as exc:
+                self.unwritten += len(outcomes)
+                self.last_error = exc.strerror or type(exc).__name__
+                raise
 
     def __repr__(self) -> str:
         return f"DeadLetterFile({str(self.path)!r})"

@@ -183,3 +183,25 @@ def test_a_letter_without_what_the_provider_dedups_on_is_not_replayed(
     assert first.code == second.code == 1
     assert f"event.{key_field if missing == 'key' else 'timestamp'}: missing" in first.out
     assert mock.stats(provider)["requests"] == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file every write to fails")
+def test_dead_letters_that_cannot_be_written_are_said_and_written_by_the_next_run(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    lines = [make_event("togai", 0), make_event("togai", 1, timestamp="yesterday")]
+    source = write_jsonl(tmp_path / "events.jsonl", lines)
+
+    full = run_cli("ingest", "togai", str(source), "--dead-letter", "/dev/full", "--report", "report.json")
+
+    assert full.code == 1
+    assert "could not write 1 dead letter to /dev/full (No space left on device)" in full.err
+    assert "went to" not in full.out
+    assert report_of(Path("report.json"))["dead_letters_unwritten"] == 1
+
+    again = run_cli("ingest", "togai", str(source))
+
+    assert again.code == 1
+    letters = read_jsonl(tmp_path / "events.jsonl.togai.dead-letter.jsonl")
+    assert [letter["status"] for letter in letters] == ["rejected"]
+    assert letters[0]["event"]["timestamp"] == "yesterday"

@@ -56,6 +56,9 @@ class RunResult:
     interrupted_by: int | None = None
     fatal: str | None = None
     fatal_is_usage: bool = False
+    # Dead letters that could not be written, and why.
+    letters_unwritten: int = 0
+    letters_error: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -87,6 +90,12 @@ def _earlier_problem(record: Record, status: str) -> Problem | None:
         return None
     reason = record.earlier.reason or "settled by an earlier run (its reason is in the dead-letter file)"
     return Problem(record.line, status, reason, record.earlier.key)
+
+
+def letters_unwritten(sender: object) -> tuple[int, str | None]:
+    """How many dead letters the sender could not write, and why; (0, None) when all were written."""
+    letters = getattr(sender, "dead_letter_file", None)  # a stand-in sender may have none
+    return (letters.unwritten, letters.last_error) if letters is not None and letters.unwritten else (0, None)
 
 
 def _account(
@@ -193,6 +202,9 @@ class Pump:
             if refused is not None:
                 # Not settled: the chunk is sent again on the next run.
                 raise CredentialsRefused(clip(str(refused)))
+            if letters_unwritten(self._sender)[0]:
+                # A rejected line's dead letter may be lost: leave it unsettled, so a re-run writes it.
+                settled = [line for line in settled if line.status != "rejected"]
         return SettledChunk(outcomes, settled, len(to_send))
 
     def _settled(self, chunk: SettledChunk) -> None:
@@ -249,7 +261,10 @@ async def pump_records(
                 chunk_records=chunk_records,
                 on_commit=on_commit,
             )
-            await pump.run(records)
+            try:
+                await pump.run(records)
+            finally:
+                result.letters_unwritten, result.letters_error = letters_unwritten(sender)
         tally.finished = True
     except asyncio.CancelledError:
         if result.interrupted_by is None:

@@ -44,7 +44,19 @@ def print_outcome(
     if tally.problems:
         out.print(problems_table(tally.problems, problem_total))
     undelivered = sum(counts.get(name, 0) for name in ("rejected", "failed", "unknown"))
-    if undelivered and dead_letter.exists():
+    if result.letters_unwritten:
+        kept = (
+            "those lines are not marked settled: run the same command again once it can be written"
+            if state_path is not None
+            else "those events are not in it; the lines above say which they were"
+        )
+        err.print(
+            f"could not write {plural(result.letters_unwritten, 'dead letter')} to {dead_letter}"
+            f" ({result.letters_error}); {kept}",
+            markup=False,
+            highlight=False,
+        )
+    elif undelivered and dead_letter.exists():
         out.print(
             f"{plural(undelivered, 'event')} not delivered went to {dead_letter}; re-send with:\n"
             f"  billing-events replay {provider.name} {dead_letter}",
@@ -101,6 +113,7 @@ def finish(
                 "interrupted": result.interrupted_by is not None,
                 "fatal": result.fatal,
                 "dead_letter": str(dead_letter) if dead_letter.exists() else None,
+                "dead_letters_unwritten": result.letters_unwritten,
                 "state": str(state_path) if state_path is not None else None,
                 "problems": [problem.to_json() for problem in tally.problems],
             },
