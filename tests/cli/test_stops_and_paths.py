@@ -19,6 +19,7 @@ import pytest
 from billing_events import Report
 from billing_events.cli import _sending
 from billing_events.cli._run import EventSender
+from billing_events.cli._state import State, StateError
 from cli.conftest import Mock
 from cli.support import RunCli, make_event, read_jsonl, write_jsonl
 
@@ -205,3 +206,14 @@ def test_dead_letters_that_cannot_be_written_are_said_and_written_by_the_next_ru
     letters = read_jsonl(tmp_path / "events.jsonl.togai.dead-letter.jsonl")
     assert [letter["status"] for letter in letters] == ["rejected"]
     assert letters[0]["event"]["timestamp"] == "yesterday"
+
+
+def test_a_state_reached_through_a_symlink_is_locked_as_the_same_state(tmp_path: Path) -> None:
+    real = tmp_path / "events.jsonl.lago.state.sqlite"
+    link = tmp_path / "elsewhere.sqlite"
+    with State.open(real, provider="lago"):
+        link.symlink_to(real)
+
+        # Two runs on one state would both stamp the same Lago lines, each with its own time.
+        with pytest.raises(StateError, match=f"pid {os.getpid()}"):
+            State.open(link, provider="lago")

@@ -159,7 +159,9 @@ class State:
         ``destination`` is the server the lines go to: a state that settled them on another server
         (a sandbox, say) is refused, unless ``restart`` sends every line again.
         """
-        lock = _Lock(path.with_name(path.name + ".lock"))
+        # Next to the file itself: a run given a symlink to the state takes the same lock.
+        real = path.resolve()
+        lock = _Lock(real.with_name(real.name + ".lock"))
         lock.acquire(path)
         try:
             db = _connect(path, provider)
