@@ -6,8 +6,11 @@ Each event read ends with an outcome the user can see: in the summary and the
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import signal
+import tempfile
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -17,7 +20,7 @@ import orjson
 import pytest
 
 from billing_events import Report
-from billing_events.cli import _sending
+from billing_events.cli import _sending, main
 from billing_events.cli._run import EventSender
 from billing_events.cli._state import State, StateError
 from cli.conftest import Mock
@@ -217,3 +220,33 @@ def test_a_state_reached_through_a_symlink_is_locked_as_the_same_state(tmp_path:
         # Two runs on one state would both stamp the same Lago lines, each with its own time.
         with pytest.raises(StateError, match=f"pid {os.getpid()}"):
             State.open(link, provider="lago")
+
+
+class FailingStdin(io.RawIOBase):
+    """Standard input that gives one line, then fails as a broken pipe or a dead terminal does."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError(errno.EIO, "Input/output error")
+        return orjson.dumps(make_event("togai", 0)) + b"\n"
+
+
+def test_standard_input_that_cannot_be_read_is_a_usage_error_and_leaves_no_copy(
+    mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+
+    code = main(["ingest", "togai", "-"], stdin=FailingStdin())
+
+    assert code == 64
+    assert "cannot read standard input" in capsys.readouterr().err
+    assert list(tmp_path.glob("billing-events-*")) == []
+    assert mock.stats("togai")["requests"] == 0

@@ -101,9 +101,19 @@ def open_input(source: str, fmt: InputFormat | None, *, stdin: IO[bytes] | None 
     """
     if source == STDIN:
         stream = stdin if stdin is not None else sys.stdin.buffer
-        spool = tempfile.NamedTemporaryFile(prefix="billing-events-", suffix=".spool", delete=False)  # noqa: SIM115
-        with spool:
-            lines = _count_lines(stream, spool)
+        try:
+            spool = tempfile.NamedTemporaryFile(prefix="billing-events-", suffix=".spool", delete=False)  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(
+                f"cannot spool standard input to a temporary file: {exc.strerror or exc}"
+            ) from exc
+        try:
+            with spool:
+                lines = _count_lines(stream, spool)
+        except OSError as exc:
+            # A read error, or a full temporary directory: no copy of the events is left behind.
+            Path(spool.name).unlink(missing_ok=True)
+            raise InputError(f"cannot read standard input into {spool.name}: {exc.strerror or exc}") from exc
         spooled = InputFile(Path(spool.name), "<stdin>", lines, fmt or "jsonl", spooled=True)
         if spooled.format in COLUMNAR:
             spooled = _with_row_count(spooled)
