@@ -223,10 +223,11 @@ def test_a_state_reached_through_a_symlink_is_locked_as_the_same_state(tmp_path:
 
 
 class FailingStdin(io.RawIOBase):
-    """Standard input that gives one line, then fails as a broken pipe or a dead terminal does."""
+    """Standard input that gives one line, then fails as a dead terminal does, or is cut by Ctrl-C."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: BaseException) -> None:
         self.reads = 0
+        self.error = error
 
     def readable(self) -> bool:
         return True
@@ -234,19 +235,32 @@ class FailingStdin(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         self.reads += 1
         if self.reads > 1:
-            raise OSError(errno.EIO, "Input/output error")
+            raise self.error
         return orjson.dumps(make_event("togai", 0)) + b"\n"
 
 
-def test_standard_input_that_cannot_be_read_is_a_usage_error_and_leaves_no_copy(
-    mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("error", "code", "said"),
+    [
+        (OSError(errno.EIO, "Input/output error"), 64, "cannot read standard input"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+    ids=["read-error", "ctrl-c"],
+)
+def test_standard_input_cut_short_while_spooled_leaves_no_copy(
+    mock: Mock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: BaseException,
+    code: int,
+    said: str,
 ) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
 
-    code = main(["ingest", "togai", "-"], stdin=FailingStdin())
+    assert main(["ingest", "togai", "-"], stdin=FailingStdin(error)) == code
 
-    assert code == 64
-    assert "cannot read standard input" in capsys.readouterr().err
+    assert said in capsys.readouterr().err
     assert list(tmp_path.glob("billing-events-*")) == []
     assert mock.stats("togai")["requests"] == 0

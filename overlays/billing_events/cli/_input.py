@@ -110,10 +110,14 @@ def open_input(source: str, fmt: InputFormat | None, *, stdin: IO[bytes] | None 
         try:
             with spool:
                 lines = _count_lines(stream, spool)
-        except OSError as exc:
-            # A read error, or a full temporary directory: no copy of the events is left behind.
+        except BaseException as exc:
+            # A read error, a full temporary directory, Ctrl-C: no copy of the events is left behind.
             Path(spool.name).unlink(missing_ok=True)
-            raise InputError(f"cannot read standard input into {spool.name}: {exc.strerror or exc}") from exc
+            if isinstance(exc, OSError):
+                raise InputError(
+                    f"cannot read standard input into {spool.name}: {exc.strerror or exc}"
+                ) from exc
+            raise
         spooled = InputFile(Path(spool.name), "<stdin>", lines, fmt or "jsonl", spooled=True)
         if spooled.format in COLUMNAR:
             spooled = _with_row_count(spooled)
