@@ -264,3 +264,19 @@ def test_standard_input_cut_short_while_spooled_leaves_no_copy(
     assert said in capsys.readouterr().err
     assert list(tmp_path.glob("billing-events-*")) == []
     assert mock.stats("togai")["requests"] == 0
+
+
+@pytest.mark.parametrize("command", ["ingest", "replay"])
+def test_a_report_path_that_cannot_be_written_stops_the_run_before_it_sends(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, command: str
+) -> None:
+    event = make_event("togai", 0, id="k-0")
+    source = write_jsonl(tmp_path / "events.jsonl", [event])
+    if command == "replay":
+        source = write_jsonl(tmp_path / "dead.jsonl", [{"provider": "togai", "key": "k-0", "event": event}])
+
+    result = run_cli(command, "togai", str(source), "--report", str(tmp_path / "missing" / "report.json"))
+
+    assert result.code == 64
+    assert "cannot write report" in result.err
+    assert mock.stats("togai")["requests"] == 0

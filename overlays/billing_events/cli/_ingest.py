@@ -112,6 +112,7 @@ def _ingest_input(
         }
     )
     _sending.check_dead_letter(dead_letter)
+    _sending.check_report(args.report)
     open_sender = _sending.open_sender(provider, args, dead_letter)
     try:
         state = (

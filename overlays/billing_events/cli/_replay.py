@@ -81,6 +81,7 @@ def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     )
     _sending.check_distinct({"DEAD_LETTER_FILE": path, "--dead-letter": dead_letter, "--report": args.report})
     _sending.check_dead_letter(dead_letter)
+    _sending.check_report(args.report)
     open_sender = _sending.open_sender(provider, args, dead_letter)
     result = _sending.pump(args, provider, None, records, open_sender, None, err)
     return finish(args, provider, str(path), result, dead_letter, None, out, err)

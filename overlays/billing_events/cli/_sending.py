@@ -83,14 +83,22 @@ def check_distinct(files: dict[str, Path | None]) -> None:
 
 def check_dead_letter(path: Path) -> None:
     """Refuse a dead-letter path that cannot be appended to, before anything is sent."""
+    check_writable(path, "dead-letter file", "--dead-letter")
+
+
+def check_report(path: Path | None) -> None:
+    """Refuse a ``--report`` path that cannot be written, before anything is sent."""
+    if path is not None:
+        check_writable(path, "report", "--report")
+
+
+def check_writable(path: Path, what: str, option: str) -> None:
     existed = path.exists()
     try:
         with path.open("ab"):
             pass
     except OSError as exc:
-        raise UsageError(
-            f"cannot write dead-letter file {path}: {exc.strerror or exc}; pass --dead-letter"
-        ) from exc
+        raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}; check {option}") from exc
     if not existed:
         path.unlink(missing_ok=True)
 

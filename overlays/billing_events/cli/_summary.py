@@ -18,6 +18,14 @@ def write_report(path: Path, data: dict[str, Any]) -> None:
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
 
 
+def _write_report_or_say(err: Console, path: Path, data: dict[str, Any]) -> None:
+    # Checked before the run; a disk that filled since must not hide the run's outcome and exit code.
+    try:
+        write_report(path, data)
+    except OSError as exc:
+        err.print(f"could not write the report {path}: {exc.strerror or exc}", markup=False, highlight=False)
+
+
 def print_outcome(
     out: Console,
     err: Console,
@@ -98,7 +106,8 @@ def finish(
     code = result.exit_code
     if args.report is not None:
         tally = result.tally
-        write_report(
+        _write_report_or_say(
+            err,
             args.report,
             {
                 "provider": provider.name,
