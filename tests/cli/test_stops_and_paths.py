@@ -11,6 +11,7 @@ import io
 import os
 import signal
 import tempfile
+import tracemalloc
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -280,3 +281,25 @@ def test_a_report_path_that_cannot_be_written_stops_the_run_before_it_sends(
     assert result.code == 64
     assert "cannot write report" in result.err
     assert mock.stats("togai")["requests"] == 0
+
+
+def test_replay_skips_a_huge_damaged_line_in_bounded_memory(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    event = make_event("togai", 0, id="k-0")
+    dead = tmp_path / "dead.jsonl"
+    with dead.open("wb") as sink:
+        sink.write(b"x" * (40 * 1024 * 1024) + b"\n")
+        sink.write(orjson.dumps({"provider": "togai", "key": "k-0", "event": event}) + b"\n")
+
+    tracemalloc.start()
+    try:
+        result = run_cli("replay", "togai", str(dead))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 10 * 1024 * 1024
+    assert result.code == 1
+    assert "line is 41,943,041 bytes" in result.out
+    assert mock.keys("togai") == ["k-0"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
+from ..deadletter import letter_lines, too_long
 from . import _sending
 from ._dry_run import dry_run
 from ._exit import UsageError
@@ -27,7 +28,10 @@ def _dead_letter_records(path: Path, provider: Provider, only: Sequence[str] | N
 
     def entries() -> Iterator[Record]:
         with stream:
-            for number, raw in enumerate(stream, start=1):
+            for number, raw in letter_lines(stream):
+                if isinstance(raw, int):
+                    yield Record(number, None, too_long(raw))
+                    continue
                 if not raw.strip():
                     continue
                 try:
