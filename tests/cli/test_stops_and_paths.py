@@ -303,3 +303,18 @@ def test_replay_skips_a_huge_damaged_line_in_bounded_memory(
     assert result.code == 1
     assert "line is 41,943,041 bytes" in result.out
     assert mock.keys("togai") == ["k-0"]
+
+
+def test_replay_can_pick_the_events_a_full_background_queue_dropped(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    letters = [
+        {"provider": "togai", "key": f"k-{n}", "status": status, "event": make_event("togai", n, id=f"k-{n}")}
+        for n, status in enumerate(["dropped", "failed", "dropped"])
+    ]
+    dead = write_jsonl(tmp_path / "dead.jsonl", letters)
+
+    result = run_cli("replay", "togai", str(dead), "--only", "dropped")
+
+    assert result.code == 0, result.err
+    assert sorted(mock.keys("togai")) == ["k-0", "k-2"]
