@@ -182,11 +182,19 @@ class RedisBudget:
         try:
             import redis
             import redis.backoff
+            import redis.connection
             import redis.retry
         except ImportError:
             raise ConfigurationError(
                 "rate_budget: a redis:// budget needs the redis package (pip install 'billing-events[redis]')"
             ) from None
+        try:
+            # A typo (a port out of range, a bad option) is a configuration error now, not a silent
+            # fall back to local pacing at the first request. redis-py's messages never quote the URL.
+            parse: Any = redis.connection.parse_url  # untyped in redis-py
+            parse(url)
+        except ValueError as exc:
+            raise ConfigurationError(f"rate_budget: {exc}") from None
         self.prefix = prefix
         self._url = url
         self._redis_module: Any = redis
@@ -266,7 +274,10 @@ def open_budget(url: str | None) -> Budget:
         return MemoryBudget()
     if not isinstance(url, str):
         raise ConfigurationError(f"rate_budget: must be a URL string, got {type(url).__name__}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket; the message never quotes the URL
+        raise ConfigurationError(f"rate_budget: {exc}") from None
     query = parse_qs(parts.query)
     prefix = (query.get("key") or ["billing-events"])[0]
     if parts.scheme == "sqlite":
