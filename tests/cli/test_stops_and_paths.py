@@ -10,6 +10,7 @@ import errno
 import io
 import os
 import signal
+import sqlite3
 import tempfile
 import tracemalloc
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -318,3 +319,28 @@ def test_replay_can_pick_the_events_a_full_background_queue_dropped(
 
     assert result.code == 0, result.err
     assert sorted(mock.keys("togai")) == ["k-0", "k-2"]
+
+
+def test_outcomes_count_even_when_the_state_cannot_take_them(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("togai", index) for index in range(30)])
+    real_settle = State.settle
+    calls = 0
+
+    def settle(self: State, lines: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_settle(self, lines)
+
+    monkeypatch.setattr(State, "settle", settle)
+    options = ("--batch-events", "10", "--max-in-flight", "1", "--report", "report.json")
+
+    full = run_cli("ingest", "togai", str(source), *options)
+
+    assert full.code == 2
+    assert "database or disk is full" in full.err
+    # The second batch was delivered: the summary says so, though the state could not record it.
+    assert report_of(Path("report.json"))["counts"]["delivered"] == 20

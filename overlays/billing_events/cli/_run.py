@@ -160,8 +160,11 @@ class Pump:
                 task.cancel()
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
+            # Chunks are cut short only while a stop or a crash propagates: that is the error to report,
+            # and a state that cannot take these outcomes too only makes the next run send them again.
             for cut_short in self._cut_short:
-                self._settled(cut_short)
+                with contextlib.suppress(Exception):
+                    self._settled(cut_short)
             self._cut_short.clear()
 
     async def _settle_some(
@@ -208,12 +211,13 @@ class Pump:
         return SettledChunk(outcomes, settled, len(to_send))
 
     def _settled(self, chunk: SettledChunk) -> None:
-        committed = self._state is None or (bool(chunk.settled) and self._state.settle(chunk.settled))
+        # Counted first: the outcomes stand (the dead letters hold them) even if the state cannot take them.
         for status, problem, earlier in chunk.outcomes:
             self._tally.add(status, problem, earlier=earlier)
         self.records_sent += chunk.sent
         # A sender without stats (a stand-in) shows no pace.
         self._display.advance(len(chunk.outcomes), self._tally.counts, getattr(self._sender, "stats", None))
+        committed = self._state is None or (bool(chunk.settled) and self._state.settle(chunk.settled))
         if self._on_commit is not None and chunk.sent and committed:
             self._on_commit(self._tally)
 
