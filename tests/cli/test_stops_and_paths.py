@@ -344,3 +344,32 @@ def test_outcomes_count_even_when_the_state_cannot_take_them(
     assert "database or disk is full" in full.err
     # The second batch was delivered: the summary says so, though the state could not record it.
     assert report_of(Path("report.json"))["counts"]["delivered"] == 20
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_key_given_to_two_different_events_far_apart_rejects_the_second(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, provider: str
+) -> None:
+    key_field = "id" if provider == "togai" else "transaction_id"
+    first = make_event(provider, 0, **{key_field: "shared"})
+    second = {**make_event(provider, 1), key_field: "shared"}  # another event, the same key
+    if provider == "lago":
+        second["external_subscription_id"] = first["external_subscription_id"]
+    others = [make_event(provider, index, **{key_field: f"k-{index}"}) for index in range(2, 12)]
+    lines = [first, *others, second, dict(first)]  # the first again: stored once, no conflict
+    if provider == "lago":
+        # Lago keys are per subscription: the same transaction_id elsewhere is another event's own.
+        lines.append({**second, "external_subscription_id": "sub_other"})
+    source = write_jsonl(tmp_path / "events.jsonl", lines)
+
+    result = run_cli("ingest", provider, str(source), "--batch-events", "5", "--report", "report.json")
+
+    assert result.code == 1, result.out + result.err
+    report = report_of(Path("report.json"))
+    assert report["counts"]["rejected"] == 1
+    assert [problem["line"] for problem in report["problems"]] == [12]
+    assert "also the key of line 1" in report["problems"][0]["reason"]
+    letters = read_jsonl(tmp_path / f"events.jsonl.{provider}.dead-letter.jsonl")
+    assert [letter["event"] for letter in letters] == [second]
+    stored = [event for event in mock.events(provider) if event[key_field] == "shared"]
+    assert len(stored) == (1 if provider == "togai" else 2)

@@ -45,7 +45,9 @@ class Record:
     """One line (or CSV row) of the input.
 
     ``fingerprint`` names the line in the state; ``earlier`` is what the state
-    says about a line an earlier run settled (it is then not sent again).
+    says about a line an earlier run settled (it is then not sent again). A
+    ``problem`` without an event makes the line invalid; with its event, the
+    event is rejected without being sent (its key belongs to another event).
     """
 
     line: int

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 
 from attrs import define, frozen
 
+from ..deadletter import DeadLetterFile
 from ..errors import AuthError
-from ..outcomes import Outcome, Report, partial_report
+from ..outcomes import Outcome, OutcomeStatus, Report, partial_report
 from ._display import ProgressDisplay
 from ._exit import EXIT_FAILED, EXIT_USAGE, exit_code_for
 from ._input import Record
@@ -134,8 +135,12 @@ class Pump:
         window: int,
         chunk_records: int,
         on_commit: Callable[[Tally], None] | None = None,
+        provider: str = "",
+        key_field: str = "",
     ) -> None:
         self._sender = sender
+        self._provider = provider
+        self._key_field = key_field
         self._on_commit = on_commit
         self._tally = tally
         self._state = state
@@ -179,6 +184,7 @@ class Pump:
         outcomes: list[tuple[str, Problem | None, bool]] = []
         settled: list[Settled] = []
         to_send: list[Record] = []
+        local_rejects: list[Outcome] = []
         for record in chunk:
             if record.event is None:
                 problem = Problem(record.line, "invalid", clip(record.problem or "invalid"))
@@ -186,8 +192,12 @@ class Pump:
             elif record.earlier is not None and record.earlier.status is not None:
                 status = record.earlier.status
                 outcomes.append((status, _earlier_problem(record, status), True))
+            elif record.problem is not None:
+                local_rejects.append(self._refuse(record, outcomes, settled))
             else:
                 to_send.append(record)
+        if local_rejects:
+            self._dead_letter(local_rejects, settled)
         if to_send:
             try:
                 report = await self._sender.send(
@@ -209,6 +219,28 @@ class Pump:
                 # A rejected line's dead letter may be lost: leave it unsettled, so a re-run writes it.
                 settled = [line for line in settled if line.status != "rejected"]
         return SettledChunk(outcomes, settled, len(to_send))
+
+    def _refuse(
+        self, record: Record, outcomes: list[tuple[str, Problem | None, bool]], settled: list[Settled]
+    ) -> Outcome:
+        """A line the CLI rejects without sending (its key belongs to an earlier line's event)."""
+        assert record.event is not None and record.problem is not None
+        key = str(record.event.get(self._key_field, ""))
+        reason = clip(record.problem)
+        outcomes.append(("rejected", Problem(record.line, "rejected", reason, clip(key, 120)), False))
+        if record.fingerprint is not None:
+            settled.append(Settled(record.fingerprint, "rejected", reason, clip(key, 120)))
+        return Outcome(key=key, status=OutcomeStatus.REJECTED, event=record.event, reason=record.problem)
+
+    def _dead_letter(self, refused: list[Outcome], settled: list[Settled]) -> None:
+        letters: DeadLetterFile | None = getattr(self._sender, "dead_letter_file", None)
+        if letters is None:
+            return
+        try:
+            letters.write(self._provider, refused)
+        except OSError:
+            # Counted in letters.unwritten: the summary says so, and the lines stay unsettled.
+            settled[:] = [line for line in settled if line.status != "rejected"]
 
     def _settled(self, chunk: SettledChunk) -> None:
         # Counted first: the outcomes stand (the dead letters hold them) even if the state cannot take them.
@@ -235,6 +267,8 @@ async def pump_records(
     window: int,
     chunk_records: int,
     on_commit: Callable[[Tally], None] | None = None,
+    provider: str = "",
+    key_field: str = "",
 ) -> RunResult:
     """Send every record, stopping cleanly (what settled stays recorded) on SIGINT or SIGTERM."""
     result = RunResult(tally)
@@ -264,6 +298,8 @@ async def pump_records(
                 window=window,
                 chunk_records=chunk_records,
                 on_commit=on_commit,
+                provider=provider,
+                key_field=key_field,
             )
             try:
                 await pump.run(records)

@@ -134,6 +134,8 @@ def pump(
                 window=args.max_in_flight,
                 chunk_records=args.batch_events,
                 on_commit=log_commit if args.verbose else None,
+                provider=provider.name,
+                key_field=provider.key_field,
             )
         )
         if result.interrupted_by is None and result.fatal is None:
