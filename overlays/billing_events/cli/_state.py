@@ -258,6 +258,8 @@ class State:
 
 
 def _check_destination(db: sqlite3.Connection, path: Path, destination: str, *, restart: bool) -> None:
+    if not destination:
+        return  # the caller did not say where the lines go
     row = db.execute("SELECT value FROM meta WHERE name = 'destination'").fetchone()
     recorded = row[0] if row else None
     if recorded == destination:
