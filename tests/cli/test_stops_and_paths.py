@@ -373,3 +373,12 @@ def test_a_key_given_to_two_different_events_far_apart_rejects_the_second(
     assert [letter["event"] for letter in letters] == [second]
     stored = [event for event in mock.events(provider) if event[key_field] == "shared"]
     assert len(stored) == (1 if provider == "togai" else 2)
+
+
+def test_dev_null_may_take_both_outputs(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("togai", 0)])
+
+    result = run_cli("ingest", "togai", str(source), "--dead-letter", os.devnull, "--report", os.devnull)
+
+    assert result.code == 0, result.err
+    assert mock.stats("togai")["stored"] == 1

@@ -65,6 +65,8 @@ def check_batch_size(provider: Provider, args: argparse.Namespace) -> None:
 
 def _same_file(one: Path, other: Path) -> bool:
     try:
+        if one.exists() and not one.is_file():
+            return False  # /dev/null and other devices take any number of roles
         return one.resolve() == other.resolve() or (one.exists() and other.exists() and one.samefile(other))
     except OSError:
         return False
