@@ -30,9 +30,20 @@ STALE_AFTER = 300.0
 
 
 def gcra(
-    tat: float | None, now: float, interval: float, burst: float, max_wait: float
+    tat: float | None,
+    now: float,
+    interval: float,
+    burst: float,
+    max_wait: float,
+    written_at: float | None = None,
 ) -> tuple[float, float] | None:
-    """(wait, new TAT) for one request, or None when it would wait longer than ``max_wait``."""
+    """(wait, new TAT) for one request, or None when it would wait longer than ``max_wait``.
+
+    ``written_at`` is the clock's reading when the TAT was stored: later than ``now``, the clock
+    stepped back since, and the TAT moves back with it (else every slot would wait out the step).
+    """
+    if tat is not None and written_at is not None and written_at > now:
+        tat -= written_at - now
     if tat is None or tat < now or tat > now + STALE_AFTER:
         tat = now
     wait = max(0.0, tat - burst - now)
@@ -99,6 +110,12 @@ class SQLiteBudget:
             with contextlib.suppress(sqlite3.OperationalError):
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("CREATE TABLE IF NOT EXISTS budget (key TEXT PRIMARY KEY, tat REAL NOT NULL)")
+            try:
+                # When each TAT was written; a file made before this column gets it here.
+                conn.execute("ALTER TABLE budget ADD COLUMN at REAL")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
         except sqlite3.Error as exc:
             raise ConfigurationError(
                 f"rate_budget: cannot use the SQLite file {str(self.path)!r}: {exc}"
@@ -113,11 +130,15 @@ class SQLiteBudget:
         conn.execute(f"PRAGMA busy_timeout = {max(1, int(min(max_wait, 5.0) * 1000))}")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute("SELECT tat FROM budget WHERE key = ?", (name,)).fetchone()
+            row = conn.execute("SELECT tat, at FROM budget WHERE key = ?", (name,)).fetchone()
             # Wall-clock time: the one clock every process of the host reads alike.
-            slot = gcra(row[0] if row else None, time.time(), interval, burst, max_wait)
+            now = time.time()
+            tat, written_at = row if row else (None, None)
+            slot = gcra(tat, now, interval, burst, max_wait, written_at)
             if slot is not None:
-                conn.execute("INSERT OR REPLACE INTO budget (key, tat) VALUES (?, ?)", (name, slot[1]))
+                conn.execute(
+                    "INSERT OR REPLACE INTO budget (key, tat, at) VALUES (?, ?, ?)", (name, slot[1], now)
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -132,17 +153,22 @@ class SQLiteBudget:
 
 
 # GCRA on the server, with the server's clock: machines with skewed clocks still share one budget.
+# KEYS[2] holds when KEYS[1] was written, so a step back of the server's clock moves the TAT back too.
 _REDIS_GCRA = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
 local interval, burst, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local written_at = tonumber(redis.call('GET', KEYS[2]) or '0')
+if written_at > now then tat = tat - (written_at - now) end
 if tat < now or tat > now + tonumber(ARGV[4]) then tat = now end
 local wait = tat - burst - now
 if wait < 0 then wait = 0 end
 if wait > max_wait then return '-1' end
 local new_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+local ttl = math.ceil((new_tat - now) * 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl)
+redis.call('SET', KEYS[2], string.format('%.6f', now), 'PX', ttl)
 return string.format('%.6f', wait)
 """
 
@@ -156,11 +182,19 @@ class RedisBudget:
         try:
             import redis
             import redis.backoff
+            import redis.connection
             import redis.retry
         except ImportError:
             raise ConfigurationError(
                 "rate_budget: a redis:// budget needs the redis package (pip install 'billing-events[redis]')"
             ) from None
+        try:
+            # A typo (a port out of range, a bad option) is a configuration error now, not a silent
+            # fall back to local pacing at the first request. redis-py's messages never quote the URL.
+            parse: Any = redis.connection.parse_url  # untyped in redis-py
+            parse(url)
+        except ValueError as exc:
+            raise ConfigurationError(f"rate_budget: {exc}") from None
         self.prefix = prefix
         self._url = url
         self._redis_module: Any = redis
@@ -192,7 +226,7 @@ class RedisBudget:
             client = self._redis_module.Redis.from_url(self._url, **self._options())
             self._sync = client.register_script(_REDIS_GCRA)
         try:
-            answer = self._sync(keys=[f"{self.prefix}:{key}"], args=[interval, burst, max_wait, STALE_AFTER])
+            answer = self._sync(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
         except self._redis_module.RedisError as exc:
             self._unreachable(exc)
             return self._local.reserve(key, interval, burst, max_wait)
@@ -207,13 +241,15 @@ class RedisBudget:
             client = aioredis.Redis.from_url(self._url, **self._options())
             self._async = client.register_script(_REDIS_GCRA)
         try:
-            answer = await self._async(
-                keys=[f"{self.prefix}:{key}"], args=[interval, burst, max_wait, STALE_AFTER]
-            )
+            answer = await self._async(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
         except self._redis_module.RedisError as exc:
             self._unreachable(exc)
             return self._local.reserve(key, interval, burst, max_wait)
         return _wait_of(answer)
+
+    def _keys(self, key: str) -> list[str]:
+        name = f"{self.prefix}:{key}"
+        return [name, f"{name}:at"]
 
     def _unreachable(self, exc: Exception) -> None:
         # Events matter more than the shared budget: without Redis, this process paces on its own
@@ -238,7 +274,10 @@ def open_budget(url: str | None) -> Budget:
         return MemoryBudget()
     if not isinstance(url, str):
         raise ConfigurationError(f"rate_budget: must be a URL string, got {type(url).__name__}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket; the message never quotes the URL
+        raise ConfigurationError(f"rate_budget: {exc}") from None
     query = parse_qs(parts.query)
     prefix = (query.get("key") or ["billing-events"])[0]
     if parts.scheme == "sqlite":

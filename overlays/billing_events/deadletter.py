@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import attrs
 import orjson
@@ -27,6 +27,9 @@ outcome_log = logging.getLogger("billing_events.outcomes")
 WARNING_INTERVAL = 10.0
 
 OutcomeCallback = Callable[[Outcome], None]
+# A letter holds one event (one request carries at most 1 MiB) and a short reason: a longer line is damage.
+MAX_LETTER_BYTES = 2 * 1024 * 1024
+_SKIP_BLOCK = 1 << 20
 
 
 @attrs.frozen
@@ -47,6 +50,9 @@ class DeadLetterFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        # Letters that could not be written (a full disk, a lost permission), and the last reason.
+        self.unwritten = 0
+        self.last_error: str | None = None
 
     def reset_lock(self) -> None:
         self._lock = threading.Lock()
@@ -69,8 +75,14 @@ class DeadLetterFile:
             )
             for outcome in outcomes
         )
-        with self._lock, self.path.open("ab") as sink:
-            sink.write(lines)
+        with self._lock:
+            try:
+                with self.path.open("ab") as sink:
+                    sink.write(lines)
+            except OSError as exc:
+                self.unwritten += len(outcomes)
+                self.last_error = exc.strerror or type(exc).__name__
+                raise
 
     def __repr__(self) -> str:
         return f"DeadLetterFile({str(self.path)!r})"
@@ -95,6 +107,29 @@ def _warn(bad: BadLine) -> None:
     log.warning("%s", bad, extra={"path": bad.path, "line": bad.line})
 
 
+def letter_lines(source: IO[bytes], limit: int = MAX_LETTER_BYTES) -> Iterator[tuple[int, bytes | int]]:
+    """``(number, line)`` for each line, or ``(number, size)`` for one above ``limit``.
+
+    A line too long to be a letter (a damaged file, something else written over it) is skipped block
+    by block, so memory stays bounded by the limit however long it is.
+    """
+    number = 0
+    while raw := source.readline(limit + 1):
+        number += 1
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield number, raw
+            continue
+        size = len(raw)
+        while raw and not raw.endswith(b"\n"):
+            raw = source.readline(_SKIP_BLOCK)
+            size += len(raw)
+        yield number, size
+
+
+def too_long(size: int) -> str:
+    return f"line is {size:,} bytes, more than a dead letter holds ({MAX_LETTER_BYTES:,})"
+
+
 def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = None) -> Iterator[DeadLetter]:
     """The dead letters of a file, in order.
 
@@ -103,7 +138,10 @@ def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = No
     """
     report = on_bad_line or _warn
     with Path(path).open("rb") as source:
-        for number, line in enumerate(source, start=1):
+        for number, line in letter_lines(source):
+            if isinstance(line, int):
+                report(BadLine(str(path), number, too_long(line)))
+                continue
             if not line.strip():
                 continue
             try:

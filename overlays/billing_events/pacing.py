@@ -17,7 +17,7 @@ environment.)
     server's bucket: over each ``BUCKET_WINDOW`` its fall plus its refill is the whole fleet's rate;
     once the bucket is below half full and that rate above the target, the pace is scaled by
     target/rate before the bucket runs out. Every process sees the same bucket and scales alike;
-  - takes ``X-RateLimit-Limit`` below the ceiling as the new ceiling;
+  - takes ``X-RateLimit-Limit`` below the ceiling as the new ceiling (never below ``MIN_ANNOUNCED_LIMIT``);
   - otherwise climbs back by ``RECOVERY_PER_SECOND`` of the ceiling per second.
 - **Sharing.** ``rate_budget`` puts the budget in a SQLite file (processes of one host) or in Redis
   (a fleet). Without it, processes pace independently and AIMD makes them converge near the budget.
@@ -63,6 +63,9 @@ BUCKET_WINDOW = 0.3
 HALF_BUCKET = 0.5  # of X-RateLimit-Limit
 EMPTY_BUCKET_TARGET = 0.8
 FLOOR = 0.02  # of the ceiling: the pace never falls below this
+# An announced X-RateLimit-Limit below this (requests/s) is not taken as a ceiling: no provider limits
+# so low, and a broken or hostile server's "0.001" would leave one request every 1,000 s for good.
+MIN_ANNOUNCED_LIMIT = 1.0
 # A round: the server's bucket needs a moment to show the effect of a cut, so cuts are this far apart.
 CUT_SPACING = 0.1
 # Slots a paced sender may take at once after a pause (GCRA burst), in seconds of its pace.
@@ -253,7 +256,7 @@ class Pacer:
                 self.throttled += 1
             if lane is None:
                 return
-            if limit is not None and 0 < limit < lane.ceiling:
+            if limit is not None and MIN_ANNOUNCED_LIMIT <= limit < lane.ceiling:
                 lane.ceiling = limit  # the server announces a lower budget than ours
                 lane.pace = min(lane.pace, limit)
             if status == 429:

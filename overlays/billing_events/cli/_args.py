@@ -256,9 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--only",
             action="append",
-            choices=("rejected", "failed", "unknown"),
+            # dropped: what a client's background queue refused when full, in its dead_letter_path.
+            choices=("rejected", "failed", "unknown", "dropped"),
             metavar="STATUS",
-            help="replay only entries with this status: rejected, failed or unknown (repeatable; default: all)",
+            help="replay only entries with this status: rejected, failed, unknown or dropped"
+            " (repeatable; default: all)",
         )
         sub.add_argument(
             "--dry-run",

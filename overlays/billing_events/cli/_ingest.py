@@ -103,10 +103,28 @@ def _ingest_input(
         if not source.spooled
         else Path(f"billing-events.{provider.name}.dead-letter.jsonl")
     )
+    _sending.check_distinct(
+        {
+            "FILE": None if source.spooled else source.path,
+            "--state": state_path,
+            "--dead-letter": dead_letter,
+            "--report": args.report,
+        }
+    )
     _sending.check_dead_letter(dead_letter)
+    _sending.check_report(args.report)
     open_sender = _sending.open_sender(provider, args, dead_letter)
     try:
-        state = State.open(state_path, provider=provider.name) if state_path is not None else None
+        state = (
+            State.open(
+                state_path,
+                provider=provider.name,
+                destination=_sending.destination(provider, args),
+                restart=args.restart,
+            )
+            if state_path is not None
+            else None
+        )
     except StateError as exc:
         raise UsageError(str(exc)) from exc
     try:

@@ -45,7 +45,9 @@ class Record:
     """One line (or CSV row) of the input.
 
     ``fingerprint`` names the line in the state; ``earlier`` is what the state
-    says about a line an earlier run settled (it is then not sent again).
+    says about a line an earlier run settled (it is then not sent again). A
+    ``problem`` without an event makes the line invalid; with its event, the
+    event is rejected without being sent (its key belongs to another event).
     """
 
     line: int
@@ -101,9 +103,23 @@ def open_input(source: str, fmt: InputFormat | None, *, stdin: IO[bytes] | None 
     """
     if source == STDIN:
         stream = stdin if stdin is not None else sys.stdin.buffer
-        spool = tempfile.NamedTemporaryFile(prefix="billing-events-", suffix=".spool", delete=False)  # noqa: SIM115
-        with spool:
-            lines = _count_lines(stream, spool)
+        try:
+            spool = tempfile.NamedTemporaryFile(prefix="billing-events-", suffix=".spool", delete=False)  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(
+                f"cannot spool standard input to a temporary file: {exc.strerror or exc}"
+            ) from exc
+        try:
+            with spool:
+                lines = _count_lines(stream, spool)
+        except BaseException as exc:
+            # A read error, a full temporary directory, Ctrl-C: no copy of the events is left behind.
+            Path(spool.name).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise InputError(
+                    f"cannot read standard input into {spool.name}: {exc.strerror or exc}"
+                ) from exc
+            raise
         spooled = InputFile(Path(spool.name), "<stdin>", lines, fmt or "jsonl", spooled=True)
         if spooled.format in COLUMNAR:
             spooled = _with_row_count(spooled)

@@ -20,8 +20,10 @@ from collections.abc import Generator, Iterator
 
 from .._keys import Occurrences, content_digest, fingerprint, give_key
 from ._input import Record
+from ._key_conflicts import KeyRegistry, key_digest
 from ._providers import Provider
 from ._state import State
+from ._text import clip
 
 TIMESTAMP = "timestamp"
 # Lines with these outcomes are not sent again; failed and unknown ones are (same key, same timestamp).
@@ -48,24 +50,60 @@ def identify(
     none and were never given one; None means there is no state to keep it in.
     """
     occurrences = Occurrences()
+    keys = KeyRegistry()
     try:
         chunk: list[Record] = []
         for record in records:
             chunk.append(record)
             if len(chunk) >= chunk_records:
-                yield from _identify_chunk(chunk, provider, state, stamp, occurrences)
+                yield from _identify_chunk(chunk, provider, state, stamp, occurrences, keys)
                 chunk = []
         if chunk:
-            yield from _identify_chunk(chunk, provider, state, stamp, occurrences)
+            yield from _identify_chunk(chunk, provider, state, stamp, occurrences, keys)
     finally:
         occurrences.close()
+        keys.close()
+
+
+def _key_conflicts(
+    events: list[dict[str, object]],
+    digests: list[bytes],
+    lines: list[int],
+    provider: Provider,
+    keys: KeyRegistry,
+) -> dict[int, str]:
+    """Why each event (by index) that reuses a key of an earlier line for a different event is rejected."""
+    entries: list[tuple[bytes, int, bytes]] = []
+    at: list[int] = []
+    for index, event in enumerate(events):
+        key = event.get(provider.key_field)
+        if isinstance(key, str) and key:
+            scope = event.get(provider.key_scope) if provider.key_scope else None
+            entries.append((key_digest(key, scope), lines[index], digests[index]))
+            at.append(index)
+    reasons: dict[int, str] = {}
+    for index, first in zip(at, keys.conflicts(entries), strict=True):
+        if first is not None:
+            key = str(events[index][provider.key_field])
+            reasons[index] = (
+                f"{provider.key_field}: {clip(repr(key), 120)} is also the key of line {first}, a different"
+                f" event; {provider.title} would keep only one of them"
+            )
+    return reasons
 
 
 def _identify_chunk(
-    chunk: list[Record], provider: Provider, state: State | None, stamp: int | None, occurrences: Occurrences
+    chunk: list[Record],
+    provider: Provider,
+    state: State | None,
+    stamp: int | None,
+    occurrences: Occurrences,
+    keys: KeyRegistry,
 ) -> list[Record]:
     readable = [record for record in chunk if record.event is not None]
-    digests = [content_digest(record.event) for record in readable if record.event is not None]
+    events = [record.event for record in readable if record.event is not None]
+    digests = [content_digest(event) for event in events]
+    conflicts = _key_conflicts(events, digests, [record.line for record in readable], provider, keys)
     numbers = occurrences.number(digests) if digests else []
     prints = [fingerprint(digest, number) for digest, number in zip(digests, numbers, strict=True)]
     known = state.lookup(prints) if state is not None else {}
@@ -94,7 +132,8 @@ def _identify_chunk(
                 event[TIMESTAMP] = stamp
                 new_stamps.append((line_print, stamp))
         give_key(event, provider.key_field, content, number, stamped=stamped)
-        out.append(Record(record.line, event, None, line_print))
+        # A line whose key an earlier line gave to another event is rejected, with its event for the letter.
+        out.append(Record(record.line, event, conflicts.get(at), line_print))
     if state is not None and new_stamps:
         # Recorded before the chunk is sent: a run killed mid-send resends these with the same timestamp.
         state.remember_stamps(new_stamps)

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
+from ..deadletter import letter_lines, too_long
 from . import _sending
 from ._dry_run import dry_run
 from ._exit import UsageError
@@ -27,7 +28,10 @@ def _dead_letter_records(path: Path, provider: Provider, only: Sequence[str] | N
 
     def entries() -> Iterator[Record]:
         with stream:
-            for number, raw in enumerate(stream, start=1):
+            for number, raw in letter_lines(stream):
+                if isinstance(raw, int):
+                    yield Record(number, None, too_long(raw))
+                    continue
                 if not raw.strip():
                     continue
                 try:
@@ -48,9 +52,25 @@ def _dead_letter_records(path: Path, provider: Provider, only: Sequence[str] | N
                 event: dict[str, object] = entry["event"]
                 if event.get(provider.key_field) in (None, "") and isinstance(entry.get("key"), str):
                     event[provider.key_field] = entry["key"]
-                yield Record(number, event)
+                why = _not_repeatable(event, provider)
+                yield Record(number, event) if why is None else Record(number, None, why)
 
     return entries()
+
+
+def _not_repeatable(event: dict[str, object], provider: Provider) -> str | None:
+    """Why sending this event again could bill it twice, if it could: it lacks what the provider dedups on."""
+    if event.get(provider.key_field) in (None, ""):
+        return (
+            f"event.{provider.key_field}: missing, and the letter has no key: the client would give it a new"
+            " one, and the provider could not tell it from the first send"
+        )
+    if provider.stamps_missing_timestamp and event.get("timestamp") is None:
+        return (
+            "event.timestamp: missing: the client would stamp it anew, and Lago's ClickHouse store"
+            " would bill it again"
+        )
+    return None
 
 
 def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -63,9 +83,9 @@ def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     dead_letter: Path = args.dead_letter or path.with_name(
         path.name.removesuffix(".jsonl") + ".remaining.jsonl"
     )
-    if dead_letter.resolve() == path.resolve():
-        raise UsageError("--dead-letter must not be the file being replayed")
+    _sending.check_distinct({"DEAD_LETTER_FILE": path, "--dead-letter": dead_letter, "--report": args.report})
     _sending.check_dead_letter(dead_letter)
+    _sending.check_report(args.report)
     open_sender = _sending.open_sender(provider, args, dead_letter)
     result = _sending.pump(args, provider, None, records, open_sender, None, err)
     return finish(args, provider, str(path), result, dead_letter, None, out, err)

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 
 from attrs import define, frozen
 
+from ..deadletter import DeadLetterFile
 from ..errors import AuthError
-from ..outcomes import Outcome, Report
+from ..outcomes import Outcome, OutcomeStatus, Report, partial_report
 from ._display import ProgressDisplay
 from ._exit import EXIT_FAILED, EXIT_USAGE, exit_code_for
 from ._input import Record
@@ -56,6 +57,9 @@ class RunResult:
     interrupted_by: int | None = None
     fatal: str | None = None
     fatal_is_usage: bool = False
+    # Dead letters that could not be written, and why.
+    letters_unwritten: int = 0
+    letters_error: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -89,6 +93,35 @@ def _earlier_problem(record: Record, status: str) -> Problem | None:
     return Problem(record.line, status, reason, record.earlier.key)
 
 
+def letters_unwritten(sender: object) -> tuple[int, str | None]:
+    """How many dead letters the sender could not write, and why; (0, None) when all were written."""
+    letters = getattr(sender, "dead_letter_file", None)  # a stand-in sender may have none
+    return (letters.unwritten, letters.last_error) if letters is not None and letters.unwritten else (0, None)
+
+
+def _account(
+    report: Report,
+    sent: list[Record],
+    outcomes: list[tuple[str, Problem | None, bool]],
+    settled: list[Settled],
+) -> BaseException | None:
+    """Add the outcomes of ``sent`` from its report; the token refusal among them, if any."""
+    # Outcomes are built for the events not delivered only: the rest need their status alone.
+    troubled = {index: report[index] for index, found in enumerate(report.statuses) if not found.delivered}
+    refused = next((o.error for o in troubled.values() if isinstance(o.error, AuthError)), None)
+    if refused is not None:
+        return refused
+    for index, (found, record) in enumerate(zip(report.statuses, sent, strict=True)):
+        status = found.value
+        outcome = troubled.get(index)
+        sent_problem = None if outcome is None else _problem_for(outcome, record.line)
+        outcomes.append((status, sent_problem, False))
+        if record.fingerprint is not None:
+            reason, key = (sent_problem.reason, sent_problem.key) if sent_problem else (None, None)
+            settled.append(Settled(record.fingerprint, status, reason, key))
+    return None
+
+
 class Pump:
     """Moves records from the input to the sender and records their outcomes."""
 
@@ -102,8 +135,12 @@ class Pump:
         window: int,
         chunk_records: int,
         on_commit: Callable[[Tally], None] | None = None,
+        provider: str = "",
+        key_field: str = "",
     ) -> None:
         self._sender = sender
+        self._provider = provider
+        self._key_field = key_field
         self._on_commit = on_commit
         self._tally = tally
         self._state = state
@@ -111,6 +148,8 @@ class Pump:
         self._window = window
         self._chunk_records = chunk_records
         self.records_sent = 0
+        # The chunks a stop cut short, with the outcomes the client gave their events.
+        self._cut_short: list[SettledChunk] = []
 
     async def run(self, records: Iterator[Record]) -> None:
         in_flight: set[asyncio.Task[SettledChunk]] = set()
@@ -126,6 +165,12 @@ class Pump:
                 task.cancel()
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
+            # Chunks are cut short only while a stop or a crash propagates: that is the error to report,
+            # and a state that cannot take these outcomes too only makes the next run send them again.
+            for cut_short in self._cut_short:
+                with contextlib.suppress(Exception):
+                    self._settled(cut_short)
+            self._cut_short.clear()
 
     async def _settle_some(
         self, in_flight: set[asyncio.Task[SettledChunk]]
@@ -139,6 +184,7 @@ class Pump:
         outcomes: list[tuple[str, Problem | None, bool]] = []
         settled: list[Settled] = []
         to_send: list[Record] = []
+        local_rejects: list[Outcome] = []
         for record in chunk:
             if record.event is None:
                 problem = Problem(record.line, "invalid", clip(record.problem or "invalid"))
@@ -146,35 +192,64 @@ class Pump:
             elif record.earlier is not None and record.earlier.status is not None:
                 status = record.earlier.status
                 outcomes.append((status, _earlier_problem(record, status), True))
+            elif record.problem is not None:
+                local_rejects.append(self._refuse(record, outcomes, settled))
             else:
                 to_send.append(record)
+        if local_rejects:
+            self._dead_letter(local_rejects, settled)
         if to_send:
-            report = await self._sender.send([record.event for record in to_send if record.event is not None])
-            # Outcomes are built for the events not delivered only: the rest need their status alone.
-            troubled = {
-                index: report[index] for index, found in enumerate(report.statuses) if not found.delivered
-            }
-            refused = next((o.error for o in troubled.values() if isinstance(o.error, AuthError)), None)
+            try:
+                report = await self._sender.send(
+                    [record.event for record in to_send if record.event is not None]
+                )
+            except BaseException as exc:
+                # Stopped in flight (Ctrl-C, SIGTERM, another chunk's crash): the client still gave each
+                # event an outcome (unknown when in flight, failed when never sent); count them now.
+                cut_short = partial_report(exc)
+                if cut_short is not None:
+                    _account(cut_short, to_send[: len(cut_short)], outcomes, settled)
+                    self._cut_short.append(SettledChunk(outcomes, settled, len(cut_short)))
+                raise
+            refused = _account(report, to_send, outcomes, settled)
             if refused is not None:
                 # Not settled: the chunk is sent again on the next run.
                 raise CredentialsRefused(clip(str(refused)))
-            for index, (found, record) in enumerate(zip(report.statuses, to_send, strict=True)):
-                status = found.value
-                outcome = troubled.get(index)
-                sent_problem = None if outcome is None else _problem_for(outcome, record.line)
-                outcomes.append((status, sent_problem, False))
-                if record.fingerprint is not None:
-                    reason, key = (sent_problem.reason, sent_problem.key) if sent_problem else (None, None)
-                    settled.append(Settled(record.fingerprint, status, reason, key))
+            if letters_unwritten(self._sender)[0]:
+                # A rejected line's dead letter may be lost: leave it unsettled, so a re-run writes it.
+                settled = [line for line in settled if line.status != "rejected"]
         return SettledChunk(outcomes, settled, len(to_send))
 
+    def _refuse(
+        self, record: Record, outcomes: list[tuple[str, Problem | None, bool]], settled: list[Settled]
+    ) -> Outcome:
+        """A line the CLI rejects without sending (its key belongs to an earlier line's event)."""
+        assert record.event is not None and record.problem is not None
+        key = str(record.event.get(self._key_field, ""))
+        reason = clip(record.problem)
+        outcomes.append(("rejected", Problem(record.line, "rejected", reason, clip(key, 120)), False))
+        if record.fingerprint is not None:
+            settled.append(Settled(record.fingerprint, "rejected", reason, clip(key, 120)))
+        return Outcome(key=key, status=OutcomeStatus.REJECTED, event=record.event, reason=record.problem)
+
+    def _dead_letter(self, refused: list[Outcome], settled: list[Settled]) -> None:
+        letters: DeadLetterFile | None = getattr(self._sender, "dead_letter_file", None)
+        if letters is None:
+            return
+        try:
+            letters.write(self._provider, refused)
+        except OSError:
+            # Counted in letters.unwritten: the summary says so, and the lines stay unsettled.
+            settled[:] = [line for line in settled if line.status != "rejected"]
+
     def _settled(self, chunk: SettledChunk) -> None:
-        committed = self._state is None or (bool(chunk.settled) and self._state.settle(chunk.settled))
+        # Counted first: the outcomes stand (the dead letters hold them) even if the state cannot take them.
         for status, problem, earlier in chunk.outcomes:
             self._tally.add(status, problem, earlier=earlier)
         self.records_sent += chunk.sent
         # A sender without stats (a stand-in) shows no pace.
         self._display.advance(len(chunk.outcomes), self._tally.counts, getattr(self._sender, "stats", None))
+        committed = self._state is None or (bool(chunk.settled) and self._state.settle(chunk.settled))
         if self._on_commit is not None and chunk.sent and committed:
             self._on_commit(self._tally)
 
@@ -192,6 +267,8 @@ async def pump_records(
     window: int,
     chunk_records: int,
     on_commit: Callable[[Tally], None] | None = None,
+    provider: str = "",
+    key_field: str = "",
 ) -> RunResult:
     """Send every record, stopping cleanly (what settled stays recorded) on SIGINT or SIGTERM."""
     result = RunResult(tally)
@@ -221,8 +298,13 @@ async def pump_records(
                 window=window,
                 chunk_records=chunk_records,
                 on_commit=on_commit,
+                provider=provider,
+                key_field=key_field,
             )
-            await pump.run(records)
+            try:
+                await pump.run(records)
+            finally:
+                result.letters_unwritten, result.letters_error = letters_unwritten(sender)
         tally.finished = True
     except asyncio.CancelledError:
         if result.interrupted_by is None:

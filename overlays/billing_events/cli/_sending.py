@@ -6,11 +6,13 @@ import argparse
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import httpx
 from rich.console import Console
 
 from .. import AsyncLago, AsyncTogai, RetryPolicy
+from ..config import resolve_base_url
 from ..errors import ConfigurationError
 from ._display import ProgressDisplay, format_counts
 from ._exit import UsageError
@@ -46,6 +48,13 @@ def open_sender(provider: Provider, args: argparse.Namespace, dead_letter: Path)
     return lambda: client
 
 
+def destination(provider: Provider, args: argparse.Namespace) -> str:
+    """The server the events go to, as the state records it (without a query, which may hold secrets)."""
+    name: Literal["togai", "lago"] = "togai" if provider.name == "togai" else "lago"
+    url = httpx.URL(resolve_base_url(name, args.base_url, args.endpoint))
+    return str(url.copy_with(query=None, fragment=None))
+
+
 def check_batch_size(provider: Provider, args: argparse.Namespace) -> None:
     if args.batch_events > provider.batch_limit:
         raise UsageError(
@@ -54,16 +63,44 @@ def check_batch_size(provider: Provider, args: argparse.Namespace) -> None:
         )
 
 
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        if one.exists() and not one.is_file():
+            return False  # /dev/null and other devices take any number of roles
+        return one.resolve() == other.resolve() or (one.exists() and other.exists() and one.samefile(other))
+    except OSError:
+        return False
+
+
+def check_distinct(files: dict[str, Path | None]) -> None:
+    """Refuse two roles for one file: a report or dead letters written over the input would lose events."""
+    named = [(role, path) for role, path in files.items() if path is not None]
+    for at, (role, path) in enumerate(named):
+        for other_role, other in named[at + 1 :]:
+            if _same_file(path, other):
+                raise UsageError(
+                    f"{role} and {other_role} are the same file ({path}); give each its own path"
+                )
+
+
 def check_dead_letter(path: Path) -> None:
     """Refuse a dead-letter path that cannot be appended to, before anything is sent."""
+    check_writable(path, "dead-letter file", "--dead-letter")
+
+
+def check_report(path: Path | None) -> None:
+    """Refuse a ``--report`` path that cannot be written, before anything is sent."""
+    if path is not None:
+        check_writable(path, "report", "--report")
+
+
+def check_writable(path: Path, what: str, option: str) -> None:
     existed = path.exists()
     try:
         with path.open("ab"):
             pass
     except OSError as exc:
-        raise UsageError(
-            f"cannot write dead-letter file {path}: {exc.strerror or exc}; pass --dead-letter"
-        ) from exc
+        raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}; check {option}") from exc
     if not existed:
         path.unlink(missing_ok=True)
 
@@ -99,6 +136,8 @@ def pump(
                 window=args.max_in_flight,
                 chunk_records=args.batch_events,
                 on_commit=log_commit if args.verbose else None,
+                provider=provider.name,
+                key_field=provider.key_field,
             )
         )
         if result.interrupted_by is None and result.fatal is None:

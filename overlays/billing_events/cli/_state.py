@@ -153,12 +153,24 @@ class State:
         self._last_commit = time.monotonic()
 
     @classmethod
-    def open(cls, path: Path, *, provider: str) -> State:
-        """Lock and open (or create) the state at ``path``; ``StateError`` when it cannot be used."""
-        lock = _Lock(path.with_name(path.name + ".lock"))
+    def open(cls, path: Path, *, provider: str, destination: str = "", restart: bool = False) -> State:
+        """Lock and open (or create) the state at ``path``; ``StateError`` when it cannot be used.
+
+        ``destination`` is the server the lines go to: a state that settled them on another server
+        (a sandbox, say) is refused, unless ``restart`` sends every line again.
+        """
+        # Next to the file itself: a run given a symlink to the state takes the same lock.
+        real = path.resolve()
+        lock = _Lock(real.with_name(real.name + ".lock"))
         lock.acquire(path)
         try:
-            return cls(path, _connect(path, provider), lock)
+            db = _connect(path, provider)
+            try:
+                _check_destination(db, path, destination, restart=restart)
+            except BaseException:
+                db.close()
+                raise
+            return cls(path, db, lock)
         except BaseException:
             lock.release()
             raise
@@ -243,6 +255,24 @@ class State:
         self._db.execute("DELETE FROM problems")
         self._commit()
         self._problems_kept = 0
+
+
+def _check_destination(db: sqlite3.Connection, path: Path, destination: str, *, restart: bool) -> None:
+    if not destination:
+        return  # the caller did not say where the lines go
+    row = db.execute("SELECT value FROM meta WHERE name = 'destination'").fetchone()
+    recorded = row[0] if row else None
+    if recorded == destination:
+        return
+    if recorded is not None and not restart:
+        # Its lines are settled at another server: skipping them here would never bill them there.
+        raise StateError(
+            f"state file {path} records the lines sent to {recorded}, not to {destination}: the lines"
+            " it settled there would be skipped here. Pass --state PATH for a state of this server, or"
+            " --restart to send every line here (same keys and timestamps)"
+        )
+    with db:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('destination', ?)", (destination,))
 
 
 def _connect(path: Path, provider: str) -> sqlite3.Connection:

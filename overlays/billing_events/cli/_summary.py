@@ -18,6 +18,14 @@ def write_report(path: Path, data: dict[str, Any]) -> None:
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
 
 
+def _write_report_or_say(err: Console, path: Path, data: dict[str, Any]) -> None:
+    # Checked before the run; a disk that filled since must not hide the run's outcome and exit code.
+    try:
+        write_report(path, data)
+    except OSError as exc:
+        err.print(f"could not write the report {path}: {exc.strerror or exc}", markup=False, highlight=False)
+
+
 def print_outcome(
     out: Console,
     err: Console,
@@ -44,7 +52,19 @@ def print_outcome(
     if tally.problems:
         out.print(problems_table(tally.problems, problem_total))
     undelivered = sum(counts.get(name, 0) for name in ("rejected", "failed", "unknown"))
-    if undelivered and dead_letter.exists():
+    if result.letters_unwritten:
+        kept = (
+            "those lines are not marked settled: run the same command again once it can be written"
+            if state_path is not None
+            else "those events are not in it; the lines above say which they were"
+        )
+        err.print(
+            f"could not write {plural(result.letters_unwritten, 'dead letter')} to {dead_letter}"
+            f" ({result.letters_error}); {kept}",
+            markup=False,
+            highlight=False,
+        )
+    elif undelivered and dead_letter.exists():
         out.print(
             f"{plural(undelivered, 'event')} not delivered went to {dead_letter}; re-send with:\n"
             f"  billing-events replay {provider.name} {dead_letter}",
@@ -86,7 +106,8 @@ def finish(
     code = result.exit_code
     if args.report is not None:
         tally = result.tally
-        write_report(
+        _write_report_or_say(
+            err,
             args.report,
             {
                 "provider": provider.name,
@@ -101,6 +122,7 @@ def finish(
                 "interrupted": result.interrupted_by is not None,
                 "fatal": result.fatal,
                 "dead_letter": str(dead_letter) if dead_letter.exists() else None,
+                "dead_letters_unwritten": result.letters_unwritten,
                 "state": str(state_path) if state_path is not None else None,
                 "problems": [problem.to_json() for problem in tally.problems],
             },
