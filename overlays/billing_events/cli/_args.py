@@ -13,7 +13,7 @@ from ._exit import EXIT_USAGE
 from ._input import FORMATS, STDIN
 from ._mock import DESCRIPTION as MOCK_DESCRIPTION
 from ._mock import add_arguments as add_mock_arguments
-from ._providers import PROVIDERS, Provider
+from ._providers import PROVIDERS, RATE_BUDGET_ENV, Provider
 from ._spool import add_parser as add_spool_parser
 
 DESCRIPTION = """\
@@ -113,6 +113,13 @@ def _add_connection_options(parser: argparse.ArgumentParser, provider: Provider)
         metavar="N",
         help=f"pace requests to N per second, or `none` (default: {provider.title}'s published limits;"
         " no pace with --base-url, since a self-hosted server has no limiter)",
+    )
+    group.add_argument(
+        "--rate-budget",
+        metavar="URL",
+        help="share the pace with every other process given the same budget: sqlite:///PATH?key=NAME"
+        " (one machine) or redis://HOST:6379/0?key=NAME (a fleet); needs a pace"
+        f" (default: ${RATE_BUDGET_ENV}, else this run paces alone)",
     )
     group.add_argument(
         "--max-attempts",

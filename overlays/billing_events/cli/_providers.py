@@ -66,3 +66,5 @@ LAGO = Provider(
 )
 
 PROVIDERS = {provider.name: provider for provider in (TOGAI, LAGO)}
+# The rate budget a run shares with others when --rate-budget is not given.
+RATE_BUDGET_ENV = "BILLING_EVENTS_RATE_BUDGET"

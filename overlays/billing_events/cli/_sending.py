@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from ..errors import ConfigurationError
 from ._display import ProgressDisplay, format_counts
 from ._exit import UsageError
 from ._input import Record
-from ._providers import Provider
+from ._providers import RATE_BUDGET_ENV, Provider
 from ._run import RunResult, SenderFactory, pump_records
 from ._state import State, Tally
 from ._text import clip
@@ -37,6 +38,9 @@ def open_sender(provider: Provider, args: argparse.Namespace, dead_letter: Path)
     if args.max_requests_per_second is not None:
         pace = args.max_requests_per_second
         options["max_requests_per_second"] = None if pace == "none" else pace
+    budget = args.rate_budget or os.environ.get(RATE_BUDGET_ENV) or None
+    if budget is not None:
+        options["rate_budget"] = budget  # ingests running side by side share one budget
     try:
         client: AsyncTogai | AsyncLago = (
             AsyncTogai(args.token, **options)
