@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,16 +14,25 @@ from . import __version__, metrics
 from . import _constants as C
 from ._transport import NoCookies
 from .config import ClientConfig, Provider, resolve_base_url, resolve_token
-from .deadletter import BadLineCallback, DeadLetterFile, OutcomeCallback, OutcomeSink, read_dead_letters
+from .deadletter import (
+    BadLineCallback,
+    DeadLetterFile,
+    OutcomeCallback,
+    OutcomeSink,
+    read_dead_letters,
+    unknown_since,
+)
 from .delivery import Recorder
 from .errors import InvalidEventError
-from .outcomes import Outcome, OutcomeStatus, Report, attach_report
+from .outcomes import Outcome, OutcomeStatus, Report, attach_report, stale_before
 from .pacing import PUBLISHED, PublishedPace, async_event_hooks, event_hooks, make_pacer
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
 from .providers.base import delivered_outcome, settle_unsent
 from .retry import RetryPolicy
 from .stats import Stats, StatsCounter
 from .text import shorten
+
+letter_log = logging.getLogger("billing_events.deadletter")
 
 PROVIDER_DEFAULTS: dict[str, tuple[type[ProviderRules], int, int]] = {
     "togai": (TogaiRules, C.TOGAI_MAX_BATCH_EVENTS, C.TOGAI_MAX_BODY_BYTES),
@@ -105,14 +115,39 @@ class ClientBase:
         return api
 
     def dead_letter_events(
-        self, path: str | Path, on_bad_line: BadLineCallback | None = None
+        self,
+        path: str | Path,
+        on_bad_line: BadLineCallback | None = None,
+        *,
+        resend_past_window: bool = False,
     ) -> list[dict[str, Any]]:
         """The events of a dead-letter file that belong to this provider, keys included.
 
-        A line that is not a dead letter is skipped and reported (see ``read_dead_letters``).
+        A line that is not a dead letter is skipped and reported (see ``read_dead_letters``). An
+        ``unknown`` letter older than the provider's window for repeated keys (Togai: 45 days, less a
+        day) is left out with a WARNING, since Togai would bill it again if the first send was stored;
+        ``resend_past_window=True`` keeps it.
         """
-        letters = read_dead_letters(path, on_bad_line)
-        return [letter.event for letter in letters if letter.provider == self.provider]
+        cutoff = None if resend_past_window else stale_before(self.provider)
+        events = []
+        for letter in read_dead_letters(path, on_bad_line):
+            if letter.provider != self.provider:
+                continue
+            since = unknown_since(letter.status, letter.at, cutoff)
+            if since is not None:
+                letter_log.warning(
+                    "%s: %s %s unknown since %s, past %s's window for repeated keys: not replayed, as it"
+                    " could be billed twice (resend_past_window=True replays it)",
+                    path,
+                    self.rules.key_field,
+                    shorten(letter.key, 80),
+                    since.date().isoformat(),
+                    self.provider,
+                    extra={"provider": self.provider},
+                )
+                continue
+            events.append(letter.event)
+        return events
 
     def _httpx_args(self, transport: Any) -> dict[str, Any]:
         # The pacer runs before and after every request of the client, whatever its transport.

@@ -82,13 +82,21 @@ class _SyncClient(ClientBase):
             raise
         return self._finish(slots)
 
-    def replay(self, dead_letter_path: str | Path, on_bad_line: BadLineCallback | None = None) -> Report:
+    def replay(
+        self,
+        dead_letter_path: str | Path,
+        on_bad_line: BadLineCallback | None = None,
+        *,
+        resend_past_window: bool = False,
+    ) -> Report:
         """Send the events of a dead-letter file again; their keys make this safe to repeat.
 
         A broken line (a write cut short, say) is skipped and reported to ``on_bad_line``
-        (default: a WARNING with its line number); every good letter is still sent.
+        (default: a WARNING with its line number); every good letter is still sent, except an
+        ``unknown`` one past the provider's window for repeated keys (see ``dead_letter_events``).
         """
-        return self.send(self.dead_letter_events(dead_letter_path, on_bad_line))
+        events = self.dead_letter_events(dead_letter_path, on_bad_line, resend_past_window=resend_past_window)
+        return self.send(events)
 
     def background(self, **options: Any) -> BackgroundSender:
         """A background sender on this client: ``track()`` queues, a worker thread sends."""

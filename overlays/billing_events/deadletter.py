@@ -103,6 +103,23 @@ class BadLine:
 BadLineCallback = Callable[[BadLine], None]
 
 
+def unknown_since(status: object, written: object, cutoff: float | None) -> dt.datetime | None:
+    """When an ``unknown`` letter was written, if that is before ``cutoff`` (see ``outcomes.stale_before``).
+
+    Its event may have been stored then, and the provider has forgotten the key since: a replay
+    could bill it twice. None for any other letter, or one whose time cannot be read.
+    """
+    if cutoff is None or status != "unknown" or not isinstance(written, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(written)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.timestamp() >= cutoff:
+        return None
+    return moment
+
+
 def _warn(bad: BadLine) -> None:
     log.warning("%s", bad, extra={"path": bad.path, "line": bad.line})
 

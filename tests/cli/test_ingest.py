@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import orjson
@@ -222,3 +223,51 @@ def test_a_refused_token_stops_the_run_and_a_rerun_resumes(
 
     assert resumed.code == 0, resumed.out + resumed.err
     assert mock.stats("togai")["stored"] == 300
+
+
+def _letter(provider: str, index: int, status: str, days_ago: float) -> dict[str, object]:
+    key_field = "id" if provider == "togai" else "transaction_id"
+    written = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
+    return {
+        "provider": provider,
+        "key": f"k-{index}",
+        "status": status,
+        "reason": "x",
+        "event": make_event(provider, index, **{key_field: f"k-{index}"}),
+        "at": written.isoformat(timespec="milliseconds"),
+    }
+
+
+def test_replay_refuses_togai_letters_unknown_for_longer_than_its_45_day_window(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    # Togai forgets an id after 45 days: an unknown event it did store then would be billed twice.
+    dead_letter = write_jsonl(
+        tmp_path / "dead.jsonl",
+        [
+            _letter("togai", 0, "unknown", days_ago=50),  # may be stored, and its id forgotten
+            _letter("togai", 1, "unknown", days_ago=10),  # still inside the window: a replay is safe
+            _letter("togai", 2, "failed", days_ago=50),  # surely not stored: safe at any age
+        ],
+    )
+
+    refused = run_cli("replay", "togai", str(dead_letter))
+
+    assert refused.code == 1
+    assert sorted(mock.keys("togai")) == ["k-1", "k-2"]
+    assert "unknown since" in refused.out and "--resend-past-window" in refused.out
+
+    forced = run_cli("replay", "togai", str(dead_letter), "--resend-past-window")
+
+    assert forced.code == 0
+    assert sorted(set(mock.keys("togai"))) == ["k-0", "k-1", "k-2"]
+
+
+def test_replay_of_old_lago_letters_is_not_limited(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
+    # Lago keeps its keys for good: a replay of any age is dropped as a duplicate if it was stored.
+    dead_letter = write_jsonl(tmp_path / "dead.jsonl", [_letter("lago", 0, "unknown", days_ago=400)])
+
+    result = run_cli("replay", "lago", str(dead_letter))
+
+    assert result.code == 0
+    assert mock.keys("lago") == ["k-0"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ from billing_events import AsyncTogai, Togai
 TOKEN = "replay-test-token-123456"
 
 
+def written(days_ago: float = 0) -> str:
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)).isoformat(timespec="milliseconds")
+
+
 def dead_letter_file(path: Path, count: int) -> Path:
     lines = [
         orjson.dumps(
@@ -24,7 +29,7 @@ def dead_letter_file(path: Path, count: int) -> Path:
                 "status": "unknown",
                 "reason": "x",
                 "event": togai_event(i, id=f"k-{i}"),
-                "at": "2024-05-01T12:00:00Z",
+                "at": written(),
             }
         )
         for i in range(count)
@@ -70,3 +75,39 @@ def test_async_replay_logs_the_bad_line_by_default(
     assert asyncio.run(run()) == 10
     assert hostile.stored_count == 10
     assert any("dead.jsonl:11: not a dead letter" in record.getMessage() for record in caplog.records)
+
+
+def test_a_togai_replay_leaves_out_unknown_letters_past_its_45_day_window(
+    tmp_path: Path, hostile: HostileServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Togai forgets an id after 45 days: an unknown event it stored back then would be billed twice.
+    letters = [
+        {"status": "unknown", "at": written(50)},
+        {"status": "unknown", "at": written(10)},
+        {"status": "failed", "at": written(50)},  # surely not stored: safe at any age
+    ]
+    path = tmp_path / "dead.jsonl"
+    path.write_bytes(
+        b"".join(
+            orjson.dumps(
+                {
+                    "provider": "togai",
+                    "key": f"k-{i}",
+                    "reason": "x",
+                    "event": togai_event(i, id=f"k-{i}"),
+                    **letter,
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
+            )
+            for i, letter in enumerate(letters)
+        )
+    )
+    with Togai(TOKEN, base_url=hostile.url) as client:
+        report = client.replay(path)
+        assert sorted(hostile.stored) == ["k-1", "k-2"]
+        assert len(report) == 2
+        assert any("k-0 unknown since" in record.getMessage() for record in caplog.records)
+
+        forced = client.replay(path, resend_past_window=True)
+
+    assert len(forced) == 3 and sorted(set(hostile.stored)) == ["k-0", "k-1", "k-2"]

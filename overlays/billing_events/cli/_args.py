@@ -274,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="check every entry against the spec and report problems by line number; send nothing",
         )
+        sub.add_argument(
+            "--resend-past-window",
+            action="store_true",
+            help="also replay `unknown` entries older than the provider's window for repeated keys"
+            " (Togai: 45 days, less a day); by default they are refused, as Togai would bill them again"
+            " if the first send was stored",
+        )
         _add_connection_options(sub, provider)
         _add_output_options(sub, dead_letter_default="DEAD_LETTER_FILE with .remaining.jsonl")
         sub.set_defaults(provider_spec=provider, command="replay")

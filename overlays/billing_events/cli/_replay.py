@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from ..deadletter import letter_lines, too_long
+from ..deadletter import letter_lines, too_long, unknown_since
+from ..outcomes import stale_before
 from . import _sending
 from ._dry_run import dry_run
 from ._exit import UsageError
@@ -19,8 +20,14 @@ from ._summary import finish
 from ._text import clip
 
 
-def _dead_letter_records(path: Path, provider: Provider, only: Sequence[str] | None) -> Iterator[Record]:
-    """Records of a dead-letter file; entries filtered out by --only are skipped, others' are invalid."""
+def _dead_letter_records(
+    path: Path, provider: Provider, only: Sequence[str] | None, stale: float | None = None
+) -> Iterator[Record]:
+    """Records of a dead-letter file; entries filtered out by --only are skipped, others' are invalid.
+
+    ``stale``: an ``unknown`` letter written before this Unix time is invalid (past the provider's window
+    for repeated keys, see ``stale_before``).
+    """
     try:
         stream = path.open("rb")
     except OSError as exc:
@@ -52,7 +59,7 @@ def _dead_letter_records(path: Path, provider: Provider, only: Sequence[str] | N
                 event: dict[str, object] = entry["event"]
                 if event.get(provider.key_field) in (None, "") and isinstance(entry.get("key"), str):
                     event[provider.key_field] = entry["key"]
-                why = _not_repeatable(event, provider)
+                why = _not_repeatable(event, provider) or _past_window(entry, provider, stale)
                 yield Record(number, event) if why is None else Record(number, None, why)
 
     return entries()
@@ -73,11 +80,24 @@ def _not_repeatable(event: dict[str, object], provider: Provider) -> str | None:
     return None
 
 
+def _past_window(entry: dict[str, object], provider: Provider, stale: float | None) -> str | None:
+    """Why an ``unknown`` letter is too old to replay: the provider may have stored it and forgotten its key."""
+    moment = unknown_since(entry.get("status"), entry.get("at"), stale)
+    if moment is None:
+        return None
+    return (
+        f"unknown since {moment.date().isoformat()}, past {provider.title}'s window for repeated keys:"
+        " if it was stored then, a replay bills it twice; check it on the provider's side, then"
+        " --resend-past-window"
+    )
+
+
 def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     provider: Provider = args.provider_spec
     _sending.check_batch_size(provider, args)
     path = Path(args.file)
-    records = _dead_letter_records(path, provider, args.only)
+    stale = None if args.resend_past_window else stale_before(provider.name)
+    records = _dead_letter_records(path, provider, args.only, stale)
     if args.dry_run:
         return dry_run(out, records, provider, str(path), args.batch_events)
     dead_letter: Path = args.dead_letter or path.with_name(
