@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import httpcore
+
+from ._network import aresolve, resolve
 from .errors import ConfigurationError
 
 log = logging.getLogger("billing_events")
@@ -219,31 +222,55 @@ class RedisBudget:
         self._clients()
         return time.monotonic() >= self._down_until
 
+    def _host(self) -> tuple[str, int] | None:
+        """The host name a connection looks up first; None for a unix socket or an IP address."""
+        parts = urlsplit(self._url)
+        if parts.scheme == "unix" or not parts.hostname:
+            return None
+        return parts.hostname, parts.port or 6379
+
+    def _pin(self, client: Any, addresses: list[str]) -> Any:
+        """The client, connecting to the address just looked up: redis-py's own lookup has no bound.
+
+        TLS (rediss://) keeps the name, which the certificate is checked against; its lookup above
+        was bounded, so a hung resolver is found there, and a second lookup is answered from cache.
+        """
+        if addresses and urlsplit(self._url).scheme == "redis":
+            client.connection_pool.connection_kwargs["host"] = addresses[0]
+        return client.register_script(_REDIS_GCRA)
+
     def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
         if not self._available():
             return self._local.reserve(key, interval, burst, max_wait)
-        if self._sync is None:
-            client = self._redis_module.Redis.from_url(self._url, **self._options())
-            self._sync = client.register_script(_REDIS_GCRA)
         try:
+            if self._sync is None:
+                host = self._host()
+                addresses = [] if host is None else resolve(*host, REDIS_TIMEOUT)
+                client = self._redis_module.Redis.from_url(self._url, **self._options())
+                self._sync = self._pin(client, addresses)
             answer = self._sync(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
-        except self._redis_module.RedisError as exc:
+        except (self._redis_module.RedisError, httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
             self._unreachable(exc)
+            self._sync = None  # looked up again when Redis is asked next: it may have moved
             return self._local.reserve(key, interval, burst, max_wait)
         return _wait_of(answer)
 
     async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
         if not self._available():
             return self._local.reserve(key, interval, burst, max_wait)
-        if self._async is None:
-            from redis import asyncio as aioredis
-
-            client = aioredis.Redis.from_url(self._url, **self._options())
-            self._async = client.register_script(_REDIS_GCRA)
         try:
+            if self._async is None:
+                from redis import asyncio as aioredis
+
+                host = self._host()
+                # Never on the loop's executor, which asyncio.run() waits for at exit.
+                addresses = [] if host is None else await aresolve(*host, REDIS_TIMEOUT)
+                client = aioredis.Redis.from_url(self._url, **self._options())
+                self._async = self._pin(client, addresses)
             answer = await self._async(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
-        except self._redis_module.RedisError as exc:
+        except (self._redis_module.RedisError, httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
             self._unreachable(exc)
+            self._async = None
             return self._local.reserve(key, interval, burst, max_wait)
         return _wait_of(answer)
 

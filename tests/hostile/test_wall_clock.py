@@ -17,6 +17,7 @@ from cli.support import togai_event, write_jsonl
 
 from billing_events import AsyncLago, AsyncTogai, Lago, NotFoundError, RetryPolicy, Togai, partial_report
 from billing_events._transport import bounded, call_deadline
+from billing_events.budgets import open_budget
 from billing_events.cli import main
 from billing_events.errors import RequestTimeoutError
 from hostile.conftest import TOKEN, statuses_once_cancelled
@@ -405,3 +406,25 @@ def test_a_cancellation_while_the_host_is_looked_up_ends_the_events_failed(
             return await statuses_once_cancelled(sending)
 
     assert asyncio.run(run()) == ["failed"] * 3
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_redis_rate_budget_bounds_a_hanging_name_lookup(
+    hanging_resolver: HangingResolver, kind: str
+) -> None:
+    # redis-py looks its host up with no bound: the budget looks it up itself, within its own bound,
+    # and paces locally meanwhile.
+    budget = open_budget(f"redis://{HangingResolver.HOST}:6379/0?key=lookup-test")
+
+    if kind == "sync":
+        waits = [budget.reserve("events", 0.01, 0.01, 5.0) for _ in range(2)]
+    else:
+
+        async def reserve_twice() -> list[float | None]:
+            return [await budget.areserve("events", 0.01, 0.01, 5.0) for _ in range(2)]
+
+        waits = asyncio.run(reserve_twice())
+
+    assert hanging_resolver.asked.is_set()
+    assert not hanging_resolver.outlasted.is_set()
+    assert waits[0] == 0.0 and waits[1] is not None  # the local budget's slots
