@@ -130,8 +130,10 @@ class ClientBase:
         """
         cutoff = None if resend_past_window else stale_before(self.provider)
         events = []
+        others = 0
         for letter in read_dead_letters(path, on_bad_line):
             if letter.provider != self.provider:
+                others += 1
                 continue
             since = unknown_since(letter.status, letter.at, cutoff)
             if since is not None:
@@ -147,6 +149,10 @@ class ClientBase:
                 )
                 continue
             events.append(letter.event)
+        if others:
+            letter_log.warning(
+                "%s: %d letters of another provider left out", path, others, extra={"provider": self.provider}
+            )
         return events
 
     def _httpx_args(self, transport: Any) -> dict[str, Any]:

@@ -111,3 +111,32 @@ def test_a_togai_replay_leaves_out_unknown_letters_past_its_45_day_window(
         forced = client.replay(path, resend_past_window=True)
 
     assert len(forced) == 3 and sorted(set(hostile.stored)) == ["k-0", "k-1", "k-2"]
+
+
+def test_a_replay_names_the_letters_of_the_other_provider_it_leaves_out(
+    tmp_path: Path, hostile: HostileServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "dead.jsonl"
+    lago = {
+        "provider": "lago",
+        "key": "t-1",
+        "status": "failed",
+        "reason": "x",
+        "event": {"transaction_id": "t-1"},
+    }
+    togai = {
+        "provider": "togai",
+        "key": "k-1",
+        "status": "failed",
+        "reason": "x",
+        "event": togai_event(1, id="k-1"),
+    }
+    path.write_bytes(
+        b"".join(orjson.dumps(letter, option=orjson.OPT_APPEND_NEWLINE) for letter in (lago, togai))
+    )
+
+    with Togai(TOKEN, base_url=hostile.url) as client:
+        report = client.replay(path)
+
+    assert len(report) == 1 and hostile.stored == ["k-1"]
+    assert any("1 letters of another provider left out" in record.getMessage() for record in caplog.records)
