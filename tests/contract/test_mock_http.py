@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -255,3 +256,46 @@ def test_requests_are_counted_per_provider_whatever_their_outcome(client: httpx.
 
     assert stats["togai"]["requests"] == 3
     assert stats["lago"]["requests"] == 1
+
+
+def test_a_client_that_leaves_before_its_body_arrives_is_no_mock_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A cancelled or killed sender closes its connection mid-body: the mock answers nobody and logs no error.
+    app = create_app(MockConfig(token=TOKEN))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"{TOGAI}/ingestBatch",
+        "raw_path": f"{TOGAI}/ingestBatch".encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    messages = [
+        {"type": "http.request", "body": b'{"events": [', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+
+    asyncio.run(run())
+
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+    assert [message["status"] for message in sent if message["type"] == "http.response.start"] == [499]
+    assert app.state.mock.togai.events() == []

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from anyio import sleep
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from billing_events.mock.config import FaultConfig
@@ -92,6 +92,11 @@ def public_endpoint(
             return captive_portal()
         try:
             response = await handler(request, state)
+        except ClientDisconnect:
+            # The client went away before its body arrived (a cancelled or killed sender): nobody reads
+            # the answer, and nothing was stored. 499, as proxies log such a request.
+            logger.info("client left during %s %s", request.method, request.url.path)
+            return Response(status_code=499)
         except Exception as exc:
             # A mock bug must not look like a provider outage; log it loudly and answer a client error.
             logger.exception("mock handler failed for %s %s", request.method, request.url.path)
