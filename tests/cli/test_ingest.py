@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import orjson
@@ -271,3 +273,56 @@ def test_replay_of_old_lago_letters_is_not_limited(run_cli: RunCli, mock: Mock, 
 
     assert result.code == 0
     assert mock.keys("lago") == ["k-0"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "age_days", "held_back"), [("togai", 46, True), ("togai", 10, False), ("lago", 400, False)]
+)
+def test_a_rerun_holds_back_togai_lines_unknown_for_longer_than_its_45_day_window(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, provider: str, age_days: float, held_back: bool
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event(provider, index) for index in range(10)])
+    mock.faults(rate_lost_response=1.0)  # stored, but the answer never arrives: unknown
+    assert run_cli("ingest", provider, str(source), "--max-attempts", "1").code == 2
+    mock.faults(rate_lost_response=0.0)
+    state = tmp_path / f"events.jsonl.{provider}.state.sqlite"
+    with contextlib.closing(sqlite3.connect(state)) as db, db:
+        db.execute("UPDATE lines SET unsure_since = unsure_since - ?", (age_days * 86_400,))
+    requests = mock.stats(provider)["requests"]
+
+    again = run_cli("ingest", provider, str(source), "--report", "report.json")
+
+    report = orjson.loads(Path("report.json").read_bytes())
+    counts = report["counts"]
+    if held_back:
+        # Togai has forgotten these ids: if it stored them, a re-send would bill them twice.
+        assert again.code != 0 and counts["unknown"] == 10
+        assert mock.stats(provider)["requests"] == requests
+        reasons = {problem["reason"].split(":")[0] for problem in report["problems"]}
+        assert len(reasons) == 1 and "past Togai's window for repeated keys" in next(iter(reasons))
+        forced = run_cli("ingest", provider, str(source), "--resend-past-window")
+        assert forced.code == 0 and mock.stats(provider)["requests"] > requests
+    else:
+        assert again.code == 0 and counts["delivered"] + counts["duplicate"] == 10
+    assert len(set(mock.keys(provider))) == 10
+
+
+def test_a_state_written_before_lines_kept_their_unknown_time_is_read_and_extended(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("togai", index) for index in range(5)])
+    assert run_cli("ingest", "togai", str(source)).code == 0
+    state = tmp_path / "events.jsonl.togai.state.sqlite"
+    with contextlib.closing(sqlite3.connect(state)) as db, db:
+        # The table as the previous release wrote it: no unsure_since column.
+        db.executescript(
+            "CREATE TABLE old_lines AS SELECT fingerprint, stamp, status FROM lines; DROP TABLE lines;"
+            " CREATE TABLE lines (fingerprint BLOB PRIMARY KEY, stamp INTEGER, status INTEGER) WITHOUT ROWID;"
+            " INSERT INTO lines SELECT * FROM old_lines; DROP TABLE old_lines;"
+        )
+
+    again = run_cli("ingest", "togai", str(source))
+
+    assert again.code == 0 and "nothing to send" in again.out
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        assert "unsure_since" in {row[1] for row in db.execute("PRAGMA table_info(lines)")}

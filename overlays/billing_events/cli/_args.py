@@ -235,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="send every line again, settled or not, with the keys and timestamps it had; the provider"
             " drops what it already has (Togai only within 45 days of the first send)",
         )
+        resume.add_argument(
+            "--resend-past-window",
+            action="store_true",
+            help="also send again lines that ended `unknown` longer ago than the provider's window for"
+            " repeated keys (Togai: 45 days, less a day); by default they stay `unknown`, as Togai would"
+            " bill them again if the first send was stored",
+        )
         _add_connection_options(sub, provider)
         _add_output_options(sub, dead_letter_default=f"FILE.{provider.name}.dead-letter.jsonl")
         sub.set_defaults(provider_spec=provider, command="ingest")

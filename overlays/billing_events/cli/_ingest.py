@@ -12,6 +12,7 @@ from typing import IO
 
 from rich.console import Console
 
+from ..outcomes import stale_before
 from . import _sending
 from ._dry_run import dry_run
 from ._exit import UsageError
@@ -138,6 +139,7 @@ def _ingest_input(
             stamp=int(clock()) if state is not None else None,
             # Lines are identified in blocks of several batches: one state commit per block.
             chunk_records=max(args.batch_events, 2000),
+            stale=None if args.restart or args.resend_past_window else stale_before(provider.name),
         )
         with contextlib.closing(identified):
             result = _sending.pump(args, provider, source.records, identified, open_sender, state, err)

@@ -16,13 +16,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Generator, Iterator
+
+import attrs
 
 from .._keys import Occurrences, content_digest, fingerprint, give_key
 from ._input import Record
 from ._key_conflicts import KeyRegistry, key_digest
 from ._providers import Provider
-from ._state import State
+from ._state import Known, State
 from ._text import clip
 
 TIMESTAMP = "timestamp"
@@ -42,12 +45,15 @@ def identify(
     state: State | None,
     stamp: int | None,
     chunk_records: int,
+    stale: float | None = None,
 ) -> Generator[Record, None, None]:
     """Give each event its fingerprint, and its key and timestamp when it has none.
 
     A line the state says is settled for good comes back with ``earlier`` set
     and is not sent again. ``stamp`` is the timestamp for Lago events that have
     none and were never given one; None means there is no state to keep it in.
+    So does a line that ended ``unknown`` before ``stale`` (Unix time; see
+    ``outcomes.stale_before``): the provider may have it, and no longer its key.
     """
     occurrences = Occurrences()
     keys = KeyRegistry()
@@ -56,10 +62,10 @@ def identify(
         for record in records:
             chunk.append(record)
             if len(chunk) >= chunk_records:
-                yield from _identify_chunk(chunk, provider, state, stamp, occurrences, keys)
+                yield from _identify_chunk(chunk, provider, state, stamp, occurrences, keys, stale)
                 chunk = []
         if chunk:
-            yield from _identify_chunk(chunk, provider, state, stamp, occurrences, keys)
+            yield from _identify_chunk(chunk, provider, state, stamp, occurrences, keys, stale)
     finally:
         occurrences.close()
         keys.close()
@@ -92,6 +98,22 @@ def _key_conflicts(
     return reasons
 
 
+def _past_window(earlier: Known, stale: float | None) -> bool:
+    since = earlier.unsure_since
+    return stale is not None and earlier.status == "unknown" and since is not None and since < stale
+
+
+def _held_back(earlier: Known, provider: Provider) -> Known:
+    """An old ``unknown`` line, kept ``unknown`` and not sent: a re-send could be billed twice."""
+    assert earlier.unsure_since is not None
+    day = dt.datetime.fromtimestamp(earlier.unsure_since, dt.UTC).date().isoformat()
+    reason = (
+        f"unknown since {day}, past {provider.title}'s window for repeated keys: not sent again, as a"
+        " re-send could be billed twice; check it on the provider's side, then --resend-past-window"
+    )
+    return attrs.evolve(earlier, reason=reason)
+
+
 def _identify_chunk(
     chunk: list[Record],
     provider: Provider,
@@ -99,6 +121,7 @@ def _identify_chunk(
     stamp: int | None,
     occurrences: Occurrences,
     keys: KeyRegistry,
+    stale: float | None = None,
 ) -> list[Record]:
     readable = [record for record in chunk if record.event is not None]
     events = [record.event for record in readable if record.event is not None]
@@ -120,6 +143,9 @@ def _identify_chunk(
         earlier = known.get(line_print)
         if earlier is not None and earlier.status in SETTLED_FOR_GOOD:
             out.append(Record(record.line, event, None, line_print, earlier))
+            continue
+        if earlier is not None and _past_window(earlier, stale):
+            out.append(Record(record.line, event, None, line_print, _held_back(earlier, provider)))
             continue
         stamped = provider.stamps_missing_timestamp and event.get(TIMESTAMP) is None
         if stamped:

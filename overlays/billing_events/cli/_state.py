@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS lines (
     fingerprint BLOB PRIMARY KEY,
     stamp INTEGER,
-    status INTEGER
+    status INTEGER,
+    unsure_since REAL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS problems (
     fingerprint BLOB PRIMARY KEY,
@@ -93,6 +94,8 @@ class Known:
     status: str | None
     reason: str | None
     key: str | None
+    # When the line first ended ``unknown`` (Unix seconds): since then the provider may have it.
+    unsure_since: float | None = None
 
 
 @frozen
@@ -197,14 +200,14 @@ class State:
             part = fingerprints[start : start + 500]
             marks = ",".join("?" * len(part))
             rows = self._db.execute(
-                "SELECT lines.fingerprint, stamp, status, reason, key FROM lines"
+                "SELECT lines.fingerprint, stamp, status, reason, key, unsure_since FROM lines"
                 " LEFT JOIN problems USING (fingerprint)"
                 f" WHERE lines.fingerprint IN ({marks})",
                 part,
             )
-            for fingerprint, stamp, status, reason, key in rows:
+            for fingerprint, stamp, status, reason, key, unsure_since in rows:
                 name = STATUSES[status] if status is not None else None
-                found[bytes(fingerprint)] = Known(stamp, name, reason, key)
+                found[bytes(fingerprint)] = Known(stamp, name, reason, key, unsure_since)
         return found
 
     def remember_stamps(self, stamps: Iterable[tuple[bytes, int]]) -> None:
@@ -221,9 +224,14 @@ class State:
         close): a crash before that only makes a re-run send those lines again,
         under the same keys and timestamps, which the provider drops.
         """
+        now = time.time()
         self._db.executemany(
-            "INSERT INTO lines (fingerprint, status) VALUES (?, ?) ON CONFLICT DO UPDATE SET status = excluded.status",
-            [(line.fingerprint, _STATUS_CODE[line.status]) for line in lines],
+            "INSERT INTO lines (fingerprint, status, unsure_since) VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
+            " SET status = excluded.status, unsure_since = coalesce(lines.unsure_since, excluded.unsure_since)",
+            [
+                (line.fingerprint, _STATUS_CODE[line.status], now if line.status == "unknown" else None)
+                for line in lines
+            ],
         )
         if self._problems_kept:
             self._db.executemany(
@@ -304,4 +312,8 @@ def _connect(path: Path, provider: str) -> sqlite3.Connection:
     if meta.get("provider") != provider:
         db.close()
         raise StateError(f"state file {path} belongs to a {meta.get('provider')} ingestion, not {provider}")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(lines)")}
+    if "unsure_since" not in columns:  # written before lines kept the time they became unknown
+        with db:
+            db.execute("ALTER TABLE lines ADD COLUMN unsure_since REAL")
     return db
