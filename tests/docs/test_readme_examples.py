@@ -49,6 +49,40 @@ events = [
     for n in range(3)
 ]
 """
+# The interrupted send: Ctrl-C arrives during the second of three requests, so the `except` branch runs.
+CTRL_C_CLIENT = """
+import httpx
+from billing_events import Togai
+
+
+class CtrlC(httpx.HTTPTransport):
+    calls = 0
+
+    def handle_request(self, request):
+        CtrlC.calls += 1
+        if CtrlC.calls == 2:
+            raise KeyboardInterrupt
+        return super().handle_request(request)
+
+
+togai = Togai(transport=CtrlC(), max_batch_events=2)
+events = [
+    {
+        "schemaName": "api_calls",
+        "id": f"evt-{n}",
+        "timestamp": "2024-05-01T10:15:30Z",
+        "accountId": "acme-corp",
+        "attributes": [{"name": "calls", "value": "1"}],
+        "dimensions": {},
+    }
+    for n in range(6)
+]
+"""
+CTRL_C_CHECK = """
+assert CtrlC.calls > 2 and len(report) < len(events), "the send was not interrupted"
+readme_mock.assert_stored(events)  # every event stored, each once
+togai.close()
+"""
 DEAD_LETTER = {
     "provider": "togai",
     "key": "evt-1",
@@ -87,7 +121,7 @@ PLAN: dict[str, Run | Skip] = {
     "Quick start: Lago": Run(run_main=True),
     "Retries": Run(),
     "Rate limits": Skip("needs a Redis server (redis://redis.internal) and the providers' own endpoints"),
-    "Interrupted calls": Run(before=TOGAI_CLIENT, after="togai.close()"),
+    "Interrupted calls": Run(before=CTRL_C_CLIENT, after=CTRL_C_CHECK),
     "Background sending": Run(before=TOGAI_CLIENT, after="sender.close(5)\ntogai.close()"),
     "Durable sending": Run(
         before=TOGAI_CLIENT,
@@ -197,7 +231,9 @@ def substituted(code: str, plan: Run, urls: dict[str, str], tmp_path: Path) -> s
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"L{block.line}-{block.name}" for block in BLOCKS])
-def test_readme_example_runs(block: Block, readme_env: dict[str, str], tmp_path: Path) -> None:
+def test_readme_example_runs(
+    block: Block, readme_env: dict[str, str], served: ProviderMock, tmp_path: Path
+) -> None:
     plan = PLAN[block.name]
     if isinstance(plan, Skip):
         pytest.skip(plan.reason)
@@ -206,7 +242,7 @@ def test_readme_example_runs(block: Block, readme_env: dict[str, str], tmp_path:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr[-2000:]
         return
-    namespace: dict[str, object] = {"__name__": "readme_example", "asyncio": asyncio}
+    namespace: dict[str, object] = {"__name__": "readme_example", "asyncio": asyncio, "readme_mock": served}
     exec(compile(code, f"README.md:{block.line}", "exec"), namespace)
     main = namespace.get("main")
     if plan.run_main:
