@@ -134,7 +134,8 @@ PLAN: dict[str, Run | Skip] = {
     "Logging #2": Run(),
     "Dead letters and replay": Run(
         before=TOGAI_CLIENT
-        + f"\nopen('dead-letters.jsonl', 'w').write({json.dumps(DEAD_LETTER)!r} + '\\n')\n",
+        + "\nfrom pathlib import Path\n\n"
+        + f"Path('dead-letters.jsonl').write_text({json.dumps(DEAD_LETTER)!r} + '\\n')\n",
         after="assert report.ok, report.counts\ntogai.close()",
     ),
     "Dask": Skip(
