@@ -3,6 +3,7 @@ members, and every `#anchor` link leads to a heading."""
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import billing_events.errors
 from billing_events import metrics
+from billing_events.cli._args import build_parser
 from billing_events.mock import ProviderMock
 from billing_events.mock.config import FaultConfig
 
@@ -104,3 +106,22 @@ def test_every_anchor_link_leads_to_a_heading() -> None:
         seen[base] = count + 1
     links = set(re.findall(r"\]\(#([^)]+)\)", PROSE))
     assert links - slugs == set()
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option of a parser and of its subcommands, at any depth."""
+    found = {option for action in parser._actions for option in action.option_strings}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found |= _option_strings(child)
+    return found
+
+
+def test_every_command_line_option_the_readme_names_exists() -> None:
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-v)\b", README))
+    # Options of other commands the README names: ruff, mypy, openapi-python-client, valgrind, Celery, the bench.
+    others = {"--check", "--strict", "--meta", "--fail-on-warning", "--tool", "--max-memory-per-child"}
+    others |= {"--scenarios", "--skip-extras", "--profile", "--caller-cost-only", "--no-backfills"}
+    others |= {"--skip-pacing", "--recovery-events"}
+    assert named - others - _option_strings(build_parser()) == set()
