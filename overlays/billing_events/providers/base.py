@@ -469,6 +469,11 @@ class ProviderRules:
         return InvalidEventError(field, rule, key=_printable(key), event=self._with_key(data, key))
 
     def _with_key(self, data: dict[str, Any], key: object) -> dict[str, Any]:
+        """A refused event as its outcome and dead letter keep it: with its key, and Lago's stamp."""
+        stamp_field = self.stamp_field
+        if stamp_field is not None and data.get(stamp_field) is None:
+            # A replay of the letter, once fixed, must carry one timestamp however often it is replayed.
+            data = {**data, stamp_field: f"{time.time():.3f}"}
         return data if data.get(self.key_field) is not None else {self.key_field: key, **data}
 
     # -- batching ---------------------------------------------------------
