@@ -258,9 +258,10 @@ class OutcomeSink:
         counts = Counter(outcome.status.value for outcome in dead)
         first = dead[0]
         outcome_log.warning(
-            "%s: %d events not delivered (%s); first: %s %s: %s%s",
+            "%s: %d %s not delivered (%s); first: %s %s: %s%s",
             self.provider,
             len(dead),
+            "event" if len(dead) == 1 else "events",
             ", ".join(f"{status} {amount}" for status, amount in sorted(counts.items())),
             shorten(first.key, 120),
             first.status.value,

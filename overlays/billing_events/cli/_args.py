@@ -243,7 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
             " bill them again if the first send was stored",
         )
         _add_connection_options(sub, provider)
-        _add_output_options(sub, dead_letter_default=f"FILE.{provider.name}.dead-letter.jsonl")
+        _add_output_options(
+            sub,
+            dead_letter_default=f"FILE.{provider.name}.dead-letter.jsonl; for stdin"
+            f" billing-events.{provider.name}.dead-letter.jsonl",
+        )
         sub.set_defaults(provider_spec=provider, command="ingest")
 
     replay = commands.add_parser(

@@ -99,6 +99,8 @@ async def ingest_batch(request: Request, state: MockState) -> Response:
         return togai_error(
             422, f"events: at most {rules.max_batch_events} events per request, got {len(events)}"
         )
+    if not events:  # only reachable with validation off: the spec's minItems refuses it first
+        return togai_error(400, "events: must hold at least 1 event")
     accepted_events, rejected = _judge_events(state, events)
     if not accepted_events:
         messages = [f"events[{entry['index']}]: {entry['message']}" for entry in rejected]
