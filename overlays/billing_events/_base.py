@@ -135,6 +135,16 @@ class ClientBase:
             if letter.provider != self.provider:
                 others += 1
                 continue
+            if letter.clipped is not None:
+                letter_log.warning(
+                    "%s: %s %s not replayed: %s (fix it where it came from)",
+                    path,
+                    self.rules.key_field,
+                    shorten(letter.key, 80),
+                    letter.clipped,
+                    extra={"provider": self.provider},
+                )
+                continue
             since = unknown_since(letter.status, letter.at, cutoff)
             if since is not None:
                 letter_log.warning(

@@ -30,6 +30,8 @@ OutcomeCallback = Callable[[Outcome], None]
 # A letter holds one event (one request carries at most 1 MiB) and a short reason: a longer line is damage.
 MAX_LETTER_BYTES = 2 * 1024 * 1024
 _SKIP_BLOCK = 1 << 20
+# An event too large for a letter (far beyond any request body, so refused) keeps this much of its JSON.
+CLIPPED_EVENT_BYTES = 64 * 1024
 
 
 @attrs.frozen
@@ -42,6 +44,35 @@ class DeadLetter:
     reason: str | None
     event: dict[str, Any]
     at: str
+    # Set when the event was too large to keep: ``event`` is empty, and this says how large it was.
+    clipped: str | None = None
+
+
+def _letter(provider: str, outcome: Outcome, now: str) -> bytes:
+    """One dead-letter line; an event that would make it longer than a letter holds is kept clipped."""
+    letter = {
+        "provider": provider,
+        "key": outcome.key,
+        "status": outcome.status.value,
+        "reason": outcome.reason,
+        "event": outcome.event,
+        "at": now,
+    }
+    # A value JSON cannot carry is written as its repr: the letter is kept, readable.
+    line = orjson.dumps(letter, default=repr, option=orjson.OPT_APPEND_NEWLINE)
+    if len(line) <= MAX_LETTER_BYTES:
+        return line
+    # Such an event is beyond any provider's request body: it can only be refused. Its start is kept to
+    # recognise it by, never a copy that a replay could send (a clipped value could be billed).
+    event = orjson.dumps(outcome.event, default=repr)
+    head = event[:CLIPPED_EVENT_BYTES].decode("utf-8", "replace")
+    clipped = {
+        **letter,
+        "event": {},
+        "clipped": f"the event's JSON was {len(event):,} bytes; its first {len(head):,} characters are event_head",
+        "event_head": head,
+    }
+    return orjson.dumps(clipped, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class DeadLetterFile:
@@ -59,22 +90,7 @@ class DeadLetterFile:
 
     def write(self, provider: str, outcomes: Sequence[Outcome]) -> None:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        lines = b"".join(
-            orjson.dumps(
-                {
-                    "provider": provider,
-                    "key": outcome.key,
-                    "status": outcome.status.value,
-                    "reason": outcome.reason,
-                    "event": outcome.event,
-                    "at": now,
-                },
-                # A value JSON cannot carry is written as its repr: the letter is kept, readable.
-                default=repr,
-                option=orjson.OPT_APPEND_NEWLINE,
-            )
-            for outcome in outcomes
-        )
+        lines = b"".join(_letter(provider, outcome, now) for outcome in outcomes)
         with self._lock:
             try:
                 with self.path.open("ab") as sink:
@@ -170,6 +186,7 @@ def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = No
                     reason=item.get("reason"),
                     event=dict(item["event"]),
                     at=item.get("at", ""),
+                    clipped=item.get("clipped"),
                 )
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 why = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)

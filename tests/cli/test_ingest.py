@@ -326,3 +326,25 @@ def test_a_state_written_before_lines_kept_their_unknown_time_is_read_and_extend
     assert again.code == 0 and "nothing to send" in again.out
     with contextlib.closing(sqlite3.connect(state)) as db:
         assert "unsure_since" in {row[1] for row in db.execute("PRAGMA table_info(lines)")}
+
+
+def test_replay_refuses_a_letter_whose_event_was_too_large_to_keep(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    # As DeadLetterFile writes an event far beyond any request body: its start, never a sendable copy.
+    letter = {
+        "provider": "togai",
+        "key": "k-0",
+        "status": "rejected",
+        "reason": "schemaName: at most 50 characters",
+        "event": {},
+        "at": dt.datetime.now(dt.UTC).isoformat(),
+        "clipped": "the event's JSON was 3,000,120 bytes; its first 65,536 characters are event_head",
+        "event_head": '{"schemaName":"xxxx',
+    }
+    letters = write_jsonl(tmp_path / "dead.jsonl", [letter])
+
+    result = run_cli("replay", "togai", str(letters))
+
+    assert result.code == 1 and mock.stats("togai")["requests"] == 0
+    assert "too large to keep" in result.out

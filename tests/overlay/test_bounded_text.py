@@ -32,6 +32,23 @@ def test_a_5_mb_value_gives_a_short_reason_and_dead_letter(tmp_path: Path) -> No
     assert len(str(outcome.error)) < SHORT
     [letter] = read_dead_letters(dead)
     assert letter.reason is not None and len(letter.reason) < SHORT
+    # The event is far beyond any request body: the letter keeps its start, and says so.
+    assert dead.stat().st_size < 100_000
+    assert letter.event == {} and letter.clipped is not None and "5,2" in letter.clipped
+
+
+def test_a_letter_whose_event_was_too_large_to_keep_is_not_replayed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = tmp_path / "dead.jsonl"
+    client = offline(Togai, dead_letter_path=dead)
+    client.send([togai_event(0, timestamp="9" * FIVE_MB)])
+
+    with caplog.at_level(logging.WARNING, logger="billing_events"):
+        report = client.replay(dead)
+
+    assert len(report) == 0  # nothing is sent: a clipped copy could be billed as if it were the event
+    assert any("not replayed: the event's JSON was" in record.getMessage() for record in caplog.records)
 
 
 def test_track_of_a_5_mb_value_logs_a_short_warning(caplog: pytest.LogCaptureFixture) -> None:

@@ -56,6 +56,13 @@ def _dead_letter_records(
                     continue
                 if only and entry.get("status") not in only:
                     continue
+                if isinstance(entry.get("clipped"), str):
+                    yield Record(
+                        number,
+                        None,
+                        f"event too large to keep: {clip(entry['clipped'])}; fix it at its source",
+                    )
+                    continue
                 event: dict[str, object] = entry["event"]
                 if event.get(provider.key_field) in (None, "") and isinstance(entry.get("key"), str):
                     event[provider.key_field] = entry["key"]
