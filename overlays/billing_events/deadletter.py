@@ -19,7 +19,7 @@ from .errors import APIError
 from .outcomes import Outcome, OutcomeStatus
 from .providers.base import Pending, Settled, delivered_outcome
 from .stats import StatsCounter
-from .text import shorten
+from .text import bounded_lines, shorten
 
 log = logging.getLogger("billing_events.deadletter")
 outcome_log = logging.getLogger("billing_events.outcomes")
@@ -29,7 +29,6 @@ WARNING_INTERVAL = 10.0
 OutcomeCallback = Callable[[Outcome], None]
 # A letter holds one event (one request carries at most 1 MiB) and a short reason: a longer line is damage.
 MAX_LETTER_BYTES = 2 * 1024 * 1024
-_SKIP_BLOCK = 1 << 20
 # An event too large for a letter (far beyond any request body, so refused) keeps this much of its JSON.
 CLIPPED_EVENT_BYTES = 64 * 1024
 
@@ -141,22 +140,9 @@ def _warn(bad: BadLine) -> None:
 
 
 def letter_lines(source: IO[bytes], limit: int = MAX_LETTER_BYTES) -> Iterator[tuple[int, bytes | int]]:
-    """``(number, line)`` for each line, or ``(number, size)`` for one above ``limit``.
-
-    A line too long to be a letter (a damaged file, something else written over it) is skipped block
-    by block, so memory stays bounded by the limit however long it is.
-    """
-    number = 0
-    while raw := source.readline(limit + 1):
-        number += 1
-        if len(raw) <= limit or raw.endswith(b"\n"):
-            yield number, raw
-            continue
-        size = len(raw)
-        while raw and not raw.endswith(b"\n"):
-            raw = source.readline(_SKIP_BLOCK)
-            size += len(raw)
-        yield number, size
+    """``(number, line)`` for each line, or ``(number, size)`` for one too long to be a letter (a damaged
+    file, something else written over it), skipped without being read into memory."""
+    return bounded_lines(source, limit)
 
 
 def too_long(size: int) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any
 
 from . import _constants as C
 
@@ -201,3 +201,26 @@ def rule_in_words(kind: Any, instance: object) -> str | None:
         words = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[name]
         return f"must be {words} {getattr(kind, 'limit', '?')}, {got}"
     return None
+
+
+# How much of an oversized line is read at a time while it is skipped.
+_SKIP_BLOCK = 1 << 20
+
+
+def bounded_lines(source: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | int]]:
+    """``(number, line)`` for each line of ``source``, or ``(number, size)`` for one above ``limit``.
+
+    An oversized line is skipped block by block, so memory stays bounded by the limit however long
+    the line is.
+    """
+    number = 0
+    while raw := source.readline(limit + 1):
+        number += 1
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield number, raw
+            continue
+        size = len(raw)
+        while raw and not raw.endswith(b"\n"):
+            raw = source.readline(_SKIP_BLOCK)
+            size += len(raw)
+        yield number, size

@@ -33,22 +33,30 @@ LAGO_URLS = (
 )
 
 # Fragments use a client or events made earlier in their section; this is that earlier code.
+
+
+def togai_events(count: int) -> str:
+    """Code that makes ``events``: ``count`` Togai events with keys evt-0, evt-1, ..."""
+    return f"""
+events = [
+    {{
+        "schemaName": "api_calls",
+        "id": f"evt-{{n}}",
+        "timestamp": "2024-05-01T10:15:30Z",
+        "accountId": "acme-corp",
+        "attributes": [{{"name": "calls", "value": "1"}}],
+        "dimensions": {{}},
+    }}
+    for n in range({count})
+]
+"""
+
+
 TOGAI_CLIENT = """
 from billing_events import AsyncTogai, Lago, Togai
 
 togai = Togai()
-events = [
-    {
-        "schemaName": "api_calls",
-        "id": f"evt-{n}",
-        "timestamp": "2024-05-01T10:15:30Z",
-        "accountId": "acme-corp",
-        "attributes": [{"name": "calls", "value": "1"}],
-        "dimensions": {},
-    }
-    for n in range(3)
-]
-"""
+""" + togai_events(3)
 # The interrupted send: Ctrl-C arrives during the second of three requests, so the `except` branch runs.
 CTRL_C_CLIENT = """
 import httpx
@@ -66,18 +74,7 @@ class CtrlC(httpx.HTTPTransport):
 
 
 togai = Togai(transport=CtrlC(), max_batch_events=2)
-events = [
-    {
-        "schemaName": "api_calls",
-        "id": f"evt-{n}",
-        "timestamp": "2024-05-01T10:15:30Z",
-        "accountId": "acme-corp",
-        "attributes": [{"name": "calls", "value": "1"}],
-        "dimensions": {},
-    }
-    for n in range(6)
-]
-"""
+""" + togai_events(6)
 CTRL_C_CHECK = """
 assert CtrlC.calls > 2 and len(report) < len(events), "the send was not interrupted"
 readme_mock.assert_stored(events)  # every event stored, each once

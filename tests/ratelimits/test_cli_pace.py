@@ -18,6 +18,10 @@ from .conftest import GROUP, base_url
 from .workers import make_events
 
 
+def ingest_argv(server: str, source: Path) -> list[str]:
+    return ["ingest", "togai", str(source), "--base-url", base_url(server, "togai"), "--token", "test-token"]
+
+
 def ingest(server: str, tmp_path: Path, *extra: str) -> tuple[int, int, int]:
     """(exit code, accepted, throttled) of one ingest of 120 Togai events in 60 requests."""
     tmp_path.mkdir()
@@ -28,15 +32,7 @@ def ingest(server: str, tmp_path: Path, *extra: str) -> tuple[int, int, int]:
         admin.put(
             "/_mock/rate_limits", json={"enabled": True, "limits": {GROUP["togai"]: 40}}
         ).raise_for_status()
-        argv = [
-            "ingest",
-            "togai",
-            str(source),
-            "--base-url",
-            base_url(server, "togai"),
-            "--token",
-            "test-token",
-        ]
+        argv = ingest_argv(server, source)
         code = main([*argv, "--batch-events", "2", "--no-progress", "--state", str(tmp_path / "s"), *extra])
         seconds = admin.get("/_mock/rate_limits").json()["seconds"].values()
         admin.put("/_mock/rate_limits", json={"enabled": False}).raise_for_status()
@@ -75,15 +71,7 @@ def _side_by_side(server: str, tmp_path: Path, *extra: str) -> tuple[list[int], 
         source = folder / "events.jsonl"
         events = make_events("togai", 0 if name == "one" else 1000, 120)
         source.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in events))
-        argv = [
-            "ingest",
-            "togai",
-            str(source),
-            "--base-url",
-            base_url(server, "togai"),
-            "--token",
-            "test-token",
-        ]
+        argv = ingest_argv(server, source)
         options = ["--batch-events", "2", "--max-requests-per-second", "40", "--no-progress"]
         runs.append([*argv, *options, "--state", str(folder / "state"), *extra])
     with httpx.Client(base_url=server, timeout=10) as admin:

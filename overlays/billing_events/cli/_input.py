@@ -20,6 +20,7 @@ from typing import IO, Literal
 import orjson
 from attrs import frozen
 
+from ..text import bounded_lines
 from . import _columnar
 from ._state import Known
 from ._text import clip
@@ -146,26 +147,9 @@ def _with_row_count(source: InputFile) -> InputFile:
 
 
 def _lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, bytes | int]]:
-    """``(number, line)`` for each physical line, or ``(number, size)`` for one above ``max_line_bytes``.
-
-    An oversized line is skipped block by block, so memory stays bounded by
-    the limit however long the line is.
-    """
+    """``(number, line)`` for each physical line, or ``(number, size)`` for one above ``max_line_bytes``."""
     with path.open("rb") as stream:
-        number = 0
-        while True:
-            raw = stream.readline(max_line_bytes + 1)
-            if not raw:
-                return
-            number += 1
-            if len(raw) <= max_line_bytes or raw.endswith(b"\n"):
-                yield number, raw
-                continue
-            size = len(raw)
-            while raw and not raw.endswith(b"\n"):
-                raw = stream.readline(_READ_BLOCK)
-                size += len(raw)
-            yield number, size
+        yield from bounded_lines(stream, max_line_bytes)
 
 
 def _too_long(size: int, limit: int) -> str:
