@@ -17,10 +17,11 @@ the same data anywhere gives the same fingerprints and keys.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Sequence
 
 import orjson
+
+from ._spill import SpillMap
 
 
 def content_digest(event: dict[str, object]) -> bytes:
@@ -61,46 +62,23 @@ class Occurrences:
     """Numbers identical events in the order they are given (1 for the first copy, 2 for the second, ...).
 
     Counts live in a dict up to ``MEMORY_DIGESTS`` distinct events, then move to
-    a private temporary SQLite database, so millions of distinct events do not
-    hold millions of digests in memory.
+    a private temporary SQLite database (``SpillMap``), so millions of distinct
+    events do not hold millions of digests in memory.
     """
 
     MEMORY_DIGESTS = 200_000
 
     def __init__(self) -> None:
-        self._counts: dict[bytes, int] = {}
-        self._db: sqlite3.Connection | None = None
+        self._counts: SpillMap[int] = SpillMap(self.MEMORY_DIGESTS)
 
     def number(self, digests: Sequence[bytes]) -> list[int]:
-        counts = self._counts if self._db is None else self._from_disk(digests)
+        counts = self._counts.get_many(digests)
         numbers: list[int] = []
         for digest in digests:
             counts[digest] = number = counts.get(digest, 0) + 1
             numbers.append(number)
-        if self._db is not None:
-            self._db.executemany(
-                "INSERT INTO seen VALUES (?, ?) ON CONFLICT DO UPDATE SET copies = excluded.copies",
-                counts.items(),
-            )
-        elif len(counts) > self.MEMORY_DIGESTS:
-            self._db = sqlite3.connect("", isolation_level=None)  # "": an anonymous on-disk database
-            # Scratch data, gone when the run ends: no journal and no syncing.
-            self._db.execute("PRAGMA journal_mode=OFF")
-            self._db.execute("PRAGMA synchronous=OFF")
-            self._db.execute(
-                "CREATE TABLE seen (digest BLOB PRIMARY KEY, copies INTEGER NOT NULL) WITHOUT ROWID"
-            )
-            self._db.executemany("INSERT INTO seen VALUES (?, ?)", counts.items())
-            self._counts = {}
+        self._counts.put_many(counts)
         return numbers
 
-    def _from_disk(self, digests: Sequence[bytes]) -> dict[bytes, int]:
-        assert self._db is not None
-        distinct = list(dict.fromkeys(digests))
-        marks = ",".join("?" * len(distinct))
-        query = f"SELECT digest, copies FROM seen WHERE digest IN ({marks})"
-        return {bytes(digest): copies for digest, copies in self._db.execute(query, distinct)}
-
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
+        self._counts.close()

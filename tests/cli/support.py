@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+import pytest
 from attrs import frozen
+
+from billing_events.cli import _sending
+from billing_events.cli._run import EventSender
 
 START = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -62,3 +67,33 @@ def write_jsonl(path: Path, events: Sequence[dict[str, Any] | str]) -> Path:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+@contextmanager
+def wrapped_sender(
+    monkeypatch: pytest.MonkeyPatch, wrap: Callable[[EventSender], EventSender]
+) -> Iterator[None]:
+    """While active, the CLI's client is wrapped by ``wrap`` (a sender that crashes, records or stops)."""
+    real_open = _sending.open_sender
+
+    def open_wrapped(*args: Any) -> Any:
+        open_client = real_open(*args)
+
+        @asynccontextmanager
+        async def wrapped() -> AsyncIterator[EventSender]:
+            async with open_client() as client:
+                yield wrap(client)
+
+        def factory() -> AbstractAsyncContextManager[EventSender]:
+            return wrapped()
+
+        return factory
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_sending, "open_sender", open_wrapped)
+        yield
+
+
+def report_of(path: Path) -> dict[str, Any]:
+    report: dict[str, Any] = orjson.loads(path.read_bytes())
+    return report

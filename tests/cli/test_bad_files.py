@@ -14,18 +14,13 @@ import orjson
 import pytest
 
 from cli.conftest import Mock
-from cli.support import RunCli, lago_event, togai_event, write_jsonl
+from cli.support import RunCli, lago_event, report_of, togai_event, write_jsonl
 
 LAGO_HEADER = "external_subscription_id,code,timestamp,prop.region\n"
 
 
 def lago_rows(count: int) -> list[str]:
     return [f"sub_{index % 5},api_calls,{1714557600 + index},eu-west-1\n" for index in range(count)]
-
-
-def report_of(path: Path) -> dict[str, Any]:
-    report: dict[str, Any] = orjson.loads(path.read_bytes())
-    return report
 
 
 def test_an_unterminated_quote_spoils_only_its_own_row(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:

@@ -10,27 +10,21 @@ from __future__ import annotations
 import datetime as dt
 import io
 import random
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from billing_events import Report
-from billing_events.cli import _ingest, _lines, _sending, main
+from billing_events.cli import _ingest, _lines, main
 from billing_events.cli._run import EventSender
 from cli.conftest import Mock
-from cli.support import RunCli, lago_event, make_event, togai_event, write_jsonl
+from cli.support import RunCli, lago_event, make_event, report_of, togai_event, wrapped_sender, write_jsonl
 
 PROVIDERS = ["togai", "lago"]
 HOUR = 3600
-
-
-def report_of(path: Path) -> dict[str, Any]:
-    report: dict[str, Any] = orjson.loads(path.read_bytes())
-    return report
 
 
 def no_restart_advice(*outputs: str) -> None:
@@ -128,23 +122,7 @@ def recording(
 ) -> Iterator[list[dict[str, Any]]]:
     """While active, every event the CLI sends is appended to the yielded list."""
     sent: list[dict[str, Any]] = []
-    real_open = _sending.open_sender
-
-    def open_recording(*args: Any) -> Any:
-        open_client = real_open(*args)
-
-        @asynccontextmanager
-        async def wrapped() -> AsyncIterator[EventSender]:
-            async with open_client() as client:
-                yield RecordingSender(client, sent, crash_on)
-
-        def factory() -> AbstractAsyncContextManager[EventSender]:
-            return wrapped()
-
-        return factory
-
-    with monkeypatch.context() as patch:
-        patch.setattr(_sending, "open_sender", open_recording)
+    with wrapped_sender(monkeypatch, lambda client: RecordingSender(client, sent, crash_on)):
         yield sent
 
 

@@ -12,19 +12,17 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from billing_events import Report
-from billing_events.cli import _sending
 from billing_events.cli._run import EventSender
 from cli.conftest import TOKEN, Mock
-from cli.support import RunCli, make_event, write_jsonl
+from cli.support import RunCli, make_event, report_of, wrapped_sender, write_jsonl
 
 PROVIDERS = ["togai", "lago"]
 
@@ -50,29 +48,8 @@ class CrashingSender:
 @contextmanager
 def crash_on_call(monkeypatch: pytest.MonkeyPatch, call: int, *, send_first: bool) -> Iterator[None]:
     """While active, the CLI's client raises on its ``call``-th batch, as if the process had crashed."""
-    real_open = _sending.open_sender
-
-    def open_crashing(*args: Any) -> Any:
-        open_client = real_open(*args)
-
-        @asynccontextmanager
-        async def crashing() -> AsyncIterator[EventSender]:
-            async with open_client() as client:
-                yield CrashingSender(client, call, send_first=send_first)
-
-        def factory() -> AbstractAsyncContextManager[EventSender]:
-            return crashing()
-
-        return factory
-
-    with monkeypatch.context() as patch:
-        patch.setattr(_sending, "open_sender", open_crashing)
+    with wrapped_sender(monkeypatch, lambda client: CrashingSender(client, call, send_first=send_first)):
         yield
-
-
-def report_of(path: Path) -> dict[str, Any]:
-    report: dict[str, Any] = orjson.loads(path.read_bytes())
-    return report
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -13,8 +13,8 @@ import signal
 import sqlite3
 import tempfile
 import tracemalloc
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,11 @@ import orjson
 import pytest
 
 from billing_events import Report
-from billing_events.cli import _sending, main
+from billing_events.cli import main
 from billing_events.cli._run import EventSender
 from billing_events.cli._state import State, StateError
 from cli.conftest import Mock
-from cli.support import RunCli, make_event, read_jsonl, write_jsonl
+from cli.support import RunCli, make_event, read_jsonl, report_of, wrapped_sender, write_jsonl
 
 PROVIDERS = ["togai", "lago"]
 
@@ -50,29 +50,8 @@ class StoppingSender:
 
 @contextmanager
 def stop_on_call(monkeypatch: pytest.MonkeyPatch, call: int, signum: signal.Signals) -> Iterator[None]:
-    real_open = _sending.open_sender
-
-    def open_stopping(*args: Any) -> Any:
-        open_client = real_open(*args)
-
-        @asynccontextmanager
-        async def stopping() -> AsyncIterator[EventSender]:
-            async with open_client() as client:
-                yield StoppingSender(client, call, signum)
-
-        def factory() -> AbstractAsyncContextManager[EventSender]:
-            return stopping()
-
-        return factory
-
-    with monkeypatch.context() as patch:
-        patch.setattr(_sending, "open_sender", open_stopping)
+    with wrapped_sender(monkeypatch, lambda client: StoppingSender(client, call, signum)):
         yield
-
-
-def report_of(path: Path) -> dict[str, Any]:
-    report: dict[str, Any] = orjson.loads(path.read_bytes())
-    return report
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

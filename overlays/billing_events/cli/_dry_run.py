@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import sqlite3
 from collections.abc import Iterator, Sequence
 
 import orjson
 from rich.console import Console
 
+from .._spill import SpillMap
 from ..errors import InvalidEventError
 from ..providers import ProviderRules
 from ._exit import EXIT_OK, EXIT_REJECTED
@@ -24,55 +24,28 @@ BLOCK_RECORDS = 4096
 class FirstLines:
     """The first line of each key (a 16-byte digest of the key and its scope), seen in the order given.
 
-    Digests live in a dict up to ``MEMORY_KEYS`` keys, then move to a private temporary SQLite
-    database (standard library, as ``_keys.Occurrences``), so a file of millions of keys is checked
-    in flat memory.
+    Digests live in a dict up to ``MEMORY_KEYS`` keys, then on disk (``SpillMap``), so a file of
+    millions of keys is checked in flat memory.
     """
 
     MEMORY_KEYS = 200_000
 
     def __init__(self) -> None:
-        self._lines: dict[bytes, int] = {}
-        self._db: sqlite3.Connection | None = None
+        self._lines: SpillMap[int] = SpillMap(self.MEMORY_KEYS)
 
     def first(self, digests: Sequence[bytes], lines: Sequence[int]) -> list[int]:
         """For each digest, the first line that had it: its own line when none did before."""
-        known = self._lines if self._db is None else self._from_disk(digests)
+        known = self._lines.get_many(digests)
         new: dict[bytes, int] = {}
         firsts: list[int] = []
         for digest, line in zip(digests, lines, strict=True):
             first = known.get(digest) or new.setdefault(digest, line)
             firsts.append(first)
-        if self._db is not None:
-            self._db.executemany("INSERT INTO first VALUES (?, ?)", new.items())
-            return firsts
-        self._lines.update(new)
-        if len(self._lines) > self.MEMORY_KEYS:
-            self._db = sqlite3.connect("", isolation_level=None)  # "": an anonymous on-disk database
-            # Scratch data, gone when the run ends: no journal and no syncing.
-            self._db.execute("PRAGMA journal_mode=OFF")
-            self._db.execute("PRAGMA synchronous=OFF")
-            self._db.execute(
-                "CREATE TABLE first (digest BLOB PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID"
-            )
-            self._db.executemany("INSERT INTO first VALUES (?, ?)", self._lines.items())
-            self._lines = {}
+        self._lines.put_many(new)
         return firsts
 
-    def _from_disk(self, digests: Sequence[bytes]) -> dict[bytes, int]:
-        assert self._db is not None
-        distinct = list(dict.fromkeys(digests))
-        found: dict[bytes, int] = {}
-        # SQLite allows 32,766 parameters per statement.
-        for start in range(0, len(distinct), 30_000):
-            part = distinct[start : start + 30_000]
-            query = f"SELECT digest, line FROM first WHERE digest IN ({','.join('?' * len(part))})"
-            found.update((bytes(digest), line) for digest, line in self._db.execute(query, part))
-        return found
-
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
+        self._lines.close()
 
 
 def _key_digest(key: str, scope: object) -> bytes:
