@@ -218,8 +218,10 @@ def test_a_refused_token_stops_the_run_and_a_rerun_resumes(
     assert refused.code == 64
     assert "refused the token" in refused.err
     assert mock.stats("togai")["stored"] == 0
-    # Stopped at the first refusal: no line was settled as failed, so none is skipped by the rerun.
-    assert orjson.loads(Path("report.json").read_bytes())["records"] == 0
+    # Stopped at the first refusal. Batches already in flight were cut: counted as failed (never sent)
+    # or unknown (sent, no answer read), and sent again by the rerun like every other line.
+    counts = orjson.loads(Path("report.json").read_bytes())["counts"]
+    assert counts["delivered"] == counts["duplicate"] == counts["rejected"] == 0
 
     resumed = run_cli("ingest", "togai", str(source), *options)
 

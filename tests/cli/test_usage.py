@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,24 @@ def test_an_unwritable_dead_letter_path_is_a_usage_error_before_sending(
     # Nothing was recorded as settled: the same command with a usable path sends every event.
     assert run_cli(command, "togai", str(source)).code == 0
     assert mock.stats("togai")["stored"] == 5
+
+
+def test_a_bad_client_option_is_said_before_standard_input_is_read(tmp_path: Path) -> None:
+    # A live stream on stdin may never end: the client's options are checked first. (A rate budget
+    # needs a pace, and a --base-url has none by default: the client refuses the pair.)
+    argv = ["ingest", "togai", "--token", "t", "--base-url", "http://127.0.0.1:9"]
+    budget = f"sqlite:///{tmp_path / 'budget.db'}?key=k"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "billing_events.cli", *argv, "--rate-budget", budget],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    try:
+        code = process.wait(timeout=30)  # stdin stays open: the old order waited here for its end
+    finally:
+        process.kill()
+        _, err = process.communicate()
+    assert code == 64
+    assert b"rate_budget: a shared budget needs a pace" in err

@@ -16,9 +16,20 @@ from ..outcomes import stale_before
 from . import _sending
 from ._dry_run import dry_run
 from ._exit import UsageError
-from ._input import COLUMNAR, InputError, InputFile, Record, open_input, read_columnar, read_csv, read_jsonl
+from ._input import (
+    COLUMNAR,
+    STDIN,
+    InputError,
+    InputFile,
+    Record,
+    open_input,
+    read_columnar,
+    read_csv,
+    read_jsonl,
+)
 from ._lines import identify
 from ._providers import Provider
+from ._run import SenderFactory
 from ._state import State, StateError
 from ._summary import finish
 
@@ -51,15 +62,29 @@ class _UntilUnreadable:
             self.error = exc
 
 
+def _dead_letter_path(args: argparse.Namespace, provider: Provider) -> Path:
+    if args.dead_letter is not None:
+        path: Path = args.dead_letter
+        return path
+    if args.file == STDIN:
+        return Path(f"billing-events.{provider.name}.dead-letter.jsonl")
+    return Path(f"{args.file}.{provider.name}.dead-letter.jsonl")
+
+
 def ingest(args: argparse.Namespace, out: Console, err: Console, stdin: IO[bytes] | None) -> int:
     provider: Provider = args.provider_spec
     _sending.check_batch_size(provider, args)
+    # The client first: a missing token or a bad option is said before standard input is read, which
+    # may never end (a live stream).
+    open_sender = (
+        None if args.dry_run else _sending.open_sender(provider, args, _dead_letter_path(args, provider))
+    )
     try:
         source = open_input(args.file, args.format, stdin=stdin)
     except InputError as exc:
         raise UsageError(str(exc)) from exc
     try:
-        return _ingest_input(args, provider, source, out, err)
+        return _ingest_input(args, provider, source, open_sender, out, err)
     finally:
         source.discard()
 
@@ -83,7 +108,12 @@ def _state_path(args: argparse.Namespace, provider: Provider, source: InputFile)
 
 
 def _ingest_input(
-    args: argparse.Namespace, provider: Provider, source: InputFile, out: Console, err: Console
+    args: argparse.Namespace,
+    provider: Provider,
+    source: InputFile,
+    open_sender: SenderFactory | None,
+    out: Console,
+    err: Console,
 ) -> int:
     records = _records(provider, source)
     try:
@@ -92,18 +122,14 @@ def _ingest_input(
     except InputError as exc:
         raise UsageError(str(exc)) from exc
     everything = itertools.chain([first] if first is not None else [], records)
-    if args.dry_run:
+    if open_sender is None:  # --dry-run
         try:
             return dry_run(out, everything, provider, source.label, args.batch_events)
         except InputError as exc:  # the file is damaged past its start
             raise UsageError(str(exc)) from exc
 
     state_path = _state_path(args, provider, source)
-    dead_letter: Path = args.dead_letter or (
-        Path(f"{source.path}.{provider.name}.dead-letter.jsonl")
-        if not source.spooled
-        else Path(f"billing-events.{provider.name}.dead-letter.jsonl")
-    )
+    dead_letter = _dead_letter_path(args, provider)
     _sending.check_distinct(
         {
             "FILE": None if source.spooled else source.path,
@@ -114,7 +140,6 @@ def _ingest_input(
     )
     _sending.check_dead_letter(dead_letter)
     _sending.check_report(args.report)
-    open_sender = _sending.open_sender(provider, args, dead_letter)
     try:
         state = (
             State.open(
