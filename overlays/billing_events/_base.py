@@ -24,7 +24,7 @@ from .deadletter import (
 )
 from .delivery import Recorder
 from .errors import InvalidEventError
-from .outcomes import Outcome, OutcomeStatus, Report, attach_report, stale_before
+from .outcomes import Outcome, OutcomeStatus, Report, attach_report, past_window_reason, stale_before
 from .pacing import PUBLISHED, PublishedPace, async_event_hooks, event_hooks, make_pacer
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
 from .providers.base import delivered_outcome, settle_unsent
@@ -148,13 +148,11 @@ class ClientBase:
             since = unknown_since(letter.status, letter.at, cutoff)
             if since is not None:
                 letter_log.warning(
-                    "%s: %s %s unknown since %s, past %s's window for repeated keys: not replayed, as it"
-                    " could be billed twice (resend_past_window=True replays it)",
+                    "%s: %s %s %s",
                     path,
                     self.rules.key_field,
                     shorten(letter.key, 80),
-                    since.date().isoformat(),
-                    self.provider,
+                    past_window_reason(self.provider, since, "resend_past_window=True replays it"),
                     extra={"provider": self.provider},
                 )
                 continue

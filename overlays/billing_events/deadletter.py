@@ -16,7 +16,7 @@ import orjson
 
 from . import metrics
 from .errors import APIError
-from .outcomes import Outcome, OutcomeStatus
+from .outcomes import Outcome, OutcomeStatus, past_window
 from .providers.base import Pending, Settled, delivered_outcome
 from .stats import StatsCounter
 from .text import bounded_lines, shorten
@@ -118,21 +118,21 @@ class BadLine:
 BadLineCallback = Callable[[BadLine], None]
 
 
-def unknown_since(status: object, written: object, cutoff: float | None) -> dt.datetime | None:
-    """When an ``unknown`` letter was written, if that is before ``cutoff`` (see ``outcomes.stale_before``).
+def unknown_since(status: object, written: object, cutoff: float | None) -> float | None:
+    """When an ``unknown`` letter was written (Unix time), if that is past the window (``outcomes.past_window``).
 
     Its event may have been stored then, and the provider has forgotten the key since: a replay
     could bill it twice. None for any other letter, or one whose time cannot be read.
     """
-    if cutoff is None or status != "unknown" or not isinstance(written, str):
+    if status != "unknown" or not isinstance(written, str):
         return None
     try:
         moment = dt.datetime.fromisoformat(written)
     except ValueError:
         return None
-    if moment.tzinfo is None or moment.timestamp() >= cutoff:
+    if moment.tzinfo is None or not past_window(moment.timestamp(), cutoff):
         return None
-    return moment
+    return moment.timestamp()
 
 
 def _warn(bad: BadLine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import time
 from collections import Counter
@@ -48,6 +49,20 @@ def stale_before(provider: str, now: float | None = None) -> float | None:
     if window is None:
         return None
     return (time.time() if now is None else now) - (window - C.DEDUP_WINDOW_MARGIN_SECONDS)
+
+
+def past_window(unsure_since: float | None, cutoff: float | None) -> bool:
+    """Whether an event ``unknown`` since ``unsure_since`` (Unix time) is too old to re-send (``stale_before``)."""
+    return cutoff is not None and unsure_since is not None and unsure_since < cutoff
+
+
+def past_window_reason(provider: str, unsure_since: float, remedy: str) -> str:
+    """Why such an event stays ``unknown``, and ``remedy``: how to send it anyway."""
+    day = dt.datetime.fromtimestamp(unsure_since, dt.UTC).date().isoformat()
+    return (
+        f"unknown since {day}, past {provider}'s window for repeated keys: not sent again, as a re-send"
+        f" could be billed twice; {remedy}"
+    )
 
 
 @attrs.frozen

@@ -40,7 +40,7 @@ from ..cli._columnar import row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD
 from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
-from ..outcomes import stale_before
+from ..outcomes import past_window, past_window_reason, stale_before
 from ._checkpoint import PartitionCheckpoint, job_stamp
 from ._clients import run_with_client
 
@@ -203,11 +203,11 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
         if earlier in SETTLED_FOR_GOOD:
             summary[earlier] += 1
             summary["settled_earlier"] += 1
-        elif cutoff is not None and checkpoint.unsure_since.get(print_, cutoff) < cutoff:
+        elif (since := checkpoint.unsure_since.get(print_)) is not None and past_window(since, cutoff):
             # The provider has forgotten its key by now: if that send was stored, a re-send bills twice.
             summary["unknown"] += 1
-            summary["problem"] = summary["problem"] or _past_window(
-                backfill.provider, checkpoint.unsure_since[print_]
+            summary["problem"] = summary["problem"] or past_window_reason(
+                backfill.provider, since, "Backfill(resend_past_window=True) sends it"
             )
         else:
             pending.append((print_, event))
@@ -219,14 +219,6 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
             lambda client: _send(client, pending, backfill, checkpoint, summary),
         )
     return summary
-
-
-def _past_window(provider: str, since: float) -> str:
-    day = dt.datetime.fromtimestamp(since, dt.UTC).date().isoformat()
-    return (
-        f"unknown since {day}, past {provider}'s window for repeated keys: not sent again, as a re-send"
-        " could be billed twice (Backfill(resend_past_window=True) sends it)"
-    )
 
 
 async def _send(

@@ -16,15 +16,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Generator, Iterator
 
 import attrs
 
 from .._keys import Occurrences, content_digest, fingerprint, give_key
+from ..outcomes import past_window, past_window_reason
 from ._input import Record
 from ._key_conflicts import KeyRegistry, key_digest
-from ._providers import Provider
+from ._providers import PAST_WINDOW_REMEDY, Provider
 from ._state import Known, State
 from ._text import clip
 
@@ -98,20 +98,12 @@ def _key_conflicts(
     return reasons
 
 
-def _past_window(earlier: Known, stale: float | None) -> bool:
-    since = earlier.unsure_since
-    return stale is not None and earlier.status == "unknown" and since is not None and since < stale
-
-
 def _held_back(earlier: Known, provider: Provider) -> Known:
     """An old ``unknown`` line, kept ``unknown`` and not sent: a re-send could be billed twice."""
     assert earlier.unsure_since is not None
-    day = dt.datetime.fromtimestamp(earlier.unsure_since, dt.UTC).date().isoformat()
-    reason = (
-        f"unknown since {day}, past {provider.title}'s window for repeated keys: not sent again, as a"
-        " re-send could be billed twice; check it on the provider's side, then --resend-past-window"
+    return attrs.evolve(
+        earlier, reason=past_window_reason(provider.title, earlier.unsure_since, PAST_WINDOW_REMEDY)
     )
-    return attrs.evolve(earlier, reason=reason)
 
 
 def _identify_chunk(
@@ -144,7 +136,7 @@ def _identify_chunk(
         if earlier is not None and earlier.status in SETTLED_FOR_GOOD:
             out.append(Record(record.line, event, None, line_print, earlier))
             continue
-        if earlier is not None and _past_window(earlier, stale):
+        if earlier is not None and earlier.status == "unknown" and past_window(earlier.unsure_since, stale):
             out.append(Record(record.line, event, None, line_print, _held_back(earlier, provider)))
             continue
         stamped = provider.stamps_missing_timestamp and event.get(TIMESTAMP) is None

@@ -68,3 +68,5 @@ LAGO = Provider(
 PROVIDERS = {provider.name: provider for provider in (TOGAI, LAGO)}
 # The rate budget a run shares with others when --rate-budget is not given.
 RATE_BUDGET_ENV = "BILLING_EVENTS_RATE_BUDGET"
+# How to send an event held back past the provider's window for repeated keys (ingest and replay).
+PAST_WINDOW_REMEDY = "check it on the provider's side, then --resend-past-window"

@@ -10,12 +10,12 @@ import orjson
 from rich.console import Console
 
 from ..deadletter import letter_lines, too_long, unknown_since
-from ..outcomes import stale_before
+from ..outcomes import past_window_reason, stale_before
 from . import _sending
 from ._dry_run import dry_run
 from ._exit import UsageError
 from ._input import Record
-from ._providers import Provider
+from ._providers import PAST_WINDOW_REMEDY, Provider
 from ._summary import finish
 from ._text import clip
 
@@ -89,14 +89,10 @@ def _not_repeatable(event: dict[str, object], provider: Provider) -> str | None:
 
 def _past_window(entry: dict[str, object], provider: Provider, stale: float | None) -> str | None:
     """Why an ``unknown`` letter is too old to replay: the provider may have stored it and forgotten its key."""
-    moment = unknown_since(entry.get("status"), entry.get("at"), stale)
-    if moment is None:
+    since = unknown_since(entry.get("status"), entry.get("at"), stale)
+    if since is None:
         return None
-    return (
-        f"unknown since {moment.date().isoformat()}, past {provider.title}'s window for repeated keys:"
-        " if it was stored then, a replay bills it twice; check it on the provider's side, then"
-        " --resend-past-window"
-    )
+    return past_window_reason(provider.title, since, PAST_WINDOW_REMEDY)
 
 
 def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
