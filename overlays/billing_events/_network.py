@@ -20,9 +20,9 @@ tries each address in turn with what is left. Connections are pooled, so a looku
 once per new connection, and an IP address is never looked up.
 
 ``Progress`` tells whether any byte of a request was written. The streams here mark it, for
-the request in whose context they run. When an attempt is cut (the async deadline, a
-cancellation, Ctrl-C) while its connection was still being made (a lookup, a TCP connect, a
-TLS handshake), the provider surely never saw it.
+the request in whose context they run. When an attempt that goes out through them is cut (the
+async deadline, a cancellation, Ctrl-C) before its first write (waiting for a pooled connection,
+a lookup, a TCP connect, a TLS handshake), the provider surely never saw it.
 
 The async transport is ``ShardedAsyncTransport``: a small pool per request in flight, because
 one pool's bookkeeping walks its connections pairwise (see its docstring).
@@ -64,12 +64,11 @@ class Progress:
     """How far a request got on the wire; set by the bounded transports and this module's streams, read
     when the request is cut."""
 
-    __slots__ = ("connecting", "entered", "sent", "watched")
+    __slots__ = ("entered", "sent", "watched")
 
     def __init__(self) -> None:
         self.entered = False  # the client's transport took the request (it was past the pacer's wait)
         self.watched = False  # every byte of it goes out through this module's streams, which mark ``sent``
-        self.connecting = False  # a new connection was being made for this attempt
         self.sent = False  # a byte of the request (or of a proxy's CONNECT) may have left
 
     @property
@@ -77,18 +76,12 @@ class Progress:
         """Nothing of the request left: it was cut before the transport took it (waiting for the rate
         budget), or before a byte of it was written by streams that mark their writes (waiting for a
         pooled connection, making a new one)."""
-        return not self.entered or ((self.watched or self.connecting) and not self.sent)
+        return not self.entered or (self.watched and not self.sent)
 
 
 _progress: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("attempt_progress", default=None)
 set_progress = _progress.set
 reset_progress = _progress.reset
-
-
-def _mark_connecting() -> None:
-    progress = _progress.get()
-    if progress is not None:
-        progress.connecting = True
 
 
 def _mark_sent() -> None:
@@ -245,7 +238,6 @@ class DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        _mark_connecting()
         addresses = resolve(host, port, _cut(timeout, httpcore.ConnectTimeout))
         options = list(socket_options or ())
 
@@ -343,7 +335,6 @@ class ReadableCheckBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        _mark_connecting()
         addresses = await aresolve(host, port, timeout)
         options = list(socket_options or ())
 

@@ -232,8 +232,9 @@ class RedisBudget:
     def _pin(self, client: Any, addresses: list[str]) -> Any:
         """The client, connecting to the address just looked up: redis-py's own lookup has no bound.
 
-        TLS (rediss://) keeps the name, which the certificate is checked against; its lookup above
-        was bounded, so a hung resolver is found there, and a second lookup is answered from cache.
+        TLS (rediss://) keeps the name, which the certificate is checked against: redis-py looks it up
+        again, unbounded, but only after the bounded lookup above answered, so a resolver that hangs is
+        found there first.
         """
         if addresses and urlsplit(self._url).scheme == "redis":
             client.connection_pool.connection_kwargs["host"] = addresses[0]
