@@ -7,14 +7,13 @@ import asyncio
 import signal
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from cli.support import lago_event
 
-from billing_events import AsyncLago, Lago, RetryPolicy, partial_report
+from billing_events import AsyncLago, Lago, RetryPolicy, pacing, partial_report
 from hostile.conftest import TOKEN, statuses_once_cancelled
 from hostile.server import Answer, HostileServer
 
@@ -110,15 +109,23 @@ SLOW_PACE = {"max_requests_per_second": 0.05}
 LONG_POLICY = RetryPolicy(max_attempts=2, deadline=60.0, initial_delay=0.01, max_delay=0.01)
 
 
-def _until(condition: Any, what: str) -> None:
-    """Wait, within 10 s, for ``condition()`` to hold (it reads the client's stats)."""
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} never happened"
-        threading.Event().wait(0.005)
+@pytest.fixture
+def budget_wait(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set once a request starts waiting for its rate-budget slot (the pacer records the wait first)."""
+    started = threading.Event()
+    record = pacing.metrics.rate_budget_waited
+
+    def recorded(provider: str, seconds: float) -> None:
+        record(provider, seconds)
+        started.set()
+
+    monkeypatch.setattr(pacing.metrics, "rate_budget_waited", recorded)
+    return started
 
 
-def test_ctrl_c_while_waiting_for_the_rate_budget_ends_the_events_failed(hostile: HostileServer) -> None:
+def test_ctrl_c_while_waiting_for_the_rate_budget_ends_the_events_failed(
+    hostile: HostileServer, budget_wait: threading.Event
+) -> None:
     # The request never reached the transport: nothing left, and the partial report says so.
     main = threading.get_ident()
     with Lago(TOKEN, base_url=hostile.url, retry=LONG_POLICY, timeout=60.0, **SLOW_PACE) as client:
@@ -127,8 +134,8 @@ def test_ctrl_c_while_waiting_for_the_rate_budget_ends_the_events_failed(hostile
         assert client.send([lago_event(2, transaction_id="tx-2")]).ok
 
         def interrupt_once_waiting() -> None:
-            _until(lambda: client.stats.budget_wait > 0, "a wait for the rate budget")
-            signal.pthread_kill(main, signal.SIGINT)
+            if budget_wait.wait(10):
+                signal.pthread_kill(main, signal.SIGINT)
 
         threading.Thread(target=interrupt_once_waiting, daemon=True).start()
         with pytest.raises(KeyboardInterrupt) as caught:
@@ -140,7 +147,7 @@ def test_ctrl_c_while_waiting_for_the_rate_budget_ends_the_events_failed(hostile
 
 
 def test_a_cancellation_while_waiting_for_the_rate_budget_ends_the_events_failed(
-    hostile: HostileServer,
+    hostile: HostileServer, budget_wait: threading.Event
 ) -> None:
     async def run() -> list[str]:
         async with AsyncLago(
@@ -150,10 +157,7 @@ def test_a_cancellation_while_waiting_for_the_rate_budget_ends_the_events_failed
             assert (await client.send([lago_event(n, transaction_id=f"tx-{n}") for n in range(2)])).ok
             assert (await client.send([lago_event(2, transaction_id="tx-2")])).ok
             sending = asyncio.ensure_future(client.send([lago_event(3, transaction_id="tx-3")]))
-            for _ in range(1000):  # turns of the loop, until the send waits for its slot
-                if client.stats.budget_wait > 0:
-                    break
-                await asyncio.sleep(0)
+            assert await asyncio.to_thread(budget_wait.wait, 10), "the send never waited for its slot"
             return await statuses_once_cancelled(sending)
 
     assert asyncio.run(run()) == ["failed"]
