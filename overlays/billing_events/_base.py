@@ -12,6 +12,7 @@ import httpx
 
 from . import __version__, metrics
 from . import _constants as C
+from ._post import AsyncBatchPoster, BatchPoster
 from ._transport import NoCookies
 from .config import ClientConfig, Provider, resolve_base_url, resolve_token
 from .deadletter import (
@@ -112,6 +113,10 @@ class ClientBase:
         )
         http = api.get_async_httpx_client() if self.asynchronous else api.get_httpx_client()
         http.cookies = NoCookies()
+        # Batches go out through the same client's hooks and transport, without its send() (``_post``).
+        self._poster = (
+            AsyncBatchPoster(http, transport) if self.asynchronous else BatchPoster(http, transport)
+        )
         return api
 
     def dead_letter_events(

@@ -18,6 +18,7 @@ from lago_api.types import Response
 
 from . import _constants as C
 from ._base import ClientBase, Slot
+from ._post import AsyncBatchPoster
 from ._transport import async_bounded
 from .aio_background import AsyncBackgroundSender
 from .calls import async_retryable_call, lago_answer
@@ -55,13 +56,19 @@ class _AsyncClient(ClientBase):
         client: httpx.AsyncClient = self._api.get_async_httpx_client()
         return client
 
+    @property
+    def poster(self) -> AsyncBatchPoster:
+        """How this client's batches go out (``_post``)."""
+        assert isinstance(self._poster, AsyncBatchPoster)
+        return self._poster
+
     async def send(self, events: Iterable[object], *, max_in_flight: int | None = None) -> Report:
         """Send events with up to ``max_in_flight`` requests at once; one outcome per event."""
         in_flight = self.max_in_flight if max_in_flight is None else max_in_flight
         _check_in_flight(in_flight)
         slots: list[Slot] = []
         delivery = AsyncDelivery(
-            self.rules, self.http, self.config.retry, self._recorder(slots), self._count_retry
+            self.rules, self.poster, self.config.retry, self._recorder(slots), self._count_retry
         )
         # One generator shared by the lanes: a lane encodes its next batch while the others wait on the network.
         batches = self._batches(events, slots)

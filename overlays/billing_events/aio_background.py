@@ -22,10 +22,9 @@ import weakref
 from collections.abc import Callable
 from typing import Literal, Protocol
 
-import httpx
-
 from . import _constants as C
 from . import metrics
+from ._post import AsyncBatchPoster
 from .deadletter import OutcomeCallback, OutcomeSink
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError, QueueFullError, SenderClosedError
@@ -47,7 +46,7 @@ class AsyncSenderClient(SenderClient, Protocol):
     """An asyncio client, as the asyncio sender sees it."""
 
     @property
-    def http(self) -> httpx.AsyncClient: ...
+    def poster(self) -> AsyncBatchPoster: ...
 
     @property
     def max_in_flight(self) -> int: ...
@@ -287,7 +286,7 @@ class AsyncBackgroundSender(SenderCore):
         wake = self._events()
         delivery = AsyncDelivery(
             self._rules,
-            self._async_client.http,
+            self._async_client.poster,
             self._async_client.config.retry,
             self._record,
             self._count_retry,

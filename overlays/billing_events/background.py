@@ -23,10 +23,9 @@ import threading
 import time
 from typing import Literal, Protocol
 
-import httpx
-
 from . import _constants as C
 from . import metrics
+from ._post import BatchPoster
 from ._process import close_at_exit, reset_after_fork
 from .deadletter import OutcomeCallback
 from .delivery import SyncDelivery
@@ -48,7 +47,7 @@ class SyncSenderClient(SenderClient, Protocol):
     """A synchronous client, as the thread sender sees it."""
 
     @property
-    def http(self) -> httpx.Client: ...
+    def poster(self) -> BatchPoster: ...
 
 
 def _seconds(value: float) -> bool:
@@ -259,7 +258,7 @@ class BackgroundSender(SenderCore):
     def _run(self) -> None:
         delivery = SyncDelivery(
             self._rules,
-            self._sync_client.http,
+            self._sync_client.poster,
             self._sync_client.config.retry,
             self._record,
             self._count_retry,

@@ -24,6 +24,7 @@ from lago_api.models import (
 from lago_api.types import Response
 
 from ._base import ClientBase, Slot
+from ._post import BatchPoster
 from ._process import reset_after_fork
 from ._transport import bounded
 from .background import BackgroundSender
@@ -67,11 +68,17 @@ class _SyncClient(ClientBase):
         client: httpx.Client = self._api.get_httpx_client()
         return client
 
+    @property
+    def poster(self) -> BatchPoster:
+        """How this client's batches go out (``_post``)."""
+        assert isinstance(self._poster, BatchPoster)
+        return self._poster
+
     def send(self, events: Iterable[object]) -> Report:
         """Send events now, in as few requests as the provider's limits allow; one outcome per event."""
         slots: list[Slot] = []
         delivery = SyncDelivery(
-            self.rules, self.http, self.config.retry, self._recorder(slots), self._count_retry
+            self.rules, self.poster, self.config.retry, self._recorder(slots), self._count_retry
         )
         try:
             for batch in self._batches(events, slots):

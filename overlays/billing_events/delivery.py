@@ -18,6 +18,7 @@ import httpx
 from . import _constants as C
 from . import metrics
 from ._network import Progress
+from ._post import AsyncBatchPoster, BatchPoster, ClientClosedError
 from ._transport import request_bounds
 from .errors import APIError, BillingEventsError, RequestTimeoutError, TransportError
 from .outcomes import OutcomeStatus
@@ -34,7 +35,13 @@ log = logging.getLogger("billing_events.delivery")
 
 
 # Errors raised before a request's first byte left: the server surely never saw it.
-NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+NEVER_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    ClientClosedError,
+)
 
 
 def _plan(rules: ProviderRules, batch: list[Pending], record: Recorder) -> Plan:
@@ -190,24 +197,21 @@ class SyncDelivery(_Delivery):
     def __init__(
         self,
         rules: ProviderRules,
-        http: httpx.Client,
+        poster: BatchPoster,
         policy: RetryPolicy,
         record: Recorder,
         on_retry: Callable[[int], None],
     ) -> None:
-        super().__init__(rules, policy, record, on_retry, http.base_url)
-        self.http = http
+        super().__init__(rules, policy, record, on_retry, poster.base_url)
+        self.poster = poster
 
     def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
         started = time.perf_counter()
         reply: Reply
         progress = Progress()
         try:
-            reply = self.http.post(
-                self.url,
-                content=self.rules.body(sub),
-                headers=HEADERS,
-                extensions=self._bounds(deadline, progress),
+            reply = self.poster.post(
+                self.url, self.rules.body(sub), HEADERS, self._bounds(deadline, progress)
             )
         except Exception as exc:
             reply = exc
@@ -251,24 +255,21 @@ class AsyncDelivery(_Delivery):
     def __init__(
         self,
         rules: ProviderRules,
-        http: httpx.AsyncClient,
+        poster: AsyncBatchPoster,
         policy: RetryPolicy,
         record: Recorder,
         on_retry: Callable[[int], None],
     ) -> None:
-        super().__init__(rules, policy, record, on_retry, http.base_url)
-        self.http = http
+        super().__init__(rules, policy, record, on_retry, poster.base_url)
+        self.poster = poster
 
     async def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
         started = time.perf_counter()
         reply: Reply
         progress = Progress()
         try:
-            reply = await self.http.post(
-                self.url,
-                content=self.rules.body(sub),
-                headers=HEADERS,
-                extensions=self._bounds(deadline, progress),
+            reply = await self.poster.post(
+                self.url, self.rules.body(sub), HEADERS, self._bounds(deadline, progress)
             )
         except Exception as exc:
             reply = exc

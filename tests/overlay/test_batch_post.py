@@ -1,0 +1,76 @@
+"""Batches go out through the client's headers, hooks and transport, without ``httpx.Client.send`` (``_post``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from billing_events import AsyncTogai, Lago, OutcomeStatus, RetryPolicy, Togai
+from billing_events import __version__ as version
+
+from .scripted import Scripted, accepted, lago_event, lago_ok, togai_event
+
+TOKEN = "secret-token-1234"
+
+
+def test_a_send_on_a_closed_client_ends_its_events_failed_and_sends_nothing(fast_retry: RetryPolicy) -> None:
+    server = Scripted(default=accepted)
+    client = Togai(TOKEN, base_url="http://togai.local", transport=server.transport(), retry=fast_retry)
+    client.close()
+    report = client.send([togai_event(1), togai_event(2)])
+    # Nothing left the process, so the provider surely has none of them: failed, never unknown.
+    assert list(report.statuses) == [OutcomeStatus.FAILED, OutcomeStatus.FAILED]
+    assert "client is closed" in (report[0].reason or "")
+    assert server.requests == []
+
+
+def test_an_async_send_on_a_closed_client_ends_its_events_failed_and_sends_nothing(
+    fast_retry: RetryPolicy,
+) -> None:
+    server = Scripted(default=accepted)
+
+    async def run() -> list[OutcomeStatus]:
+        client = AsyncTogai(
+            TOKEN, base_url="http://togai.local", transport=server.transport(), retry=fast_retry
+        )
+        await client.aclose()
+        return list((await client.send([togai_event(1)])).statuses)
+
+    assert asyncio.run(run()) == [OutcomeStatus.FAILED]
+    assert server.requests == []
+
+
+def test_a_batch_carries_the_clients_headers_and_no_cookie_a_server_set(fast_retry: RetryPolicy) -> None:
+    def with_cookie(request: httpx.Request) -> httpx.Response:
+        answer = lago_ok(request)
+        answer.headers["set-cookie"] = "session=abc; Path=/"
+        return answer
+
+    server = Scripted(with_cookie, default=lago_ok)
+    with Lago(
+        TOKEN, base_url="http://lago.local/api/v1", transport=server.transport(), retry=fast_retry
+    ) as client:
+        assert client.send([lago_event(1)]).ok
+        assert client.send([lago_event(2)]).ok
+    first, second = server.requests
+    for request in (first, second):
+        assert request.method == "POST" and request.url == "http://lago.local/api/v1/events/batch"
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
+        assert request.headers["user-agent"] == f"billing-events/{version}"
+        assert request.headers["content-type"] == "application/json"
+    assert "cookie" not in second.headers
+
+
+@pytest.mark.parametrize("status", [301, 307, 308])
+def test_a_redirect_answering_a_batch_is_not_followed(status: int, fast_retry: RetryPolicy) -> None:
+    moved = httpx.Response(status, headers={"location": "http://elsewhere.local/togai/ingestBatch"})
+    server = Scripted(moved, default=accepted)
+    with Togai(
+        TOKEN, base_url="http://togai.local", transport=server.transport(), retry=fast_retry
+    ) as client:
+        report = client.send([togai_event(1)])
+    assert [str(request.url) for request in server.requests] == ["http://togai.local/ingestBatch"]
+    assert not report.ok
+    assert "redirected to http://elsewhere.local" in (report[0].reason or "")
