@@ -161,3 +161,43 @@ def test_a_reports_statuses_and_one_outcome_are_read_without_the_others(fast_ret
     assert [outcome.key for outcome in report.by_status(R)] == [report[3].key]
     with pytest.raises(IndexError):
         report[5]
+
+
+@pytest.mark.parametrize(
+    ("body", "keys", "compact"),
+    [
+        (b'{"events":[{"transaction_id":"a","code":"c"},{"transaction_id":"b"}]}', ["a", "b"], True),
+        (b'{"events":[{"transaction_id":"a"},{"transaction_id":"b"}]}\n', ["a", "b"], True),
+        (b'{"events":[{"transaction_id":"b"},{"transaction_id":"a"}]}', ["a", "b"], False),
+        (b'{"events":[{"transaction_id":"a"}]}', ["a", "b"], False),
+        (b'{"events":[{"transaction_id":"a"},{"transaction_id":"b"}]}', ["a"], False),
+        (b'{"events":[{"transaction_id":"a\\"b"}]}', ['a"b'], False),  # escaped: parsed instead
+        (b'{"events":[{"transaction_id":"a","properties":{"transaction_id":"x"}}]}', ["a"], False),
+        (b'{"events": [{"transaction_id": "a"}]}', ["a"], False),  # not compact: parsed instead
+        (b'<html>{"transaction_id":"a"}</html>', ["a"], False),
+        ('{"events":[{"transaction_id":"é-1"}]}'.encode(), ["é-1"], True),
+    ],
+)
+def test_lagos_compact_echo_is_read_without_parsing_only_when_it_names_the_batch_one_for_one(
+    body: bytes, keys: list[str], compact: bool
+) -> None:
+    from billing_events.providers.lago import _echoes_in_order
+
+    assert _echoes_in_order(body, keys) is compact
+
+
+@pytest.mark.parametrize("spaced", [False, True])
+def test_a_lago_echo_the_fast_check_leaves_to_the_parser_is_still_delivered(
+    spaced: bool, fast_retry: RetryPolicy
+) -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        events = json.loads(request.content)["events"][::-1]  # another order, maybe spaced
+        return httpx.Response(
+            200, content=json.dumps({"events": events}, separators=None if spaced else (",", ":"))
+        )
+
+    client = Lago(
+        "t", base_url="http://lago.local/api/v1", transport=httpx.MockTransport(echo), retry=fast_retry
+    )
+    report = client.send([lago_event(n) for n in range(5)])
+    assert list(report.statuses) == [D] * 5
