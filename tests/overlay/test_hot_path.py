@@ -176,6 +176,14 @@ def test_a_reports_statuses_and_one_outcome_are_read_without_the_others(fast_ret
         (b'{"events": [{"transaction_id": "a"}]}', ["a"], False),  # not compact: parsed instead
         (b'<html>{"transaction_id":"a"}</html>', ["a"], False),
         ('{"events":[{"transaction_id":"é-1"}]}'.encode(), ["é-1"], True),
+        # A key holding a quote must not read as two echoed ids, nor an escaped extra id go unseen.
+        (b'{"events":[{"transaction_id":"a"},{"transaction_id":"b"}]}', ['a"b'], False),
+        (b'{"events":[{"transaction_id":"a"},{"transaction_id":"b"}]}', ['a""b'], False),
+        (
+            b'{"events":[{"transaction_id":"a"},{"transaction_id":"x\\u00e9"},{"transaction_id":"b"}]}',
+            ["a", "b"],
+            False,
+        ),
     ],
 )
 def test_lagos_compact_echo_is_read_without_parsing_only_when_it_names_the_batch_one_for_one(
@@ -201,3 +209,28 @@ def test_a_lago_echo_the_fast_check_leaves_to_the_parser_is_still_delivered(
     )
     report = client.send([lago_event(n) for n in range(5)])
     assert list(report.statuses) == [D] * 5
+
+
+@pytest.mark.parametrize(
+    ("keys", "answer"),
+    [
+        (['a"b'], b'{"events":[{"transaction_id":"a"},{"transaction_id":"b"}]}'),
+        (
+            ["a", "b"],
+            b'{"events":[{"transaction_id":"a"},{"transaction_id":"x\\u00e9"},{"transaction_id":"b"}]}',
+        ),
+    ],
+)
+def test_a_lago_200_that_echoes_other_events_than_the_batch_delivers_none(
+    keys: list[str], answer: bytes, fast_retry: RetryPolicy
+) -> None:
+    client = Lago(
+        "t",
+        base_url="http://lago.local/api/v1",
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, content=answer)),
+        retry=fast_retry,
+    )
+    report = client.send([lago_event(n, transaction_id=key) for n, key in enumerate(keys)])
+    # The answer names events that were not sent: the batch may or may not be stored.
+    assert list(report.statuses) == [OutcomeStatus.UNKNOWN] * len(keys)
+    assert f"it echoes {answer.count(b'transaction_id')} events that are not the" in (report[0].reason or "")

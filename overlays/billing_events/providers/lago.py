@@ -106,22 +106,25 @@ class LagoRules(ProviderRules):
         return verdict
 
 
-# Each echoed event's transaction_id, as Lago writes it when it needs no escape.
-_ECHO_IDS = re.compile(rb'"transaction_id":"([^"\\]*)"')
+# Each echoed event's transaction_id with its quotes, as Lago writes it when it needs no escape; any
+# other spelling (an escape, a space) matches as empty, so that it is counted and compares unequal.
+_ECHO_IDS = re.compile(rb'"transaction_id":("[^"\\]*"|)')
 
 
 def _echoes_in_order(content: bytes, keys: list[str]) -> bool:
     """Whether a 2xx body is Lago's compact echo of exactly ``keys``, in order, found without parsing it.
 
     Parsing the echo costs more than building the batch did; one pass of a regex finds each key where
-    Lago puts it. Joined by ``"`` (which no match holds, and which a key could hold only escaped), the
-    two lists are equal only if they match one for one. False only means "parse it": anything else
-    (spaces, escapes, other order, a nested transaction_id) gets the full check.
+    Lago puts it. As many matches as keys, and the same text once each key is quoted: a key holding a
+    ``"`` would add quotes, an escaped or extra id an empty match, so the two match one for one. False
+    only means "parse it": anything else (spaces, escapes, other order, a nested transaction_id) gets
+    the full check.
     """
     stripped = content.strip()
     if not (stripped.startswith(b'{"events":[') and stripped.endswith(b"]}")):
         return False
-    return b'"'.join(_ECHO_IDS.findall(content)) == '"'.join(keys).encode()
+    found = _ECHO_IDS.findall(content)
+    return len(found) == len(keys) and b"".join(found) == ('"' + '""'.join(keys) + '"').encode()
 
 
 def _repeated_keys(batch: list[Pending]) -> set[str]:
