@@ -20,6 +20,8 @@ Redirects are never followed (nor were they by the client): a 3xx comes back as 
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import httpx
 
 
@@ -30,25 +32,37 @@ class ClientClosedError(RuntimeError):
         super().__init__("the client is closed; nothing was sent")
 
 
-class BatchPoster:
-    """POSTs of one sync client."""
+Http = TypeVar("Http", httpx.Client, httpx.AsyncClient)
+Transport = TypeVar("Transport", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
-    def __init__(self, http: httpx.Client, transport: httpx.BaseTransport) -> None:
-        self.http = http
-        self.transport = transport
+
+class _Poster(Generic[Http, Transport]):
+    """A client and the transport it was built with (``_base.ClientBase._api_client``)."""
+
+    def __init__(self, http: Http, transport: Transport) -> None:
+        self.http: Http = http
+        self.transport: Transport = transport
 
     @property
     def base_url(self) -> httpx.URL:
         return self.http.base_url
 
+    def _request(
+        self, url: httpx.URL, content: bytes, headers: dict[str, str], extensions: dict[str, object]
+    ) -> httpx.Request:
+        if self.http.is_closed:
+            raise ClientClosedError
+        return self.http.build_request("POST", url, content=content, headers=headers, extensions=extensions)
+
+
+class BatchPoster(_Poster[httpx.Client, httpx.BaseTransport]):
+    """POSTs of one sync client."""
+
     def post(
         self, url: httpx.URL, content: bytes, headers: dict[str, str], extensions: dict[str, object]
     ) -> httpx.Response:
-        http = self.http
-        if http.is_closed:
-            raise ClientClosedError
-        request = http.build_request("POST", url, content=content, headers=headers, extensions=extensions)
-        hooks = http.event_hooks
+        request = self._request(url, content, headers, extensions)
+        hooks = self.http.event_hooks
         for hook in hooks["request"]:
             hook(request)
         response = self.transport.handle_request(request)
@@ -63,25 +77,14 @@ class BatchPoster:
         return response
 
 
-class AsyncBatchPoster:
-    """POSTs of one async client."""
-
-    def __init__(self, http: httpx.AsyncClient, transport: httpx.AsyncBaseTransport) -> None:
-        self.http = http
-        self.transport = transport
-
-    @property
-    def base_url(self) -> httpx.URL:
-        return self.http.base_url
+class AsyncBatchPoster(_Poster[httpx.AsyncClient, httpx.AsyncBaseTransport]):
+    """The asyncio twin of ``BatchPoster``."""
 
     async def post(
         self, url: httpx.URL, content: bytes, headers: dict[str, str], extensions: dict[str, object]
     ) -> httpx.Response:
-        http = self.http
-        if http.is_closed:
-            raise ClientClosedError
-        request = http.build_request("POST", url, content=content, headers=headers, extensions=extensions)
-        hooks = http.event_hooks
+        request = self._request(url, content, headers, extensions)
+        hooks = self.http.event_hooks
         for hook in hooks["request"]:
             await hook(request)
         response = await self.transport.handle_async_request(request)
