@@ -34,6 +34,10 @@ HEADERS = {"Content-Type": "application/json"}
 log = logging.getLogger("billing_events.delivery")
 
 
+class SenderAborted(Exception):
+    """A closing sender's deadline passed before this request left: it was not sent."""
+
+
 # Errors raised before a request's first byte left: the server surely never saw it.
 NEVER_SENT = (
     httpx.ConnectError,
@@ -41,6 +45,7 @@ NEVER_SENT = (
     httpx.PoolTimeout,
     httpx.UnsupportedProtocol,
     ClientClosedError,
+    SenderAborted,
 )
 
 
@@ -221,12 +226,20 @@ class SyncDelivery(_Delivery):
         self._ended(sub, reply, started)
         return reply
 
-    def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
+    def _attempt(
+        self, batch: list[Pending], deadline: float | None = None, abort: threading.Event | None = None
+    ) -> AttemptResult:
         plan = _plan(self.rules, batch, self.record)
         try:
             sub = next(plan)
             while True:
-                sub = plan.send(self._post(sub, deadline))
+                # Checked after the plan counted this request as maybe stored: a close deadline that
+                # finds these events between attempts (not maybe stored) ends them failed, and no
+                # request of theirs leaves after it.
+                if abort is not None and abort.is_set():
+                    sub = plan.send(SenderAborted("the sender's close deadline passed first"))
+                else:
+                    sub = plan.send(self._post(sub, deadline))
         except StopIteration as done:
             result: AttemptResult = done.value
             return result
@@ -241,7 +254,7 @@ class SyncDelivery(_Delivery):
                     if abort is not None and abort.is_set():
                         # tenacity checks its stop only after an attempt: never start one once closed.
                         raise RetryableFailure(TransportError("the sender was closed"), None)
-                    result = self._attempt(remaining, deadline)
+                    result = self._attempt(remaining, deadline, abort)
                     remaining = result.retry_later
                     self._conclude(result)
         except RetryableFailure as exhausted:

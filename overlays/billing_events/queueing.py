@@ -169,7 +169,12 @@ class SenderOptions:
 
 
 def left_behind(queued: list[Pending], flying: list[Pending], why: str) -> list[Settled]:
-    """How a sender that stops short settles what it holds: queued events failed, in-flight ones unknown."""
+    """How a sender that stops short settles what it holds: queued events failed; taken ones unknown if an
+    attempt may have stored them (one in flight counts), else failed (between attempts that stored nothing).
+    """
     return [Settled(p, OutcomeStatus.FAILED, f"{why} while queued") for p in queued] + [
-        Settled(p, OutcomeStatus.UNKNOWN, f"{why} while the request was in flight") for p in flying
+        Settled(p, OutcomeStatus.UNKNOWN, f"{why} while a request that may have stored it was out")
+        if p.maybe_stored
+        else Settled(p, OutcomeStatus.FAILED, f"{why} between attempts; none of them stored it")
+        for p in flying
     ]

@@ -138,6 +138,39 @@ def test_close_deadline_accounts_for_every_event(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
+@pytest.mark.parametrize(("status", "ending"), [(429, "failed"), (503, "unknown")])
+def test_a_close_deadline_between_attempts_ends_events_by_what_their_attempts_proved(
+    tmp_path: Path, status: int, ending: str
+) -> None:
+    """After a 429 nothing was stored, so the events are failed; after a 503 they may have been: unknown."""
+
+    async def run() -> None:
+        answered = asyncio.Event()
+
+        async def refuse(request: httpx.Request) -> httpx.Response:
+            answered.set()
+            return httpx.Response(status, headers={"retry-after": "60"}, json={"message": "slow down"})
+
+        patient = RetryPolicy(max_attempts=5, initial_delay=60, max_delay=60, max_retry_after=60)
+        async with AsyncTogai(
+            "t",
+            base_url="http://togai.local",
+            transport=httpx.MockTransport(refuse),
+            retry=patient,
+            dead_letter_path=tmp_path / "dead.jsonl",
+            max_requests_per_second=None,
+        ) as togai:
+            sender = togai.background(flush_interval=0.01)
+            for n in range(3):
+                sender.track(togai_event(n))
+            await asyncio.wait_for(answered.wait(), 10)  # the lane now waits out the Retry-After
+            stats = await sender.close(timeout=0.2)
+            assert (stats.failed, stats.unknown) == ((3, 0) if ending == "failed" else (0, 3))
+        assert [letter.status for letter in read_dead_letters(tmp_path / "dead.jsonl")] == [ending] * 3
+
+    asyncio.run(run())
+
+
 def test_invalid_event_is_rejected_without_raising() -> None:
     async def run() -> None:
         gate = AsyncGate()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from billing_events import (
     Togai,
     read_dead_letters,
 )
+from billing_events.background import BackgroundSender
 from billing_events.outcomes import Outcome
 
 from .scripted import Scripted, accepted, togai_event
@@ -191,6 +193,74 @@ def test_close_meets_its_deadline_and_accounts_for_every_event(tmp_path: Path) -
     assert sender.stats.settled == 20
     with pytest.raises(SenderClosedError):
         sender.track(togai_event(99))
+
+
+class Throttled:
+    """A server that refuses every request with a 429 (nothing stored) and says when it has answered."""
+
+    def __init__(self, status: int = 429) -> None:
+        self.status = status
+        self.answered = threading.Event()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.answered.set()
+        return httpx.Response(self.status, headers={"retry-after": "60"}, json={"message": "slow down"})
+
+
+# A long wait between attempts: the close deadline finds the batch waiting for its next attempt.
+PATIENT = RetryPolicy(max_attempts=5, initial_delay=60, max_delay=60, max_retry_after=60)
+
+
+def patient_sender(handler: Callable[[httpx.Request], httpx.Response], tmp_path: Path) -> BackgroundSender:
+    api = Togai(
+        "t",
+        base_url="http://togai.local",
+        transport=httpx.MockTransport(handler),
+        retry=PATIENT,
+        dead_letter_path=tmp_path / "dead.jsonl",
+        max_requests_per_second=None,
+    )
+    return api.background(flush_interval=0.01)
+
+
+@pytest.mark.parametrize(("status", "ending"), [(429, "failed"), (503, "unknown")])
+def test_a_close_deadline_between_attempts_ends_events_by_what_their_attempts_proved(
+    tmp_path: Path, status: int, ending: str
+) -> None:
+    """After a 429 nothing was stored, so the events are failed; after a 503 they may have been: unknown."""
+    server = Throttled(status)
+    sender = patient_sender(server, tmp_path)
+    for n in range(3):
+        sender.track(togai_event(n))
+    assert server.answered.wait(10)  # the worker now waits out the Retry-After before its next attempt
+    stats = sender.close(timeout=0.2)
+    assert (stats.failed, stats.unknown) == ((3, 0) if ending == "failed" else (0, 3))
+    assert [letter.status for letter in read_dead_letters(tmp_path / "dead.jsonl")] == [ending] * 3
+    for worker in sender._threads:
+        worker.join(10)
+    assert sender.stats.settled == 3  # the worker's own wrap-up after the deadline is not counted again
+
+
+def test_no_request_leaves_after_the_close_deadline_even_within_an_attempt(tmp_path: Path) -> None:
+    """A 413 answered after the deadline asks for two halves at once: neither may be sent."""
+    requests: list[httpx.Request] = []
+    holder: list[threading.Event] = []
+
+    def too_large_after_the_deadline(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        assert holder[0].wait(10)  # the sender's abort: its close deadline has passed
+        return httpx.Response(413, text="too large")
+
+    sender = patient_sender(too_large_after_the_deadline, tmp_path)
+    holder.append(sender._abort)
+    sender.track(togai_event(0))
+    sender.track(togai_event(1))
+    stats = sender.close(timeout=0.2)
+    assert stats.unknown == 2  # in flight at the deadline
+    for worker in sender._threads:
+        worker.join(10)
+    assert len(requests) == 1
+    assert sender.stats.settled == 2
 
 
 def test_context_manager_drains_on_exit() -> None:
