@@ -13,7 +13,8 @@ What the post keeps is what the client gives a request:
 - its event hooks, which hold the pacer: every request waits for its budget, every answer adapts;
 - the client's own transport (``_transport.bounded``: deadlines, caps, no echoed token);
 - the answer read whole, and closed on any error;
-- a closed client refuses (``ClientClosedError``): nothing was sent, so its events end ``failed``.
+- a closed client refuses (``ClientClosedError``), also one closed while the request waited for its
+  rate budget: nothing was sent, so its events end ``failed``.
 
 Redirects are never followed (nor were they by the client): a 3xx comes back as it is.
 """
@@ -50,9 +51,13 @@ class _Poster(Generic[Http, Transport]):
     def _request(
         self, url: httpx.URL, content: bytes, headers: dict[str, str], extensions: dict[str, object]
     ) -> httpx.Request:
+        self._still_open()
+        return self.http.build_request("POST", url, content=content, headers=headers, extensions=extensions)
+
+    def _still_open(self) -> None:
+        """Checked again after the hooks: a client closed while its request waited for the rate budget."""
         if self.http.is_closed:
             raise ClientClosedError
-        return self.http.build_request("POST", url, content=content, headers=headers, extensions=extensions)
 
 
 class BatchPoster(_Poster[httpx.Client, httpx.BaseTransport]):
@@ -65,6 +70,7 @@ class BatchPoster(_Poster[httpx.Client, httpx.BaseTransport]):
         hooks = self.http.event_hooks
         for hook in hooks["request"]:
             hook(request)
+        self._still_open()
         response = self.transport.handle_request(request)
         try:
             response.request = request
@@ -87,6 +93,7 @@ class AsyncBatchPoster(_Poster[httpx.AsyncClient, httpx.AsyncBaseTransport]):
         hooks = self.http.event_hooks
         for hook in hooks["request"]:
             await hook(request)
+        self._still_open()
         response = await self.transport.handle_async_request(request)
         try:
             response.request = request

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import httpx
 import pytest
 
-from billing_events import AsyncTogai, Lago, OutcomeStatus, RetryPolicy, Togai
+from billing_events import AsyncTogai, Lago, OutcomeStatus, Report, RetryPolicy, Togai, pacing
 from billing_events import __version__ as version
 
 from .scripted import Scripted, accepted, lago_event, lago_ok, togai_event
@@ -74,3 +75,37 @@ def test_a_redirect_answering_a_batch_is_not_followed(status: int, fast_retry: R
     assert [str(request.url) for request in server.requests] == ["http://togai.local/ingestBatch"]
     assert not report.ok
     assert "redirected to http://elsewhere.local" in (report[0].reason or "")
+
+
+def test_a_client_closed_while_a_batch_waits_for_its_rate_budget_sends_it_no_more(
+    monkeypatch: pytest.MonkeyPatch, fast_retry: RetryPolicy
+) -> None:
+    waiting = threading.Event()
+    record = pacing.metrics.rate_budget_waited
+
+    def recorded(provider: str, seconds: float) -> None:
+        record(provider, seconds)
+        if seconds > 0:
+            waiting.set()  # a batch now sleeps until its slot
+
+    monkeypatch.setattr(pacing.metrics, "rate_budget_waited", recorded)
+    server = Scripted(default=accepted)
+    client = Togai(
+        TOKEN,
+        base_url="http://togai.local",
+        transport=server.transport(),
+        retry=fast_retry,
+        max_batch_events=1,
+        max_requests_per_second=1,  # after the burst, a slot a second
+    )
+    reports: list[Report] = []
+    sending = threading.Thread(target=lambda: reports.append(client.send([togai_event(n) for n in range(8)])))
+    sending.start()
+    assert waiting.wait(10)
+    sent_before_close = len(server.requests)
+    client.close()
+    sending.join(10)
+    (report,) = reports
+    assert len(server.requests) == sent_before_close  # the waiting batch did not go out once it was closed
+    assert report.counts[OutcomeStatus.DELIVERED] == sent_before_close
+    assert report.counts[OutcomeStatus.FAILED] == 8 - sent_before_close
