@@ -117,7 +117,9 @@ def budget_wait(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
     def recorded(provider: str, seconds: float) -> None:
         record(provider, seconds)
-        started.set()
+        # Only this test's sends wait on the main thread: a sender another test left running does not count.
+        if threading.current_thread() is threading.main_thread():
+            started.set()
 
     monkeypatch.setattr(pacing.metrics, "rate_budget_waited", recorded)
     return started
