@@ -55,7 +55,8 @@ class _Poster(Generic[Http, Transport]):
         return self.http.build_request("POST", url, content=content, headers=headers, extensions=extensions)
 
     def _still_open(self) -> None:
-        """Checked again after the hooks: a client closed while its request waited for the rate budget."""
+        """Before the request is built, and again after the hooks: the client may have been closed while
+        the request waited for its rate budget."""
         if self.http.is_closed:
             raise ClientClosedError
 

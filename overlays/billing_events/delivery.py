@@ -233,9 +233,9 @@ class SyncDelivery(_Delivery):
         try:
             sub = next(plan)
             while True:
-                # Checked after the plan counted this request as maybe stored: a close deadline that
-                # finds these events between attempts (not maybe stored) ends them failed, and no
-                # request of theirs leaves after it.
+                # Checked before every request, after the plan counted it as maybe stored: a close
+                # deadline that finds these events between attempts (not maybe stored) ends them
+                # failed, and no request of theirs leaves after it.
                 if abort is not None and abort.is_set():
                     sub = plan.send(SenderAborted("the sender's close deadline passed first"))
                 else:
@@ -251,9 +251,7 @@ class SyncDelivery(_Delivery):
         try:
             for attempt in self.policy.retrying(abort):
                 with attempt:
-                    if abort is not None and abort.is_set():
-                        # tenacity checks its stop only after an attempt: never start one once closed.
-                        raise RetryableFailure(TransportError("the sender was closed"), None)
+                    # tenacity checks its stop only after an attempt: _attempt posts nothing once closed.
                     result = self._attempt(remaining, deadline, abort)
                     remaining = result.retry_later
                     self._conclude(result)
