@@ -376,10 +376,16 @@ class ShardedAsyncTransport(httpx.AsyncBaseTransport):
         self._shards: list[httpx.AsyncHTTPTransport] = []
         self._busy: list[int] = []
         self._idle: list[int] = []
+        self._tls: ssl.SSLContext | None = None  # made once, with the first pool
 
     def _shard(self) -> httpx.AsyncHTTPTransport:
+        if self._tls is None:
+            # What each pool would have made: verified, with the environment's CA settings.
+            self._tls = httpx.create_ssl_context()
         transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1), proxy=self._proxy
+            verify=self._tls,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            proxy=self._proxy,
         )
         _swap_backend(transport._pool, ReadableCheckBackend, httpcore.AsyncNetworkBackend)
         return transport
