@@ -32,7 +32,7 @@ from .providers import Pending, Settled
 from .providers.base import settle_unsent
 from .queueing import Queue, SenderOptions
 from .sender_core import SenderClient, SenderCore
-from .spool import SpoolConfig
+from .spool import SpoolConfig, SpoolWriteError
 from .stats import Stats
 from .text import shorten
 
@@ -171,18 +171,21 @@ class AsyncBackgroundSender(SenderCore):
         return self._encode(event)
 
     def _enqueue(self, key: str, payload: bytes) -> None:
-        if not self._queue.has_room(len(payload)):
+        try:
+            waiting = self._queue.offer(payload)
+        except SpoolWriteError as exc:
+            if self._options.on_full == "block":
+                raise
+            self._drop(key, payload, str(exc))
+            return
+        if not waiting:
             if self._options.on_full == "block":
                 raise QueueFullError(f"the queue is full ({self._fullness()})")
             self._drop(key, payload)
             return
-        refused = self._push(payload)
-        if refused is not None:
-            self._drop(key, payload, refused)
-            return
         self._accepted += 1
         self._ensure_runner()
-        if self._batch_ready():
+        if self._batch_ready(waiting):
             self._nudge()
 
     def _ensure_runner(self) -> None:

@@ -29,12 +29,12 @@ from ._post import BatchPoster
 from ._process import close_at_exit, reset_after_fork
 from .deadletter import OutcomeCallback
 from .delivery import SyncDelivery
-from .errors import ConfigurationError, QueueFullError, SenderClosedError
+from .errors import ConfigurationError, InvalidEventError, QueueFullError, SenderClosedError
 from .providers import Pending, Settled
 from .providers.base import settle_unsent
 from .queueing import SenderOptions
 from .sender_core import SenderClient, SenderCore
-from .spool import SpoolConfig
+from .spool import SpoolConfig, SpoolWriteError
 from .stats import Stats
 from .text import shorten
 
@@ -120,32 +120,43 @@ class BackgroundSender(SenderCore):
 
     def track(self, event: object) -> str:
         """Queue one event and return its idempotency key. Never waits on the network."""
-        key, payload = self._encode(event)
-        if payload is None:
-            return key
-        size = len(payload)
+        # The caller's thread pays for every line here: no call that the common case can do without.
+        try:
+            key, payload, _, _, _ = self._rules.encode_parts(event)
+        except InvalidEventError as exc:
+            return self._reject(exc, event)
+        refused = None
         with self._lock:
             if self._closed:
                 raise SenderClosedError("track() on a closed sender")
-            room = self._queue.has_room(size) or self._wait_for_room(size)
-            if self._closed:  # close() may have come while we waited for room
-                raise SenderClosedError("track() on a closed sender")
-            refused = None
-            if room:
-                refused = self._push(payload)
-                if refused is None:
-                    self._accepted += 1
-                    if not self._threads:
-                        self._start_workers()
-                    if self._batch_ready() and not self._wake.is_set():
-                        self._wake.set()
-                    return key
-            elif self._options.on_full == "block":
+            try:
+                waiting = self._queue.offer(payload) or self._offer_when_room(payload)
+            except SpoolWriteError as exc:
+                if self._options.on_full == "block":
+                    raise
+                waiting, refused = 0, str(exc)
+            if waiting:
+                self._accepted += 1
+                if not self._threads:
+                    self._start_workers()
+                batch_ready = waiting >= self._flush_at_events or self._queue.bytes >= self._flush_at_bytes
+                if batch_ready and not self._wake.is_set():
+                    self._wake.set()
+                return key
+            if refused is None and self._options.on_full == "block":
                 raise QueueFullError(
                     f"the queue stayed full for {self._options.block_timeout}s ({self._fullness()})"
                 )
         self._drop(key, payload, refused)
         return key
+
+    def _offer_when_room(self, payload: bytes) -> int:
+        """With the lock held and the queue full: under "block", offer again once there is room; else 0."""
+        if not self._wait_for_room(len(payload)):
+            return 0
+        if self._closed:  # close() may have come while we waited for room
+            raise SenderClosedError("track() on a closed sender")
+        return self._queue.offer(payload)
 
     def _wait_for_room(self, size: int) -> bool:
         """With the lock held: wait for room under the block policy. False when there is none."""

@@ -44,7 +44,9 @@ class Queue(Protocol):
 
     def fullness(self) -> str: ...
 
-    def push(self, payload: builtins.bytes) -> None: ...
+    def offer(self, payload: builtins.bytes) -> int:
+        """Queue the payload if there is room: the events then waiting, or 0 when it is full."""
+        ...
 
     def take_batch(self) -> list[Pending]: ...
 
@@ -89,9 +91,15 @@ class EventQueue:
     def fullness(self) -> str:
         return f"{len(self._items)} events, {self.bytes} bytes"
 
-    def push(self, payload: bytes) -> None:
-        self._items.append(payload)
-        self.bytes += len(payload) + ITEM_OVERHEAD
+    def offer(self, payload: bytes) -> int:
+        # This runs on every track(): the room check and the append in one call.
+        items = self._items
+        size = self.bytes + len(payload) + ITEM_OVERHEAD
+        if len(items) >= self.max_events or size > self.max_bytes:
+            return 0
+        items.append(payload)
+        self.bytes = size
+        return len(items)
 
     def take_batch(self) -> list[Pending]:
         """The next request's worth of events, within the provider's count and byte limits."""

@@ -15,7 +15,7 @@ from .errors import InvalidEventError
 from .outcomes import Outcome, OutcomeStatus
 from .providers import Pending, ProviderRules, Settled
 from .queueing import EventQueue, Queue, SenderOptions
-from .spool import Spool, SpoolWriteError
+from .spool import Spool
 from .stats import Stats, StatsCounter
 from .text import shorten
 
@@ -95,24 +95,20 @@ class SenderCore:
     def _encode(self, event: object) -> tuple[str, bytes | None]:
         """The key and payload of an event; payload None when it broke the spec (already recorded)."""
         try:
-            return self._rules.encode(event)
+            key, payload, _, _, _ = self._rules.encode_parts(event)
         except InvalidEventError as exc:
-            # Logged by the sink, at most one warning per interval: a stream of bad events is no log flood.
-            self._sink.record([rejected_outcome(exc, event)])
-            return exc.key or "", None
+            return self._reject(exc, event), None
+        return key, payload
 
-    def _push(self, payload: bytes) -> str | None:
-        """Queue a payload: None when it is in, else why the spool refused it (under "block" it raises)."""
-        try:
-            self._queue.push(payload)
-        except SpoolWriteError as exc:
-            if self._options.on_full == "block":
-                raise
-            return str(exc)
-        return None
+    def _reject(self, exc: InvalidEventError, event: object) -> str:
+        """Record an event that broke the spec; its key, if it had one."""
+        # Logged by the sink, at most one warning per interval: a stream of bad events is no log flood.
+        self._sink.record([rejected_outcome(exc, event)])
+        return exc.key or ""
 
-    def _batch_ready(self) -> bool:
-        return len(self._queue) >= self._flush_at_events or self._queue.bytes >= self._flush_at_bytes
+    def _batch_ready(self, waiting: int) -> bool:
+        """Whether ``waiting`` queued events (and the bytes they hold) make a batch worth sending now."""
+        return waiting >= self._flush_at_events or self._queue.bytes >= self._flush_at_bytes
 
     def _fullness(self) -> str:
         return self._queue.fullness()

@@ -1,6 +1,6 @@
 """The durable spool: the background senders' queue on disk, so that tracked events survive kill -9.
 
-``Spool`` has the same small interface as the in-memory ``EventQueue`` (``push``,
+``Spool`` has the same small interface as the in-memory ``EventQueue`` (``offer``,
 ``take_batch``, ``settle``, ``leave``, ``adopt``, ``close``), so the senders have one code path.
 
 Layout: a SQLite file per sender (``NAME.spool``) in front of which sits an *intake*, a few

@@ -123,7 +123,14 @@ class Spool:
     def fullness(self) -> str:
         return f"spool {self.config.directory}: {self.depth} events, {self._stored} of {self.max_bytes} bytes"
 
-    def push(self, payload: bytes) -> None:
+    def offer(self, payload: bytes) -> int:
+        """Write the payload when there is room (SpoolWriteError when the write fails); else 0."""
+        if not self.has_room(len(payload)):
+            return 0
+        self._write(payload)
+        return self._waiting
+
+    def _write(self, payload: bytes) -> None:
         size = len(payload)
         with self._lock:
             if self._closed:
