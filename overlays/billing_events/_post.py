@@ -14,7 +14,10 @@ What the post keeps is what the client gives a request:
 - the client's own transport (``_transport.bounded``: deadlines, caps, no echoed token);
 - the answer read whole, and closed on any error;
 - a closed client refuses (``ClientClosedError``), also one closed while the request waited for its
-  rate budget: nothing was sent, so its events end ``failed``.
+  rate budget: nothing was sent, so its events end ``failed``;
+- a request hook that raises (one a user added to ``client.http.event_hooks``, say) raises
+  ``RequestHookError`` in its place: the request never left, so its events end ``failed`` too.
+  httpx's own errors pass as they are (the pacer's ``BudgetTimeout`` is retried).
 
 Redirects are never followed (nor were they by the client): a 3xx comes back as it is.
 """
@@ -24,6 +27,10 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 import httpx
+
+from ._transport import scrub
+from .errors import TransportError
+from .text import shorten
 
 
 class ClientClosedError(RuntimeError):
@@ -35,6 +42,17 @@ class ClientClosedError(RuntimeError):
 
 Http = TypeVar("Http", httpx.Client, httpx.AsyncClient)
 Transport = TypeVar("Transport", httpx.BaseTransport, httpx.AsyncBaseTransport)
+
+
+class RequestHookError(TransportError):
+    """A request hook raised before the request left: nothing was sent."""
+
+
+def _hook_failed(request: httpx.Request, exc: Exception) -> RequestHookError:
+    """The error that takes a hook's place: its type and its message, clipped and without the token."""
+    secret = request.headers.get("authorization", "").rpartition(" ")[2]
+    text = shorten(scrub(str(exc), secret) if secret else str(exc))
+    return RequestHookError(f"a request hook raised {type(exc).__name__} before the request left: {text}")
 
 
 class _Poster(Generic[Http, Transport]):
@@ -69,8 +87,13 @@ class BatchPoster(_Poster[httpx.Client, httpx.BaseTransport]):
     ) -> httpx.Response:
         request = self._request(url, content, headers, extensions)
         hooks = self.http.event_hooks
-        for hook in hooks["request"]:
-            hook(request)
+        try:
+            for hook in hooks["request"]:
+                hook(request)
+        except httpx.HTTPError:
+            raise
+        except Exception as exc:
+            raise _hook_failed(request, exc) from None  # not chained: the hook's own message is unscrubbed
         self._still_open()
         response = self.transport.handle_request(request)
         try:
@@ -92,8 +115,13 @@ class AsyncBatchPoster(_Poster[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     ) -> httpx.Response:
         request = self._request(url, content, headers, extensions)
         hooks = self.http.event_hooks
-        for hook in hooks["request"]:
-            await hook(request)
+        try:
+            for hook in hooks["request"]:
+                await hook(request)
+        except httpx.HTTPError:
+            raise
+        except Exception as exc:
+            raise _hook_failed(request, exc) from None  # not chained: the hook's own message is unscrubbed
         self._still_open()
         response = await self.transport.handle_async_request(request)
         try:

@@ -18,7 +18,7 @@ import httpx
 from . import _constants as C
 from . import metrics
 from ._network import Progress
-from ._post import AsyncBatchPoster, BatchPoster, ClientClosedError
+from ._post import AsyncBatchPoster, BatchPoster, ClientClosedError, RequestHookError
 from ._transport import request_bounds
 from .errors import APIError, BillingEventsError, RequestTimeoutError, TransportError
 from .outcomes import OutcomeStatus
@@ -45,6 +45,7 @@ NEVER_SENT = (
     httpx.PoolTimeout,
     httpx.UnsupportedProtocol,
     ClientClosedError,
+    RequestHookError,
     SenderAborted,
 )
 

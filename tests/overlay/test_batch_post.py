@@ -109,3 +109,36 @@ def test_a_client_closed_while_a_batch_waits_for_its_rate_budget_sends_it_no_mor
     assert len(server.requests) == sent_before_close  # the waiting batch did not go out once it was closed
     assert report.counts[OutcomeStatus.DELIVERED] == sent_before_close
     assert report.counts[OutcomeStatus.FAILED] == 8 - sent_before_close
+
+
+def test_a_request_hook_that_raises_ends_the_batch_failed_names_the_error_and_sends_nothing(
+    fast_retry: RetryPolicy,
+) -> None:
+    server = Scripted(default=accepted)
+
+    def signing(request: httpx.Request) -> None:
+        raise ValueError(f"cannot sign a request with {TOKEN}")
+
+    async def async_signing(request: httpx.Request) -> None:
+        signing(request)
+
+    with Togai(
+        TOKEN, base_url="http://togai.local", transport=server.transport(), retry=fast_retry
+    ) as client:
+        client.http.event_hooks["request"].append(signing)
+        report = client.send([togai_event(1), togai_event(2)])
+
+    async def run() -> Report:
+        async with AsyncTogai(
+            TOKEN, base_url="http://togai.local", transport=server.transport(), retry=fast_retry
+        ) as client:
+            client.http.event_hooks["request"].append(async_signing)
+            return await client.send([togai_event(3)])
+
+    for outcomes in (report, asyncio.run(run())):
+        # The hook ran before anything left: the provider surely has none of them.
+        assert {outcome.status for outcome in outcomes} == {OutcomeStatus.FAILED}
+        reason = outcomes[0].reason or ""
+        assert "request hook raised ValueError" in reason and "cannot sign" in reason
+        assert TOKEN not in reason and TOKEN not in str(outcomes[0].error)
+    assert server.requests == []
