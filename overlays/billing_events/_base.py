@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 
 from . import __version__, metrics
 from . import _constants as C
@@ -28,7 +29,7 @@ from .errors import InvalidEventError
 from .outcomes import Outcome, OutcomeStatus, Report, attach_report, past_window_reason, stale_before
 from .pacing import PUBLISHED, PublishedPace, async_event_hooks, event_hooks, make_pacer
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
-from .providers.base import delivered_outcome, settle_unsent
+from .providers.base import settle_unsent
 from .retry import RetryPolicy
 from .stats import Stats, StatsCounter
 from .text import shorten
@@ -223,11 +224,8 @@ class ClientBase:
     def _repeat(self, pending: Pending, stamped: bool, first: tuple[int, bool], slots: list[Slot]) -> Slot:
         """The slot of an event whose key an earlier event of the same send() already has."""
         first_seq, first_stamped = first
-        earlier = slots[first_seq]
-        earlier_pending = earlier.pending if isinstance(earlier, Settled) else earlier
-        assert isinstance(earlier_pending, Pending)
         stamp = self.rules.stamp_field
-        if _content(earlier_pending.event, stamp if first_stamped else None) == _content(
+        if _content(_event_of(slots[first_seq]), stamp if first_stamped else None) == _content(
             pending.event, stamp if stamped else None
         ):
             return Repeat(pending, first_seq)
@@ -243,6 +241,9 @@ class ClientBase:
         def record(delivered: list[Pending], settled: list[Settled]) -> None:
             for pending in delivered:
                 pending.delivered = True
+                # The Pending goes: a large send() would otherwise keep one per event until it returns,
+                # long enough for the garbage collector to move them all into its oldest generation.
+                slots[pending.seq] = (pending.key, pending.payload, pending.attempts)
             for item in settled:
                 slots[item.pending.seq] = item
             self.sink.record_settled(delivered, settled)
@@ -327,16 +328,20 @@ def resolve_repeat(repeat: Repeat, slots: list[Slot]) -> Settled:
     return settled
 
 
-# A report slot: accepted (its Pending, delivered once marked so), settled otherwise, refused locally,
-# or a repeat of an earlier event.
-Slot = Pending | Settled | Outcome | Repeat
+# A delivered event's slot: its key, JSON and attempts. Atomic values only, so the garbage collector
+# stops tracking the tuple at its first pass, and never scans it again however long the report lives.
+Delivered = tuple[str, bytes, int]
+
+# A report slot: accepted (its Pending until it is settled), delivered, settled otherwise, refused
+# locally, or a repeat of an earlier event.
+Slot = Pending | Delivered | Settled | Outcome | Repeat
 
 
 def _status(slot: Slot) -> OutcomeStatus:
-    if isinstance(slot, Pending):
-        if not slot.delivered:
-            raise AssertionError(f"event {slot.seq} was never settled")  # a bug, never a silent loss
+    if isinstance(slot, tuple):
         return OutcomeStatus.DELIVERED
+    if isinstance(slot, Pending):
+        raise AssertionError(f"event {slot.seq} was never settled")  # a bug, never a silent loss
     if isinstance(slot, Repeat):
         assert slot.settled is not None
         return slot.settled.status
@@ -347,20 +352,33 @@ def finish(slots: list[Slot]) -> Report:
     """The report of a ``send()``; outcomes are built from the slots when first read."""
     delivered = OutcomeStatus.DELIVERED
     # Most slots are delivered events: their status without a call each.
-    statuses = [delivered if type(slot) is Pending and slot.delivered else _status(slot) for slot in slots]
+    statuses = [delivered if type(slot) is tuple else _status(slot) for slot in slots]
 
     def make(index: int) -> Outcome:
         slot = slots[index]
-        if isinstance(slot, Pending):
-            return delivered_outcome(slot)
+        if isinstance(slot, tuple):
+            key, payload, attempts = slot
+            return Outcome(key=key, status=delivered, event=orjson.loads(payload), attempts=attempts)
         if isinstance(slot, Repeat):
             assert slot.settled is not None
             return slot.settled.outcome()
         if isinstance(slot, Settled):
             return slot.outcome()
+        assert isinstance(slot, Outcome)  # a Pending left at the end was caught by _status above
         return slot
 
     return Report.lazy(statuses, make)
+
+
+def _event_of(slot: Slot) -> dict[str, Any]:
+    """The event of an admitted event's slot, as it was sent."""
+    if isinstance(slot, tuple):
+        loaded: dict[str, Any] = orjson.loads(slot[1])
+        return loaded
+    if isinstance(slot, Settled):
+        return slot.pending.event
+    assert isinstance(slot, Pending)
+    return slot.event
 
 
 def _content(event: dict[str, Any], stamped: str | None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ import orjson
 import pytest
 
 from billing_events import Lago, OutcomeStatus, RetryPolicy, Togai
-from billing_events.providers import LagoRules, TogaiRules
+from billing_events.providers import LagoRules, Pending, TogaiRules
 from lago_api.models import EventInputObject
 
 from .scripted import LagoLike, TogaiLike, lago_event, togai_event
@@ -161,6 +162,29 @@ def test_a_reports_statuses_and_one_outcome_are_read_without_the_others(fast_ret
     assert [outcome.key for outcome in report.by_status(R)] == [report[3].key]
     with pytest.raises(IndexError):
         report[5]
+
+
+def test_a_report_keeps_no_object_per_delivered_event_for_the_garbage_collector_to_scan(
+    fast_retry: RetryPolicy,
+) -> None:
+    # A send() that kept a Pending per event until it returned had the collector move them all into
+    # its oldest generation, and then walk them (and the application's whole heap) again and again.
+    server = TogaiLike()
+    events: list[Any] = [togai_event(n) for n in range(1200)]
+    events[7] = togai_event(7, id="given-7")
+    gc.collect()
+    before = sum(isinstance(thing, Pending) for thing in gc.get_objects())
+    with Togai(
+        "t", base_url="http://togai.local", transport=httpx.MockTransport(server), retry=fast_retry
+    ) as client:
+        report = client.send(events)
+    gc.collect()
+    assert report.ok
+    assert sum(isinstance(thing, Pending) for thing in gc.get_objects()) == before
+    # Everything the report tells stays there.
+    assert report[7].key == "given-7" and report[7].event == {**togai_event(7), "id": "given-7"}
+    assert report[8].attempts == 1 and report[8].event == {**togai_event(8), "id": report[8].key}
+    assert len({outcome.key for outcome in report}) == 1200
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,24 @@ def test_lago_repeats_without_timestamps_compare_on_content(fast_retry: RetryPol
     assert len(server.stored) == 1
 
 
+def test_a_repeat_of_an_event_whose_batch_was_already_delivered_is_compared_on_content(
+    fast_retry: RetryPolicy,
+) -> None:
+    # Lago takes 100 events a request: the repeats come after the first request was answered.
+    server = LagoLike()
+    events = [lago_event(n) for n in range(150)]
+    del events[5]["timestamp"]  # stamped by the overlay: its repeat compares without the stamp
+    repeat_5 = lago_event(5)
+    del repeat_5["timestamp"]
+    events += [lago_event(3), repeat_5, lago_event(4, properties={"calls": 99})]
+    report = lago(server, fast_retry).send(events)
+    duplicate, rejected = OutcomeStatus.DUPLICATE, OutcomeStatus.REJECTED
+    assert [o.status for o in report][-3:] == [duplicate, duplicate, rejected]
+    assert "event 4" in (report[-1].reason or "")
+    assert all(status is D for status in report.statuses[:150])
+    assert len(server.stored) == 150
+
+
 def test_one_transaction_id_for_two_subscriptions_never_shares_a_batch(fast_retry: RetryPolicy) -> None:
     server = LagoLike()
     events = [lago_event(n) for n in range(6)]
