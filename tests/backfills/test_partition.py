@@ -22,6 +22,7 @@ from backfills.support import (
 )
 from billing_events import RetryPolicy
 from billing_events.backfill import Backfill, send_partition
+from billing_events.backfill.partition import IDENTIFY_GROUP
 
 
 @pytest.mark.parametrize("lago_store", ["postgres", "clickhouse"])
@@ -76,6 +77,21 @@ def test_identical_rows_are_distinct_events_and_keep_their_keys(mock: Mock, tmp_
     keys = sorted(event["id"] for event in mock.events("togai"))
     assert len(set(keys)) == 6
     assert {key.rsplit("-", 1)[1] for key in keys} == {"1", "2"}
+
+
+def test_copies_of_a_row_are_numbered_across_the_whole_partition(mock: Mock, tmp_path: Path) -> None:
+    # Rows become events a group at a time (IDENTIFY_GROUP): the count of each row's copies carries on.
+    copies = 2 * IDENTIFY_GROUP // 3 + 5
+    rows = togai_rows(3) * copies
+    backfill = backfill_for(mock, "togai", tmp_path / "ckpt").prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert summary["delivered"] == 3 * copies
+    keys = [event["id"] for event in mock.events("togai")]
+    assert len(set(keys)) == 3 * copies
+    numbers = sorted(int(key.rsplit("-", 1)[1]) for key in keys)
+    assert numbers == sorted(list(range(1, copies + 1)) * 3)
 
 
 def test_a_key_column_is_the_key_and_a_bad_row_is_rejected_alone(mock: Mock, tmp_path: Path) -> None:

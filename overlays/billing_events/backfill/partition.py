@@ -27,10 +27,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 import attrs
+import orjson
 from attrs import field, frozen
 
 from .. import _constants as C
@@ -108,70 +110,94 @@ def _stamp_value(provider: str, stamp: int) -> object:
     return stamp
 
 
+# Rows turned into events at a time: an event's dict lives only while its group is worked on.
+IDENTIFY_GROUP = 512
+
+
 def _identify(
     rows: Iterable[Mapping[str, Any]], backfill: Backfill
-) -> tuple[list[tuple[bytes, dict[str, object]]], int, str]:
-    """Each row's fingerprint and event (keyed and stamped); how many rows have none, and the first reason."""
+) -> tuple[list[tuple[bytes, bytes]], int, str]:
+    """Each row's fingerprint and event (keyed and stamped, as its JSON); how many rows have none, and the
+    first reason.
+
+    The events are kept as JSON, not as dicts: a partition's dicts, alive until its last chunk
+    was sent, were tens of thousands of objects that Python's collector moved into its oldest
+    generation, and each such move brought nearer a full collection, which walks the worker's
+    whole heap (pandas, the engine): about a third of a worker's CPU went there.
+    """
+    stamp = None if backfill.stamp is None else _stamp_value(backfill.provider, backfill.stamp)
     key_field = KEY_FIELD[backfill.provider]
-    key_column = backfill.key_column
-    renamed = backfill.timestamp_column != "timestamp"
-    events: list[dict[str, object]] = []
+    occurrences = Occurrences()
+    identified: list[tuple[bytes, bytes]] = []
     invalid = 0
     first_problem = ""
-    key_name = key_column if key_column is not None else key_field
-    for row in rows:
-        plain = row
-        key = row.get(key_name) if isinstance(row, Mapping) else None
-        if isinstance(key, float) and key.is_integer():
-            # pandas stores whole numbers with a null among them as floats: 5.0 is the key 5, as it is
-            # once the null is gone, so a backfill fixed and run again keeps its keys.
-            plain = {**row, key_name: int(key)}
-        # A row that is not a mapping goes as it is: row_to_event says what is wrong with it.
-        if (renamed or key_column is not None) and isinstance(plain, Mapping):
-            plain = dict(plain)  # a copy: a bag's rows are the caller's dicts
-            if renamed:
-                plain["timestamp"] = plain.pop(backfill.timestamp_column, None)
-            if key_column is not None:
-                key = plain.pop(key_column, None)
-                if key is None or key == "":
-                    # No shuffle ran for a named key column: a derived key could repeat in another partition.
+    try:
+        for group in _batched(rows, IDENTIFY_GROUP):
+            events: list[dict[str, object]] = []
+            for row in group:
+                event, problem = _row_event(row, backfill)
+                if event is None:
                     invalid += 1
-                    first_problem = first_problem or (
-                        f"rejected: {key_column}: empty; key_column names it, so every row needs a key"
-                    )
-                    continue
-                plain[key_field] = str(key)
-        event, problem = row_to_event(backfill.provider, plain)
-        if event is None:
-            invalid += 1
-            first_problem = first_problem or f"rejected: {problem}"
-            continue
-        events.append(event)
-    contents = [content_digest(event) for event in events]
-    numbers = _occurrences(contents)
-    stamp = None if backfill.stamp is None else _stamp_value(backfill.provider, backfill.stamp)
-    identified: list[tuple[bytes, dict[str, object]]] = []
-    for event, content, number in zip(events, contents, numbers, strict=True):
-        stamped = event.get("timestamp") is None
-        if stamped:
-            if stamp is None:
-                raise ValueError("Backfill.prepare() was not called: rows without a timestamp need its stamp")
-            event["timestamp"] = stamp
-        give_key(event, key_field, content, number, stamped=stamped)
-        identified.append((fingerprint(content, number), event))
+                    first_problem = first_problem or problem
+                else:
+                    events.append(event)
+            # Numbered in the partition's order: the counts carry over from one group to the next.
+            contents = [content_digest(event) for event in events]
+            numbers = occurrences.number(contents)
+            for event, content, number in zip(events, contents, numbers, strict=True):
+                payload = _keyed_json(event, key_field, content, number, stamp)
+                identified.append((fingerprint(content, number), payload))
+    finally:
+        occurrences.close()
     return identified, invalid, first_problem
 
 
-def _occurrences(contents: list[bytes]) -> list[int]:
-    """The occurrence of each content among the partition's (slices: a spilled count looks up one slice at once)."""
-    occurrences = Occurrences()
-    try:
-        numbers: list[int] = []
-        for start in range(0, len(contents), 8192):
-            numbers += occurrences.number(contents[start : start + 8192])
-        return numbers
-    finally:
-        occurrences.close()
+def _batched(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    iterator = iter(rows)
+    while group := list(itertools.islice(iterator, size)):
+        yield group
+
+
+def _row_event(row: Mapping[str, Any], backfill: Backfill) -> tuple[dict[str, object] | None, str]:
+    """The row's event (its key column and timestamp column applied), or why it has none."""
+    key_column = backfill.key_column
+    renamed = backfill.timestamp_column != "timestamp"
+    key_name = key_column if key_column is not None else KEY_FIELD[backfill.provider]
+    plain = row
+    key = row.get(key_name) if isinstance(row, Mapping) else None
+    if isinstance(key, float) and key.is_integer():
+        # pandas stores whole numbers with a null among them as floats: 5.0 is the key 5, as it is
+        # once the null is gone, so a backfill fixed and run again keeps its keys.
+        plain = {**row, key_name: int(key)}
+    # A row that is not a mapping goes as it is: row_to_event says what is wrong with it.
+    if (renamed or key_column is not None) and isinstance(plain, Mapping):
+        plain = dict(plain)  # a copy: a bag's rows are the caller's dicts
+        if renamed:
+            plain["timestamp"] = plain.pop(backfill.timestamp_column, None)
+        if key_column is not None:
+            key = plain.pop(key_column, None)
+            if key is None or key == "":
+                # No shuffle ran for a named key column: a derived key could repeat in another partition.
+                return None, f"rejected: {key_column}: empty; key_column names it, so every row needs a key"
+            plain[KEY_FIELD[backfill.provider]] = str(key)
+    event, problem = row_to_event(backfill.provider, plain)
+    if event is None:
+        return None, f"rejected: {problem}"
+    return event, ""
+
+
+def _keyed_json(
+    event: dict[str, object], key_field: str, content: bytes, number: int, stamp: object
+) -> bytes:
+    """The event stamped (when it has no timestamp) and keyed (when it has no key), as JSON."""
+    stamped = event.get("timestamp") is None
+    if stamped:
+        if stamp is None:
+            raise ValueError("Backfill.prepare() was not called: rows without a timestamp need its stamp")
+        event["timestamp"] = stamp
+    give_key(event, key_field, content, number, stamped=stamped)
+    # An exact copy: orjson's result keeps its over-sized buffer, which a partition of them would hold.
+    return bytes(memoryview(orjson.dumps(event)))
 
 
 def partition_name(fingerprints: Iterable[bytes]) -> str:
@@ -197,7 +223,7 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
     checkpoint = PartitionCheckpoint(backfill.checkpoint, backfill.storage_options, name)
     known = checkpoint.load()
     cutoff = None if backfill.resend_past_window else stale_before(backfill.provider)
-    pending: list[tuple[bytes, dict[str, object]]] = []
+    pending: list[tuple[bytes, bytes]] = []
     for print_, event in identified:
         earlier = known.get(print_)
         if earlier in SETTLED_FOR_GOOD:
@@ -223,7 +249,7 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
 
 async def _send(
     client: AsyncTogai | AsyncLago,
-    pending: list[tuple[bytes, dict[str, object]]],
+    pending: list[tuple[bytes, bytes]],
     backfill: Backfill,
     checkpoint: PartitionCheckpoint,
     summary: dict[str, Any],
@@ -249,7 +275,9 @@ async def _send(
         nonlocal done
         for start in starts:  # one iterator shared by the groups: each chunk is taken once
             chunk = pending[start : start + size]
-            report = await client.send([event for _, event in chunk], max_in_flight=in_flight)
+            # Each event read back from its JSON as the send takes it: its dict dies young.
+            events = (orjson.loads(event) for _, event in chunk)
+            report = await client.send(events, max_in_flight=in_flight)
             # Statuses only: an Outcome (and its event read back from JSON) is built for a problem alone.
             statuses = [status.value for status in report.statuses]
             if not summary["problem"]:
