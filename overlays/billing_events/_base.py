@@ -21,6 +21,7 @@ from .deadletter import (
     DeadLetterFile,
     OutcomeCallback,
     OutcomeSink,
+    held_back_outcome,
     read_dead_letters,
     unknown_since,
 )
@@ -132,42 +133,46 @@ class ClientBase:
         A line that is not a dead letter is skipped and reported (see ``read_dead_letters``). An
         ``unknown`` letter older than the provider's window for repeated keys (Togai: 45 days, less a
         day) is left out with a WARNING, since Togai would bill it again if the first send was stored;
-        ``resend_past_window=True`` keeps it.
+        ``resend_past_window=True`` keeps it. So is a letter whose event was too large to keep.
         """
+        events, _ = self._replay_plan(path, on_bad_line, resend_past_window)
+        return events
+
+    def _replay_plan(
+        self, path: str | Path, on_bad_line: BadLineCallback | None, resend_past_window: bool
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, Outcome]]]:
+        """The events a replay sends, and the letters it holds back, each with its place in the report."""
         cutoff = None if resend_past_window else stale_before(self.provider)
-        events = []
+        events: list[dict[str, Any]] = []
+        held: list[tuple[int, Outcome]] = []
         others = 0
         for letter in read_dead_letters(path, on_bad_line):
             if letter.provider != self.provider:
                 others += 1
                 continue
+            reason = None
             if letter.clipped is not None:
-                letter_log.warning(
-                    "%s: %s %s not replayed: %s (fix it where it came from)",
-                    path,
-                    self.rules.key_field,
-                    shorten(letter.key, 80),
-                    letter.clipped,
-                    extra={"provider": self.provider},
-                )
+                reason = f"not replayed: {letter.clipped} (fix it where it came from)"
+            elif (since := unknown_since(letter.status, letter.at, cutoff)) is not None:
+                reason = past_window_reason(self.provider, since, "resend_past_window=True replays it")
+            if reason is None:
+                events.append(letter.event)
                 continue
-            since = unknown_since(letter.status, letter.at, cutoff)
-            if since is not None:
-                letter_log.warning(
-                    "%s: %s %s %s",
-                    path,
-                    self.rules.key_field,
-                    shorten(letter.key, 80),
-                    past_window_reason(self.provider, since, "resend_past_window=True replays it"),
-                    extra={"provider": self.provider},
-                )
-                continue
-            events.append(letter.event)
+            key = letter.key if isinstance(letter.key, str) else repr(letter.key)
+            letter_log.warning(
+                "%s: %s %s %s",
+                path,
+                self.rules.key_field,
+                shorten(key, 80),
+                reason,
+                extra={"provider": self.provider},
+            )
+            held.append((len(events) + len(held), held_back_outcome(letter, key, reason)))
         if others:
             letter_log.warning(
                 "%s: %d letters of another provider left out", path, others, extra={"provider": self.provider}
             )
-        return events
+        return events, held
 
     def _httpx_args(self, transport: Any) -> dict[str, Any]:
         # The pacer runs before and after every request of the client, whatever its transport.

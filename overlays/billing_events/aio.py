@@ -27,7 +27,7 @@ from .config import Provider
 from .deadletter import BadLineCallback
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError
-from .outcomes import Report
+from .outcomes import Report, with_held_back
 
 log = logging.getLogger("billing_events.client")
 
@@ -108,10 +108,12 @@ class _AsyncClient(ClientBase):
 
         A broken line (a write cut short, say) is skipped and reported to ``on_bad_line``
         (default: a WARNING with its line number); every good letter is still sent, except an
-        ``unknown`` one past the provider's window for repeated keys (see ``dead_letter_events``).
+        ``unknown`` one past the provider's window for repeated keys (see ``dead_letter_events``) and
+        one whose event was too large to keep. Those are in the report all the same, at their places,
+        with their status, ``held_back`` and the reason: ``ok`` is False, ``to_resend()`` leaves them out.
         """
-        events = self.dead_letter_events(dead_letter_path, on_bad_line, resend_past_window=resend_past_window)
-        return await self.send(events)
+        events, held = self._replay_plan(dead_letter_path, on_bad_line, resend_past_window)
+        return with_held_back(await self.send(events), held)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -32,7 +32,7 @@ from .calls import lago_answer, retryable_call
 from .config import Provider
 from .deadletter import BadLineCallback
 from .delivery import SyncDelivery
-from .outcomes import Report
+from .outcomes import Report, with_held_back
 
 T = TypeVar("T")
 log = logging.getLogger("billing_events.client")
@@ -100,10 +100,12 @@ class _SyncClient(ClientBase):
 
         A broken line (a write cut short, say) is skipped and reported to ``on_bad_line``
         (default: a WARNING with its line number); every good letter is still sent, except an
-        ``unknown`` one past the provider's window for repeated keys (see ``dead_letter_events``).
+        ``unknown`` one past the provider's window for repeated keys (see ``dead_letter_events``) and
+        one whose event was too large to keep. Those are in the report all the same, at their places,
+        with their status, ``held_back`` and the reason: ``ok`` is False, ``to_resend()`` leaves them out.
         """
-        events = self.dead_letter_events(dead_letter_path, on_bad_line, resend_past_window=resend_past_window)
-        return self.send(events)
+        events, held = self._replay_plan(dead_letter_path, on_bad_line, resend_past_window)
+        return with_held_back(self.send(events), held)
 
     def background(self, **options: Any) -> BackgroundSender:
         """A background sender on this client: ``track()`` queues, a worker thread sends."""

@@ -149,6 +149,15 @@ def too_long(size: int) -> str:
     return f"line is {size:,} bytes, more than a dead letter holds ({MAX_LETTER_BYTES:,})"
 
 
+def held_back_outcome(letter: DeadLetter, key: str, reason: str) -> Outcome:
+    """The outcome a replay gives a letter it leaves out: its status as written (``unknown`` if unreadable)."""
+    try:
+        status = OutcomeStatus(letter.status)
+    except ValueError:
+        status = OutcomeStatus.UNKNOWN
+    return Outcome(key=key, status=status, event=letter.event, reason=reason, held_back=True)
+
+
 def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = None) -> Iterator[DeadLetter]:
     """The dead letters of a file, in order.
 

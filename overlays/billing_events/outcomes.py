@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import attrs
@@ -76,6 +76,8 @@ class Outcome:
     reason: str | None = None
     attempts: int = 0
     error: BillingEventsError | None = attrs.field(default=None, repr=False, eq=False)
+    held_back: bool = False
+    """A replay left this dead letter out (its ``reason`` says why): ``to_resend()`` leaves it out too."""
 
     @property
     def delivered(self) -> bool:
@@ -160,12 +162,14 @@ class Report:
 
     def to_resend(self) -> list[Mapping[str, Any]]:
         """The events to send again: those ``failed`` or ``unknown``, with the keys and timestamps they
-        were sent with, so that a provider that has them already does not bill them twice."""
-        return [
-            self[index].event
+        were sent with, so that a provider that has them already does not bill them twice. Letters a
+        replay held back are not among them."""
+        outcomes = (
+            self[index]
             for index, status in enumerate(self._statuses)
             if status in (OutcomeStatus.FAILED, OutcomeStatus.UNKNOWN)
-        ]
+        )
+        return [outcome.event for outcome in outcomes if not outcome.held_back]
 
     def raise_for_failures(self) -> None:
         """Raise the first error of an event that was not delivered, if any."""
@@ -177,6 +181,32 @@ class Report:
                 if outcome.error is not None:
                     raise outcome.error
                 raise RejectedError(outcome.reason or outcome.status.value)
+
+
+def with_held_back(report: Report, held: Sequence[tuple[int, Outcome]]) -> Report:
+    """``report`` with the ``held`` outcomes, each ``(position, outcome)``, put at their places among its own."""
+    if not held:
+        return report
+    places = dict(held)
+    statuses = report._statuses
+    sources: list[Outcome | int] = []
+    merged: list[OutcomeStatus] = []
+    sent = 0
+    for position in range(len(statuses) + len(held)):
+        outcome = places.get(position)
+        if outcome is None:
+            sources.append(sent)
+            merged.append(statuses[sent])
+            sent += 1
+        else:
+            sources.append(outcome)
+            merged.append(outcome.status)
+
+    def make(index: int) -> Outcome:
+        source = sources[index]
+        return source if isinstance(source, Outcome) else report[source]
+
+    return Report.lazy(merged, make)
 
 
 _REPORT_ATTRIBUTE = "billing_events_report"

@@ -80,6 +80,21 @@ assert CtrlC.calls > 2 and len(report) < len(events), "the send was not interrup
 readme_mock.assert_stored(events)  # every event stored, each once
 togai.close()
 """
+OLD_UNKNOWN_LETTER = {
+    "provider": "togai",
+    "key": "evt-2",
+    "status": "unknown",
+    "reason": "request timed out",
+    "event": {
+        "schemaName": "api_calls",
+        "id": "evt-2",
+        "timestamp": "2024-05-01T10:15:30Z",
+        "accountId": "acme-corp",
+        "attributes": [{"name": "calls", "value": "1"}],
+        "dimensions": {},
+    },
+    "at": "2024-05-01T10:15:31.000+00:00",
+}
 DEAD_LETTER = {
     "provider": "togai",
     "key": "evt-1",
@@ -141,6 +156,17 @@ PLAN: dict[str, Run | Skip] = {
         + "\nfrom pathlib import Path\n\n"
         + f"Path('dead-letters.jsonl').write_text({json.dumps(DEAD_LETTER)!r} + '\\n')\n",
         after="assert report.ok, report.counts\ntogai.close()",
+    ),
+    # The file holds a fresh failed letter and an unknown one written 60 days ago: the replay holds it back.
+    "Dead letters and replay #2": Run(
+        before=TOGAI_CLIENT
+        + "\nfrom pathlib import Path\n\n"
+        + f"Path('dead-letters.jsonl').write_text({json.dumps(DEAD_LETTER)!r} + '\\n' + "
+        + f"{json.dumps(OLD_UNKNOWN_LETTER)!r} + '\\n')\n",
+        after=(
+            "assert not report.ok and [o.held_back for o in report] == [False, True], report\n"
+            "assert report.to_resend() == []\ntogai.close()"
+        ),
     ),
     "Dask": Skip(
         "needs a Dask cluster and s3:// storage; tests/backfills/ runs the adapter on a LocalCluster"

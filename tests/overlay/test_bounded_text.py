@@ -47,7 +47,11 @@ def test_a_letter_whose_event_was_too_large_to_keep_is_not_replayed(
     with caplog.at_level(logging.WARNING, logger="billing_events"):
         report = client.replay(dead)
 
-    assert len(report) == 0  # nothing is sent: a clipped copy could be billed as if it were the event
+    # Nothing is sent (a clipped copy could be billed as if it were the event), and the report says so.
+    [outcome] = report
+    assert outcome.status.value == "rejected" and outcome.held_back and outcome.event == {}
+    assert (outcome.reason or "").startswith("not replayed: the event's JSON was")
+    assert not report.ok and report.to_resend() == []
     assert any("not replayed: the event's JSON was" in record.getMessage() for record in caplog.records)
 
 

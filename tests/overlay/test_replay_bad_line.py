@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 from cli.support import togai_event
-from hostile.server import HostileServer
+from hostile.server import Answer, HostileServer
 
-from billing_events import AsyncTogai, Togai
+from billing_events import AsyncTogai, OutcomeStatus, Report, RetryPolicy, Togai
 
 TOKEN = "replay-test-token-123456"
 
@@ -105,12 +106,22 @@ def test_a_togai_replay_leaves_out_unknown_letters_past_its_45_day_window(
     with Togai(TOKEN, base_url=hostile.url) as client:
         report = client.replay(path)
         assert sorted(hostile.stored) == ["k-1", "k-2"]
-        assert len(report) == 2
+        # The letter held back keeps its place in the report: unknown, held back, and why.
+        assert [(o.key, o.status.value, o.held_back) for o in report] == [
+            ("k-0", "unknown", True),
+            ("k-1", "delivered", False),
+            ("k-2", "delivered", False),
+        ]
+        assert "unknown since" in (report[0].reason or "") and "resend_past_window=True" in (
+            report[0].reason or ""
+        )
+        assert not report.ok and report.to_resend() == []
         assert any("k-0 unknown since" in record.getMessage() for record in caplog.records)
 
         forced = client.replay(path, resend_past_window=True)
 
     assert len(forced) == 3 and sorted(set(hostile.stored)) == ["k-0", "k-1", "k-2"]
+    assert forced.ok and not any(outcome.held_back for outcome in forced)
 
 
 def test_a_replay_names_the_letters_of_the_other_provider_it_leaves_out(
@@ -140,3 +151,42 @@ def test_a_replay_names_the_letters_of_the_other_provider_it_leaves_out(
 
     assert len(report) == 1 and hostile.stored == ["k-1"]
     assert any("1 letters of another provider left out" in record.getMessage() for record in caplog.records)
+
+
+def test_an_async_replay_keeps_held_back_letters_in_place_and_out_of_to_resend(
+    tmp_path: Path, hostile: HostileServer
+) -> None:
+    # A caller that deletes the file once report.ok would have lost the letter held back.
+    hostile.answer(Answer("error", status=503))
+    letters = [
+        {"status": "failed", "at": written(1)},
+        {"status": "unknown", "at": written(60)},  # past Togai's window: held back
+        {"status": "unknown", "at": written(2)},
+    ]
+    path = tmp_path / "dead.jsonl"
+    path.write_bytes(
+        b"".join(
+            orjson.dumps(
+                {
+                    "provider": "togai",
+                    "key": f"k-{i}",
+                    "reason": "x",
+                    "event": togai_event(i, id=f"k-{i}"),
+                    **letter,
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
+            )
+            for i, letter in enumerate(letters)
+        )
+    )
+
+    async def run() -> Report:
+        async with AsyncTogai(TOKEN, base_url=hostile.url, retry=RetryPolicy(max_attempts=1)) as client:
+            return await client.replay(path)
+
+    report = asyncio.run(run())
+    assert [(o.key, o.held_back) for o in report] == [("k-0", False), ("k-1", True), ("k-2", False)]
+    assert report.statuses[1] is OutcomeStatus.UNKNOWN and not report.ok
+    # The two the replay sent (and a 503 left unknown) go again; the held-back one does not.
+    assert [event["id"] for event in report.to_resend()] == ["k-0", "k-2"]
+    assert sorted(hostile.stored) == ["k-0", "k-2"]
