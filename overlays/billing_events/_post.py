@@ -48,11 +48,18 @@ class RequestHookError(TransportError):
     """A request hook raised before the request left: nothing was sent."""
 
 
-def _hook_failed(request: httpx.Request, exc: Exception) -> RequestHookError:
-    """The error that takes a hook's place: its type and its message, clipped and without the token."""
-    secret = request.headers.get("authorization", "").rpartition(" ")[2]
-    text = shorten(scrub(str(exc), secret) if secret else str(exc))
-    return RequestHookError(f"a request hook raised {type(exc).__name__} before the request left: {text}")
+def _hook_failed(authorization: str, exc: Exception) -> RequestHookError:
+    """The error that takes a hook's place: its type and its message, clipped and without the token.
+
+    ``authorization`` is the header as it was before the hooks ran: a hook may have moved or removed it.
+    """
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(its message could not be read)"
+    return RequestHookError(
+        f"a request hook raised {type(exc).__name__} before the request left: {shorten(scrub(text, authorization))}"
+    )
 
 
 class _Poster(Generic[Http, Transport]):
@@ -87,13 +94,17 @@ class BatchPoster(_Poster[httpx.Client, httpx.BaseTransport]):
     ) -> httpx.Response:
         request = self._request(url, content, headers, extensions)
         hooks = self.http.event_hooks
+        authorization = request.headers.get("authorization", "")
+        failed: RequestHookError | None = None
         try:
             for hook in hooks["request"]:
                 hook(request)
         except httpx.HTTPError:
             raise
         except Exception as exc:
-            raise _hook_failed(request, exc) from None  # not chained: the hook's own message is unscrubbed
+            failed = _hook_failed(authorization, exc)
+        if failed is not None:
+            raise failed  # outside the handler: no context that keeps the hook's own, unscrubbed message
         self._still_open()
         response = self.transport.handle_request(request)
         try:
@@ -115,13 +126,17 @@ class AsyncBatchPoster(_Poster[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     ) -> httpx.Response:
         request = self._request(url, content, headers, extensions)
         hooks = self.http.event_hooks
+        authorization = request.headers.get("authorization", "")
+        failed: RequestHookError | None = None
         try:
             for hook in hooks["request"]:
                 await hook(request)
         except httpx.HTTPError:
             raise
         except Exception as exc:
-            raise _hook_failed(request, exc) from None  # not chained: the hook's own message is unscrubbed
+            failed = _hook_failed(authorization, exc)
+        if failed is not None:
+            raise failed  # outside the handler: no context that keeps the hook's own, unscrubbed message
         self._still_open()
         response = await self.transport.handle_async_request(request)
         try:

@@ -152,11 +152,10 @@ class BackgroundSender(SenderCore):
 
     def _offer_when_room(self, payload: bytes) -> int:
         """With the lock held and the queue full: under "block", offer again once there is room; else 0."""
-        if not self._wait_for_room(len(payload)):
-            return 0
-        if self._closed:  # close() may have come while we waited for room
+        room = self._wait_for_room(len(payload))
+        if self._closed:  # close() may have come while we waited for room (and ended the wait)
             raise SenderClosedError("track() on a closed sender")
-        return self._queue.offer(payload)
+        return self._queue.offer(payload) if room else 0
 
     def _wait_for_room(self, size: int) -> bool:
         """With the lock held: wait for room under the block policy. False when there is none."""

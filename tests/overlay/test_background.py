@@ -339,3 +339,41 @@ def test_a_second_concurrent_close_waits_for_the_first() -> None:
     assert (stats.delivered, stats.in_queue) == (len(tracked), 0)
     first.join(30)
     opener.join()
+
+
+def test_a_track_blocked_on_a_full_queue_raises_sender_closed_when_close_comes() -> None:
+    gate = Gate()
+    sender = client(Scripted(default=gate)).background(
+        max_queue_events=2, on_full="block", block_timeout=30, flush_interval=0.01
+    )
+    sender.track(togai_event(0))
+    assert gate.arrived.wait(10)  # the worker holds that one in flight; the next two fill the queue
+    sender.track(togai_event(1))
+    sender.track(togai_event(2))
+    waiting = threading.Event()
+    wait = sender._changed.wait
+
+    def watched_wait(timeout: float | None = None) -> bool:
+        waiting.set()
+        return wait(timeout)
+
+    sender._changed.wait = watched_wait  # type: ignore[method-assign]
+    raised: list[BaseException] = []
+
+    def blocked_track() -> None:
+        try:
+            sender.track(togai_event(3))
+        except BaseException as exc:
+            raised.append(exc)
+
+    tracker = threading.Thread(target=blocked_track)
+    tracker.start()
+    assert waiting.wait(10)  # the tracker waits for room, the lock released
+    closer = threading.Thread(target=sender.close, args=(10,))
+    closer.start()
+    tracker.join(10)
+    gate.open.set()
+    closer.join(10)
+    # The queue did not stay full for 30 s: the sender closed under the caller, who is told so.
+    assert [type(exc) for exc in raised] == [SenderClosedError]
+    assert sender.stats.delivered == 3 and sender.stats.dropped == 0

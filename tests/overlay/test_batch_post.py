@@ -142,3 +142,68 @@ def test_a_request_hook_that_raises_ends_the_batch_failed_names_the_error_and_se
         assert "request hook raised ValueError" in reason and "cannot sign" in reason
         assert TOKEN not in reason and TOKEN not in str(outcomes[0].error)
     assert server.requests == []
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+def _gateway_headers(request: httpx.Request) -> None:
+    # A gateway that wants the key in its own header: the hook moves it there.
+    request.headers["X-Gateway-Key"] = request.headers.pop("Authorization").partition(" ")[2]
+
+
+def _dump_headers(request: httpx.Request) -> None:
+    keys = {
+        name: value for name, value in request.headers.items() if name in ("authorization", "x-gateway-key")
+    }
+    raise ValueError(f"cannot sign with {keys}")
+
+
+@pytest.mark.parametrize(
+    ("token", "hooks", "says"),
+    [
+        ("gateway-token-1234", [_gateway_headers, _dump_headers], "cannot sign"),
+        ("spacedpart secondpart", [_dump_headers], "cannot sign"),
+        ("unprintable-token-1234", [Unprintable], "Unprintable"),
+    ],
+    ids=["token-moved-by-a-hook", "token-with-a-space", "message-that-raises"],
+)
+def test_a_raising_request_hook_ends_failed_without_the_token_however_it_fails(
+    fast_retry: RetryPolicy, token: str, hooks: list[object], says: str
+) -> None:
+    server = Scripted(default=accepted)
+
+    def raising(request: httpx.Request) -> None:
+        for hook in hooks:
+            if isinstance(hook, type):
+                raise hook()
+            hook(request)  # type: ignore[operator]
+
+    async def async_raising(request: httpx.Request) -> None:
+        raising(request)
+
+    with Togai(
+        token, base_url="http://togai.local", transport=server.transport(), retry=fast_retry
+    ) as client:
+        client.http.event_hooks["request"].append(raising)
+        report = client.send([togai_event(1)])
+
+    async def run() -> Report:
+        async with AsyncTogai(
+            token, base_url="http://togai.local", transport=server.transport(), retry=fast_retry
+        ) as client:
+            client.http.event_hooks["request"].append(async_raising)
+            return await client.send([togai_event(2)])
+
+    for outcomes in (report, asyncio.run(run())):
+        [outcome] = outcomes
+        assert outcome.status is OutcomeStatus.FAILED
+        reason = outcome.reason or ""
+        assert "request hook raised" in reason and says in reason
+        for part in token.split():
+            assert part not in reason and part not in repr(outcome.error)
+        # Nor is the hook's own error (its message unscrubbed) kept as the context of the one raised.
+        assert outcome.error is not None and outcome.error.__context__ is None
+    assert server.requests == []
