@@ -150,10 +150,13 @@ def too_long(size: int) -> str:
 
 
 def held_back_outcome(letter: DeadLetter, key: str, reason: str) -> Outcome:
-    """The outcome a replay gives a letter it leaves out: its status as written (``unknown`` if unreadable)."""
+    """The outcome a replay gives a letter it leaves out: its status as written (``unknown`` if unreadable,
+    or if it says delivered: this replay did not deliver it, so ``report.ok`` must not count it)."""
     try:
         status = OutcomeStatus(letter.status)
     except ValueError:
+        status = OutcomeStatus.UNKNOWN
+    if status.delivered:
         status = OutcomeStatus.UNKNOWN
     return Outcome(key=key, status=status, event=letter.event, reason=reason, held_back=True)
 

@@ -190,3 +190,42 @@ def test_an_async_replay_keeps_held_back_letters_in_place_and_out_of_to_resend(
     # The two the replay sent (and a 503 left unknown) go again; the held-back one does not.
     assert [event["id"] for event in report.to_resend()] == ["k-0", "k-2"]
     assert sorted(hostile.stored) == ["k-0", "k-2"]
+
+
+def held_back_letters(path: Path, letters: list[dict[str, Any]]) -> Path:
+    """A Togai dead-letter file of ``letters``, each over a fresh unknown letter ``k-N``."""
+    path.write_bytes(
+        b"".join(
+            orjson.dumps(
+                {
+                    "provider": "togai",
+                    "key": f"k-{i}",
+                    "status": "unknown",
+                    "reason": "x",
+                    "event": togai_event(i, id=f"k-{i}"),
+                    "at": written(1),
+                    **letter,
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
+            )
+            for i, letter in enumerate(letters)
+        )
+    )
+    return path
+
+
+def test_a_held_back_letter_never_counts_as_delivered(tmp_path: Path) -> None:
+    # A letter that says "delivered" is damaged (only undelivered events are dead-lettered); held back,
+    # it was not delivered by this replay either, and a caller deleting the file once ok would lose it.
+    path = held_back_letters(
+        tmp_path / "dead.jsonl",
+        [
+            {"status": "delivered", "clipped": "the event's JSON was 5,242,900 bytes", "event": {}},
+            {"status": "duplicate", "clipped": "the event's JSON was 5,242,900 bytes", "event": {}},
+        ],
+    )
+    with Togai(TOKEN, base_url="http://127.0.0.1:9") as client:
+        report = client.replay(path)
+    assert [outcome.held_back for outcome in report] == [True, True]
+    assert not any(status.delivered for status in report.statuses)
+    assert not report.ok and report.counts[OutcomeStatus.UNKNOWN] == 2
