@@ -33,7 +33,7 @@ from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
 from .providers.base import settle_unsent
 from .retry import RetryPolicy
 from .stats import Stats, StatsCounter
-from .text import shorten
+from .text import shorten, show
 
 letter_log = logging.getLogger("billing_events.deadletter")
 
@@ -152,13 +152,14 @@ class ClientBase:
                 continue
             reason = None
             if letter.clipped is not None:
-                reason = f"not replayed: {letter.clipped} (fix it where it came from)"
+                # The note is read from the file: a damaged one must not make the reason grow.
+                reason = f"not replayed: {shorten(str(letter.clipped))} (fix it where it came from)"
             elif (since := unknown_since(letter.status, letter.at, cutoff)) is not None:
                 reason = past_window_reason(self.provider, since, "resend_past_window=True replays it")
             if reason is None:
                 events.append(letter.event)
                 continue
-            key = letter.key if isinstance(letter.key, str) else repr(letter.key)
+            key = letter.key if isinstance(letter.key, str) else show(letter.key)
             letter_log.warning(
                 "%s: %s %s %s",
                 path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,25 @@ def test_a_held_back_letter_never_counts_as_delivered(tmp_path: Path) -> None:
     assert [outcome.held_back for outcome in report] == [True, True]
     assert not any(status.delivered for status in report.statuses)
     assert not report.ok and report.counts[OutcomeStatus.UNKNOWN] == 2
+
+
+def test_a_held_back_letters_reason_and_key_stay_short(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = held_back_letters(
+        tmp_path / "dead.jsonl",
+        [
+            {"clipped": "Z" * 1_000_000, "event": {}},  # a damaged note
+            {"key": list(range(100_000)), "at": written(60)},  # a key that is not a string, past the window
+        ],
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="billing_events"),
+        Togai(TOKEN, base_url="http://127.0.0.1:9") as client,
+    ):
+        report = client.replay(path)
+    assert [outcome.held_back for outcome in report] == [True, True]
+    for outcome in report:
+        assert len(outcome.key) < 1200 and len(outcome.reason or "") < 1200
+        assert len(repr(outcome)) < 2400
+    assert all(len(record.getMessage()) < 2400 for record in caplog.records)
