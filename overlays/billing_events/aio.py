@@ -27,7 +27,7 @@ from .config import Provider
 from .deadletter import BadLineCallback
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError
-from .outcomes import Report, with_held_back
+from .outcomes import Report, held_back_on_interruption, with_held_back
 
 log = logging.getLogger("billing_events.client")
 
@@ -113,7 +113,12 @@ class _AsyncClient(ClientBase):
         with their status, ``held_back`` and the reason: ``ok`` is False, ``to_resend()`` leaves them out.
         """
         events, held = self._replay_plan(dead_letter_path, on_bad_line, resend_past_window)
-        return with_held_back(await self.send(events), held)
+        try:
+            report = await self.send(events)
+        except BaseException as exc:
+            held_back_on_interruption(exc, held)
+            raise
+        return with_held_back(report, held)
 
     async def aclose(self) -> None:
         await self.http.aclose()

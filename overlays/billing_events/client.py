@@ -32,7 +32,7 @@ from .calls import lago_answer, retryable_call
 from .config import Provider
 from .deadletter import BadLineCallback
 from .delivery import SyncDelivery
-from .outcomes import Report, with_held_back
+from .outcomes import Report, held_back_on_interruption, with_held_back
 
 T = TypeVar("T")
 log = logging.getLogger("billing_events.client")
@@ -105,7 +105,12 @@ class _SyncClient(ClientBase):
         with their status, ``held_back`` and the reason: ``ok`` is False, ``to_resend()`` leaves them out.
         """
         events, held = self._replay_plan(dead_letter_path, on_bad_line, resend_past_window)
-        return with_held_back(self.send(events), held)
+        try:
+            report = self.send(events)
+        except BaseException as exc:
+            held_back_on_interruption(exc, held)
+            raise
+        return with_held_back(report, held)
 
     def background(self, **options: Any) -> BackgroundSender:
         """A background sender on this client: ``track()`` queues, a worker thread sends."""

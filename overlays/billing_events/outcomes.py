@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -184,7 +185,11 @@ class Report:
 
 
 def with_held_back(report: Report, held: Sequence[tuple[int, Outcome]]) -> Report:
-    """``report`` with the ``held`` outcomes, each ``(position, outcome)``, put at their places among its own."""
+    """``report`` with the ``held`` outcomes, each ``(position, outcome)``, put at their places among its own.
+
+    A report cut short (an interrupted send) covers a prefix of the events: it gets the held outcomes
+    placed before the first event it lacks, so that it still covers the first ``len(report)`` letters.
+    """
     if not held:
         return report
     places = dict(held)
@@ -192,15 +197,17 @@ def with_held_back(report: Report, held: Sequence[tuple[int, Outcome]]) -> Repor
     sources: list[Outcome | int] = []
     merged: list[OutcomeStatus] = []
     sent = 0
-    for position in range(len(statuses) + len(held)):
+    for position in itertools.count():
         outcome = places.get(position)
-        if outcome is None:
+        if outcome is not None:
+            sources.append(outcome)
+            merged.append(outcome.status)
+        elif sent < len(statuses):
             sources.append(sent)
             merged.append(statuses[sent])
             sent += 1
         else:
-            sources.append(outcome)
-            merged.append(outcome.status)
+            break
 
     def make(index: int) -> Outcome:
         source = sources[index]
@@ -209,13 +216,28 @@ def with_held_back(report: Report, held: Sequence[tuple[int, Outcome]]) -> Repor
     return Report.lazy(merged, make)
 
 
+def held_back_on_interruption(exc: BaseException, held: Sequence[tuple[int, Outcome]]) -> None:
+    """Give the partial report that ``exc`` carries out of a replay's send the letters it held back."""
+    cut = partial_report(exc)
+    if cut is not None and held:
+        attach_report(exc, with_held_back(cut, held))
+
+
 _REPORT_ATTRIBUTE = "billing_events_report"
+_NOTE_PREFIX = "billing_events: "
 
 
 def attach_report(exc: BaseException, report: Report) -> None:
     """Give an exception that interrupted a ``send()`` the report of the events it had accepted."""
     setattr(exc, _REPORT_ATTRIBUTE, report)
-    exc.add_note(f"billing_events: {report!r}; partial_report(exc) has the outcomes")
+    note = f"{_NOTE_PREFIX}{report!r}; partial_report(exc) has the outcomes"
+    notes = getattr(exc, "__notes__", None)
+    # A report attached again (a replay adding the letters it held back) replaces the note of the first.
+    ours = [index for index, text in enumerate(notes or ()) if str(text).startswith(_NOTE_PREFIX)]
+    if notes is not None and ours:
+        notes[ours[-1]] = note
+    else:
+        exc.add_note(note)
 
 
 def partial_report(exc: BaseException) -> Report | None:

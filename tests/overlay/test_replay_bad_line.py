@@ -8,12 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from cli.support import togai_event
 from hostile.server import Answer, HostileServer
 
-from billing_events import AsyncTogai, OutcomeStatus, Report, RetryPolicy, Togai
+from billing_events import AsyncTogai, OutcomeStatus, Report, RetryPolicy, Togai, partial_report
 
 TOKEN = "replay-test-token-123456"
 
@@ -215,6 +216,22 @@ def held_back_letters(path: Path, letters: list[dict[str, Any]]) -> Path:
     return path
 
 
+def stored_then(interrupt_on: int) -> tuple[list[str], Any]:
+    """A Togai-like handler that stores each request, and raises KeyboardInterrupt on call ``interrupt_on``."""
+    stored: list[str] = []
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == interrupt_on:
+            raise KeyboardInterrupt
+        stored.extend(event["id"] for event in orjson.loads(request.content)["events"])
+        return httpx.Response(200, json={})
+
+    return stored, handler
+
+
 def test_a_held_back_letter_never_counts_as_delivered(tmp_path: Path) -> None:
     # A letter that says "delivered" is damaged (only undelivered events are dead-lettered); held back,
     # it was not delivered by this replay either, and a caller deleting the file once ok would lose it.
@@ -252,3 +269,76 @@ def test_a_held_back_letters_reason_and_key_stay_short(
         assert len(outcome.key) < 1200 and len(outcome.reason or "") < 1200
         assert len(repr(outcome)) < 2400
     assert all(len(record.getMessage()) < 2400 for record in caplog.records)
+
+
+def test_an_interrupted_replay_keeps_held_back_letters_at_their_places_in_its_partial_report(
+    tmp_path: Path,
+) -> None:
+    path = held_back_letters(
+        tmp_path / "dead.jsonl",
+        [{"at": written(60)}, {}, {"at": written(60)}, {}, {}, {}, {"at": written(60)}],
+    )
+    stored, handler = stored_then(interrupt_on=2)
+    client = Togai(
+        TOKEN,
+        base_url="http://togai.local",
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy(max_attempts=1),
+        max_batch_events=1,
+    )
+    with pytest.raises(KeyboardInterrupt) as caught:
+        client.replay(path)
+    report = partial_report(caught.value)
+    assert report is not None and stored == ["k-1"]
+    # It covers the first len(report) letters: k-3 was in flight, k-4 taken but not sent; k-6 is past the cut.
+    assert [(o.key, o.status.value, o.held_back) for o in report] == [
+        ("k-0", "unknown", True),
+        ("k-1", "delivered", False),
+        ("k-2", "unknown", True),
+        ("k-3", "unknown", False),
+        ("k-4", "failed", False),
+    ]
+    assert [event["id"] for event in report.to_resend()] == ["k-3", "k-4"]
+    notes = [note for note in getattr(caught.value, "__notes__", []) if note.startswith("billing_events:")]
+    assert notes == [f"billing_events: {report!r}; partial_report(exc) has the outcomes"]
+
+
+def test_a_cancelled_async_replay_keeps_held_back_letters_in_its_partial_report(tmp_path: Path) -> None:
+    path = held_back_letters(tmp_path / "dead.jsonl", [{"at": written(60)}, {}, {}])
+
+    async def run() -> BaseException:
+        second = asyncio.Event()
+        calls = 0
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                second.set()
+                await asyncio.Event().wait()  # no answer: the caller cancels the replay
+            return httpx.Response(200, json={})
+
+        async with AsyncTogai(
+            TOKEN,
+            base_url="http://togai.local",
+            transport=httpx.MockTransport(handler),
+            retry=RetryPolicy(max_attempts=1),
+            max_batch_events=1,
+            max_in_flight=1,
+        ) as client:
+            task = asyncio.create_task(client.replay(path))
+            await second.wait()
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError as exc:
+                return exc
+        raise AssertionError("the replay was not cancelled")
+
+    report = partial_report(asyncio.run(run()))
+    assert report is not None
+    assert [(o.key, o.status.value, o.held_back) for o in report] == [
+        ("k-0", "unknown", True),
+        ("k-1", "delivered", False),
+        ("k-2", "unknown", False),
+    ]
