@@ -7,6 +7,7 @@ waiting between attempts, so both follow exactly the same rules.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from .outcomes import OutcomeStatus
 from .providers import AttemptResult, Pending, ProviderRules, Settled
 from .providers.base import request_id, settle_unsent
 from .retry import RetryableFailure, RetryPolicy
+from .text import shorten
 
 Reply = httpx.Response | BaseException
 # Called with the events an attempt delivered, and the others it settled.
@@ -285,6 +287,17 @@ class AsyncDelivery(_Delivery):
             )
         except Exception as exc:
             reply = exc
+        except asyncio.CancelledError as exc:
+            _cut_before_sending(sub, progress)
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            # Raised inside the request (by a transport or a hook) while nobody cancelled this task: a
+            # failure of this request. Let through, it would end the lane as if cancelled, with its events
+            # left without an outcome.
+            reply = TransportError(
+                f"the request was cancelled from inside, not by its caller: {shorten(repr(exc))}"
+            )
         except BaseException:
             _cut_before_sending(sub, progress)
             raise

@@ -8,7 +8,7 @@ import threading
 import httpx
 import pytest
 
-from billing_events import AsyncTogai, Lago, OutcomeStatus, Report, RetryPolicy, Togai, pacing
+from billing_events import AsyncTogai, Lago, OutcomeStatus, Report, RetryPolicy, Togai, pacing, partial_report
 from billing_events import __version__ as version
 
 from .scripted import Scripted, accepted, lago_event, lago_ok, togai_event
@@ -207,3 +207,55 @@ def test_a_raising_request_hook_ends_failed_without_the_token_however_it_fails(
         # Nor is the hook's own error (its message unscrubbed) kept as the context of the one raised.
         assert outcome.error is not None and outcome.error.__context__ is None
     assert server.requests == []
+
+
+@pytest.mark.parametrize("where", ["transport", "hook"])
+def test_a_cancellation_raised_inside_a_request_ends_its_events_and_the_send_returns(
+    where: str, fast_retry: RetryPolicy
+) -> None:
+    # Nobody cancelled the caller: the CancelledError came out of the request itself. It once ended a
+    # lane as if cancelled, and send() then failed with "event 0 was never settled".
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if where == "transport":
+            raise asyncio.CancelledError
+        return accepted(request)
+
+    async def hook(request: httpx.Request) -> None:
+        if where == "hook":
+            raise asyncio.CancelledError
+
+    async def run() -> Report:
+        async with AsyncTogai(
+            TOKEN, base_url="http://togai.local", transport=httpx.MockTransport(handler), retry=fast_retry
+        ) as client:
+            client.http.event_hooks["request"].append(hook)
+            return await client.send([togai_event(1), togai_event(2)])
+
+    report = asyncio.run(run())
+    # From the transport the request may have left (unknown); from a hook before it, surely not (failed).
+    expected = OutcomeStatus.UNKNOWN if where == "transport" else OutcomeStatus.FAILED
+    assert list(report.statuses) == [expected, expected]
+    assert "cancelled from inside" in (report[0].reason or "")
+
+
+def test_a_cancelled_async_send_still_raises_the_cancellation(fast_retry: RetryPolicy) -> None:
+    started = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await asyncio.Event().wait()  # until cancelled
+        raise AssertionError("not reached")
+
+    async def run() -> Report | None:
+        async with AsyncTogai(
+            TOKEN, base_url="http://togai.local", transport=httpx.MockTransport(handler), retry=fast_retry
+        ) as client:
+            sending = asyncio.ensure_future(client.send([togai_event(1)]))
+            await asyncio.wait_for(started.wait(), 10)
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError) as raised:
+                await sending
+            return partial_report(raised.value)
+
+    report = asyncio.run(run())
+    assert report is not None and list(report.statuses) == [OutcomeStatus.UNKNOWN]
