@@ -89,22 +89,7 @@ def test_a_togai_replay_leaves_out_unknown_letters_past_its_45_day_window(
         {"status": "unknown", "at": written(10)},
         {"status": "failed", "at": written(50)},  # surely not stored: safe at any age
     ]
-    path = tmp_path / "dead.jsonl"
-    path.write_bytes(
-        b"".join(
-            orjson.dumps(
-                {
-                    "provider": "togai",
-                    "key": f"k-{i}",
-                    "reason": "x",
-                    "event": togai_event(i, id=f"k-{i}"),
-                    **letter,
-                },
-                option=orjson.OPT_APPEND_NEWLINE,
-            )
-            for i, letter in enumerate(letters)
-        )
-    )
+    path = held_back_letters(tmp_path / "dead.jsonl", letters)
     with Togai(TOKEN, base_url=hostile.url) as client:
         report = client.replay(path)
         assert sorted(hostile.stored) == ["k-1", "k-2"]
@@ -165,22 +150,7 @@ def test_an_async_replay_keeps_held_back_letters_in_place_and_out_of_to_resend(
         {"status": "unknown", "at": written(60)},  # past Togai's window: held back
         {"status": "unknown", "at": written(2)},
     ]
-    path = tmp_path / "dead.jsonl"
-    path.write_bytes(
-        b"".join(
-            orjson.dumps(
-                {
-                    "provider": "togai",
-                    "key": f"k-{i}",
-                    "reason": "x",
-                    "event": togai_event(i, id=f"k-{i}"),
-                    **letter,
-                },
-                option=orjson.OPT_APPEND_NEWLINE,
-            )
-            for i, letter in enumerate(letters)
-        )
-    )
+    path = held_back_letters(tmp_path / "dead.jsonl", letters)
 
     async def run() -> Report:
         async with AsyncTogai(TOKEN, base_url=hostile.url, retry=RetryPolicy(max_attempts=1)) as client:
