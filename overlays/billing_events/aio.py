@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from lago_api.types import Response
 from . import _constants as C
 from ._base import ClientBase, Slot
 from ._post import AsyncBatchPoster
+from ._spread import RoundTrip, Spread
 from ._transport import async_bounded
 from .aio_background import AsyncBackgroundSender
 from .calls import async_retryable_call, lago_answer
@@ -47,6 +49,7 @@ class _AsyncClient(ClientBase):
         super().__init__(token, **options)
         _check_in_flight(max_in_flight)
         self.max_in_flight = max_in_flight
+        self._round_trip = RoundTrip()
         self._api = self._api_client(
             self.api_client_type, async_bounded(transport, self.config.timeout, self.config.base_url)
         )
@@ -72,10 +75,16 @@ class _AsyncClient(ClientBase):
         )
         # One generator shared by the lanes: a lane encodes its next batch while the others wait on the network.
         batches = self._batches(events, slots)
+        round_trip, spread = self._round_trip, Spread(self._round_trip, in_flight)
+        clock = time.monotonic
 
         async def lane() -> None:
-            for batch in batches:
+            for delivered, batch in enumerate(batches):
+                if delivered == 1 and (wait := spread.next_wait()):
+                    await asyncio.sleep(wait)  # see _spread: from its second batch on, a lane goes spread out
+                started = clock()
                 await delivery.deliver(batch)
+                round_trip.observe(clock() - started)
 
         try:
             try:
