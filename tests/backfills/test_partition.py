@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ import pytest
 
 from backfills.support import (
     FAULTS,
+    START,
     TOKEN,
     FailFirstAttempt,
     Mock,
@@ -299,3 +303,45 @@ def test_lago_keeps_its_keys_for_good_so_old_unknown_rows_are_sent_again(mock: M
 
     assert again["sent"] == 20 and again["unknown"] == 0
     assert stored_once(mock, "lago") == (20, 20)
+
+
+def test_rows_without_a_stamp_are_refused_before_anything_is_sent(mock: Mock, tmp_path: Path) -> None:
+    # Rows are turned into events as they are sent: the one row that needs the job's stamp is the last.
+    rows = [dict(row, timestamp=START + i) for i, row in enumerate(lago_rows(300))]
+    rows[-1]["timestamp"] = None
+    backfill = backfill_for(mock, "lago", tmp_path / "ckpt", chunk_events=100)  # prepare() not called
+
+    with pytest.raises(ValueError, match=r"prepare\(\)"):
+        send_partition(rows, backfill)
+
+    assert mock.events("lago") == []
+
+
+NAME_IN_A_NEW_PROCESS = """
+import decimal, sys
+from billing_events.backfill.partition import partition_name, row_digest
+rows = [
+    {"code": "api_calls", "prop.tags": {"b", "a", "c", "d"}, "prop.blob": b"\\x00\\x01"},
+    {"code": "api_calls", "prop.big": 2**70, "prop.price": decimal.Decimal("1.50")},
+    {"code": "api_calls", 7: "seven"},
+]
+print(partition_name(row_digest(row) for row in rows))
+"""
+
+
+def test_a_partition_of_odd_values_has_the_same_name_in_every_process() -> None:
+    # A set's order follows the process's string hashes (PYTHONHASHSEED): a retried task runs in another
+    # process, and must find the same checkpoint.
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", NAME_IN_A_NEW_PROCESS],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+
+    assert len(names) == 1 and len(names.pop()) == 32

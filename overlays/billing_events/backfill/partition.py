@@ -13,10 +13,15 @@ Who a row is does not depend on where it ran:
 - **Timestamp.** The row's ``timestamp`` column, or the job's stamp: written to
   the checkpoint directory once, by ``Backfill.prepare()`` on the driver, and
   read by every attempt of every partition.
-- **Checkpoint.** A partition is named by a digest of its rows' fingerprints
-  (order-free), so a re-run of the same rows, under any partition id, finds the
-  outcomes its earlier attempts saved and sends only the rest. Rows that ended
-  ``failed`` or ``unknown`` are sent again, under the same key and timestamp.
+- **Checkpoint.** A partition is named by a digest of its rows (each row's JSON
+  with sorted keys, hashed; the hashes sorted, so order does not count), so a
+  re-run of the same rows, under any partition id, finds the outcomes its
+  earlier attempts saved and sends only the rest. Rows that ended ``failed`` or
+  ``unknown`` are sent again, under the same key and timestamp.
+
+A partition is read twice: once for its name, which is cheap, then row by row
+as its events go out, so the first requests leave after that first reading and
+not after every row was turned into an event.
 
 The rate budget is the client's (``client_options``, e.g. ``rate_budget=`` and
 ``max_requests_per_second=``): every worker's client draws from it.
@@ -28,7 +33,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Set
 from typing import Any, Literal
 
 import attrs
@@ -110,46 +115,52 @@ def _stamp_value(provider: str, stamp: int) -> object:
     return stamp
 
 
-# Rows turned into events at a time: an event's dict lives only while its group is worked on.
+# Rows turned into events at a time: their copies are numbered in one call (``Occurrences.number``).
 IDENTIFY_GROUP = 512
 
 
-def _identify(
-    rows: Iterable[Mapping[str, Any]], backfill: Backfill
-) -> tuple[list[tuple[bytes, bytes]], int, str]:
-    """Each row's fingerprint and event (keyed and stamped, as its JSON); how many rows have none, and the
-    first reason.
+@attrs.define
+class _Tally:
+    """What reading a partition's rows found besides its events."""
 
-    The events are kept as JSON, not as dicts: a partition's dicts, alive until its last chunk
-    was sent, were tens of thousands of objects that Python's collector moved into its oldest
-    generation, and each such move brought nearer a full collection, which walks the worker's
-    whole heap (pandas, the engine): about a third of a worker's CPU went there.
+    rows: int = 0
+    invalid: int = 0
+    problem: str = ""  # why the first invalid row has no event
+    held: str = ""  # why the first row held back (past the window for repeated keys) was not sent
+
+
+def _identify(
+    rows: Iterable[Mapping[str, Any]], backfill: Backfill, tally: _Tally
+) -> Generator[tuple[bytes, dict[str, object]]]:
+    """Each row's fingerprint and event (keyed and stamped), a group of rows at a time.
+
+    The events are made as the send takes them, so each dict lives for one request: a
+    partition's dicts kept until its last chunk went were tens of thousands of objects that
+    Python's collector moved into its oldest generation, and each such move brought nearer a
+    full collection, which walks the worker's whole heap (pandas, the engine).
     """
     stamp = None if backfill.stamp is None else _stamp_value(backfill.provider, backfill.stamp)
     key_field = KEY_FIELD[backfill.provider]
     occurrences = Occurrences()
-    identified: list[tuple[bytes, bytes]] = []
-    invalid = 0
-    first_problem = ""
     try:
         for group in _batched(rows, IDENTIFY_GROUP):
+            tally.rows += len(group)
             events: list[dict[str, object]] = []
             for row in group:
                 event, problem = _row_event(row, backfill)
                 if event is None:
-                    invalid += 1
-                    first_problem = first_problem or problem
+                    tally.invalid += 1
+                    tally.problem = tally.problem or problem
                 else:
                     events.append(event)
             # Numbered in the partition's order: the counts carry over from one group to the next.
             contents = [content_digest(event) for event in events]
             numbers = occurrences.number(contents)
             for event, content, number in zip(events, contents, numbers, strict=True):
-                payload = _keyed_json(event, key_field, content, number, stamp)
-                identified.append((fingerprint(content, number), payload))
+                _key_and_stamp(event, key_field, content, number, stamp)
+                yield fingerprint(content, number), event
     finally:
         occurrences.close()
-    return identified, invalid, first_problem
 
 
 def _batched(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
@@ -186,44 +197,111 @@ def _row_event(row: Mapping[str, Any], backfill: Backfill) -> tuple[dict[str, ob
     return event, ""
 
 
-def _keyed_json(
+def _key_and_stamp(
     event: dict[str, object], key_field: str, content: bytes, number: int, stamp: object
-) -> bytes:
-    """The event stamped (when it has no timestamp) and keyed (when it has no key), as JSON."""
+) -> None:
+    """Stamp the event (when it has no timestamp) and key it (when it has no key)."""
     stamped = event.get("timestamp") is None
     if stamped:
         if stamp is None:
-            raise ValueError("Backfill.prepare() was not called: rows without a timestamp need its stamp")
+            raise _unprepared()
         event["timestamp"] = stamp
     give_key(event, key_field, content, number, stamped=stamped)
-    # An exact copy: orjson's result keeps its over-sized buffer, which a partition of them would hold.
-    return bytes(memoryview(orjson.dumps(event)))
 
 
-def partition_name(fingerprints: Iterable[bytes]) -> str:
-    """A digest of the partition's rows, whatever their order."""
+def _unprepared() -> ValueError:
+    return ValueError("Backfill.prepare() was not called: rows without a timestamp need its stamp")
+
+
+_ROW_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _plain_value(value: object) -> object:
+    """A value orjson does not write, as something it does, the same in every process."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Set):
+        return sorted(map(repr, value))  # a set's own order follows the process's string hashes
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    return f"{type(value).__qualname__}:{value}"
+
+
+def row_digest(row: object) -> bytes:
+    """16 bytes that a row and its copies share, in any process: its JSON with sorted keys, hashed."""
+    try:
+        data = orjson.dumps(row, default=_plain_value, option=_ROW_JSON)
+    except TypeError:  # orjson's error: an integer beyond 64 bits, nested too deep
+        data = repr(row).encode()
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def partition_name(digests: Iterable[bytes]) -> str:
+    """A digest of the partition's rows (``row_digest``), whatever their order."""
     digest = hashlib.sha256()
-    for print_ in sorted(fingerprints):
-        digest.update(print_)
+    for row in sorted(digests):
+        digest.update(row)
     return digest.hexdigest()[:32]
+
+
+def _name_and_size(rows: Iterable[object], backfill: Backfill) -> tuple[str, int]:
+    """The partition's name and its number of rows; refuses a row that needs the stamp when there is none."""
+    digests = [row_digest(row) for row in rows]
+    if backfill.stamp is None:
+        column = backfill.timestamp_column
+        if any(isinstance(row, Mapping) and row.get(column) is None for row in rows):
+            raise _unprepared()  # before anything is sent
+    return partition_name(digests), len(digests)
 
 
 def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dict[str, Any]:
     """Send the rows not yet settled; the partition's counts by outcome, as one summary row.
 
     Rows that cannot become an event (a column of the wrong type) count as
-    ``rejected``; so do events the spec check or the provider refuses.
+    ``rejected``; so do events the spec check or the provider refuses. ``rows``
+    is read twice (a list, or any iterable that can be; an iterator is first
+    made into a list).
     """
-    identified, invalid, problem = _identify(rows, backfill)
-    name = partition_name(print_ for print_, _ in identified)
+    source: Iterable[Mapping[str, Any]] = list(rows) if isinstance(rows, Iterator) else rows
+    name, size = _name_and_size(source, backfill)
     summary = empty_summary(name)
-    summary["rows"] = len(identified) + invalid
-    summary["rejected"] = invalid
-    summary["problem"] = problem
     checkpoint = PartitionCheckpoint(backfill.checkpoint, backfill.storage_options, name)
     known = checkpoint.load()
+    tally = _Tally()
+    identified = _identify(source, backfill, tally)
+    pending = _unsettled(identified, known, checkpoint, backfill, summary, tally)
+    try:
+        first = next(pending, None)
+        if first is not None:
+            # About how many rows go out: rows already settled for good do not.
+            expected = size - sum(status in SETTLED_FOR_GOOD for status in known.values())
+            options = {"max_in_flight": backfill.max_in_flight, **backfill.client_options}
+            run_with_client(
+                backfill.provider,
+                options,
+                lambda client: _send(
+                    client, itertools.chain((first,), pending), expected, backfill, checkpoint, summary
+                ),
+            )
+    finally:
+        pending.close()
+        identified.close()
+    summary["rows"] = tally.rows
+    summary["rejected"] += tally.invalid
+    summary["problem"] = tally.problem or tally.held or summary["problem"]
+    return summary
+
+
+def _unsettled(
+    identified: Iterator[tuple[bytes, dict[str, object]]],
+    known: Mapping[bytes, str],
+    checkpoint: PartitionCheckpoint,
+    backfill: Backfill,
+    summary: dict[str, Any],
+    tally: _Tally,
+) -> Generator[tuple[bytes, dict[str, object]]]:
+    """The rows still to send; the others are counted in the summary as their earlier outcome."""
     cutoff = None if backfill.resend_past_window else stale_before(backfill.provider)
-    pending: list[tuple[bytes, bytes]] = []
     for print_, event in identified:
         earlier = known.get(print_)
         if earlier in SETTLED_FOR_GOOD:
@@ -232,24 +310,17 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
         elif (since := checkpoint.unsure_since.get(print_)) is not None and past_window(since, cutoff):
             # The provider has forgotten its key by now: if that send was stored, a re-send bills twice.
             summary["unknown"] += 1
-            summary["problem"] = summary["problem"] or past_window_reason(
+            tally.held = tally.held or past_window_reason(
                 backfill.provider, since, "Backfill(resend_past_window=True) sends it"
             )
         else:
-            pending.append((print_, event))
-    if pending:
-        options = {"max_in_flight": backfill.max_in_flight, **backfill.client_options}
-        run_with_client(
-            backfill.provider,
-            options,
-            lambda client: _send(client, pending, backfill, checkpoint, summary),
-        )
-    return summary
+            yield print_, event
 
 
 async def _send(
     client: AsyncTogai | AsyncLago,
-    pending: list[tuple[bytes, bytes]],
+    pending: Iterator[tuple[bytes, dict[str, object]]],
+    expected: int,
     backfill: Backfill,
     checkpoint: PartitionCheckpoint,
     summary: dict[str, Any],
@@ -261,10 +332,10 @@ async def _send(
     keep one group sending while the other finishes; never more than
     ``max_in_flight`` requests are open. A chunk's outcomes are saved as soon as
     its ``send()`` returns, so a kill resends at most one chunk per group.
+    ``expected`` (about how many rows go out) says how many groups have a chunk.
     """
     size = backfill.rows_per_chunk
-    starts = iter(range(0, len(pending), size))
-    groups = max(1, min(LANE_GROUPS, backfill.max_in_flight, -(-len(pending) // size)))
+    groups = max(1, min(LANE_GROUPS, backfill.max_in_flight, -(-expected // size)))
     lanes = [
         backfill.max_in_flight // groups + (index < backfill.max_in_flight % groups)
         for index in range(groups)
@@ -273,12 +344,11 @@ async def _send(
 
     async def group(in_flight: int) -> None:
         nonlocal done
-        for start in starts:  # one iterator shared by the groups: each chunk is taken once
-            chunk = pending[start : start + size]
-            # Each event read back from its JSON as the send takes it: its dict dies young.
-            events = (orjson.loads(event) for _, event in chunk)
-            report = await client.send(events, max_in_flight=in_flight)
-            # Statuses only: an Outcome (and its event read back from JSON) is built for a problem alone.
+        # One iterator shared by the groups: each row is taken once, as a lane needs its next batch.
+        while (head := next(pending, None)) is not None:
+            prints: list[bytes] = []
+            report = await client.send(_chunk(head, pending, size, prints), max_in_flight=in_flight)
+            # Statuses only: an Outcome is built for a problem alone.
             statuses = [status.value for status in report.statuses]
             if not summary["problem"]:
                 summary["problem"] = next(
@@ -289,12 +359,12 @@ async def _send(
                     ),
                     "",
                 )
-            outcomes = [(print_, status) for (print_, _), status in zip(chunk, statuses, strict=True)]
+            outcomes = list(zip(prints, statuses, strict=True))
             # In a thread: an object store's write must not hold up the other group's answers.
             await asyncio.to_thread(checkpoint.save, outcomes)
             for status in statuses:
                 summary[status] += 1
-            summary["sent"] += len(chunk)
+            summary["sent"] += len(prints)
             done += 1
             if backfill.on_chunk is not None:
                 backfill.on_chunk(summary["partition"], done)
@@ -308,6 +378,18 @@ async def _send(
         if len(errors.exceptions) == 1:
             raise errors.exceptions[0] from None
         raise
+
+
+def _chunk(
+    head: tuple[bytes, dict[str, object]],
+    pending: Iterator[tuple[bytes, dict[str, object]]],
+    size: int,
+    prints: list[bytes],
+) -> Iterator[dict[str, object]]:
+    """``head`` and the next rows up to ``size``, each event as the send takes it; its fingerprint into ``prints``."""
+    for print_, event in itertools.chain((head,), itertools.islice(pending, size - 1)):
+        prints.append(print_)
+        yield event
 
 
 def total(summaries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
