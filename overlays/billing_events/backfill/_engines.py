@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .partition import COUNT_COLUMNS
+from .partition import COUNT_COLUMNS, IDENTIFY_GROUP
 
 
 def _pyarrow(extra: str) -> Any:
@@ -17,16 +17,32 @@ def _pyarrow(extra: str) -> Any:
     return pyarrow
 
 
-def pandas_rows(frame: Any, extra: str) -> list[dict[str, Any]]:
+class ArrowRows:
+    """The rows of Arrow record batches as dicts, a batch at a time, as often as they are read.
+
+    ``send_partition`` reads a partition twice (its name, then its events): the batches stay in
+    Arrow's memory, and each row's dict lives only while it is read.
+    """
+
+    def __init__(self, batches: Iterable[Any]) -> None:
+        self._batches = list(batches)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in self._batches:
+            rows: list[dict[str, Any]] = batch.to_pylist()
+            yield from rows
+
+
+def pandas_rows(frame: Any, extra: str) -> Iterable[dict[str, Any]]:
     """A pandas partition's rows; through Arrow, so NaN and NaT become None and numbers plain Python."""
     pa = _pyarrow(extra)
     try:
-        rows: list[dict[str, Any]] = pa.Table.from_pandas(frame, preserve_index=False).to_pylist()
+        table = pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowException, OverflowError):
         # An object column Arrow cannot type (text and numbers mixed, an integer beyond 64 bits) is
         # valid data, or one row's problem: the other columns still go through Arrow.
         return _rows_by_column(frame, pa)
-    return rows
+    return ArrowRows(table.to_batches(max_chunksize=IDENTIFY_GROUP))
 
 
 def _rows_by_column(frame: Any, pa: Any) -> list[dict[str, Any]]:
@@ -54,11 +70,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, numpy.ndarray):
         return value.tolist()
     return value
-
-
-def batch_rows(batches: Iterable[Any]) -> Iterator[dict[str, Any]]:
-    for batch in batches:
-        yield from batch.to_pylist()
 
 
 def summary_schema(extra: str) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ._engines import batch_rows, summary_schema
+from ._engines import ArrowRows, summary_schema
 from .partition import COUNT_COLUMNS, SUMMARY_COLUMNS, Backfill, send_partition, total
 from .result import BackfillResult
 
@@ -49,7 +49,7 @@ def summaries(frame: Any, backfill: Backfill) -> Any:
     def send(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow
 
-        rows = batch_rows(batch.rename_columns(names) for batch in batches)
+        rows = ArrowRows(batch.rename_columns(names) for batch in batches)
         summary = send_partition(rows, prepared)
         yield pyarrow.RecordBatch.from_pylist([summary], schema=summary_schema(EXTRA))
 
