@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 
 from backfills.support import (
@@ -26,7 +27,8 @@ from backfills.support import (
 )
 from billing_events import RetryPolicy
 from billing_events.backfill import Backfill, send_partition
-from billing_events.backfill.partition import IDENTIFY_GROUP
+from billing_events.backfill._checkpoint import LAYOUT, PartitionCheckpoint
+from billing_events.backfill.partition import IDENTIFY_GROUP, _identify, _Tally, partition_name
 
 
 @pytest.mark.parametrize("lago_store", ["postgres", "clickhouse"])
@@ -345,3 +347,27 @@ def test_a_partition_of_odd_values_has_the_same_name_in_every_process() -> None:
     }
 
     assert len(names) == 1 and len(names.pop()) == 32
+
+
+def test_a_job_whose_partitions_were_named_by_their_events_still_finds_its_checkpoints(
+    mock: Mock, tmp_path: Path
+) -> None:
+    # Written by an earlier version: a job file of layout 1, a partition named by its events' fingerprints.
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    (directory / "backfill.json").write_bytes(
+        orjson.dumps({"version": 1, "provider": "lago", "stamp": START})
+    )
+    backfill = backfill_for(mock, "lago", directory).prepare()
+    rows = lago_rows(50)
+    prints = [print_ for print_, _ in _identify(rows, backfill, _Tally())]
+    PartitionCheckpoint(str(directory), {}, partition_name(prints)).save(
+        (print_, "delivered") for print_ in prints
+    )
+
+    again = send_partition(rows, backfill)
+
+    assert (again["settled_earlier"], again["delivered"], again["sent"]) == (50, 50, 0)
+    assert mock.events("lago") == []
+    # A new job is written with the current layout.
+    assert backfill_for(mock, "lago", tmp_path / "new").prepare().layout == LAYOUT

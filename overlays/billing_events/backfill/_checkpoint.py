@@ -48,11 +48,19 @@ def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]
     return fs, str(root).rstrip("/")
 
 
-def job_stamp(url: str, storage_options: Mapping[str, Any], provider: str) -> int:
-    """The timestamp given to rows without one: read from the directory, or written there now.
+# How partitions are named: 1, by a digest of their events' fingerprints; 2, by a digest of their rows.
+# A job keeps the layout it began with, so a re-run with a newer version finds its checkpoints.
+LAYOUT = 2
+
+
+def job_stamp(
+    url: str, storage_options: Mapping[str, Any], provider: str, *, write: bool = True
+) -> tuple[int | None, int]:
+    """The timestamp given to rows without one, and the directory's layout: read, or written now.
 
     Written once, by the driver before any partition runs, so every attempt of
-    every partition stamps a row the same way.
+    every partition stamps a row the same way. ``write=False`` (the caller has its
+    own stamp) only reads: (None, LAYOUT) for a directory without a job.
     """
     fs, root = _filesystem(url, storage_options)
     path = f"{root}/{JOB_FILE}"
@@ -62,11 +70,13 @@ def job_stamp(url: str, storage_options: Mapping[str, Any], provider: str) -> in
             raise CheckpointError(
                 f"{url} holds a {job.get('provider')} backfill, not {provider}: use a directory per provider"
             )
-        return int(job["stamp"])
+        return int(job["stamp"]), int(job.get("version", 1))
+    if not write:
+        return None, LAYOUT
     fs.makedirs(root, exist_ok=True)
     stamp = int(time.time())
-    fs.pipe_file(path, orjson.dumps({"version": 1, "provider": provider, "stamp": stamp}))
-    return stamp
+    fs.pipe_file(path, orjson.dumps({"version": LAYOUT, "provider": provider, "stamp": stamp}))
+    return stamp, LAYOUT
 
 
 class PartitionCheckpoint:

@@ -48,7 +48,7 @@ from ..cli._lines import SETTLED_FOR_GOOD
 from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
 from ..outcomes import past_window, past_window_reason, stale_before
-from ._checkpoint import PartitionCheckpoint, job_stamp
+from ._checkpoint import LAYOUT, PartitionCheckpoint, job_stamp
 from ._clients import run_with_client
 
 ProviderName = Literal["togai", "lago"]
@@ -88,6 +88,8 @@ class Backfill:
     # Re-send rows that ended ``unknown`` longer ago than the provider's window for repeated keys
     # (Togai: 45 days, see ``stale_before``); by default they are held back, as they may be billed twice.
     resend_past_window: bool = False
+    # How the checkpoint directory names partitions (``_checkpoint.LAYOUT``); prepare() reads it.
+    layout: int = field(default=LAYOUT, repr=False)
 
     @property
     def rows_per_chunk(self) -> int:
@@ -100,9 +102,10 @@ class Backfill:
 
         Call it once on the driver before the partitions run (the adapters do).
         """
-        if self.stamp is not None:
-            return self
-        return attrs.evolve(self, stamp=job_stamp(self.checkpoint, self.storage_options, self.provider))
+        stamp, layout = job_stamp(
+            self.checkpoint, self.storage_options, self.provider, write=self.stamp is None
+        )
+        return attrs.evolve(self, stamp=stamp if self.stamp is None else self.stamp, layout=layout)
 
 
 def empty_summary(name: str = "") -> dict[str, Any]:
@@ -244,13 +247,17 @@ def partition_name(digests: Iterable[bytes]) -> str:
     return digest.hexdigest()[:32]
 
 
-def _name_and_size(rows: Iterable[object], backfill: Backfill) -> tuple[str, int]:
+def _name_and_size(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> tuple[str, int]:
     """The partition's name and its number of rows; refuses a row that needs the stamp when there is none."""
     digests = [row_digest(row) for row in rows]
     if backfill.stamp is None:
         column = backfill.timestamp_column
         if any(isinstance(row, Mapping) and row.get(column) is None for row in rows):
             raise _unprepared()  # before anything is sent
+    if backfill.layout == 1:
+        # A job begun before partitions were named by their rows: its checkpoints go by its events.
+        tally = _Tally()
+        return partition_name(print_ for print_, _ in _identify(rows, backfill, tally)), len(digests)
     return partition_name(digests), len(digests)
 
 
