@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import sys
 import tracemalloc
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,30 @@ def test_dry_run_finds_a_repeated_key_among_keys_moved_to_disk(
         f"{source}:501: transaction_id: 'tx-0' is also the key of line 1; Lago would keep only one of them"
     )
     assert problems[-1].startswith(f"{source}:1000: transaction_id: 'tx-499' is also the key of line 500;")
+
+
+def test_decimal_columns_are_sent_in_plain_digits_whatever_their_scale(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    # Python writes Decimal("0E-10") and Decimal("1.000E-7") in exponent form, which Togai's attribute
+    # value pattern (digits, an optional fraction) refuses: a decimal(38, 10) column of small amounts.
+    amounts = pa.array([Decimal(0), Decimal("0.0000001"), Decimal("12.5")], pa.decimal128(38, 10))
+    togai = tmp_path / "togai.parquet"
+    pq.write_table(togai_table(3).append_column("attr.amount", amounts), togai)
+    lago = tmp_path / "lago.parquet"
+    cents = pa.array([Decimal(0), Decimal("0.0000001"), Decimal(1000)], pa.decimal128(20, 8))
+    pq.write_table(lago_table(3).append_column("precise_total_amount_cents", cents), lago)
+
+    togai_result = run_cli("ingest", "togai", str(togai))
+    lago_result = run_cli("ingest", "lago", str(lago))
+
+    assert togai_result.code == 0, togai_result.out + togai_result.err
+    assert lago_result.code == 0, lago_result.out + lago_result.err
+    values = {
+        attribute["value"]
+        for event in mock.events("togai")
+        for attribute in event["attributes"]
+        if attribute["name"] == "amount"
+    }
+    assert values == {"0.0000000000", "0.0000001000", "12.5000000000"}
+    assert len(mock.events("lago")) == 3

@@ -133,7 +133,8 @@ def _json_value(value: object, column: str) -> object:
             raise RowProblem(f"{column}: {value} is not a number JSON can carry")
         return value
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        # "f": plain digits; str() writes 0E-10 or 1.000E-7, which the providers' number patterns refuse.
+        return format(value, "f")
     if isinstance(value, dt.datetime):
         return _rfc3339(value, column)
     if isinstance(value, dt.date):
