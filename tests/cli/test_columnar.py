@@ -333,3 +333,23 @@ def test_decimal_columns_are_sent_in_plain_digits_whatever_their_scale(
     }
     assert values == {"0.0000000000", "0.0000001000", "12.5000000000"}
     assert len(mock.events("lago")) == 3
+
+
+def test_an_empty_list_stays_a_list_and_an_empty_map_an_object(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    # pyarrow hands a map over as a list of (key, value) pairs: an empty list looks like an empty map.
+    table = (
+        lago_table(2)
+        .drop_columns(["properties"])
+        .append_column("prop.tags", pa.array([[], ["gpu"]], pa.list_(pa.string())))
+        .append_column("properties", pa.array([[], [("region", "eu")]], pa.map_(pa.string(), pa.string())))
+    )
+    source = tmp_path / "usage.parquet"
+    pq.write_table(table, source)
+
+    result = run_cli("ingest", "lago", str(source))
+
+    assert result.code == 0, result.out + result.err
+    properties = sorted((event["properties"] for event in mock.events("lago")), key=len)
+    assert properties == [{"tags": [], "gb": 0.0}, {"region": "eu", "tags": ["gpu"], "gb": 0.25}]

@@ -142,7 +142,9 @@ def _json_value(value: object, column: str) -> object:
     if isinstance(value, Mapping):
         return {str(name): _json_value(item, f"{column}.{name}") for name, item in value.items()}
     if isinstance(value, list):
-        if all(isinstance(item, tuple) and len(item) == 2 for item in value):  # an Arrow map
+        # An Arrow map (pairs). An empty one cannot be told from an empty list: it stays a list, which
+        # _mapping takes for an empty map where a map is expected.
+        if value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
             return {str(name): _json_value(item, f"{column}.{name}") for name, item in value}
         return [_json_value(item, f"{column}[{index}]") for index, item in enumerate(value)]
     raise RowProblem(f"{column}: a {type(value).__name__} value has no JSON form")
@@ -187,7 +189,7 @@ def _unix(value: object, column: str) -> object:
 
 
 def _mapping(value: object, column: str) -> dict[str, object]:
-    plain = _json_value(value, column)
+    plain = {} if value == [] else _json_value(value, column)
     if not isinstance(plain, dict):
         raise RowProblem(f"{column}: expected a struct or a map, got {type(value).__name__}")
     return {name: item for name, item in plain.items() if item is not None}
