@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import subprocess
 import sys
 import tracemalloc
 from decimal import Decimal
@@ -353,3 +354,35 @@ def test_an_empty_list_stays_a_list_and_an_empty_map_an_object(
     assert result.code == 0, result.out + result.err
     properties = sorted((event["properties"] for event in mock.events("lago")), key=len)
     assert properties == [{"tags": [], "gb": 0.0}, {"region": "eu", "tags": ["gpu"], "gb": 0.25}]
+
+
+def test_nanosecond_timestamps_without_pandas_make_only_their_rows_bad(tmp_path: Path) -> None:
+    # pyarrow gives a nanosecond value as a pandas Timestamp, and without pandas raises for the whole
+    # batch. The 'parquet' extra is pyarrow alone: a run in a process where pandas cannot be imported.
+    source = tmp_path / "usage.parquet"
+    stamps = [1_714_564_800_000_000_000, 1_714_564_800_000_000_001, 1_714_564_801_000_000_000]
+    table = pa.table(
+        {
+            "external_subscription_id": ["sub_1", "sub_2", "sub_3"],
+            "code": ["api_calls"] * 3,
+            "timestamp": pa.array(stamps, pa.timestamp("ns", "UTC")),
+        }
+    )
+    pq.write_table(table, source)
+    script = (
+        "import sys\n"
+        "class NoPandas:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'pandas': raise ImportError(name)\n"
+        "sys.meta_path.insert(0, NoPandas())\n"
+        "from billing_events.cli._main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, "ingest", "lago", str(source), "--dry-run"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "usage.parquet:2: timestamp: a time in nanoseconds needs pandas" in run.stdout
+    assert "checked 3 events" in run.stdout and "1 with problems" in run.stdout

@@ -85,7 +85,7 @@ def batches(path: Path, fmt: str) -> Iterator[list[dict[str, Any]]]:
         if fmt == "parquet":
             with pa.parquet.ParquetFile(str(path)) as reader:
                 for batch in reader.iter_batches(batch_size=BATCH_ROWS):
-                    yield batch.to_pylist()
+                    yield _rows(batch)
             return
         reader = _ipc_reader(path)
         if isinstance(reader, pa.ipc.RecordBatchFileReader):
@@ -100,7 +100,45 @@ def batches(path: Path, fmt: str) -> Iterator[list[dict[str, Any]]]:
 
 def _split(batch: Any) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, batch.num_rows, BATCH_ROWS):
-        yield batch.slice(start, BATCH_ROWS).to_pylist()
+        yield _rows(batch.slice(start, BATCH_ROWS))
+
+
+class Unreadable:
+    """A value pyarrow cannot give as a Python object (a nanosecond timestamp without pandas, say)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _rows(batch: Any) -> list[dict[str, Any]]:
+    """The batch's rows; a value that cannot be converted is its row's problem, not the whole file's."""
+    try:
+        rows: list[dict[str, Any]] = batch.to_pylist()
+    except ValueError:
+        columns = [_values(column) for column in batch.columns]
+        return [dict(zip(batch.schema.names, values, strict=True)) for values in zip(*columns, strict=True)]
+    return rows
+
+
+def _values(column: Any) -> list[Any]:
+    try:
+        values: list[Any] = column.to_pylist()
+    except ValueError:
+        return [_value(scalar) for scalar in column]
+    return values
+
+
+def _value(scalar: Any) -> Any:
+    try:
+        return scalar.as_py()
+    except ValueError as exc:
+        if getattr(scalar.type, "unit", None) == "ns":
+            return Unreadable(
+                "a time in nanoseconds needs pandas to be read (pip install pandas), or store it in microseconds"
+            )
+        return Unreadable(f"cannot be read: {clip(str(exc), 100)}")
 
 
 def column_problems(provider: str, columns: list[str]) -> list[str]:
@@ -122,6 +160,8 @@ def _json_value(value: object, column: str) -> object:
     """A value as the API's JSON takes it; containers are converted item by item."""
     if value is None or isinstance(value, str | bool):
         return value
+    if isinstance(value, Unreadable):
+        raise RowProblem(f"{column}: {value.reason}")
     if isinstance(value, int):
         if value not in INT_RANGE:
             raise RowProblem(
