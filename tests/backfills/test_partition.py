@@ -21,7 +21,7 @@ from backfills.support import (
     togai_rows,
 )
 from billing_events import RetryPolicy
-from billing_events.backfill import Backfill, send_partition
+from billing_events.backfill import Backfill, CheckpointError, send_partition
 from billing_events.backfill.partition import IDENTIFY_GROUP
 
 
@@ -299,3 +299,19 @@ def test_lago_keeps_its_keys_for_good_so_old_unknown_rows_are_sent_again(mock: M
 
     assert again["sent"] == 20 and again["unknown"] == 0
     assert stored_once(mock, "lago") == (20, 20)
+
+
+def test_a_job_file_cut_short_is_written_anew_before_any_partition_ran_and_refused_after(
+    mock: Mock, tmp_path: Path
+) -> None:
+    (tmp_path / "ckpt").mkdir()
+    job = tmp_path / "ckpt" / "backfill.json"
+    job.write_bytes(b'{"version": 1, "prov')  # the driver was killed while writing it
+
+    backfill = backfill_for(mock, "lago", tmp_path / "ckpt").prepare()
+    send_partition(lago_rows(5), backfill)
+    job.write_bytes(b"")
+
+    with pytest.raises(CheckpointError, match=r"backfill\.json is damaged, and partitions were sent"):
+        backfill_for(mock, "lago", tmp_path / "ckpt").prepare()
+    assert stored_once(mock, "lago") == (5, 5)

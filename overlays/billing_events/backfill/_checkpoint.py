@@ -56,8 +56,8 @@ def job_stamp(url: str, storage_options: Mapping[str, Any], provider: str) -> in
     """
     fs, root = _filesystem(url, storage_options)
     path = f"{root}/{JOB_FILE}"
-    if fs.exists(path):
-        job = orjson.loads(fs.cat_file(path))
+    job = _read_job(fs, root, path, url) if fs.exists(path) else None
+    if job is not None:
         if job.get("provider") != provider:
             raise CheckpointError(
                 f"{url} holds a {job.get('provider')} backfill, not {provider}: use a directory per provider"
@@ -67,6 +67,23 @@ def job_stamp(url: str, storage_options: Mapping[str, Any], provider: str) -> in
     stamp = int(time.time())
     fs.pipe_file(path, orjson.dumps({"version": 1, "provider": provider, "stamp": stamp}))
     return stamp
+
+
+def _read_job(fs: Any, root: str, path: str, url: str) -> dict[str, Any] | None:
+    """The job file's content; None when it was cut short before any partition ran (it is written anew)."""
+    try:
+        job = orjson.loads(fs.cat_file(path))
+        if isinstance(job, dict) and isinstance(job.get("stamp"), int):
+            return job
+    except orjson.JSONDecodeError:
+        pass
+    if not fs.exists(f"{root}/partitions"):
+        return None  # no row was stamped from it: a new stamp changes nothing that was sent
+    # Rows were sent with its stamp, which is in their keys: another stamp would send them again.
+    raise CheckpointError(
+        f"{url}: {JOB_FILE} is damaged, and partitions were sent with the stamp it held; restore it from a"
+        " backup, or give the rows a timestamp column"
+    )
 
 
 class PartitionCheckpoint:
