@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
 
 _CODE = {name: code for code, name in enumerate(STATUSES)}
@@ -48,11 +49,13 @@ def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]
     return fs, str(root).rstrip("/")
 
 
-def job_stamp(url: str, storage_options: Mapping[str, Any], provider: str) -> int:
+def job_stamp(url: str, storage_options: Mapping[str, Any], provider: str, server: str | None = None) -> int:
     """The timestamp given to rows without one: read from the directory, or written there now.
 
     Written once, by the driver before any partition runs, so every attempt of
-    every partition stamps a row the same way.
+    every partition stamps a row the same way. ``server`` (the client's resolved
+    base URL) is kept with it: a directory whose rows were settled on a sandbox
+    must not make a production run skip them.
     """
     fs, root = _filesystem(url, storage_options)
     path = f"{root}/{JOB_FILE}"
@@ -62,10 +65,21 @@ def job_stamp(url: str, storage_options: Mapping[str, Any], provider: str) -> in
             raise CheckpointError(
                 f"{url} holds a {job.get('provider')} backfill, not {provider}: use a directory per provider"
             )
+        held = job.get("server")
+        if server is not None and held is not None and held != server:
+            raise CheckpointError(
+                f"{url} holds a backfill sent to {clip(str(held), 120)}, not {clip(server, 120)}:"
+                " use a directory per server"
+            )
+        if server is not None and held is None:
+            fs.pipe_file(path, orjson.dumps({**job, "server": server}))
         return int(job["stamp"])
     fs.makedirs(root, exist_ok=True)
     stamp = int(time.time())
-    fs.pipe_file(path, orjson.dumps({"version": 1, "provider": provider, "stamp": stamp}))
+    created: dict[str, Any] = {"version": 1, "provider": provider, "stamp": stamp}
+    if server is not None:
+        created["server"] = server
+    fs.pipe_file(path, orjson.dumps(created))
     return stamp
 
 
