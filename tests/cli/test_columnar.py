@@ -386,3 +386,21 @@ def test_nanosecond_timestamps_without_pandas_make_only_their_rows_bad(tmp_path:
     assert run.returncode == 1, run.stdout + run.stderr
     assert "usage.parquet:2: timestamp: a time in nanoseconds needs pandas" in run.stdout
     assert "checked 3 events" in run.stdout and "1 with problems" in run.stdout
+
+
+def test_float_attribute_values_are_sent_in_plain_digits(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
+    # Python writes 0.00001 as 1e-05 and 1e16 as 1e+16: Togai's attribute values are digits only.
+    source = tmp_path / "usage.parquet"
+    costs = pa.array([0.00001, 1e16, 2.5], pa.float64())
+    pq.write_table(togai_table(3).append_column("attr.cost", costs), source)
+
+    result = run_cli("ingest", "togai", str(source))
+
+    assert result.code == 0, result.out + result.err
+    values = {
+        attribute["value"]
+        for event in mock.events("togai")
+        for attribute in event["attributes"]
+        if attribute["name"] == "cost"
+    }
+    assert values == {"0.00001", "10000000000000000", "2.5"}

@@ -195,7 +195,10 @@ def _text(value: object, column: str) -> str:
     plain = _json_value(value, column)
     if isinstance(plain, bool) or not isinstance(plain, str | int | float):
         raise RowProblem(f"{column}: expected text or a number, got {type(value).__name__}")
-    return plain if isinstance(plain, str) else repr(plain) if isinstance(plain, float) else str(plain)
+    if isinstance(plain, float):
+        # The shortest digits that read back as this float, written without an exponent (1e-05 is refused).
+        return format(decimal.Decimal(repr(plain)), "f")
+    return plain if isinstance(plain, str) else str(plain)
 
 
 def _aware(value: dt.datetime, column: str) -> dt.datetime:
