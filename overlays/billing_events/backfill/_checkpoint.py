@@ -16,6 +16,7 @@ write files with different names and never overwrite each other.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -36,6 +37,15 @@ JOB_FILE = "backfill.json"
 
 class CheckpointError(Exception):
     """The checkpoint directory cannot be used for this backfill."""
+
+
+# user:password@ in a URL (ftp://, http://, sftp://): a storage credential, never repeated in a message.
+_PASSWORD = re.compile(r"(//[^/@:]*):[^/@]*@")
+
+
+def shown(url: str) -> str:
+    """``url`` as a message may show it: a password it carries masked, the whole clipped."""
+    return clip(_PASSWORD.sub(r"\1:***@", url), 160)
 
 
 def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]:
@@ -63,12 +73,13 @@ def job_stamp(url: str, storage_options: Mapping[str, Any], provider: str, serve
     if job is not None:
         if job.get("provider") != provider:
             raise CheckpointError(
-                f"{url} holds a {job.get('provider')} backfill, not {provider}: use a directory per provider"
+                f"{shown(url)} holds a {clip(str(job.get('provider')), 40)} backfill, not {provider}:"
+                " use a directory per provider"
             )
         held = job.get("server")
         if server is not None and held is not None and held != server:
             raise CheckpointError(
-                f"{url} holds a backfill sent to {clip(str(held), 120)}, not {clip(server, 120)}:"
+                f"{shown(url)} holds a backfill sent to {clip(str(held), 120)}, not {clip(server, 120)}:"
                 " use a directory per server"
             )
         if server is not None and held is None:
@@ -95,7 +106,7 @@ def _read_job(fs: Any, root: str, path: str, url: str) -> dict[str, Any] | None:
         return None  # no row was stamped from it: a new stamp changes nothing that was sent
     # Rows were sent with its stamp, which is in their keys: another stamp would send them again.
     raise CheckpointError(
-        f"{url}: {JOB_FILE} is damaged, and partitions were sent with the stamp it held; restore it from a"
+        f"{shown(url)}: {JOB_FILE} is damaged, and partitions were sent with the stamp it held; restore it from a"
         " backup, or give the rows a timestamp column"
     )
 

@@ -1,0 +1,28 @@
+"""A password in the checkpoint URL (ftp://user:password@host/...) is a credential: no message shows it."""
+
+from __future__ import annotations
+
+import pytest
+
+from billing_events.backfill import Backfill, CheckpointError
+
+URL = "memory://backfill-user:s3cret-pass@store/credentials-ckpt"
+
+
+def test_a_checkpoint_error_masks_the_password_of_the_url() -> None:
+    Backfill("lago", URL).prepare()
+
+    with pytest.raises(CheckpointError) as raised:
+        Backfill("togai", URL).prepare()
+
+    assert "s3cret-pass" not in str(raised.value)
+    assert "memory://backfill-user:***@store/credentials-ckpt holds a lago backfill" in str(raised.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Backfill.checkpoint (partition.py) is in the repr as given; it needs a repr that masks the "
+    "password, e.g. field(repr=lambda url: repr(_checkpoint.shown(url)))",
+)
+def test_the_repr_of_a_backfill_masks_the_password_of_its_checkpoint_url() -> None:
+    assert "s3cret-pass" not in repr(Backfill("lago", URL))
