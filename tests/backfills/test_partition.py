@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy
 import pytest
 
 from backfills.support import (
@@ -179,6 +180,7 @@ FAR_OFF_ZONE = dt.timezone(dt.timedelta(hours=-5))
         ("lago", "prop.n", 10**30, "rejected: prop.n: an integer of 100 bits does not fit in 64 bits"),
         ("lago", "prop.n", {"deep": [-(2**70)]}, "rejected: prop.n.deep[0]: an integer of 71 bits"),
         ("togai", "timestamp", b"\x00", "rejected: timestamp: a bytes value has no JSON form"),
+        ("lago", "properties", numpy.array([1, 2]), "rejected: properties: a ndarray value has no JSON form"),
         ("togai", "timestamp", {1, 2}, "rejected: timestamp: a set value has no JSON form"),
         (
             "togai",

@@ -232,7 +232,7 @@ def _unix(value: object, column: str) -> object:
 
 
 def _mapping(value: object, column: str) -> dict[str, object]:
-    plain = {} if value == [] else _json_value(value, column)
+    plain = {} if isinstance(value, list) and not value else _json_value(value, column)
     if not isinstance(plain, dict):
         raise RowProblem(f"{column}: expected a struct or a map, got {type(value).__name__}")
     return {name: item for name, item in plain.items() if item is not None}
