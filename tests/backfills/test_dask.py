@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.dataframe as dd
@@ -178,3 +179,32 @@ def test_a_bag_element_with_an_integer_beyond_64_bits_is_rejected_alone(mock: Mo
 
     assert (result.total["delivered"], result.total["rejected"]) == (19, 2)
     assert stored_once(mock, "lago") == (19, 19)
+
+
+@pytest.mark.parametrize("provider", ["togai", "lago"])
+def test_bag_rows_that_make_the_same_event_are_numbered_together_whatever_their_spelling(
+    mock: Mock, tmp_path: Path, provider: str
+) -> None:
+    # JSON lines read into a Bag: one copy spells a null out, the other leaves the field away; Togai
+    # sends an attribute's 3 and "3" alike. Each pair is two copies of one event: occurrences 1 and 2,
+    # two keys, even when the copies start in different partitions.
+    import dask.bag
+
+    rows: list[dict[str, Any]] = []
+    for index in range(24):
+        if provider == "togai":
+            row: dict[str, Any] = {
+                "schemaName": "api_calls",
+                "accountId": f"acct_{index}",
+                "timestamp": "2024-05-01T00:00:00Z",
+            }
+            rows += [{**row, "attr.calls": index, "dim.plan": None}, {**row, "attr.calls": str(index)}]
+        else:
+            row = {"external_subscription_id": f"sub_{index}", "code": "api_calls", "prop.n": index}
+            rows += [{**row, "precise_total_amount_cents": None}, row]
+    bag = dask.bag.from_sequence(rows, npartitions=4)
+
+    result = dask_backfill.backfill(bag, backfill_for(mock, provider, tmp_path / "ckpt"), scheduler="sync")
+
+    assert result.total["delivered"] == 48
+    assert stored_once(mock, provider) == (48, 48)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy
 import orjson
 import pytest
 
@@ -26,7 +27,7 @@ from backfills.support import (
     togai_rows,
 )
 from billing_events import RetryPolicy
-from billing_events.backfill import Backfill, send_partition
+from billing_events.backfill import Backfill, CheckpointError, send_partition
 from billing_events.backfill._checkpoint import LAYOUT, PartitionCheckpoint
 from billing_events.backfill.partition import IDENTIFY_GROUP, _identify, _Tally, partition_name
 
@@ -185,6 +186,7 @@ FAR_OFF_ZONE = dt.timezone(dt.timedelta(hours=-5))
         ("lago", "prop.n", 10**30, "rejected: prop.n: an integer of 100 bits does not fit in 64 bits"),
         ("lago", "prop.n", {"deep": [-(2**70)]}, "rejected: prop.n.deep[0]: an integer of 71 bits"),
         ("togai", "timestamp", b"\x00", "rejected: timestamp: a bytes value has no JSON form"),
+        ("lago", "properties", numpy.array([1, 2]), "rejected: properties: a ndarray value has no JSON form"),
         ("togai", "timestamp", {1, 2}, "rejected: timestamp: a set value has no JSON form"),
         (
             "togai",
@@ -371,3 +373,19 @@ def test_a_job_whose_partitions_were_named_by_their_events_still_finds_its_check
     assert mock.events("lago") == []
     # A new job is written with the current layout.
     assert backfill_for(mock, "lago", tmp_path / "new").prepare().layout == LAYOUT
+
+
+def test_a_job_file_cut_short_is_written_anew_before_any_partition_ran_and_refused_after(
+    mock: Mock, tmp_path: Path
+) -> None:
+    (tmp_path / "ckpt").mkdir()
+    job = tmp_path / "ckpt" / "backfill.json"
+    job.write_bytes(b'{"version": 1, "prov')  # the driver was killed while writing it
+
+    backfill = backfill_for(mock, "lago", tmp_path / "ckpt").prepare()
+    send_partition(lago_rows(5), backfill)
+    job.write_bytes(b"")
+
+    with pytest.raises(CheckpointError, match=r"backfill\.json is damaged, and partitions were sent"):
+        backfill_for(mock, "lago", tmp_path / "ckpt").prepare()
+    assert stored_once(mock, "lago") == (5, 5)

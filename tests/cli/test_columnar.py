@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import subprocess
 import sys
 import tracemalloc
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +307,100 @@ def test_dry_run_finds_a_repeated_key_among_keys_moved_to_disk(
         f"{source}:501: transaction_id: 'tx-0' is also the key of line 1; Lago would keep only one of them"
     )
     assert problems[-1].startswith(f"{source}:1000: transaction_id: 'tx-499' is also the key of line 500;")
+
+
+def test_decimal_columns_are_sent_in_plain_digits_whatever_their_scale(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    # Python writes Decimal("0E-10") and Decimal("1.000E-7") in exponent form, which Togai's attribute
+    # value pattern (digits, an optional fraction) refuses: a decimal(38, 10) column of small amounts.
+    amounts = pa.array([Decimal(0), Decimal("0.0000001"), Decimal("12.5")], pa.decimal128(38, 10))
+    togai = tmp_path / "togai.parquet"
+    pq.write_table(togai_table(3).append_column("attr.amount", amounts), togai)
+    lago = tmp_path / "lago.parquet"
+    cents = pa.array([Decimal(0), Decimal("0.0000001"), Decimal(1000)], pa.decimal128(20, 8))
+    pq.write_table(lago_table(3).append_column("precise_total_amount_cents", cents), lago)
+
+    togai_result = run_cli("ingest", "togai", str(togai))
+    lago_result = run_cli("ingest", "lago", str(lago))
+
+    assert togai_result.code == 0, togai_result.out + togai_result.err
+    assert lago_result.code == 0, lago_result.out + lago_result.err
+    values = {
+        attribute["value"]
+        for event in mock.events("togai")
+        for attribute in event["attributes"]
+        if attribute["name"] == "amount"
+    }
+    assert values == {"0.0000000000", "0.0000001000", "12.5000000000"}
+    assert len(mock.events("lago")) == 3
+
+
+def test_an_empty_list_stays_a_list_and_an_empty_map_an_object(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    # pyarrow hands a map over as a list of (key, value) pairs: an empty list looks like an empty map.
+    table = (
+        lago_table(2)
+        .drop_columns(["properties"])
+        .append_column("prop.tags", pa.array([[], ["gpu"]], pa.list_(pa.string())))
+        .append_column("properties", pa.array([[], [("region", "eu")]], pa.map_(pa.string(), pa.string())))
+    )
+    source = tmp_path / "usage.parquet"
+    pq.write_table(table, source)
+
+    result = run_cli("ingest", "lago", str(source))
+
+    assert result.code == 0, result.out + result.err
+    properties = sorted((event["properties"] for event in mock.events("lago")), key=len)
+    assert properties == [{"tags": [], "gb": 0.0}, {"region": "eu", "tags": ["gpu"], "gb": 0.25}]
+
+
+def test_nanosecond_timestamps_without_pandas_make_only_their_rows_bad(tmp_path: Path) -> None:
+    # pyarrow gives a nanosecond value as a pandas Timestamp, and without pandas raises for the whole
+    # batch. The 'parquet' extra is pyarrow alone: a run in a process where pandas cannot be imported.
+    source = tmp_path / "usage.parquet"
+    stamps = [1_714_564_800_000_000_000, 1_714_564_800_000_000_001, 1_714_564_801_000_000_000]
+    table = pa.table(
+        {
+            "external_subscription_id": ["sub_1", "sub_2", "sub_3"],
+            "code": ["api_calls"] * 3,
+            "timestamp": pa.array(stamps, pa.timestamp("ns", "UTC")),
+        }
+    )
+    pq.write_table(table, source)
+    script = (
+        "import sys\n"
+        "class NoPandas:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'pandas': raise ImportError(name)\n"
+        "sys.meta_path.insert(0, NoPandas())\n"
+        "from billing_events.cli._main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, "ingest", "lago", str(source), "--dry-run"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "usage.parquet:2: timestamp: a time in nanoseconds needs pandas" in run.stdout
+    assert "checked 3 events" in run.stdout and "1 with problems" in run.stdout
+
+
+def test_float_attribute_values_are_sent_in_plain_digits(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
+    # Python writes 0.00001 as 1e-05 and 1e16 as 1e+16: Togai's attribute values are digits only.
+    source = tmp_path / "usage.parquet"
+    costs = pa.array([0.00001, 1e16, 2.5], pa.float64())
+    pq.write_table(togai_table(3).append_column("attr.cost", costs), source)
+
+    result = run_cli("ingest", "togai", str(source))
+
+    assert result.code == 0, result.out + result.err
+    values = {
+        attribute["value"]
+        for event in mock.events("togai")
+        for attribute in event["attributes"]
+        if attribute["name"] == "cost"
+    }
+    assert values == {"0.00001", "10000000000000000", "2.5"}

@@ -16,6 +16,7 @@ write files with different names and never overwrite each other.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
 
 _CODE = {name: code for code, name in enumerate(STATUSES)}
@@ -35,6 +37,15 @@ JOB_FILE = "backfill.json"
 
 class CheckpointError(Exception):
     """The checkpoint directory cannot be used for this backfill."""
+
+
+# user:password@ in a URL (ftp://, http://, sftp://): a storage credential, never repeated in a message.
+_PASSWORD = re.compile(r"(//[^/@:]*):[^/@]*@")
+
+
+def shown(url: str) -> str:
+    """``url`` as a message may show it: a password it carries masked, the whole clipped."""
+    return clip(_PASSWORD.sub(r"\1:***@", url), 160)
 
 
 def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]:
@@ -54,29 +65,65 @@ LAYOUT = 2
 
 
 def job_stamp(
-    url: str, storage_options: Mapping[str, Any], provider: str, *, write: bool = True
+    url: str,
+    storage_options: Mapping[str, Any],
+    provider: str,
+    server: str | None = None,
+    *,
+    write: bool = True,
 ) -> tuple[int | None, int]:
     """The timestamp given to rows without one, and the directory's layout: read, or written now.
 
     Written once, by the driver before any partition runs, so every attempt of
-    every partition stamps a row the same way. ``write=False`` (the caller has its
-    own stamp) only reads: (None, LAYOUT) for a directory without a job.
+    every partition stamps a row the same way. ``server`` (the client's resolved
+    base URL) is kept with it: a directory whose rows were settled on a sandbox
+    must not make a production run skip them. ``write=False`` (the caller has its
+    own stamp) writes no job: (None, LAYOUT) for a directory without one.
     """
     fs, root = _filesystem(url, storage_options)
     path = f"{root}/{JOB_FILE}"
-    if fs.exists(path):
-        job = orjson.loads(fs.cat_file(path))
+    job = _read_job(fs, root, path, url) if fs.exists(path) else None
+    if job is not None:
         if job.get("provider") != provider:
             raise CheckpointError(
-                f"{url} holds a {job.get('provider')} backfill, not {provider}: use a directory per provider"
+                f"{shown(url)} holds a {clip(str(job.get('provider')), 40)} backfill, not {provider}:"
+                " use a directory per provider"
             )
+        held = job.get("server")
+        if server is not None and held is not None and held != server:
+            raise CheckpointError(
+                f"{shown(url)} holds a backfill sent to {clip(str(held), 120)}, not {clip(server, 120)}:"
+                " use a directory per server"
+            )
+        if server is not None and held is None:
+            fs.pipe_file(path, orjson.dumps({**job, "server": server}))
         return int(job["stamp"]), int(job.get("version", 1))
     if not write:
         return None, LAYOUT
     fs.makedirs(root, exist_ok=True)
     stamp = int(time.time())
-    fs.pipe_file(path, orjson.dumps({"version": LAYOUT, "provider": provider, "stamp": stamp}))
+    created: dict[str, Any] = {"version": LAYOUT, "provider": provider, "stamp": stamp}
+    if server is not None:
+        created["server"] = server
+    fs.pipe_file(path, orjson.dumps(created))
     return stamp, LAYOUT
+
+
+def _read_job(fs: Any, root: str, path: str, url: str) -> dict[str, Any] | None:
+    """The job file's content; None when it was cut short before any partition ran (it is written anew)."""
+    try:
+        job = orjson.loads(fs.cat_file(path))
+        if isinstance(job, dict) and isinstance(job.get("stamp"), int):
+            return job
+    except orjson.JSONDecodeError:
+        pass
+    if not fs.exists(f"{root}/partitions"):
+        return None  # no row was stamped from it: a new stamp changes nothing that was sent
+    # Rows were sent with its stamp, which is in their keys: another stamp would send them again.
+    raise CheckpointError(
+        f"{shown(url)}: {JOB_FILE} is damaged, and partitions were sent with the stamp it held; restore it from a"
+        " backup, or give the rows a timestamp column"
+    )
 
 
 class PartitionCheckpoint:

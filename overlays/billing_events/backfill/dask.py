@@ -9,13 +9,23 @@ Needs ``pip install 'billing-events[dask]'``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
 import orjson
 
+from .._keys import content_digest
 from ._engines import pandas_rows
-from .partition import COUNT_COLUMNS, SUMMARY_COLUMNS, Backfill, empty_summary, send_partition, total
+from .partition import (
+    COUNT_COLUMNS,
+    SUMMARY_COLUMNS,
+    Backfill,
+    _row_event,
+    empty_summary,
+    send_partition,
+    total,
+)
 from .result import BackfillResult
 
 EXTRA = "dask"
@@ -43,8 +53,15 @@ def _send_bag(rows: Any, backfill: Backfill) -> list[dict[str, Any]]:
     return [send_partition(rows, backfill)]
 
 
-def _row_hash(row: Any) -> int:
-    """The same number for identical rows in any process (Python's own hash of a str is salted per process)."""
+def _row_hash(backfill: Backfill, row: Any) -> int:
+    """The same number for rows that make the same event, in any process (Python's hash of a str is salted).
+
+    Taken from the event, not the row: a null spelled out or left away, or Togai's 3 and "3", make one
+    event, whose copies must meet in one partition to be numbered 1, 2, ... (else they share a key).
+    """
+    event, _ = _row_event(row, backfill)
+    if event is not None:
+        return int.from_bytes(content_digest(event)[:8], "big")
     try:
         data = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     except TypeError:
@@ -59,7 +76,9 @@ def _copies_together(frame: Any, backfill: Backfill, shuffle_method: str, bag: b
     if backfill.key_column is not None:
         return frame  # each row has its own key: no occurrence to count, no shuffle
     if bag:
-        grouped = frame.groupby(_row_hash, npartitions=frame.npartitions, shuffle=shuffle_method)
+        grouped = frame.groupby(
+            functools.partial(_row_hash, backfill), npartitions=frame.npartitions, shuffle=shuffle_method
+        )
         return grouped.pluck(1).flatten()
     # Dask hashes the values of all columns: identical rows land in the same partition, on every run.
     return frame.shuffle(on=list(frame.columns), npartitions=frame.npartitions, shuffle_method=shuffle_method)

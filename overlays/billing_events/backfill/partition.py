@@ -46,9 +46,10 @@ from ..aio import AsyncLago, AsyncTogai
 from ..cli._columnar import row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD
 from ..cli._text import clip
+from ..config import resolve_base_url
 from ..outcomes import STORED_STATUSES as STATUSES
 from ..outcomes import past_window, past_window_reason, stale_before
-from ._checkpoint import LAYOUT, PartitionCheckpoint, job_stamp
+from ._checkpoint import LAYOUT, PartitionCheckpoint, job_stamp, shown
 from ._clients import run_with_client
 
 ProviderName = Literal["togai", "lago"]
@@ -73,7 +74,8 @@ class Backfill:
     """
 
     provider: ProviderName = field(validator=attrs.validators.in_(("togai", "lago")))
-    checkpoint: str
+    # A password in an fsspec URL (user:password@host) is masked in the repr.
+    checkpoint: str = field(repr=lambda url: repr(shown(url)))
     key_column: str | None = None
     timestamp_column: str = "timestamp"
     client_options: Mapping[str, Any] = field(factory=dict, repr=False)
@@ -102,8 +104,11 @@ class Backfill:
 
         Call it once on the driver before the partitions run (the adapters do).
         """
+        # The server the rows go to: a directory settled against a sandbox must not skip production's rows.
+        options = self.client_options
+        server = resolve_base_url(self.provider, options.get("base_url"), options.get("endpoint"))
         stamp, layout = job_stamp(
-            self.checkpoint, self.storage_options, self.provider, write=self.stamp is None
+            self.checkpoint, self.storage_options, self.provider, server, write=self.stamp is None
         )
         return attrs.evolve(self, stamp=stamp if self.stamp is None else self.stamp, layout=layout)
 

@@ -85,7 +85,7 @@ def batches(path: Path, fmt: str) -> Iterator[list[dict[str, Any]]]:
         if fmt == "parquet":
             with pa.parquet.ParquetFile(str(path)) as reader:
                 for batch in reader.iter_batches(batch_size=BATCH_ROWS):
-                    yield batch.to_pylist()
+                    yield _rows(batch)
             return
         reader = _ipc_reader(path)
         if isinstance(reader, pa.ipc.RecordBatchFileReader):
@@ -100,7 +100,45 @@ def batches(path: Path, fmt: str) -> Iterator[list[dict[str, Any]]]:
 
 def _split(batch: Any) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, batch.num_rows, BATCH_ROWS):
-        yield batch.slice(start, BATCH_ROWS).to_pylist()
+        yield _rows(batch.slice(start, BATCH_ROWS))
+
+
+class Unreadable:
+    """A value pyarrow cannot give as a Python object (a nanosecond timestamp without pandas, say)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _rows(batch: Any) -> list[dict[str, Any]]:
+    """The batch's rows; a value that cannot be converted is its row's problem, not the whole file's."""
+    try:
+        rows: list[dict[str, Any]] = batch.to_pylist()
+    except ValueError:
+        columns = [_values(column) for column in batch.columns]
+        return [dict(zip(batch.schema.names, values, strict=True)) for values in zip(*columns, strict=True)]
+    return rows
+
+
+def _values(column: Any) -> list[Any]:
+    try:
+        values: list[Any] = column.to_pylist()
+    except ValueError:
+        return [_value(scalar) for scalar in column]
+    return values
+
+
+def _value(scalar: Any) -> Any:
+    try:
+        return scalar.as_py()
+    except ValueError as exc:
+        if getattr(scalar.type, "unit", None) == "ns":
+            return Unreadable(
+                "a time in nanoseconds needs pandas to be read (pip install pandas), or store it in microseconds"
+            )
+        return Unreadable(f"cannot be read: {clip(str(exc), 100)}")
 
 
 def column_problems(provider: str, columns: list[str]) -> list[str]:
@@ -122,6 +160,8 @@ def _json_value(value: object, column: str) -> object:
     """A value as the API's JSON takes it; containers are converted item by item."""
     if value is None or isinstance(value, str | bool):
         return value
+    if isinstance(value, Unreadable):
+        raise RowProblem(f"{column}: {value.reason}")
     if isinstance(value, int):
         if value not in INT_RANGE:
             raise RowProblem(
@@ -133,7 +173,8 @@ def _json_value(value: object, column: str) -> object:
             raise RowProblem(f"{column}: {value} is not a number JSON can carry")
         return value
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        # "f": plain digits; str() writes 0E-10 or 1.000E-7, which the providers' number patterns refuse.
+        return format(value, "f")
     if isinstance(value, dt.datetime):
         return _rfc3339(value, column)
     if isinstance(value, dt.date):
@@ -141,7 +182,9 @@ def _json_value(value: object, column: str) -> object:
     if isinstance(value, Mapping):
         return {str(name): _json_value(item, f"{column}.{name}") for name, item in value.items()}
     if isinstance(value, list):
-        if all(isinstance(item, tuple) and len(item) == 2 for item in value):  # an Arrow map
+        # An Arrow map (pairs). An empty one cannot be told from an empty list: it stays a list, which
+        # _mapping takes for an empty map where a map is expected.
+        if value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
             return {str(name): _json_value(item, f"{column}.{name}") for name, item in value}
         return [_json_value(item, f"{column}[{index}]") for index, item in enumerate(value)]
     raise RowProblem(f"{column}: a {type(value).__name__} value has no JSON form")
@@ -152,7 +195,10 @@ def _text(value: object, column: str) -> str:
     plain = _json_value(value, column)
     if isinstance(plain, bool) or not isinstance(plain, str | int | float):
         raise RowProblem(f"{column}: expected text or a number, got {type(value).__name__}")
-    return plain if isinstance(plain, str) else repr(plain) if isinstance(plain, float) else str(plain)
+    if isinstance(plain, float):
+        # The shortest digits that read back as this float, written without an exponent (1e-05 is refused).
+        return format(decimal.Decimal(repr(plain)), "f")
+    return plain if isinstance(plain, str) else str(plain)
 
 
 def _aware(value: dt.datetime, column: str) -> dt.datetime:
@@ -186,7 +232,7 @@ def _unix(value: object, column: str) -> object:
 
 
 def _mapping(value: object, column: str) -> dict[str, object]:
-    plain = _json_value(value, column)
+    plain = {} if isinstance(value, list) and not value else _json_value(value, column)
     if not isinstance(plain, dict):
         raise RowProblem(f"{column}: expected a struct or a map, got {type(value).__name__}")
     return {name: item for name, item in plain.items() if item is not None}
