@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import dask
 import dask.dataframe as dd
 import pandas as pd
@@ -23,6 +24,7 @@ from distributed import Client, LocalCluster
 from backfills.dask_job import CHUNK_EVENTS, frame
 from backfills.support import (
     FAULTS,
+    START,
     KillWorker,
     Mock,
     backfill_for,
@@ -31,6 +33,7 @@ from backfills.support import (
     stored_once,
 )
 from billing_events.backfill import dask as dask_backfill
+from billing_events.errors import ConfigurationError
 
 ROWS = 20_000
 JOB_TIMEOUT = 240
@@ -208,3 +211,36 @@ def test_bag_rows_that_make_the_same_event_are_numbered_together_whatever_their_
 
     assert result.total["delivered"] == 48
     assert stored_once(mock, provider) == (48, 48)
+
+
+def test_a_frame_with_a_column_that_maps_to_nothing_is_refused_before_anything_is_sent(
+    mock: Mock, tmp_path: Path
+) -> None:
+    # "prop_n" for "prop.n": left out of every event, a summed property would bill nothing.
+    rows = pd.DataFrame({"external_subscription_id": ["sub_1"] * 4, "code": "api_calls", "prop_n": range(4)})
+    frame = dd.from_pandas(rows, npartitions=2)
+
+    with pytest.raises(ConfigurationError, match=r"unknown column 'prop_n'.*rename the columns"):
+        dask_backfill.backfill(frame, backfill_for(mock, "lago", tmp_path / "ckpt"), scheduler="sync")
+
+    assert mock.events("lago") == []
+
+
+def test_the_key_and_timestamp_columns_may_have_names_of_their_own(mock: Mock, tmp_path: Path) -> None:
+    rows = pd.DataFrame(
+        {
+            "event_id": [f"evt-{i}" for i in range(4)],
+            "used_at": [START + i for i in range(4)],
+            "external_subscription_id": "sub_1",
+            "code": "api_calls",
+            "prop.n": range(4),
+        }
+    )
+    backfill = attrs.evolve(
+        backfill_for(mock, "lago", tmp_path / "ckpt"), key_column="event_id", timestamp_column="used_at"
+    )
+
+    result = dask_backfill.backfill(dd.from_pandas(rows, npartitions=2), backfill, scheduler="sync")
+
+    assert result.total["delivered"] == 4
+    assert sorted(event["transaction_id"] for event in mock.events("lago")) == [f"evt-{i}" for i in range(4)]

@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 
 from backfills.support import FAULTS, ExitAfter, FailFirstAttempt, Mock, backfill_for, stored_once
 from billing_events.backfill import spark as spark_backfill
+from billing_events.errors import ConfigurationError
 
 ROWS = 20_000
 PARTITIONS = 16
@@ -145,3 +146,16 @@ def test_the_summaries_are_a_spark_dataframe_that_can_be_written(
     assert sorted(event["transaction_id"] for event in mock.events("lago")) == sorted(
         str(i) for i in range(40)
     )
+
+
+def test_a_frame_with_a_column_that_maps_to_nothing_is_refused_before_anything_is_sent(
+    spark: SparkSession, mock: Mock, tmp_path: Path
+) -> None:
+    frame = spark.createDataFrame(
+        [("sub_1", "api_calls", 1)], "external_subscription_id string, code string, prop_n long"
+    )
+
+    with pytest.raises(ConfigurationError, match=r"unknown column 'prop_n'"):
+        spark_backfill.backfill(frame, backfill_for(mock, "lago", tmp_path / "ckpt"))
+
+    assert mock.events("lago") == []

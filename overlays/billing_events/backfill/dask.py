@@ -22,6 +22,7 @@ from .partition import (
     SUMMARY_COLUMNS,
     Backfill,
     _row_event,
+    check_columns,
     empty_summary,
     send_partition,
     total,
@@ -101,6 +102,8 @@ def backfill(
     except ImportError as exc:
         raise ImportError(f"Dask backfills need dask: pip install 'billing-events[{EXTRA}]'") from exc
     is_bag = isinstance(frame, dask.bag.Bag)
+    if not is_bag:
+        check_columns(prepared, frame.columns)
     frame = _copies_together(frame, prepared, shuffle_method, is_bag)
     if is_bag:
         summaries = list(frame.map_partitions(_send_bag, prepared).compute(**compute_options))

@@ -43,10 +43,11 @@ from attrs import field, frozen
 from .. import _constants as C
 from .._keys import Occurrences, content_digest, fingerprint, give_key
 from ..aio import AsyncLago, AsyncTogai
-from ..cli._columnar import row_to_event
+from ..cli._columnar import column_problems, row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD
 from ..cli._text import clip
 from ..config import resolve_base_url
+from ..errors import ConfigurationError
 from ..outcomes import STORED_STATUSES as STATUSES
 from ..outcomes import past_window, past_window_reason, stale_before
 from ._checkpoint import LAYOUT, PartitionCheckpoint, job_stamp, shown
@@ -111,6 +112,25 @@ class Backfill:
             self.checkpoint, self.storage_options, self.provider, server, write=self.stamp is None
         )
         return attrs.evolve(self, stamp=stamp if self.stamp is None else self.stamp, layout=layout)
+
+
+def check_columns(backfill: Backfill, columns: Iterable[object]) -> None:
+    """Refuse a frame whose columns the provider's layout does not know, before anything is sent.
+
+    A column that maps to nothing (``prop_n`` for ``prop.n``) would be left out of every event
+    without a word: a property the provider sums would bill nothing. The rules are the CLI's.
+    """
+    renamed = {backfill.timestamp_column: "timestamp"}
+    if backfill.key_column is not None:
+        renamed[backfill.key_column] = KEY_FIELD[backfill.provider]
+    names = [renamed.get(str(column), str(column)) for column in columns]
+    problems = column_problems(backfill.provider, names)
+    if problems:
+        shown_ = "; ".join(clip(problem, 200) for problem in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ConfigurationError(
+            f"backfill columns: {shown_}{more}; rename the columns or select the ones to send"
+        )
 
 
 def empty_summary(name: str = "") -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._engines import ArrowRows, summary_schema
-from .partition import COUNT_COLUMNS, SUMMARY_COLUMNS, Backfill, send_partition, total
+from .partition import COUNT_COLUMNS, SUMMARY_COLUMNS, Backfill, check_columns, send_partition, total
 from .result import BackfillResult
 
 EXTRA = "spark"
@@ -45,6 +45,7 @@ def summaries(frame: Any, backfill: Backfill) -> Any:
     """A lazy Spark DataFrame of one summary row per partition: write it, or collect it."""
     prepared = backfill.prepare()
     names = list(frame.columns)
+    check_columns(prepared, names)
 
     def send(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow
