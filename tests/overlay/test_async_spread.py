@@ -120,4 +120,6 @@ def test_the_round_trip_follows_the_deliveries_within_its_bounds() -> None:
     far.observe(30.0)
     assert far.seconds == MAX_ROUND_TRIP
     spread = Spread(far, 8)
-    assert [spread.next_wait() for _ in range(9)] == pytest.approx([n / 8 for n in (0, 1, 2, 3, 4, 5, 6, 7, 0)])
+    assert [spread.next_wait() for _ in range(9)] == pytest.approx(
+        [n / 8 for n in (0, 1, 2, 3, 4, 5, 6, 7, 0)]
+    )
