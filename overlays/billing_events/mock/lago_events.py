@@ -26,17 +26,24 @@ def iso_millis(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def iso_seconds(moment: datetime) -> str:
+    """`2022-04-29T08:59:51Z`: Lago answers `created_at` in whole seconds (Rails' `iso8601`)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @frozen
 class Reception:
     """When a request arrived, once as a time and once as Lago writes it: shared by every event of a batch."""
 
     at: datetime
     text: str
+    # The same moment as a row's `created_at` is answered (lago-api `V1::EventSerializer`).
+    created_at: str
 
     @classmethod
     def now(cls) -> Reception:
         moment = datetime.now(UTC)
-        return cls(moment, iso_millis(moment))
+        return cls(moment, iso_millis(moment), iso_seconds(moment))
 
 
 def add_error(errors: FieldErrors, field: str, code: str) -> None:
@@ -180,7 +187,7 @@ def stored_event(event: dict[str, Any], timestamp: str, received: Reception) -> 
         "precise_total_amount_cents": precise_text(event.get("precise_total_amount_cents")),
         # The server stores `properties || {}`: null and missing are both an empty object.
         "properties": event.get("properties") or {},
-        "created_at": received.text,
+        "created_at": received.created_at,
     }
 
 
