@@ -8,6 +8,7 @@ ClickHouse), `app/models/clickhouse/events_raw.rb` (a raw row's `id` and `create
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,9 +16,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from billing_events.mock.testing import LAGO_STORES, mock_app
+from billing_events.mock.testing import LAGO_STORES, mock_app, sync_transport
 
-from .mock_support import LAGO, TOKEN, lago_event
+from .mock_support import AUTH, LAGO, TOKEN, lago_event
 
 ClientFor = Callable[[Starlette], httpx.Client]
 # Rails' `Time#iso8601` with no digits: whole seconds, in UTC.
@@ -43,3 +44,50 @@ def test_created_at_is_answered_in_whole_seconds(client_for: ClientFor, lago_sto
     for answer in answers:
         assert WHOLE_SECONDS.match(answer["created_at"]), answer["created_at"]
         assert _within(answer["created_at"], before, after)
+
+
+def test_clickhouse_find_answers_the_raw_row() -> None:
+    """On ClickHouse, `show` reads `events_raw`: `properties` is a `Map(String, String)` (numbers come back as
+    their text), `precise_total_amount_cents` was written as "0.0" when none was sent
+    (`app/services/events/kafka_producer_service.rb`), and `lago_id` is the row's made-up id
+    `<organization>-<external_subscription_id>-<transaction_id>-<ingested_at as Unix seconds>`
+    (`app/models/clickhouse/events_raw.rb`, `db/clickhouse_migrate/*events_raw*`)."""
+    app = mock_app("clickhouse", token=TOKEN)
+    client = httpx.Client(transport=sync_transport(app), base_url="http://mock", headers=AUTH)
+    sent = {"gb": 12.5, "region": "eu", "seats": 3, "trial": True, "tags": ["a", "b"]}
+    with client:
+        client.post(f"{LAGO}/events", json={"event": lago_event(properties=sent)})
+        client.post(f"{LAGO}/events", json={"event": lago_event(2, precise_total_amount_cents="12.50")})
+        found = client.get(f"{LAGO}/events/txn_1").json()["event"]
+        priced = client.get(f"{LAGO}/events/txn_2").json()["event"]
+
+    assert found["properties"] == {
+        "gb": "12.5",
+        "region": "eu",
+        "seats": "3",
+        "trial": "true",
+        "tags": '["a","b"]',
+    }
+    assert found["precise_total_amount_cents"] == "0.0"
+    assert priced["precise_total_amount_cents"] == "12.5"
+    organization, rest = found["lago_id"][:36], found["lago_id"][36:]
+    uuid.UUID(organization)
+    ingested = int(datetime.fromisoformat(found["created_at"]).timestamp())
+    assert rest == f"-sub_acme_growth-txn_1-{ingested}"
+    assert priced["lago_id"].startswith(organization + "-sub_acme_growth-txn_2-")
+    # The events the mock keeps (and that usage reads) are unchanged.
+    assert app.state.mock.lago.events()[0]["properties"] == sent
+
+
+def test_postgres_find_answers_the_saved_event_as_sent() -> None:
+    """On Postgres, `show` reads the `events` row: jsonb properties keep their types, a missing amount is null."""
+    app = mock_app("postgres", token=TOKEN)
+    sent = {"gb": 12.5, "seats": 3, "trial": True}
+    with httpx.Client(transport=sync_transport(app), base_url="http://mock", headers=AUTH) as client:
+        written = client.post(f"{LAGO}/events", json={"event": lago_event(properties=sent)}).json()["event"]
+        found = client.get(f"{LAGO}/events/txn_1").json()["event"]
+
+    assert found == written
+    assert found["properties"] == sent
+    assert found["precise_total_amount_cents"] is None
+    uuid.UUID(found["lago_id"])

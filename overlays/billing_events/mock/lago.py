@@ -24,8 +24,10 @@ from billing_events.mock.lago_events import (
     field_errors,
     judge_event,
     key_of,
+    raw_row,
 )
 from billing_events.mock.state import MockState
+from billing_events.mock.stores import ClickhouseLagoStore
 
 FIND_PREFIX = f"{LAGO_PREFIX}/events/"
 
@@ -160,7 +162,11 @@ def transaction_id_of(request: Request) -> str | None:
 
 async def find_event(request: Request, state: MockState) -> Response:
     transaction_id = transaction_id_of(request)
-    event = state.lago.find(transaction_id) if transaction_id else None
+    store = state.lago
+    event = store.find(transaction_id) if transaction_id else None
     if event is None:
         return lago_not_found("event_not_found")
+    if isinstance(store, ClickhouseLagoStore):
+        # The ClickHouse store answers from its raw events table, not from a saved model.
+        event = raw_row(event, store.organization_id)
     return JsonResponse({"event": event})

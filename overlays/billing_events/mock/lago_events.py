@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
@@ -188,6 +189,28 @@ def stored_event(event: dict[str, Any], timestamp: str, received: Reception) -> 
         # The server stores `properties || {}`: null and missing are both an empty object.
         "properties": event.get("properties") or {},
         "created_at": received.created_at,
+    }
+
+
+def _map_value(value: object) -> str:
+    """A property value as `Map(String, String)` holds it: a string as is, anything else as its JSON text."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def raw_row(stored: dict[str, Any], organization_id: str) -> dict[str, Any]:
+    """An event as `GET /events/{transaction_id}` answers it on the ClickHouse store, which reads the
+    `events_raw` row (lago-api `app/models/clickhouse/events_raw.rb`): a made-up `lago_id` of organization,
+    subscription, transaction and ingestion second; string property values; the "0.0" amount the writer
+    sends when none was given (`app/services/events/kafka_producer_service.rb`); a non-null subscription."""
+    subscription = stored.get("external_subscription_id") or ""
+    ingested = int(datetime.fromisoformat(stored["created_at"]).timestamp())
+    properties = stored.get("properties") or {}
+    return {
+        **stored,
+        "lago_id": f"{organization_id}-{subscription}-{stored['transaction_id']}-{ingested}",
+        "external_subscription_id": subscription,
+        "precise_total_amount_cents": stored.get("precise_total_amount_cents") or "0.0",
+        "properties": {str(name): _map_value(value) for name, value in properties.items()},
     }
 
 

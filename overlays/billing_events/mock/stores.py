@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -146,6 +147,8 @@ class LagoStore(_LagoReads):
             return ProviderStats(stored, self._duplicates, self._requests, arrivals=stored)
 
 
+# Organization ids are stable per key, as the server's are per organization.
+_ORGANIZATIONS = uuid.UUID("0c5b8f0e-8d1e-4b7a-9f65-3f0f2a9d6b21")
 # (organization, external_subscription_id, code, transaction_id, timestamp): the ClickHouse store's dedup key.
 ReadKey = tuple[str, str | None, object, str, str]
 
@@ -165,6 +168,8 @@ class ClickhouseLagoStore(_LagoReads):
     def __init__(self, organization: str) -> None:
         super().__init__()
         self._organization = organization
+        # The organization's id as rows carry it: a UUID derived from the key, never the key itself.
+        self.organization_id = str(uuid.uuid5(_ORGANIZATIONS, organization))
         self._arrivals = 0
         self._events: dict[ReadKey, Event] = {}
 
