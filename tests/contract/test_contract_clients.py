@@ -164,8 +164,17 @@ def test_valid_togai_events_are_stored_as_sent(
     assert_same_togai_event(body["event"], stored)
 
 
+def server_seconds(timestamp: object) -> Decimal:
+    """Unix seconds as lago-api reads them: an integer exactly, a value with decimals as the double Ruby's
+    `Float()` makes of it, at its exact binary value (`Time.zone.at`)."""
+    text = str(timestamp)
+    if isinstance(timestamp, int) or text.isdigit():
+        return Decimal(text)
+    return Decimal(float(text))
+
+
 def expected_instant(timestamp: object) -> datetime:
-    seconds = Decimal(str(timestamp))
+    seconds = server_seconds(timestamp)
     whole = int(seconds)
     millis = int((seconds - whole) * 1000)
     return datetime.fromtimestamp(whole, UTC) + timedelta(milliseconds=millis)
@@ -208,7 +217,7 @@ def refused_indexes(events: list[dict[str, Any]]) -> set[str]:
         if event["transaction_id"] in seen:
             refused.add(str(index))
         seen.add(event["transaction_id"])
-        if event.get("timestamp") is not None and Decimal(str(event["timestamp"])) > MAX_TIMESTAMP:
+        if event.get("timestamp") is not None and server_seconds(event["timestamp"]) > MAX_TIMESTAMP:
             refused.add(str(index))
         amount = precise_decimal(event.get("precise_total_amount_cents"))
         if amount is not None and abs(amount) >= PRECISE_LIMIT:

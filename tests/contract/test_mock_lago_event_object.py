@@ -91,3 +91,34 @@ def test_postgres_find_answers_the_saved_event_as_sent() -> None:
     assert found["properties"] == sent
     assert found["precise_total_amount_cents"] is None
     uuid.UUID(found["lago_id"])
+
+
+@pytest.mark.parametrize("lago_store", LAGO_STORES)
+@pytest.mark.parametrize(
+    ("sent", "answered"),
+    [
+        # 1714558530.123 is stored as the double 1714558530.12299990654...: Ruby's `Float()` then
+        # `Time.zone.at` keep that exact value, and `iso8601(3)` cuts it to .122.
+        pytest.param("1714558530.123", "2024-05-01T10:15:30.122Z", id="string-below"),
+        pytest.param(1714558530.123, "2024-05-01T10:15:30.122Z", id="float-below"),
+        pytest.param("1714558530.001", "2024-05-01T10:15:30.000Z", id="one-millisecond-below"),
+        pytest.param("1714558530.998", "2024-05-01T10:15:30.997Z", id="string-below-again"),
+        pytest.param("1714558530.127", "2024-05-01T10:15:30.127Z", id="string-above"),
+        pytest.param("1714558530.250", "2024-05-01T10:15:30.250Z", id="exact-in-binary"),
+        pytest.param(1714558530, "2024-05-01T10:15:30.000Z", id="integer"),
+    ],
+)
+def test_a_fractional_timestamp_is_read_as_a_double_and_cut_to_milliseconds(
+    client_for: ClientFor, lago_store: str, sent: object, answered: str
+) -> None:
+    """lago-api's create services read `Float(params[:timestamp])` into `Time.zone.at`
+    (`app/services/events/create_service.rb`, `create_batch_service.rb`); Ruby's `Time.at(Float)` keeps the
+    double's exact binary value, so a millisecond the double falls just below is answered one lower."""
+    client = client_for(mock_app(lago_store, token=TOKEN))
+
+    single = client.post(f"{LAGO}/events", json={"event": lago_event(timestamp=sent)}).json()["event"]
+    batch = client.post(f"{LAGO}/events/batch", json={"events": [lago_event(2, timestamp=sent)]}).json()
+    found = client.get(f"{LAGO}/events/txn_1").json()["event"]
+
+    assert single["timestamp"] == batch["events"][0]["timestamp"] == answered
+    assert found["timestamp"] == answered

@@ -7,7 +7,7 @@ import math
 import re
 import uuid
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import jsonschema_rs
@@ -84,18 +84,19 @@ def field_errors(
 
 
 def _seconds(value: object) -> Decimal | None:
+    """Unix seconds as the server reads them: an integer exactly, anything with decimals as the double
+    `Float()` makes of it, kept at its exact binary value by `Time.at` (so 30.123 is 30.12299990...)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        # repr is the shortest text that reads back as this float: what the server parses.
-        return Decimal(repr(value))
+        return Decimal(value) if math.isfinite(value) else None
     if isinstance(value, str) and value.replace(".", "", 1).isdigit() and value.isascii():
-        try:
+        if "." not in value:
             return Decimal(value)
-        except InvalidOperation:
-            return None
+        number = float(value)
+        return Decimal(number) if math.isfinite(number) else None
     return None
 
 
