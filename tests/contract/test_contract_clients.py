@@ -365,7 +365,8 @@ REFUSALS = {
         "lago",
         "/events/estimate_fees",
         compile_component(LAGO_SPEC, "EventEstimateFeesInput"),
-        {400: ApiErrorBadRequest, 422: ApiErrorUnprocessableEntity},
+        # A blank subscription or code is a 404 there, as the server checks them before any field.
+        {400: ApiErrorBadRequest, 404: ApiErrorNotFound, 422: ApiErrorUnprocessableEntity},
     ),
 }
 

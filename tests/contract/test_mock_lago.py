@@ -418,8 +418,8 @@ def test_estimate_fees_accepts_a_numeric_string(client: httpx.Client) -> None:
         ),
         pytest.param(
             {"code": "seats"},
-            422,
-            unprocessable({"external_subscription_id": ["value_is_mandatory"]}),
+            404,
+            {"status": 404, "error": "Not Found", "code": "subscription_not_found"},
             id="missing-subscription",
         ),
     ],

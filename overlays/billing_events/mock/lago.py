@@ -130,10 +130,20 @@ async def estimate_fees(request: Request, state: MockState) -> Response:
         event = await _top_level(request, "event", rules.estimate_max_bytes, dict)
     except _Refused as refused:
         return refused.response
+    # lago-api's Events::ValidateCreationService checks the subscription, then the timestamp, then the
+    # metric: a blank subscription or code is answered as not found, never as a missing field.
+    subscription = event.get("external_subscription_id")
+    if subscription in (None, "") or (
+        isinstance(subscription, str) and subscription not in state.catalogue.subscriptions
+    ):
+        return lago_not_found("subscription_not_found")
+    blank_code = event.get("code") in (None, "")
     errors: FieldErrors = {}
     if state.config.validate:
         field_errors(rules.estimate_event, event, errors)
-    elif not all(isinstance(event.get(name), str) for name in ("code", "external_subscription_id")):
+        if blank_code:
+            errors.pop("code", None)
+    elif not isinstance(subscription, str) or not (blank_code or isinstance(event.get("code"), str)):
         errors["event"] = ["value_is_invalid"]
     if errors:
         return lago_unprocessable(errors)
