@@ -122,3 +122,22 @@ def test_a_fractional_timestamp_is_read_as_a_double_and_cut_to_milliseconds(
 
     assert single["timestamp"] == batch["events"][0]["timestamp"] == answered
     assert found["timestamp"] == answered
+
+
+@pytest.mark.parametrize("lago_store", LAGO_STORES)
+def test_a_timestamp_that_is_no_number_is_the_only_error_named(
+    client_for: ClientFor, lago_store: str
+) -> None:
+    """The create services read `Float(params[:timestamp])` before any model check, and rescue its
+    ArgumentError as the event's one error (`app/services/events/create_service.rb`: the single event's
+    `{"timestamp": ["invalid_format"]}`; `create_batch_service.rb`: that index's errors replaced by it)."""
+    client = client_for(mock_app(lago_store, token=TOKEN))
+    broken = lago_event(timestamp="yesterday", code="")
+    del broken["transaction_id"]
+
+    single = client.post(f"{LAGO}/events", json={"event": broken})
+    batch = client.post(f"{LAGO}/events/batch", json={"events": [lago_event(), broken]})
+
+    assert single.status_code == batch.status_code == 422
+    assert single.json()["error_details"] == {"timestamp": ["invalid_format"]}
+    assert batch.json()["error_details"] == {"1": {"timestamp": ["invalid_format"]}}

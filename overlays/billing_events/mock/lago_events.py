@@ -221,6 +221,10 @@ def judge_event(
     """Field errors of one event and, when it has none, the EventObject to store."""
     if not isinstance(event, dict):
         return {"event": ["value_is_invalid"]}, None
+    timestamp = timestamp_text(event, received)
+    if timestamp is None:
+        # The server reads the timestamp before any other check, and its failure is the event's one error.
+        return {"timestamp": ["invalid_format"]}, None
     errors = field_errors(validator, event) if validator is not None else {}
     if key_of(event) is None:
         # Storage needs the key, whether or not the schema checks ran.
@@ -233,13 +237,10 @@ def judge_event(
         subscription = event.get("external_subscription_id")
         if subscription is not None and not isinstance(subscription, str):
             add_error(errors, "external_subscription_id", "value_is_invalid")
-    timestamp = timestamp_text(event, received)
-    if timestamp is None:
-        add_error(errors, "timestamp", "invalid_format")
     amount = precise_decimal(event.get("precise_total_amount_cents"))
     if amount is not None and abs(amount) >= PRECISE_LIMIT:
         # The server's decimal(40, 15) column overflows (a 500 on its Postgres store): refused here instead.
         add_error(errors, "precise_total_amount_cents", "value_is_invalid")
-    if errors or timestamp is None:
+    if errors:
         return errors, None
     return errors, stored_event(event, timestamp, received)
