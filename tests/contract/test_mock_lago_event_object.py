@@ -141,3 +141,23 @@ def test_a_timestamp_that_is_no_number_is_the_only_error_named(
     assert single.status_code == batch.status_code == 422
     assert single.json()["error_details"] == {"timestamp": ["invalid_format"]}
     assert batch.json()["error_details"] == {"1": {"timestamp": ["invalid_format"]}}
+
+
+def test_a_duplicate_is_only_found_once_every_event_is_valid(client_for: ClientFor) -> None:
+    """On Postgres the unique index is met only by the insert, which runs after validation: lago-api's batch
+    service answers its validation errors and returns before `post_validate_events` saves anything
+    (`app/services/events/create_batch_service.rb`), and a single event fails `save!`'s validation before
+    its INSERT (`create_service.rb`). So a 422 never names a duplicate beside an invalid event."""
+    client = client_for(mock_app("postgres", token=TOKEN))
+    client.post(f"{LAGO}/events", json={"event": lago_event(9)})
+
+    batch = client.post(f"{LAGO}/events/batch", json={"events": [lago_event(9), lago_event(1, code="")]})
+    single = client.post(f"{LAGO}/events", json={"event": lago_event(9, code="")})
+    stats = client.get("/_mock/stats").json()["lago"]
+
+    assert batch.json()["error_details"] == {"1": {"code": ["value_is_mandatory"]}}
+    assert single.json()["error_details"] == {"code": ["value_is_mandatory"]}
+    assert stats["duplicates"] == 0
+    # Once the invalid event is fixed or left out, the duplicate is named.
+    again = client.post(f"{LAGO}/events/batch", json={"events": [lago_event(9), lago_event(1)]})
+    assert again.json()["error_details"] == {"0": {"transaction_id": ["value_already_exist"]}}

@@ -77,12 +77,11 @@ async def create_event(request: Request, state: MockState) -> Response:
         return refused.response
     validator = rules.event if state.config.validate else None
     errors, stored = judge_event(validator, event, Reception.now())
-    key = key_of(event)
-    duplicates = state.lago.commit([key], None if errors or stored is None else [stored])
-    if duplicates:
-        errors.setdefault("transaction_id", []).append("value_already_exist")
     if errors or stored is None:
+        # Validation fails before the INSERT, so the unique index never speaks for an invalid event.
         return lago_unprocessable(errors)
+    if state.lago.commit([key_of(event)], [stored]):
+        return lago_unprocessable({"transaction_id": ["value_already_exist"]})
     return JsonResponse({"event": _as_answered(stored, state)})
 
 
@@ -106,13 +105,15 @@ async def create_batch_events(request: Request, state: MockState) -> Response:
             by_index[index] = errors
         else:
             stored_events.append(stored)
-    keys = [key_of(event) for event in events]
-    # All-or-nothing: the store checks every key, and stores only when no event failed.
-    duplicates = state.lago.commit(keys, None if by_index else stored_events)
-    for index in duplicates:
-        by_index.setdefault(index, {}).setdefault("transaction_id", []).append("value_already_exist")
     if by_index:
+        # The server answers validation errors before it saves anything: no duplicate is looked for.
         return lago_unprocessable({str(index): by_index[index] for index in sorted(by_index)})
+    # All-or-nothing: the store checks every key, and stores only when none is a duplicate.
+    duplicates = state.lago.commit([key_of(event) for event in events], stored_events)
+    if duplicates:
+        return lago_unprocessable(
+            {str(index): {"transaction_id": ["value_already_exist"]} for index in duplicates}
+        )
     return JsonResponse({"events": [_as_answered(stored, state) for stored in stored_events]})
 
 

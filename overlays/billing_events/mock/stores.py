@@ -112,12 +112,10 @@ class LagoStore(_LagoReads):
         self._events: dict[LagoKey | tuple[None, str, int], Event] = {}
         self._unscoped = itertools.count()
 
-    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
-        """Store `events` (one per key) unless any key is already stored or its id repeated in `keys`.
+    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event]) -> list[int]:
+        """Store valid `events` (one per key) unless any key is already stored or its id repeated in `keys`.
 
-        `events` is None when the request already failed validation; the keys are then only checked, so the
-        answer can name every duplicate. Returns the indexes of the duplicate keys; nothing is stored when
-        that list is not empty or `events` is None.
+        Returns the indexes of the duplicate keys; nothing is stored when that list is not empty.
         """
         with self._lock:
             seen: set[str] = set()
@@ -129,7 +127,7 @@ class LagoStore(_LagoReads):
                     duplicates.append(index)
                 seen.add(key[1])
             self._duplicates += len(duplicates)
-            if duplicates or events is None:
+            if duplicates:
                 return duplicates
             for key, event in zip(keys, events, strict=True):
                 assert key is not None, "a stored event always has a key"
@@ -173,11 +171,9 @@ class ClickhouseLagoStore(_LagoReads):
         self._arrivals = 0
         self._events: dict[ReadKey, Event] = {}
 
-    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
-        """Write `events` (the batch passed validation when it is not None); a duplicate is never refused."""
+    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event]) -> list[int]:
+        """Write valid `events`; a duplicate is never refused."""
         del keys  # the write never checks for duplicates
-        if events is None:
-            return []
         with self._lock:
             for event in events:
                 self._arrivals += 1
