@@ -161,3 +161,25 @@ def test_a_duplicate_is_only_found_once_every_event_is_valid(client_for: ClientF
     # Once the invalid event is fixed or left out, the duplicate is named.
     again = client.post(f"{LAGO}/events/batch", json={"events": [lago_event(9), lago_event(1)]})
     assert again.json()["error_details"] == {"0": {"transaction_id": ["value_already_exist"]}}
+
+
+@pytest.mark.parametrize("lago_store", LAGO_STORES)
+def test_batch_items_that_are_not_objects_are_dropped_before_indexing(
+    client_for: ClientFor, lago_store: str
+) -> None:
+    """`batch_params` permits `events: [...]` with a hash filter, and Rails keeps only the hash elements of
+    such an array (ActionController::Parameters#each_element greps `Parameters`): a string, number, null or
+    array in `events` vanishes, and the indexes of the 422 and the echo count the events that remain
+    (lago-api `app/controllers/api/v1/events_controller.rb`)."""
+    client = client_for(mock_app(lago_store, token=TOKEN))
+
+    refused = client.post(
+        f"{LAGO}/events/batch", json={"events": [lago_event(0), "x", 7, None, [1], lago_event(1, code="")]}
+    )
+    accepted = client.post(f"{LAGO}/events/batch", json={"events": ["x", lago_event(2), None, lago_event(3)]})
+    nothing = client.post(f"{LAGO}/events/batch", json={"events": ["x", None]})
+
+    assert refused.json()["error_details"] == {"1": {"code": ["value_is_mandatory"]}}
+    assert accepted.status_code == 200
+    assert [event["transaction_id"] for event in accepted.json()["events"]] == ["txn_2", "txn_3"]
+    assert nothing.json()["error_details"] == {"events": ["no_events"]}

@@ -59,7 +59,8 @@ async def _top_level(request: Request, param: str, max_bytes: int | None, kind: 
         # The batch service reads `events` itself (it never calls `params.require`): missing, null or not a
         # list is an empty batch, and so is a body that is not an object (Rails files it under `_json`).
         value = body.get(param) if isinstance(body, dict) else None
-        return value if isinstance(value, list) else []
+        # Rails permits only the objects of an array filtered by a hash: other items vanish before indexing.
+        return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
     if not isinstance(body, dict):
         raise _Refused(lago_bad_request(param))
     value = body.get(param)
