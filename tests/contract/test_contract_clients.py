@@ -380,6 +380,12 @@ def invalid_bodies() -> st.SearchStrategy[tuple[str, Any]]:
     return st.one_of(*(labelled(operation_id, refusal) for operation_id, refusal in REFUSALS.items()))
 
 
+def _objects_only(body: object) -> object:
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        return {**body, "events": [event for event in body["events"] if isinstance(event, dict)]}
+    return body
+
+
 @settings(PROPERTY_SETTINGS, max_examples=60)
 @given(generated=invalid_bodies())
 def test_invalid_payloads_are_refused_in_the_provider_shape(
@@ -392,6 +398,12 @@ def test_invalid_payloads_are_refused_in_the_provider_shape(
     refusal = REFUSALS[operation_id]
     # Schemathesis may negate something other than the body; only bodies the spec forbids are of interest here.
     assume(isinstance(body, bytes) or not refusal.request.is_valid(body))
+    # Lago drops the items of a batch that are not objects (Rails' parameter filter) and takes the rest.
+    assume(
+        isinstance(body, bytes)
+        or operation_id != "createBatchEvents"
+        or not refusal.request.is_valid(_objects_only(body))
+    )
     http = (togai if refusal.provider == "togai" else lago).get_httpx_client()
     state.reset()
 
