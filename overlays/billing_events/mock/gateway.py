@@ -65,7 +65,7 @@ def public_endpoint(
 ) -> Endpoint:
     """Wrap a provider handler with bearer auth, one fault draw and a last-resort error answer.
 
-    `writes`: the handler stores events, which Lago's restricted key may not do (403).
+    `writes`: any method but GET, which Lago's restricted key may not use on events (403).
     """
 
     async def endpoint(request: Request) -> Response:
