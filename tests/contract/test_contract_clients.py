@@ -164,8 +164,17 @@ def test_valid_togai_events_are_stored_as_sent(
     assert_same_togai_event(body["event"], stored)
 
 
+def server_seconds(timestamp: object) -> Decimal:
+    """Unix seconds as lago-api reads them: an integer exactly, a value with decimals as the double Ruby's
+    `Float()` makes of it, at its exact binary value (`Time.zone.at`)."""
+    text = str(timestamp)
+    if isinstance(timestamp, int) or text.isdigit():
+        return Decimal(text)
+    return Decimal(float(text))
+
+
 def expected_instant(timestamp: object) -> datetime:
-    seconds = Decimal(str(timestamp))
+    seconds = server_seconds(timestamp)
     whole = int(seconds)
     millis = int((seconds - whole) * 1000)
     return datetime.fromtimestamp(whole, UTC) + timedelta(milliseconds=millis)
@@ -208,7 +217,7 @@ def refused_indexes(events: list[dict[str, Any]]) -> set[str]:
         if event["transaction_id"] in seen:
             refused.add(str(index))
         seen.add(event["transaction_id"])
-        if event.get("timestamp") is not None and Decimal(str(event["timestamp"])) > MAX_TIMESTAMP:
+        if event.get("timestamp") is not None and server_seconds(event["timestamp"]) > MAX_TIMESTAMP:
             refused.add(str(index))
         amount = precise_decimal(event.get("precise_total_amount_cents"))
         if amount is not None and abs(amount) >= PRECISE_LIMIT:
@@ -356,7 +365,8 @@ REFUSALS = {
         "lago",
         "/events/estimate_fees",
         compile_component(LAGO_SPEC, "EventEstimateFeesInput"),
-        {400: ApiErrorBadRequest, 422: ApiErrorUnprocessableEntity},
+        # A blank subscription or code is a 404 there, as the server checks them before any field.
+        {400: ApiErrorBadRequest, 404: ApiErrorNotFound, 422: ApiErrorUnprocessableEntity},
     ),
 }
 
@@ -368,6 +378,12 @@ def labelled(operation_id: str, refusal: Refusal) -> st.SearchStrategy[tuple[str
 
 def invalid_bodies() -> st.SearchStrategy[tuple[str, Any]]:
     return st.one_of(*(labelled(operation_id, refusal) for operation_id, refusal in REFUSALS.items()))
+
+
+def _objects_only(body: object) -> object:
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        return {**body, "events": [event for event in body["events"] if isinstance(event, dict)]}
+    return body
 
 
 @settings(PROPERTY_SETTINGS, max_examples=60)
@@ -382,6 +398,12 @@ def test_invalid_payloads_are_refused_in_the_provider_shape(
     refusal = REFUSALS[operation_id]
     # Schemathesis may negate something other than the body; only bodies the spec forbids are of interest here.
     assume(isinstance(body, bytes) or not refusal.request.is_valid(body))
+    # Lago drops the items of a batch that are not objects (Rails' parameter filter) and takes the rest.
+    assume(
+        isinstance(body, bytes)
+        or operation_id != "createBatchEvents"
+        or not refusal.request.is_valid(_objects_only(body))
+    )
     http = (togai if refusal.provider == "togai" else lago).get_httpx_client()
     state.reset()
 

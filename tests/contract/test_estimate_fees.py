@@ -142,3 +142,61 @@ def test_a_non_numeric_property_is_refused_before_the_missing_instant_charge(cli
 
     assert response.status_code == 422
     assert response.json()["error_details"] == {"properties": ["value_is_not_valid_number"]}
+
+
+NOT_FOUND_SUBSCRIPTION = {"status": 404, "error": "Not Found", "code": "subscription_not_found"}
+NOT_FOUND_METRIC = {"status": 404, "error": "Not Found", "code": "billable_metric_not_found"}
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "body"),
+    [
+        pytest.param({"code": "seats"}, 404, NOT_FOUND_SUBSCRIPTION, id="no-subscription"),
+        pytest.param(
+            {"code": "seats", "external_subscription_id": ""},
+            404,
+            NOT_FOUND_SUBSCRIPTION,
+            id="empty-subscription",
+        ),
+        pytest.param(
+            {"code": "seats", "external_subscription_id": None},
+            404,
+            NOT_FOUND_SUBSCRIPTION,
+            id="null-subscription",
+        ),
+        pytest.param(
+            {"code": "seats", "external_subscription_id": "sub_nobody", "timestamp": "yesterday"},
+            404,
+            NOT_FOUND_SUBSCRIPTION,
+            id="subscription-before-timestamp",
+        ),
+        pytest.param({"external_subscription_id": "sub_acme_growth"}, 404, NOT_FOUND_METRIC, id="no-code"),
+        pytest.param(
+            {"code": "", "external_subscription_id": "sub_acme_growth"},
+            404,
+            NOT_FOUND_METRIC,
+            id="empty-code",
+        ),
+        pytest.param(
+            {"external_subscription_id": "sub_acme_growth", "timestamp": "yesterday"},
+            422,
+            {
+                "status": 422,
+                "error": "Unprocessable Entity",
+                "code": "validation_errors",
+                "error_details": {"timestamp": ["invalid_format"]},
+            },
+            id="timestamp-before-code",
+        ),
+    ],
+)
+def test_a_missing_subscription_or_code_is_not_found_in_the_servers_order(
+    client: httpx.Client, event: dict[str, Any], status: int, body: object
+) -> None:
+    """lago-api's `Fees::EstimatePayInAdvanceService` runs `Events::ValidateCreationService`
+    (`app/services/events/validate_creation_service.rb`): a blank or unknown subscription is a 404 first,
+    then a timestamp that is not a number a 422, then a blank or unknown metric code a 404. No field is
+    refused as missing."""
+    response = client.post(f"{LAGO}/events/estimate_fees", json={"event": event})
+
+    assert (response.status_code, response.json()) == (status, body)

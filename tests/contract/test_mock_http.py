@@ -37,7 +37,7 @@ PUBLIC_ROUTES = [
     [
         pytest.param(None, id="missing"),
         pytest.param("Bearer wrong-token", id="wrong-token"),
-        pytest.param(f"Basic {TOKEN}", id="wrong-scheme"),
+        pytest.param(TOKEN, id="no-scheme"),
         pytest.param("Bearer", id="empty-token"),
     ],
 )
@@ -62,6 +62,34 @@ def test_public_routes_need_the_bearer_token(
     assert response.json() == expected
     assert mock_state.togai.events() == []
     assert mock_state.lago.events() == []
+
+
+def test_togai_wants_the_bearer_scheme(client: httpx.Client) -> None:
+    response = client.post(
+        f"{TOGAI}/ingest", json={"event": togai_event()}, headers={"Authorization": f"Basic {TOKEN}"}
+    )
+
+    assert (response.status_code, response.json()) == (401, TOGAI_UNAUTHORIZED)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param(f"Basic {TOKEN}", id="other-scheme"),
+        pytest.param(f"Token {TOKEN}", id="any-word"),
+        pytest.param(f"  Bearer \t{TOKEN}  ", id="whitespace-runs"),
+        pytest.param(f"Bearer {TOKEN} and more", id="words-after"),
+    ],
+)
+def test_lago_reads_the_second_word_whatever_the_scheme(client: httpx.Client, authorization: str) -> None:
+    """lago-api's Api::BaseController takes the key as `Authorization.split(" ").second`: the first word is
+    never checked, runs of whitespace split like one space, and later words are ignored
+    (app/controllers/api/base_controller.rb, `auth_token`)."""
+    response = client.post(
+        f"{LAGO}/events", json={"event": lago_event()}, headers={"Authorization": authorization}
+    )
+
+    assert response.status_code == 200
 
 
 def test_the_bearer_scheme_is_case_insensitive(client: httpx.Client) -> None:

@@ -184,7 +184,8 @@ def test_find_event_answers_the_first_event_found(client_for: ClientFor, lago_st
     found = client.get(f"{LAGO}/events/txn_1")
 
     assert found.status_code == 200
-    assert found.json()["event"]["properties"] == {"gb": 1}
+    # ClickHouse answers from its raw table, whose properties are a Map(String, String).
+    assert found.json()["event"]["properties"] == {"gb": "1" if lago_store == "clickhouse" else 1}
     assert found.json()["event"]["external_subscription_id"] == "sub_acme_growth"
 
 

@@ -97,7 +97,8 @@ def public_routes() -> list[Route]:
     lago_ops = [
         ("/events", lago.create_event, "POST", LAGO_INGESTION_RATE_LIMIT, True),
         ("/events/batch", lago.create_batch_events, "POST", LAGO_INGESTION_RATE_LIMIT, True),
-        ("/events/estimate_fees", lago.estimate_fees, "POST", DEFAULT_RATE_LIMIT, False),
+        # Every method but GET is a write to lago-api's key permissions, estimate_fees' POST included.
+        ("/events/estimate_fees", lago.estimate_fees, "POST", DEFAULT_RATE_LIMIT, True),
         # Any text, so an id holding an encoded slash or newline still reaches the handler, which decodes the raw path.
         ("/events/{transaction_id:any_text}", lago.find_event, "GET", DEFAULT_RATE_LIMIT, False),
     ]

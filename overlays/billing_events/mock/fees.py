@@ -120,7 +120,7 @@ def estimate(catalogue: Catalogue, event: dict[str, Any]) -> list[dict[str, Any]
     subscription = catalogue.subscriptions.get(event["external_subscription_id"])
     if subscription is None:
         raise EstimateRefused(404, code="subscription_not_found")
-    metric = catalogue.metrics.get(event["code"])
+    metric = catalogue.metrics.get(event.get("code") or "")
     if metric is None:
         raise EstimateRefused(404, code="billable_metric_not_found")
     with localcontext() as context:

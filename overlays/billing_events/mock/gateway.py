@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,6 +9,7 @@ from anyio import sleep
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from billing_events.mock.auth import is_authorized
 from billing_events.mock.config import FaultConfig
 from billing_events.mock.errors import Provider, lago_error, provider_error, togai_error
 from billing_events.mock.faults import DroppedConnection, Fault, captive_portal, gateway_error
@@ -23,11 +23,6 @@ logger = logging.getLogger("billing_events.mock")
 
 # Lago Cloud's documented per-organisation limits: 500/s for single events, 50/s elsewhere.
 DEFAULT_RATE_LIMIT = 50
-
-
-def is_authorized(request: Request, token: str) -> bool:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
 def forbidden_write() -> Response:
@@ -65,14 +60,18 @@ def public_endpoint(
 ) -> Endpoint:
     """Wrap a provider handler with bearer auth, one fault draw and a last-resort error answer.
 
-    `writes`: the handler stores events, which Lago's restricted key may not do (403).
+    `writes`: any method but GET, which Lago's restricted key may not use on events (403).
     """
 
     async def endpoint(request: Request) -> Response:
         state: MockState = request.app.state.mock
-        if not is_authorized(request, state.config.token):
+        if not is_authorized(request, state.config.token, provider):
             restricted = state.config.restricted_token
-            if provider is not Provider.LAGO or restricted is None or not is_authorized(request, restricted):
+            if (
+                provider is not Provider.LAGO
+                or restricted is None
+                or not is_authorized(request, restricted, provider)
+            ):
                 return unauthorized(provider)
             if writes:
                 return forbidden_write()

@@ -24,8 +24,10 @@ from billing_events.mock.lago_events import (
     field_errors,
     judge_event,
     key_of,
+    raw_row,
 )
 from billing_events.mock.state import MockState
+from billing_events.mock.stores import ClickhouseLagoStore
 
 FIND_PREFIX = f"{LAGO_PREFIX}/events/"
 
@@ -57,7 +59,8 @@ async def _top_level(request: Request, param: str, max_bytes: int | None, kind: 
         # The batch service reads `events` itself (it never calls `params.require`): missing, null or not a
         # list is an empty batch, and so is a body that is not an object (Rails files it under `_json`).
         value = body.get(param) if isinstance(body, dict) else None
-        return value if isinstance(value, list) else []
+        # Rails permits only the objects of an array filtered by a hash: other items vanish before indexing.
+        return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
     if not isinstance(body, dict):
         raise _Refused(lago_bad_request(param))
     value = body.get(param)
@@ -75,12 +78,11 @@ async def create_event(request: Request, state: MockState) -> Response:
         return refused.response
     validator = rules.event if state.config.validate else None
     errors, stored = judge_event(validator, event, Reception.now())
-    key = key_of(event)
-    duplicates = state.lago.commit([key], None if errors or stored is None else [stored])
-    if duplicates:
-        errors.setdefault("transaction_id", []).append("value_already_exist")
     if errors or stored is None:
+        # Validation fails before the INSERT, so the unique index never speaks for an invalid event.
         return lago_unprocessable(errors)
+    if state.lago.commit([key_of(event)], [stored]):
+        return lago_unprocessable({"transaction_id": ["value_already_exist"]})
     return JsonResponse({"event": _as_answered(stored, state)})
 
 
@@ -104,13 +106,15 @@ async def create_batch_events(request: Request, state: MockState) -> Response:
             by_index[index] = errors
         else:
             stored_events.append(stored)
-    keys = [key_of(event) for event in events]
-    # All-or-nothing: the store checks every key, and stores only when no event failed.
-    duplicates = state.lago.commit(keys, None if by_index else stored_events)
-    for index in duplicates:
-        by_index.setdefault(index, {}).setdefault("transaction_id", []).append("value_already_exist")
     if by_index:
+        # The server answers validation errors before it saves anything: no duplicate is looked for.
         return lago_unprocessable({str(index): by_index[index] for index in sorted(by_index)})
+    # All-or-nothing: the store checks every key, and stores only when none is a duplicate.
+    duplicates = state.lago.commit([key_of(event) for event in events], stored_events)
+    if duplicates:
+        return lago_unprocessable(
+            {str(index): {"transaction_id": ["value_already_exist"]} for index in duplicates}
+        )
     return JsonResponse({"events": [_as_answered(stored, state) for stored in stored_events]})
 
 
@@ -128,10 +132,20 @@ async def estimate_fees(request: Request, state: MockState) -> Response:
         event = await _top_level(request, "event", rules.estimate_max_bytes, dict)
     except _Refused as refused:
         return refused.response
+    # lago-api's Events::ValidateCreationService checks the subscription, then the timestamp, then the
+    # metric: a blank subscription or code is answered as not found, never as a missing field.
+    subscription = event.get("external_subscription_id")
+    if subscription in (None, "") or (
+        isinstance(subscription, str) and subscription not in state.catalogue.subscriptions
+    ):
+        return lago_not_found("subscription_not_found")
+    blank_code = event.get("code") in (None, "")
     errors: FieldErrors = {}
     if state.config.validate:
         field_errors(rules.estimate_event, event, errors)
-    elif not all(isinstance(event.get(name), str) for name in ("code", "external_subscription_id")):
+        if blank_code:
+            errors.pop("code", None)
+    elif not isinstance(subscription, str) or not (blank_code or isinstance(event.get("code"), str)):
         errors["event"] = ["value_is_invalid"]
     if errors:
         return lago_unprocessable(errors)
@@ -160,7 +174,11 @@ def transaction_id_of(request: Request) -> str | None:
 
 async def find_event(request: Request, state: MockState) -> Response:
     transaction_id = transaction_id_of(request)
-    event = state.lago.find(transaction_id) if transaction_id else None
+    store = state.lago
+    event = store.find(transaction_id) if transaction_id else None
     if event is None:
         return lago_not_found("event_not_found")
+    if isinstance(store, ClickhouseLagoStore):
+        # The ClickHouse store answers from its raw events table, not from a saved model.
+        event = raw_row(event, store.organization_id)
     return JsonResponse({"event": event})

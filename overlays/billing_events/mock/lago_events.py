@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import jsonschema_rs
@@ -26,17 +27,24 @@ def iso_millis(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def iso_seconds(moment: datetime) -> str:
+    """`2022-04-29T08:59:51Z`: Lago answers `created_at` in whole seconds (Rails' `iso8601`)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @frozen
 class Reception:
     """When a request arrived, once as a time and once as Lago writes it: shared by every event of a batch."""
 
     at: datetime
     text: str
+    # The same moment as a row's `created_at` is answered (lago-api `V1::EventSerializer`).
+    created_at: str
 
     @classmethod
     def now(cls) -> Reception:
         moment = datetime.now(UTC)
-        return cls(moment, iso_millis(moment))
+        return cls(moment, iso_millis(moment), iso_seconds(moment))
 
 
 def add_error(errors: FieldErrors, field: str, code: str) -> None:
@@ -76,18 +84,19 @@ def field_errors(
 
 
 def _seconds(value: object) -> Decimal | None:
+    """Unix seconds as the server reads them: an integer exactly, anything with decimals as the double
+    `Float()` makes of it, kept at its exact binary value by `Time.at` (so 30.123 is 30.12299990...)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        # repr is the shortest text that reads back as this float: what the server parses.
-        return Decimal(repr(value))
+        return Decimal(value) if math.isfinite(value) else None
     if isinstance(value, str) and value.replace(".", "", 1).isdigit() and value.isascii():
-        try:
+        if "." not in value:
             return Decimal(value)
-        except InvalidOperation:
-            return None
+        number = float(value)
+        return Decimal(number) if math.isfinite(number) else None
     return None
 
 
@@ -180,7 +189,29 @@ def stored_event(event: dict[str, Any], timestamp: str, received: Reception) -> 
         "precise_total_amount_cents": precise_text(event.get("precise_total_amount_cents")),
         # The server stores `properties || {}`: null and missing are both an empty object.
         "properties": event.get("properties") or {},
-        "created_at": received.text,
+        "created_at": received.created_at,
+    }
+
+
+def _map_value(value: object) -> str:
+    """A property value as `Map(String, String)` holds it: a string as is, anything else as its JSON text."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def raw_row(stored: dict[str, Any], organization_id: str) -> dict[str, Any]:
+    """An event as `GET /events/{transaction_id}` answers it on the ClickHouse store, which reads the
+    `events_raw` row (lago-api `app/models/clickhouse/events_raw.rb`): a made-up `lago_id` of organization,
+    subscription, transaction and ingestion second; string property values; the "0.0" amount the writer
+    sends when none was given (`app/services/events/kafka_producer_service.rb`); a non-null subscription."""
+    subscription = stored.get("external_subscription_id") or ""
+    ingested = int(datetime.fromisoformat(stored["created_at"]).timestamp())
+    properties = stored.get("properties") or {}
+    return {
+        **stored,
+        "lago_id": f"{organization_id}-{subscription}-{stored['transaction_id']}-{ingested}",
+        "external_subscription_id": subscription,
+        "precise_total_amount_cents": stored.get("precise_total_amount_cents") or "0.0",
+        "properties": {str(name): _map_value(value) for name, value in properties.items()},
     }
 
 
@@ -190,6 +221,10 @@ def judge_event(
     """Field errors of one event and, when it has none, the EventObject to store."""
     if not isinstance(event, dict):
         return {"event": ["value_is_invalid"]}, None
+    timestamp = timestamp_text(event, received)
+    if timestamp is None:
+        # The server reads the timestamp before any other check, and its failure is the event's one error.
+        return {"timestamp": ["invalid_format"]}, None
     errors = field_errors(validator, event) if validator is not None else {}
     if key_of(event) is None:
         # Storage needs the key, whether or not the schema checks ran.
@@ -202,13 +237,10 @@ def judge_event(
         subscription = event.get("external_subscription_id")
         if subscription is not None and not isinstance(subscription, str):
             add_error(errors, "external_subscription_id", "value_is_invalid")
-    timestamp = timestamp_text(event, received)
-    if timestamp is None:
-        add_error(errors, "timestamp", "invalid_format")
     amount = precise_decimal(event.get("precise_total_amount_cents"))
     if amount is not None and abs(amount) >= PRECISE_LIMIT:
         # The server's decimal(40, 15) column overflows (a 500 on its Postgres store): refused here instead.
         add_error(errors, "precise_total_amount_cents", "value_is_invalid")
-    if errors or timestamp is None:
+    if errors:
         return errors, None
     return errors, stored_event(event, timestamp, received)

@@ -25,6 +25,7 @@ from attrs import evolve, field, frozen
 from starlette.requests import Request
 from starlette.responses import Response
 
+from billing_events.mock.auth import presented_key
 from billing_events.mock.errors import Provider, lago_error, togai_error
 from billing_events.mock.jsonio import JsonResponse, MalformedJson, parse_json
 
@@ -221,10 +222,9 @@ def rate_limited(provider: Provider, group: str, endpoint: Endpoint) -> Endpoint
 
     async def limited(request: Request) -> Response:
         config = request.app.state.mock.config
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        token = credentials.strip()
+        token = presented_key(request, provider)
         # Unknown tokens get no bucket (the endpoint answers 401): the buckets cannot grow without bound.
-        if scheme.lower() != "bearer" or token not in (config.token, config.restricted_token):
+        if token is None or token not in (config.token, config.restricted_token):
             return await endpoint(request)
         verdict = limiter_of(request).admit(token, group)
         if verdict is None:

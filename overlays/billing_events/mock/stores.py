@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -111,12 +112,10 @@ class LagoStore(_LagoReads):
         self._events: dict[LagoKey | tuple[None, str, int], Event] = {}
         self._unscoped = itertools.count()
 
-    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
-        """Store `events` (one per key) unless any key is already stored or its id repeated in `keys`.
+    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event]) -> list[int]:
+        """Store valid `events` (one per key) unless any key is already stored or its id repeated in `keys`.
 
-        `events` is None when the request already failed validation; the keys are then only checked, so the
-        answer can name every duplicate. Returns the indexes of the duplicate keys; nothing is stored when
-        that list is not empty or `events` is None.
+        Returns the indexes of the duplicate keys; nothing is stored when that list is not empty.
         """
         with self._lock:
             seen: set[str] = set()
@@ -128,7 +127,7 @@ class LagoStore(_LagoReads):
                     duplicates.append(index)
                 seen.add(key[1])
             self._duplicates += len(duplicates)
-            if duplicates or events is None:
+            if duplicates:
                 return duplicates
             for key, event in zip(keys, events, strict=True):
                 assert key is not None, "a stored event always has a key"
@@ -146,6 +145,8 @@ class LagoStore(_LagoReads):
             return ProviderStats(stored, self._duplicates, self._requests, arrivals=stored)
 
 
+# Organization ids are stable per key, as the server's are per organization.
+_ORGANIZATIONS = uuid.UUID("0c5b8f0e-8d1e-4b7a-9f65-3f0f2a9d6b21")
 # (organization, external_subscription_id, code, transaction_id, timestamp): the ClickHouse store's dedup key.
 ReadKey = tuple[str, str | None, object, str, str]
 
@@ -165,14 +166,14 @@ class ClickhouseLagoStore(_LagoReads):
     def __init__(self, organization: str) -> None:
         super().__init__()
         self._organization = organization
+        # The organization's id as rows carry it: a UUID derived from the key, never the key itself.
+        self.organization_id = str(uuid.uuid5(_ORGANIZATIONS, organization))
         self._arrivals = 0
         self._events: dict[ReadKey, Event] = {}
 
-    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event] | None) -> list[int]:
-        """Write `events` (the batch passed validation when it is not None); a duplicate is never refused."""
+    def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event]) -> list[int]:
+        """Write valid `events`; a duplicate is never refused."""
         del keys  # the write never checks for duplicates
-        if events is None:
-            return []
         with self._lock:
             for event in events:
                 self._arrivals += 1
