@@ -203,13 +203,14 @@ def _row_event(row: Mapping[str, Any], backfill: Backfill) -> tuple[dict[str, ob
     renamed = backfill.timestamp_column != "timestamp"
     key_name = key_column if key_column is not None else KEY_FIELD[backfill.provider]
     plain = row
-    key = row.get(key_name) if isinstance(row, Mapping) else None
+    mapping = type(row) is dict or isinstance(row, Mapping)  # most rows are dicts: no ABC check
+    key = row.get(key_name) if mapping else None
     if isinstance(key, float) and key.is_integer():
         # pandas stores whole numbers with a null among them as floats: 5.0 is the key 5, as it is
         # once the null is gone, so a backfill fixed and run again keeps its keys.
         plain = {**row, key_name: int(key)}
     # A row that is not a mapping goes as it is: row_to_event says what is wrong with it.
-    if (renamed or key_column is not None) and isinstance(plain, Mapping):
+    if (renamed or key_column is not None) and mapping:
         plain = dict(plain)  # a copy: a bag's rows are the caller's dicts
         if renamed:
             plain["timestamp"] = plain.pop(backfill.timestamp_column, None)

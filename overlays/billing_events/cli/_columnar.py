@@ -156,9 +156,20 @@ def column_problems(provider: str, columns: list[str]) -> list[str]:
 INT_RANGE = range(-(2**63), 2**64)
 
 
+_PLAIN = (str, bool)
+
+
 def _json_value(value: object, column: str) -> object:
     """A value as the API's JSON takes it; containers are converted item by item."""
-    if value is None or isinstance(value, str | bool):
+    # Every value of every row comes here: the common exact types first, without isinstance.
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return value
+    if kind is int and value in INT_RANGE:
+        return value
+    if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+        return value
+    if isinstance(value, _PLAIN):
         return value
     if isinstance(value, Unreadable):
         raise RowProblem(f"{column}: {value.reason}")
@@ -192,6 +203,8 @@ def _json_value(value: object, column: str) -> object:
 
 def _text(value: object, column: str) -> str:
     """Togai's string fields: numbers are written out, everything else must already be text."""
+    if type(value) is str:
+        return value  # the common case, without the checks below
     plain = _json_value(value, column)
     if isinstance(plain, bool) or not isinstance(plain, str | int | float):
         raise RowProblem(f"{column}: expected text or a number, got {type(value).__name__}")
@@ -289,17 +302,15 @@ def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
 def lago_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
     event: dict[str, object] = {}
     for name in ("transaction_id", "external_subscription_id", "code"):
-        if row.get(name) is not None:
-            event[name] = _text(row[name], name)
-    if row.get("timestamp") is not None:
-        event["timestamp"] = _unix(row["timestamp"], "timestamp")
-    if row.get("precise_total_amount_cents") is not None:
-        event["precise_total_amount_cents"] = _text(
-            row["precise_total_amount_cents"], "precise_total_amount_cents"
-        )
+        if (value := row.get(name)) is not None:
+            event[name] = _text(value, name)
+    if (stamp := row.get("timestamp")) is not None:
+        event["timestamp"] = _unix(stamp, "timestamp")
+    if (amount := row.get("precise_total_amount_cents")) is not None:
+        event["precise_total_amount_cents"] = _text(amount, "precise_total_amount_cents")
     properties: dict[str, object] = {}
-    if row.get("properties") is not None:
-        properties = _mapping(row["properties"], "properties")
+    if (nested := row.get("properties")) is not None:
+        properties = _mapping(nested, "properties")
     for column, value in row.items():
         if value is not None and column.startswith("prop."):
             properties[column[len("prop.") :]] = _json_value(value, column)
