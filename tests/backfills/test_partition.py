@@ -389,3 +389,47 @@ def test_a_job_file_cut_short_is_written_anew_before_any_partition_ran_and_refus
     with pytest.raises(CheckpointError, match=r"backfill\.json is damaged, and partitions were sent"):
         backfill_for(mock, "lago", tmp_path / "ckpt").prepare()
     assert stored_once(mock, "lago") == (5, 5)
+
+
+FREEZE_IN_A_NEW_PROCESS = """
+import gc, sys
+from backfills.support import Mock, backfill_for, lago_rows
+from billing_events.backfill import send_partition
+mock, checkpoint, freeze = Mock(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
+counts = [gc.get_freeze_count()]
+for part in range(2):
+    rows = [dict(row, **{"prop.part": part}) for row in lago_rows(20)]
+    summary = send_partition(rows, backfill_for(mock, "lago", checkpoint, freeze_heap=freeze).prepare())
+    assert summary["delivered"] == 20, summary
+    counts.append(gc.get_freeze_count())
+print(*counts)
+"""
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_worker_freezes_its_heap_once_before_its_first_partition_unless_told_not_to(
+    mock: Mock, tmp_path: Path, freeze: bool
+) -> None:
+    counts = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FREEZE_IN_A_NEW_PROCESS,
+            mock.origin,
+            str(tmp_path / "ckpt"),
+            str(int(freeze)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.split()
+
+    before, first, second = map(int, counts)
+    assert before == 0
+    if freeze:
+        # Frozen once: what was made since stays in the collector's sight (frozen objects freed since
+        # by reference counting leave the count; a second freeze would have added the new ones).
+        assert 0 < second <= first
+    else:
+        assert first == second == 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import os
 import pickle
@@ -45,6 +46,31 @@ class _ThreadClients:
 
 
 _local = threading.local()
+
+
+# The process whose heap was frozen (a forked child has a heap of its own to freeze).
+_frozen_in: int | None = None
+_freezing = threading.Lock()
+
+
+def freeze_heap_once() -> None:
+    """Move everything the process holds now out of the collector's sight, once per process.
+
+    A worker's heap is large (an engine's own objects, pandas: about 140,000 in the bench's
+    Dask workers), and every full collection walks all of it: 6 to 8 of them per worker per
+    run, each about 100 ms in which no answer is read. Python starts one once enough objects
+    have outlived two younger collections, and requests in flight make such objects all the
+    time. After ``gc.freeze()`` a full collection walks only what was made since. Measured in
+    the bench's Dask run at 50 ms: 7 to 9 µs of worker CPU per row in the collector, 2 after.
+    What is frozen is still freed by reference counting; only a reference cycle that exists
+    now and becomes garbage later stays, once: ``Backfill(freeze_heap=False)`` leaves the
+    collector as it is.
+    """
+    global _frozen_in
+    with _freezing:
+        if _frozen_in != os.getpid():
+            _frozen_in = os.getpid()
+            gc.freeze()
 
 
 def _identity(provider: str, options: Mapping[str, Any]) -> bytes | None:

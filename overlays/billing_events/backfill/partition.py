@@ -51,7 +51,7 @@ from ..errors import ConfigurationError
 from ..outcomes import STORED_STATUSES as STATUSES
 from ..outcomes import past_window, past_window_reason, stale_before
 from ._checkpoint import LAYOUT, PartitionCheckpoint, job_stamp, shown
-from ._clients import run_with_client
+from ._clients import freeze_heap_once, run_with_client
 
 ProviderName = Literal["togai", "lago"]
 KEY_FIELD = {"togai": "id", "lago": "transaction_id"}
@@ -91,6 +91,8 @@ class Backfill:
     # Re-send rows that ended ``unknown`` longer ago than the provider's window for repeated keys
     # (Togai: 45 days, see ``stale_before``); by default they are held back, as they may be billed twice.
     resend_past_window: bool = False
+    # Freeze the worker's heap once, before its first partition sends (see ``_clients.freeze_heap_once``).
+    freeze_heap: bool = True
     # How the checkpoint directory names partitions (``_checkpoint.LAYOUT``); prepare() reads it.
     layout: int = field(default=LAYOUT, repr=False)
 
@@ -309,6 +311,8 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
             # About how many rows go out: rows already settled for good do not.
             expected = size - sum(status in SETTLED_FOR_GOOD for status in known.values())
             options = {"max_in_flight": backfill.max_in_flight, **backfill.client_options}
+            if backfill.freeze_heap:
+                freeze_heap_once()
             run_with_client(
                 backfill.provider,
                 options,
