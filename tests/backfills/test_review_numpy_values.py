@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy
 import pytest
 
-from backfills.support import Mock, backfill_for, lago_rows
+from backfills.support import Mock, backfill_for, lago_rows, togai_rows
 from billing_events.backfill import send_partition
 from billing_events.cli._columnar import row_to_event
 
@@ -44,3 +44,19 @@ def test_one_row_with_a_numpy_float_amount_does_not_take_the_partition_down(
 
     assert summary["rows"] == 300
     assert summary["delivered"] + summary["rejected"] == 300
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a numpy float in a Togai attribute goes through _text's Decimal(repr(value)) and raises "
+    "decimal.InvalidOperation: the partition ends instead of sending the row",
+)
+def test_a_togai_partition_with_a_numpy_float_attribute_is_sent(mock: Mock, tmp_path: Path) -> None:
+    rows = togai_rows(10)
+    rows[5] = {**rows[5], "attr.calls": numpy.float64(2.5)}
+    backfill = backfill_for(mock, "togai", tmp_path / "ckpt").prepare()
+
+    summary = send_partition(rows, backfill)
+
+    assert summary["rows"] == 10
+    assert summary["delivered"] == 10
