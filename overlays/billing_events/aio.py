@@ -20,7 +20,7 @@ from lago_api.types import Response
 from . import _constants as C
 from ._base import ClientBase, Slot
 from ._post import AsyncBatchPoster
-from ._spread import RoundTrip, Spread
+from ._spread import RoundTrip, Spread, known_rounds
 from ._transport import async_bounded
 from .aio_background import AsyncBackgroundSender
 from .calls import async_retryable_call, lago_answer
@@ -75,7 +75,8 @@ class _AsyncClient(ClientBase):
         )
         # One generator shared by the lanes: a lane encodes its next batch while the others wait on the network.
         batches = self._batches(events, slots)
-        round_trip, spread = self._round_trip, Spread(self._round_trip, in_flight)
+        rounds = known_rounds(events, self.config.max_batch_events, in_flight)
+        round_trip, spread = self._round_trip, Spread(self._round_trip, in_flight, rounds)
         clock = time.monotonic
 
         async def lane() -> None:
