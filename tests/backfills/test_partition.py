@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -391,15 +392,16 @@ def test_a_job_file_cut_short_is_written_anew_before_any_partition_ran_and_refus
     assert stored_once(mock, "lago") == (5, 5)
 
 
-FREEZE_IN_A_NEW_PROCESS = """
-import gc, sys
-from backfills.support import Mock, backfill_for, lago_rows
+FREEZE_IN_A_WORKER = """
+import gc, pickle, sys
+from backfills.support import lago_rows
 from billing_events.backfill import send_partition
-mock, checkpoint, freeze = Mock(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
+with open(sys.argv[1], "rb") as prepared:
+    backfill = pickle.load(prepared)  # prepared by the driver, as an engine ships it to a worker
 counts = [gc.get_freeze_count()]
 for part in range(2):
     rows = [dict(row, **{"prop.part": part}) for row in lago_rows(20)]
-    summary = send_partition(rows, backfill_for(mock, "lago", checkpoint, freeze_heap=freeze).prepare())
+    summary = send_partition(rows, backfill)
     assert summary["delivered"] == 20, summary
     counts.append(gc.get_freeze_count())
 print(*counts)
@@ -410,15 +412,12 @@ print(*counts)
 def test_a_worker_freezes_its_heap_once_before_its_first_partition_unless_told_not_to(
     mock: Mock, tmp_path: Path, freeze: bool
 ) -> None:
+    backfill = backfill_for(mock, "lago", tmp_path / "ckpt", freeze_heap=freeze).prepare()
+    prepared = tmp_path / "backfill.pickle"
+    prepared.write_bytes(pickle.dumps(backfill))
+
     counts = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            FREEZE_IN_A_NEW_PROCESS,
-            mock.origin,
-            str(tmp_path / "ckpt"),
-            str(int(freeze)),
-        ],
+        [sys.executable, "-c", FREEZE_IN_A_WORKER, str(prepared)],
         capture_output=True,
         text=True,
         check=True,

@@ -18,6 +18,7 @@ import hashlib
 import os
 import pickle
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -53,6 +54,14 @@ _frozen_in: int | None = None
 _freezing = threading.Lock()
 
 
+# Who this process is, in any machine: a forked child has another pid, a spawned one another token.
+_TOKEN = uuid.uuid4().hex
+
+
+def this_process() -> str:
+    return f"{_TOKEN}:{os.getpid()}"
+
+
 def freeze_heap_once() -> None:
     """Move everything the process holds now out of the collector's sight, once per process.
 
@@ -63,8 +72,9 @@ def freeze_heap_once() -> None:
     time. After ``gc.freeze()`` a full collection walks only what was made since. Measured in
     the bench's Dask run at 50 ms: 7 to 9 µs of worker CPU per row in the collector, 2 after.
     What is frozen is still freed by reference counting; only a reference cycle that exists
-    now and becomes garbage later stays, once: ``Backfill(freeze_heap=False)`` leaves the
-    collector as it is.
+    now and becomes garbage later stays, once. So only a worker freezes: a process other than
+    the one that called ``Backfill.prepare()`` (whose heap is the caller's own: a local run, an
+    engine's threads). ``Backfill(freeze_heap=False)`` leaves every collector as it is.
     """
     global _frozen_in
     with _freezing:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .partition import COUNT_COLUMNS, IDENTIFY_GROUP
+from .partition import COUNT_COLUMNS, IDENTIFY_GROUP, Rereadable
 
 
 def _pyarrow(extra: str) -> Any:
@@ -17,7 +17,7 @@ def _pyarrow(extra: str) -> Any:
     return pyarrow
 
 
-class ArrowRows:
+class ArrowRows(Rereadable):
     """The rows of Arrow record batches as dicts, a batch at a time, as often as they are read.
 
     ``send_partition`` reads a partition twice (its name, then its events): the batches stay in

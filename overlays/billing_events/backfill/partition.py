@@ -33,7 +33,8 @@ import asyncio
 import datetime as dt
 import hashlib
 import itertools
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Set
+import re
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any, Literal
 
 import attrs
@@ -51,7 +52,7 @@ from ..errors import ConfigurationError
 from ..outcomes import STORED_STATUSES as STATUSES
 from ..outcomes import past_window, past_window_reason, stale_before
 from ._checkpoint import LAYOUT, PartitionCheckpoint, job_stamp, shown
-from ._clients import freeze_heap_once, run_with_client
+from ._clients import freeze_heap_once, run_with_client, this_process
 
 ProviderName = Literal["togai", "lago"]
 KEY_FIELD = {"togai": "id", "lago": "transaction_id"}
@@ -95,6 +96,8 @@ class Backfill:
     freeze_heap: bool = True
     # How the checkpoint directory names partitions (``_checkpoint.LAYOUT``); prepare() reads it.
     layout: int = field(default=LAYOUT, repr=False)
+    # The process that called prepare(): it never freezes its heap, which is the caller's.
+    driver: str | None = field(default=None, repr=False)
 
     @property
     def rows_per_chunk(self) -> int:
@@ -113,7 +116,9 @@ class Backfill:
         stamp, layout = job_stamp(
             self.checkpoint, self.storage_options, self.provider, server, write=self.stamp is None
         )
-        return attrs.evolve(self, stamp=stamp if self.stamp is None else self.stamp, layout=layout)
+        return attrs.evolve(
+            self, stamp=stamp if self.stamp is None else self.stamp, layout=layout, driver=this_process()
+        )
 
 
 def check_columns(backfill: Backfill, columns: Iterable[object]) -> None:
@@ -177,7 +182,10 @@ def _identify(
             tally.rows += len(group)
             events: list[dict[str, object]] = []
             for row in group:
-                event, problem = _row_event(row, backfill)
+                try:
+                    event, problem = _row_event(row, backfill)
+                except Exception as exc:  # a row of any type: what breaks on it is its own problem
+                    event, problem = None, clip(f"rejected: row: {type(exc).__name__}: {exc}")
                 if event is None:
                     tally.invalid += 1
                     tally.problem = tally.problem or problem
@@ -247,23 +255,58 @@ def _unprepared() -> ValueError:
 _ROW_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
+class Rereadable:
+    """Rows that give all of themselves each time they are read (``send_partition`` reads them twice)."""
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        raise NotImplementedError
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def _plain_value(value: object) -> object:
-    """A value orjson does not write, as something it does, the same in every process."""
+    """A value orjson does not write, as something it does, the same in every process and run."""
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, Set):
-        return sorted(map(repr, value))  # a set's own order follows the process's string hashes
+        # A set's own order follows the process's string hashes: its items go in the order of their JSON.
+        return sorted(value, key=_row_json)
     if isinstance(value, bytes | bytearray):
         return value.hex()
-    return f"{type(value).__qualname__}:{value}"
+    kind = type(value)
+    if kind.__repr__ is object.__repr__ and kind.__str__ is object.__str__:
+        return kind.__qualname__  # its only text is its address, which no other process shares
+    return f"{kind.__qualname__}:{_ADDRESS.sub('', str(value))}"
+
+
+def _portable(value: object) -> object:
+    """``value`` with its integers beyond 64 bits as text, which orjson cannot write as numbers."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return f"int:{value}"
+    if isinstance(value, Mapping):
+        return {name: _portable(item) for name, item in value.items()}
+    if isinstance(value, Set):
+        return sorted(map(_portable, value), key=_row_json)
+    if isinstance(value, list | tuple):
+        return [_portable(item) for item in value]
+    return value
+
+
+def _row_json(value: object) -> bytes:
+    return orjson.dumps(value, default=_plain_value, option=_ROW_JSON)
 
 
 def row_digest(row: object) -> bytes:
     """16 bytes that a row and its copies share, in any process: its JSON with sorted keys, hashed."""
     try:
-        data = orjson.dumps(row, default=_plain_value, option=_ROW_JSON)
+        data = _row_json(row)
     except TypeError:  # orjson's error: an integer beyond 64 bits, nested too deep
-        data = repr(row).encode()
+        try:
+            data = _row_json(_portable(row))
+        except Exception:
+            # Nested deeper than orjson goes, or broken as it is read: such rows share one digest.
+            data = b"a row that cannot be written"
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
@@ -280,7 +323,7 @@ def _name_and_size(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> tup
     digests = [row_digest(row) for row in rows]
     if backfill.stamp is None:
         column = backfill.timestamp_column
-        if any(isinstance(row, Mapping) and row.get(column) is None for row in rows):
+        if any(_needs_stamp(row, column) for row in rows):
             raise _unprepared()  # before anything is sent
     if backfill.layout == 1:
         # A job begun before partitions were named by their rows: its checkpoints go by its events.
@@ -289,15 +332,24 @@ def _name_and_size(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> tup
     return partition_name(digests), len(digests)
 
 
+def _needs_stamp(row: object, column: str) -> bool:
+    try:
+        return isinstance(row, Mapping) and row.get(column) is None
+    except Exception:  # a row that breaks as it is read is rejected, stamp or not
+        return False
+
+
 def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dict[str, Any]:
     """Send the rows not yet settled; the partition's counts by outcome, as one summary row.
 
     Rows that cannot become an event (a column of the wrong type) count as
     ``rejected``; so do events the spec check or the provider refuses. ``rows``
-    is read twice (a list, or any iterable that can be; an iterator is first
-    made into a list).
+    is read twice: a sequence (a list, say) as it is, any other iterable is
+    first made into a list.
     """
-    source: Iterable[Mapping[str, Any]] = list(rows) if isinstance(rows, Iterator) else rows
+    # Only a sequence, or rows that say they can be read again, are read twice as they are: any other
+    # iterable (an iterator, a reader over a stream) might give its rows once.
+    source = rows if isinstance(rows, Sequence | Rereadable) else list(rows)
     name, size = _name_and_size(source, backfill)
     summary = empty_summary(name)
     checkpoint = PartitionCheckpoint(backfill.checkpoint, backfill.storage_options, name)
@@ -311,8 +363,8 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
             # About how many rows go out: rows already settled for good do not.
             expected = size - sum(status in SETTLED_FOR_GOOD for status in known.values())
             options = {"max_in_flight": backfill.max_in_flight, **backfill.client_options}
-            if backfill.freeze_heap:
-                freeze_heap_once()
+            if backfill.freeze_heap and backfill.driver not in (None, this_process()):
+                freeze_heap_once()  # a worker's heap, not the caller's
             run_with_client(
                 backfill.provider,
                 options,
@@ -323,6 +375,11 @@ def send_partition(rows: Iterable[Mapping[str, Any]], backfill: Backfill) -> dic
     finally:
         pending.close()
         identified.close()
+    if tally.rows != size:
+        # Rows changed under the partition between its two readings: its name no longer stands for them.
+        raise RuntimeError(
+            f"the partition's rows changed while it was sent: {size} rows named it, {tally.rows} were read"
+        )
     summary["rows"] = tally.rows
     summary["rejected"] += tally.invalid
     summary["problem"] = tally.problem or tally.held or summary["problem"]

@@ -154,6 +154,8 @@ def column_problems(provider: str, columns: list[str]) -> list[str]:
 
 # JSON integers are exchanged as 64-bit numbers: a larger one would lose digits, or fail to encode.
 INT_RANGE = range(-(2**63), 2**64)
+# A decimal is written in plain digits: one of more digits than this, or as far from the point, is refused.
+MAX_DECIMAL_DIGITS = 100
 
 
 _PLAIN = (str, bool)
@@ -184,6 +186,12 @@ def _json_value(value: object, column: str) -> object:
             raise RowProblem(f"{column}: {value} is not a number JSON can carry")
         return value
     if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise RowProblem(f"{column}: {value} is not a number JSON can carry")
+        if abs(value.adjusted()) > MAX_DECIMAL_DIGITS or len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS:
+            raise RowProblem(
+                f"{column}: a decimal written in plain digits must have at most {MAX_DECIMAL_DIGITS}"
+            )
         # "f": plain digits; str() writes 0E-10 or 1.000E-7, which the providers' number patterns refuse.
         return format(value, "f")
     if isinstance(value, dt.datetime):
@@ -210,7 +218,8 @@ def _text(value: object, column: str) -> str:
         raise RowProblem(f"{column}: expected text or a number, got {type(value).__name__}")
     if isinstance(plain, float):
         # The shortest digits that read back as this float, written without an exponent (1e-05 is refused).
-        return format(decimal.Decimal(repr(plain)), "f")
+        # float(): a subclass's repr may not be digits (numpy 2 writes np.float64(1.5)).
+        return format(decimal.Decimal(repr(float(plain))), "f")
     return plain if isinstance(plain, str) else str(plain)
 
 
@@ -331,11 +340,12 @@ def row_to_event(provider: str, row: Mapping[str, object]) -> tuple[dict[str, ob
         return ROW_TO_EVENT[provider](row), None
     except RowProblem as exc:
         return None, clip(str(exc))
-    except (AttributeError, TypeError):
-        # A backfill's rows are whatever the engine holds (a Bag of anything): say what is wrong with this one.
+    except Exception as exc:
+        # A backfill's rows are whatever the engine holds (a Bag of anything, values of any type): what
+        # breaks on one row is that row's problem, never the end of its partition.
         problem = _shape_problem(row)
         if problem is None:
-            raise
+            problem = clip(f"row: could not be made into an event ({type(exc).__name__}: {exc})")
         return None, problem
 
 

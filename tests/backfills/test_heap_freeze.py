@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from backfills.support import TOKEN, Mock
 
 SCRIPT = """
@@ -38,11 +36,6 @@ print("kept" if alive() is not None else "freed")
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="freeze_heap_once() calls gc.freeze() in whatever process runs the partition, the caller's "
-    "own included: a cycle the caller holds then and drops later is never collected",
-)
 def test_a_partition_sent_in_the_callers_process_leaves_its_cycles_collectable(
     mock: Mock, tmp_path: Path
 ) -> None:

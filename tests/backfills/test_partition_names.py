@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from backfills.support import Mock, backfill_for, lago_rows
 from billing_events.backfill import send_partition
 
@@ -23,11 +21,6 @@ def _rows(opaque: Opaque) -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_plain_value writes f'{type}:{value}', and a default repr carries the object's address: "
-    "the rows of the next run (another process) get another partition name, so every settled row is sent again",
-)
 def test_a_rejected_odd_value_does_not_make_a_rerun_send_the_settled_rows_again(
     mock: Mock, tmp_path: Path
 ) -> None:
@@ -42,11 +35,6 @@ def test_a_rejected_odd_value_does_not_make_a_rerun_send_the_settled_rows_again(
     assert again["settled_earlier"] == 19
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an integer beyond 64 bits makes row_digest fall back to repr(row), and a set's repr "
-    "follows the process's string hashes: the same row digests differently in another process",
-)
 def test_a_row_with_a_huge_integer_and_a_set_digests_the_same_in_every_process() -> None:
     code = (
         "from billing_events.backfill.partition import row_digest;"
