@@ -71,6 +71,16 @@ def write_arrow(path: Path, table: pa.Table) -> Path:
     return path
 
 
+def togai_attribute_values(mock: Mock, name: str) -> set[object]:
+    """The values the mock's Togai stored for the attribute ``name``, over all its events."""
+    return {
+        attribute["value"]
+        for event in mock.events("togai")
+        for attribute in event["attributes"]
+        if attribute["name"] == name
+    }
+
+
 def test_typed_and_nested_parquet_columns_become_togai_fields(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:
@@ -326,13 +336,7 @@ def test_decimal_columns_are_sent_in_plain_digits_whatever_their_scale(
 
     assert togai_result.code == 0, togai_result.out + togai_result.err
     assert lago_result.code == 0, lago_result.out + lago_result.err
-    values = {
-        attribute["value"]
-        for event in mock.events("togai")
-        for attribute in event["attributes"]
-        if attribute["name"] == "amount"
-    }
-    assert values == {"0.0000000000", "0.0000001000", "12.5000000000"}
+    assert togai_attribute_values(mock, "amount") == {"0.0000000000", "0.0000001000", "12.5000000000"}
     assert len(mock.events("lago")) == 3
 
 
@@ -397,10 +401,4 @@ def test_float_attribute_values_are_sent_in_plain_digits(run_cli: RunCli, mock: 
     result = run_cli("ingest", "togai", str(source))
 
     assert result.code == 0, result.out + result.err
-    values = {
-        attribute["value"]
-        for event in mock.events("togai")
-        for attribute in event["attributes"]
-        if attribute["name"] == "cost"
-    }
-    assert values == {"0.00001", "10000000000000000", "2.5"}
+    assert togai_attribute_values(mock, "cost") == {"0.00001", "10000000000000000", "2.5"}
