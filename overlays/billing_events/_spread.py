@@ -14,9 +14,9 @@ ends up to a round trip later. At 50 ms, 16 lanes and batches of 100 a round
 took 67 ms bunched and 54 spread, against about 47 ms paid once: a send of 6
 rounds ended 3% later spread (403 against 389 ms), one of 8 rounds 6% sooner
 (501 against 532). So a send spreads only when it is known to have at least
-``MIN_ROUNDS`` rounds: its events are a sized collection (a list, say) and, at
-the most events a batch may hold, they fill that many rounds. A send of an
-iterator, whose length is unknown, goes bunched.
+``MIN_ROUNDS`` rounds: its events are a sequence (a list, a tuple) and, at the
+most events a batch may hold, they fill that many rounds. A send of anything
+else, whose length is unknown, goes bunched.
 
 The round trip is learnt from the batches already delivered (their ``deliver()``
 time): the first round of a new client teaches it.
@@ -25,7 +25,7 @@ time): the first round of a new client teaches it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sized
+from collections.abc import Sequence
 
 # Weight of each new delivery in the running estimate.
 WEIGHT = 0.2
@@ -53,10 +53,18 @@ class RoundTrip:
 
 
 def known_rounds(events: object, batch_events: int, lanes: int) -> int:
-    """The rounds a send of ``events`` has at least: 0 when their number is unknown."""
-    if not isinstance(events, Sized):
+    """The rounds a send of ``events`` has at least: 0 when their number is unknown.
+
+    Only a sequence (a list, a tuple) is asked: other sized things may count at a cost (a
+    Dask bag computes itself) or not at all (a progress bar over a generator says None).
+    """
+    if not isinstance(events, Sequence):
         return 0
-    return len(events) // (batch_events * lanes)
+    try:
+        count = len(events)
+    except Exception:  # a sequence of the caller's own whose length cannot be told
+        return 0
+    return count // (batch_events * lanes)
 
 
 class Spread:

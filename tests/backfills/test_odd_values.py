@@ -126,3 +126,18 @@ def test_rows_that_change_between_the_two_readings_are_an_error_not_a_silent_los
 
     with pytest.raises(RuntimeError, match="20 rows named it, 17 were read"):
         send_partition(Shrinking(lago_rows(20)), backfill)
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [(numpy.int64(3), 3), (numpy.uint8(7), 7), (numpy.float32(1.5), 1.5), (decimal.Decimal("0E+1000"), "0")],
+)
+def test_numpy_numbers_go_as_plain_numbers_and_a_zero_decimal_as_zero(value: object, sent: object) -> None:
+    event, problem = row_to_event("lago", {**LAGO_ROW, "prop.n": value})
+
+    assert problem is None
+    assert event is not None
+    properties = event["properties"]
+    assert isinstance(properties, dict)
+    assert properties["n"] == sent
+    assert type(properties["n"]) is type(sent)

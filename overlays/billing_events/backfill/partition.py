@@ -33,7 +33,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import itertools
-import re
+import numbers
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any, Literal
 
@@ -181,9 +181,12 @@ def _identify(
         for group in _batched(rows, IDENTIFY_GROUP):
             tally.rows += len(group)
             events: list[dict[str, object]] = []
+            contents: list[bytes] = []
             for row in group:
                 try:
                     event, problem = _row_event(row, backfill)
+                    if event is not None:
+                        content = content_digest(event)
                 except Exception as exc:  # a row of any type: what breaks on it is its own problem
                     event, problem = None, clip(f"rejected: row: {type(exc).__name__}: {exc}")
                 if event is None:
@@ -191,8 +194,8 @@ def _identify(
                     tally.problem = tally.problem or problem
                 else:
                     events.append(event)
+                    contents.append(content)
             # Numbered in the partition's order: the counts carry over from one group to the next.
-            contents = [content_digest(event) for event in events]
             numbers = occurrences.number(contents)
             for event, content, number in zip(events, contents, numbers, strict=True):
                 _key_and_stamp(event, key_field, content, number, stamp)
@@ -262,7 +265,8 @@ class Rereadable:
         raise NotImplementedError
 
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+# Values whose text is the same in every process (no address, no hash order).
+_TEXT_KEPT = (numbers.Number, dt.date, dt.time, dt.timedelta)
 
 
 def _plain_value(value: object) -> object:
@@ -275,9 +279,13 @@ def _plain_value(value: object) -> object:
     if isinstance(value, bytes | bytearray):
         return value.hex()
     kind = type(value)
-    if kind.__repr__ is object.__repr__ and kind.__str__ is object.__str__:
-        return kind.__qualname__  # its only text is its address, which no other process shares
-    return f"{kind.__qualname__}:{_ADDRESS.sub('', str(value))}"
+    if isinstance(value, _TEXT_KEPT):
+        return (
+            f"{kind.__qualname__}:{value}"  # a Decimal, a pandas Timestamp: text that is the same everywhere
+        )
+    # Any other text may hold an address or a set in hash order; such a value has no JSON form, and its
+    # row is rejected: its type is enough.
+    return kind.__qualname__
 
 
 def _portable(value: object) -> object:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -175,20 +176,24 @@ def _json_value(value: object, column: str) -> object:
         return value
     if isinstance(value, Unreadable):
         raise RowProblem(f"{column}: {value.reason}")
-    if isinstance(value, int):
-        if value not in INT_RANGE:
+    if isinstance(value, numbers.Integral):
+        # An int subclass (an IntEnum) or numpy's integers, as a plain int: a subclass's "in range"
+        # would compare it with every integer of the range in turn.
+        number = int(value)
+        if not INT_RANGE.start <= number < INT_RANGE.stop:
             raise RowProblem(
-                f"{column}: an integer of {value.bit_length()} bits does not fit in 64 bits; store it as text"
+                f"{column}: an integer of {number.bit_length()} bits does not fit in 64 bits; store it as text"
             )
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
+        return number
+    if isinstance(value, numbers.Real) and not isinstance(value, decimal.Decimal):
+        real = float(value)  # a float subclass (numpy's), numpy's float32: JSON writers know a float
+        if not math.isfinite(real):
             raise RowProblem(f"{column}: {value} is not a number JSON can carry")
-        return value
+        return real
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise RowProblem(f"{column}: {value} is not a number JSON can carry")
-        if abs(value.adjusted()) > MAX_DECIMAL_DIGITS or len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS:
+        if _plain_digits(value) > MAX_DECIMAL_DIGITS:
             raise RowProblem(
                 f"{column}: a decimal written in plain digits must have at most {MAX_DECIMAL_DIGITS}"
             )
@@ -207,6 +212,14 @@ def _json_value(value: object, column: str) -> object:
             return {str(name): _json_value(item, f"{column}.{name}") for name, item in value}
         return [_json_value(item, f"{column}[{index}]") for index, item in enumerate(value)]
     raise RowProblem(f"{column}: a {type(value).__name__} value has no JSON form")
+
+
+def _plain_digits(value: decimal.Decimal) -> int:
+    """How many digits ``format(value, "f")`` writes."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite decimal's
+    whole = 1 if value.is_zero() else max(value.adjusted(), 0) + 1
+    return whole + max(-exponent, 0)
 
 
 def _text(value: object, column: str) -> str:
@@ -340,6 +353,8 @@ def row_to_event(provider: str, row: Mapping[str, object]) -> tuple[dict[str, ob
         return ROW_TO_EVENT[provider](row), None
     except RowProblem as exc:
         return None, clip(str(exc))
+    except MemoryError:
+        raise  # the machine's problem, not the row's: the row must not be settled as rejected
     except Exception as exc:
         # A backfill's rows are whatever the engine holds (a Bag of anything, values of any type): what
         # breaks on one row is that row's problem, never the end of its partition.

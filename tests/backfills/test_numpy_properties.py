@@ -11,12 +11,6 @@ from backfills.support import Mock, backfill_for, lago_rows
 from billing_events.backfill import send_partition
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_json_value returns a float subclass (numpy.float64) as it is; the event's content_digest "
-    "(orjson without OPT_SERIALIZE_NUMPY) raises TypeError outside _identify's per-row try, which ends "
-    "the partition",
-)
 @pytest.mark.parametrize(
     "changes",
     [{"prop.gb": numpy.float64(2.5)}, {"timestamp": numpy.float64(1714558530.5)}],

@@ -19,12 +19,6 @@ print(partition_name(row_digest(row) for row in rows))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_plain_value writes a value orjson does not know by str(value): a namedtuple or a "
-    "SimpleNamespace holding a set prints the set in hash order, so the partition's name changes with "
-    "PYTHONHASHSEED and a re-run in another process sends its settled rows again",
-)
 @pytest.mark.parametrize("value", ["Labels(tags)", "types.SimpleNamespace(tags=tags)"])
 def test_a_rejected_value_holding_a_set_names_its_partition_the_same_in_every_process(value: str) -> None:
     names = {

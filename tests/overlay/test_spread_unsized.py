@@ -34,11 +34,6 @@ class Progress:
         return self.total
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_spread.known_rounds calls len() on any Sized: tqdm(generator) returns None from __len__ "
-    "(a float total gives a float), so send() raises TypeError before sending anything",
-)
 @pytest.mark.parametrize("total", [None, 40.0], ids=["no-total", "float-total"])
 def test_an_async_send_of_a_progress_bar_over_a_generator_sends_every_event(
     fast_retry: RetryPolicy, total: Any
