@@ -44,7 +44,7 @@ from attrs import field, frozen
 from .. import _constants as C
 from .._keys import Occurrences, content_digest, fingerprint, give_key
 from ..aio import AsyncLago, AsyncTogai
-from ..cli._columnar import column_problems, row_to_event
+from ..cli._columnar import INT_RANGE, column_problems, row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD
 from ..cli._text import clip
 from ..config import resolve_base_url
@@ -280,9 +280,8 @@ def _plain_value(value: object) -> object:
         return value.hex()
     kind = type(value)
     if isinstance(value, _TEXT_KEPT):
-        return (
-            f"{kind.__qualname__}:{value}"  # a Decimal, a pandas Timestamp: text that is the same everywhere
-        )
+        # A Decimal, a pandas Timestamp: text that is the same everywhere.
+        return f"{kind.__qualname__}:{value}"
     # Any other text may hold an address or a set in hash order; such a value has no JSON form, and its
     # row is rejected: its type is enough.
     return kind.__qualname__
@@ -290,7 +289,7 @@ def _plain_value(value: object) -> object:
 
 def _portable(value: object) -> object:
     """``value`` with its integers beyond 64 bits as text, which orjson cannot write as numbers."""
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+    if isinstance(value, int) and not INT_RANGE.start <= value < INT_RANGE.stop:
         return f"int:{value}"
     if isinstance(value, Mapping):
         return {name: _portable(item) for name, item in value.items()}

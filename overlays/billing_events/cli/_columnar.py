@@ -155,7 +155,7 @@ def column_problems(provider: str, columns: list[str]) -> list[str]:
 
 # JSON integers are exchanged as 64-bit numbers: a larger one would lose digits, or fail to encode.
 INT_RANGE = range(-(2**63), 2**64)
-# A decimal is written in plain digits: one of more digits than this, or as far from the point, is refused.
+# A decimal is written in plain digits: one that needs more digits than this to write out is refused.
 MAX_DECIMAL_DIGITS = 100
 
 
