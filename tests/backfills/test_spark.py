@@ -159,3 +159,23 @@ def test_a_frame_with_a_column_that_maps_to_nothing_is_refused_before_anything_i
         spark_backfill.backfill(frame, backfill_for(mock, "lago", tmp_path / "ckpt"))
 
     assert mock.events("lago") == []
+
+
+def test_copies_of_an_event_whose_maps_list_their_entries_in_either_order_are_each_billed(
+    spark: SparkSession, mock: Mock, tmp_path: Path
+) -> None:
+    # One event's map, its entries in either order, and an empty map beside a null one: each pair
+    # makes one event, so its copies must meet in one partition to be numbered apart.
+    copies = spark.range(64, numPartitions=8).selectExpr(
+        "concat('sub_', id % 8) AS external_subscription_id",
+        "'api_calls' AS code",
+        "CASE WHEN id % 8 = 0 AND (id DIV 8) % 2 = 0 THEN NULL"
+        " WHEN id % 8 = 0 THEN CAST(map() AS map<string, string>)"
+        " WHEN (id DIV 8) % 2 = 0 THEN map('region', 'eu', 'plan', concat('p', id % 8))"
+        " ELSE map('plan', concat('p', id % 8), 'region', 'eu') END AS properties",
+    )
+
+    result = spark_backfill.backfill(copies, backfill_for(mock, "lago", tmp_path / "ckpt"))
+
+    assert result.total["delivered"] == 64
+    assert stored_once(mock, "lago") == (64, 64)

@@ -3,8 +3,10 @@
 Each partition goes through ``send_partition`` as one task. A task lost with
 its worker is run again by the scheduler and resumes from its checkpoint.
 Without ``key_column``, a shuffle first brings identical rows into one
-partition, so their occurrence numbers count every copy in the frame.
-Needs ``pip install 'billing-events[dask]'``.
+partition, so their occurrence numbers count every copy in the frame. Columns of
+plain types are hashed as Dask hashes them; a frame with a column of Python objects
+(structs and maps read from Parquet, mixed values) is hashed by each row's event,
+as a Bag is. Needs ``pip install 'billing-events[dask]'``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ def _summary_frame(summaries: list[dict[str, Any]]) -> Any:
     return frame.astype({column: "int64" for column in COUNT_COLUMNS} | {"problem": "object"})
 
 
-def _send_frame(frame: Any, backfill: Backfill) -> Any:
+# The column of event hashes that places a frame's rows (see ``_copies_together``); dropped before sending.
+HASH_COLUMN = "__billing_events_copies__"
+
+
+def _send_frame(frame: Any, backfill: Backfill, hashed: bool = False) -> Any:
+    if hashed:
+        frame = frame.drop(columns=[HASH_COLUMN])
     return _summary_frame([send_partition(pandas_rows(frame, EXTRA), backfill)])
 
 
@@ -72,17 +80,50 @@ def _row_hash(backfill: Backfill, row: Any) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-def _copies_together(frame: Any, backfill: Backfill, shuffle_method: str, bag: bool) -> Any:
-    """``frame`` with every copy of a row in one partition: hash-partitioned on the row's content."""
+def _plain_dtype(dtype: Any) -> bool:
+    """Whether Dask hashes this column's values as the event reads them: one type, no nesting.
+
+    A column of Python objects may hold dicts and lists (structs and maps read from Parquet), which
+    pandas refuses to hash, or values spelled two ways that make one event (``{"a": 1, "b": 2}``
+    and ``{"b": 2, "a": 1}``, 3 and "3"), which it hashes apart.
+    """
+    pd = _pandas()
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow
+
+        arrow = dtype.pyarrow_dtype
+        return bool(pyarrow.types.is_primitive(arrow) or pyarrow.types.is_string(arrow))
+    return getattr(dtype, "kind", "O") in "biufmM"  # numpy's numbers, booleans and times; not objects
+
+
+def _event_hashes(part: Any, backfill: Backfill) -> Any:
+    pd = _pandas()
+    hashes = [_row_hash(backfill, row) for row in pandas_rows(part, EXTRA)]
+    return part.assign(**{HASH_COLUMN: pd.Series(hashes, index=part.index, dtype="uint64")})
+
+
+def _copies_together(frame: Any, backfill: Backfill, shuffle_method: str, bag: bool) -> tuple[Any, bool]:
+    """``frame`` with every copy of a row in one partition, and whether it carries ``HASH_COLUMN``."""
     if backfill.key_column is not None:
-        return frame  # each row has its own key: no occurrence to count, no shuffle
+        return frame, False  # each row has its own key: no occurrence to count, no shuffle
     if bag:
         grouped = frame.groupby(
             functools.partial(_row_hash, backfill), npartitions=frame.npartitions, shuffle=shuffle_method
         )
-        return grouped.pluck(1).flatten()
-    # Dask hashes the values of all columns: identical rows land in the same partition, on every run.
-    return frame.shuffle(on=list(frame.columns), npartitions=frame.npartitions, shuffle_method=shuffle_method)
+        return grouped.pluck(1).flatten(), False
+    if all(map(_plain_dtype, frame.dtypes)):
+        # Dask hashes the values of all columns: identical rows land in the same partition, on every run.
+        shuffled = frame.shuffle(
+            on=list(frame.columns), npartitions=frame.npartitions, shuffle_method=shuffle_method
+        )
+        return shuffled, False
+    pd = _pandas()
+    meta = frame._meta.assign(**{HASH_COLUMN: pd.Series([], dtype="uint64")})
+    hashed = frame.map_partitions(_event_hashes, backfill, meta=meta)
+    shuffled = hashed.shuffle(on=HASH_COLUMN, npartitions=frame.npartitions, shuffle_method=shuffle_method)
+    return shuffled, True
 
 
 def backfill(
@@ -104,12 +145,12 @@ def backfill(
     is_bag = isinstance(frame, dask.bag.Bag)
     if not is_bag:
         check_columns(prepared, frame.columns)
-    frame = _copies_together(frame, prepared, shuffle_method, is_bag)
+    frame, hashed = _copies_together(frame, prepared, shuffle_method, is_bag)
     if is_bag:
         summaries = list(frame.map_partitions(_send_bag, prepared).compute(**compute_options))
         partitions = _summary_frame(summaries)
     else:
         meta = _summary_frame([empty_summary()]).iloc[:0]
-        partitions = frame.map_partitions(_send_frame, prepared, meta=meta).compute(**compute_options)
+        partitions = frame.map_partitions(_send_frame, prepared, hashed, meta=meta).compute(**compute_options)
         partitions = partitions.reset_index(drop=True)
     return BackfillResult(partitions, total(partitions.to_dict("records")))

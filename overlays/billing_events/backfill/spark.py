@@ -28,17 +28,30 @@ def _copies_together(frame: Any, backfill: Backfill) -> Any:
     if backfill.key_column is not None:
         return frame  # each row has its own key: no occurrence to count, no shuffle
     from pyspark.sql import functions
-    from pyspark.sql.types import ArrayType, MapType, StructType
 
-    # Spark refuses to hash a map; a nested column is hashed through its JSON text.
-    columns = [
-        functions.to_json(functions.col(field.name))
-        if isinstance(field.dataType, ArrayType | MapType | StructType)
-        else functions.col(field.name)
-        for field in frame.schema.fields
-    ]
+    columns = [_hashable(field, functions) for field in frame.schema.fields]
     # Hash partitioning depends on the values only: a retried or re-run task gets the same rows.
     return frame.repartition(frame.rdd.getNumPartitions(), functions.xxhash64(*columns))
+
+
+def _hashable(field: Any, functions: Any) -> Any:
+    """A column's value as hashed for placing its row: equal for values that make one event.
+
+    Spark refuses to hash a map, and a map's JSON lists its entries in the order they were written,
+    though ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}`` make one event: a map is hashed by its
+    entries' JSON texts, sorted. An empty map or list makes the same event as a null one.
+    """
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    column = functions.col(field.name)
+    if isinstance(field.dataType, MapType):
+        entries = functions.transform(functions.map_entries(column), lambda entry: functions.to_json(entry))
+        return functions.when(functions.size(column) > 0, functions.array_sort(entries))
+    if isinstance(field.dataType, ArrayType):
+        return functions.when(functions.size(column) > 0, functions.to_json(column))
+    if isinstance(field.dataType, StructType):
+        return functions.to_json(column)
+    return column
 
 
 def summaries(frame: Any, backfill: Backfill) -> Any:
