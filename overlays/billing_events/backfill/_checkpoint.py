@@ -16,6 +16,7 @@ write files with different names and never overwrite each other.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 import uuid
@@ -82,22 +83,10 @@ def job_stamp(
     """
     fs, root = _filesystem(url, storage_options)
     path = f"{root}/{JOB_FILE}"
-    job = _read_job(fs, root, path, url) if fs.exists(path) else None
+    exists = fs.exists(path)
+    job = _read_job(fs, root, path, url) if exists else None
     if job is not None:
-        if job.get("provider") != provider:
-            raise CheckpointError(
-                f"{shown(url)} holds a {clip(str(job.get('provider')), 40)} backfill, not {provider}:"
-                " use a directory per provider"
-            )
-        held = job.get("server")
-        if server is not None and held is not None and held != server:
-            raise CheckpointError(
-                f"{shown(url)} holds a backfill sent to {clip(str(held), 120)}, not {clip(server, 120)}:"
-                " use a directory per server"
-            )
-        if server is not None and held is None:
-            fs.pipe_file(path, orjson.dumps({**job, "server": server}))
-        return int(job["stamp"]), int(job.get("version", 1))
+        return _kept(fs, path, url, job, provider, server)
     if not write:
         return None, LAYOUT
     fs.makedirs(root, exist_ok=True)
@@ -105,8 +94,65 @@ def job_stamp(
     created: dict[str, Any] = {"version": LAYOUT, "provider": provider, "stamp": stamp}
     if server is not None:
         created["server"] = server
-    fs.pipe_file(path, orjson.dumps(created))
+    if exists:
+        fs.pipe_file(path, orjson.dumps(created))  # damaged before any partition ran: written anew
+    elif not _create(fs, path, orjson.dumps(created)):
+        # Another driver wrote the job since this one looked: every driver keeps the first stamp.
+        job = _read_job(fs, root, path, url)
+        if job is None:
+            raise CheckpointError(
+                f"{shown(url)}: another driver is writing {JOB_FILE}; run one driver at a time"
+            )
+        return _kept(fs, path, url, job, provider, server)
     return stamp, LAYOUT
+
+
+def _kept(
+    fs: Any, path: str, url: str, job: dict[str, Any], provider: str, server: str | None
+) -> tuple[int, int]:
+    """The stamp and layout of a job already written, once it is known to be this backfill's."""
+    if job.get("provider") != provider:
+        raise CheckpointError(
+            f"{shown(url)} holds a {clip(str(job.get('provider')), 40)} backfill, not {provider}:"
+            " use a directory per provider"
+        )
+    held = job.get("server")
+    if server is not None and held is not None and held != server:
+        raise CheckpointError(
+            f"{shown(url)} holds a backfill sent to {clip(str(held), 120)}, not {clip(server, 120)}:"
+            " use a directory per server"
+        )
+    if server is not None and held is None:
+        fs.pipe_file(path, orjson.dumps({**job, "server": server}))
+    return int(job["stamp"]), int(job.get("version", 1))
+
+
+def _create(fs: Any, path: str, body: bytes) -> bool:
+    """Write the file unless it exists: False when another writer created it first.
+
+    On a local disk the file appears whole and only once: a hard link to a file written in full.
+    Object stores have no create-if-absent that every fsspec backend shares: there it is written.
+    """
+    from fsspec.implementations.local import LocalFileSystem
+
+    if not isinstance(fs, LocalFileSystem):
+        fs.pipe_file(path, body)
+        return True
+    local = str(fs._strip_protocol(path))
+    written = f"{local}.{uuid.uuid4().hex}.tmp"
+    with open(written, "wb") as file:
+        file.write(body)
+        file.flush()
+        os.fsync(file.fileno())
+    try:
+        os.link(written, local)
+    except FileExistsError:
+        return False
+    except OSError:
+        fs.pipe_file(path, body)  # a file system without hard links (some network mounts)
+    finally:
+        os.unlink(written)
+    return True
 
 
 def _read_job(fs: Any, root: str, path: str, url: str) -> dict[str, Any] | None:
