@@ -170,3 +170,46 @@ def test_togai_rows_differing_only_in_the_unit_of_a_null_attribute_are_each_bill
     dask_backfill.backfill(frame, backfill_for(mock, "togai", tmp_path / "ckpt"), scheduler="sync")
 
     assert stored_once(mock, "togai") == (2 * PAIRS, 2 * PAIRS)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="pandas_rows lets Arrow's UnicodeEncodeError on a lone surrogate end the run"
+)
+def test_one_text_with_a_lone_surrogate_is_rejected_and_the_others_sent(mock: Mock, tmp_path: Path) -> None:
+    rows = pd.DataFrame(
+        {
+            # Text decoded with errors="surrogateescape" keeps an undecodable byte as a lone surrogate.
+            "external_subscription_id": [f"sub_{index}" for index in range(7)] + ["sub_\udcff"],
+            "code": ["api_calls"] * 8,
+            "properties": pd.Series([{"n": index} for index in range(8)], dtype=object),
+        }
+    )
+    with dask.config.set({"dataframe.convert-string": False}):
+        frame = dd.from_pandas(rows, npartitions=2)
+        result = dask_backfill.backfill(
+            frame, backfill_for(mock, "lago", tmp_path / "ckpt"), scheduler="sync"
+        )
+
+    assert result.total["rejected"] == 1
+    assert result.total["delivered"] == 7
+
+
+@pytest.mark.xfail(
+    strict=True, reason="a bag's groupby hash raises on an event orjson cannot write; the run fails"
+)
+def test_one_bag_row_with_a_lone_surrogate_is_rejected_and_the_others_sent(
+    mock: Mock, tmp_path: Path
+) -> None:
+    import dask.bag
+
+    rows = [
+        {"external_subscription_id": f"sub_{index}", "code": "api_calls", "prop.n": index}
+        for index in range(7)
+    ]
+    rows.append({"external_subscription_id": "sub_\udcff", "code": "api_calls", "prop.n": 7})
+    bag = dask.bag.from_sequence(rows, npartitions=2)
+
+    result = dask_backfill.backfill(bag, backfill_for(mock, "lago", tmp_path / "ckpt"), scheduler="sync")
+
+    assert result.total["rejected"] == 1
+    assert result.total["delivered"] == 7
