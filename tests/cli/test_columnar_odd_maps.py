@@ -1,0 +1,56 @@
+"""Parquet map and text columns where a struct or a map is expected: what the CLI says about them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cli.support import RunCli
+
+
+@pytest.mark.xfail(
+    strict=True, reason="a map holding one key twice is sent with its last value, without a word"
+)
+def test_a_map_with_one_key_twice_is_a_problem_of_its_row(run_cli: RunCli, tmp_path: Path) -> None:
+    source = tmp_path / "usage.parquet"
+    properties = pa.array(
+        [[("region", "eu"), ("region", "us")], [("region", "eu")]], pa.map_(pa.string(), pa.string())
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "external_subscription_id": ["sub_1", "sub_2"],
+                "code": ["api_calls"] * 2,
+                "properties": properties,
+            }
+        ),
+        source,
+    )
+
+    result = run_cli("ingest", "lago", str(source), "--dry-run")
+
+    # Which of the two values the provider should bill is not the tool's to choose.
+    assert result.code == 1, result.out + result.err
+    assert "usage.parquet:1: properties" in result.out
+
+
+@pytest.mark.xfail(
+    strict=True, reason="a text properties column read by the CLI is blamed on Dask's convert-string"
+)
+def test_a_text_properties_column_is_refused_without_naming_dask(run_cli: RunCli, tmp_path: Path) -> None:
+    source = tmp_path / "usage.parquet"
+    pq.write_table(
+        pa.table(
+            {"external_subscription_id": ["sub_1"], "code": ["api_calls"], "properties": ['{"region": "eu"}']}
+        ),
+        source,
+    )
+
+    result = run_cli("ingest", "lago", str(source), "--dry-run")
+
+    assert result.code == 1, result.out + result.err
+    assert "usage.parquet:1: properties: expected a struct or a map, got text" in result.out
+    assert "Dask" not in result.out
