@@ -15,7 +15,6 @@ import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from backfills.support import START, Mock, backfill_for, stored_once
 from billing_events.backfill import dask as dask_backfill
@@ -37,7 +36,6 @@ def _lago_parquet(directory: Path, properties: Any, rows: int) -> Path:
     return directory
 
 
-@pytest.mark.xfail(strict=True, reason="Dask sends a map inside a struct as a list of [key, value] lists")
 def test_a_map_inside_a_struct_read_by_dask_is_sent_as_an_object(mock: Mock, tmp_path: Path) -> None:
     kind = pa.struct([("region", pa.string()), ("tags", pa.map_(pa.string(), pa.string()))])
     properties = pa.array([{"region": "eu", "tags": [("a", "1"), ("b", "2")]}] * 3, type=kind)
@@ -50,9 +48,6 @@ def test_a_map_inside_a_struct_read_by_dask_is_sent_as_an_object(mock: Mock, tmp
     assert [event["properties"]["tags"] for event in mock.events("lago")] == [{"a": "1", "b": "2"}] * 3
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Dask rejects a map of lists read from Parquet: ndarray has no JSON form"
-)
 def test_a_map_of_lists_read_by_dask_is_sent(mock: Mock, tmp_path: Path) -> None:
     kind = pa.map_(pa.string(), pa.list_(pa.string()))
     properties = pa.array([[("tags", ["x", "y"])]] * 3, type=kind)
@@ -64,9 +59,6 @@ def test_a_map_of_lists_read_by_dask_is_sent(mock: Mock, tmp_path: Path) -> None
     assert [event["properties"] for event in mock.events("lago")] == [{"tags": ["x", "y"]}] * 3
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Dask rejects a map with integer keys read from Parquet, which the CLI sends"
-)
 def test_a_map_with_integer_keys_read_by_dask_is_sent(mock: Mock, tmp_path: Path) -> None:
     properties = pa.array([[(1, 10), (2, 20)]] * 3, type=pa.map_(pa.int64(), pa.int64()))
     frame = dd.read_parquet(_lago_parquet(tmp_path / "data", properties, 3))
@@ -77,9 +69,6 @@ def test_a_map_with_integer_keys_read_by_dask_is_sent(mock: Mock, tmp_path: Path
     assert [event["properties"] for event in mock.events("lago")] == [{"1": 10, "2": 20}] * 3
 
 
-@pytest.mark.xfail(
-    strict=True, reason="plain columns are shuffled on their values: Lago times a few µs apart make one event"
-)
 def test_lago_times_that_round_to_one_millisecond_are_each_billed(mock: Mock, tmp_path: Path) -> None:
     start = pd.Timestamp(dt.datetime.fromtimestamp(START, dt.UTC))
     rows = pd.DataFrame(
@@ -98,9 +87,6 @@ def test_lago_times_that_round_to_one_millisecond_are_each_billed(mock: Mock, tm
     assert stored_once(mock, "lago") == (2 * PAIRS, 2 * PAIRS)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the shuffle's event hash raises on one row orjson cannot write; the run fails"
-)
 def test_one_row_nested_too_deep_is_rejected_and_the_others_sent(mock: Mock, tmp_path: Path) -> None:
     deep: dict[str, Any] = {"n": 1}
     for _ in range(300):
@@ -122,10 +108,6 @@ def test_one_row_nested_too_deep_is_rejected_and_the_others_sent(mock: Mock, tmp
     assert result.total["delivered"] == 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shuffle's hidden column overwrites a timestamp column of that name: the job stamp goes",
-)
 def test_a_timestamp_column_named_like_the_hidden_column_keeps_its_times(mock: Mock, tmp_path: Path) -> None:
     column = dask_backfill.HASH_COLUMN
     rows = pd.DataFrame(
@@ -146,10 +128,6 @@ def test_a_timestamp_column_named_like_the_hidden_column_keeps_its_times(mock: M
     assert stored == [START + index for index in range(4)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plain columns are shuffled on their values: a unit beside a null attribute is in no event",
-)
 def test_togai_rows_differing_only_in_the_unit_of_a_null_attribute_are_each_billed(
     mock: Mock, tmp_path: Path
 ) -> None:
@@ -172,9 +150,6 @@ def test_togai_rows_differing_only_in_the_unit_of_a_null_attribute_are_each_bill
     assert stored_once(mock, "togai") == (2 * PAIRS, 2 * PAIRS)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="pandas_rows lets Arrow's UnicodeEncodeError on a lone surrogate end the run"
-)
 def test_one_text_with_a_lone_surrogate_is_rejected_and_the_others_sent(mock: Mock, tmp_path: Path) -> None:
     rows = pd.DataFrame(
         {
@@ -194,9 +169,6 @@ def test_one_text_with_a_lone_surrogate_is_rejected_and_the_others_sent(mock: Mo
     assert result.total["delivered"] == 7
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a bag's groupby hash raises on an event orjson cannot write; the run fails"
-)
 def test_one_bag_row_with_a_lone_surrogate_is_rejected_and_the_others_sent(
     mock: Mock, tmp_path: Path
 ) -> None:

@@ -43,9 +43,6 @@ def _lago(spark: SparkSession, *columns: str) -> object:
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a map inside a struct is hashed through its JSON, in its entries' order"
-)
 def test_copies_whose_struct_holds_a_map_in_either_order_are_each_billed(
     spark: SparkSession, mock: Mock, tmp_path: Path
 ) -> None:
@@ -61,7 +58,6 @@ def test_copies_whose_struct_holds_a_map_in_either_order_are_each_billed(
     assert stored_once(mock, "lago") == (ROWS, ROWS)
 
 
-@pytest.mark.xfail(strict=True, reason="a map's null value is hashed, though the event leaves its entry out")
 def test_copies_whose_map_has_a_null_entry_or_none_are_each_billed(
     spark: SparkSession, mock: Mock, tmp_path: Path
 ) -> None:
@@ -76,7 +72,6 @@ def test_copies_whose_map_has_a_null_entry_or_none_are_each_billed(
     assert stored_once(mock, "lago") == (ROWS, ROWS)
 
 
-@pytest.mark.xfail(strict=True, reason="a struct of nulls hashes as '{}', a null struct as null: one event")
 def test_copies_with_a_struct_of_nulls_or_a_null_struct_are_each_billed(
     spark: SparkSession, mock: Mock, tmp_path: Path
 ) -> None:
@@ -92,9 +87,6 @@ def test_copies_with_a_struct_of_nulls_or_a_null_struct_are_each_billed(
     assert stored_once(mock, "lago") == (ROWS, ROWS)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="timestamps are hashed in µs; Lago events carry ms, so copies hash apart"
-)
 def test_lago_times_that_round_to_one_millisecond_are_each_billed(
     spark: SparkSession, mock: Mock, tmp_path: Path
 ) -> None:

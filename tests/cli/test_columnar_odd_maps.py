@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from cli.support import RunCli
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a map holding one key twice is sent with its last value, without a word"
-)
 def test_a_map_with_one_key_twice_is_a_problem_of_its_row(run_cli: RunCli, tmp_path: Path) -> None:
     source = tmp_path / "usage.parquet"
     properties = pa.array(
@@ -37,9 +33,6 @@ def test_a_map_with_one_key_twice_is_a_problem_of_its_row(run_cli: RunCli, tmp_p
     assert "usage.parquet:1: properties" in result.out
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a text properties column read by the CLI is blamed on Dask's convert-string"
-)
 def test_a_text_properties_column_is_refused_without_naming_dask(run_cli: RunCli, tmp_path: Path) -> None:
     source = tmp_path / "usage.parquet"
     pq.write_table(

@@ -3,27 +3,21 @@
 Each partition goes through ``send_partition`` as one task. A task lost with
 its worker is run again by the scheduler and resumes from its checkpoint.
 Without ``key_column``, a shuffle first brings identical rows into one
-partition, so their occurrence numbers count every copy in the frame. Columns of
-plain types are hashed as Dask hashes them; a frame with a column of Python objects
-(structs and maps read from Parquet, mixed values) is hashed by each row's event,
-as a Bag is. Needs ``pip install 'billing-events[dask]'``.
+partition, so their occurrence numbers count every copy in the frame: rows are
+placed by a digest of the event each makes, whatever their spelling. Needs ``pip install 'billing-events[dask]'``.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from typing import Any
 
-import orjson
-
-from .._keys import content_digest
-from ._engines import pandas_rows
+from ..errors import ConfigurationError
+from ._engines import HASH_COLUMN, pandas_rows, row_hash
 from .partition import (
     COUNT_COLUMNS,
     SUMMARY_COLUMNS,
     Backfill,
-    _row_event,
     check_columns,
     empty_summary,
     send_partition,
@@ -48,13 +42,9 @@ def _summary_frame(summaries: list[dict[str, Any]]) -> Any:
     return frame.astype({column: "int64" for column in COUNT_COLUMNS} | {"problem": "object"})
 
 
-# The column of event hashes that places a frame's rows (see ``_copies_together``); dropped before sending.
-HASH_COLUMN = "__billing_events_copies__"
-
-
-def _send_frame(frame: Any, backfill: Backfill, hashed: bool = False) -> Any:
-    if hashed:
-        frame = frame.drop(columns=[HASH_COLUMN])
+def _send_frame(frame: Any, backfill: Backfill, hash_column: str | None = None) -> Any:
+    if hash_column is not None:
+        frame = frame.drop(columns=[hash_column])
     return _summary_frame([send_partition(pandas_rows(frame, EXTRA), backfill)])
 
 
@@ -62,68 +52,51 @@ def _send_bag(rows: Any, backfill: Backfill) -> list[dict[str, Any]]:
     return [send_partition(rows, backfill)]
 
 
-def _row_hash(backfill: Backfill, row: Any) -> int:
-    """The same number for rows that make the same event, in any process (Python's hash of a str is salted).
-
-    Taken from the event, not the row: a null spelled out or left away, or Togai's 3 and "3", make one
-    event, whose copies must meet in one partition to be numbered 1, 2, ... (else they share a key).
-    """
-    event, _ = _row_event(row, backfill)
-    if event is not None:
-        return int.from_bytes(content_digest(event)[:8], "big")
-    try:
-        data = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-    except TypeError:
-        # An integer beyond 64 bits (whose text may be too long to write): hashed by the field names
-        # alone, which identical rows share too.
-        data = repr(sorted(map(str, row)) if isinstance(row, dict) else type(row).__name__).encode()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
-
-
-def _plain_dtype(dtype: Any) -> bool:
-    """Whether Dask hashes this column's values as the event reads them: one type, no nesting.
-
-    A column of Python objects may hold dicts and lists (structs and maps read from Parquet), which
-    pandas refuses to hash, or values spelled two ways that make one event (``{"a": 1, "b": 2}``
-    and ``{"b": 2, "a": 1}``, 3 and "3"), which it hashes apart.
-    """
+def _event_hashes(part: Any, backfill: Backfill, hash_column: str) -> Any:
     pd = _pandas()
-    if isinstance(dtype, pd.StringDtype):
-        return True
-    if isinstance(dtype, pd.ArrowDtype):
-        import pyarrow
-
-        arrow = dtype.pyarrow_dtype
-        return bool(pyarrow.types.is_primitive(arrow) or pyarrow.types.is_string(arrow))
-    return getattr(dtype, "kind", "O") in "biufmM"  # numpy's numbers, booleans and times; not objects
+    hashes = [row_hash(backfill, row) for row in pandas_rows(part, EXTRA)]
+    return part.assign(**{hash_column: pd.Series(hashes, index=part.index, dtype="uint64")})
 
 
-def _event_hashes(part: Any, backfill: Backfill) -> Any:
-    pd = _pandas()
-    hashes = [_row_hash(backfill, row) for row in pandas_rows(part, EXTRA)]
-    return part.assign(**{HASH_COLUMN: pd.Series(hashes, index=part.index, dtype="uint64")})
-
-
-def _copies_together(frame: Any, backfill: Backfill, shuffle_method: str, bag: bool) -> tuple[Any, bool]:
-    """``frame`` with every copy of a row in one partition, and whether it carries ``HASH_COLUMN``."""
+def _copies_together(
+    frame: Any, backfill: Backfill, shuffle_method: str, bag: bool
+) -> tuple[Any, str | None]:
+    """``frame`` with every copy of an event in one partition, and the column of digests it carries."""
     if backfill.key_column is not None:
-        return frame, False  # each row has its own key: no occurrence to count, no shuffle
+        return frame, None  # each row has its own key: no occurrence to count, no shuffle
     if bag:
         grouped = frame.groupby(
-            functools.partial(_row_hash, backfill), npartitions=frame.npartitions, shuffle=shuffle_method
+            functools.partial(row_hash, backfill), npartitions=frame.npartitions, shuffle=shuffle_method
         )
-        return grouped.pluck(1).flatten(), False
-    if all(map(_plain_dtype, frame.dtypes)):
-        # Dask hashes the values of all columns: identical rows land in the same partition, on every run.
-        shuffled = frame.shuffle(
-            on=list(frame.columns), npartitions=frame.npartitions, shuffle_method=shuffle_method
-        )
-        return shuffled, False
+        return grouped.pluck(1).flatten(), None
+    # Placed by each row's event, never by the row's values: rows spelled apart can make one event
+    # (times a few microseconds apart that Lago's milliseconds make one, a unit beside a null Togai
+    # attribute, a map's entries in either order), and such copies must meet to be numbered apart.
     pd = _pandas()
-    meta = frame._meta.assign(**{HASH_COLUMN: pd.Series([], dtype="uint64")})
-    hashed = frame.map_partitions(_event_hashes, backfill, meta=meta)
-    shuffled = hashed.shuffle(on=HASH_COLUMN, npartitions=frame.npartitions, shuffle_method=shuffle_method)
-    return shuffled, True
+    hash_column = HASH_COLUMN
+    while hash_column in frame.columns:
+        hash_column += "_"  # never one of the frame's own
+    meta = frame._meta.assign(**{hash_column: pd.Series([], dtype="uint64")})
+    hashed = frame.map_partitions(_event_hashes, backfill, hash_column, meta=meta)
+    shuffled = hashed.shuffle(on=hash_column, npartitions=frame.npartitions, shuffle_method=shuffle_method)
+    return shuffled, hash_column
+
+
+NESTED = {"togai": ("attributes", "dimensions"), "lago": ("properties",)}
+
+
+def _refuse_text_for_nested(frame: Any, provider: str) -> None:
+    """A nested column typed as text would make every row that has a value ``rejected``: say why now."""
+    pd = _pandas()
+    for name in NESTED[provider]:
+        if name in frame.columns and pd.api.types.is_string_dtype(frame.dtypes[name]):
+            if str(frame.dtypes[name]) == "object":
+                continue  # Python objects: dicts and lists, read row by row
+            raise ConfigurationError(
+                f"backfill columns: {name!r} holds text where a struct or a map is expected; Dask's"
+                " from_pandas turns a column of dicts into text unless"
+                " dask.config.set({'dataframe.convert-string': False})"
+            )
 
 
 def backfill(
@@ -145,12 +118,15 @@ def backfill(
     is_bag = isinstance(frame, dask.bag.Bag)
     if not is_bag:
         check_columns(prepared, frame.columns)
-    frame, hashed = _copies_together(frame, prepared, shuffle_method, is_bag)
+        _refuse_text_for_nested(frame, prepared.provider)
+    frame, hash_column = _copies_together(frame, prepared, shuffle_method, is_bag)
     if is_bag:
         summaries = list(frame.map_partitions(_send_bag, prepared).compute(**compute_options))
         partitions = _summary_frame(summaries)
     else:
         meta = _summary_frame([empty_summary()]).iloc[:0]
-        partitions = frame.map_partitions(_send_frame, prepared, hashed, meta=meta).compute(**compute_options)
+        partitions = frame.map_partitions(_send_frame, prepared, hash_column, meta=meta).compute(
+            **compute_options
+        )
         partitions = partitions.reset_index(drop=True)
     return BackfillResult(partitions, total(partitions.to_dict("records")))

@@ -4,8 +4,8 @@ Each partition's Arrow batches go through ``send_partition`` on the executor's
 Python worker. A failed task is retried by Spark (``spark.task.maxFailures``)
 and resumes from its checkpoint, whatever partition id it is given.
 Without ``key_column``, a shuffle first brings identical rows into one
-partition (``repartition`` on a hash of the whole row), so their occurrence
-numbers count every copy in the frame. Needs ``pip install 'billing-events[spark]'``.
+partition (``repartition`` on a digest of the event each row makes), so their
+occurrence numbers count every copy in the frame. Needs ``pip install 'billing-events[spark]'``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ._engines import ArrowRows, summary_schema
+from ._engines import HASH_COLUMN, ArrowRows, row_hash, summary_schema
 from .partition import COUNT_COLUMNS, SUMMARY_COLUMNS, Backfill, check_columns, send_partition, total
 from .result import BackfillResult
 
@@ -23,35 +23,37 @@ SUMMARY_DDL = ", ".join(
 )
 
 
-def _copies_together(frame: Any, backfill: Backfill) -> Any:
-    """``frame`` with every copy of a row in one partition, as many partitions as before."""
+def _copies_together(frame: Any, backfill: Backfill, names: list[str]) -> Any:
+    """``frame`` (positional column names) with every copy of an event in one partition, as many as before.
+
+    Rows are placed by a digest of the event each makes, never by their values: rows spelled apart
+    can make one event (times a few microseconds apart that Lago's milliseconds make one, a map's
+    entries in either order or with a null entry, a struct of nulls beside a null struct), and such
+    copies must meet to be numbered apart. The digest is a column of its own, dropped before sending.
+    """
     if backfill.key_column is not None:
         return frame  # each row has its own key: no occurrence to count, no shuffle
     from pyspark.sql import functions
+    from pyspark.sql.types import LongType, StructField, StructType
 
-    columns = [_hashable(field, functions) for field in frame.schema.fields]
+    def hashes(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow
+
+        for batch in batches:
+            rows = batch.rename_columns(names).to_pylist()
+            # Spark's long is signed: the same 64 bits, read as a signed number.
+            digests = [_signed(row_hash(backfill, row)) for row in rows]
+            yield batch.append_column(HASH_COLUMN, pyarrow.array(digests, pyarrow.int64()))
+
+    # A new schema: StructType.add would change the frame's own, which PySpark keeps.
+    schema = StructType([*frame.schema.fields, StructField(HASH_COLUMN, LongType(), nullable=False)])
+    hashed = frame.mapInArrow(hashes, schema)
     # Hash partitioning depends on the values only: a retried or re-run task gets the same rows.
-    return frame.repartition(frame.rdd.getNumPartitions(), functions.xxhash64(*columns))
+    return hashed.repartition(frame.rdd.getNumPartitions(), functions.col(HASH_COLUMN))
 
 
-def _hashable(field: Any, functions: Any) -> Any:
-    """A column's value as hashed for placing its row: equal for values that make one event.
-
-    Spark refuses to hash a map, and a map's JSON lists its entries in the order they were written,
-    though ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}`` make one event: a map is hashed by its
-    entries' JSON texts, sorted. An empty map or list makes the same event as a null one.
-    """
-    from pyspark.sql.types import ArrayType, MapType, StructType
-
-    column = functions.col(field.name)
-    if isinstance(field.dataType, MapType):
-        entries = functions.transform(functions.map_entries(column), lambda entry: functions.to_json(entry))
-        return functions.when(functions.size(column) > 0, functions.array_sort(entries))
-    if isinstance(field.dataType, ArrayType):
-        return functions.when(functions.size(column) > 0, functions.to_json(column))
-    if isinstance(field.dataType, StructType):
-        return functions.to_json(column)
-    return column
+def _signed(number: int) -> int:
+    return number - (1 << 64) if number >= 1 << 63 else number
 
 
 def summaries(frame: Any, backfill: Backfill) -> Any:
@@ -63,13 +65,14 @@ def summaries(frame: Any, backfill: Backfill) -> Any:
     def send(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow
 
-        rows = ArrowRows(batch.rename_columns(names) for batch in batches)
+        columns = list(range(len(names)))  # without the placing digest, when there is one
+        rows = ArrowRows(batch.select(columns).rename_columns(names) for batch in batches)
         summary = send_partition(rows, prepared)
         yield pyarrow.RecordBatch.from_pylist([summary], schema=summary_schema(EXTRA))
 
     # Spark resolves "prop.n" as a field of "prop": columns go in under positional names, and get theirs back.
     positional = frame.toDF(*(f"_{index}" for index in range(len(names))))
-    return _copies_together(positional, prepared).mapInArrow(send, SUMMARY_DDL)
+    return _copies_together(positional, prepared, names).mapInArrow(send, SUMMARY_DDL)
 
 
 def backfill(frame: Any, backfill: Backfill) -> BackfillResult:

@@ -209,7 +209,12 @@ def _json_value(value: object, column: str) -> object:
         # An Arrow map (pairs). An empty one cannot be told from an empty list: it stays a list, which
         # _mapping takes for an empty map where a map is expected.
         if value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
-            return {str(name): _json_value(item, f"{column}.{name}") for name, item in value}
+            mapped = {str(name): _json_value(item, f"{column}.{name}") for name, item in value}
+            if len(mapped) < len(value):
+                # Which of its values the provider should bill is not ours to choose.
+                twice = next(name for name in mapped if sum(str(pair[0]) == name for pair in value) > 1)
+                raise RowProblem(f"{column}: the map holds the key {clip(repr(twice), 80)} more than once")
+            return mapped
         return [_json_value(item, f"{column}[{index}]") for index, item in enumerate(value)]
     raise RowProblem(f"{column}: a {type(value).__name__} value has no JSON form")
 
@@ -272,10 +277,7 @@ def _mapping(value: object, column: str) -> dict[str, object]:
         value = [tuple(item) for item in value]
     plain = {} if isinstance(value, list) and not value else _json_value(value, column)
     if isinstance(value, str):
-        raise RowProblem(
-            f"{column}: expected a struct or a map, got text (Dask's dataframe.convert-string turns a"
-            " column of dicts into text: set it to False)"
-        )
+        raise RowProblem(f"{column}: expected a struct or a map, got text")
     if not isinstance(plain, dict):
         raise RowProblem(f"{column}: expected a struct or a map, got {type(value).__name__}")
     return {name: item for name, item in plain.items() if item is not None}
