@@ -98,14 +98,7 @@ def test_one_row_nested_too_deep_is_rejected_and_the_others_sent(mock: Mock, tmp
             "properties": pd.Series([{"n": index} for index in range(7)] + [deep], dtype=object),
         }
     )
-    with dask.config.set({"dataframe.convert-string": False}):
-        frame = dd.from_pandas(rows, npartitions=2)
-        result = dask_backfill.backfill(
-            frame, backfill_for(mock, "lago", tmp_path / "ckpt"), scheduler="sync"
-        )
-
-    assert result.total["rejected"] == 1
-    assert result.total["delivered"] == 7
+    _one_rejected_seven_sent(rows, mock, tmp_path)
 
 
 def test_a_timestamp_column_named_like_the_hidden_column_keeps_its_times(mock: Mock, tmp_path: Path) -> None:
@@ -159,14 +152,7 @@ def test_one_text_with_a_lone_surrogate_is_rejected_and_the_others_sent(mock: Mo
             "properties": pd.Series([{"n": index} for index in range(8)], dtype=object),
         }
     )
-    with dask.config.set({"dataframe.convert-string": False}):
-        frame = dd.from_pandas(rows, npartitions=2)
-        result = dask_backfill.backfill(
-            frame, backfill_for(mock, "lago", tmp_path / "ckpt"), scheduler="sync"
-        )
-
-    assert result.total["rejected"] == 1
-    assert result.total["delivered"] == 7
+    _one_rejected_seven_sent(rows, mock, tmp_path)
 
 
 def test_one_bag_row_with_a_lone_surrogate_is_rejected_and_the_others_sent(
@@ -182,6 +168,17 @@ def test_one_bag_row_with_a_lone_surrogate_is_rejected_and_the_others_sent(
     bag = dask.bag.from_sequence(rows, npartitions=2)
 
     result = dask_backfill.backfill(bag, backfill_for(mock, "lago", tmp_path / "ckpt"), scheduler="sync")
+
+    assert result.total["rejected"] == 1
+    assert result.total["delivered"] == 7
+
+
+def _one_rejected_seven_sent(rows: pd.DataFrame, mock: Mock, tmp_path: Path) -> None:
+    with dask.config.set({"dataframe.convert-string": False}):
+        frame = dd.from_pandas(rows, npartitions=2)
+        result = dask_backfill.backfill(
+            frame, backfill_for(mock, "lago", tmp_path / "ckpt"), scheduler="sync"
+        )
 
     assert result.total["rejected"] == 1
     assert result.total["delivered"] == 7

@@ -6,9 +6,6 @@ CI's limit on 2 cores; one Spark session serves the whole module (start-up is sl
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +19,6 @@ from billing_events.errors import ConfigurationError
 ROWS = 20_000
 PARTITIONS = 16
 CHUNK_EVENTS = 100
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master("local[2,2]")  # 2 cores; a failed task is tried once more
-        .appName("billing-events-backfill-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.driver.memory", "512m")
-        .config("spark.executorEnv.PYTHONPATH", os.environ.get("PYTHONPATH", ""))
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def frame(spark: SparkSession) -> Any:
