@@ -290,6 +290,11 @@ def _is_pair(item: object) -> bool:
 # ---- rows to events -------------------------------------------------------------------------------
 
 
+def _twice(column: str, nested: str) -> RowProblem:
+    """A field given both by a flat column and by the nested one: which value to bill is not ours to choose."""
+    return RowProblem(f"{column}: {nested} holds the same field too; give it in one of the two columns")
+
+
 def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
     event: dict[str, object] = {}
     for name in ("schemaName", "id", "accountId"):
@@ -318,17 +323,23 @@ def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
             name: _text(value, f"dimensions.{name}")
             for name, value in _mapping(row["dimensions"], "dimensions").items()
         }
+    nested_names = {attribute.get("name") for attribute in attributes}
+    nested_dimensions = set(dimensions)
     for column, value in row.items():
         if value is None:
             continue
         if column.startswith("attr."):
             name = column[len("attr.") :]
+            if name in nested_names:
+                raise _twice(column, "attributes")
             attribute = {"name": name, "value": _text(value, column)}
             unit = row.get(f"unit.{name}")
             if unit is not None:
                 attribute["unit"] = _text(unit, f"unit.{name}")
             attributes.append(attribute)
         elif column.startswith("dim."):
+            if column[len("dim.") :] in nested_dimensions:
+                raise _twice(column, "dimensions")
             dimensions[column[len("dim.") :]] = _text(value, column)
     event["attributes"] = attributes
     event["dimensions"] = dimensions
@@ -347,8 +358,11 @@ def lago_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
     properties: dict[str, object] = {}
     if (nested := row.get("properties")) is not None:
         properties = _mapping(nested, "properties")
+    nested = set(properties)
     for column, value in row.items():
         if value is not None and column.startswith("prop."):
+            if column[len("prop.") :] in nested:
+                raise _twice(column, "properties")
             properties[column[len("prop.") :]] = _json_value(value, column)
     if properties:
         event["properties"] = properties
