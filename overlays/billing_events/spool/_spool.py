@@ -45,6 +45,19 @@ MOVE_AT_EVENTS = 20_000
 KEEPER_TICK = 0.01
 
 
+def waited_through(marks: deque[tuple[float, int]], now: float) -> int | None:
+    """The newest sequence number accepted MOVE_AFTER seconds or more before ``now``; its marks go.
+
+    ``marks`` are (when, the newest sequence number then), oldest first. Only records that have waited
+    that long move into SQLite: most events are settled sooner, and a record moved a moment before its
+    settlement costs an insert and a delete for nothing.
+    """
+    through = None
+    while marks and marks[0][0] <= now - MOVE_AFTER:
+        through = marks.popleft()[1]
+    return through
+
+
 class SpoolWriteError(QueueFullError):
     """An event could not be written to the spool (a full disk, an I/O error): treated like a full queue."""
 
@@ -186,20 +199,28 @@ class Spool:
         if self.config.durability != "os":
             fsync_directory(self.config.directory)  # the new file's name survives a power loss too
 
-    def _move_now(self, *, closing: bool = False) -> None:
+    def _move_now(self, *, closing: bool = False, through: int | None = None) -> None:
         """With _db_lock held (and _lock not): move the intake records into SQLite, in one transaction.
 
-        The records are taken under _lock and inserted without it, so track() goes on meanwhile. A
-        settlement that comes in between finds them gone from the intake's list and deletes them from
-        SQLite, which it can do only once this transaction has committed (it needs _db_lock).
+        ``through``: only the records accepted up to that sequence number (the keeper's timed move);
+        None: every record. The records are taken under _lock and inserted without it, so track() goes
+        on meanwhile. A settlement that comes in between finds them gone from the intake's list and
+        deletes them from SQLite, which it can do only once this transaction has committed (it needs
+        _db_lock).
         """
         with self._lock:
             if self._closed and not closing:
                 return
-            through = self._next - 1
+            newest = self._next - 1
+            through = newest if through is None else min(through, newest)
             if through <= self._moved_through:
                 return
-            rows, self._unmoved = self._unmoved, {}
+            if through == newest:
+                rows, self._unmoved = self._unmoved, {}
+            else:
+                unmoved = self._unmoved
+                rows = {seq: row for seq, row in unmoved.items() if seq <= through}
+                self._unmoved = {seq: row for seq, row in unmoved.items() if seq > through}
         try:
             self._store.add(rows.values(), through)
         except BaseException:
@@ -424,13 +445,22 @@ class Spool:
         interval = min(self.config.fsync_interval, KEEPER_TICK)
         last_sync = last_status = 0.0
         last_move = time.monotonic()
+        # (when, the newest sequence number then), a tick apart: what was accepted MOVE_AFTER ago.
+        marks: deque[tuple[float, int]] = deque()
         while not self._stop.wait(interval):
             try:
                 now = time.monotonic()
-                if len(self._unmoved) >= MOVE_AT_EVENTS or now - last_move >= MOVE_AFTER:
+                marks.append((now, self._next - 1))
+                if len(self._unmoved) >= MOVE_AT_EVENTS:
                     last_move = now
                     with self._db_lock:
                         self._move_now()
+                elif now - last_move >= MOVE_AFTER:
+                    last_move = now
+                    through = waited_through(marks, now)
+                    if through is not None:
+                        with self._db_lock:
+                            self._move_now(through=through)
                 if not group or now - last_sync >= self.config.fsync_interval:
                     last_sync = now
                     self._drop_moved_segments(self._sync() if group else self._moved_through)

@@ -1,0 +1,61 @@
+"""Which spooled events move from the intake into SQLite, and that every one is kept once either way.
+
+Most events are settled within a moment: moving them into SQLite would cost an insert and a delete
+for nothing. The keeper moves only those that have waited ``MOVE_AFTER``; closing moves the rest.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import pytest
+
+from billing_events import SpoolConfig, Togai
+from billing_events.spool import _spool as spool_module
+from billing_events.spool._spool import Spool, waited_through
+
+from .scripted import togai_event
+
+DESTINATION = "https://togai.example/api"
+
+
+def test_only_what_was_accepted_move_after_ago_or_earlier_is_due() -> None:
+    marks = deque([(10.0, 3), (10.2, 7), (10.6, 12)])
+
+    assert waited_through(marks, 10.0 + spool_module.MOVE_AFTER - 0.01) is None
+    assert waited_through(marks, 10.2 + spool_module.MOVE_AFTER) == 7
+    assert list(marks) == [(10.6, 12)]  # what is due is not counted twice
+    assert waited_through(marks, 10.3 + spool_module.MOVE_AFTER) is None
+
+
+def _spool(directory: Path) -> Spool:
+    rules = Togai("token", base_url=DESTINATION).rules
+    return Spool(rules, SpoolConfig(directory), DESTINATION, 1_000, 1 << 20)
+
+
+def test_events_moved_in_part_and_settled_either_way_are_kept_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "MOVE_AFTER", 3600.0)  # no move but the test's own
+    rules = Togai("token", base_url=DESTINATION).rules
+    payloads = [rules.encode(togai_event(n))[1] for n in range(10)]
+    first = _spool(tmp_path)
+    for payload in payloads:
+        first.offer(payload)
+    with first._db_lock:
+        first._move_now(through=4)  # events 1 to 4 into SQLite; 5 to 10 stay in the intake alone
+        assert first._store.db.execute("SELECT seq FROM events").fetchall() == [(1,), (2,), (3,), (4,)]
+
+    taken = first.take_batch()
+    # Settled: two that were moved (deleted from SQLite) and two that were not (a marker in the intake).
+    first.settle([taken[0], taken[1], taken[8], taken[9]], [])
+    first.close()
+    second = _spool(tmp_path)
+    try:
+        kept = [pending.payload for pending in second.take_batch()]
+    finally:
+        second.close()
+
+    assert kept == payloads[2:8]
+    assert second.recovered == 6
