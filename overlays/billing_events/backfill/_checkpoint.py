@@ -60,9 +60,12 @@ def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]
     return fs, str(root).rstrip("/")
 
 
-# How partitions are named: 1, by a digest of their events' fingerprints; 2, by a digest of their rows.
+# How partitions are named: 1, by a digest of their events' fingerprints; 2, by a digest of their rows;
+# 3, the same, with a frame's rows placed by their events (before: by their values, see the adapters).
 # A job keeps the layout it began with, so a re-run with a newer version finds its checkpoints.
-LAYOUT = 2
+LAYOUT = 3
+# From this layout on, the adapters place a frame's rows by the events they make.
+PLACED_BY_EVENTS = 3
 
 
 def job_stamp(

@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 from ..errors import ConfigurationError
+from ._checkpoint import PLACED_BY_EVENTS
 from ._engines import HASH_COLUMN, pandas_rows, row_hash
 from .partition import (
     COUNT_COLUMNS,
@@ -69,6 +70,13 @@ def _copies_together(
             functools.partial(row_hash, backfill), npartitions=frame.npartitions, shuffle=shuffle_method
         )
         return grouped.pluck(1).flatten(), None
+    if backfill.layout < PLACED_BY_EVENTS and all(str(dtype) != "object" for dtype in frame.dtypes):
+        # A job begun when rows were placed by their values keeps that placement, so a re-run finds its
+        # partitions' checkpoints. (A column of objects could not be placed so: no such job sent a row.)
+        shuffled = frame.shuffle(
+            on=list(frame.columns), npartitions=frame.npartitions, shuffle_method=shuffle_method
+        )
+        return shuffled, None
     # Placed by each row's event, never by the row's values: rows spelled apart can make one event
     # (times a few microseconds apart that Lago's milliseconds make one, a unit beside a null Togai
     # attribute, a map's entries in either order), and such copies must meet to be numbered apart.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ._checkpoint import PLACED_BY_EVENTS
 from ._engines import HASH_COLUMN, ArrowRows, row_hash, summary_schema
 from .partition import COUNT_COLUMNS, SUMMARY_COLUMNS, Backfill, check_columns, send_partition, total
 from .result import BackfillResult
@@ -36,6 +37,12 @@ def _copies_together(frame: Any, backfill: Backfill, names: list[str]) -> Any:
     from pyspark.sql import functions
     from pyspark.sql.types import LongType, StructField, StructType
 
+    if backfill.layout < PLACED_BY_EVENTS:
+        # A job begun when rows were placed by their values keeps that placement, so a re-run finds its
+        # partitions' checkpoints: an xxhash64 of the row, nested columns through their JSON.
+        values = [_by_value(field, functions) for field in frame.schema.fields]
+        return frame.repartition(frame.rdd.getNumPartitions(), functions.xxhash64(*values))
+
     def hashes(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow
 
@@ -50,6 +57,13 @@ def _copies_together(frame: Any, backfill: Backfill, names: list[str]) -> Any:
     hashed = frame.mapInArrow(hashes, schema)
     # Hash partitioning depends on the values only: a retried or re-run task gets the same rows.
     return hashed.repartition(frame.rdd.getNumPartitions(), functions.col(HASH_COLUMN))
+
+
+def _by_value(field: Any, functions: Any) -> Any:
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    nested = isinstance(field.dataType, ArrayType | MapType | StructType)
+    return functions.to_json(functions.col(field.name)) if nested else functions.col(field.name)
 
 
 def _signed(number: int) -> int:
