@@ -97,9 +97,9 @@ def _refuse_text_for_nested(frame: Any, provider: str) -> None:
     """A nested column typed as text would make every row that has a value ``rejected``: say why now."""
     pd = _pandas()
     for name in NESTED[provider]:
-        if name in frame.columns and pd.api.types.is_string_dtype(frame.dtypes[name]):
-            if str(frame.dtypes[name]) == "object":
-                continue  # Python objects: dicts and lists, read row by row
+        # A column of Python objects (dicts, lists) is read row by row; text typed as such is not.
+        dtype = frame.dtypes[name] if name in frame.columns else None
+        if dtype is not None and str(dtype) != "object" and pd.api.types.is_string_dtype(dtype):
             raise ConfigurationError(
                 f"backfill columns: {name!r} holds text where a struct or a map is expected; Dask's"
                 " from_pandas turns a column of dicts into text unless"

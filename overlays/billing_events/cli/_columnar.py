@@ -272,19 +272,12 @@ def _unix(value: object, column: str) -> object:
 
 
 def _mapping(value: object, column: str) -> dict[str, object]:
-    if isinstance(value, list) and all(_is_pair(item) for item in value):
-        # A map's pairs; through a pandas frame Arrow hands them back as two-item lists.
-        value = [tuple(item) for item in value]
     plain = {} if isinstance(value, list) and not value else _json_value(value, column)
     if isinstance(value, str):
         raise RowProblem(f"{column}: expected a struct or a map, got text")
     if not isinstance(plain, dict):
         raise RowProblem(f"{column}: expected a struct or a map, got {type(value).__name__}")
     return {name: item for name, item in plain.items() if item is not None}
-
-
-def _is_pair(item: object) -> bool:
-    return isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str)
 
 
 # ---- rows to events -------------------------------------------------------------------------------
