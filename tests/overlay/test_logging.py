@@ -125,8 +125,10 @@ def test_track_logs_nothing_per_event(caplog: pytest.LogCaptureFixture) -> None:
         stats = sender.close(10)
     assert stats.delivered == 1000
     records = ours(caplog)
-    # One DEBUG record per request (100 events each), one when the sender and one when the client closes.
-    assert len(script.requests) == 10
+    # One DEBUG record per request, one when the sender and one when the client closes. Requests
+    # carry up to 100 events: at least 10, more when the worker drains a queue the caller is still
+    # filling (a slow caller's thread), never one per event.
+    assert 10 <= len(script.requests) < 100
     assert len(records) == len(script.requests) + 2
     assert all(record.name.startswith("billing_events.") for record in records)
 
