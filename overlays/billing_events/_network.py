@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import contextvars
 import ipaddress
-import select
 import socket
 import ssl
 import threading
@@ -49,6 +48,8 @@ from typing import Any, TypeVar
 
 import httpcore
 import httpx
+
+from billing_events._aiostream import NativeBackend, NativeStream, socket_readable
 
 # Absolute time.monotonic() at which the request being made in this context must end.
 _attempt_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -279,25 +280,16 @@ def _swap_backend(pool: object, wrap: Any, base: type) -> None:
     pool._network_backend = wrap(backend)  # type: ignore[attr-defined]
 
 
-def socket_readable(sock: socket.socket | None) -> bool:
-    """Whether a read would not block (data, or the server's close); a missing socket counts as closed."""
-    fd = -1 if sock is None else sock.fileno()
-    if fd < 0:
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
 class ReadableCheckStream(httpcore.AsyncNetworkStream):
     """An async stream that finds its socket once, for httpcore's check of idle connections."""
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
+        self._native = isinstance(inner, NativeStream)  # it knows what it already took from the socket
         self._socket: socket.socket | None = inner.get_extra_info("socket")
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
+        return await self._inner.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         _mark_sent()
@@ -315,7 +307,7 @@ class ReadableCheckStream(httpcore.AsyncNetworkStream):
         return ReadableCheckStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
+        if info == "is_readable" and not self._native:
             return socket_readable(self._socket)
         return self._inner.get_extra_info(info)
 
@@ -387,7 +379,11 @@ class ShardedAsyncTransport(httpx.AsyncBaseTransport):
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             proxy=self._proxy,
         )
-        _swap_backend(transport._pool, ReadableCheckBackend, httpcore.AsyncNetworkBackend)
+        _swap_backend(
+            transport._pool,
+            lambda inner: ReadableCheckBackend(NativeBackend(inner)),
+            httpcore.AsyncNetworkBackend,
+        )
         return transport
 
     def _take(self) -> int:

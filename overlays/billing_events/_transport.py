@@ -359,7 +359,7 @@ class AsyncBoundedTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             response.status_code,
             headers=headers,
-            stream=_AsyncBody(response, reader, bound),
+            stream=_AsyncBody(response, reader, bound, self._watched),
             extensions=bound.extensions(response),
         )
 
@@ -368,21 +368,37 @@ class AsyncBoundedTransport(httpx.AsyncBaseTransport):
 
 
 class _AsyncBody(httpx.AsyncByteStream):
-    def __init__(self, response: httpx.Response, reader: _Reader, bound: _Bound) -> None:
+    def __init__(self, response: httpx.Response, reader: _Reader, bound: _Bound, watched: bool) -> None:
         self._response = response
         self._reader = reader
         self._bound = bound
+        # ``_network``'s streams cut each read at the deadline themselves (as the sync ones do): no cancel
+        # scope per chunk, which anyio makes dear. Any other transport's reads are cut by a scope here.
+        self._watched = watched
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         chunks = self._response.stream.__aiter__()  # type: ignore[union-attr]
+        bound = self._bound
         while True:
             try:
-                with anyio.fail_after(max(0.0, self._bound.left())):
-                    chunk = await chunks.__anext__()
+                if self._watched:
+                    # Set around each read, never across a yield: the caller's context is not ours to keep.
+                    token = set_attempt_deadline(bound.deadline)
+                    try:
+                        chunk = await chunks.__anext__()
+                    finally:
+                        reset_attempt_deadline(token)
+                else:
+                    with anyio.fail_after(max(0.0, bound.left())):
+                        chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 break
+            except httpx.TimeoutException:
+                if bound.left() > 0:
+                    raise
+                raise bound.expired(self._reader.request) from None
             except TimeoutError:
-                raise self._bound.expired(self._reader.request) from None
+                raise bound.expired(self._reader.request) from None
             yield self._reader.feed(chunk)
         yield self._reader.end()
 

@@ -56,7 +56,7 @@ def _unless_retryable(response: Response[T], provider: str) -> Response[T]:
 def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provider: str) -> Response[T]:
     deadline = policy.call_deadline()
     try:
-        for attempt in policy.retrying():
+        for attempt in policy.retrying(deadline):
             with attempt:
                 try:
                     with call_deadline(deadline):
@@ -74,7 +74,7 @@ async def async_retryable_call(
 ) -> Response[T]:
     deadline = policy.call_deadline()
     try:
-        async for attempt in policy.async_retrying():
+        async for attempt in policy.async_retrying(deadline):
             with attempt:
                 try:
                     with call_deadline(deadline):

@@ -174,6 +174,17 @@ class _Delivery:
                 )
             raise RetryableFailure(error, result.retry_after)
 
+    def _failure(self, result: AttemptResult) -> RetryableFailure:
+        """The failure of a call's first attempt, made before its retry loop is built: most batches need no
+        other attempt, and building tenacity's loop for each cost the Lago client about 5% of its CPU. The
+        loop gets the failure as the outcome of its own first attempt, so it waits and stops by the same
+        rules."""
+        try:
+            self._conclude(result)
+        except RetryableFailure as failure:
+            return failure
+        raise AssertionError("an attempt with events to retry concludes with a RetryableFailure")
+
     def _ended(self, sub: list[Pending], reply: Reply, started: float) -> None:
         """One request ended: metrics, and a DEBUG record (per request, never per event)."""
         seconds = time.perf_counter() - started
@@ -249,11 +260,18 @@ class SyncDelivery(_Delivery):
 
     def deliver(self, batch: list[Pending], abort: threading.Event | None = None) -> None:
         """Send one batch until every event is settled; each event is recorded exactly once."""
-        remaining = batch
         deadline = self.policy.call_deadline()
+        result = self._attempt(batch, deadline, abort)
+        if not result.retry_later:
+            return
+        remaining = result.retry_later
+        first: RetryableFailure | None = self._failure(result)
         try:
-            for attempt in self.policy.retrying(abort):
+            for attempt in self.policy.retrying(deadline, abort):
                 with attempt:
+                    if first is not None:
+                        failed, first = first, None
+                        raise failed  # see _failure
                     # tenacity checks its stop only after an attempt: _attempt posts nothing once closed.
                     result = self._attempt(remaining, deadline, abort)
                     remaining = result.retry_later
@@ -315,11 +333,18 @@ class AsyncDelivery(_Delivery):
             return result
 
     async def deliver(self, batch: list[Pending]) -> None:
-        remaining = batch
         deadline = self.policy.call_deadline()
+        result = await self._attempt(batch, deadline)
+        if not result.retry_later:
+            return
+        remaining = result.retry_later
+        first: RetryableFailure | None = self._failure(result)
         try:
-            async for attempt in self.policy.async_retrying():
+            async for attempt in self.policy.async_retrying(deadline):
                 with attempt:
+                    if first is not None:
+                        failed, first = first, None
+                        raise failed  # see _failure
                     result = await self._attempt(remaining, deadline)
                     remaining = result.retry_later
                     self._conclude(result)

@@ -53,26 +53,29 @@ class RetryPolicy:
             delay = max(delay, min(retry_after, self.max_retry_after))
         return delay
 
-    def retrying(self, abort: threading.Event | None = None) -> tenacity.Retrying:
-        stop = self._stop()
+    def retrying(self, deadline: float | None, abort: threading.Event | None = None) -> tenacity.Retrying:
+        """The retry loop of one call whose attempts end by ``deadline`` (its ``call_deadline()``)."""
+        stop = self._stop(deadline)
         if abort is not None:
             stop = stop | tenacity.stop_when_event_set(abort)
         return tenacity.Retrying(
             stop=stop, wait=self._wait, retry=_RETRY_ON, reraise=True, sleep=_sleeper(abort)
         )
 
-    def async_retrying(self) -> tenacity.AsyncRetrying:
-        return tenacity.AsyncRetrying(stop=self._stop(), wait=self._wait, retry=_RETRY_ON, reraise=True)
+    def async_retrying(self, deadline: float | None) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(
+            stop=self._stop(deadline), wait=self._wait, retry=_RETRY_ON, reraise=True
+        )
 
     def call_deadline(self) -> float | None:
         """When one call (one batch, attempt in flight included) must end, on the monotonic clock;
         None for ``deadline=0``, which leaves each attempt its own timeout and retries by count only."""
         return time.monotonic() + self.deadline if self.deadline > 0 else None
 
-    def _stop(self) -> tenacity.stop.stop_base:
+    def _stop(self, deadline: float | None) -> tenacity.stop.stop_base:
         stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
-        if self.deadline > 0:
-            stop = stop | tenacity.stop_before_delay(self.deadline)
+        if deadline is not None:
+            stop = stop | _StopBefore(deadline)
         return stop
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -82,6 +85,17 @@ class RetryPolicy:
 
 
 _RETRY_ON = tenacity.retry_if_exception_type(RetryableFailure)
+
+
+class _StopBefore(tenacity.stop.stop_base):
+    """Stop rather than sleep past ``deadline`` (monotonic): the call's own deadline, which may have begun
+    before the loop did (a first attempt made outside it)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return time.monotonic() + retry_state.upcoming_sleep >= self.deadline
 
 
 def _sleeper(abort: threading.Event | None) -> Callable[[float], None]:

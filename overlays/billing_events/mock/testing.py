@@ -58,8 +58,12 @@ class _NotifyingServer(uvicorn.Server):
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve `app` with uvicorn on a free port in a background thread; yields its base URL."""
+def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", **settings: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free port in a background thread; yields its base URL.
+
+    `settings` go to `uvicorn.Config`: `ssl_certfile` and `ssl_keyfile` serve it over TLS (the URL
+    still says `http://`; use `https://`).
+    """
     silence_injected_drops()
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on TCP-protocol sockets, and without it every
     # response waits ~40 ms for a delayed ACK (Nagle), capping a connection at ~22 requests/s.
@@ -75,7 +79,7 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1") -> Iterator[str]:
         lifespan="off",
         timeout_graceful_shutdown=5,
         log_level="warning",
-        **SERVER_STACK,
+        **{**SERVER_STACK, **settings},
     )
     server = _NotifyingServer(config)
     thread = threading.Thread(
