@@ -63,7 +63,7 @@ class _Feed(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
-        return False  # the transport closes itself
+        return True  # half-open: the server's end of sending; our side closes when the stream does
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = self.lost = True
@@ -148,8 +148,10 @@ class NativeStream(httpcore.AsyncNetworkStream):
                 raise httpcore.WriteTimeout(
                     "the server did not take the request within the write timeout"
                 ) from None
-        if feed.error is not None:
-            raise httpcore.WriteError(f"the connection broke: {feed.error!r}")
+        if feed.lost:
+            # Lost while the transport still held some of the buffer: not all of it left.
+            why = "the connection closed" if feed.error is None else f"the connection broke: {feed.error!r}"
+            raise httpcore.WriteError(why)
 
     async def aclose(self) -> None:
         self._transport.close()
