@@ -225,11 +225,8 @@ class NativeBackend(httpcore.AsyncNetworkBackend):
             return await self._fallback.connect_tcp(host, port, timeout, local_address, socket_options)
         loop = asyncio.get_running_loop()
         local = None if local_address is None else (local_address, 0)
-        stream = await _connect(loop.create_connection(_Feed, host, port, local_addr=local), timeout)
-        sock = stream.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        return stream
+        connecting = loop.create_connection(_Feed, host, port, local_addr=local)
+        return await _connect(connecting, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -240,17 +237,16 @@ class NativeBackend(httpcore.AsyncNetworkBackend):
         if sniffio.current_async_library() != "asyncio":
             return await self._fallback.connect_unix_socket(path, timeout, socket_options)
         loop = asyncio.get_running_loop()
-        stream = await _connect(loop.create_unix_connection(_Feed, path), timeout)
-        sock = stream.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        return stream
+        return await _connect(loop.create_unix_connection(_Feed, path), timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await self._fallback.sleep(seconds)
 
 
-async def _connect(connecting: Any, timeout: float | None) -> NativeStream:
+async def _connect(
+    connecting: Any, timeout: float | None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None
+) -> NativeStream:
+    """The stream of ``connecting`` (a loop's create_connection), with the caller's socket options set."""
     try:
         async with asyncio.timeout(timeout):
             transport, feed = await connecting
@@ -258,4 +254,10 @@ async def _connect(connecting: Any, timeout: float | None) -> NativeStream:
         raise httpcore.ConnectTimeout("no connection within the connect timeout") from None
     except OSError as exc:
         raise httpcore.ConnectError(f"the connection failed: {exc!r}") from exc
+    try:
+        for option in socket_options or ():
+            transport.get_extra_info("socket").setsockopt(*option)
+    except OSError as exc:
+        transport.close()
+        raise httpcore.ConnectError(f"a socket option was refused: {exc!r}") from exc
     return NativeStream(transport, feed)
