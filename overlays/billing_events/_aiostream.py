@@ -23,6 +23,7 @@ import asyncio
 import select
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -63,7 +64,9 @@ class _Feed(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
-        return True  # half-open: the server's end of sending; our side closes when the stream does
+        # Half-open, as anyio keeps it: the server's end of sending; our side closes with the stream.
+        # A TLS transport cannot stay half-open (and warns when asked to).
+        return self.transport is not None and self.transport.get_extra_info("ssl_object") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = self.lost = True
@@ -123,13 +126,16 @@ class NativeStream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         feed = self._feed
+        end = None
         while not feed.chunks:
             if feed.error is not None:
                 raise httpcore.ReadError(f"the connection broke: {feed.error!r}")
             if feed.eof:
                 return b""
+            if end is None and timeout is not None:
+                end = time.monotonic() + timeout  # one end for the whole read, however often it wakes
             try:
-                await _wait(feed, "reader", timeout)
+                await _wait(feed, "reader", None if end is None else end - time.monotonic())
             except TimeoutError:
                 raise httpcore.ReadTimeout("no answer within the read timeout") from None
         return feed.take(max_bytes)
@@ -141,9 +147,11 @@ class NativeStream(httpcore.AsyncNetworkStream):
         if feed.lost or self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
         self._transport.write(buffer)
+        # One end for the whole write: bytes the server sends meanwhile wake the loop, not extend it.
+        end = None if timeout is None else time.monotonic() + timeout
         while feed.writing_paused and not feed.lost:
             try:
-                await _wait(feed, "writer", timeout)
+                await _wait(feed, "writer", None if end is None else end - time.monotonic())
             except TimeoutError:
                 raise httpcore.WriteTimeout(
                     "the server did not take the request within the write timeout"
@@ -154,7 +162,9 @@ class NativeStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(why)
 
     async def aclose(self) -> None:
-        self._transport.close()
+        # Abort, not close: close() would keep sending what is buffered (a request cut at its deadline)
+        # for as long as the server takes it, and over TLS wait up to 30 s for the server's close_notify.
+        self._transport.abort()
 
     async def start_tls(
         self,
