@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from hostile.server import HostileServer
 
 from billing_events import RetryPolicy
 
@@ -20,3 +23,14 @@ def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own credentials in the environment never reach a test."""
     for name in ("TOGAI_API_TOKEN", "TOGAI_BASE_URL", "LAGO_API_KEY", "LAGO_API_URL"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    """The hostile server (``hostile.server``), started for the test and stopped after."""
+    server = HostileServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,27 +1,15 @@
-"""The hostile server, started for each test that asks for it and stopped after."""
+"""Helpers of the hostile tests; the hostile server fixture itself is in tests/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from billing_events import partial_report
-from hostile.server import HostileServer
 
 TOKEN = "hostile-canary-token-5c1e9a7b3d"
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileServer]:
-    server = HostileServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def statuses_once_cancelled(sending: asyncio.Future[Any]) -> list[str]:

@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -429,16 +429,6 @@ def test_a_body_trickled_over_tls_is_cut_at_the_attempt_deadline(
 
 
 # -- Answers over the native streams -------------------------------------------------------------
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileServer]:
-    server = HostileServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_an_endless_chunked_answer_is_capped_by_the_async_client(hostile: HostileServer) -> None:
