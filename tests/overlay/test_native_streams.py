@@ -49,12 +49,28 @@ async def _connected(handler: Handler, body: Callable[[NativeStream], Awaitable[
         server.close()
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Let the loop run until ``condition`` holds; fail after PATIENCE seconds."""
-    async with asyncio.timeout(PATIENCE):
-        # The conditions are the protocol's own state, which has no event to wait on.
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
+async def _until(condition: Callable[[], bool], why: str = "the condition never held") -> None:
+    """Let the loop run until ``condition`` holds; fail with ``why`` after PATIENCE seconds."""
+    try:
+        async with asyncio.timeout(PATIENCE):
+            # The conditions are the protocol's own state, which has no event to wait on.
+            while not condition():  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        pytest.fail(f"{why} (after {PATIENCE:g} s)")
+
+
+async def _write_much(stream: httpcore.AsyncNetworkStream, timeout: float | None) -> None:
+    """Far more than both sockets' buffers hold, a MiB a write."""
+    piece = b"x" * (1024 * 1024)
+    for _ in range(256):
+        await stream.write(piece, timeout=timeout)
+
+
+def _pending_timers() -> list[asyncio.TimerHandle]:
+    """The running loop's timers that are still due to fire."""
+    loop = asyncio.get_running_loop()
+    return [handle for handle in loop._scheduled if not handle.cancelled()]  # type: ignore[attr-defined]
 
 
 def test_reads_give_at_most_what_was_asked_then_the_end() -> None:
@@ -110,14 +126,9 @@ def test_a_server_that_does_not_read_makes_a_write_timeout() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(PATIENCE)  # reads nothing; the client's writes back up
 
-    async def write_much(stream: NativeStream) -> None:
-        piece = b"x" * (1024 * 1024)
-        for _ in range(256):  # far more than both sockets' buffers hold
-            await stream.write(piece, timeout=0.2)
-
     async def body(stream: NativeStream) -> None:
         with pytest.raises(httpcore.WriteTimeout):
-            await write_much(stream)
+            await _write_much(stream, 0.2)
 
     asyncio.run(_connected(handler, body))
 
@@ -134,8 +145,6 @@ def test_what_the_socket_gives_is_kept_only_up_to_the_high_water_mark() -> None:
         feed = stream._feed
         # The client reads nothing: the transport stops taking bytes from the socket.
         await _until(lambda: feed.reading_paused)
-        for _ in range(20):
-            await asyncio.sleep(0.001)
         assert feed.size <= READ_HIGH_WATER + 256 * 1024  # the mark, and at most one more socket read
         received = 0
         while chunk := await stream.read(64 * 1024, timeout=PATIENCE):
@@ -167,15 +176,13 @@ def test_a_cancelled_read_leaves_no_timer_behind() -> None:
         await reader.read(1)
 
     async def body(stream: NativeStream) -> None:
-        loop = asyncio.get_running_loop()
         task = asyncio.create_task(stream.read(16, timeout=PATIENCE))
         await _until(lambda: stream._feed.reader is not None)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         assert stream._feed.reader is None
-        timers = [handle for handle in loop._scheduled if not handle.cancelled()]  # type: ignore[attr-defined]
-        assert timers == []
+        assert _pending_timers() == []
 
     asyncio.run(_connected(handler, body))
 
