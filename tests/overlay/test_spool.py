@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import sqlite3
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ from billing_events.mock.testing import serve_in_thread
 from billing_events.spool import _intake as spool_intake
 from billing_events.spool import spool_status
 from billing_events.spool._adopt import fold_intake
+from billing_events.spool._spool import Spool
 
 from .scripted import lago_event, togai_event
 
@@ -400,6 +402,75 @@ def test_a_full_disk_is_handled_like_a_full_spool(
     assert len(stored_keys(server, provider)) == tracked
     if on_full == "drop":
         assert letters.read_text().count("No space left on device") == stats.dropped > 0
+
+
+def test_the_track_that_fills_a_segment_swaps_in_the_keepers_spare(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Making an intake segment (allocation, its zeros, a directory sync) takes milliseconds: the keeper
+    makes the next one once the current one is half full, and track() only swaps it in."""
+    provider = prepare(server, "togai")
+    monkeypatch.setattr(spool_intake, "SEGMENT_BYTES", 64 * 1024)
+    made_by: list[threading.Thread] = []
+    create = spool_intake.Segment.create
+
+    def recorded(db_path: Path, number: int, payload_size: int) -> spool_intake.Segment:
+        made_by.append(threading.current_thread())
+        return create(db_path, number, payload_size)
+
+    monkeypatch.setattr(spool_intake.Segment, "create", staticmethod(recorded))
+    prepared = threading.Event()
+    prepare_spare = Spool._prepare_spare
+
+    def noted(spool: Spool) -> None:
+        prepare_spare(spool)
+        if spool._spare is not None:
+            prepared.set()
+
+    monkeypatch.setattr(Spool, "_prepare_spare", noted)
+    directory = tmp_path / "spool"
+    tracked = 0
+    with client(provider, base_url(server, provider)) as api:
+        sender = api.background(spool=directory, flush_interval=3600, flush_at_events=10_000)
+        spool = sender._queue
+        for _ in range(3):
+            prepared.clear()
+            while not spool._segments or spool._segments[-1].offset * 2 < spool._segments[-1].size:
+                sender.track(event(provider, f"segment-{tracked}", tracked))
+                tracked += 1
+            current = spool._segments[-1]
+            assert prepared.wait(10), "the keeper made no spare for a half-full segment"
+            spare = spool._spare
+            assert spare is not None and spare.path.exists()
+            while spool._segments[-1] is current:
+                sender.track(event(provider, f"segment-{tracked}", tracked))
+                tracked += 1
+            assert spool._segments[-1] is spare
+        stats = sender.close(30)
+    # Only the first segment was made by track(); every later one by the keeper, ahead of need.
+    assert made_by[0] is threading.current_thread()
+    assert {thread.name for thread in made_by[1:]} == {"billing-events-togai-spool"}
+    assert stats.delivered == tracked
+    assert sorted(stored_keys(server, provider)) == sorted(f"segment-{n}" for n in range(tracked))
+    assert not list(directory.glob("*.intake-*"))  # the spare made last holds nothing and went too
+
+
+def test_a_spare_segment_left_by_a_killed_process_is_read_as_empty(server: str, tmp_path: Path) -> None:
+    """A kill can leave the keeper's spare behind (all zeros, or cut short while being written)."""
+    provider = prepare(server, "togai")
+    url = base_url(server, provider)
+    directory = tmp_path / "spool"
+    killed_holder(directory, url, provider, "spare", 200)
+    [intake] = directory.glob("*.intake-*")
+    prefix, _, number = intake.name.rpartition("-")
+    intake.with_name(f"{prefix}-{int(number) + 1}").write_bytes(bytes(64 * 1024))
+    intake.with_name(f"{prefix}-{int(number) + 2}").write_bytes(bytes(1000))  # cut short
+    assert len(list(directory.glob("*.intake-*"))) == 3
+    with Togai(TOKEN, base_url=url, retry=POLICY) as api:
+        stats = api.background(spool=directory).close(30)
+    assert stats.recovered == 200
+    assert sorted(stored_keys(server, provider)) == sorted(f"spare-{n}" for n in range(200))
+    assert not list(directory.glob("*.intake-*"))  # consumed, none set aside as damaged
 
 
 def test_a_torn_spool_file_is_salvaged_and_set_aside(

@@ -100,6 +100,8 @@ class Spool:
         self._moved_through = 0
         self._segments: deque[Segment] = deque()
         self._segment_number = 0
+        # The next segment, made by the keeper before the current one is full (see _prepare_spare).
+        self._spare: Segment | None = None
         self._last_scan = 0.0
         self._salvaged: dict[str, tuple[int, int, int]] = {}  # damaged files read only in part so far
         config.directory.mkdir(parents=True, exist_ok=True)
@@ -137,28 +139,27 @@ class Spool:
         return f"spool {self.config.directory}: {self.depth} events, {self._stored} of {self.max_bytes} bytes"
 
     def offer(self, payload: bytes) -> int:
-        """Write the payload when there is room (SpoolWriteError when the write fails); else 0."""
-        if not self.has_room(len(payload)):
-            return 0
-        self._write(payload)
-        return self._waiting
+        """Write the payload when there is room (SpoolWriteError when the write fails); else 0.
 
-    def _write(self, payload: bytes) -> None:
+        Every track() runs this: the room check, the record and the counts in one call, no helper.
+        """
         size = len(payload)
+        if self._stored + size + ROW_OVERHEAD > self.max_bytes:
+            return 0
         with self._lock:
             if self._closed:
                 raise SpoolWriteError("the spool is closed")
             seq = self._next
             segments = self._segments
-            if not segments or not segments[-1].fits(size):
-                self._rotate(size)
-            segment = segments[-1]
-            row = (seq, time.time(), zlib.crc32(payload), payload)
+            segment = segments[-1] if segments else None
+            if segment is None or segment.offset + RECORD_SIZE + size > segment.size:
+                segment = self._rotate(size)
+            at, crc = time.time(), zlib.crc32(payload)
             # The payload first: a record becomes visible only when its header's length is written.
             offset = segment.offset
             start = offset + RECORD_SIZE
             segment.map[start : start + size] = payload
-            RECORD.pack_into(segment.map, offset, size, row[2], seq, row[1])
+            RECORD.pack_into(segment.map, offset, size, crc, seq, at)
             segment.offset = start + size
             segment.last_seq = seq
             if self._sync_each:
@@ -169,12 +170,12 @@ class Spool:
                     raise SpoolWriteError(
                         f"could not sync the spool intake {segment.path.name}: {exc}"
                     ) from None
-            self._unmoved[seq] = row
+            self._unmoved[seq] = (seq, at, crc, payload)
             self._next = seq + 1
             self._dirty = True
             self.depth += 1
             self._stored += size + ROW_OVERHEAD
-            self._waiting += 1
+            self._waiting = waiting = self._waiting + 1
             self.bytes += size
             if (
                 not self._backlog
@@ -186,18 +187,60 @@ class Spool:
                 self._loaded = seq
             else:
                 self._backlog = True
+            return waiting
 
-    def _rotate(self, size: int) -> None:
-        """With the lock held: start a new intake segment (every few megabytes)."""
-        self._segment_number += 1
-        try:
-            segment = Segment.create(self._own.db_path, self._segment_number, size)
-        except OSError as exc:
-            raise SpoolWriteError(f"could not extend the spool {self.config.directory}: {exc}") from None
+    def _rotate(self, size: int) -> Segment:
+        """With the lock held: start a new intake segment (every few megabytes); returns it.
+
+        The keeper's spare when it has one that follows the current segment and holds the record;
+        else a segment made here.
+        """
+        segments = self._segments
+        spare, self._spare = self._spare, None
+        if spare is not None and (not segments or spare.number > segments[-1].number) and spare.fits(size):
+            segment = spare
+        else:
+            if spare is not None:
+                spare.close(remove=True)  # made for a segment that track() made itself meanwhile
+            self._segment_number += 1
+            try:
+                segment = Segment.create(self._own.db_path, self._segment_number, size)
+            except OSError as exc:
+                raise SpoolWriteError(f"could not extend the spool {self.config.directory}: {exc}") from None
+            if self.config.durability != "os":
+                fsync_directory(self.config.directory)  # the new file's name survives a power loss too
         segment.last_seq = self._next - 1  # its markers may name events up to here
-        self._segments.append(segment)
-        if self.config.durability != "os":
-            fsync_directory(self.config.directory)  # the new file's name survives a power loss too
+        segments.append(segment)
+        return segment
+
+    def _prepare_spare(self) -> None:
+        """Keeper: make the next intake segment once the current one is half full, outside the lock.
+
+        Creating a segment (allocating and writing its zeros, a directory sync under "group" and
+        "sync") takes milliseconds; made here, the track() that fills a segment only swaps it in.
+        A spare that fails is only logged: track() then makes its segment itself, and reports why
+        that failed.
+        """
+        with self._lock:
+            segments = self._segments
+            if self._closed or self._spare is not None or not segments:
+                return
+            if segments[-1].offset * 2 < segments[-1].size:
+                return
+            self._segment_number += 1
+            number = self._segment_number
+        try:
+            spare = Segment.create(self._own.db_path, number, 0)
+            if self.config.durability != "os":
+                fsync_directory(self.config.directory)
+        except OSError as exc:
+            log.warning("could not prepare the next spool intake segment: %s", exc)
+            return
+        with self._lock:
+            if self._closed or self._spare is not None:
+                spare.close(remove=True)
+            else:
+                self._spare = spare
 
     def _move_now(self, *, closing: bool = False, through: int | None = None) -> None:
         """With _db_lock held (and _lock not): move the intake records into SQLite, in one transaction.
@@ -358,6 +401,9 @@ class Spool:
             for segment in self._segments:
                 segment.close(remove=moved)
             self._segments.clear()
+            if self._spare is not None:
+                self._spare.close(remove=True)  # holds no record
+                self._spare = None
             self._store.close_wal()
             self._own.release(remove=self.depth == 0)
         _fork.live.discard(self)
@@ -449,6 +495,7 @@ class Spool:
         marks: deque[tuple[float, int]] = deque()
         while not self._stop.wait(interval):
             try:
+                self._prepare_spare()
                 now = time.monotonic()
                 marks.append((now, self._next - 1))
                 if len(self._unmoved) >= MOVE_AT_EVENTS:
