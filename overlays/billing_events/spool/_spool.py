@@ -172,7 +172,7 @@ class Spool:
                     ) from None
             self._unmoved[seq] = (seq, at, crc, payload)
             self._next = seq + 1
-            self._dirty = True
+            # Not _dirty: that asks the keeper to fsync SQLite's WAL, which a record in the intake does not touch.
             self.depth += 1
             self._stored += size + ROW_OVERHEAD
             self._waiting = waiting = self._waiting + 1
