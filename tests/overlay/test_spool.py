@@ -455,6 +455,55 @@ def test_the_track_that_fills_a_segment_swaps_in_the_keepers_spare(
     assert not list(directory.glob("*.intake-*"))  # the spare made last holds nothing and went too
 
 
+def test_a_spare_the_full_disk_refuses_is_logged_once_and_track_makes_its_own(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = prepare(server, "togai")
+    monkeypatch.setattr(spool_intake, "SEGMENT_BYTES", 64 * 1024)
+    ticks = threading.Condition()
+    attempts = [0]
+    prepare_spare = Spool._prepare_spare
+
+    armed = threading.Event()  # set once the first segment is half full: each tick from then tries
+
+    def counted(spool: Spool) -> None:
+        prepare_spare(spool)
+        if armed.is_set():
+            with ticks:
+                attempts[0] += 1
+                ticks.notify_all()
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Spool, "_prepare_spare", counted)
+    caplog.set_level(logging.WARNING, logger="billing_events")
+    directory = tmp_path / "spool"
+    tracked = 0
+    with client(provider, base_url(server, provider)) as api:
+        sender = api.background(spool=directory, flush_interval=3600, flush_at_events=10_000)
+        spool = sender._queue
+        sender.track(event(provider, "disk-0", 0))
+        tracked = 1
+        with monkeypatch.context() as disk:
+            disk.setattr(spool_intake.os, "posix_fallocate", no_space)
+            first = spool._segments[-1]
+            while first.offset * 2 < first.size:
+                sender.track(event(provider, f"disk-{tracked}", tracked))
+                tracked += 1
+            armed.set()
+            with ticks:  # twenty ticks of the keeper, each of which could try again
+                assert ticks.wait_for(lambda: attempts[0] >= 20, 30)
+        while spool._segments[-1] is first:
+            sender.track(event(provider, f"disk-{tracked}", tracked))
+            tracked += 1
+        stats = sender.close(30)
+    assert caplog.text.count("could not prepare the next spool intake segment") == 1
+    assert "No space left on device" in caplog.text
+    assert stats.delivered == tracked
+    assert sorted(stored_keys(server, provider)) == sorted(f"disk-{n}" for n in range(tracked))
+
+
 def test_a_spare_segment_left_by_a_killed_process_is_read_as_empty(server: str, tmp_path: Path) -> None:
     """A kill can leave the keeper's spare behind (all zeros, or cut short while being written)."""
     provider = prepare(server, "togai")

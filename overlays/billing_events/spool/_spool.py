@@ -102,6 +102,7 @@ class Spool:
         self._segment_number = 0
         # The next segment, made by the keeper before the current one is full (see _prepare_spare).
         self._spare: Segment | None = None
+        self._no_spare_after = -1  # the segment after which making a spare failed: track() makes its own
         self._last_scan = 0.0
         self._salvaged: dict[str, tuple[int, int, int]] = {}  # damaged files read only in part so far
         config.directory.mkdir(parents=True, exist_ok=True)
@@ -225,7 +226,8 @@ class Spool:
             segments = self._segments
             if self._closed or self._spare is not None or not segments:
                 return
-            if segments[-1].offset * 2 < segments[-1].size:
+            current = segments[-1]
+            if current.offset * 2 < current.size or current.number == self._no_spare_after:
                 return
             self._segment_number += 1
             number = self._segment_number
@@ -234,6 +236,8 @@ class Spool:
             if self.config.durability != "os":
                 fsync_directory(self.config.directory)
         except OSError as exc:
+            # Once per segment, not every tick: a full disk would otherwise log a hundred times a second.
+            self._no_spare_after = current.number
             log.warning("could not prepare the next spool intake segment: %s", exc)
             return
         with self._lock:
