@@ -455,6 +455,66 @@ def test_the_track_that_fills_a_segment_swaps_in_the_keepers_spare(
     assert not list(directory.glob("*.intake-*"))  # the spare made last holds nothing and went too
 
 
+def test_a_spare_that_track_overtook_is_replaced_before_the_next_segment_fills(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """track() made a segment itself while the keeper made a spare (the spare came too late): that spare
+    can never follow the new segment, so the keeper removes it and makes one that can."""
+    provider = prepare(server, "togai")
+    monkeypatch.setattr(spool_intake, "SEGMENT_BYTES", 64 * 1024)
+    spares: list[spool_intake.Segment] = []
+    made = threading.Condition()
+    prepare_spare = Spool._prepare_spare
+
+    keeper = threading.Lock()  # held by the test: the keeper makes no spare meanwhile
+
+    def noted(spool: Spool) -> None:
+        with keeper:
+            prepare_spare(spool)
+        with made:
+            if spool._spare is not None and (not spares or spool._spare is not spares[-1]):
+                spares.append(spool._spare)
+                made.notify_all()
+
+    monkeypatch.setattr(Spool, "_prepare_spare", noted)
+    directory = tmp_path / "spool"
+    tracked = 0
+
+    def track_until(condition: Callable[[], bool]) -> None:
+        nonlocal tracked
+        while not condition():
+            sender.track(event(provider, f"late-{tracked}", tracked))
+            tracked += 1
+
+    with client(provider, base_url(server, provider)) as api:
+        sender = api.background(spool=directory, flush_interval=3600, flush_at_events=10_000)
+        spool = sender._queue
+        track_until(
+            lambda: bool(spool._segments) and spool._segments[-1].offset * 2 >= spool._segments[-1].size
+        )
+        with made:
+            assert made.wait_for(lambda: len(spares) == 1, 10)
+        with keeper:
+            with spool._lock:  # the keeper's spare is late: track() finds none, and makes its segment
+                late, spool._spare = spool._spare, None
+            first = spool._segments[-1]
+            track_until(lambda: spool._segments[-1] is not first)
+            overtaking = spool._segments[-1]
+            assert late is not None and late.number < overtaking.number
+            with spool._lock:
+                spool._spare = late
+        track_until(lambda: overtaking.offset * 2 >= overtaking.size)
+        with made:
+            assert made.wait_for(lambda: len(spares) == 2, 10), "the late spare was kept"
+        assert spares[1].number > overtaking.number
+        assert not late.path.exists()
+        track_until(lambda: spool._segments[-1] is not overtaking)
+        assert spool._segments[-1] is spares[1]
+        stats = sender.close(30)
+    assert stats.delivered == tracked
+    assert sorted(stored_keys(server, provider)) == sorted(f"late-{n}" for n in range(tracked))
+
+
 def test_a_spare_the_full_disk_refuses_is_logged_once_and_track_makes_its_own(
     server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

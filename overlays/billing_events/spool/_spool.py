@@ -224,13 +224,19 @@ class Spool:
         """
         with self._lock:
             segments = self._segments
-            if self._closed or self._spare is not None or not segments:
+            if self._closed or not segments:
                 return
-            current = segments[-1]
+            current, stale = segments[-1], self._spare
+            if stale is not None and stale.number > current.number:
+                return  # made, not used yet
             if current.offset * 2 < current.size or current.number == self._no_spare_after:
                 return
+            # A spare that track() overtook (it made a segment while this one was made) is never used.
+            self._spare = None
             self._segment_number += 1
             number = self._segment_number
+        if stale is not None:
+            stale.close(remove=True)
         try:
             spare = Segment.create(self._own.db_path, number, 0)
             if self.config.durability != "os":
