@@ -1,6 +1,6 @@
 """Hostile tests of the keeper's spare intake segment (``Spool._prepare_spare``) and ``_rotate``.
 
-Each test here fails because of a defect found in review; it is marked ``xfail(strict=True)``.
+Each test here failed because of a defect found in review, before its fix.
 """
 
 from __future__ import annotations
@@ -48,11 +48,6 @@ def _failing_directory_sync(
     return failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_prepare_spare: a spare whose directory sync fails is only logged; its file and map are "
-    "neither installed nor removed, so close() leaves an .intake-N file next to the spool",
-)
 def test_a_spare_whose_directory_sync_failed_is_not_left_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,14 +74,12 @@ def test_a_spare_whose_directory_sync_failed_is_not_left_behind(
         second.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_rotate: fsync_directory runs after Segment.create, outside the try and before the append: "
-    "its OSError escapes track() raw (no SpoolWriteError) and the new segment is leaked",
-)
 @pytest.mark.parametrize("on_full", ["block", "drop"])
 def test_a_failed_directory_sync_of_a_new_segment_is_handled_like_a_full_spool(
-    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_full: str  # noqa: F811
+    server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    on_full: str,  # noqa: F811
 ) -> None:
     provider = prepare(server, "togai")
     directory = tmp_path / "spool"
@@ -95,7 +88,9 @@ def test_a_failed_directory_sync_of_a_new_segment_is_handled_like_a_full_spool(
         sender = api.background(spool=directory, flush_interval=3600, flush_at_events=10_000, on_full=on_full)
         caller = threading.current_thread()
         # The first track() makes the first segment on the caller's thread; the directory is full.
-        failed = _failing_directory_sync(monkeypatch, lambda: threading.current_thread() is caller, errno.ENOSPC)
+        failed = _failing_directory_sync(
+            monkeypatch, lambda: threading.current_thread() is caller, errno.ENOSPC
+        )
         tracked = []
         try:
             sender.track(event(provider, "first", 0))

@@ -204,12 +204,10 @@ class Spool:
             if spare is not None:
                 spare.close(remove=True)  # made for a segment that track() made itself meanwhile
             self._segment_number += 1
-            try:
-                segment = Segment.create(self._own.db_path, self._segment_number, size)
-            except OSError as exc:
-                raise SpoolWriteError(f"could not extend the spool {self.config.directory}: {exc}") from None
-            if self.config.durability != "os":
-                fsync_directory(self.config.directory)  # the new file's name survives a power loss too
+            made, why = self._new_segment(self._segment_number, size)
+            if made is None:
+                raise SpoolWriteError(f"could not extend the spool {self.config.directory}: {why}")
+            segment = made
         segment.last_seq = self._next - 1  # its markers may name events up to here
         segments.append(segment)
         return segment
@@ -237,20 +235,34 @@ class Spool:
             number = self._segment_number
         if stale is not None:
             stale.close(remove=True)
-        try:
-            spare = Segment.create(self._own.db_path, number, 0)
-            if self.config.durability != "os":
-                fsync_directory(self.config.directory)
-        except OSError as exc:
+        spare, why = self._new_segment(number, 0)
+        if spare is None:
             # Once per segment, not every tick: a full disk would otherwise log a hundred times a second.
             self._no_spare_after = current.number
-            log.warning("could not prepare the next spool intake segment: %s", exc)
+            log.warning("could not prepare the next spool intake segment: %s", why)
             return
         with self._lock:
             if self._closed or self._spare is not None:
                 spare.close(remove=True)
             else:
                 self._spare = spare
+
+    def _new_segment(self, number: int, size: int) -> tuple[Segment | None, str]:
+        """Intake segment ``number``, its name synced (but under "os"); or None and why it failed.
+
+        A segment whose name could not be synced is removed: a power loss could lose it with its records.
+        """
+        try:
+            segment = Segment.create(self._own.db_path, number, size)
+        except OSError as exc:
+            return None, str(exc)
+        if self.config.durability != "os":
+            try:
+                fsync_directory(self.config.directory)  # the new file's name survives a power loss too
+            except OSError as exc:
+                segment.close(remove=True)
+                return None, f"could not sync the directory: {exc}"
+        return segment, ""
 
     def _move_now(self, *, closing: bool = False, through: int | None = None) -> None:
         """With _db_lock held (and _lock not): move the intake records into SQLite, in one transaction.
