@@ -76,10 +76,10 @@ def test_a_spare_whose_directory_sync_failed_is_not_left_behind(
 
 @pytest.mark.parametrize("on_full", ["block", "drop"])
 def test_a_failed_directory_sync_of_a_new_segment_is_handled_like_a_full_spool(
-    server: str,
+    server: str,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    on_full: str,  # noqa: F811
+    on_full: str,
 ) -> None:
     provider = prepare(server, "togai")
     directory = tmp_path / "spool"
