@@ -436,6 +436,18 @@ def _recorded_backoffs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float
     return calls
 
 
+def _send_one(server: Scripted, retry: RetryPolicy) -> Any:
+    """One Togai event through an asyncio client on ``server``'s transport; the call's report."""
+
+    async def run() -> Any:
+        async with AsyncTogai(
+            TOKEN, base_url="http://togai.local", transport=server.transport(), retry=retry
+        ) as client:
+            return await client.send([togai_event(1)])
+
+    return asyncio.run(run())
+
+
 def test_async_retries_count_the_first_attempt_and_honour_its_retry_after(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -446,17 +458,10 @@ def test_async_retries_count_the_first_attempt_and_honour_its_retry_after(
         default=accepted,
     )
 
-    async def run() -> list[str]:
-        async with AsyncTogai(
-            TOKEN,
-            base_url="http://togai.local",
-            transport=server.transport(),
-            retry=RetryPolicy(max_attempts=3, deadline=20.0, initial_delay=0.001, max_delay=0.001),
-        ) as client:
-            report = await client.send([togai_event(1)])
-        return [o.status.value for o in report]
-
-    assert asyncio.run(run()) == ["delivered"]
+    report = _send_one(
+        server, RetryPolicy(max_attempts=3, deadline=20.0, initial_delay=0.001, max_delay=0.001)
+    )
+    assert [o.status.value for o in report] == ["delivered"]
     assert len(server.requests) == 3
     assert calls == [(1, 0.05), (2, 0.02)]  # the first attempt's hint drove the first wait
 
@@ -464,34 +469,20 @@ def test_async_retries_count_the_first_attempt_and_honour_its_retry_after(
 def test_async_retries_stop_at_the_attempt_cap_counting_the_first_attempt() -> None:
     server = Scripted(default=httpx.Response(503, json={"message": "down"}, headers={"Retry-After": "0"}))
 
-    async def run() -> list[tuple[str, int]]:
-        async with AsyncTogai(
-            TOKEN,
-            base_url="http://togai.local",
-            transport=server.transport(),
-            retry=RetryPolicy(max_attempts=3, deadline=20.0, initial_delay=0.001, max_delay=0.001),
-        ) as client:
-            report = await client.send([togai_event(1)])
-        return [(o.status.value, o.attempts) for o in report]
-
-    assert asyncio.run(run()) == [("unknown", 3)]
+    report = _send_one(
+        server, RetryPolicy(max_attempts=3, deadline=20.0, initial_delay=0.001, max_delay=0.001)
+    )
+    assert [(o.status.value, o.attempts) for o in report] == [("unknown", 3)]
     assert len(server.requests) == 3
 
 
 def test_async_retries_make_no_wait_that_crosses_the_call_deadline() -> None:
     server = Scripted(default=httpx.Response(503, json={"message": "down"}, headers={"Retry-After": "5"}))
 
-    async def run() -> list[str]:
-        async with AsyncTogai(
-            TOKEN,
-            base_url="http://togai.local",
-            transport=server.transport(),
-            retry=RetryPolicy(max_attempts=100, deadline=0.5, initial_delay=0.001, max_retry_after=5),
-        ) as client:
-            report = await client.send([togai_event(1)])
-        return [o.status.value for o in report]
-
     started = time.monotonic()
-    assert asyncio.run(run()) == ["unknown"]
+    report = _send_one(
+        server, RetryPolicy(max_attempts=100, deadline=0.5, initial_delay=0.001, max_retry_after=5)
+    )
+    assert [o.status.value for o in report] == ["unknown"]
     assert len(server.requests) == 1
     assert time.monotonic() - started < PATIENCE  # no 5 s sleep started past the deadline
