@@ -56,7 +56,7 @@ class Segment:
     moment it is copied; ``msync`` (group and sync durability) makes it survive a power loss.
     """
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int, number: int) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             # Blocks allocated now: a full disk fails here, never as a SIGBUS on a later memory write.
@@ -69,7 +69,7 @@ class Segment:
             raise
         os.close(fd)  # the mapping holds its own reference
         self.path = path
-        self.number = 0  # its place among the file's segments (create() sets it)
+        self.number = number  # its place among the file's segments
         self.size = size
         self.offset = 0
         self.synced = 0
@@ -78,9 +78,7 @@ class Segment:
     @classmethod
     def create(cls, db_path: Path, number: int, payload_size: int) -> Segment:
         """Intake segment ``number`` of a file, with room for at least two records of ``payload_size``."""
-        segment = cls(intake_path(db_path, number), max(SEGMENT_BYTES, 2 * (RECORD.size + payload_size)))
-        segment.number = number
-        return segment
+        return cls(intake_path(db_path, number), max(SEGMENT_BYTES, 2 * (RECORD.size + payload_size)), number)
 
     def fits(self, size: int) -> bool:
         return self.offset + RECORD.size + size <= self.size
