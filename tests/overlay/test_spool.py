@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import sqlite3
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -402,6 +403,44 @@ def test_a_full_disk_is_handled_like_a_full_spool(
     assert len(stored_keys(server, provider)) == tracked
     if on_full == "drop":
         assert letters.read_text().count("No space left on device") == stats.dropped > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="elsewhere the intake syncs through mmap.flush")
+def test_other_threads_run_while_an_intake_segment_syncs(tmp_path: Path) -> None:
+    """The keeper's msync (every ``fsync_interval`` under "group"; track()'s own under "sync") waits
+    for the disk without the GIL: track() and the workers go on meanwhile.
+
+    With the switch interval at 1000 s, the GIL changes hands only when its holder lets it go, so
+    the other thread can run inside the loop only if a sync lets it go.
+    """
+    segment = spool_intake.Segment(tmp_path / "intake", 8 << 20, 1)
+    ran: list[str] = []
+    gate = threading.Lock()
+    gate.acquire()
+
+    def other() -> None:
+        with gate:
+            ran.append("ran")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000)
+    try:
+        thread = threading.Thread(target=other)
+        thread.start()  # returns once the thread waits on the gate (it holds the GIL until then)
+        gate.release()  # the thread now waits only for the GIL
+        for step in range(8):
+            start = step << 20
+            segment.map[start : start + (1 << 20)] = bytes([step + 1]) * (1 << 20)
+            segment.offset = start + (1 << 20)
+            segment.sync()
+            if ran:
+                break
+        ran_during_syncs = bool(ran)
+    finally:
+        sys.setswitchinterval(interval)
+    thread.join(10)
+    segment.close(remove=True)
+    assert ran_during_syncs
 
 
 def test_the_track_that_fills_a_segment_swaps_in_the_keepers_spare(
