@@ -443,6 +443,70 @@ def test_other_threads_run_while_an_intake_segment_syncs(tmp_path: Path) -> None
     assert ran_during_syncs
 
 
+def test_under_sync_a_settlement_leaves_no_marker_unsynced_where_its_markers_start_a_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Markers written before the settlement's own rotation to a new intake segment are synced too."""
+    monkeypatch.setattr(spool_intake, "SEGMENT_BYTES", 4096)
+    destination = "https://togai.example/api"
+    spool = Spool(
+        Togai("token", base_url=destination).rules,
+        SpoolConfig(tmp_path, durability="sync"),
+        destination,
+        1_000,
+        1 << 20,
+    )
+    try:
+        record = spool_intake.RECORD_SIZE
+        # Ten records leave 56 bytes of the first segment: room for one marker (40 bytes), not two.
+        for number in range(10):
+            spool.offer(b"x" * (404 - record - 5) + b"%05d" % number)
+        first = spool._segments[-1]
+        assert first.size - first.offset == 56
+        taken = spool.take_batch()
+        spool.settle([taken[0], taken[2], taken[4]], [])  # three runs: three markers
+        segments = list(spool._segments)
+        assert len(segments) == 2
+        assert [segment.offset - segment.synced for segment in segments] == [0, 0]
+    finally:
+        spool.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="names the synced files through /proc/self/fd")
+def test_events_settled_in_the_intake_cost_no_fsync_of_sqlites_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their settlement markers are in the intake, which the group sync msyncs; the WAL is untouched."""
+    destination = "https://togai.example/api"
+    spool = Spool(
+        Togai("token", base_url=destination).rules,
+        SpoolConfig(tmp_path, durability="group"),
+        destination,
+        1_000,
+        1 << 20,
+    )
+    try:
+        spool._stop.set()  # the test takes the keeper's step itself
+        spool._keeper.join(10)
+        for number in range(5):
+            spool.offer(b'{"n":%d}' % number)
+        spool.settle(spool.take_batch(), [])
+        synced: list[str] = []
+        fsync = os.fsync
+
+        def recorded(fd: int) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", recorded)
+        spool._sync()
+        monkeypatch.undo()
+        assert not [path for path in synced if path.endswith("-wal")]
+        assert spool._segments[-1].synced == spool._segments[-1].offset > 0  # the markers were synced
+    finally:
+        spool.close()
+
+
 def test_the_track_that_fills_a_segment_swaps_in_the_keepers_spare(
     server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

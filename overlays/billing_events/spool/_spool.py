@@ -354,6 +354,8 @@ class Spool:
         try:
             for first, last in runs:
                 if not segments or not segments[-1].fits(RUN.size):
+                    if self._sync_each and segments:
+                        segments[-1].sync()  # the markers written into it so far
                     self._rotate(RUN.size)
                 segments[-1].append_marker(first, last)
             if self._sync_each:
@@ -361,7 +363,7 @@ class Spool:
         except (SpoolWriteError, OSError) as exc:
             # Unmarked, they would be sent again after a crash: safe (same keys and timestamps), so go on.
             log.error("could not mark settled events in the spool intake: %s", exc)
-        self._dirty = True
+        # Not _dirty: the markers are in the intake, which the keeper syncs anyway; SQLite's WAL is untouched.
 
     def _delete(self, seqs: list[int]) -> bool:
         """With _db_lock held: delete settled rows from SQLite and add the pending tally, in one transaction."""
