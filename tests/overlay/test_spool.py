@@ -52,6 +52,13 @@ POLICY = RetryPolicy(max_attempts=40, deadline=60, initial_delay=0.001, max_dela
 FAULTS = {"rate_429": 0.05, "rate_503": 0.1, "rate_drop": 0.1, "rate_lost_response": 0.1, "retry_after": 0}
 KILLS = 10
 PER_CHILD = 120
+DESTINATION = "https://togai.example/api"
+
+
+def direct_spool(directory: Path, **config: Any) -> Spool:
+    """A Togai spool used directly, without a sender (its keeper thread runs)."""
+    rules = Togai("token", base_url=DESTINATION).rules
+    return Spool(rules, SpoolConfig(directory, **config), DESTINATION, 1_000, 1 << 20)
 
 
 @pytest.fixture(scope="module")
@@ -448,14 +455,7 @@ def test_under_sync_a_settlement_leaves_no_marker_unsynced_where_its_markers_sta
 ) -> None:
     """Markers written before the settlement's own rotation to a new intake segment are synced too."""
     monkeypatch.setattr(spool_intake, "SEGMENT_BYTES", 4096)
-    destination = "https://togai.example/api"
-    spool = Spool(
-        Togai("token", base_url=destination).rules,
-        SpoolConfig(tmp_path, durability="sync"),
-        destination,
-        1_000,
-        1 << 20,
-    )
+    spool = direct_spool(tmp_path, durability="sync")
     try:
         record = spool_intake.RECORD_SIZE
         # Ten records leave 56 bytes of the first segment: room for one marker (40 bytes), not two.
@@ -477,14 +477,7 @@ def test_events_settled_in_the_intake_cost_no_fsync_of_sqlites_wal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Their settlement markers are in the intake, which the group sync msyncs; the WAL is untouched."""
-    destination = "https://togai.example/api"
-    spool = Spool(
-        Togai("token", base_url=destination).rules,
-        SpoolConfig(tmp_path, durability="group"),
-        destination,
-        1_000,
-        1 << 20,
-    )
+    spool = direct_spool(tmp_path, durability="group")
     try:
         spool._stop.set()  # the test takes the keeper's step itself
         spool._keeper.join(10)

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from billing_events import SpoolConfig, Togai
+from billing_events import Togai
 from billing_events.spool import _spool as spool_module
-from billing_events.spool._spool import Spool, waited_through
+from billing_events.spool._spool import waited_through
 
 from .scripted import togai_event
-
-DESTINATION = "https://togai.example/api"
+from .test_spool import DESTINATION, direct_spool
 
 
 def test_only_what_was_accepted_move_after_ago_or_earlier_is_due() -> None:
@@ -29,18 +28,13 @@ def test_only_what_was_accepted_move_after_ago_or_earlier_is_due() -> None:
     assert waited_through(marks, 10.3 + spool_module.MOVE_AFTER) is None
 
 
-def _spool(directory: Path) -> Spool:
-    rules = Togai("token", base_url=DESTINATION).rules
-    return Spool(rules, SpoolConfig(directory), DESTINATION, 1_000, 1 << 20)
-
-
 def test_events_moved_in_part_and_settled_either_way_are_kept_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(spool_module, "MOVE_AFTER", 3600.0)  # no move but the test's own
     rules = Togai("token", base_url=DESTINATION).rules
     payloads = [rules.encode(togai_event(n))[1] for n in range(10)]
-    first = _spool(tmp_path)
+    first = direct_spool(tmp_path)
     for payload in payloads:
         first.offer(payload)
     with first._db_lock:
@@ -51,7 +45,7 @@ def test_events_moved_in_part_and_settled_either_way_are_kept_once(
     # Settled: two that were moved (deleted from SQLite) and two that were not (a marker in the intake).
     first.settle([taken[0], taken[1], taken[8], taken[9]], [])
     first.close()
-    second = _spool(tmp_path)
+    second = direct_spool(tmp_path)
     try:
         kept = [pending.payload for pending in second.take_batch()]
     finally:
