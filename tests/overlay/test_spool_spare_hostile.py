@@ -13,22 +13,14 @@ from typing import Any
 
 import pytest
 
-from billing_events import QueueFullError, SpoolConfig, Togai
+from billing_events import QueueFullError, Togai
 from billing_events.spool import _intake as spool_intake
 from billing_events.spool import _spool as spool_module
-from billing_events.spool._spool import Spool
 
 from .scripted import togai_event
-from .test_spool import base_url, client, event, prepare, server, stored_keys  # noqa: F401
-
-DESTINATION = "https://togai.example/api"
-
+from .test_spool import DESTINATION, base_url, client, direct_spool, event, prepare, server, stored_keys  # noqa: F401
 
 RULES = Togai("token", base_url=DESTINATION).rules
-
-
-def _spool(directory: Path, **config: Any) -> Spool:
-    return Spool(RULES, SpoolConfig(directory, **config), DESTINATION, 1_000, 1 << 20)
 
 
 def _failing_directory_sync(
@@ -53,7 +45,7 @@ def test_a_spare_whose_directory_sync_failed_is_not_left_behind(
 ) -> None:
     monkeypatch.setattr(spool_intake, "SEGMENT_BYTES", 64 * 1024)
     directory = tmp_path / "spool"
-    spool = _spool(directory)  # durability "group": the spare's name is synced
+    spool = direct_spool(directory)  # durability "group": the spare's name is synced
     failed = _failing_directory_sync(monkeypatch, lambda: threading.current_thread() is spool._keeper)
     payloads = [RULES.encode(togai_event(n))[1] for n in range(400)]
     offered = 0
@@ -67,7 +59,7 @@ def test_a_spare_whose_directory_sync_failed_is_not_left_behind(
     left = sorted(path.name.rpartition(".")[2] for path in directory.glob("*.intake-*"))
     assert left == [], f"intake files left behind by a clean close: {left}"
 
-    second = _spool(directory)  # the events themselves are all there, for the next sender
+    second = direct_spool(directory)  # the events themselves are all there, for the next sender
     try:
         assert second.depth == offered
     finally:
@@ -75,7 +67,7 @@ def test_a_spare_whose_directory_sync_failed_is_not_left_behind(
 
 
 @pytest.mark.parametrize("on_full", ["block", "drop"])
-def test_a_failed_directory_sync_of_a_new_segment_is_handled_like_a_full_spool(
+def test_a_failed_directory_sync_of_a_new_segment_is_handled_like_a_fulldirect_spool(
     server: str,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

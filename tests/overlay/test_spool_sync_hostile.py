@@ -1,7 +1,9 @@
 """Hostile tests of the intake's GIL-free msync (``Segment.sync``) and of settlement markers' syncs.
 
-Tests marked xfail(strict=True) fail because of a defect found in review of the change that made
-``Segment.sync`` call libc's msync through ctypes and stopped markers from setting ``_dirty``.
+The tests of ``Segment.sync`` closed under a sync, of a close() that stops waiting for the keeper's
+sync, and of a failed msync before the WAL's fsync each failed because of a defect found in review
+of the change that made ``Segment.sync`` call libc's msync through ctypes and stopped markers from
+setting ``_dirty``; the others guard what that review checked and found to hold.
 """
 
 from __future__ import annotations
@@ -14,28 +16,22 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from billing_events import SpoolConfig, Togai
 from billing_events.spool import _intake as spool_intake
-from billing_events.spool._spool import Spool, SpoolWriteError
+from billing_events.spool._spool import SpoolWriteError
 
-DESTINATION = "https://togai.example/api"
-RULES = Togai("token", base_url=DESTINATION).rules
+from .test_spool import direct_spool
 
 linux_only = pytest.mark.skipif(
     sys.platform != "linux" or spool_intake._msync is None, reason="the ctypes msync is used on Linux only"
 )
 
 
-def _spool(directory: Path, **config: Any) -> Spool:
-    return Spool(RULES, SpoolConfig(directory, **config), DESTINATION, 1_000, 1 << 20)
-
-
-def _map_at(address: int, size: int) -> int:
-    """An anonymous mapping exactly at ``address`` (MAP_FIXED_NOREPLACE: never over a live mapping)."""
+def _map_at(address: int, size: int) -> int | None:
+    """An anonymous mapping exactly at ``address`` (MAP_FIXED_NOREPLACE: never over a live mapping);
+    None when the address is still mapped."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [
@@ -55,6 +51,8 @@ def _map_at(address: int, size: int) -> int:
         -1,
         0,
     )
+    if got != address and ctypes.get_errno() == errno.EEXIST:
+        return None
     if got != address:
         pytest.skip(f"could not map at the segment's old address: {os.strerror(ctypes.get_errno())}")
     return address
@@ -67,13 +65,6 @@ def _unmap(address: int, size: int) -> None:
 
 
 @linux_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="Segment.sync checks map.closed and then msyncs a raw address with the GIL released: a close "
-    "from another thread in between (Spool.close after its keeper join timed out) makes the msync hit "
-    "an unmapped address (OSError ENOMEM, not the promised ValueError) or another mapping that took "
-    "the address (success claimed: synced == offset, though nothing of the segment was synced)",
-)
 @pytest.mark.parametrize("after_close", ["unmapped", "reused"])
 def test_a_sync_that_a_close_overtakes_never_reports_success_nor_an_unmapped_address(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_close: str
@@ -121,16 +112,11 @@ def test_a_sync_that_a_close_overtakes_never_reports_success_nor_an_unmapped_add
     assert len(outcome) == 1
     assert isinstance(outcome[0], ValueError), f"a sync overtaken by a close ended with {outcome[0]!r}"
     assert segment.synced == 0
+    assert reused is None, "the segment's address was unmapped while its msync ran"
+    assert segment.map.closed  # unmapped once the sync ended
 
 
 @linux_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="Spool.close(), once its keeper join gave up, unmaps the intake segments while the keeper is "
-    "inside their GIL-free msync (mmap.flush kept close() out until its msync returned): the keeper's "
-    "msync then runs on an address close() unmapped and logs 'spool maintenance failed' with "
-    "OSError ENOMEM, a traceback at every slow-disk shutdown",
-)
 def test_a_close_that_stops_waiting_for_a_slow_keeper_sync_leaves_no_error_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -149,7 +135,7 @@ def test_a_close_that_stops_waiting_for_a_slow_keeper_sync_leaves_no_error_behin
         real(at, length)
 
     monkeypatch.setattr(spool_intake, "_msync", slow_disk_msync)
-    spool = _spool(tmp_path, durability="group", fsync_interval=0.001)
+    spool = direct_spool(tmp_path, durability="group", fsync_interval=0.001)
     keepers.append(spool._keeper)
     spool.offer(b'{"n":0}')
     assert entered.wait(10), "the keeper never synced the intake"
@@ -162,19 +148,11 @@ def test_a_close_that_stops_waiting_for_a_slow_keeper_sync_leaves_no_error_behin
 
 
 @linux_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="_sync clears _dirty before its msyncs: when an msync fails, the WAL fsync of a move is "
-    "skipped and forgotten, and the next _sync reports the move durable and drops the intake segments "
-    "it came from although the WAL was never fsynced. Settlement markers used to set _dirty again "
-    "(markers come every few ms under load); since the change they do not, so a power loss after "
-    "one failed msync loses the moved events",
-)
 def test_after_a_failed_intake_msync_no_segment_is_dropped_before_the_wal_holding_its_records_is_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(spool_intake, "SEGMENT_BYTES", 4096)
-    spool = _spool(tmp_path, durability="group")
+    spool = direct_spool(tmp_path, durability="group")
     try:
         spool._stop.set()  # the test takes the keeper's steps itself
         spool._keeper.join(10)
@@ -233,7 +211,7 @@ def test_a_sync_of_a_closed_segment_raises_valueerror_as_mmap_flush_did(tmp_path
 def test_an_msync_error_reaches_offer_as_a_spool_write_error_and_the_record_is_taken_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spool = _spool(tmp_path, durability="sync")
+    spool = direct_spool(tmp_path, durability="sync")
     try:
         spool.offer(b'{"n":0}')
         real = spool_intake._msync
@@ -257,7 +235,7 @@ def _child(directory: Path, out: int) -> None:
     code = 1
     try:
         spool_intake.SEGMENT_BYTES = 4096
-        spool = _spool(directory)  # durability "group"
+        spool = direct_spool(directory)  # durability "group"
         spool._stop.set()  # no keeper: the test decides what is in SQLite and what only in the intake
         spool._keeper.join(10)
         for number in range(20):
@@ -292,7 +270,7 @@ def test_after_a_kill_a_new_sender_has_exactly_the_unsettled_events_of_sqlite_an
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert ready == b"ready\n"
-    survivor = _spool(tmp_path)
+    survivor = direct_spool(tmp_path)
     try:
         assert survivor.depth == 30
         payloads = []
@@ -308,7 +286,7 @@ def test_after_a_kill_a_new_sender_has_exactly_the_unsettled_events_of_sqlite_an
 def test_under_sync_an_msync_error_of_a_settlement_marker_is_logged_and_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    spool = _spool(tmp_path, durability="sync")
+    spool = direct_spool(tmp_path, durability="sync")
     try:
         for number in range(3):
             spool.offer(b'{"n":%d}' % number)
@@ -331,7 +309,7 @@ def test_events_settled_after_their_move_into_sqlite_get_their_delete_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Markers no longer set _dirty; a DELETE of rows the keeper moved into SQLite still does."""
-    spool = _spool(tmp_path, durability="group")
+    spool = direct_spool(tmp_path, durability="group")
     try:
         spool._stop.set()
         spool._keeper.join(10)
@@ -354,3 +332,12 @@ def test_events_settled_after_their_move_into_sqlite_get_their_delete_fsynced(
         assert [path for path in synced if path.endswith("-wal")]
     finally:
         spool.close()
+
+
+@pytest.mark.parametrize("machine", ["alpha", "parisc64"])
+def test_where_ms_sync_is_not_4_the_intake_syncs_through_mmap_flush(
+    monkeypatch: pytest.MonkeyPatch, machine: str
+) -> None:
+    """On Alpha and PA-RISC, 4 is MS_INVALIDATE: an msync with it would sync nothing and succeed."""
+    monkeypatch.setattr(spool_intake.platform, "machine", lambda: machine)
+    assert spool_intake._gil_free_msync() is None

@@ -13,9 +13,11 @@ import ctypes
 import logging
 import mmap
 import os
+import platform
 import re
 import struct
 import sys
+import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -58,9 +60,10 @@ def _gil_free_msync() -> Callable[[int, int], None] | None:
     ``mmap.flush`` holds the GIL through its msync (CPython 3.11 to 3.13), so every thread of the
     process, ``track()`` and the workers included, stood still while the keeper waited for the disk
     (milliseconds a sync under "group", 20 times a second by default), and while ``track()`` synced
-    its record under "sync". ``MS_SYNC`` is 4 on Linux; elsewhere ``mmap.flush`` is used.
+    its record under "sync". ``MS_SYNC`` is 4 on Linux but for Alpha and PA-RISC; there, and off
+    Linux, ``mmap.flush`` is used.
     """
-    if sys.platform != "linux":
+    if sys.platform != "linux" or platform.machine().lower().startswith(("alpha", "parisc")):
         return None
     try:
         function = ctypes.CDLL(None, use_errno=True).msync
@@ -109,6 +112,10 @@ class Segment:
             remove_files(path)
             raise
         os.close(fd)  # the mapping holds its own reference
+        # A close that comes while the GIL-free msync runs leaves the unmapping to that sync.
+        self._guard = threading.Lock()
+        self._syncing = 0
+        self._closing = False
         self.path = path
         self.number = number  # its place among the file's segments
         self.size = size
@@ -139,23 +146,44 @@ class Segment:
         self.offset = start + RUN.size
 
     def sync(self) -> None:
-        """msync what was appended since the last call."""
+        """msync what was appended since the last call (ValueError once the segment is closed)."""
         first = self.synced - self.synced % PAGE
         end = self.offset
-        if end > first:
-            if _msync is None:
-                self.map.flush(first, end - first)
-            elif self.map.closed:
-                raise ValueError("the segment is closed")  # as mmap.flush says it
-            else:
-                _msync(self._address + first, end - first)
+        if end <= first:
+            return
+        if _msync is None:
+            self.map.flush(first, end - first)
             self.synced = end
+            return
+        with self._guard:
+            if self._closing:
+                raise ValueError("the segment is closed")  # as mmap.flush says it
+            self._syncing += 1
+        try:
+            _msync(self._address + first, end - first)
+        finally:
+            with self._guard:
+                self._syncing -= 1
+                closed, unmap = self._closing, self._closing and not self._syncing
+            if unmap:
+                self._unmap()
+        if closed:
+            raise ValueError("the segment was closed while it synced")
+        self.synced = end
 
     def close(self, remove: bool) -> None:
+        """Unmap (at once, or when a sync in progress ends) and, with ``remove``, delete the file."""
+        with self._guard:
+            self._closing = True
+            unmap = not self._syncing
+        if unmap:
+            self._unmap()
+        if remove:
+            remove_files(self.path)  # a sync still running keeps the mapping, and the inode, until it ends
+
+    def _unmap(self) -> None:
         with contextlib.suppress(ValueError, OSError):
             self.map.close()
-        if remove:
-            remove_files(self.path)
 
 
 def intake_rows(db_path: Path, after: int) -> tuple[list[Row], int]:

@@ -543,6 +543,8 @@ class Spool:
                 if now - self._last_scan >= ADOPT_EVERY:
                     self.adopt()
             except Exception:
+                if self._closed:
+                    return  # close() went on without this step (it stopped waiting): nothing is left to keep
                 log.exception("spool maintenance failed")
 
     def _sync(self) -> int:
@@ -555,12 +557,17 @@ class Spool:
                 return 0
             durable = self._moved_through
             segments = list(self._segments)
+            wal_fd = self._store.open_wal() if self._dirty else None
             dirty, self._dirty = self._dirty, False
-            wal_fd = self._store.open_wal() if dirty else None
-        for segment in segments:
-            segment.sync()
-        if wal_fd is not None:
-            os.fsync(wal_fd)
+        try:
+            for segment in segments:
+                segment.sync()
+            if wal_fd is not None:
+                os.fsync(wal_fd)
+        except BaseException:
+            if dirty:
+                self._dirty = True  # the WAL's fsync is still owed: the next round tries again
+            raise
         return durable
 
     def _drop_moved_segments(self, through: int) -> None:
