@@ -61,6 +61,27 @@ def direct_spool(directory: Path, **config: Any) -> Spool:
     return Spool(rules, SpoolConfig(directory, **config), DESTINATION, 1_000, 1 << 20)
 
 
+def keeperless_spool(directory: Path, **config: Any) -> Spool:
+    """``direct_spool`` with its keeper thread stopped: the test takes the keeper's steps itself."""
+    spool = direct_spool(directory, **config)
+    spool._stop.set()
+    spool._keeper.join(10)
+    return spool
+
+
+def record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the files ``os.fsync`` is called on from here on (Linux: read from /proc)."""
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recorded(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recorded)
+    return synced
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     with serve_in_thread(create_app()) as url:
@@ -473,29 +494,26 @@ def test_under_sync_a_settlement_leaves_no_marker_unsynced_where_its_markers_sta
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="names the synced files through /proc/self/fd")
-def test_events_settled_in_the_intake_cost_no_fsync_of_sqlites_wal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("moved", [False, True], ids=["settled-in-the-intake", "settled-after-a-move"])
+def test_the_group_sync_fsyncs_sqlites_wal_only_when_a_settlement_changed_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moved: bool
 ) -> None:
-    """Their settlement markers are in the intake, which the group sync msyncs; the WAL is untouched."""
-    spool = direct_spool(tmp_path, durability="group")
+    """Settlement markers are in the intake, which the group sync msyncs anyway: they leave the WAL
+    alone. Events the keeper moved into SQLite are settled by a DELETE there, which the WAL holds."""
+    spool = keeperless_spool(tmp_path, durability="group")
     try:
-        spool._stop.set()  # the test takes the keeper's step itself
-        spool._keeper.join(10)
         for number in range(5):
             spool.offer(b'{"n":%d}' % number)
+        if moved:
+            with spool._db_lock:
+                spool._move_now()
+            spool._sync()  # the move's commit is fsynced
         spool.settle(spool.take_batch(), [])
-        synced: list[str] = []
-        fsync = os.fsync
-
-        def recorded(fd: int) -> None:
-            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-            fsync(fd)
-
-        monkeypatch.setattr(os, "fsync", recorded)
+        synced = record_fsyncs(monkeypatch)
         spool._sync()
         monkeypatch.undo()
-        assert not [path for path in synced if path.endswith("-wal")]
-        assert spool._segments[-1].synced == spool._segments[-1].offset > 0  # the markers were synced
+        assert any(path.endswith("-wal") for path in synced) == moved
+        assert spool._segments[-1].synced == spool._segments[-1].offset > 0
     finally:
         spool.close()
 

@@ -22,7 +22,7 @@ import pytest
 from billing_events.spool import _intake as spool_intake
 from billing_events.spool._spool import SpoolWriteError
 
-from .test_spool import direct_spool
+from .test_spool import direct_spool, keeperless_spool, record_fsyncs
 
 linux_only = pytest.mark.skipif(
     sys.platform != "linux" or spool_intake._msync is None, reason="the ctypes msync is used on Linux only"
@@ -152,10 +152,8 @@ def test_after_a_failed_intake_msync_no_segment_is_dropped_before_the_wal_holdin
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(spool_intake, "SEGMENT_BYTES", 4096)
-    spool = direct_spool(tmp_path, durability="group")
+    spool = keeperless_spool(tmp_path, durability="group")
     try:
-        spool._stop.set()  # the test takes the keeper's steps itself
-        spool._keeper.join(10)
         for number in range(30):
             spool.offer(b'{"n":%02d,"pad":"%s"}' % (number, b"p" * 150))
         first_segment = spool._segments[0].path
@@ -179,14 +177,7 @@ def test_after_a_failed_intake_msync_no_segment_is_dropped_before_the_wal_holdin
         while batch := spool.take_batch():
             taken += batch
         spool.settle([pending for pending in taken if pending.seq > 30], [])
-        synced: list[str] = []
-        fsync = os.fsync
-
-        def recorded(fd: int) -> None:
-            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-            fsync(fd)
-
-        monkeypatch.setattr(os, "fsync", recorded)
+        synced = record_fsyncs(monkeypatch)
         spool._drop_moved_segments(spool._sync())  # the keeper's next round
         wal_fsynced = any(path.endswith("-wal") for path in synced)
         assert wal_fsynced or first_segment.exists(), (
@@ -235,9 +226,9 @@ def _child(directory: Path, out: int) -> None:
     code = 1
     try:
         spool_intake.SEGMENT_BYTES = 4096
-        spool = direct_spool(directory)  # durability "group"
-        spool._stop.set()  # no keeper: the test decides what is in SQLite and what only in the intake
-        spool._keeper.join(10)
+        spool = keeperless_spool(
+            directory
+        )  # "group"; the test decides what is in SQLite and what only in the intake
         for number in range(20):
             spool.offer(b'{"n":%02d,"pad":"%s"}' % (number, b"p" * 150))
         with spool._db_lock:
@@ -301,36 +292,6 @@ def test_under_sync_an_msync_error_of_a_settlement_marker_is_logged_and_not_rais
         assert spool.depth == 0
     finally:
         monkeypatch.undo()
-        spool.close()
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="names the synced files through /proc/self/fd")
-def test_events_settled_after_their_move_into_sqlite_get_their_delete_fsynced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Markers no longer set _dirty; a DELETE of rows the keeper moved into SQLite still does."""
-    spool = direct_spool(tmp_path, durability="group")
-    try:
-        spool._stop.set()
-        spool._keeper.join(10)
-        for number in range(5):
-            spool.offer(b'{"n":%d}' % number)
-        with spool._db_lock:
-            spool._move_now()
-        spool._sync()  # the move's commit is fsynced
-        spool.settle(spool.take_batch(), [])  # all five in SQLite: one DELETE
-        synced: list[str] = []
-        fsync = os.fsync
-
-        def recorded(fd: int) -> None:
-            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-            fsync(fd)
-
-        monkeypatch.setattr(os, "fsync", recorded)
-        spool._sync()
-        monkeypatch.undo()
-        assert [path for path in synced if path.endswith("-wal")]
-    finally:
         spool.close()
 
 
