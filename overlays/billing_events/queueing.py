@@ -97,8 +97,8 @@ class EventQueue:
         size = self.bytes + len(payload) + ITEM_OVERHEAD
         if len(items) >= self.max_events or size > self.max_bytes:
             return 0
-        items.append(payload)
         self.bytes = size
+        items.append(payload)  # last: an interrupt (Ctrl-C) after it finds the bytes counted
         return len(items)
 
     def take_batch(self) -> list[Pending]:

@@ -377,3 +377,26 @@ def test_a_track_blocked_on_a_full_queue_raises_sender_closed_when_close_comes()
     # The queue did not stay full for 30 s: the sender closed under the caller, who is told so.
     assert [type(exc) for exc in raised] == [SenderClosedError]
     assert sender.stats.delivered == 3 and sender.stats.dropped == 0
+
+
+def test_ctrl_c_just_after_the_queue_took_an_event_leaves_its_byte_bound_exact() -> None:
+    """An interrupt comes at a call: the one after the append must find the event's bytes counted."""
+    from collections import deque
+
+    from billing_events.queueing import ITEM_OVERHEAD, EventQueue
+
+    class InterruptedAppend(deque[bytes]):
+        def append(self, item: bytes) -> None:
+            super().append(item)
+            raise KeyboardInterrupt
+
+    payload = b'{"n":1}'
+    queue = EventQueue(
+        Togai("token", base_url="https://togai.example/api").rules, 100, 10 * (len(payload) + ITEM_OVERHEAD)
+    )
+    queue._items = InterruptedAppend()
+    with pytest.raises(KeyboardInterrupt):
+        queue.offer(payload)
+    queue._items = deque(queue._items)
+    held = len(queue._items) + sum(1 for _ in range(20) if queue.offer(payload))
+    assert held == 10

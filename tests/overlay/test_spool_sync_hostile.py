@@ -16,10 +16,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from billing_events.spool import _intake as spool_intake
+from billing_events.spool import _spool as spool_module
 from billing_events.spool._spool import SpoolWriteError
 
 from .test_spool import direct_spool, keeperless_spool, record_fsyncs
@@ -120,8 +122,6 @@ def test_a_sync_that_a_close_overtakes_never_reports_success_nor_an_unmapped_add
 def test_a_close_that_stops_waiting_for_a_slow_keeper_sync_leaves_no_error_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from billing_events.spool import _spool as spool_module
-
     monkeypatch.setattr(spool_module, "KEEPER_JOIN", 0.05)
     real = spool_intake._msync
     assert real is not None
@@ -302,3 +302,65 @@ def test_where_ms_sync_is_not_4_the_intake_syncs_through_mmap_flush(
     """On Alpha and PA-RISC, 4 is MS_INVALIDATE: an msync with it would sync nothing and succeed."""
     monkeypatch.setattr(spool_intake.platform, "machine", lambda: machine)
     assert spool_intake._gil_free_msync() is None
+
+
+class _InterruptedHeader:
+    """The intake's record format, but Ctrl-C comes just after a record's header is written."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.size = real.size
+
+    def pack_into(self, *args: Any) -> None:
+        self.real.pack_into(*args)
+        raise KeyboardInterrupt
+
+
+def _interrupted_then_killed(directory: Path, where: str) -> None:
+    """In a child: one event, one offer cut short by Ctrl-C, one more event; then killed (no close)."""
+    try:
+        spool = direct_spool(directory, durability="sync" if where == "sync" else "group")
+        spool.offer(b'{"n":1}')
+        msync, record = spool_intake._msync, spool_module.RECORD
+        assert msync is not None
+        if where == "sync":
+
+            def interrupted(address: int, length: int) -> None:
+                msync(address, length)
+                raise KeyboardInterrupt  # a signal that came during the msync is raised once it returns
+
+            spool_intake._msync = interrupted
+        else:
+            spool_module.RECORD = _InterruptedHeader(record)  # type: ignore[assignment]
+        try:
+            spool.offer(b'{"n":2}')
+            os._exit(3)
+        except KeyboardInterrupt:
+            pass
+        spool_intake._msync, spool_module.RECORD = msync, record
+        taken = [pending.payload for pending in spool.take_batch()]
+        spool.offer(b'{"n":3}')
+        os._exit(0 if taken == [b'{"n":1}'] else 4)
+    except BaseException:
+        os._exit(5)
+
+
+@pytest.mark.parametrize("where", ["sync", "header"])
+def test_an_offer_cut_short_by_ctrl_c_takes_no_other_events_place(tmp_path: Path, where: str) -> None:
+    """track() interrupted inside the spool's offer (during its msync under "sync", or just after the
+    record's header is written) leaves no record behind, and the next event gets a sequence number of
+    its own: after a kill, the next sender finds the events tracked before and after, not the one
+    whose track() raised."""
+    child = os.fork()
+    if child == 0:
+        _interrupted_then_killed(tmp_path, where)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    survivor = direct_spool(tmp_path)
+    try:
+        found = []
+        while batch := survivor.take_batch():
+            found += [pending.payload for pending in batch]
+    finally:
+        survivor.close()
+    assert found == [b'{"n":1}', b'{"n":3}']

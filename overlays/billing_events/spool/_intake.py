@@ -132,9 +132,13 @@ class Segment:
         return self.offset + RECORD.size + size <= self.size
 
     def retract(self, offset: int) -> None:
-        """Take back the last record (its sync failed, so the caller was told it was refused)."""
+        """Take back the last record (its sync failed, or Ctrl-C cut its offer short): never accepted.
+
+        The next sync covers the zeroed length too, even when the record itself was synced.
+        """
         self.map[offset : offset + 4] = b"\0\0\0\0"
         self.offset = offset
+        self.synced = min(self.synced, offset)
 
     def append_marker(self, first: int, last: int) -> None:
         """Note that the events ``first`` to ``last`` are settled: one record, written whole or not at all."""

@@ -150,42 +150,48 @@ class Spool:
         with self._lock:
             if self._closed:
                 raise SpoolWriteError("the spool is closed")
-            seq = self._next
             segments = self._segments
             segment = segments[-1] if segments else None
             if segment is None or segment.offset + RECORD_SIZE + size > segment.size:
                 segment = self._rotate(size)
+            seq = self._next
+            self._next = seq + 1  # taken at once: an offer cut short leaves a gap, never two records of a seq
             at, crc = time.time(), zlib.crc32(payload)
-            # The payload first: a record becomes visible only when its header's length is written.
+            in_window = (
+                not self._backlog
+                and len(self._items) < self._window_events
+                and self._window_size + size <= self._window_bytes
+            )
             offset = segment.offset
-            start = offset + RECORD_SIZE
-            segment.map[start : start + size] = payload
-            RECORD.pack_into(segment.map, offset, size, crc, seq, at)
-            segment.offset = start + size
-            segment.last_seq = seq
-            if self._sync_each:
-                try:
+            try:
+                # The payload first: a record becomes visible only when its header's length is written.
+                start = offset + RECORD_SIZE
+                segment.map[start : start + size] = payload
+                RECORD.pack_into(segment.map, offset, size, crc, seq, at)
+                segment.offset = start + size
+                segment.last_seq = seq
+                if self._sync_each:
                     segment.sync()
-                except OSError as exc:
-                    segment.retract(offset)
+            except BaseException as exc:
+                # Not accepted (its sync failed, or Ctrl-C came in between): after a crash it is not read back.
+                segment.retract(offset)
+                if isinstance(exc, OSError):
                     raise SpoolWriteError(
                         f"could not sync the spool intake {segment.path.name}: {exc}"
                     ) from None
+                raise
+            # No call from here to the window's append, the last step: an interrupt (it comes only at a
+            # call or a function's start) finds the counts either untouched or complete.
             self._unmoved[seq] = (seq, at, crc, payload)
-            self._next = seq + 1
             # Not _dirty: that asks the keeper to fsync SQLite's WAL, which a record in the intake does not touch.
             self.depth += 1
             self._stored += size + ROW_OVERHEAD
             self._waiting = waiting = self._waiting + 1
             self.bytes += size
-            if (
-                not self._backlog
-                and len(self._items) < self._window_events
-                and self._window_size + size <= self._window_bytes
-            ):
-                self._items.append((seq, payload))
+            if in_window:
                 self._window_size += size
                 self._loaded = seq
+                self._items.append((seq, payload))
             else:
                 self._backlog = True
             return waiting
