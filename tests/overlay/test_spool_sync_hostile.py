@@ -3,7 +3,8 @@
 The tests of ``Segment.sync`` closed under a sync, of a close() that stops waiting for the keeper's
 sync, and of a failed msync before the WAL's fsync each failed because of a defect found in review
 of the change that made ``Segment.sync`` call libc's msync through ctypes and stopped markers from
-setting ``_dirty``; the others guard what that review checked and found to hold.
+setting ``_dirty``. So did the Ctrl-C test's "sync" case (an older defect, found after the review).
+The others guard what was checked and found to hold.
 """
 
 from __future__ import annotations
