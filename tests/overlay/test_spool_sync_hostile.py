@@ -224,12 +224,10 @@ def test_an_msync_error_reaches_offer_as_a_spool_write_error_and_the_record_is_t
 
 def _child(directory: Path, out: int) -> None:
     """Offer 60 events into 4 KiB segments, move 20 into SQLite and settle some of each kind; then wait."""
-    code = 1
     try:
         spool_intake.SEGMENT_BYTES = 4096
-        spool = keeperless_spool(
-            directory
-        )  # "group"; the test decides what is in SQLite and what only in the intake
+        # "group"; with no keeper, the test decides what is in SQLite and what only in the intake.
+        spool = keeperless_spool(directory)
         for number in range(20):
             spool.offer(b'{"n":%02d,"pad":"%s"}' % (number, b"p" * 150))
         with spool._db_lock:
@@ -243,9 +241,9 @@ def _child(directory: Path, out: int) -> None:
         spool.settle([pending for pending in taken if pending.seq % 2 == 0], [])
         spool._sync()
         os.write(out, b"ready\n")
-        signal.pause()
+        signal.pause()  # until the SIGKILL
     finally:
-        os._exit(code)
+        os._exit(1)  # only if something above failed
 
 
 def test_after_a_kill_a_new_sender_has_exactly_the_unsettled_events_of_sqlite_and_the_intake(
