@@ -402,3 +402,48 @@ def test_float_attribute_values_are_sent_in_plain_digits(run_cli: RunCli, mock: 
 
     assert result.code == 0, result.out + result.err
     assert togai_attribute_values(mock, "cost") == {"0.00001", "10000000000000000", "2.5"}
+
+
+def test_togai_attributes_as_a_map_or_struct_of_name_to_value(
+    run_cli: RunCli, mock: Mock, tmp_path: Path
+) -> None:
+    # A warehouse often holds usage as map<string, double>: each entry is an attribute without a unit.
+    as_map = pa.array([[("gb", 2.5), ("calls", 3)], []], pa.map_(pa.string(), pa.float64()))
+    as_struct = pa.array([{"gb": 1.5, "calls": None}, {"gb": 4.0, "calls": 1}])
+    for name, column in (("map", as_map), ("struct", as_struct)):
+        source = tmp_path / f"{name}.parquet"
+        pq.write_table(
+            togai_table(2).drop_columns(["attributes", "attr.calls"]).append_column("attributes", column),
+            source,
+        )
+
+        result = run_cli("ingest", "togai", str(source))
+
+        assert result.code == 0, result.out + result.err
+    assert sorted(
+        sorted(
+            (attribute["name"], attribute["value"], "unit" in attribute) for attribute in event["attributes"]
+        )
+        for event in mock.events("togai")
+    ) == [
+        [],
+        [("calls", "1", False), ("gb", "4.0", False)],
+        [("calls", "3.0", False), ("gb", "2.5", False)],
+        [("gb", "1.5", False)],
+    ]
+
+
+def test_one_attribute_struct_outside_a_list_names_the_fix(run_cli: RunCli, tmp_path: Path) -> None:
+    # Read as a map it would bill attributes called "name" and "value".
+    single = pa.array([{"name": "calls", "value": "1"}, None])
+    source = tmp_path / "usage.parquet"
+    pq.write_table(togai_table(2).drop_columns(["attributes"]).append_column("attributes", single), source)
+
+    result = run_cli("ingest", "togai", str(source), "--dry-run")
+
+    assert result.code == 1, result.out + result.err
+    assert (
+        "usage.parquet:1: attributes: one struct (name, value, unit) where a list of them is expected"
+        in result.out
+    )
+    assert "1 with problems" in result.out

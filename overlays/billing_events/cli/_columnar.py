@@ -1,7 +1,8 @@
 """Parquet and Arrow IPC input: typed columns mapped to events, read one record batch at a time.
 
 The columns are those of CSV (``_csv``), with typed values, plus nested columns:
-Togai ``attributes`` (a list of structs with ``name``, ``value``, ``unit``) and
+Togai ``attributes`` (a list of structs with ``name``, ``value``, ``unit``, or a
+map of name to value) and
 ``dimensions`` (a struct or a map of strings); Lago ``properties`` (a struct or
 a map). A null leaves its field out, like an empty CSV cell.
 
@@ -283,6 +284,17 @@ def _mapping(value: object, column: str) -> dict[str, object]:
 # ---- rows to events -------------------------------------------------------------------------------
 
 
+def _is_map(value: object) -> bool:
+    """A struct or map value (a dict, or an Arrow map's (key, value) pairs), not a list of structs."""
+    if isinstance(value, Mapping):
+        return True
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(item, tuple) and len(item) == 2 for item in value)
+    )
+
+
 def _twice(column: str, nested: str) -> RowProblem:
     """A field given both by a flat column and by the nested one: which value to bill is not ours to choose."""
     return RowProblem(f"{column}: {nested} holds the same field too; give it in one of the two columns")
@@ -302,9 +314,23 @@ def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
         )
     attributes: list[dict[str, str]] = []
     nested = row.get("attributes")
-    if nested is not None:
+    if nested is not None and _is_map(nested):
+        # A map (or struct) of attribute name to value: each entry an attribute without a unit.
+        entries = _mapping(nested, "attributes")
+        if {"name", "value"} <= entries.keys() <= {"name", "value", "unit"}:
+            # One attribute's struct, not in a list: read as a map it would send attributes called name and value.
+            raise RowProblem(
+                "attributes: one struct (name, value, unit) where a list of them is expected; wrap it in a list"
+            )
+        attributes = [
+            {"name": name, "value": _text(value, f"attributes.{name}")} for name, value in entries.items()
+        ]
+    elif nested is not None:
         if not isinstance(nested, list):
-            raise RowProblem(f"attributes: expected a list of structs, got {type(nested).__name__}")
+            raise RowProblem(
+                f"attributes: expected a list of structs (name, value, unit) or a map of name to value,"
+                f" got {type(nested).__name__}"
+            )
         for index, item in enumerate(nested):
             entry = _mapping(item, f"attributes[{index}]")
             attributes.append(
