@@ -163,13 +163,33 @@ def test_a_taken_port_is_a_usage_error(how: str) -> None:
     assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
 
 
+def test_max_events_bounds_each_store_and_a_bad_value_is_a_usage_error() -> None:
+    with mock_command("--token", TOKEN, "--max-events", "1") as served:
+        banner = served.banner()
+        with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as http:
+            answers = [
+                http.post(f"{banner['Togai base URL']}/ingest", json={"event": togai_event(n, id=f"evt-{n}")})
+                for n in (1, 2)
+            ]
+        served.stop(signal.SIGTERM)
+    bad = subprocess.run(
+        [COMMAND, "mock", "--max-events", "0"], capture_output=True, text=True, timeout=STOP_TIMEOUT
+    )
+
+    assert [answer.status_code for answer in answers] == [202, 503]
+    assert "limit of 1 events" in answers[1].json()["message"]
+    assert bad.returncode == 64  # a usage error, before anything starts
+    assert "argument --max-events: expected a positive number of events or none, got '0'" in bad.stderr
+
+
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
         ({"MOCK_FAULTS": '{"rate_429": 2}'}, "rate_429: must be a number between 0 and 1"),
         ({"MOCK_PORT": "not-a-port"}, "MOCK_PORT"),
+        ({"MOCK_MAX_EVENTS": "0"}, "MOCK_MAX_EVENTS must be a positive number of events or none"),
     ],
-    ids=["fault", "port"],
+    ids=["fault", "port", "max-events"],
 )
 def test_python_m_mock_exits_with_the_clis_usage_code(variables: dict[str, str], message: str) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MOCK_")}

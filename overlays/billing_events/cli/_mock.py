@@ -33,6 +33,12 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _max_events(text: str) -> str:
+    if text.lower() != "none" and (not text.isdigit() or int(text) < 1):
+        raise argparse.ArgumentTypeError(f"expected a positive number of events or none, got {text[:40]!r}")
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
@@ -79,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="enforce the providers' rate limits: `on` for the published ones, or a JSON object such as"
         ' {"limits": {"togai.ingest_batch": 40}} (default: $MOCK_RATE_LIMITS, else off)',
     )
+    parser.add_argument(
+        "--max-events",
+        type=_max_events,
+        metavar="N|none",
+        help="events each provider's store keeps; a request that would store more is answered 503"
+        " (default: $MOCK_MAX_EVENTS, else 2000000)",
+    )
 
 
 # Option name -> the variable it overrides in `config_from_env`.
@@ -90,6 +103,7 @@ _OPTION_ENV = {
     "catalogue": "MOCK_CATALOGUE",
     "lago_store": "MOCK_LAGO_STORE",
     "rate_limits": "MOCK_RATE_LIMITS",
+    "max_events": "MOCK_MAX_EVENTS",
 }
 
 

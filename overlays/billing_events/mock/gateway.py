@@ -15,6 +15,7 @@ from billing_events.mock.errors import Provider, lago_error, provider_error, tog
 from billing_events.mock.faults import DroppedConnection, Fault, captive_portal, gateway_error
 from billing_events.mock.jsonio import JsonResponse
 from billing_events.mock.state import MockState
+from billing_events.mock.stores import StoreFull
 
 Handler = Callable[[Request, MockState], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -55,6 +56,13 @@ def unavailable(provider: Provider, faults: FaultConfig) -> Response:
     return togai_error(503, "Service unavailable", headers)
 
 
+def store_full(provider: Provider, full: StoreFull) -> Response:
+    if provider is Provider.LAGO:
+        body = {"status": 503, "error": f"Service Unavailable: {full}"}
+        return JsonResponse(body, status_code=503)
+    return togai_error(503, str(full))
+
+
 def public_endpoint(
     provider: Provider, handler: Handler, rate_limit: int = DEFAULT_RATE_LIMIT, writes: bool = False
 ) -> Endpoint:
@@ -91,6 +99,10 @@ def public_endpoint(
             return captive_portal()
         try:
             response = await handler(request, state)
+        except StoreFull as full:
+            # Nothing of the request was stored: a sender retries it, and ends it unknown at its deadline.
+            logger.log(logging.WARNING if full.first else logging.DEBUG, "%s: %s", provider.value, full)
+            response = store_full(provider, full)
         except ClientDisconnect:
             # The client went away before its body arrived (a cancelled or killed sender): nobody reads
             # the answer, and nothing was stored. 499, as proxies log such a request.

@@ -2,7 +2,8 @@
 
 Environment, for both: MOCK_PORT, MOCK_TOKEN (default `test-token`), MOCK_FAULTS (JSON fault configuration),
 MOCK_CATALOGUE (path of a catalogue file for estimate_fees), MOCK_LAGO_STORE (`postgres`, the default, or
-`clickhouse`), MOCK_RESTRICTED_TOKEN (a Lago key that may not write events).
+`clickhouse`), MOCK_RESTRICTED_TOKEN (a Lago key that may not write events), MOCK_MAX_EVENTS (events each
+store keeps, or `none`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.applications import Starlette
 
 from billing_events.mock.config import (
     DEFAULT_CATALOGUE,
+    DEFAULT_MAX_EVENTS,
     DEFAULT_TOKEN,
     LAGO_PREFIX,
     LAGO_STORES,
@@ -50,6 +52,7 @@ def config_from_env(env: Mapping[str, str]) -> tuple[MockConfig, int]:
     if lago_store not in LAGO_STORES:
         raise ValueError(f"MOCK_LAGO_STORE must be one of {', '.join(LAGO_STORES)}, got {lago_store!r}")
     return MockConfig(
+        max_events=max_events_from(env.get("MOCK_MAX_EVENTS")),
         token=env.get("MOCK_TOKEN") or DEFAULT_TOKEN,
         faults=faults,
         catalogue_path=catalogue,
@@ -57,6 +60,17 @@ def config_from_env(env: Mapping[str, str]) -> tuple[MockConfig, int]:
         restricted_token=env.get("MOCK_RESTRICTED_TOKEN") or None,
         rate_limits=RateLimitConfig.from_text(env.get("MOCK_RATE_LIMITS") or "off"),
     ), port
+
+
+def max_events_from(text: str | None) -> int | None:
+    """MOCK_MAX_EVENTS: a positive number of events, or ``none`` for no limit; unset: the default."""
+    if not text:
+        return DEFAULT_MAX_EVENTS
+    if text.strip().lower() == "none":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"MOCK_MAX_EVENTS must be a positive number of events or none, got {text[:40]!r}")
+    return int(text)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -26,21 +26,21 @@ class MockState:
         self.rules = rules_for(config.specs_dir.resolve())
         self.catalogue = Catalogue.load(config.catalogue_path)
         self.faults = FaultInjector(config.faults)
-        self.togai = TogaiStore()
-        self.lago: AnyLagoStore = new_lago_store(config.lago_store, config.token)
+        self.togai = TogaiStore(config.max_events)
+        self.lago: AnyLagoStore = new_lago_store(config.lago_store, config.token, config.max_events)
 
     def store_of(self, provider: Provider) -> TogaiStore | AnyLagoStore:
         return self.togai if provider is Provider.TOGAI else self.lago
 
     def reset(self) -> None:
         """Forget events and counters, restore the start-up faults and Lago store; each store is swapped whole."""
-        self.togai = TogaiStore()
-        self.lago = new_lago_store(self.config.lago_store, self.config.token)
+        self.togai = TogaiStore(self.config.max_events)
+        self.lago = new_lago_store(self.config.lago_store, self.config.token, self.config.max_events)
         self.faults.reset()
 
     def switch_lago_store(self, kind: str) -> None:
         """Behave like the other Lago event store from now on; the Lago events stored so far are forgotten."""
-        self.lago = new_lago_store(kind, self.config.token)
+        self.lago = new_lago_store(kind, self.config.token, self.config.max_events)
 
     def stats(self) -> dict[str, Any]:
         lago = self.lago

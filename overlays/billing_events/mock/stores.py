@@ -10,11 +10,22 @@ from typing import Any, ClassVar
 
 from attrs import frozen
 
-from billing_events.mock.config import LAGO_STORES
+from billing_events.mock.config import DEFAULT_MAX_EVENTS, LAGO_STORES
 
 Event = dict[str, Any]
 # (external_subscription_id, transaction_id); the server stores an event without a subscription.
 LagoKey = tuple[str | None, str]
+
+
+class StoreFull(Exception):
+    """A request's events would take a store past its ``max_events``: none of them is stored."""
+
+    def __init__(self, limit: int, first: bool) -> None:
+        super().__init__(
+            f"the mock holds its limit of {limit} events (max_events); POST /_mock/reset forgets them"
+        )
+        self.limit = limit
+        self.first = first  # the store's first refusal: worth a WARNING, the next ones are not
 
 
 @frozen
@@ -37,11 +48,19 @@ class _Counters:
 
     _events: Mapping[Any, Event]
 
-    def __init__(self) -> None:
+    def __init__(self, max_events: int | None) -> None:
         # A plain threading lock: requests can come from several threads and event loops at once.
         self._lock = threading.Lock()
         self._duplicates = 0
         self._requests = 0
+        self._max_events = max_events
+        self._refused = False
+
+    def _make_room(self, new: int) -> None:
+        """With the lock held: refuse ``new`` events that would take the store past its limit."""
+        if self._max_events is not None and len(self._events) + new > self._max_events:
+            first, self._refused = not self._refused, True
+            raise StoreFull(self._max_events, first)
 
     def count_request(self) -> None:
         with self._lock:
@@ -55,8 +74,8 @@ class _Counters:
 class _LagoReads(_Counters):
     """What both Lago stores answer alike: `find` returns the first stored event with a transaction_id."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, max_events: int | None) -> None:
+        super().__init__(max_events)
         self._first_by_transaction: dict[str, Event] = {}
 
     def find(self, transaction_id: str) -> Event | None:
@@ -67,27 +86,33 @@ class _LagoReads(_Counters):
 class TogaiStore(_Counters):
     """Events keyed by `id`; an `id` seen before is acknowledged but not stored again."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, max_events: int | None = DEFAULT_MAX_EVENTS) -> None:
+        super().__init__(max_events)
         self._events: dict[tuple[str, str], Event] = {}
         self._anonymous = itertools.count()
 
     def add(self, events: Iterable[Event]) -> int:
-        """Store new events; returns how many were duplicates."""
+        """Store new events; returns how many were duplicates (StoreFull: none is stored)."""
+        # In arrival order; None: no id, so it cannot be deduplicated and gets a key of its own.
+        new: dict[tuple[str, str] | int, Event] = {}
         duplicates = 0
         with self._lock:
-            for event in events:
+            for index, event in enumerate(events):
                 event_id = event.get("id")
                 # An empty id deduplicates nothing, like a missing one.
                 if isinstance(event_id, str) and event_id:
                     key = ("id", event_id)
-                    if key in self._events:
+                    if key in self._events or key in new:
                         duplicates += 1
                         continue
+                    new[key] = event
                 else:
-                    # Events without an id cannot be deduplicated; each gets a key of its own.
-                    key = ("generated", str(next(self._anonymous)))
-                self._events[key] = event
+                    new[index] = event
+            self._make_room(len(new))
+            for stored_key, event in new.items():
+                if isinstance(stored_key, int):
+                    stored_key = ("generated", str(next(self._anonymous)))
+                self._events[stored_key] = event
             self._duplicates += duplicates
         return duplicates
 
@@ -106,8 +131,8 @@ class LagoStore(_LagoReads):
 
     kind: ClassVar[str] = "postgres"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, max_events: int | None = DEFAULT_MAX_EVENTS) -> None:
+        super().__init__(max_events)
         # Events without a subscription get a key of their own: the unique index treats NULLs as distinct.
         self._events: dict[LagoKey | tuple[None, str, int], Event] = {}
         self._unscoped = itertools.count()
@@ -115,7 +140,8 @@ class LagoStore(_LagoReads):
     def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event]) -> list[int]:
         """Store valid `events` (one per key) unless any key is already stored or its id repeated in `keys`.
 
-        Returns the indexes of the duplicate keys; nothing is stored when that list is not empty.
+        Returns the indexes of the duplicate keys; nothing is stored when that list is not empty
+        (nor when StoreFull is raised).
         """
         with self._lock:
             seen: set[str] = set()
@@ -129,6 +155,7 @@ class LagoStore(_LagoReads):
             self._duplicates += len(duplicates)
             if duplicates:
                 return duplicates
+            self._make_room(len(keys))
             for key, event in zip(keys, events, strict=True):
                 assert key is not None, "a stored event always has a key"
                 subscription, transaction = key
@@ -163,8 +190,8 @@ class ClickhouseLagoStore(_LagoReads):
 
     kind: ClassVar[str] = "clickhouse"
 
-    def __init__(self, organization: str) -> None:
-        super().__init__()
+    def __init__(self, organization: str, max_events: int | None = DEFAULT_MAX_EVENTS) -> None:
+        super().__init__(max_events)
         self._organization = organization
         # The organization's id as rows carry it: a UUID derived from the key, never the key itself.
         self.organization_id = str(uuid.uuid5(_ORGANIZATIONS, organization))
@@ -172,18 +199,23 @@ class ClickhouseLagoStore(_LagoReads):
         self._events: dict[ReadKey, Event] = {}
 
     def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event]) -> list[int]:
-        """Write valid `events`; a duplicate is never refused."""
+        """Write valid `events`; a duplicate is never refused (StoreFull: none is written)."""
         del keys  # the write never checks for duplicates
+        read_keys: list[ReadKey] = [
+            (
+                self._organization,
+                event.get("external_subscription_id"),
+                event.get("code"),
+                event["transaction_id"],
+                event["timestamp"],
+            )
+            for event in events
+        ]
         with self._lock:
-            for event in events:
+            # Rows that usage reads would count as new events: a re-sent one takes no room.
+            self._make_room(len({key for key in read_keys if key not in self._events}))
+            for key, event in zip(read_keys, events, strict=True):
                 self._arrivals += 1
-                key: ReadKey = (
-                    self._organization,
-                    event.get("external_subscription_id"),
-                    event.get("code"),
-                    event["transaction_id"],
-                    event["timestamp"],
-                )
                 if key in self._events:
                     self._duplicates += 1
                 # A dict keeps a replaced key where it was: the latest values, in first-arrival order.
@@ -199,9 +231,9 @@ class ClickhouseLagoStore(_LagoReads):
 AnyLagoStore = LagoStore | ClickhouseLagoStore
 
 
-def new_lago_store(kind: str, organization: str) -> AnyLagoStore:
+def new_lago_store(kind: str, organization: str, max_events: int | None = DEFAULT_MAX_EVENTS) -> AnyLagoStore:
     if kind == "postgres":
-        return LagoStore()
+        return LagoStore(max_events)
     if kind == "clickhouse":
-        return ClickhouseLagoStore(organization)
+        return ClickhouseLagoStore(organization, max_events)
     raise ValueError(f"lago_store: must be one of {', '.join(LAGO_STORES)}, got {kind!r}")
