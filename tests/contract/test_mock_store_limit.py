@@ -103,3 +103,20 @@ def test_the_limit_comes_from_the_environment_and_none_lifts_it() -> None:
     for wrong in (0, True, 2.5):
         with pytest.raises(ValueError, match="max_events: must be a positive int or None"):
             MockConfig(max_events=wrong)  # type: ignore[arg-type]
+
+
+def test_the_events_listing_pages_with_offset_and_limit(client_for: ClientFor) -> None:
+    client = client_for(mock_app(token=TOKEN))
+    client.post(f"{TOGAI}/ingestBatch", json={"events": [togai_event(n) for n in range(5)]})
+
+    def ids(query: str) -> list[str]:
+        return [event["id"] for event in client.get(f"/_mock/events/togai{query}").json()]
+
+    assert ids("") == [f"evt_{n}" for n in range(5)]
+    assert ids("?offset=1&limit=2") == ["evt_1", "evt_2"]
+    assert ids("?offset=4") == ["evt_4"]
+    assert ids("?limit=0") == []
+    assert ids("?offset=9") == []
+    refused = client.get("/_mock/events/lago?limit=-1")
+    assert refused.status_code == 400
+    assert refused.json() == {"message": "limit: expected a whole number, got '-1'"}

@@ -22,12 +22,33 @@ async def stats(request: Request) -> Response:
     return JsonResponse(_state(request).stats())
 
 
+def _page(request: Request) -> tuple[int, int | None] | Response:
+    """``?offset=`` and ``?limit=`` (whole numbers): a page of a long list, which in one answer can be gigabytes."""
+    values: list[int | None] = []
+    for name in ("offset", "limit"):
+        text = request.query_params.get(name)
+        if text is None:
+            values.append(None)
+        elif text.isdigit() and text.isascii():
+            values.append(int(text))
+        else:
+            return togai_error(400, f"{name}: expected a whole number, got {text[:40]!r}")
+    offset, limit = values
+    return offset or 0, limit
+
+
 async def togai_events(request: Request) -> Response:
-    return JsonResponse(_state(request).togai.events())
+    page = _page(request)
+    if isinstance(page, Response):
+        return page
+    return JsonResponse(_state(request).togai.events(*page))
 
 
 async def lago_events(request: Request) -> Response:
-    return JsonResponse(_state(request).lago.events())
+    page = _page(request)
+    if isinstance(page, Response):
+        return page
+    return JsonResponse(_state(request).lago.events(*page))
 
 
 async def reset(request: Request) -> Response:

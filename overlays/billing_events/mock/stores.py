@@ -66,9 +66,13 @@ class _Counters:
         with self._lock:
             self._requests += 1
 
-    def events(self) -> list[Event]:
+    def events(self, offset: int = 0, limit: int | None = None) -> list[Event]:
+        """The stored events in arrival order, from ``offset``, at most ``limit`` of them."""
         with self._lock:
-            return list(self._events.values())
+            if offset == 0 and limit is None:
+                return list(self._events.values())
+            stop = None if limit is None else offset + limit
+            return list(itertools.islice(self._events.values(), offset, stop))
 
 
 class _LagoReads(_Counters):
