@@ -94,7 +94,7 @@ def test_a_sender_ends_refused_events_unknown_and_stores_the_rest() -> None:
 
 
 def test_the_limit_comes_from_the_environment_and_none_lifts_it() -> None:
-    assert config_from_env({})[0].max_events == 2_000_000
+    assert config_from_env({})[0].max_events == 1_000_000
     assert config_from_env({"MOCK_MAX_EVENTS": "10"})[0].max_events == 10
     assert config_from_env({"MOCK_MAX_EVENTS": "none"})[0].max_events is None
     for bad in ("0", "-1", "ten", "1.5"):

@@ -205,12 +205,12 @@ def _json_value(value: object, column: str) -> object:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return {str(name): _json_value(item, f"{column}.{name}") for name, item in value.items()}
+        return {str(name): _json_value(item, _member(column, name)) for name, item in value.items()}
     if isinstance(value, list):
         # An Arrow map (pairs). An empty one cannot be told from an empty list: it stays a list, which
         # _mapping takes for an empty map where a map is expected.
         if value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
-            mapped = {str(name): _json_value(item, f"{column}.{name}") for name, item in value}
+            mapped = {str(name): _json_value(item, _member(column, name)) for name, item in value}
             if len(mapped) < len(value):
                 # Which of its values the provider should bill is not ours to choose.
                 twice = next(name for name in mapped if sum(str(pair[0]) == name for pair in value) > 1)
@@ -218,6 +218,11 @@ def _json_value(value: object, column: str) -> object:
             return mapped
         return [_json_value(item, f"{column}[{index}]") for index, item in enumerate(value)]
     raise RowProblem(f"{column}: a {type(value).__name__} value has no JSON form")
+
+
+def _member(column: str, name: object) -> str:
+    """How a message names a member of a map or struct: a long name is cut, so the rule after it stays."""
+    return f"{column}.{clip(str(name), 80)}"
 
 
 def _plain_digits(value: decimal.Decimal) -> int:
@@ -284,6 +289,9 @@ def _mapping(value: object, column: str) -> dict[str, object]:
 # ---- rows to events -------------------------------------------------------------------------------
 
 
+_ATTRIBUTE_FIELDS = {"name", "value", "unit"}
+
+
 def _is_map(value: object) -> bool:
     """A struct or map value (a dict, or an Arrow map's (key, value) pairs), not a list of structs."""
     if isinstance(value, Mapping):
@@ -316,14 +324,15 @@ def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
     nested = row.get("attributes")
     if nested is not None and _is_map(nested):
         # A map (or struct) of attribute name to value: each entry an attribute without a unit.
-        entries = _mapping(nested, "attributes")
-        if {"name", "value"} <= entries.keys() <= {"name", "value", "unit"}:
-            # One attribute's struct, not in a list: read as a map it would send attributes called name and value.
+        if isinstance(nested, Mapping) and {"name", "value"} <= set(map(str, nested)) <= _ATTRIBUTE_FIELDS:
+            # One attribute's struct, not in a list (its nulls too): read as a map it would bill attributes
+            # called name and value. An Arrow map's pairs are never a struct, whatever their keys.
             raise RowProblem(
                 "attributes: one struct (name, value, unit) where a list of them is expected; wrap it in a list"
             )
         attributes = [
-            {"name": name, "value": _text(value, f"attributes.{name}")} for name, value in entries.items()
+            {"name": name, "value": _text(value, _member("attributes", name))}
+            for name, value in _mapping(nested, "attributes").items()
         ]
     elif nested is not None:
         if not isinstance(nested, list):
@@ -339,7 +348,7 @@ def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
     dimensions: dict[str, str] = {}
     if row.get("dimensions") is not None:
         dimensions = {
-            name: _text(value, f"dimensions.{name}")
+            name: _text(value, _member("dimensions", name))
             for name, value in _mapping(row["dimensions"], "dimensions").items()
         }
     nested_names = {attribute.get("name") for attribute in attributes}
@@ -356,6 +365,11 @@ def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
             if unit is not None:
                 attribute["unit"] = _text(unit, f"unit.{name}")
             attributes.append(attribute)
+        elif column.startswith("unit.") and f"attr.{column[len('unit.') :]}" not in row:
+            raise RowProblem(
+                f"{clip(column, 80)}: has no matching attr.{clip(column[len('unit.') :], 80)} column; the"
+                " attributes column's entries carry no unit (give them as a list of structs with a unit)"
+            )
         elif column.startswith("dim."):
             if column[len("dim.") :] in nested_dimensions:
                 raise _twice(column, "dimensions")

@@ -34,7 +34,7 @@ def _port(text: str) -> int:
 
 
 def _max_events(text: str) -> str:
-    if text.lower() != "none" and (not text.isdigit() or int(text) < 1):
+    if text.lower() != "none" and not (text.isascii() and text.isdigit() and int(text) >= 1):
         raise argparse.ArgumentTypeError(f"expected a positive number of events or none, got {text[:40]!r}")
     return text
 
@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_max_events,
         metavar="N|none",
         help="events each provider's store keeps; a request that would store more is answered 503"
-        " (default: $MOCK_MAX_EVENTS, else 2000000)",
+        " (default: $MOCK_MAX_EVENTS, else 1000000)",
     )
 
 

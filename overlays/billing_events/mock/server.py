@@ -68,7 +68,7 @@ def max_events_from(text: str | None) -> int | None:
         return DEFAULT_MAX_EVENTS
     if text.strip().lower() == "none":
         return None
-    if not text.strip().isdigit() or int(text) < 1:
+    if not (text.strip().isascii() and text.strip().isdigit()) or int(text) < 1:
         raise ValueError(f"MOCK_MAX_EVENTS must be a positive number of events or none, got {text[:40]!r}")
     return int(text)
 
@@ -135,5 +135,7 @@ def serve(app: Starlette, sock: socket.socket, out: TextIO | None = None) -> Non
         print(f"Faults:         {config.faults.to_dict()}", file=out, flush=True)
         print(f"Lago store:     {config.lago_store}", file=out, flush=True)
         print(f"Rate limits:    {config.rate_limits.to_dict()}", file=out, flush=True)
+        limit = "none" if config.max_events is None else f"{config.max_events} events per store"
+        print(f"Store limit:    {limit}", file=out, flush=True)
         server.run(sockets=[sock])
     print("Mock stopped.", file=out, flush=True)
