@@ -23,7 +23,7 @@ async def stats(request: Request) -> Response:
 
 
 def _page(request: Request) -> tuple[int, int | None] | Response:
-    """``?offset=`` and ``?limit=`` (whole numbers): a page of a long list, which in one answer can be gigabytes."""
+    """``?offset=`` and ``?limit=`` (whole numbers): a page of a store, which whole can be hundreds of megabytes."""
     values: list[int | None] = []
     for name in ("offset", "limit"):
         text = request.query_params.get(name)
