@@ -1,7 +1,6 @@
 """Review of the pytest fixtures and `ProviderMock` as a demanding user meets them.
 
-Tests marked xfail(strict=True) show a defect: they pass once it is fixed. The others are hostile cases
-that hold. No test sleeps to wait for a thread: waits are on events or joins, each bounded.
+Tests of the defects it found (each failed before its fix) and of the hostile cases that held. No test sleeps to wait for a thread: waits are on events or joins, each bounded.
 """
 
 from __future__ import annotations
@@ -69,11 +68,6 @@ def arrival_event(mock: ProviderMock) -> threading.Event:
 # -- defects ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ProviderMock.reset() resets the state but not the rate limiter: limits stay on and the "
-    "counters stay, unlike POST /_mock/reset and the README's 'forget events and counters'",
-)
 def test_reset_forgets_rate_limits_and_their_counters(togai_mock: ProviderMock) -> None:
     togai_mock.set_rate_limits(enabled=True, limits={"togai.ingest": 1})
     with togai_mock.http_client() as http:
@@ -87,11 +81,6 @@ def test_reset_forgets_rate_limits_and_their_counters(togai_mock: ProviderMock) 
     assert counters["config"]["enabled"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stored() returns the store's own event dicts: a test that edits what it read changes what "
-    "the mock answers afterwards (GET /events/{id} loses lago_id and bills the edited value)",
-)
 def test_editing_stored_events_leaves_the_mock_alone(lago_mock: ProviderMock) -> None:
     assert lago_mock.client.send(LAGO_EVENTS).ok
     for event in lago_mock.stored():  # e.g. to compare without the server-made fields
@@ -105,12 +94,6 @@ def test_editing_stored_events_leaves_the_mock_alone(lago_mock: ProviderMock) ->
     assert found["properties"] == {"seats": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="new_async_client() over HTTP pools connections in the first event loop: a second "
-    "asyncio.run() gets 'RuntimeError: Event loop is closed' and the events end unknown, unlike "
-    "async_client, which the README calls 'the same'",
-)
 def test_new_async_client_works_from_a_second_event_loop(togai_mock_server: ProviderMock) -> None:
     client = togai_mock_server.new_async_client(retry=ONE_ATTEMPT)
 
@@ -121,11 +104,6 @@ def test_new_async_client_works_from_a_second_event_loop(togai_mock_server: Prov
     togai_mock_server.assert_stored(TOGAI_EVENTS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clients from new_async_client() and async_http_client() stay open after the mock closes, "
-    "though the README says the mock is 'closed after the test with every client it made'",
-)
 def test_closing_the_mock_closes_the_async_clients_it_made() -> None:
     mock = ProviderMock.create_served("togai")
     client = mock.new_async_client(retry=ONE_ATTEMPT)
@@ -143,11 +121,6 @@ def test_closing_the_mock_closes_the_async_clients_it_made() -> None:
     assert client.http.is_closed and http.is_closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the in-process transports ignore httpx timeouts: with latency_ms, http_client(timeout=0.2) "
-    "waits the whole latency and gets 202, where the served mock raises httpx.ReadTimeout",
-)
 def test_in_process_http_client_honours_its_timeout(togai_mock: ProviderMock) -> None:
     togai_mock.set_faults(latency_ms=1500)
 
@@ -155,11 +128,6 @@ def test_in_process_http_client_honours_its_timeout(togai_mock: ProviderMock) ->
         http.post("/ingest", json={"event": TOGAI_EVENTS[0]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the in-process client ignores its timeout as well: send() returns only after the mock "
-    "stored the event, so a test of timeout handling sees the event stored before the call returns",
-)
 def test_in_process_client_gives_up_at_its_timeout(togai_mock: ProviderMock) -> None:
     togai_mock.set_faults(latency_ms=1500)
     client = togai_mock.new_client(timeout=0.2, retry=ONE_ATTEMPT)
@@ -170,12 +138,6 @@ def test_in_process_client_gives_up_at_its_timeout(togai_mock: ProviderMock) -> 
     assert togai_mock.stored() == []  # the mock has not answered yet: the call ended at its timeout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="closing an in-process mock (fixture teardown) while a sync client's request is in flight "
-    "stops the transport's loop under it: the sending thread blocks forever instead of getting a "
-    "transport error",
-)
 def test_closing_an_in_process_mock_ends_a_request_in_flight() -> None:
     mock = ProviderMock.create_in_process("togai")
     mock.set_faults(latency_ms=60_000)
@@ -193,11 +155,6 @@ def test_closing_an_in_process_mock_ends_a_request_in_flight() -> None:
     assert reports[0].counts[OutcomeStatus.UNKNOWN] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="new_client(token=...) raises TypeError 'got multiple values for argument token': "
-    "no way to get a client with a wrong token to test 401 handling, though options are 'as for Togai(...)'",
-)
 def test_new_client_takes_a_token_option(togai_mock: ProviderMock) -> None:
     client = togai_mock.new_client(token="not-the-mock-token", retry=ONE_ATTEMPT)
 
@@ -207,11 +164,6 @@ def test_new_client_takes_a_token_option(togai_mock: ProviderMock) -> None:
     assert togai_mock.stored() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http_client(headers=...) raises TypeError 'multiple values for keyword argument headers' "
-    "instead of adding the headers to the token",
-)
 def test_http_client_takes_extra_headers(togai_mock: ProviderMock) -> None:
     with togai_mock.http_client(headers={"X-Request-Id": "req-1"}) as http:
         response = http.post("/ingest", json={"event": TOGAI_EVENTS[0]})
@@ -220,11 +172,6 @@ def test_http_client_takes_extra_headers(togai_mock: ProviderMock) -> None:
     assert response.request.headers["X-Request-Id"] == "req-1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="assert_stored('evt-0') iterates the string's characters and fails with "
-    "\"not stored: '-', '0', 'e', 't', 'v'\" instead of taking it as one key or refusing a bare string",
-)
 def test_assert_stored_with_one_key_as_a_string(togai_mock: ProviderMock) -> None:
     assert togai_mock.client.send(TOGAI_EVENTS[:1]).ok
 
@@ -233,12 +180,6 @@ def test_assert_stored_with_one_key_as_a_string(togai_mock: ProviderMock) -> Non
         togai_mock.assert_stored("evt-0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a served mock sets the uvicorn.error/uvicorn.access/uvicorn.asgi loggers to WARNING for the "
-    "rest of the session (uvicorn.Config(log_level=...)), so later tests of the user's own uvicorn "
-    "app lose its INFO records",
-)
 def test_a_served_mock_leaves_uvicorn_log_levels_alone() -> None:
     names = ("uvicorn.error", "uvicorn.access", "uvicorn.asgi")
     loggers = [logging.getLogger(name) for name in names]

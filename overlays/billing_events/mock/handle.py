@@ -10,12 +10,14 @@ The pytest fixtures (`billing_events.pytest_plugin`) hand these out; they work w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any, Literal
 
 import httpx
+import orjson
 from starlette.applications import Starlette
 
 from billing_events.aio import AsyncLago, AsyncTogai
@@ -50,12 +52,21 @@ def _key_of(event: object, field: str) -> str:
     return value
 
 
-def _close_outside_loops(client: AsyncTogai | AsyncLago) -> None:
-    """Close an async client from synchronous teardown, unless an event loop runs here (it holds no socket)."""
+def _close_outside_loops(client: AsyncTogai | AsyncLago | httpx.AsyncClient) -> None:
+    """Close an async client from synchronous teardown, unless an event loop runs here.
+
+    A client already closed in its own loop is left as it is. One whose loop has ended may hold
+    connections of that loop: closing them from this new loop can fail, and then only the client's
+    own state is closed (its sockets went with their loop).
+    """
+    http = client.http if isinstance(client, AsyncTogai | AsyncLago) else client
+    if http.is_closed:
+        return
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(client.aclose())
+        with contextlib.suppress(RuntimeError, OSError):
+            asyncio.run(client.aclose())
 
 
 def _named(keys: Iterable[str]) -> str:
@@ -127,16 +138,32 @@ class ProviderMock:
         return async_transport(self.app) if not self.served else None
 
     def new_client(self, **options: Any) -> Togai | Lago:
-        """A client of this library for the mock; `options` as for `Togai(...)` / `Lago(...)`."""
+        """A client of this library for the mock, closed with it; `options` as for `Togai(...)` / `Lago(...)`
+        (`token="wrong"` gives a client the mock refuses)."""
         kind = Togai if self.provider == "togai" else Lago
-        client = kind(self.token, base_url=self.base_url, transport=self.transport(), **options)
+        token = options.pop("token", self.token)
+        options.setdefault("base_url", self.base_url)
+        options.setdefault("transport", self.transport())
+        client = kind(token, **options)
         self._closing.callback(client.close)
         return client
 
     def new_async_client(self, **options: Any) -> AsyncTogai | AsyncLago:
-        """An async client for the mock; close it (`async with`) in the event loop that used it."""
+        """An async client for the mock, usable from any event loop like `async_client`; closed with the mock
+        when no event loop runs then (else close it with `async with` in its own loop)."""
         kind = AsyncTogai if self.provider == "togai" else AsyncLago
-        return kind(self.token, base_url=self.base_url, transport=self.async_transport(), **options)
+        token = options.pop("token", self.token)
+        options.setdefault("base_url", self.base_url)
+        options.setdefault("transport", self._any_loop_transport())
+        client = kind(token, **options)
+        self._closing.callback(_close_outside_loops, client)
+        return client
+
+    def _any_loop_transport(self) -> httpx.AsyncBaseTransport:
+        """In-process, or over HTTP with no connection kept between requests: none is tied to one loop."""
+        return self.async_transport() or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_keepalive_connections=0)
+        )
 
     @property
     def client(self) -> Togai | Lago:
@@ -149,28 +176,31 @@ class ProviderMock:
     def async_client(self) -> AsyncTogai | AsyncLago:
         """A ready-made async client, usable from any event loop: it keeps no connection between requests."""
         if self._async_client is None:
-            # No pooled connection outlives a request, so no socket is tied to the loop that opened it.
-            transport = self.async_transport() or httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_keepalive_connections=0)
-            )
-            kind = AsyncTogai if self.provider == "togai" else AsyncLago
-            self._async_client = kind(self.token, base_url=self.base_url, transport=transport)
-            self._closing.callback(_close_outside_loops, self._async_client)
+            self._async_client = self.new_async_client()
         return self._async_client
 
     def http_client(self, **options: Any) -> httpx.Client:
-        """A plain `httpx.Client` with the base URL and the bearer token set, closed with the mock."""
-        client = httpx.Client(
-            base_url=self.base_url, headers=self._auth(), transport=self.transport(), **options
-        )
+        """A plain `httpx.Client` with the base URL and the bearer token set, closed with the mock;
+        `headers` are added to the token's (an `Authorization` of their own replaces it)."""
+        options.setdefault("transport", self.transport())
+        client = httpx.Client(**self._http_options(options))
         self._closing.callback(client.close)
         return client
 
     def async_http_client(self, **options: Any) -> httpx.AsyncClient:
-        """A plain `httpx.AsyncClient` like `http_client()`; close it in its own event loop."""
-        return httpx.AsyncClient(
-            base_url=self.base_url, headers=self._auth(), transport=self.async_transport(), **options
-        )
+        """A plain `httpx.AsyncClient` like `http_client()`, usable from any event loop; closed with the
+        mock when no event loop runs then (else close it in its own loop)."""
+        options.setdefault("transport", self._any_loop_transport())
+        client = httpx.AsyncClient(**self._http_options(options))
+        self._closing.callback(_close_outside_loops, client)
+        return client
+
+    def _http_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options.setdefault("base_url", self.base_url)
+        headers = httpx.Headers(self._auth())
+        headers.update(options.get("headers") or {})
+        options["headers"] = headers
+        return options
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -178,16 +208,23 @@ class ProviderMock:
     # -- what it stored -------------------------------------------------------------------------------
 
     def stored(self) -> list[dict[str, Any]]:
-        """The events the provider keeps, after deduplication in the current store mode, in arrival order."""
-        return self.state.togai.events() if self.provider == "togai" else self.state.lago.events()
+        """The events the provider keeps, after deduplication in the current store mode, in arrival order.
+
+        Copies: a test that edits what it read leaves the mock's events as they were.
+        """
+        events = self.state.togai.events() if self.provider == "togai" else self.state.lago.events()
+        copies: list[dict[str, Any]] = orjson.loads(orjson.dumps(events))
+        return copies
 
     def stored_keys(self) -> set[str]:
         """The `id` (Togai) or `transaction_id` (Lago) of every stored event."""
         return {_key_of(event, self.key_field) for event in self.stored()}
 
-    def assert_stored(self, expected: Iterable[object]) -> None:
-        """Assert the mock stored exactly these events (dicts, event objects or keys), each once."""
-        wanted = {_key_of(event, self.key_field) for event in expected}
+    def assert_stored(self, expected: Iterable[object] | str) -> None:
+        """Assert the mock stored exactly these events (dicts, event objects or keys), each once; a str
+        is one key."""
+        events = [expected] if isinstance(expected, str) else expected
+        wanted = {_key_of(event, self.key_field) for event in events}
         counts = Counter(_key_of(event, self.key_field) for event in self.stored())
         problems = []
         if missing := wanted - counts.keys():
@@ -241,8 +278,10 @@ class ProviderMock:
         self.state.switch_lago_store(kind)
 
     def reset(self) -> None:
-        """Forget every event and counter; restore the start-up faults and store."""
+        """Forget every event and counter; restore the start-up faults, store and rate limits."""
         self.state.reset()
+        limiter: RateLimiter = self.app.state.rate_limiter
+        limiter.reset()
 
     def close(self) -> None:
         """Close the clients made here and stop the server, if any."""
