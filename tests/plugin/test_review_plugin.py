@@ -138,8 +138,10 @@ def test_in_process_client_gives_up_at_its_timeout(togai_mock: ProviderMock) -> 
     assert togai_mock.stored() == []  # the mock has not answered yet: the call ended at its timeout
 
 
-def test_closing_an_in_process_mock_ends_a_request_in_flight() -> None:
-    mock = ProviderMock.create_in_process("togai")
+@pytest.mark.parametrize("served", [False, True], ids=["in-process", "served"])
+def test_closing_a_mock_ends_a_request_in_flight(served: bool) -> None:
+    before = mock_threads()
+    mock = ProviderMock.create_served("togai") if served else ProviderMock.create_in_process("togai")
     mock.set_faults(latency_ms=60_000)
     arrived = arrival_event(mock)
     client = mock.new_client(retry=ONE_ATTEMPT, timeout=120)
@@ -153,6 +155,7 @@ def test_closing_an_in_process_mock_ends_a_request_in_flight() -> None:
 
     assert not sender.is_alive(), "the sending thread still waits on the closed mock"
     assert reports[0].counts[OutcomeStatus.UNKNOWN] == 1
+    assert mock_threads() == before
 
 
 def test_new_client_takes_a_token_option(togai_mock: ProviderMock) -> None:
@@ -274,25 +277,6 @@ def test_a_wrong_provider_leaves_no_server_running() -> None:
     with pytest.raises(ValueError, match="provider"):
         ProviderMock.create_served("stripe")  # type: ignore[arg-type]
 
-    assert mock_threads() == before
-
-
-def test_closing_a_served_mock_ends_a_request_in_flight() -> None:
-    before = mock_threads()
-    mock = ProviderMock.create_served("togai")
-    mock.set_faults(latency_ms=60_000)
-    arrived = arrival_event(mock)
-    client = mock.new_client(retry=ONE_ATTEMPT, timeout=120)
-    reports: list[Any] = []
-    sender = threading.Thread(target=lambda: reports.append(client.send(TOGAI_EVENTS[:1])), daemon=True)
-    sender.start()
-    assert arrived.wait(BOUND)
-
-    mock.close()
-    sender.join(BOUND)
-
-    assert not sender.is_alive()
-    assert reports[0].counts[OutcomeStatus.UNKNOWN] == 1
     assert mock_threads() == before
 
 
