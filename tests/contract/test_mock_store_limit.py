@@ -120,3 +120,16 @@ def test_the_events_listing_pages_with_offset_and_limit(client_for: ClientFor) -
     refused = client.get("/_mock/events/lago?limit=-1")
     assert refused.status_code == 400
     assert refused.json() == {"message": "limit: expected a whole number, got '-1'"}
+
+
+def test_a_page_past_any_position_is_empty_not_an_error(client_for: ClientFor) -> None:
+    client = client_for(mock_app(token=TOKEN))
+    client.post(f"{TOGAI}/ingestBatch", json={"events": [togai_event(n) for n in range(2)]})
+
+    huge = "99999999999999999999"
+    pages = [
+        client.get(f"/_mock/events/togai?{query}")
+        for query in (f"offset={huge}", f"limit={huge}", f"offset=1&limit={2**63 - 1}")
+    ]
+
+    assert [(page.status_code, len(page.json())) for page in pages] == [(200, 0), (200, 2), (200, 1)]

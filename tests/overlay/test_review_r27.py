@@ -250,3 +250,12 @@ def test_bad_maps_in_rows_are_refused_naming_the_field(row: dict[str, object], m
     assert event is None
     assert problem is not None
     assert problem.startswith(message)
+
+
+@pytest.mark.parametrize("single", [{"value": "3", "unit": "Seconds"}, {"name": "calls", "unit": "Seconds"}])
+def test_one_attribute_struct_without_its_name_or_value_is_refused_too(single: dict[str, str]) -> None:
+    # Read as a map it would bill attributes called value and unit, or name and unit.
+    event, problem = row_to_event("togai", {**ROW, "attributes": single})
+
+    assert event is None
+    assert problem is not None and problem.startswith("attributes: one struct (name, value, unit)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from billing_events import OutcomeStatus, RetryPolicy
 from billing_events.mock import ProviderMock
 from billing_events.mock.config import FaultConfigError
+from billing_events.mock.jsonio import dump_json
 from billing_events.mock.ratelimit import RateLimitConfigError
 from billing_events.mock.testing import LAGO_STORES
 
@@ -398,3 +400,57 @@ def test_the_ready_made_async_client_serves_several_event_loops(togai_mock_serve
     assert asyncio.run(client.send(TOGAI_EVENTS[:1])).ok
     assert asyncio.run(client.send(TOGAI_EVENTS[1:])).ok
     togai_mock_server.assert_stored(TOGAI_EVENTS)
+
+
+# -- second reading -----------------------------------------------------------------------------------
+
+
+def test_stored_copies_what_orjson_cannot_write(lago_mock: ProviderMock) -> None:
+    # The mock keeps integers beyond 64 bits exact and lets lone surrogates through, as the server does.
+    big = {**LAGO_EVENTS[0], "properties": {"n": 123456789012345678901234567890}}
+    odd = {**LAGO_EVENTS[1], "transaction_id": "txn-\ud800"}
+    json_type = {"Content-Type": "application/json"}
+    with lago_mock.http_client(headers=json_type) as http:
+        answers = [
+            http.post("/events", content=dump_json({"event": event})).status_code for event in (big, odd)
+        ]
+
+    assert answers == [200, 200]
+    assert lago_mock.stored()[0]["properties"] == {"n": 123456789012345678901234567890}
+    assert lago_mock.stored_keys() == {"txn-0", "txn-\ud800"}
+
+
+def test_a_transport_dropped_after_its_caller_gave_up_stops_without_an_error(
+    togai_mock: ProviderMock,
+) -> None:
+    togai_mock.set_faults(latency_ms=600)
+    before = set(threading.enumerate())
+
+    def give_up_and_drop() -> None:
+        client = httpx.Client(
+            transport=togai_mock.transport(),
+            base_url=togai_mock.base_url,
+            headers={"Authorization": f"Bearer {togai_mock.token}"},
+            timeout=0.05,
+        )
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/ingest", json={"event": TOGAI_EVENTS[0]})
+
+    give_up_and_drop()  # dropped unclosed: the last reference to its transport goes on the loop thread
+    gc.collect()
+    started = [thread for thread in threading.enumerate() if thread not in before]
+    for thread in started:
+        thread.join(BOUND)
+
+    # The loop thread may have ended already. A stop() that joined its own thread raised there, which pytest
+    # reports as an unraisable exception (filterwarnings=error fails the test).
+    assert not any(thread.is_alive() for thread in started)
+
+
+def test_a_served_async_http_client_works_from_two_event_loops(togai_mock_server: ProviderMock) -> None:
+    http = togai_mock_server.async_http_client()
+
+    async def post(event: dict[str, Any]) -> int:
+        return (await http.post("/ingest", json={"event": event})).status_code
+
+    assert [asyncio.run(post(event)) for event in TOGAI_EVENTS[:2]] == [202, 202]

@@ -324,9 +324,10 @@ def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
     nested = row.get("attributes")
     if nested is not None and _is_map(nested):
         # A map (or struct) of attribute name to value: each entry an attribute without a unit.
-        if isinstance(nested, Mapping) and {"name", "value"} <= set(map(str, nested)) <= _ATTRIBUTE_FIELDS:
+        fields = set(map(str, nested)) if isinstance(nested, Mapping) else set()
+        if len(fields) >= 2 and fields <= _ATTRIBUTE_FIELDS:
             # One attribute's struct, not in a list (its nulls too): read as a map it would bill attributes
-            # called name and value. An Arrow map's pairs are never a struct, whatever their keys.
+            # called name, value or unit. An Arrow map's pairs are never a struct, whatever their keys.
             raise RowProblem(
                 "attributes: one struct (name, value, unit) where a list of them is expected; wrap it in a list"
             )
@@ -367,8 +368,8 @@ def togai_row_to_event(row: Mapping[str, object]) -> dict[str, object]:
             attributes.append(attribute)
         elif column.startswith("unit.") and f"attr.{column[len('unit.') :]}" not in row:
             raise RowProblem(
-                f"{clip(column, 80)}: has no matching attr.{clip(column[len('unit.') :], 80)} column; the"
-                " attributes column's entries carry no unit (give them as a list of structs with a unit)"
+                f"{clip(column, 80)}: has no matching attr.{clip(column[len('unit.') :], 80)} column; a unit"
+                " column goes with an attr.<name> column (in the attributes column, give a struct its unit)"
             )
         elif column.startswith("dim."):
             if column[len("dim.") :] in nested_dimensions:

@@ -31,6 +31,7 @@ from billing_events.mock.config import (
     FaultConfig,
     MockConfig,
 )
+from billing_events.mock.jsonio import dump_json, parse_json
 from billing_events.mock.ratelimit import RateLimitConfig, RateLimiter
 from billing_events.mock.state import MockState
 from billing_events.mock.testing import async_transport, serve_in_thread, sync_transport
@@ -143,7 +144,8 @@ class ProviderMock:
         kind = Togai if self.provider == "togai" else Lago
         token = options.pop("token", self.token)
         options.setdefault("base_url", self.base_url)
-        options.setdefault("transport", self.transport())
+        if "transport" not in options:
+            options["transport"] = self.transport()
         client = kind(token, **options)
         self._closing.callback(client.close)
         return client
@@ -154,7 +156,8 @@ class ProviderMock:
         kind = AsyncTogai if self.provider == "togai" else AsyncLago
         token = options.pop("token", self.token)
         options.setdefault("base_url", self.base_url)
-        options.setdefault("transport", self._any_loop_transport())
+        if "transport" not in options:
+            options["transport"] = self._any_loop_transport()
         client = kind(token, **options)
         self._closing.callback(_close_outside_loops, client)
         return client
@@ -182,7 +185,8 @@ class ProviderMock:
     def http_client(self, **options: Any) -> httpx.Client:
         """A plain `httpx.Client` with the base URL and the bearer token set, closed with the mock;
         `headers` are added to the token's (an `Authorization` of their own replaces it)."""
-        options.setdefault("transport", self.transport())
+        if "transport" not in options:
+            options["transport"] = self.transport()
         client = httpx.Client(**self._http_options(options))
         self._closing.callback(client.close)
         return client
@@ -190,7 +194,12 @@ class ProviderMock:
     def async_http_client(self, **options: Any) -> httpx.AsyncClient:
         """A plain `httpx.AsyncClient` like `http_client()`, usable from any event loop; closed with the
         mock when no event loop runs then (else close it in its own loop)."""
-        options.setdefault("transport", self._any_loop_transport())
+        if "transport" not in options and not self.served:
+            options["transport"] = self.async_transport()
+        elif self.served:
+            # Over HTTP, httpx's own transport (so `verify=`, `http2=`, proxies still apply), keeping no
+            # connection between requests: none is tied to one event loop.
+            options.setdefault("limits", httpx.Limits(max_keepalive_connections=0))
         client = httpx.AsyncClient(**self._http_options(options))
         self._closing.callback(_close_outside_loops, client)
         return client
@@ -213,7 +222,11 @@ class ProviderMock:
         Copies: a test that edits what it read leaves the mock's events as they were.
         """
         events = self.state.togai.events() if self.provider == "togai" else self.state.lago.events()
-        copies: list[dict[str, Any]] = orjson.loads(orjson.dumps(events))
+        try:
+            copies: list[dict[str, Any]] = orjson.loads(orjson.dumps(events))
+        except (TypeError, orjson.JSONEncodeError):
+            # What the mock keeps on purpose and orjson cannot write: integers beyond 64 bits, lone surrogates.
+            copies = parse_json(dump_json(events))  # type: ignore[assignment]
         return copies
 
     def stored_keys(self) -> set[str]:

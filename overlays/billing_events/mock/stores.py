@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -71,8 +72,10 @@ class _Counters:
         with self._lock:
             if offset == 0 and limit is None:
                 return list(self._events.values())
-            stop = None if limit is None else offset + limit
-            return list(itertools.islice(self._events.values(), offset, stop))
+            # islice takes positions up to sys.maxsize: a page past that is past any store's end.
+            start = min(offset, sys.maxsize)
+            stop = None if limit is None else min(start + limit, sys.maxsize)
+            return list(itertools.islice(self._events.values(), start, stop))
 
 
 class _LagoReads(_Counters):

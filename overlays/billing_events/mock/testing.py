@@ -199,7 +199,10 @@ class _LoopThread:
             future.cancel()  # its caller gets _Closed at once; the request is cancelled on the loop
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
+            # The last reference to a transport may go on the loop itself (a request its caller gave up on):
+            # that thread ends once the loop stops, and cannot wait for itself.
+            if threading.current_thread() is not self._thread:
+                self._thread.join()
 
 
 class _MockSyncTransport(httpx.BaseTransport):
