@@ -15,7 +15,6 @@ import lago_api
 import togai_api
 from lago_api.api.events import event_estimate_fees, find_event
 from lago_api.models import EventObject, EventResponse, FeeObject, FeesResponse
-from lago_api.types import Response
 
 from . import _constants as C
 from ._base import ClientBase, Slot
@@ -23,7 +22,7 @@ from ._post import AsyncBatchPoster
 from ._spread import RoundTrip, Spread, known_rounds
 from ._transport import async_bounded
 from .aio_background import AsyncBackgroundSender
-from .calls import async_retryable_call, lago_answer
+from .calls import async_retryable_call
 from .client import estimate_body
 from .config import Provider
 from .deadletter import BadLineCallback
@@ -166,14 +165,15 @@ class AsyncLago(_AsyncClient):
         return self
 
     async def find_event(self, transaction_id: str) -> EventObject:
-        response: Response[Any] = await async_retryable_call(
+        request = find_event._get_kwargs(transaction_id)
+        http = self._api.get_async_httpx_client()
+        answer = await async_retryable_call(
             self.config.retry,
-            lambda: self._request_meter.atimed(
-                "GET", lambda: find_event.asyncio_detailed(transaction_id, client=self._api)
-            ),
+            lambda: self._request_meter.atimed("GET", lambda: http.request(**request)),
+            EventResponse,
             self.provider,
         )
-        return lago_answer(response, EventResponse).event
+        return answer.event
 
     async def estimate_fees(
         self,
@@ -193,11 +193,12 @@ class AsyncLago(_AsyncClient):
             timestamp=timestamp,
             transaction_id=transaction_id,
         )
-        response: Response[Any] = await async_retryable_call(
+        request = event_estimate_fees._get_kwargs(body=body)
+        http = self._api.get_async_httpx_client()
+        answer = await async_retryable_call(
             self.config.retry,
-            lambda: self._request_meter.atimed(
-                "POST", lambda: event_estimate_fees.asyncio_detailed(client=self._api, body=body)
-            ),
+            lambda: self._request_meter.atimed("POST", lambda: http.request(**request)),
+            FeesResponse,
             self.provider,
         )
-        return lago_answer(response, FeesResponse).fees
+        return answer.fees

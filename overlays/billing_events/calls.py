@@ -1,59 +1,117 @@
-"""Request-response calls (Lago's findEvent and estimate_fees) with retries and typed errors."""
+"""Request-response calls (Lago's findEvent and estimate_fees) with retries and typed errors.
+
+The answer is read by its status first, and its body only then: a 401, 403 or 429 from a proxy or a
+CDN, whose body is a page and not Lago's JSON, is still an AuthError or a RateLimitedError with its
+``Retry-After``. The generated operations build the request (path escaping, body); the success body
+is read by the generated model.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
-
-from lago_api.errors import UnexpectedStatus
-from lago_api.models import ApiErrorNotFound, ApiErrorUnauthorized, ApiErrorUnprocessableEntity
-from lago_api.types import Response
+import orjson
 
 from . import _constants as C
 from ._transport import call_deadline
 from .delivery import transport_error
 from .errors import APIError, AuthError, NotFoundError, RateLimitedError, RejectedError, ServerError
 from .retry import RetryableFailure, RetryPolicy, retry_after_seconds
+from .text import shorten
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
-def _failure(exc: Exception, provider: str) -> Exception:
-    """What a failed call raises: RetryableFailure when another try may help, else a typed error."""
-    if isinstance(exc, UnexpectedStatus):
-        message = exc.content.decode("utf-8", "replace")[:500]
-        if exc.status_code in C.RETRYABLE_STATUSES:
-            return RetryableFailure(ServerError(message, status=exc.status_code, provider=provider), None)
-        return APIError(message, status=exc.status_code, provider=provider)
-    if isinstance(exc, httpx.TransportError):
-        return RetryableFailure(transport_error(exc), None)
-    # The generated parser raises ValueError on a status outside HTTPStatus (a proxy's 520, say)
-    # or a body that is not JSON; these calls change nothing, so another try is safe.
-    return RetryableFailure(ServerError(f"unreadable answer: {exc}", provider=provider), None)
+class Model(Protocol[T_co]):
+    """A generated response model: built from the answer's JSON object."""
+
+    def from_dict(self, src_dict: Any, /) -> T_co: ...
 
 
-# ValueError/KeyError/TypeError: the generated parser met a status or a body it cannot read.
-_CALL_ERRORS = (UnexpectedStatus, httpx.TransportError, ValueError, KeyError, TypeError)
+# The body of an error answer kept in the error's message, at most.
+_ERROR_TEXT_CHARS = 500
 
 
-def _unless_retryable(response: Response[T], provider: str) -> Response[T]:
-    """The response, or RetryableFailure for a documented 429/503 (with the server's wait hint)."""
-    status = int(response.status_code)
-    if status not in C.RETRYABLE_STATUSES:
-        return response
-    hint = retry_after_seconds(response.headers)
-    message = response.content.decode("utf-8", "replace")[:500]
-    error: APIError = (
-        RateLimitedError(message, retry_after=hint, status=status, provider=provider)
-        if status == 429
-        else ServerError(message, status=status, provider=provider)
+def _answer(response: httpx.Response, model: Model[T], provider: str) -> T:
+    """The parsed success body; else the typed error (RetryableFailure when another try may help)."""
+    status = response.status_code
+    if status in C.RETRYABLE_STATUSES:
+        hint = retry_after_seconds(response.headers)
+        error: APIError = (
+            RateLimitedError(
+                _error_text(response),
+                retry_after=hint,
+                status=status,
+                request_id=_rid(response),
+                provider=provider,
+            )
+            if status == 429
+            else ServerError(
+                _error_text(response), status=status, request_id=_rid(response), provider=provider
+            )
+        )
+        raise RetryableFailure(error, hint)
+    if not 200 <= status < 300:
+        raise _error(response, provider)
+    try:
+        return model.from_dict(orjson.loads(response.content))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # A success whose body is not the documented JSON: these calls change nothing, so another try is safe.
+        raise RetryableFailure(
+            ServerError(
+                f"unreadable answer: {shorten(str(exc))}",
+                status=status,
+                request_id=_rid(response),
+                provider=provider,
+            ),
+            None,
+        ) from None
+
+
+def _error(response: httpx.Response, provider: str) -> APIError:
+    """The typed error of a 4xx that another try will not mend, by status whatever its body."""
+    status = response.status_code
+    kind: type[APIError] = APIError
+    if status in (401, 403):
+        kind = AuthError
+    elif status == 404:
+        kind = NotFoundError
+    elif status in (400, 422):
+        kind = RejectedError
+    return kind(_error_text(response), status=status, request_id=_rid(response), provider=provider)
+
+
+def _error_text(response: httpx.Response) -> str:
+    """Lago's error body in words (``error (code)``, or ``code: details`` for a 422); else the body's text."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        code, details = body.get("code"), body.get("error_details")
+        if details is not None and code is not None:
+            return shorten(f"{code}: {details}", _ERROR_TEXT_CHARS)
+        return shorten(f"{body['error']} ({code})" if code is not None else body["error"], _ERROR_TEXT_CHARS)
+    text = response.content.decode("utf-8", "replace")
+    return (
+        shorten(text, _ERROR_TEXT_CHARS)
+        if text.strip()
+        else response.reason_phrase or f"HTTP {response.status_code}"
     )
-    raise RetryableFailure(error, hint)
 
 
-def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provider: str) -> Response[T]:
+def _rid(response: httpx.Response) -> str | None:
+    rid = response.headers.get("x-request-id")
+    return shorten(rid, 100) if rid else None
+
+
+def retryable_call(
+    policy: RetryPolicy, call: Callable[[], httpx.Response], model: Model[T], provider: str
+) -> T:
+    """``call()`` until it answers with a success that ``model`` reads, or a typed error."""
     deadline = policy.call_deadline()
     try:
         for attempt in policy.retrying(deadline):
@@ -61,17 +119,17 @@ def retryable_call(policy: RetryPolicy, call: Callable[[], Response[T]], provide
                 try:
                     with call_deadline(deadline):
                         response = call()
-                except _CALL_ERRORS as exc:
-                    raise _failure(exc, provider) from None
-                return _unless_retryable(response, provider)
+                except httpx.TransportError as exc:
+                    raise RetryableFailure(transport_error(exc), None) from None
+                return _answer(response, model, provider)
     except RetryableFailure as exhausted:
         raise exhausted.cause from None
     raise AssertionError("unreachable")
 
 
 async def async_retryable_call(
-    policy: RetryPolicy, call: Callable[[], Awaitable[Response[T]]], provider: str
-) -> Response[T]:
+    policy: RetryPolicy, call: Callable[[], Awaitable[httpx.Response]], model: Model[T], provider: str
+) -> T:
     deadline = policy.call_deadline()
     try:
         async for attempt in policy.async_retrying(deadline):
@@ -79,29 +137,9 @@ async def async_retryable_call(
                 try:
                     with call_deadline(deadline):
                         response = await call()
-                except _CALL_ERRORS as exc:
-                    raise _failure(exc, provider) from None
-                return _unless_retryable(response, provider)
+                except httpx.TransportError as exc:
+                    raise RetryableFailure(transport_error(exc), None) from None
+                return _answer(response, model, provider)
     except RetryableFailure as exhausted:
         raise exhausted.cause from None
     raise AssertionError("unreachable")
-
-
-def lago_answer(response: Response[Any], expected: type[T]) -> T:
-    """The parsed success body, or the matching typed error."""
-    parsed = response.parsed
-    if isinstance(parsed, expected):
-        return parsed
-    status = int(response.status_code)
-    rid = response.headers.get("x-request-id")
-    if isinstance(parsed, ApiErrorNotFound):
-        raise NotFoundError(f"{parsed.error} ({parsed.code})", status=status, request_id=rid, provider="lago")
-    if isinstance(parsed, ApiErrorUnauthorized):
-        raise AuthError(parsed.error, status=status, request_id=rid, provider="lago")
-    if isinstance(parsed, ApiErrorUnprocessableEntity):
-        details = (
-            parsed.error_details if isinstance(parsed.error_details, str) else parsed.error_details.to_dict()
-        )
-        raise RejectedError(f"{parsed.code}: {details}", status=status, request_id=rid, provider="lago")
-    text = response.content.decode("utf-8", "replace")[:500]
-    raise APIError(text, status=status, request_id=rid, provider="lago")

@@ -21,14 +21,13 @@ from lago_api.models import (
     FeeObject,
     FeesResponse,
 )
-from lago_api.types import Response
 
 from ._base import ClientBase, Slot
 from ._post import BatchPoster
 from ._process import reset_after_fork
 from ._transport import bounded
 from .background import BackgroundSender
-from .calls import lago_answer, retryable_call
+from .calls import retryable_call
 from .config import Provider
 from .deadletter import BadLineCallback
 from .delivery import SyncDelivery
@@ -150,15 +149,16 @@ class Lago(_SyncClient):
 
     def find_event(self, transaction_id: str) -> EventObject:
         """The stored event with this ``transaction_id``; raises NotFoundError if there is none."""
-        response: Response[Any] = retryable_call(
+        # The generated operation builds the request (the id escaped into the path); calls.py reads the answer.
+        request = find_event._get_kwargs(transaction_id)
+        http = self._api.get_httpx_client()
+        answer = retryable_call(
             self.config.retry,
-            lambda: self._request_meter.timed(
-                "GET", lambda: find_event.sync_detailed(transaction_id, client=self._api)
-            ),
+            lambda: self._request_meter.timed("GET", lambda: http.request(**request)),
+            EventResponse,
             self.provider,
         )
-        parsed: EventResponse = lago_answer(response, EventResponse)
-        return parsed.event
+        return answer.event
 
     def estimate_fees(
         self,
@@ -183,15 +183,15 @@ class Lago(_SyncClient):
             timestamp=timestamp,
             transaction_id=transaction_id,
         )
-        response: Response[Any] = retryable_call(
+        request = event_estimate_fees._get_kwargs(body=body)
+        http = self._api.get_httpx_client()
+        answer = retryable_call(
             self.config.retry,
-            lambda: self._request_meter.timed(
-                "POST", lambda: event_estimate_fees.sync_detailed(client=self._api, body=body)
-            ),
+            lambda: self._request_meter.timed("POST", lambda: http.request(**request)),
+            FeesResponse,
             self.provider,
         )
-        parsed: FeesResponse = lago_answer(response, FeesResponse)
-        return parsed.fees
+        return answer.fees
 
 
 def estimate_body(

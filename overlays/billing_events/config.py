@@ -88,13 +88,17 @@ class ClientConfig:
         return httpx.Timeout(self.timeout, connect=min(self.connect_timeout, self.timeout))
 
 
+_ASCII_SPACE = " \t\r\n\v\f"
+
+
 def resolve_token(provider: Provider, token: str | None) -> Secret:
     value = token if token is not None else os.environ.get(TOKEN_ENV[provider])
-    if not value or not value.strip():
+    if not value or not value.strip(_ASCII_SPACE):
         raise ConfigurationError(
             f"token: a {provider} API token is required; pass token=... or set {TOKEN_ENV[provider]}"
         )
-    value = value.strip()
+    # ASCII white space only: a non-breaking space pasted with the token is a stray character, refused below.
+    value = value.strip(_ASCII_SPACE)
     stray = next((at for at, char in enumerate(value) if not " " <= char <= "~"), None)
     if stray is not None:
         # httpx and h11 refuse such a header with an error that quotes it whole, token included.

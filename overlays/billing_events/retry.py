@@ -19,6 +19,8 @@ import attrs
 import tenacity
 
 from . import _constants as C
+from .errors import ConfigurationError
+from .text import shorten
 
 
 class RetryableFailure(Exception):
@@ -31,15 +33,24 @@ class RetryableFailure(Exception):
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{attribute.name}: must be a finite number >= 0, got {value!r}")
+    if isinstance(value, bool) or not (
+        isinstance(value, int | float) and value >= 0 and math.isfinite(value)
+    ):
+        raise ConfigurationError(
+            f"{attribute.name}: must be a finite number >= 0, got {shorten(repr(value))}"
+        )
+
+
+def _attempts(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{attribute.name}: must be a whole number >= 1, got {shorten(repr(value))}")
 
 
 @attrs.frozen
 class RetryPolicy:
     """How failed requests are retried. The defaults suit production traffic."""
 
-    max_attempts: int = attrs.field(default=C.MAX_ATTEMPTS, validator=attrs.validators.ge(1))
+    max_attempts: int = attrs.field(default=C.MAX_ATTEMPTS, validator=_attempts)
     deadline: float = attrs.field(default=C.RETRY_DEADLINE, validator=_non_negative)
     initial_delay: float = attrs.field(default=C.INITIAL_RETRY_DELAY, validator=_non_negative)
     max_delay: float = attrs.field(default=C.MAX_RETRY_DELAY, validator=_non_negative)

@@ -137,11 +137,6 @@ def test_find_event_escapes_ids_as_rails_unescapes_them(transaction_id: str) -> 
 # -- 403 on the read and estimate operations ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eventEstimateFees has no 403 in specs/lago.yaml, so the generated client leaves it unparsed "
-    "and calls.lago_answer raises a bare APIError, not the AuthError the README promises for 403",
-)
 def test_estimate_fees_with_a_key_that_may_not_write_raises_auth_error() -> None:
     app = mock_app("postgres", token=TOKEN, restricted_token=READ_ONLY)
     with lago_on(app, READ_ONLY) as lago, pytest.raises(AuthError) as raised:
@@ -150,11 +145,6 @@ def test_estimate_fees_with_a_key_that_may_not_write_raises_auth_error() -> None
     assert "write_action_not_allowed_for_event" in str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="findEvent has no 403 in specs/lago.yaml: lago-api's read_action_not_allowed_for_event "
-    "becomes a bare APIError, not the AuthError the README promises for 403",
-)
 def test_find_event_with_a_key_that_may_not_read_raises_auth_error() -> None:
     def forbidden(request: httpx.Request) -> httpx.Response:
         mode = "read" if request.method == "GET" else "write"
