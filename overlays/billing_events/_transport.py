@@ -139,6 +139,7 @@ class _Bound:
         self.answer_cap = cap if isinstance(cap, int) else answer_cap
         authorization = request.headers.get("authorization", "")
         self.secrets = _secrets(authorization)
+        self.authorization = authorization
         self.escaped = _escaped_secret(authorization)
         if now >= deadline:
             raise NoTimeLeft("no time left for this attempt within the call's deadline", request=request)
@@ -150,6 +151,10 @@ class _Bound:
         } or {"connect": left, "read": left, "write": left, "pool": left}
         # Only encodings decoded here under the cap; anything else is a bad answer.
         request.headers["Accept-Encoding"] = "gzip, deflate"
+
+    def scrub_raised(self, exc: BaseException) -> None:
+        """The request's token out of an error raised while it was answered (see ``scrub_raised``)."""
+        scrub_raised(exc, self.authorization)
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -272,6 +277,9 @@ class BoundedTransport(httpx.BaseTransport):
         marking = set_progress(_entered(request, self._watched))
         try:
             response = self._inner.handle_request(request)
+        except httpx.TransportError as exc:
+            bound.scrub_raised(exc)
+            raise
         finally:
             reset_progress(marking)
             reset_attempt_deadline(token)
@@ -306,6 +314,9 @@ class _SyncBody(httpx.SyncByteStream):
             token = set_attempt_deadline(self._bound.deadline)
             try:
                 chunk = next(chunks, None)
+            except httpx.TransportError as exc:
+                self._bound.scrub_raised(exc)
+                raise
             finally:
                 reset_attempt_deadline(token)
             if chunk is None:
@@ -343,6 +354,9 @@ class AsyncBoundedTransport(httpx.AsyncBaseTransport):
         try:
             with anyio.fail_after(max(0.0, bound.left())):
                 response = await self._inner.handle_async_request(request)
+        except httpx.TransportError as exc:
+            bound.scrub_raised(exc)
+            raise
         except TimeoutError:
             if progress.unsent:
                 raise ConnectDeadline(
@@ -397,6 +411,9 @@ class _AsyncBody(httpx.AsyncByteStream):
                 if bound.left() > 0:
                     raise
                 raise bound.expired(self._reader.request) from None
+            except httpx.TransportError as exc:
+                bound.scrub_raised(exc)
+                raise
             except TimeoutError:
                 raise bound.expired(self._reader.request) from None
             yield self._reader.feed(chunk)
@@ -483,6 +500,37 @@ def _escaped_secret(authorization: str) -> _Escaped | None:
         parts.append(b"(?:" + b"|".join(spellings) + b")")
         longest += max(size, len(char.encode()))
     return _Escaped(re.compile(b"".join(parts)), longest)
+
+
+def scrub_raised(exc: BaseException, token: str) -> None:
+    """Take every form of ``token`` out of the text of ``exc`` and of the exceptions it chains to.
+
+    h11 quotes a malformed status or header line whole in its error (``illegal header line:
+    bytearray(b'...')``), and a server may have echoed the token there; httpx and httpcore chain
+    that error. The texts are changed in place, so the exception keeps its type for the outcome.
+    """
+    forms = _secrets(token)
+    if not forms:
+        return
+    # As bytes' repr spells them too: a backslash doubled, a quote escaped.
+    texts = {form.decode() for form in forms}
+    texts |= {text.replace("\\", "\\\\").replace("'", "\\'") for text in texts}
+    ordered = sorted(texts, key=len, reverse=True)
+    stack: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.args = tuple(_without(arg, ordered) if isinstance(arg, str) else arg for arg in current.args)
+        stack.extend(chained for chained in (current.__cause__, current.__context__) if chained is not None)
+
+
+def _without(text: str, forms: list[str]) -> str:
+    for form in forms:
+        text = text.replace(form, REDACTED.decode())
+    return text
 
 
 def _scrub_bytes(data: bytes, secrets: list[bytes]) -> bytes:

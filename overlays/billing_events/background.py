@@ -281,7 +281,9 @@ class BackgroundSender(SenderCore):
                 try:
                     # After a close deadline (abort), deliver settles the batch as failed without a request.
                     delivery.deliver(batch, self._abort)
-                except Exception as exc:
+                except BaseException as exc:
+                    # Any exception, SystemExit from a transport included: it would end this thread, and
+                    # the events it holds and every later one would get no outcome.
                     log.exception(
                         "%s delivery failed unexpectedly",
                         self._rules.name,
@@ -305,10 +307,13 @@ class BackgroundSender(SenderCore):
         with self._lock:
             delivered, settled = self._claim(delivered, settled)
         if delivered or settled:
-            self._store(delivered, settled)
-            with self._lock:
-                self._recorded(delivered, settled)
-                self._changed.notify_all()
+            try:
+                self._store(delivered, settled)
+            finally:
+                # Even when storing was cut short: a flush() must not wait for ever on claimed events.
+                with self._lock:
+                    self._recorded(delivered, settled)
+                    self._changed.notify_all()
 
     def _abandon(self) -> None:
         """At the close deadline: dead-letter what is still queued or in flight."""

@@ -298,6 +298,16 @@ class OutcomeSink:
                     shorten(outcome.key, 120),
                     extra=fields(self.provider, outcome),
                 )
+            except BaseException:
+                if threading.current_thread() is threading.main_thread():
+                    raise  # Ctrl-C or sys.exit() in a callback of the caller's own call: theirs to stop it
+                # On a sender's thread, SystemExit would only end that thread, and with it the delivery
+                # of every later event: it is logged as a broken callback is.
+                outcome_log.exception(
+                    "outcome callback raised on a sender's thread for event %s; delivery goes on",
+                    shorten(outcome.key, 120),
+                    extra=fields(self.provider, outcome),
+                )
 
 
 def fields(provider: str, outcome: Outcome) -> dict[str, object]:

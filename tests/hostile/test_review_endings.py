@@ -1,5 +1,5 @@
 """Review (endings): however a call ends, every event ends in exactly one outcome, with a reason that holds
-no token. Defects are strict xfails; the other tests pin cases that hold and were not yet covered."""
+no token. The first tests are defects a review found (fixed); the others pin cases that hold."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from overlay.scripted import Scripted, lago_422, lago_event, lago_ok, togai_event
 
 from billing_events import (
     AsyncTogai,
@@ -20,11 +21,11 @@ from billing_events import (
     OutcomeStatus,
     RetryPolicy,
     Togai,
+    TransportError,
     partial_report,
     read_dead_letters,
 )
 from hostile.conftest import TOKEN
-from overlay.scripted import Scripted, lago_422, lago_event, lago_ok, togai_event
 
 FAST = RetryPolicy(max_attempts=2, deadline=5.0, initial_delay=0.001, max_delay=0.01)
 
@@ -43,11 +44,6 @@ def _raising_transport(exc: BaseException) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a BaseException in a BackgroundSender worker kills it; close() sees no live thread and settles nothing",
-)
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_worker_ended_by_a_base_exception_from_the_transport_still_accounts_for_every_event(
     tmp_path: Path,
 ) -> None:
@@ -70,11 +66,6 @@ def test_a_worker_ended_by_a_base_exception_from_the_transport_still_accounts_fo
     assert sorted(letter.key for letter in read_dead_letters(letters)) == sorted(keys)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SystemExit from on_outcome kills the BackgroundSender worker; later events stay queued, unsettled",
-)
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_callback_raising_system_exit_leaves_no_later_event_without_an_outcome(tmp_path: Path) -> None:
     called = threading.Event()
 
@@ -97,7 +88,9 @@ def test_a_callback_raising_system_exit_leaves_no_later_event_without_an_outcome
 
     stats = sender.close(2.0)
 
-    settled = stats.delivered + stats.duplicate + stats.rejected + stats.failed + stats.unknown + stats.dropped
+    settled = (
+        stats.delivered + stats.duplicate + stats.rejected + stats.failed + stats.unknown + stats.dropped
+    )
     assert (stats.enqueued, settled, stats.in_queue) == (3, 3, 0), stats
 
 
@@ -143,10 +136,6 @@ def echo_head(request: pytest.FixtureRequest) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an httpx protocol error quoting the answer's head (with the echoed token) goes into reasons and letters unscrubbed",
-)
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_token_echoed_in_a_malformed_answer_head_stays_out_of_reasons_and_letters(
     mode: str, echo_head: str, tmp_path: Path
@@ -171,12 +160,8 @@ def test_a_token_echoed_in_a_malformed_answer_head_stays_out_of_reasons_and_lett
     assert TOKEN not in letters.read_text("utf-8")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find_event raises a TransportError whose text quotes the echoed token from a malformed answer head",
-)
 def test_a_token_echoed_in_a_malformed_answer_head_stays_out_of_find_event_errors(echo_head: str) -> None:
-    with Lago(TOKEN, base_url=echo_head, retry=FAST) as client, pytest.raises(Exception) as caught:
+    with Lago(TOKEN, base_url=echo_head, retry=FAST) as client, pytest.raises(TransportError) as caught:
         client.find_event("txn-1")
     assert TOKEN not in str(caught.value)
     assert TOKEN not in repr(caught.value)
@@ -185,10 +170,6 @@ def test_a_token_echoed_in_a_malformed_answer_head_stays_out_of_find_event_error
 # -- 3. A Lago 422 whose index key int() cannot read ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_by_index trusts str.isdigit(): a key like '²' makes int() raise ValueError out of send()",
-)
 @pytest.mark.parametrize("index", ["²", "9" * 5000], ids=["superscript-digit", "5000-digits"])
 def test_a_lago_422_with_an_unreadable_index_is_narrowed_not_raised(index: str) -> None:
     # A 422 is all-or-nothing: nothing of the batch was stored. Errors that cannot be tied to an event
@@ -198,7 +179,7 @@ def test_a_lago_422_with_an_unreadable_index_is_narrowed_not_raised(index: str) 
 
     try:
         report = client.send([lago_event(n) for n in range(3)])
-    except Exception as exc:  # noqa: BLE001 - what the caller sees today
+    except Exception as exc:
         cut = partial_report(exc)
         statuses = [o.status.value for o in cut] if cut is not None else None
         pytest.fail(f"send() raised {type(exc).__name__}: {str(exc)[:80]}; partial statuses {statuses}")
@@ -227,13 +208,15 @@ def test_a_base_exception_inside_the_transport_ends_each_event_unknown_once(
         raise stop("cut")
 
     options: dict[str, Any] = {"base_url": "http://togai.local", "retry": FAST, "dead_letter_path": letters}
+    sync = Togai(TOKEN, transport=httpx.MockTransport(handler), **options)
+    asynchronous = AsyncTogai(TOKEN, transport=httpx.MockTransport(async_handler), **options)
+    client: Any = sync if mode == "sync" else asynchronous
+
+    def call() -> object:
+        return sync.send(events) if mode == "sync" else asyncio.run(asynchronous.send(events))
+
     with pytest.raises(stop) as caught:
-        if mode == "sync":
-            client: Any = Togai(TOKEN, transport=httpx.MockTransport(handler), **options)
-            client.send(events)
-        else:
-            client = AsyncTogai(TOKEN, transport=httpx.MockTransport(async_handler), **options)
-            asyncio.run(client.send(events))
+        call()
 
     report = partial_report(caught.value)
     assert report is not None
@@ -272,7 +255,9 @@ def test_a_429_then_a_lost_answer_ends_unknown_and_429s_alone_end_failed() -> No
     limited = httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": "-5"})
     mixed = Scripted(limited, httpx.ReadTimeout("lost"), default=limited)
     only_429 = Scripted(default=httpx.Response(429, json={"message": "slow"}, headers={"Retry-After": "nan"}))
-    policy = RetryPolicy(max_attempts=3, deadline=5.0, initial_delay=0.001, max_delay=0.01, max_retry_after=0.01)
+    policy = RetryPolicy(
+        max_attempts=3, deadline=5.0, initial_delay=0.001, max_delay=0.01, max_retry_after=0.01
+    )
 
     def status(server: Scripted) -> OutcomeStatus:
         client = Togai(TOKEN, base_url="http://togai.local", transport=server.transport(), retry=policy)

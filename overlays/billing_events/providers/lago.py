@@ -157,12 +157,15 @@ def _by_index(details: ValidationErrorDetails, size: int) -> dict[int, IndexErro
     """
     by_index: dict[int, IndexErrors] = {}
     for key, value in details.additional_properties.items():
-        if not key.isdigit() or int(key) >= size:
+        # ASCII digits only, no longer than the batch's last index: str.isdigit() also takes "²", which
+        # int() refuses, and int() of thousands of digits raises.
+        if not (key.isascii() and key.isdigit() and len(key) <= len(str(size))) or int(key) >= size:
             return None
+        index = int(key)
         if isinstance(value, FieldErrors):
-            by_index[int(key)] = _codes(value)
+            by_index[index] = _codes(value)
         elif isinstance(value, str):
-            by_index[int(key)] = value
+            by_index[index] = value
         else:
             return None
     return by_index
