@@ -11,6 +11,7 @@ from togai_api.types import Unset
 
 from ..errors import RejectedError
 from ..outcomes import OutcomeStatus
+from ..text import shorten
 from .base import Pending, ProviderRules, Settled, Verdict, json_object, request_id, split
 
 
@@ -24,13 +25,21 @@ class TogaiRules(ProviderRules):
     def _accepted(self, batch: list[Pending], response: httpx.Response) -> Verdict:
         if response.status_code != 207:
             return super()._accepted(batch, response)
+        body = json_object(response)
+        if body is None:
+            # Togai's 207 is its JSON answer; a page or an empty body is some proxy's, which says nothing
+            # of what was stored: sent again, as any 2xx that is not Togai's answer.
+            return self.unreadable(batch, response, "the body of this 207 is not a JSON object")
         rejected = _rejected_by_index(response, len(batch))
         if rejected is None:
             # Togai's 207 names no events. A repeated id is refused for 45 days, so re-sending
             # halves is safe: the stored ones come back accepted, the bad ones narrow down to one.
             if len(batch) > 1:
                 return Verdict(resend_now=split(batch), partial=True)
-            reason = "refused in a 207 partial failure"
+            said = body.get("message")
+            reason = "refused in a 207 partial failure" + (
+                f": {shorten(said)}" if isinstance(said, str) and said else ""
+            )
             error = RejectedError(reason, status=207, request_id=request_id(response), provider=self.name)
             return Verdict(settled=[Settled(batch[0], OutcomeStatus.REJECTED, reason, error)])
         verdict = Verdict()
