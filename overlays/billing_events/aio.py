@@ -13,7 +13,7 @@ import httpx
 
 import lago_api
 import togai_api
-from lago_api.api.events import event_estimate_fees, find_event
+from lago_api.api.events import event_estimate_fees
 from lago_api.models import EventObject, EventResponse, FeeObject, FeesResponse
 
 from . import _constants as C
@@ -22,7 +22,7 @@ from ._post import AsyncBatchPoster
 from ._spread import RoundTrip, Spread, known_rounds
 from ._transport import async_bounded
 from .aio_background import AsyncBackgroundSender
-from .calls import async_retryable_call
+from .calls import async_retryable_call, find_request
 from .client import estimate_body
 from .config import Provider
 from .deadletter import BadLineCallback
@@ -165,7 +165,7 @@ class AsyncLago(_AsyncClient):
         return self
 
     async def find_event(self, transaction_id: str) -> EventObject:
-        request = find_event._get_kwargs(transaction_id)
+        request = find_request(transaction_id)
         http = self._api.get_async_httpx_client()
         answer = await async_retryable_call(
             self.config.retry,

@@ -14,10 +14,20 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import orjson
 
+from lago_api.api.events import find_event
+
 from . import _constants as C
 from ._transport import call_deadline
 from .delivery import transport_error
-from .errors import APIError, AuthError, NotFoundError, RateLimitedError, RejectedError, ServerError
+from .errors import (
+    APIError,
+    AuthError,
+    InvalidEventError,
+    NotFoundError,
+    RateLimitedError,
+    RejectedError,
+    ServerError,
+)
 from .retry import RetryableFailure, RetryPolicy, retry_after_seconds
 from .text import shorten
 
@@ -29,6 +39,20 @@ class Model(Protocol[T_co]):
     """A generated response model: built from the answer's JSON object."""
 
     def from_dict(self, src_dict: Any, /) -> T_co: ...
+
+
+def find_request(transaction_id: str) -> dict[str, Any]:
+    """The request of Lago's findEvent, built by the generated operation (the id escaped into the path).
+
+    An id of ``.`` or ``..`` would be a dot-segment, which URL rules remove before the request leaves
+    (``/events/.`` asks for the events list): it goes as ``%2E``, which lago-api's router reads back.
+    """
+    if not isinstance(transaction_id, str) or not transaction_id:
+        raise InvalidEventError("transaction_id", "must be a non-empty string")
+    request: dict[str, Any] = find_event._get_kwargs(transaction_id)
+    if transaction_id in (".", ".."):
+        request["url"] = "/events/" + "%2E" * len(transaction_id)
+    return request
 
 
 # The body of an error answer kept in the error's message, at most.

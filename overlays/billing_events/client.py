@@ -11,7 +11,7 @@ import httpx
 
 import lago_api
 import togai_api
-from lago_api.api.events import event_estimate_fees, find_event
+from lago_api.api.events import event_estimate_fees
 from lago_api.models import (
     EventEstimateFeesInput,
     EventEstimateFeesInputObject,
@@ -27,7 +27,7 @@ from ._post import BatchPoster
 from ._process import reset_after_fork
 from ._transport import bounded
 from .background import BackgroundSender
-from .calls import retryable_call
+from .calls import find_request, retryable_call
 from .config import Provider
 from .deadletter import BadLineCallback
 from .delivery import SyncDelivery
@@ -149,8 +149,7 @@ class Lago(_SyncClient):
 
     def find_event(self, transaction_id: str) -> EventObject:
         """The stored event with this ``transaction_id``; raises NotFoundError if there is none."""
-        # The generated operation builds the request (the id escaped into the path); calls.py reads the answer.
-        request = find_event._get_kwargs(transaction_id)
+        request = find_request(transaction_id)
         http = self._api.get_httpx_client()
         answer = retryable_call(
             self.config.retry,

@@ -165,12 +165,9 @@ def test_valid_togai_events_are_stored_as_sent(
 
 
 def server_seconds(timestamp: object) -> Decimal:
-    """Unix seconds as lago-api reads them: an integer exactly, a value with decimals as the double Ruby's
-    `Float()` makes of it, at its exact binary value (`Time.zone.at`)."""
-    text = str(timestamp)
-    if isinstance(timestamp, int) or text.isdigit():
-        return Decimal(text)
-    return Decimal(float(text))
+    """Unix seconds as lago-api reads them: the number's text as an exact decimal (`BigDecimal(value.to_s)`);
+    a JSON number with decimals is a Float first, whose text is the shortest that reads back (`repr`)."""
+    return Decimal(repr(timestamp) if isinstance(timestamp, float) else str(timestamp))
 
 
 def expected_instant(timestamp: object) -> datetime:

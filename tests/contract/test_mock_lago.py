@@ -80,8 +80,8 @@ def test_each_event_gets_a_fresh_lago_id(client: httpx.Client) -> None:
         pytest.param(1651240791, "2022-04-29T13:59:51.000Z", id="integer"),
         pytest.param("1651240791", "2022-04-29T13:59:51.000Z", id="numeric-string"),
         pytest.param("1651240791.127", "2022-04-29T13:59:51.127Z", id="milliseconds"),
-        # The double nearest 1651240791.123 is just below it: the server answers .122.
-        pytest.param("1651240791.123", "2022-04-29T13:59:51.122Z", id="milliseconds-below-in-binary"),
+        # Read as a decimal, not as the double nearest it (which lies just below .123).
+        pytest.param("1651240791.123", "2022-04-29T13:59:51.123Z", id="milliseconds-below-in-binary"),
         pytest.param("1651240791.1239", "2022-04-29T13:59:51.123Z", id="sub-millisecond-truncated"),
         pytest.param(0, "1970-01-01T00:00:00.000Z", id="epoch"),
     ],

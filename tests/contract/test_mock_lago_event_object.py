@@ -97,12 +97,13 @@ def test_postgres_find_answers_the_saved_event_as_sent() -> None:
 @pytest.mark.parametrize(
     ("sent", "answered"),
     [
-        # 1714558530.123 is stored as the double 1714558530.12299990654...: Ruby's `Float()` then
-        # `Time.zone.at` keep that exact value, and `iso8601(3)` cuts it to .122.
-        pytest.param("1714558530.123", "2024-05-01T10:15:30.122Z", id="string-below"),
-        pytest.param(1714558530.123, "2024-05-01T10:15:30.122Z", id="float-below"),
-        pytest.param("1714558530.001", "2024-05-01T10:15:30.000Z", id="one-millisecond-below"),
-        pytest.param("1714558530.998", "2024-05-01T10:15:30.997Z", id="string-below-again"),
+        # lago-api reads the number's text as a BigDecimal (PR #5651), so a value whose nearest double lies
+        # just below it (1714558530.12299990654...) keeps its milliseconds; `iso8601(3)` cuts the rest.
+        pytest.param("1714558530.123", "2024-05-01T10:15:30.123Z", id="string-below"),
+        pytest.param(1714558530.123, "2024-05-01T10:15:30.123Z", id="float-below"),
+        pytest.param("1714558530.001", "2024-05-01T10:15:30.001Z", id="one-millisecond-below"),
+        pytest.param("1714558530.998", "2024-05-01T10:15:30.998Z", id="string-below-again"),
+        pytest.param("1714558530.9999", "2024-05-01T10:15:30.999Z", id="cut-not-rounded"),
         pytest.param("1714558530.127", "2024-05-01T10:15:30.127Z", id="string-above"),
         pytest.param("1714558530.250", "2024-05-01T10:15:30.250Z", id="exact-in-binary"),
         pytest.param(1714558530, "2024-05-01T10:15:30.000Z", id="integer"),

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from billing_events import AuthError, Lago, NotFoundError, OutcomeStatus, RetryPolicy
+from billing_events import AuthError, InvalidEventError, Lago, NotFoundError, OutcomeStatus, RetryPolicy
 from billing_events.mock.testing import mock_app, sync_transport
 
 TOKEN = "review-lago-token"
@@ -54,11 +54,6 @@ def event(transaction_id: str, **changes: Any) -> dict[str, Any]:
 # -- timestamps: the server reads the decimal text exactly -----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the mock reads decimal timestamps as a double (Float) and answers .122/.099; lago-api reads "
-    "them with BigDecimal since PR #5651 and answers the milliseconds sent",
-)
 @pytest.mark.parametrize("store", ["postgres", "clickhouse"])
 @pytest.mark.parametrize(
     ("sent", "answered"),
@@ -82,7 +77,7 @@ def test_a_decimal_timestamp_is_answered_to_the_millisecond_it_was_sent(
 
 
 def test_whole_and_binary_exact_timestamps_keep_their_milliseconds() -> None:
-    """Holds today: values a double carries exactly (whole seconds, .25, .5) come back unchanged."""
+    """values a double carries exactly (whole seconds, .25, .5) come back unchanged."""
     app = mock_app("postgres", token=TOKEN)
     with raw_client(app) as client:
         answer = client.post(
@@ -98,11 +93,6 @@ def test_whole_and_binary_exact_timestamps_keep_their_milliseconds() -> None:
 # -- findEvent with ids that need escaping ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find_event('.'/'..') sends the id as a dot-segment that httpx removes, so it asks for "
-    "/events or / instead of /events/%2E; lago-api routes /events/%2E to show with id '.'",
-)
 @pytest.mark.parametrize("transaction_id", [".", ".."])
 def test_find_event_reads_back_an_event_whose_id_is_a_dot_segment(transaction_id: str) -> None:
     app = mock_app("postgres", token=TOKEN)
@@ -113,8 +103,25 @@ def test_find_event_reads_back_an_event_whose_id_is_a_dot_segment(transaction_id
     assert found.transaction_id == transaction_id
 
 
+def test_find_event_refuses_an_empty_id_without_a_request() -> None:
+    """``/events/`` is lago-api's events list, whose answer no EventResponse reads: it was retried, then a
+    ServerError ("unreadable answer"). An empty id names no event: refused before anything is sent."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"events": [], "meta": {"current_page": 1}})
+
+    with (
+        Lago(TOKEN, base_url=BASE, transport=httpx.MockTransport(answer), retry=ONCE) as lago,
+        pytest.raises(InvalidEventError, match="transaction_id: must be a non-empty string"),
+    ):
+        lago.find_event("")
+    assert seen == []
+
+
 def test_the_server_side_route_of_an_escaped_dot_id_works_on_the_mock() -> None:
-    """Holds today: the mock routes /events/%2E as Rails does, so only the client side is at fault above."""
+    """The mock routes /events/%2E as Rails does."""
     app = mock_app("postgres", token=TOKEN)
     with raw_client(app) as client:
         assert client.post("/events", json={"event": event(".")}).status_code == 200
@@ -125,7 +132,7 @@ def test_the_server_side_route_of_an_escaped_dot_id_works_on_the_mock() -> None:
 
 @pytest.mark.parametrize("transaction_id", ["a+b", "100%", "txn/é ü?#&=", "order.json", "%2F"])
 def test_find_event_escapes_ids_as_rails_unescapes_them(transaction_id: str) -> None:
-    """Holds today: '+' stays '+', '%' and '/' are escaped, a dot inside an id is no format suffix."""
+    """'+' stays '+', '%' and '/' are escaped, a dot inside an id is no format suffix."""
     app = mock_app("clickhouse", token=TOKEN)
     with lago_on(app) as lago:
         assert lago.send([event(transaction_id)]).ok
@@ -160,7 +167,7 @@ def test_find_event_with_a_key_that_may_not_read_raises_auth_error() -> None:
 
 
 def test_sending_with_a_key_that_may_not_write_fails_every_event_with_auth_error() -> None:
-    """Holds today: a 403 on /events/batch is failed (never stored), with an AuthError, token kept out."""
+    """a 403 on /events/batch is failed (never stored), with an AuthError, token kept out."""
     app = mock_app("postgres", token=TOKEN, restricted_token=READ_ONLY)
     with lago_on(app, READ_ONLY) as lago:
         report = lago.send([event("w-1"), event("w-2")])
@@ -172,11 +179,6 @@ def test_sending_with_a_key_that_may_not_write_fails_every_event_with_auth_error
 # -- the ClickHouse store's single-event path runs no model validation --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on the ClickHouse store lago-api's CreateService skips event.save! and never calls valid?, so a "
-    "single event without code is answered 200; the mock refuses it with 422 value_is_mandatory",
-)
 def test_clickhouse_single_event_without_code_is_accepted_as_lago_api_does() -> None:
     # app/services/events/create_service.rb: `event.save! unless organization.clickhouse_events_store?`;
     # app/models/event.rb's `validates :code, presence: true` runs only in save!/valid?. The batch service

@@ -84,19 +84,17 @@ def field_errors(
 
 
 def _seconds(value: object) -> Decimal | None:
-    """Unix seconds as the server reads them: an integer exactly, anything with decimals as the double
-    `Float()` makes of it, kept at its exact binary value by `Time.at` (so 30.123 is 30.12299990...)."""
+    """Unix seconds as the server reads them: the number's text as a decimal, exactly (lago-api's
+    ``Time.zone.at(BigDecimal(params[:timestamp].to_s))``), so 30.123 is 30.123 and not the double below it."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        return Decimal(value) if math.isfinite(value) else None
+        # A JSON number with decimals is a Float in Rails; its text (to_s) is the shortest that reads back.
+        return Decimal(repr(value)) if math.isfinite(value) else None
     if isinstance(value, str) and value.replace(".", "", 1).isdigit() and value.isascii():
-        if "." not in value:
-            return Decimal(value)
-        number = float(value)
-        return Decimal(number) if math.isfinite(number) else None
+        return Decimal(value)
     return None
 
 
