@@ -131,6 +131,7 @@ class _AsyncClient(ClientBase):
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        self.sink.closing()
         log.info("%s client closed: %s", self.provider, self.stats, extra={"provider": self.provider})
 
     async def __aenter__(self) -> _AsyncClient:

@@ -240,6 +240,7 @@ class AsyncBackgroundSender(SenderCore):
         if not self._finished:
             self._finished = True
             metrics.unwatch(self)
+            self._sink.closing()
             log.info("%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name})
         return stats
 

@@ -234,6 +234,7 @@ class BackgroundSender(SenderCore):
         self._queue.close()
         stats = self.stats
         metrics.unwatch(self)
+        self._sink.closing()
         log.info("%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name})
         return stats
 

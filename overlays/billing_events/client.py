@@ -117,6 +117,7 @@ class _SyncClient(ClientBase):
 
     def close(self) -> None:
         self.http.close()
+        self.sink.closing()
         log.info("%s client closed: %s", self.provider, self.stats, extra={"provider": self.provider})
 
     def __enter__(self: T) -> T:

@@ -214,6 +214,20 @@ class OutcomeSink:
     def reset_lock(self) -> None:
         self._warnings = _WarningThrottle()
 
+    def closing(self) -> None:
+        """At close: the warning that says how many undelivered events the throttle held back, if any
+        (no later warning would come to say it)."""
+        held_back = self._warnings.take_held_back()
+        if held_back:
+            outcome_log.warning(
+                "%s: %d more %s not delivered since the last warning; the dead letters, the DEBUG records"
+                " and the stats have each of them",
+                self.provider,
+                held_back,
+                "event" if held_back == 1 else "events",
+                extra={"provider": self.provider, "events": held_back},
+            )
+
     def record(self, outcomes: Sequence[Outcome]) -> None:
         counts = Counter(outcome.status for outcome in outcomes)
         self.stats.settle(counts.elements())
@@ -340,5 +354,11 @@ class _WarningThrottle:
                 self._held_back += events
                 return None
             self._next = now + self._interval
+            held_back, self._held_back = self._held_back, 0
+            return held_back
+
+    def take_held_back(self) -> int:
+        """The events of the warnings held back since the last one let through; the count starts again."""
+        with self._lock:
             held_back, self._held_back = self._held_back, 0
             return held_back
