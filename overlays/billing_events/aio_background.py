@@ -316,13 +316,20 @@ class AsyncBackgroundSender(SenderCore):
     async def _deliver(self, delivery: AsyncDelivery, batch: list[Pending], lanes: asyncio.Semaphore) -> None:
         try:
             await delivery.deliver(batch)
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise  # close() and the loop's end account for a cancelled lane's events
+        except BaseException as exc:
+            # Any other exception settles the batch (unknown once sent), as the threaded sender does. Ctrl-C
+            # and sys.exit() then go on out of the loop, which is theirs to stop; the sender goes on after
+            # any other.
             log.exception(
                 "%s delivery failed unexpectedly",
                 self._rules.name,
                 extra={"provider": self._rules.name, "events": len(batch)},
             )
             self._record([], settle_unsent(batch, f"internal error: {shorten(repr(exc))}"))
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
         finally:
             lanes.release()
             self._notify()

@@ -27,7 +27,7 @@ from . import _constants as C
 from . import metrics
 from ._post import BatchPoster
 from ._process import close_at_exit, reset_after_fork
-from .deadletter import OutcomeCallback
+from .deadletter import OutcomeCallback, on_sender_thread
 from .delivery import SyncDelivery
 from .errors import ConfigurationError, InvalidEventError, QueueFullError, SenderClosedError
 from .providers import Pending, Settled
@@ -267,6 +267,8 @@ class BackgroundSender(SenderCore):
             thread.start()
 
     def _run(self) -> None:
+        # A callback's SystemExit here would end only this thread, and with it every later delivery.
+        on_sender_thread()
         delivery = SyncDelivery(
             self._rules,
             self._sync_client.poster,

@@ -44,14 +44,17 @@ class Model(Protocol[T_co]):
 def find_request(transaction_id: str) -> dict[str, Any]:
     """The request of Lago's findEvent, built by the generated operation (the id escaped into the path).
 
-    An id of ``.`` or ``..`` would be a dot-segment, which URL rules remove before the request leaves
-    (``/events/.`` asks for the events list): it goes as ``%2E``, which lago-api's router reads back.
+    Every dot of the id goes as ``%2E``, which lago-api's router reads back as a dot: a plain dot may
+    end the id and begin a format (``evt.json`` would find ``evt``), and an id of ``.`` or ``..`` would be
+    a dot-segment, which URL rules remove before the request leaves (``/events/.`` is the events list).
     """
     if not isinstance(transaction_id, str) or not transaction_id:
         raise InvalidEventError("transaction_id", "must be a non-empty string")
     request: dict[str, Any] = find_event._get_kwargs(transaction_id)
-    if transaction_id in (".", ".."):
-        request["url"] = "/events/" + "%2E" * len(transaction_id)
+    prefix = "/events/"
+    url = request["url"]
+    if isinstance(url, str) and url.startswith(prefix):
+        request["url"] = prefix + url[len(prefix) :].replace(".", "%2E")
     return request
 
 
@@ -105,6 +108,8 @@ def _error(response: httpx.Response, provider: str) -> APIError:
         kind = NotFoundError
     elif status in (400, 422):
         kind = RejectedError
+    elif status >= 500:
+        kind = ServerError  # one not worth retrying (501, 505): still the server's error
     return kind(_error_text(response), status=status, request_id=_rid(response), provider=provider)
 
 

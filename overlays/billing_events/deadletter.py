@@ -193,6 +193,14 @@ def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = No
             yield letter
 
 
+_threads = threading.local()
+
+
+def on_sender_thread() -> None:
+    """Mark the calling thread as a background sender's own (see ``OutcomeSink._call``)."""
+    _threads.sender = True
+
+
 class OutcomeSink:
     """Where settled events go: the counters, the metrics, the logs, the dead-letter file and the callbacks."""
 
@@ -313,7 +321,7 @@ class OutcomeSink:
                     extra=fields(self.provider, outcome),
                 )
             except BaseException:
-                if threading.current_thread() is threading.main_thread():
+                if not getattr(_threads, "sender", False):
                     raise  # Ctrl-C or sys.exit() in a callback of the caller's own call: theirs to stop it
                 # On a sender's thread, SystemExit would only end that thread, and with it the delivery
                 # of every later event: it is logged as a broken callback is.

@@ -174,21 +174,3 @@ def test_sending_with_a_key_that_may_not_write_fails_every_event_with_auth_error
     assert [o.status for o in report] == [OutcomeStatus.FAILED] * 2
     assert all(isinstance(o.error, AuthError) and o.error.status == 403 for o in report)
     assert all(READ_ONLY not in (o.reason or "") for o in report)
-
-
-# -- the ClickHouse store's single-event path runs no model validation --------------------------------
-
-
-def test_clickhouse_single_event_without_code_is_accepted_as_lago_api_does() -> None:
-    # app/services/events/create_service.rb: `event.save! unless organization.clickhouse_events_store?`;
-    # app/models/event.rb's `validates :code, presence: true` runs only in save!/valid?. The batch service
-    # calls `event.valid?` for every store, so only the single path differs.
-    app = mock_app("clickhouse", token=TOKEN)
-    body = event("no-code")
-    del body["code"]
-    with raw_client(app) as client:
-        single = client.post("/events", json={"event": body})
-        batch = client.post("/events/batch", json={"events": [body]})
-    assert batch.status_code == 422  # holds today: the batch path validates on both stores
-    assert single.status_code == 200, single.text
-    assert single.json()["event"]["code"] is None

