@@ -141,8 +141,17 @@ def _warn(bad: BadLine) -> None:
 
 def letter_lines(source: IO[bytes], limit: int = MAX_LETTER_BYTES) -> Iterator[tuple[int, bytes | int]]:
     """``(number, line)`` for each line, or ``(number, size)`` for one too long to be a letter (a damaged
-    file, something else written over it), skipped without being read into memory."""
-    return bounded_lines(source, limit)
+    file, something else written over it), skipped without being read into memory.
+
+    A UTF-8 byte order mark at the start (an editor's, after letters were fixed by hand) is dropped.
+    """
+    for number, line in bounded_lines(source, limit):
+        if number == 1 and isinstance(line, bytes) and line.startswith(_BOM):
+            line = line[len(_BOM) :]
+        yield number, line
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def too_long(size: int) -> str:

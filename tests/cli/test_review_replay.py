@@ -93,10 +93,6 @@ def test_a_replayed_unknown_letter_stays_unknown_when_the_replay_is_refused(
     assert letter["status"] == "unknown", letter
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest holds back only lines whose state status is still 'unknown': one later 'failed' is re-sent past the window",
-)
 def test_ingest_holds_back_a_line_once_unknown_past_the_window_even_if_a_rerun_failed(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -138,10 +134,6 @@ def test_ingest_holds_back_a_line_unknown_past_the_window(
 # --- odd dead-letter files ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a UTF-8 BOM (a dead-letter file fixed by hand) makes the first letter 'not valid JSON': it is never replayed",
-)
 def test_replay_ignores_a_byte_order_mark_as_ingest_does(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
     letters = [orjson.dumps(_letter("togai", index, "failed", days_ago=1)) for index in range(3)]
     dead = tmp_path / "dead.jsonl"
@@ -311,10 +303,6 @@ class _SigintOnCall:
         return await self._inner.send(events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an interrupted replay says to re-send only DEAD.remaining.jsonl; the letters it never reached are lost",
-)
 def test_following_what_an_interrupted_replay_says_replays_every_letter(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

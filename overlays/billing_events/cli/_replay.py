@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -111,4 +112,5 @@ def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     _sending.check_report(args.report)
     open_sender = _sending.open_sender(provider, args, dead_letter)
     result = _sending.pump(args, provider, None, records, open_sender, None, err)
-    return finish(args, provider, str(path), result, dead_letter, None, out, err)
+    rerun = f"billing-events replay {provider.name} {shlex.quote(str(path))}"
+    return finish(args, provider, str(path), result, dead_letter, None, out, err, rerun)

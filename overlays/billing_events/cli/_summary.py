@@ -35,7 +35,10 @@ def print_outcome(
     result: RunResult,
     dead_letter: Path,
     state_path: Path | None,
+    rerun: str | None = None,
 ) -> None:
+    """``rerun``: the command that starts the run over, for a run without a state file (a replay): one
+    that stops leaves what it never read in its input only, so the remaining file alone would miss it."""
     tally = result.tally
     counts = tally.counts
     records = tally.records
@@ -52,6 +55,7 @@ def print_outcome(
     if tally.problems:
         out.print(problems_table(tally.problems, problem_total))
     undelivered = sum(counts.get(name, 0) for name in ("rejected", "failed", "unknown"))
+    stopped = result.interrupted_by is not None or result.fatal is not None
     if result.letters_unwritten:
         kept = (
             "those lines are not marked settled: run the same command again once it can be written"
@@ -64,14 +68,14 @@ def print_outcome(
             markup=False,
             highlight=False,
         )
-    elif undelivered and dead_letter.exists():
+    elif undelivered and dead_letter.exists() and not (stopped and rerun is not None):
         out.print(
             f"{plural(undelivered, 'event')} not delivered went to {dead_letter}; re-send with:\n"
             f"  billing-events replay {provider.name} {dead_letter}",
             markup=False,
             highlight=False,
         )
-    if result.interrupted_by is not None or result.fatal is not None:
+    if stopped:
         why = "interrupted" if result.fatal is None else f"stopped: {result.fatal}"
         if state_path is not None:
             err.print(
@@ -82,6 +86,13 @@ def print_outcome(
             )
         else:
             err.print(f"{why}; {records:,} records are settled.", markup=False, highlight=False)
+            if rerun is not None:
+                out.print(
+                    f"What it did not reach is only in {label}, so run it again with the same options (what"
+                    f" was delivered comes back as duplicate, under the same keys):\n  {rerun}",
+                    markup=False,
+                    highlight=False,
+                )
 
 
 def finish(
@@ -93,6 +104,7 @@ def finish(
     state_path: Path | None,
     out: Console,
     err: Console,
+    rerun: str | None = None,
 ) -> int:
     print_outcome(
         out,
@@ -102,6 +114,7 @@ def finish(
         result=result,
         dead_letter=dead_letter,
         state_path=state_path,
+        rerun=rerun,
     )
     code = result.exit_code
     if args.report is not None:
