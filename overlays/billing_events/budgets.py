@@ -8,8 +8,11 @@ callers ask, so retries and new requests queue fairly and no waiter is passed ov
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -22,12 +25,16 @@ import httpcore
 
 from ._network import aresolve, resolve
 from .errors import ConfigurationError
+from .text import shorten
 
 log = logging.getLogger("billing_events")
 
-# Redis: how long one call may take, and how long to pace locally after a failed call.
+# Redis: how long one call may take (at most, and at least when the request's own wait is shorter), how
+# long to pace locally after a failed call, and how many calls of one process may be out at once.
 REDIS_TIMEOUT = 0.5
+MIN_REDIS_CALL = 0.05
 REDIS_RETRY_AFTER = 5.0
+REDIS_CALLERS = 4
 # A stored TAT further ahead than this is stale (a clock step, or a file from an earlier boot): start over.
 STALE_AFTER = 300.0
 
@@ -47,7 +54,9 @@ def gcra(
     """
     if tat is not None and written_at is not None and written_at > now:
         tat -= written_at - now
-    if tat is None or tat < now or tat > now + STALE_AFTER:
+    # A TAT a slot could have left is at most one interval past the burst and the longest wait: with a pace
+    # slower than one request in STALE_AFTER, the bound grows with it (else every slot would look stale).
+    if tat is None or tat < now or tat > now + STALE_AFTER + interval + burst:
         tat = now
     wait = max(0.0, tat - burst - now)
     if wait > max_wait:
@@ -164,7 +173,7 @@ local interval, burst, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local written_at = tonumber(redis.call('GET', KEYS[2]) or '0')
 if written_at > now then tat = tat - (written_at - now) end
-if tat < now or tat > now + tonumber(ARGV[4]) then tat = now end
+if tat < now or tat > now + tonumber(ARGV[4]) + interval + burst then tat = now end
 local wait = tat - burst - now
 if wait < 0 then wait = 0 end
 if wait > max_wait then return '-1' end
@@ -207,10 +216,12 @@ class RedisBudget:
         self._warned = False
         self._local = MemoryBudget()
         self._down_until = 0.0
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _clients(self) -> None:
         if self._pid != os.getpid():
             self._sync = self._async = None  # a forked child opens its own connections
+            self._executor = None  # and has no thread of its parent's pool
             self._pid = os.getpid()
 
     def _options(self) -> dict[str, Any]:
@@ -243,37 +254,81 @@ class RedisBudget:
     def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
         if not self._available():
             return self._local.reserve(key, interval, burst, max_wait)
+        bound = _call_bound(max_wait)
+        # redis-py bounds each read from the socket, not the call: a Redis that trickles its answer would
+        # hold the request for as long as it likes. The call runs on the pool's thread, and waiting for it
+        # is what is bounded.
+        calling = self._pool().submit(self._ask, key, interval, burst, max_wait)
         try:
-            if self._sync is None:
-                host = self._host()
-                addresses = [] if host is None else resolve(*host, REDIS_TIMEOUT)
-                client = self._redis_module.Redis.from_url(self._url, **self._options())
-                self._sync = self._pin(client, addresses)
-            answer = self._sync(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
+            answer = calling.result(timeout=bound)
+        except concurrent.futures.TimeoutError:
+            calling.cancel()
+            return self._late(bound, key, interval, burst, max_wait)
         except (self._redis_module.RedisError, httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
             self._unreachable(exc)
             self._sync = None  # looked up again when Redis is asked next: it may have moved
             return self._local.reserve(key, interval, burst, max_wait)
-        return _wait_of(answer)
+        return self._wait(answer, key, interval, burst, max_wait)
+
+    def _wait(self, answer: object, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        try:
+            return _wait_of(answer, max_wait)
+        except ValueError as exc:
+            # No answer our script gives: something else answers there. Paced locally, as without Redis.
+            self._unreachable(exc)
+            return self._local.reserve(key, interval, burst, max_wait)
+
+    def _ask(self, key: str, interval: float, burst: float, max_wait: float) -> object:
+        """One call of the GCRA script (on the pool's thread)."""
+        script = self._sync
+        if script is None:
+            host = self._host()
+            addresses = [] if host is None else resolve(*host, REDIS_TIMEOUT)
+            client = self._redis_module.Redis.from_url(self._url, **self._options())
+            script = self._sync = self._pin(client, addresses)
+        return script(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        self._clients()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=REDIS_CALLERS, thread_name_prefix="billing-events-budget"
+            )
+        return self._executor
+
+    def _late(self, bound: float, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        """Redis did not answer within ``bound``: no slot when the request's own wait was the shorter one;
+        else Redis is taken as unreachable, and this process paces on its own for a while."""
+        if bound < REDIS_TIMEOUT:
+            return None
+        self._unreachable(TimeoutError(f"no answer within {REDIS_TIMEOUT}s"))
+        self._sync = self._async = None  # a connection left mid-answer is not used again
+        return self._local.reserve(key, interval, burst, max_wait)
 
     async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
         if not self._available():
             return self._local.reserve(key, interval, burst, max_wait)
+        bound = _call_bound(max_wait)
         try:
-            if self._async is None:
-                from redis import asyncio as aioredis
+            async with asyncio.timeout(bound):
+                if self._async is None:
+                    from redis import asyncio as aioredis
 
-                host = self._host()
-                # Never on the loop's executor, which asyncio.run() waits for at exit.
-                addresses = [] if host is None else await aresolve(*host, REDIS_TIMEOUT)
-                client = aioredis.Redis.from_url(self._url, **self._options())
-                self._async = self._pin(client, addresses)
-            answer = await self._async(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
+                    host = self._host()
+                    # Never on the loop's executor, which asyncio.run() waits for at exit.
+                    addresses = [] if host is None else await aresolve(*host, REDIS_TIMEOUT)
+                    client = aioredis.Redis.from_url(self._url, **self._options())
+                    self._async = self._pin(client, addresses)
+                answer = await self._async(
+                    keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER]
+                )
+        except TimeoutError:
+            return self._late(bound, key, interval, burst, max_wait)
         except (self._redis_module.RedisError, httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
             self._unreachable(exc)
             self._async = None
             return self._local.reserve(key, interval, burst, max_wait)
-        return _wait_of(answer)
+        return self._wait(answer, key, interval, burst, max_wait)
 
     def _keys(self, key: str) -> list[str]:
         name = f"{self.prefix}:{key}"
@@ -285,15 +340,31 @@ class RedisBudget:
         self._down_until = time.monotonic() + REDIS_RETRY_AFTER
         if not self._warned:
             log.warning(
-                "rate budget: Redis is unreachable (%s); pacing locally until it is back", type(exc).__name__
+                "rate budget: Redis is unreachable or answers wrongly (%s); pacing locally until it is back",
+                type(exc).__name__,
             )
             self._warned = True
 
 
-def _wait_of(answer: object) -> float | None:
-    text = answer.decode() if isinstance(answer, bytes) else str(answer)
-    wait = float(text)
-    return None if wait < 0 else wait
+def _call_bound(max_wait: float) -> float:
+    """How long one call to Redis may take: its own bound, or the request's wait for a slot if shorter
+    (never under ``MIN_REDIS_CALL``, which a loopback Redis answers well within)."""
+    return min(REDIS_TIMEOUT, max(max_wait, MIN_REDIS_CALL))
+
+
+def _wait_of(answer: object, max_wait: float) -> float | None:
+    """The script's answer: the wait for the slot, None for no slot. Anything else (a wait past ``max_wait``,
+    which the script never gives, or no number) is a Redis gone wrong: ValueError, and the pacer paces
+    locally."""
+    text = answer.decode(errors="replace") if isinstance(answer, bytes) else str(answer)
+    wait = float(text[:40])
+    if wait == -1:
+        return None
+    if not (math.isfinite(wait) and 0 <= wait <= max_wait):
+        raise ValueError(
+            f"the rate budget script answered {shorten(text)!r}, not a wait within {max_wait:g}s"
+        )
+    return wait
 
 
 def open_budget(url: str | None) -> Budget:
@@ -306,8 +377,18 @@ def open_budget(url: str | None) -> Budget:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. an unclosed IPv6 bracket; the message never quotes the URL
         raise ConfigurationError(f"rate_budget: {exc}") from None
-    query = parse_qs(parts.query)
-    prefix = (query.get("key") or ["billing-events"])[0]
+    if parts.fragment or url.endswith("#"):
+        raise ConfigurationError(
+            "rate_budget: a '#' ends the URL there, so it cannot be in a budget name; write it as %23"
+        )
+    try:
+        # Every part name=value: "key=acme&eu" would silently be the budget "acme".
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ConfigurationError(
+            "rate_budget: each part of the query must be name=value; write a '&' in a budget name as %26"
+        ) from None
+    prefix = (query.get("key") or ["billing-events"])[0] or "billing-events"
     if parts.scheme == "sqlite":
         path = unquote(parts.path)
         if not path or path.endswith("/"):
@@ -316,7 +397,9 @@ def open_budget(url: str | None) -> Budget:
             )
         return SQLiteBudget(Path(path), prefix)
     if parts.scheme in ("redis", "rediss", "unix"):
-        rest = [f"{name}={value}" for name, values in query.items() if name != "key" for value in values]
+        rest = [
+            f"{name}={value}" for name, values in query.items() if name != "key" for value in values if value
+        ]
         base = parts._replace(query="&".join(rest)).geturl()
         return RedisBudget(base, prefix)
     raise ConfigurationError(

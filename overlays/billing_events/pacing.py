@@ -261,7 +261,8 @@ class Pacer:
                 lane.pace = min(lane.pace, limit)
             if status == 429:
                 lane.cut(CUT_ON_429, sent_at, now)
-            elif limit is not None and remaining is not None and limit > 0:
+            elif limit is not None and remaining is not None and limit >= MIN_ANNOUNCED_LIMIT:
+                # A limit below that is no provider's (ignored above): its bucket says nothing either.
                 lane.read_bucket(limit, remaining, now)
             else:
                 lane.rise(now)

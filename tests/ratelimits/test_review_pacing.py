@@ -136,10 +136,6 @@ def bulk(text: str) -> bytes:
 # --- Defects ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gcra() takes a TAT more than STALE_AFTER (300 s) ahead as stale, so a pace slower than 1 per 300 s is not paced at all",
-)
 def test_a_pace_of_one_request_in_ten_minutes_still_paces() -> None:
     server = Scripted(default=accepted)
     # One request each 600 s: the burst lets one go early, the third would wait ~600 s, past the 0.5 s bound.
@@ -158,10 +154,6 @@ def test_a_pace_of_one_request_in_ten_minutes_still_paces() -> None:
     assert len(server.requests) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RedisBudget.reserve returns whatever wait the Redis server answers, past max_wait: the slot wait is unbounded",
-)
 def test_a_redis_answer_past_the_wait_bound_is_not_obeyed(fake_redis: Callable[..., FakeRedis]) -> None:
     redis = fake_redis(bulk("3600.000000"))  # an hour: not an answer our script can give for max_wait=0.3
     budget = open_budget(f"{redis.url}?key=garbage")
@@ -172,10 +164,6 @@ def test_a_redis_answer_past_the_wait_bound_is_not_obeyed(fake_redis: Callable[.
     assert wait is None or wait <= 0.3  # "Waiting for a slot is bounded by the request timeout"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Redis answer of 'inf' reaches time.sleep() in Pacer.acquire outside its try: the hook raises and the event ends failed",
-)
 def test_a_redis_answering_garbage_never_holds_an_event_back(fake_redis: Callable[..., FakeRedis]) -> None:
     redis = fake_redis(bulk("inf"))
     server = Scripted(default=accepted)
@@ -195,10 +183,6 @@ def test_a_redis_answering_garbage_never_holds_an_event_back(fake_redis: Callabl
     assert len(server.requests) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the 0.5 s Redis bound is redis-py's per-read socket_timeout: a Redis that trickles its answer holds the request past it",
-)
 def test_a_trickling_redis_is_cut_at_the_half_second_bound(fake_redis: Callable[..., FakeRedis]) -> None:
     # "-1" (no slot) one byte each 0.1 s: 8 bytes, 0.8 s in all, each read well inside 0.5 s.
     redis = fake_redis(bulk("-1"), trickle=0.1)
@@ -218,10 +202,6 @@ def test_a_trickling_redis_is_cut_at_the_half_second_bound(fake_redis: Callable[
     assert report.statuses[0] is DELIVERED, report.outcomes[0].reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open_budget() silently cuts the key= name at '#' or '&' (URL fragment/separator), so distinct budget names share one budget",
-)
 @pytest.mark.parametrize("odd", ["#", "&"])
 def test_budget_names_with_odd_characters_stay_distinct_or_are_refused(tmp_path: Path, odd: str) -> None:
     store = tmp_path / "budget.db"
@@ -251,10 +231,6 @@ def test_budget_names_with_odd_characters_stay_distinct_or_are_refused(tmp_path:
     assert report.statuses[0] is DELIVERED, report.outcomes[0].reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Pacer.observe ignores an X-RateLimit-Limit below 1 req/s as a ceiling but still feeds it to read_bucket, which cuts the pace",
-)
 def test_an_announced_limit_below_one_request_per_second_is_ignored() -> None:
     def broken(request: httpx.Request) -> httpx.Response:
         response = lago_ok(request)
@@ -272,10 +248,6 @@ def test_an_announced_limit_below_one_request_per_second_is_ignored() -> None:
     assert pace == 40, pace
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pace_note formats the pace with ',.0f': a pace below 1 req/s (which --max-requests-per-second accepts) shows as 'paced 0 req/s'",
-)
 def test_the_progress_line_never_shows_a_pace_of_zero() -> None:
     note = pace_note(Stats(pace=0.4, budget_wait=2.0))
     assert note.startswith("paced ") and "paced 0 req/s" not in note, note
@@ -372,10 +344,6 @@ def test_a_round_of_429s_in_flight_halves_the_pace_once() -> None:
     assert pace is not None and 20 <= pace < 30  # one cut (to 20) and a moment of recovery, not 40/16
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the async pacer awaits asyncio.sleep() of whatever wait Redis answers: send() outlives its timeout and RetryPolicy.deadline",
-)
 def test_an_async_send_is_not_held_past_its_deadline_by_a_redis_answer(
     fake_redis: Callable[..., FakeRedis],
 ) -> None:
@@ -405,10 +373,6 @@ def test_an_async_send_is_not_held_past_its_deadline_by_a_redis_answer(
     assert statuses is not None, "send() was still waiting for its rate budget slot past its deadline"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Redis call is bounded only by its own 0.5 s, not by the request timeout or call deadline that bound the slot wait",
-)
 def test_a_slow_redis_does_not_stretch_the_slot_wait_past_the_request_timeout(
     fake_redis: Callable[..., FakeRedis],
 ) -> None:

@@ -51,7 +51,8 @@ def pace_note(stats: Stats | None) -> str:
     """The pace, once the rate budget holds requests back (they waited for it, or 429s came)."""
     if stats is None or stats.pace is None or not (stats.budget_wait or stats.throttled):
         return ""
-    return f"paced {stats.pace:,.0f} req/s" + (f", {stats.throttled:,} throttled" if stats.throttled else "")
+    pace = f"{stats.pace:,.0f}" if stats.pace >= 10 else f"{stats.pace:.2g}"  # 0.4 req/s is not "0"
+    return f"paced {pace} req/s" + (f", {stats.throttled:,} throttled" if stats.throttled else "")
 
 
 def format_counts(counts: Mapping[str, int]) -> Text:
