@@ -154,9 +154,11 @@ class ClientBase:
             if letter.clipped is not None:
                 # The note is read from the file: a damaged one must not make the reason grow.
                 reason = f"not replayed: {shorten(str(letter.clipped))} (fix it where it came from)"
-            elif (since := unknown_since(letter.status, letter.at, cutoff)) is not None:
+            elif (since := unknown_since(letter.status, letter.unsure_from, cutoff)) is not None:
                 reason = past_window_reason(self.provider, since, "resend_past_window=True replays it")
             if reason is None:
+                if letter.status == OutcomeStatus.UNKNOWN.value and isinstance(letter.key, str):
+                    self.sink.remember_unknown(letter.key, letter.unsure_from)
                 events.append(letter.event)
                 continue
             key = letter.key if isinstance(letter.key, str) else show(letter.key)
@@ -245,6 +247,7 @@ class ClientBase:
 
     def _recorder(self, slots: list[Slot]) -> Recorder:
         def record(delivered: list[Pending], settled: list[Settled]) -> None:
+            settled = self.sink.with_earlier(settled)  # the report says what the letters say
             for pending in delivered:
                 pending.delivered = True
                 # The Pending goes: a large send() would otherwise keep one per event until it returns,
@@ -261,7 +264,7 @@ class ClientBase:
         if interrupted is not None:
             why = f"send() interrupted ({type(interrupted).__name__}) before an answer"
             unsettled = [slot for slot in slots if isinstance(slot, Pending) and not slot.delivered]
-            settled = settle_unsent(unsettled, why)
+            settled = self.sink.with_earlier(settle_unsent(unsettled, why))
             for item in settled:
                 slots[item.pending.seq] = item
             self.sink.record_settled([], settled)

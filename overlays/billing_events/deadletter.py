@@ -45,6 +45,13 @@ class DeadLetter:
     at: str
     # Set when the event was too large to keep: ``event`` is empty, and this says how large it was.
     clipped: str | None = None
+    # An ``unknown`` letter's first unknown moment (ISO 8601): ``at``, or an earlier send's when replayed.
+    unsure_since: str | None = None
+
+    @property
+    def unsure_from(self) -> str:
+        """When the provider may have had the event from: the time the provider's window runs from."""
+        return self.unsure_since or self.at
 
 
 def _letter(provider: str, outcome: Outcome, now: str) -> bytes:
@@ -57,6 +64,9 @@ def _letter(provider: str, outcome: Outcome, now: str) -> bytes:
         "event": outcome.event,
         "at": now,
     }
+    if outcome.status is OutcomeStatus.UNKNOWN:
+        # Kept across replays: the provider's window for repeated keys runs from the first unknown send.
+        letter["unsure_since"] = outcome.unsure_since or now
     # A value JSON cannot carry is written as its repr: the letter is kept, readable.
     line = orjson.dumps(letter, default=repr, option=orjson.OPT_APPEND_NEWLINE)
     if len(line) <= MAX_LETTER_BYTES:
@@ -194,6 +204,7 @@ def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = No
                     event=dict(item["event"]),
                     at=item.get("at", ""),
                     clipped=item.get("clipped"),
+                    unsure_since=item["unsure_since"] if isinstance(item.get("unsure_since"), str) else None,
                 )
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 why = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -227,6 +238,29 @@ class OutcomeSink:
         self.on_dead_letter = on_dead_letter
         self.on_outcome = on_outcome
         self._warnings = _WarningThrottle()
+        # Key -> when an earlier send left it unknown (ISO 8601), for the events a replay sends again.
+        self.earlier_unknown: dict[str, str] = {}
+
+    def remember_unknown(self, key: str, since: str) -> None:
+        """A replay is about to send again an event an earlier send left ``unknown`` at ``since``."""
+        self.earlier_unknown[key] = since
+
+    def with_earlier(self, settled: Sequence[Settled]) -> list[Settled]:
+        """``settled`` with what earlier sends say: an event a replay's send surely did not store is still
+        ``unknown`` when an earlier send may have stored it, and keeps that send's moment."""
+        earlier = self.earlier_unknown
+        if not earlier:
+            return list(settled)
+        adjusted: list[Settled] = []
+        for item in settled:
+            since = earlier.pop(item.pending.key, None)
+            if since is not None and item.status is OutcomeStatus.FAILED:
+                reason = f"{item.reason} by this replay; a send of {shorten(since, 40)} may have, so it stays unknown"
+                item = Settled(item.pending, OutcomeStatus.UNKNOWN, reason, item.error, since)
+            elif since is not None and item.status is OutcomeStatus.UNKNOWN:
+                item = Settled(item.pending, item.status, item.reason, item.error, since)
+            adjusted.append(item)
+        return adjusted
 
     def reset_lock(self) -> None:
         self._warnings = _WarningThrottle()
@@ -253,6 +287,10 @@ class OutcomeSink:
 
     def record_settled(self, delivered: Sequence[Pending], settled: Sequence[Settled]) -> None:
         """Like ``record``, building outcomes only for the events somebody will look at."""
+        if self.earlier_unknown:
+            settled = self.with_earlier(settled)
+            for pending in delivered:
+                self.earlier_unknown.pop(pending.key, None)
         counts = Counter(item.status for item in settled)
         if delivered:
             self.stats.add("delivered", len(delivered))

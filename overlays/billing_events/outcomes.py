@@ -79,6 +79,9 @@ class Outcome:
     error: BillingEventsError | None = attrs.field(default=None, repr=False, eq=False)
     held_back: bool = False
     """A replay left this dead letter out (its ``reason`` says why): ``to_resend()`` leaves it out too."""
+    unsure_since: str | None = None
+    """For an event a replay sent that an earlier send left ``unknown``: when that was (ISO 8601). The
+    provider may have had it since, so its window for repeated keys runs from then, not from this send."""
 
     @property
     def delivered(self) -> bool:

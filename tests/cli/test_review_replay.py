@@ -1,6 +1,6 @@
 """Review (hostile): dead letters, ``replay`` and the CLI's resume from its state file.
 
-Each xfail(strict) asserts what README promises and fails today because of the defect its reason names.
+The first tests are defects it found (each failed before its fix); the others pin what holds.
 """
 
 from __future__ import annotations
@@ -49,10 +49,6 @@ def _clock_ahead(monkeypatch: pytest.MonkeyPatch, days: float) -> None:
 # --- the 45-day window across re-sends -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a replay re-writes an unknown letter with 'at' = now: Togai's 45-day window restarts at every replay",
-)
 def test_a_replayed_unknown_letter_keeps_the_window_of_its_first_send(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,10 +71,6 @@ def test_a_replayed_unknown_letter_keeps_the_window_of_its_first_send(
     assert "--resend-past-window" in again.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a replay of an unknown letter that gets 429s writes it as failed 'never stored', so it replays at any age",
-)
 def test_a_replayed_unknown_letter_stays_unknown_when_the_replay_is_refused(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:

@@ -142,9 +142,11 @@ def test_a_stream_of_bad_events_gives_one_warning_not_one_per_event(caplog: pyte
             sender.track(togai_event(n, schemaName=""))
         stats = sender.close(10)
     assert stats.rejected == 200
-    [warning] = ours(caplog)
+    # One for the first batch; the close says how many the 10 s throttle held back since.
+    warning, closing = ours(caplog)
     assert warning.status == "rejected"  # type: ignore[attr-defined]
     assert "schemaName" in warning.getMessage()
+    assert closing.getMessage().startswith(f"togai: {200 - warning.events} more events not delivered")  # type: ignore[attr-defined]
 
 
 def test_the_documented_json_formatter_carries_the_fields() -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
-from billing_events import AsyncTogai, RetryPolicy, Togai
+from billing_events import AsyncTogai, OutcomeStatus, RetryPolicy, Togai, read_dead_letters
 
 from .scripted import togai_event
 
@@ -68,3 +71,40 @@ def test_an_async_client_says_it_at_close_too(
     asyncio.run(run())
     warnings = _held_back_warnings(caplog)
     assert [w.startswith("togai: 1 more event not delivered") for w in warnings] == [False, True], warnings
+
+
+def _unknown_letter(path: Path, key: str, days_ago: float) -> None:
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)).isoformat(timespec="milliseconds")
+    letter = {"provider": "togai", "key": key, "status": "unknown", "reason": "lost answer", "at": at}
+    letter["event"] = togai_event(1, id=key)
+    path.write_bytes(orjson.dumps(letter) + b"\n")
+
+
+def test_a_library_replay_keeps_an_unknown_letter_unknown_and_its_first_moment(tmp_path: Path) -> None:
+    """An unknown letter replayed into 429s only: this send surely stored nothing, but the first may have.
+    The outcome stays unknown (failed letters replay at any age), and the new letter keeps the first
+    send's moment, so a replay past Togai's 45 days holds it back."""
+    letters, again = tmp_path / "dead.jsonl", tmp_path / "again.jsonl"
+    _unknown_letter(letters, "evt-lost", days_ago=40)
+    throttled = httpx.MockTransport(lambda request: httpx.Response(429, json={"message": "slow down"}))
+    once = RetryPolicy(max_attempts=1)
+    with Togai(
+        "t", base_url="http://togai.local", transport=throttled, retry=once, dead_letter_path=again
+    ) as client:
+        outcome = client.replay(letters).outcomes[0]
+    assert outcome.status is OutcomeStatus.UNKNOWN, outcome.reason
+    assert "may have, so it stays unknown" in (outcome.reason or "")
+    (letter,) = read_dead_letters(again)
+    assert (letter.status, letter.unsure_since) == ("unknown", orjson.loads(letters.read_bytes())["at"])
+
+    # Ten days on, the first send is 50 days old: a replay of the new letter holds it back.
+    _unknown_letter(letters, "evt-lost", days_ago=50)
+    later = orjson.loads(again.read_bytes())
+    later["unsure_since"] = orjson.loads(letters.read_bytes())["at"]
+    again.write_bytes(orjson.dumps(later) + b"\n")
+    sent: list[httpx.Request] = []
+    with Togai(
+        "t", base_url="http://togai.local", transport=httpx.MockTransport(sent.append), retry=once
+    ) as client:
+        held = client.replay(again).outcomes[0]
+    assert (held.status, held.held_back, sent) == (OutcomeStatus.UNKNOWN, True, [])

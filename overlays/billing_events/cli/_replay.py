@@ -22,12 +22,17 @@ from ._text import clip
 
 
 def _dead_letter_records(
-    path: Path, provider: Provider, only: Sequence[str] | None, stale: float | None = None
+    path: Path,
+    provider: Provider,
+    only: Sequence[str] | None,
+    stale: float | None = None,
+    earlier_unknown: dict[str, str] | None = None,
 ) -> Iterator[Record]:
     """Records of a dead-letter file; entries filtered out by --only are skipped, others' are invalid.
 
-    ``stale``: an ``unknown`` letter written before this Unix time is invalid (past the provider's window
-    for repeated keys, see ``stale_before``).
+    ``stale``: an ``unknown`` letter unknown since before this Unix time is invalid (past the provider's
+    window for repeated keys, see ``stale_before``). ``earlier_unknown`` gets the key and that moment of
+    each ``unknown`` letter sent again (``OutcomeSink.earlier_unknown``).
     """
     try:
         stream = path.open("rb")
@@ -68,7 +73,19 @@ def _dead_letter_records(
                 if event.get(provider.key_field) in (None, "") and isinstance(entry.get("key"), str):
                     event[provider.key_field] = entry["key"]
                 why = _not_repeatable(event, provider) or _past_window(entry, provider, stale)
-                yield Record(number, event) if why is None else Record(number, None, why)
+                if why is not None:
+                    yield Record(number, None, why)
+                    continue
+                since = _unsure_from(entry)
+                key = event.get(provider.key_field)
+                if (
+                    earlier_unknown is not None
+                    and entry.get("status") == "unknown"
+                    and since
+                    and isinstance(key, str)
+                ):
+                    earlier_unknown[key] = since
+                yield Record(number, event)
 
     return entries()
 
@@ -90,10 +107,19 @@ def _not_repeatable(event: dict[str, object], provider: Provider) -> str | None:
 
 def _past_window(entry: dict[str, object], provider: Provider, stale: float | None) -> str | None:
     """Why an ``unknown`` letter is too old to replay: the provider may have stored it and forgotten its key."""
-    since = unknown_since(entry.get("status"), entry.get("at"), stale)
+    since = unknown_since(entry.get("status"), _unsure_from(entry), stale)
     if since is None:
         return None
     return past_window_reason(provider.title, since, PAST_WINDOW_REMEDY)
+
+
+def _unsure_from(entry: dict[str, object]) -> str | None:
+    """When an ``unknown`` letter's event may have been stored from: its first unknown send, else its time."""
+    for name in ("unsure_since", "at"):
+        value = entry.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -101,7 +127,8 @@ def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     _sending.check_batch_size(provider, args)
     path = Path(args.file)
     stale = None if args.resend_past_window else stale_before(provider.name)
-    records = _dead_letter_records(path, provider, args.only, stale)
+    earlier_unknown: dict[str, str] = {}
+    records = _dead_letter_records(path, provider, args.only, stale, earlier_unknown)
     if args.dry_run:
         return dry_run(out, records, provider, str(path), args.batch_events)
     dead_letter: Path = args.dead_letter or path.with_name(
@@ -110,7 +137,9 @@ def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     _sending.check_distinct({"DEAD_LETTER_FILE": path, "--dead-letter": dead_letter, "--report": args.report})
     _sending.check_dead_letter(dead_letter)
     _sending.check_report(args.report)
-    open_sender = _sending.open_sender(provider, args, dead_letter)
+    # Filled as the letters are read: a letter unknown before stays so (and keeps its moment) if this
+    # replay's send surely did not store it.
+    open_sender = _sending.open_sender(provider, args, dead_letter, earlier_unknown)
     result = _sending.pump(args, provider, None, records, open_sender, None, err)
     rerun = f"billing-events replay {provider.name} {shlex.quote(str(path))}"
     return finish(args, provider, str(path), result, dead_letter, None, out, err, rerun)

@@ -24,8 +24,16 @@ from ._state import State, Tally
 from ._text import clip
 
 
-def open_sender(provider: Provider, args: argparse.Namespace, dead_letter: Path) -> SenderFactory:
-    """Build the async client now (so configuration errors are usage errors) and hand it out once."""
+def open_sender(
+    provider: Provider,
+    args: argparse.Namespace,
+    dead_letter: Path,
+    earlier_unknown: dict[str, str] | None = None,
+) -> SenderFactory:
+    """Build the async client now (so configuration errors are usage errors) and hand it out once.
+
+    ``earlier_unknown``: a replay's letters left ``unknown`` before (``OutcomeSink.earlier_unknown``).
+    """
     options: dict[str, Any] = {
         "base_url": args.base_url,
         "endpoint": args.endpoint,
@@ -49,6 +57,8 @@ def open_sender(provider: Provider, args: argparse.Namespace, dead_letter: Path)
         )
     except ConfigurationError as exc:
         raise UsageError(clip(str(exc))) from exc
+    if earlier_unknown is not None:
+        client.sink.earlier_unknown = earlier_unknown
     return lambda: client
 
 

@@ -73,7 +73,7 @@ class Pending:
 class Settled:
     """How one event ended; turned into an ``Outcome`` only when somebody will look at it."""
 
-    __slots__ = ("error", "pending", "reason", "status")
+    __slots__ = ("error", "pending", "reason", "since", "status")
 
     def __init__(
         self,
@@ -81,9 +81,12 @@ class Settled:
         status: OutcomeStatus,
         reason: str | None = None,
         error: BillingEventsError | None = None,
+        since: str | None = None,
     ) -> None:
         self.pending = pending
         self.status = status
+        # An unknown event's first unknown moment, when an earlier send made it so (``Outcome.unsure_since``).
+        self.since = since
         # A server's message can be as long as its answer: keep what a reader needs.
         self.reason = (
             reason
@@ -101,6 +104,7 @@ class Settled:
             reason=self.reason,
             attempts=pending.attempts,
             error=self.error,
+            unsure_since=self.since,
         )
 
 
