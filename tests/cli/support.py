@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -97,3 +100,42 @@ def wrapped_sender(
 def report_of(path: Path) -> dict[str, Any]:
     report: dict[str, Any] = orjson.loads(path.read_bytes())
     return report
+
+
+def dead_letter(provider: str, index: int, status: str, days_ago: float) -> dict[str, Any]:
+    """A dead letter of ``make_event(provider, index)`` under the key ``k-<index>``, written ``days_ago``."""
+    key_field = "id" if provider == "togai" else "transaction_id"
+    written = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
+    return {
+        "provider": provider,
+        "key": f"k-{index}",
+        "status": status,
+        "reason": "x",
+        "event": make_event(provider, index, **{key_field: f"k-{index}"}),
+        "at": written.isoformat(timespec="milliseconds"),
+    }
+
+
+def start_ingest(mock: Any, token: str, provider: str, source: Path, *extra: str) -> subprocess.Popen[str]:
+    """``billing-events ingest`` in a child process against ``mock``, printing each checkpoint on stderr."""
+    env = dict(
+        os.environ,
+        TOGAI_API_TOKEN=token,
+        LAGO_API_KEY=token,
+        TOGAI_BASE_URL=mock.togai_url,
+        LAGO_API_URL=mock.lago_url,
+    )
+    command = [sys.executable, "-m", "billing_events.cli", "ingest", provider, str(source)]
+    command += ["--batch-events", "10", "--max-in-flight", "2", "--verbose", "--no-progress", *extra]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(process: subprocess.Popen[str]) -> str:
+    """The child's first checkpoint line; the test fails (and the child is killed) on anything else."""
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    if not line.startswith("settled "):
+        process.kill()
+        _, rest = process.communicate(timeout=30)
+        pytest.fail(f"expected a checkpoint line, got {line!r}{rest}")
+    return line

@@ -12,6 +12,7 @@ import pytest
 
 from cli.conftest import Mock
 from cli.support import RunCli, make_event, read_jsonl, togai_event, write_jsonl
+from cli.support import dead_letter as letter_of
 
 PROVIDERS = ["togai", "lago"]
 FAULTS = {"rate_429": 0.1, "rate_503": 0.1, "rate_drop": 0.05, "rate_lost_response": 0.1, "retry_after": 0}
@@ -229,19 +230,6 @@ def test_a_refused_token_stops_the_run_and_a_rerun_resumes(
     assert mock.stats("togai")["stored"] == 300
 
 
-def _letter(provider: str, index: int, status: str, days_ago: float) -> dict[str, object]:
-    key_field = "id" if provider == "togai" else "transaction_id"
-    written = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
-    return {
-        "provider": provider,
-        "key": f"k-{index}",
-        "status": status,
-        "reason": "x",
-        "event": make_event(provider, index, **{key_field: f"k-{index}"}),
-        "at": written.isoformat(timespec="milliseconds"),
-    }
-
-
 def test_replay_refuses_togai_letters_unknown_for_longer_than_its_45_day_window(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:
@@ -249,9 +237,9 @@ def test_replay_refuses_togai_letters_unknown_for_longer_than_its_45_day_window(
     dead_letter = write_jsonl(
         tmp_path / "dead.jsonl",
         [
-            _letter("togai", 0, "unknown", days_ago=50),  # may be stored, and its id forgotten
-            _letter("togai", 1, "unknown", days_ago=10),  # still inside the window: a replay is safe
-            _letter("togai", 2, "failed", days_ago=50),  # surely not stored: safe at any age
+            letter_of("togai", 0, "unknown", days_ago=50),  # may be stored, and its id forgotten
+            letter_of("togai", 1, "unknown", days_ago=10),  # still inside the window: a replay is safe
+            letter_of("togai", 2, "failed", days_ago=50),  # surely not stored: safe at any age
         ],
     )
 
@@ -269,7 +257,7 @@ def test_replay_refuses_togai_letters_unknown_for_longer_than_its_45_day_window(
 
 def test_replay_of_old_lago_letters_is_not_limited(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
     # Lago keeps its keys for good: a replay of any age is dropped as a duplicate if it was stored.
-    dead_letter = write_jsonl(tmp_path / "dead.jsonl", [_letter("lago", 0, "unknown", days_ago=400)])
+    dead_letter = write_jsonl(tmp_path / "dead.jsonl", [letter_of("lago", 0, "unknown", days_ago=400)])
 
     result = run_cli("replay", "lago", str(dead_letter))
 

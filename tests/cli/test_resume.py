@@ -8,10 +8,7 @@ deduplicates by key).
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +19,15 @@ import pytest
 from billing_events import Report
 from billing_events.cli._run import EventSender
 from cli.conftest import TOKEN, Mock
-from cli.support import RunCli, make_event, report_of, wrapped_sender, write_jsonl
+from cli.support import (
+    RunCli,
+    make_event,
+    report_of,
+    start_ingest,
+    wait_for_checkpoint,
+    wrapped_sender,
+    write_jsonl,
+)
 
 PROVIDERS = ["togai", "lago"]
 
@@ -111,29 +116,6 @@ def test_an_explicit_state_path_is_used(run_cli: RunCli, mock: Mock, tmp_path: P
     assert mock.stats("togai")["requests"] == 1
 
 
-def _start_slow_ingest(mock: Mock, provider: str, source: Path) -> subprocess.Popen[str]:
-    env = dict(
-        os.environ,
-        TOGAI_API_TOKEN=TOKEN,
-        LAGO_API_KEY=TOKEN,
-        TOGAI_BASE_URL=mock.togai_url,
-        LAGO_API_URL=mock.lago_url,
-    )
-    command = [sys.executable, "-m", "billing_events.cli", "ingest", provider, str(source)]
-    command += ["--batch-events", "10", "--max-in-flight", "2", "--verbose", "--no-progress"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_first_checkpoint(process: subprocess.Popen[str]) -> str:
-    assert process.stderr is not None
-    line = process.stderr.readline()
-    if not line.startswith("settled "):
-        process.kill()
-        _, rest = process.communicate(timeout=30)
-        pytest.fail(f"expected a checkpoint line, got {line!r}{rest}")
-    return line
-
-
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
 def test_a_stopped_process_resumes_where_it_stopped(
@@ -141,9 +123,9 @@ def test_a_stopped_process_resumes_where_it_stopped(
 ) -> None:
     source = write_jsonl(tmp_path / "events.jsonl", [make_event(provider, index) for index in range(200)])
     mock.faults(latency_ms=100)
-    process = _start_slow_ingest(mock, provider, source)
+    process = start_ingest(mock, TOKEN, provider, source)
 
-    _wait_for_first_checkpoint(process)
+    wait_for_checkpoint(process)
     process.send_signal(stop)
     _, err = process.communicate(timeout=60)
 
@@ -169,9 +151,9 @@ def test_a_second_run_on_the_same_state_exits_64_and_names_the_first(
 ) -> None:
     source = write_jsonl(tmp_path / "events.jsonl", [make_event("lago", index) for index in range(200)])
     mock.faults(latency_ms=100)
-    process = _start_slow_ingest(mock, "lago", source)
+    process = start_ingest(mock, TOKEN, "lago", source)
     try:
-        _wait_for_first_checkpoint(process)
+        wait_for_checkpoint(process)
 
         second = run_cli("ingest", "lago", str(source))
 

@@ -5,11 +5,8 @@ The first tests are defects it found (each failed before its fix); the others pi
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import signal
-import subprocess
-import sys
 import time
 import types
 from collections.abc import Iterable, Mapping
@@ -22,22 +19,20 @@ import pytest
 from billing_events import Report, outcomes
 from billing_events.cli._run import EventSender
 from cli.conftest import TOKEN, Mock
-from cli.support import RunCli, lago_event, make_event, read_jsonl, report_of, wrapped_sender, write_jsonl
+from cli.support import (
+    RunCli,
+    dead_letter,
+    lago_event,
+    make_event,
+    read_jsonl,
+    report_of,
+    start_ingest,
+    wait_for_checkpoint,
+    wrapped_sender,
+    write_jsonl,
+)
 
 DAY = 86400.0
-
-
-def _letter(provider: str, index: int, status: str, days_ago: float) -> dict[str, Any]:
-    key_field = "id" if provider == "togai" else "transaction_id"
-    written = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
-    return {
-        "provider": provider,
-        "key": f"k-{index}",
-        "status": status,
-        "reason": "x",
-        "event": make_event(provider, index, **{key_field: f"k-{index}"}),
-        "at": written.isoformat(timespec="milliseconds"),
-    }
 
 
 def _clock_ahead(monkeypatch: pytest.MonkeyPatch, days: float) -> None:
@@ -53,7 +48,7 @@ def test_a_replayed_unknown_letter_keeps_the_window_of_its_first_send(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Sent 40 days ago, unknown since: a replay today is safe (inside the window) but its answer is lost too.
-    dead = write_jsonl(tmp_path / "dead.jsonl", [_letter("togai", 1, "unknown", days_ago=40)])
+    dead = write_jsonl(tmp_path / "dead.jsonl", [dead_letter("togai", 1, "unknown", days_ago=40)])
     mock.faults(rate_lost_response=1)
     first = run_cli("replay", "togai", str(dead), "--max-attempts", "1")
     assert first.code == 2, first.out + first.err
@@ -75,7 +70,7 @@ def test_a_replayed_unknown_letter_stays_unknown_when_the_replay_is_refused(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:
     # The first send may have been stored; a 429 on the replay says nothing about that first send.
-    dead = write_jsonl(tmp_path / "dead.jsonl", [_letter("togai", 1, "unknown", days_ago=40)])
+    dead = write_jsonl(tmp_path / "dead.jsonl", [dead_letter("togai", 1, "unknown", days_ago=40)])
     mock.faults(rate_429=1)
     result = run_cli("replay", "togai", str(dead), "--max-attempts", "1")
 
@@ -127,7 +122,7 @@ def test_ingest_holds_back_a_line_unknown_past_the_window(
 
 
 def test_replay_ignores_a_byte_order_mark_as_ingest_does(run_cli: RunCli, mock: Mock, tmp_path: Path) -> None:
-    letters = [orjson.dumps(_letter("togai", index, "failed", days_ago=1)) for index in range(3)]
+    letters = [orjson.dumps(dead_letter("togai", index, "failed", days_ago=1)) for index in range(3)]
     dead = tmp_path / "dead.jsonl"
     dead.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(letters) + b"\r\n")
 
@@ -140,7 +135,7 @@ def test_replay_ignores_a_byte_order_mark_as_ingest_does(run_cli: RunCli, mock: 
 def test_replay_sends_every_good_letter_of_a_damaged_file_and_names_each_bad_line(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:
-    good = [orjson.dumps(_letter("lago", index, "failed", days_ago=1)) for index in range(3)]
+    good = [orjson.dumps(dead_letter("lago", index, "failed", days_ago=1)) for index in range(3)]
     huge = b'{"provider":"lago","event":{"x":"' + b"a" * (3 * 1024 * 1024) + b'"}}'
     dead = tmp_path / "dead.jsonl"
     # CRLF line ends, a non-JSON line, a line above 2 MiB, and a last line cut short by a crash.
@@ -210,28 +205,6 @@ def test_replay_twice_sends_the_same_key_and_timestamp_and_stores_once(
 # --- a real interruption of the CLI -----------------------------------------------------------------
 
 
-def _start_ingest(mock: Mock, provider: str, source: Path, *extra: str) -> subprocess.Popen[str]:
-    env = dict(
-        os.environ,
-        TOGAI_API_TOKEN=TOKEN,
-        LAGO_API_KEY=TOKEN,
-        TOGAI_BASE_URL=mock.togai_url,
-        LAGO_API_URL=mock.lago_url,
-    )
-    command = [sys.executable, "-m", "billing_events.cli", "ingest", provider, str(source)]
-    command += ["--batch-events", "10", "--max-in-flight", "2", "--verbose", "--no-progress", *extra]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_checkpoint(process: subprocess.Popen[str]) -> None:
-    assert process.stderr is not None
-    line = process.stderr.readline()
-    if not line.startswith("settled "):
-        process.kill()
-        _, rest = process.communicate(timeout=30)
-        pytest.fail(f"expected a checkpoint line, got {line!r}{rest}")
-
-
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
 def test_a_killed_lago_run_without_timestamps_resumes_with_the_same_stamps(
     run_cli: RunCli, mock: Mock, tmp_path: Path, stop: signal.Signals
@@ -242,8 +215,8 @@ def test_a_killed_lago_run_without_timestamps_resumes_with_the_same_stamps(
     )
     mock.lago_store("clickhouse")
     mock.faults(latency_ms=100)
-    process = _start_ingest(mock, "lago", source)
-    _wait_for_checkpoint(process)
+    process = start_ingest(mock, TOKEN, "lago", source)
+    wait_for_checkpoint(process)
     process.send_signal(stop)
     _, err = process.communicate(timeout=60)
     assert process.returncode == (130 if stop is signal.SIGINT else -signal.SIGKILL), err
@@ -295,11 +268,11 @@ class _SigintOnCall:
         return await self._inner.send(events)
 
 
-def test_following_what_an_interrupted_replay_says_replays_every_letter(
+def test_following_what_an_interrupted_replay_says_replays_everydead_letter(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = write_jsonl(
-        tmp_path / "dead.jsonl", [_letter("togai", index, "failed", days_ago=1) for index in range(50)]
+        tmp_path / "dead.jsonl", [dead_letter("togai", index, "failed", days_ago=1) for index in range(50)]
     )
     mock.faults(latency_ms=200)
     with wrapped_sender(monkeypatch, lambda client: _SigintOnCall(client, 2)):

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -129,6 +130,11 @@ def fake_redis() -> Iterator[Callable[..., FakeRedis]]:
         server.close()
 
 
+def _togai(server: Scripted, **options: Any) -> Togai:
+    """A Togai client sending once to ``server``, with the pacing ``options`` of a test."""
+    return Togai("t", transport=server.transport(), retry=ONE_TRY, **options)
+
+
 def bulk(text: str) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(text), text.encode())
 
@@ -139,10 +145,8 @@ def bulk(text: str) -> bytes:
 def test_a_pace_of_one_request_in_ten_minutes_still_paces() -> None:
     server = Scripted(default=accepted)
     # One request each 600 s: the burst lets one go early, the third would wait ~600 s, past the 0.5 s bound.
-    with Togai(
-        "t",
-        transport=server.transport(),
-        retry=ONE_TRY,
+    with _togai(
+        server,
         max_batch_events=1,
         max_requests_per_second=1 / 600,
         timeout=0.5,
@@ -167,10 +171,8 @@ def test_a_redis_answer_past_the_wait_bound_is_not_obeyed(fake_redis: Callable[.
 def test_a_redis_answering_garbage_never_holds_an_event_back(fake_redis: Callable[..., FakeRedis]) -> None:
     redis = fake_redis(bulk("inf"))
     server = Scripted(default=accepted)
-    with Togai(
-        "t",
-        transport=server.transport(),
-        retry=ONE_TRY,
+    with _togai(
+        server,
         max_requests_per_second=40,
         timeout=0.5,
         rate_budget=f"{redis.url}?key=garbage",
@@ -187,10 +189,8 @@ def test_a_trickling_redis_is_cut_at_the_half_second_bound(fake_redis: Callable[
     # "-1" (no slot) one byte each 0.1 s: 8 bytes, 0.8 s in all, each read well inside 0.5 s.
     redis = fake_redis(bulk("-1"), trickle=0.1)
     server = Scripted(default=accepted)
-    with Togai(
-        "t",
-        transport=server.transport(),
-        retry=ONE_TRY,
+    with _togai(
+        server,
         max_requests_per_second=40,
         timeout=5.0,
         rate_budget=f"{redis.url}?key=trickle",
@@ -304,10 +304,8 @@ def test_a_budget_key_holding_garbage_in_redis_never_holds_events_back(redis_url
         admin.rpush(f"{key}:/ingestBatch", "not", "a", "number")  # WRONGTYPE for the script's GET
         admin.set(f"{key}:/ingestBatch:at", "yesterday")
     server = Scripted(default=accepted)
-    with Togai(
-        "t",
-        transport=server.transport(),
-        retry=ONE_TRY,
+    with _togai(
+        server,
         max_requests_per_second=40,
         rate_budget=f"{redis_url}?key={key}",
     ) as client:
