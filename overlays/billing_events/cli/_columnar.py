@@ -148,7 +148,9 @@ def column_problems(provider: str, columns: list[str]) -> list[str]:
     nested = NESTED[provider]
     flat = [column for column in columns if column not in nested]
     check = _csv.togai_header_problems if provider == "togai" else _csv.lago_header_problems
-    return check(flat)
+    # A nested column given twice would keep one of them without a word: which to bill is not ours to choose.
+    twice = sorted({column for column in columns if column in nested and columns.count(column) > 1})
+    return [f"column {column!r} appears twice" for column in twice] + check(flat)
 
 
 # ---- values ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import sys
 import tempfile
@@ -156,12 +157,15 @@ def _too_long(size: int, limit: int) -> str:
     return f"line is {size:,} bytes; one event must fit in a request of at most {limit:,} bytes"
 
 
-def _out_of_range(value: object, path: str = "") -> str | None:
-    """The path of the first integer outside the 64-bit range in a parsed JSON value, if any."""
+def _out_of_range(value: object, path: str = "") -> tuple[str, int] | None:
+    """The path and value of the first integer outside the 64-bit range in a parsed JSON value, if any.
+
+    The value comes with its path: a name with a dot in it (``"a.b"``) cannot be found again from the path.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return path if not _INT_RANGE[0] <= value <= _INT_RANGE[1] else None
+        return (path, value) if not _INT_RANGE[0] <= value <= _INT_RANGE[1] else None
     if isinstance(value, dict):
         items = ((f"{path}.{name}" if path else str(name), item) for name, item in value.items())
     elif isinstance(value, list):
@@ -171,34 +175,60 @@ def _out_of_range(value: object, path: str = "") -> str | None:
     return next((found for field, item in items if (found := _out_of_range(item, field)) is not None), None)
 
 
+def _non_finite(value: object, path: str = "") -> str | None:
+    """The path of the first number a double cannot hold (1e400 reads as infinity), if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items = ((f"{path}.{name}" if path else str(name), item) for name, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    return next((found for field, item in items if (found := _non_finite(item, field)) is not None), None)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _beyond_doubles(raw: bytes) -> str | None:
+    """For a line orjson refuses: the field whose number no double holds, named, when that is why."""
+    try:
+        field = _non_finite(json.loads(raw, parse_constant=_no_constant))
+    except (ValueError, RecursionError):
+        return None
+    if field is None:
+        return None
+    return f"{clip(field, 80)}: a number beyond the range of a double (about 1.8e308); send it as a string"
+
+
 def _parse_json_line(raw: bytes) -> tuple[object, str | None]:
     """The line's value, or a problem; integers that JSON tools would round are refused by name."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "infinity" in str(exc):
+            beyond = _beyond_doubles(raw)
+            if beyond is not None:
+                return None, beyond
         return None, f"not valid JSON: {clip(str(exc))}"
     if not _LONG_DIGITS.search(raw):
         return value, None
     try:
         exact = json.loads(raw)
+        found = _out_of_range(exact)
     except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
         return None, "an integer has too many digits to be read exactly; send it as a string"
-    field = _out_of_range(exact)
-    if field is None:
+    except RecursionError:
+        return None, "nested too deeply to be checked for integers beyond 64 bits"
+    if found is None:
         return value, None
+    field, number = found
     return None, (
-        f"{clip(field, 80)}: integer {clip(str(_pick(exact, field)), 40)} does not fit in 64 bits"
+        f"{clip(field, 80)}: integer {clip(str(number), 40)} does not fit in 64 bits"
         " (it would lose digits); send it as a string"
     )
-
-
-def _pick(value: object, path: str) -> object:
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if part.startswith("[") and isinstance(value, list):
-            value = value[int(part[1:-1])]
-        elif isinstance(value, dict):
-            value = value[part]
-    return value
 
 
 def read_jsonl(path: Path, max_line_bytes: int) -> Iterator[Record]:
@@ -233,7 +263,10 @@ def _decode(raw: bytes) -> tuple[str | None, str | None]:
 
 def _parse_row(text: str) -> tuple[list[str] | None, str | None]:
     try:
-        rows = list(csv.reader([text], strict=True))
+        # A cell may be as long as its line, which is bounded already (the csv module's own default stops
+        # at 128 KiB, far below a request). Spaces after a comma are skipped, in the cells as in the header:
+        # a file written with ", " would otherwise send " api_calls", a code that bills nothing.
+        rows = list(csv.reader([text], strict=True, skipinitialspace=True))
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
             return None, "unterminated quote (a quoted cell must end on its own line)"
@@ -252,6 +285,8 @@ def read_csv(
     the whole file unusable (``InputError``) rather than every row bad.
     """
     lines = _lines(path, max_line_bytes)
+    if csv.field_size_limit() < max_line_bytes:
+        csv.field_size_limit(max_line_bytes)
     header: list[str] | None = None
     for number, raw in lines:
         if isinstance(raw, int):
@@ -281,6 +316,8 @@ def read_csv(
             yield Record(number, None, f"expected {len(header)} columns, got {len(row)}")
         else:
             yield Record(number, to_event(dict(zip(header, row, strict=True))))
+    if header is None:
+        raise InputError("line 1: CSV header: the file is empty")
 
 
 def read_columnar(path: Path, fmt: str, provider: str) -> Iterator[Record]:
