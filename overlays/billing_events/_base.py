@@ -268,8 +268,11 @@ class ClientBase:
             for item in settled:
                 slots[item.pending.seq] = item
             self.sink.record_settled([], settled)
-        repeats = [resolve_repeat(slot, slots) for slot in slots if isinstance(slot, Repeat)]
-        if repeats:
+        pending_repeats = [slot for slot in slots if isinstance(slot, Repeat)]
+        if pending_repeats:
+            repeats = self.sink.with_earlier([resolve_repeat(repeat, slots) for repeat in pending_repeats])
+            for repeat, resolved in zip(pending_repeats, repeats, strict=True):
+                repeat.settled = resolved  # with the earlier send's moment, as its first copy
             self.sink.record_settled([], repeats)
         report = finish(slots)
         if interrupted is not None:

@@ -14,9 +14,11 @@ import contextlib
 import logging
 import math
 import os
+import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -54,9 +56,10 @@ def gcra(
     """
     if tat is not None and written_at is not None and written_at > now:
         tat -= written_at - now
-    # A TAT a slot could have left is at most one interval past the burst and the longest wait: with a pace
-    # slower than one request in STALE_AFTER, the bound grows with it (else every slot would look stale).
-    if tat is None or tat < now or tat > now + STALE_AFTER + interval + burst:
+    # A TAT a slot could have left is at most one interval past the burst and the longest wait: with a slow
+    # pace or a long wait (a request timeout past STALE_AFTER), the bound grows with them, else a slot
+    # booked far ahead would look stale.
+    if tat is None or tat < now or tat > now + STALE_AFTER + interval + burst + max_wait:
         tat = now
     wait = max(0.0, tat - burst - now)
     if wait > max_wait:
@@ -173,7 +176,7 @@ local interval, burst, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local written_at = tonumber(redis.call('GET', KEYS[2]) or '0')
 if written_at > now then tat = tat - (written_at - now) end
-if tat < now or tat > now + tonumber(ARGV[4]) + interval + burst then tat = now end
+if tat < now or tat > now + tonumber(ARGV[4]) + interval + burst + max_wait then tat = now end
 local wait = tat - burst - now
 if wait < 0 then wait = 0 end
 if wait > max_wait then return '-1' end
@@ -216,7 +219,7 @@ class RedisBudget:
         self._warned = False
         self._local = MemoryBudget()
         self._down_until = 0.0
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: _DaemonPool | None = None
 
     def _clients(self) -> None:
         if self._pid != os.getpid():
@@ -258,7 +261,7 @@ class RedisBudget:
         # redis-py bounds each read from the socket, not the call: a Redis that trickles its answer would
         # hold the request for as long as it likes. The call runs on the pool's thread, and waiting for it
         # is what is bounded.
-        calling = self._pool().submit(self._ask, key, interval, burst, max_wait)
+        calling = self._pool().submit(lambda: self._ask(key, interval, burst, max_wait))
         try:
             answer = calling.result(timeout=bound)
         except concurrent.futures.TimeoutError:
@@ -288,20 +291,16 @@ class RedisBudget:
             script = self._sync = self._pin(client, addresses)
         return script(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _pool(self) -> _DaemonPool:
         self._clients()
         if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=REDIS_CALLERS, thread_name_prefix="billing-events-budget"
-            )
+            self._executor = _DaemonPool(REDIS_CALLERS, "billing-events-budget")
         return self._executor
 
     def _late(self, bound: float, key: str, interval: float, burst: float, max_wait: float) -> float | None:
-        """Redis did not answer within ``bound``: no slot when the request's own wait was the shorter one;
-        else Redis is taken as unreachable, and this process paces on its own for a while."""
-        if bound < REDIS_TIMEOUT:
-            return None
-        self._unreachable(TimeoutError(f"no answer within {REDIS_TIMEOUT}s"))
+        """Redis did not answer within ``bound``: taken as unreachable (a slot it might still give would come
+        too late to use), and this process paces on its own for a while. Events never wait on it."""
+        self._unreachable(TimeoutError(f"no answer within {bound:g}s"))
         self._sync = self._async = None  # a connection left mid-answer is not used again
         return self._local.reserve(key, interval, burst, max_wait)
 
@@ -344,6 +343,47 @@ class RedisBudget:
                 type(exc).__name__,
             )
             self._warned = True
+
+
+class _DaemonPool:
+    """A few daemon threads that run calls handed to them; a future per call.
+
+    Not ``concurrent.futures.ThreadPoolExecutor``: its threads are joined at interpreter exit (a Redis
+    that trickles an answer would hold the process there), and it takes no call once the interpreter
+    shuts down, which is when a background sender's exit hook still sends.
+    """
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], object], concurrent.futures.Future[object]]] = (
+            queue.SimpleQueue()
+        )
+        self._threads = threads
+        self._name = name
+        self._started = 0
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, call: Callable[[], object]) -> concurrent.futures.Future[object]:
+        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        with self._lock:
+            if self._idle == 0 and self._started < self._threads:
+                self._started += 1
+                threading.Thread(target=self._work, name=f"{self._name}-{self._started}", daemon=True).start()
+            else:
+                self._idle = max(0, self._idle - 1)
+        self._calls.put((call, future))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            call, future = self._calls.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as exc:  # handed to the caller, who is waiting for it
+                    future.set_exception(exc)
+            with self._lock:
+                self._idle += 1
 
 
 def _call_bound(max_wait: float) -> float:

@@ -213,6 +213,30 @@ def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = No
             yield letter
 
 
+# Keys an OutcomeSink remembers as unknown since an earlier send (a small entry each).
+MAX_EARLIER_UNKNOWN = 100_000
+
+
+def remember_unknown(earlier: dict[str, str], key: str, since: str) -> None:
+    """Keep ``key``'s earliest unknown moment in ``earlier`` (ISO 8601), forgetting the oldest key past the cap."""
+    known = earlier.get(key)
+    if known is not None and _moment(known) <= _moment(since):
+        return
+    earlier[key] = since
+    while len(earlier) > MAX_EARLIER_UNKNOWN:
+        del earlier[next(iter(earlier))]
+
+
+def _moment(text: str) -> float:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return float("inf")  # an unreadable time never wins over a readable one
+    if moment.tzinfo is None:
+        return float("inf")
+    return moment.timestamp()
+
+
 _threads = threading.local()
 
 
@@ -238,12 +262,14 @@ class OutcomeSink:
         self.on_dead_letter = on_dead_letter
         self.on_outcome = on_outcome
         self._warnings = _WarningThrottle()
-        # Key -> when an earlier send left it unknown (ISO 8601), for the events a replay sends again.
+        # Key -> when an earlier send left it unknown (ISO 8601), for the events replays send again. Kept
+        # for the client's life (a re-send of a replay's report is the same event), the last
+        # MAX_EARLIER_UNKNOWN keys at most.
         self.earlier_unknown: dict[str, str] = {}
 
     def remember_unknown(self, key: str, since: str) -> None:
         """A replay is about to send again an event an earlier send left ``unknown`` at ``since``."""
-        self.earlier_unknown[key] = since
+        remember_unknown(self.earlier_unknown, key, since)
 
     def with_earlier(self, settled: Sequence[Settled]) -> list[Settled]:
         """``settled`` with what earlier sends say: an event a replay's send surely did not store is still
@@ -253,7 +279,7 @@ class OutcomeSink:
             return list(settled)
         adjusted: list[Settled] = []
         for item in settled:
-            since = earlier.pop(item.pending.key, None)
+            since = earlier.get(item.pending.key)
             if since is not None and item.status is OutcomeStatus.FAILED:
                 reason = f"{item.reason} by this replay; a send of {shorten(since, 40)} may have, so it stays unknown"
                 item = Settled(item.pending, OutcomeStatus.UNKNOWN, reason, item.error, since)
@@ -289,8 +315,6 @@ class OutcomeSink:
         """Like ``record``, building outcomes only for the events somebody will look at."""
         if self.earlier_unknown:
             settled = self.with_earlier(settled)
-            for pending in delivered:
-                self.earlier_unknown.pop(pending.key, None)
         counts = Counter(item.status for item in settled)
         if delivered:
             self.stats.add("delivered", len(delivered))

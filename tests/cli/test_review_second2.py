@@ -1,7 +1,7 @@
 """Review (hostile), a second reading of round 28's later changes: the 45-day window carried across
 replays (``unsure_since``, ``OutcomeSink.with_earlier``) and the Redis budget's bounded calls.
 
-Each xfail(strict) asserts what README promises and fails today because of the defect its reason names.
+The first tests are defects it found (each failed before its fix); the others pin what holds.
 """
 
 from __future__ import annotations
@@ -69,10 +69,6 @@ def _replay_into_429s(dead: Path, again: Path) -> list[Any]:
 # same unsure_since".
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolve_repeat() builds the repeat's Settled without `since`: its new letter gets unsure_since=now",
-)
 def test_a_letter_repeated_in_one_replay_keeps_the_first_unknown_moment(tmp_path: Path) -> None:
     first = _unknown("evt-k", days_ago=40)
     dead = write_jsonl(tmp_path / "dead.jsonl", [first, _unknown("evt-k", days_ago=40) | {"at": first["at"]}])
@@ -87,10 +83,6 @@ def test_a_letter_repeated_in_one_replay_keeps_the_first_unknown_moment(tmp_path
     assert [letter.unsure_since for letter in letters] == [first["at"], first["at"]], letters
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remember_unknown() overwrites: of two unknown letters of one key, the later moment wins",
-)
 def test_two_unknown_letters_of_one_key_keep_the_earliest_moment(tmp_path: Path) -> None:
     oldest = _unknown("evt-k", days_ago=40)
     dead = write_jsonl(tmp_path / "dead.jsonl", [oldest, _unknown("evt-k", days_ago=2)])
@@ -103,10 +95,6 @@ def test_two_unknown_letters_of_one_key_keep_the_earliest_moment(tmp_path: Path)
     assert outcomes[0].unsure_since == oldest["at"], outcomes[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with_earlier() pops the key at its first settle: the CLI's next letter of that key is written 'failed'",
-)
 def test_cli_replay_keeps_every_letter_of_a_repeated_unknown_key_unknown(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:
@@ -152,10 +140,6 @@ def test_a_bom_before_the_first_letter_is_ignored_by_the_library_replay(tmp_path
 # --- the Redis budget -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_late() gives 'no slot' when the call bound is the request's wait and never marks Redis unreachable",
-)
 def test_a_redis_that_never_answers_does_not_fail_every_event_of_a_short_timeout_client() -> None:
     # Accepts connections, never answers: a Redis stuck in a long script, or a proxy in front of a dead one.
     redis = FakeRedis(bulk("0.000000"), delay=60)
@@ -181,10 +165,6 @@ def test_a_redis_that_never_answers_does_not_fail_every_event_of_a_short_timeout
     assert statuses[-1] is OutcomeStatus.DELIVERED, [r.outcomes[0].reason for r in reports]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the budget's ThreadPoolExecutor threads are joined at interpreter exit: a stuck Redis call hangs exit",
-)
 def test_a_process_exits_while_a_trickling_redis_still_holds_a_budget_call() -> None:
     # Each byte comes well inside redis-py's 0.5 s read timeout: the call itself lasts a minute.
     redis = FakeRedis(bulk("0" * 600), trickle=0.1)
@@ -218,10 +198,6 @@ def test_a_process_exits_while_a_trickling_redis_still_holds_a_budget_call() -> 
     assert done.stdout.strip() == "delivered", done.stdout + done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gcra()/Lua take a slot booked more than 300 s ahead as stale: with a timeout above 300 s the pace resets",
-)
 def test_a_slow_pace_is_kept_when_requests_may_wait_longer_than_300_seconds(tmp_path: Path) -> None:
     # One request a minute, requests that may wait 10 minutes for their slot (timeout=600): README
     # "Waiting for a slot is bounded by the request timeout"; "Paces of any speed are kept".
@@ -235,10 +211,6 @@ def test_a_slow_pace_is_kept_when_requests_may_wait_longer_than_300_seconds(tmp_
     assert all(b >= a for a, b in itertools.pairwise(booked)), [round(w) for w in booked]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with_earlier() forgets the key once a replay settles it: report.to_resend() re-sends restart the window",
-)
 def test_re_sending_a_replays_unknown_events_keeps_their_first_moment(tmp_path: Path) -> None:
     letter = _unknown("evt-lost", days_ago=40)
     dead = write_jsonl(tmp_path / "dead.jsonl", [letter])
@@ -264,10 +236,6 @@ def test_re_sending_a_replays_unknown_events_keeps_their_first_moment(tmp_path: 
     assert [found.unsure_since for found in read_dead_letters(again)] == [letter["at"], letter["at"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="at exit the budget's executor is already shut down: the exit hook's sends skip Redis, with a false warning",
-)
 def test_a_background_sender_drained_at_exit_still_draws_from_a_reachable_redis_budget() -> None:
     redis = FakeRedis(bulk("0.000000"))
     program = textwrap.dedent(
@@ -299,10 +267,6 @@ def test_a_background_sender_drained_at_exit_still_draws_from_a_reachable_redis_
     assert "rate budget" not in done.stderr, done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the asyncio budget gives 'no slot' at the request's short wait and never marks a mute Redis unreachable",
-)
 def test_an_async_client_with_a_short_timeout_is_not_failed_for_ever_by_a_mute_redis() -> None:
     redis = FakeRedis(bulk("0.000000"), delay=60)
     server = Scripted(default=accepted)
@@ -344,10 +308,6 @@ class _SigintOnCall:
         return await self._inner.send(events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the rerun advice (and README) says delivered events come back as duplicate; Togai's come back delivered",
-)
 def test_what_an_interrupted_togai_replay_says_of_its_rerun_is_what_the_rerun_does(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -164,7 +164,7 @@ def test_a_redis_answer_past_the_wait_bound_is_not_obeyed(fake_redis: Callable[.
 
     wait = budget.reserve("/ingestBatch", 0.025, 0.025, 0.3)
 
-    assert redis.answered.is_set()
+    assert redis.answered.wait(5)  # the answer went out (the client may have stopped waiting for it)
     assert wait is None or wait <= 0.3  # "Waiting for a slot is bounded by the request timeout"
 
 
@@ -179,7 +179,7 @@ def test_a_redis_answering_garbage_never_holds_an_event_back(fake_redis: Callabl
     ) as client:
         report = client.send([togai_event(1)])
 
-    assert redis.answered.is_set()
+    assert redis.answered.wait(5)  # the answer went out (the client may have stopped waiting for it)
     # "events are never held back by the budget store"
     assert report.statuses[0] is DELIVERED, report.outcomes[0].reason
     assert len(server.requests) == 1
@@ -367,7 +367,7 @@ def test_an_async_send_is_not_held_past_its_deadline_by_a_redis_answer(
             return list(sending.result().statuses)
 
     statuses = asyncio.run(run())
-    assert redis.answered.is_set()
+    assert redis.answered.wait(5)  # the answer went out (the client may have stopped waiting for it)
     assert statuses is not None, "send() was still waiting for its rate budget slot past its deadline"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from ..deadletter import letter_lines, too_long, unknown_since
+from ..deadletter import letter_lines, remember_unknown, too_long, unknown_since
 from ..outcomes import past_window_reason, stale_before
 from . import _sending
 from ._dry_run import dry_run
@@ -84,7 +84,7 @@ def _dead_letter_records(
                     and since
                     and isinstance(key, str)
                 ):
-                    earlier_unknown[key] = since
+                    remember_unknown(earlier_unknown, key, since)
                 yield Record(number, event)
 
     return entries()

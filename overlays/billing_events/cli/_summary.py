@@ -89,7 +89,7 @@ def print_outcome(
             if rerun is not None:
                 out.print(
                     f"What it did not reach is only in {label}, so run it again with the same options (what"
-                    f" was delivered comes back as duplicate, under the same keys):\n  {rerun}",
+                    f" was delivered goes again under the same keys, and the provider keeps one of each):\n  {rerun}",
                     markup=False,
                     highlight=False,
                 )
