@@ -48,18 +48,22 @@ def gcra(
     burst: float,
     max_wait: float,
     written_at: float | None = None,
+    *,
+    steady: bool = False,
 ) -> tuple[float, float] | None:
     """(wait, new TAT) for one request, or None when it would wait longer than ``max_wait``.
 
     ``written_at`` is the clock's reading when the TAT was stored: later than ``now``, the clock
     stepped back since, and the TAT moves back with it (else every slot would wait out the step).
+    A TAT far ahead is then a booking (a slow pace, or requests allowed to wait long), never stale, as it
+    is with a clock that never steps (``steady``). Only a TAT of unknown age (a file written before its
+    rows kept their time) further ahead than any booking this request could make is taken for a step's
+    leftover.
     """
     if tat is not None and written_at is not None and written_at > now:
         tat -= written_at - now
-    # A TAT a slot could have left is at most one interval past the burst and the longest wait: with a slow
-    # pace or a long wait (a request timeout past STALE_AFTER), the bound grows with them, else a slot
-    # booked far ahead would look stale.
-    if tat is None or tat < now or tat > now + STALE_AFTER + interval + burst + max_wait:
+    unknown_age = not steady and written_at is None
+    if tat is None or tat < now or (unknown_age and tat > now + STALE_AFTER + interval + burst + max_wait):
         tat = now
     wait = max(0.0, tat - burst - now)
     if wait > max_wait:
@@ -92,7 +96,7 @@ class MemoryBudget:
             # A forked child has its own budget: a lock held at fork time would stay held forever.
             self._lock, self._tats, self._pid = threading.Lock(), {}, os.getpid()
         with self._lock:
-            slot = gcra(self._tats.get(key), time.monotonic(), interval, burst, max_wait)
+            slot = gcra(self._tats.get(key), time.monotonic(), interval, burst, max_wait, steady=True)
             if slot is None:
                 return None
             self._tats[key] = slot[1]
@@ -176,7 +180,11 @@ local interval, burst, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local written_at = tonumber(redis.call('GET', KEYS[2]) or '0')
 if written_at > now then tat = tat - (written_at - now) end
-if tat < now or tat > now + tonumber(ARGV[4]) + interval + burst + max_wait then tat = now end
+if tat < now then
+  tat = now
+elseif written_at == 0 and tat > now + tonumber(ARGV[4]) + interval + burst + max_wait then
+  tat = now
+end
 local wait = tat - burst - now
 if wait < 0 then wait = 0 end
 if wait > max_wait then return '-1' end

@@ -51,7 +51,8 @@ class DeadLetter:
     @property
     def unsure_from(self) -> str:
         """When the provider may have had the event from: the time the provider's window runs from."""
-        return self.unsure_since or self.at
+        moment = self.unsure_since or self.at
+        return moment if isinstance(moment, str) else ""  # a letter edited by hand may hold anything
 
 
 def _letter(provider: str, outcome: Outcome, now: str) -> bytes:
@@ -227,10 +228,10 @@ def remember_unknown(earlier: dict[str, str], key: str, since: str) -> None:
         del earlier[next(iter(earlier))]
 
 
-def _moment(text: str) -> float:
+def _moment(text: object) -> float:
     try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
+        moment = dt.datetime.fromisoformat(text)  # type: ignore[arg-type]  # a letter edited by hand: anything
+    except (ValueError, TypeError):
         return float("inf")  # an unreadable time never wins over a readable one
     if moment.tzinfo is None:
         return float("inf")

@@ -193,14 +193,26 @@ def _no_constant(name: str) -> object:
 
 
 def _beyond_doubles(raw: bytes) -> str | None:
-    """For a line orjson refuses: the field whose number no double holds, named, when that is why."""
+    """For a line orjson refuses: the field whose number no double holds, named, when that is why
+    (an integer of 309 digits or more is one too: it is named as any integer beyond 64 bits)."""
     try:
-        field = _non_finite(json.loads(raw, parse_constant=_no_constant))
+        value = json.loads(raw, parse_constant=_no_constant)
+        integer = _out_of_range(value)
+        field = _non_finite(value)
     except (ValueError, RecursionError):
         return None
+    if integer is not None:
+        return _beyond_64_bits(*integer)
     if field is None:
         return None
     return f"{clip(field, 80)}: a number beyond the range of a double (about 1.8e308); send it as a string"
+
+
+def _beyond_64_bits(field: str, number: int) -> str:
+    return (
+        f"{clip(field, 80)}: integer {clip(str(number), 40)} does not fit in 64 bits"
+        " (it would lose digits); send it as a string"
+    )
 
 
 def _parse_json_line(raw: bytes) -> tuple[object, str | None]:
@@ -224,11 +236,7 @@ def _parse_json_line(raw: bytes) -> tuple[object, str | None]:
         return None, "nested too deeply to be checked for integers beyond 64 bits"
     if found is None:
         return value, None
-    field, number = found
-    return None, (
-        f"{clip(field, 80)}: integer {clip(str(number), 40)} does not fit in 64 bits"
-        " (it would lose digits); send it as a string"
-    )
+    return None, _beyond_64_bits(*found)
 
 
 def read_jsonl(path: Path, max_line_bytes: int) -> Iterator[Record]:
@@ -261,12 +269,25 @@ def _decode(raw: bytes) -> tuple[str | None, str | None]:
         return None, f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
 
 
+def _read_row(text: str) -> list[list[str]]:
+    """The row of one line. A cell may be as long as its line, which is bounded already; the csv module's
+    own limit (128 KiB by default, far below a request) is process-wide, so it is raised only while a
+    line longer than it is read, and put back."""
+    limit = csv.field_size_limit()
+    if len(text) <= limit:
+        return list(csv.reader([text], strict=True, skipinitialspace=True))
+    csv.field_size_limit(len(text))
+    try:
+        return list(csv.reader([text], strict=True, skipinitialspace=True))
+    finally:
+        csv.field_size_limit(limit)
+
+
 def _parse_row(text: str) -> tuple[list[str] | None, str | None]:
     try:
-        # A cell may be as long as its line, which is bounded already (the csv module's own default stops
-        # at 128 KiB, far below a request). Spaces after a comma are skipped, in the cells as in the header:
-        # a file written with ", " would otherwise send " api_calls", a code that bills nothing.
-        rows = list(csv.reader([text], strict=True, skipinitialspace=True))
+        # Spaces after a comma are skipped, in the cells as in the header: a file written with ", " would
+        # otherwise send " api_calls", a code that bills nothing.
+        rows = _read_row(text)
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
             return None, "unterminated quote (a quoted cell must end on its own line)"
@@ -285,8 +306,6 @@ def read_csv(
     the whole file unusable (``InputError``) rather than every row bad.
     """
     lines = _lines(path, max_line_bytes)
-    if csv.field_size_limit() < max_line_bytes:
-        csv.field_size_limit(max_line_bytes)
     header: list[str] | None = None
     for number, raw in lines:
         if isinstance(raw, int):
