@@ -37,7 +37,8 @@ REDIS_TIMEOUT = 0.5
 MIN_REDIS_CALL = 0.05
 REDIS_RETRY_AFTER = 5.0
 REDIS_CALLERS = 4
-# A stored TAT further ahead than this is stale (a clock step, or a file from an earlier boot): start over.
+# A stored TAT of unknown age further ahead than this (plus the most a request could book) is a clock
+# step's leftover: start over. A TAT whose write time is kept is never stale for being far ahead.
 STALE_AFTER = 300.0
 
 

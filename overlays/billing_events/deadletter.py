@@ -282,7 +282,7 @@ class OutcomeSink:
         for item in settled:
             since = earlier.get(item.pending.key)
             if since is not None and item.status is OutcomeStatus.FAILED:
-                reason = f"{item.reason} by this replay; a send of {shorten(since, 40)} may have, so it stays unknown"
+                reason = f"{item.reason}; this send stored nothing, but one of {shorten(since, 40)} may have: it stays unknown"
                 item = Settled(item.pending, OutcomeStatus.UNKNOWN, reason, item.error, since)
             elif since is not None and item.status is OutcomeStatus.UNKNOWN:
                 item = Settled(item.pending, item.status, item.reason, item.error, since)
