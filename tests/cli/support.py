@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ import orjson
 import pytest
 from attrs import frozen
 
+from billing_events import Report
 from billing_events.cli import _sending
 from billing_events.cli._run import EventSender
 
@@ -139,3 +141,18 @@ def wait_for_checkpoint(process: subprocess.Popen[str]) -> str:
         _, rest = process.communicate(timeout=30)
         pytest.fail(f"expected a checkpoint line, got {line!r}{rest}")
     return line
+
+
+class SigintOnCall:
+    """Passes batches to the real client; on call ``stop_on`` it sends SIGINT to its own process first."""
+
+    def __init__(self, inner: EventSender, stop_on: int) -> None:
+        self._inner = inner
+        self._stop_on = stop_on
+        self.calls = 0
+
+    async def send(self, events: Iterable[Mapping[str, Any]]) -> Report:
+        self.calls += 1
+        if self.calls == self._stop_on:
+            os.kill(os.getpid(), signal.SIGINT)  # handled on the loop's next turn, this batch in flight
+        return await self._inner.send(events)

@@ -5,22 +5,19 @@ The first tests are defects it found (each failed before its fix); the others pi
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 import types
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
-from billing_events import Report, outcomes
-from billing_events.cli._run import EventSender
+from billing_events import outcomes
 from cli.conftest import TOKEN, Mock
 from cli.support import (
     RunCli,
+    SigintOnCall,
     dead_letter,
     lago_event,
     make_event,
@@ -253,29 +250,14 @@ def test_an_input_edited_between_runs_sends_only_its_new_and_changed_lines(
     assert len(set(mock.keys("togai")) - before) == 3
 
 
-class _SigintOnCall:
-    """Passes batches to the real client; on call ``stop_on`` it sends SIGINT to its own process first."""
-
-    def __init__(self, inner: EventSender, stop_on: int) -> None:
-        self._inner = inner
-        self._stop_on = stop_on
-        self.calls = 0
-
-    async def send(self, events: Iterable[Mapping[str, Any]]) -> Report:
-        self.calls += 1
-        if self.calls == self._stop_on:
-            os.kill(os.getpid(), signal.SIGINT)  # handled on the loop's next turn, this batch in flight
-        return await self._inner.send(events)
-
-
-def test_following_what_an_interrupted_replay_says_replays_everydead_letter(
+def test_following_what_an_interrupted_replay_says_replays_every_letter(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = write_jsonl(
         tmp_path / "dead.jsonl", [dead_letter("togai", index, "failed", days_ago=1) for index in range(50)]
     )
     mock.faults(latency_ms=200)
-    with wrapped_sender(monkeypatch, lambda client: _SigintOnCall(client, 2)):
+    with wrapped_sender(monkeypatch, lambda client: SigintOnCall(client, 2)):
         stopped = run_cli("replay", "togai", str(dead), "--batch-events", "10", "--max-in-flight", "1")
     assert stopped.code == 130, stopped.out + stopped.err
     mock.faults(latency_ms=0)

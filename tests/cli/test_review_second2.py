@@ -10,11 +10,9 @@ import asyncio
 import datetime as dt
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,8 @@ from ratelimits.test_review_pacing import FakeRedis, bulk
 
 from billing_events import AsyncTogai, OutcomeStatus, Report, RetryPolicy, Togai, read_dead_letters
 from billing_events.budgets import open_budget
-from billing_events.cli._run import EventSender
 from cli.conftest import Mock
-from cli.support import RunCli, make_event, read_jsonl, report_of, wrapped_sender, write_jsonl
+from cli.support import RunCli, SigintOnCall, make_event, read_jsonl, report_of, wrapped_sender, write_jsonl
 
 ONE_TRY = RetryPolicy(max_attempts=1)
 UNKNOWN = OutcomeStatus.UNKNOWN
@@ -293,21 +290,6 @@ def test_an_async_client_with_a_short_timeout_is_not_failed_for_ever_by_a_mute_r
 # --- the CLI's advice after an interrupted replay --------------------------------------------------------
 
 
-class _SigintOnCall:
-    """Passes batches to the real client; on call ``stop_on`` it sends SIGINT to its own process first."""
-
-    def __init__(self, inner: EventSender, stop_on: int) -> None:
-        self._inner = inner
-        self._stop_on = stop_on
-        self.calls = 0
-
-    async def send(self, events: Iterable[Mapping[str, Any]]) -> Report:
-        self.calls += 1
-        if self.calls == self._stop_on:
-            os.kill(os.getpid(), signal.SIGINT)  # handled on the loop's next turn, this batch in flight
-        return await self._inner.send(events)
-
-
 def test_what_an_interrupted_togai_replay_says_of_its_rerun_is_what_the_rerun_does(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -316,7 +298,7 @@ def test_what_an_interrupted_togai_replay_says_of_its_rerun_is_what_the_rerun_do
         letter["event"] = make_event("togai", n, id=f"k-{n}")
     dead = write_jsonl(tmp_path / "dead.jsonl", letters)
     mock.faults(latency_ms=200)
-    with wrapped_sender(monkeypatch, lambda client: _SigintOnCall(client, 2)):
+    with wrapped_sender(monkeypatch, lambda client: SigintOnCall(client, 2)):
         stopped = run_cli(
             "replay",
             "togai",

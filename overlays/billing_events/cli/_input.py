@@ -157,35 +157,30 @@ def _too_long(size: int, limit: int) -> str:
     return f"line is {size:,} bytes; one event must fit in a request of at most {limit:,} bytes"
 
 
-def _out_of_range(value: object, path: str = "") -> tuple[str, int] | None:
-    """The path and value of the first integer outside the 64-bit range in a parsed JSON value, if any.
+def _first(value: object, wanted: Callable[[object], bool], path: str = "") -> tuple[str, object] | None:
+    """The path and value of the first number in a parsed JSON value that ``wanted`` picks, if any.
 
     The value comes with its path: a name with a dot in it (``"a.b"``) cannot be found again from the path.
     """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return (path, value) if not _INT_RANGE[0] <= value <= _INT_RANGE[1] else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (path, value) if wanted(value) else None
     if isinstance(value, dict):
         items = ((f"{path}.{name}" if path else str(name), item) for name, item in value.items())
     elif isinstance(value, list):
         items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
     else:
         return None
-    return next((found for field, item in items if (found := _out_of_range(item, field)) is not None), None)
+    return next((found for field, item in items if (found := _first(item, wanted, field)) is not None), None)
 
 
-def _non_finite(value: object, path: str = "") -> str | None:
-    """The path of the first number a double cannot hold (1e400 reads as infinity), if any."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else path
-    if isinstance(value, dict):
-        items = ((f"{path}.{name}" if path else str(name), item) for name, item in value.items())
-    elif isinstance(value, list):
-        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
-    else:
-        return None
-    return next((found for field, item in items if (found := _non_finite(item, field)) is not None), None)
+def _beyond_64(number: object) -> bool:
+    """An integer JSON tools would round."""
+    return isinstance(number, int) and not _INT_RANGE[0] <= number <= _INT_RANGE[1]
+
+
+def _non_finite(number: object) -> bool:
+    """A number no double holds (1e400 reads as infinity)."""
+    return isinstance(number, float) and not math.isfinite(number)
 
 
 def _no_constant(name: str) -> object:
@@ -197,18 +192,20 @@ def _beyond_doubles(raw: bytes) -> str | None:
     (an integer of 309 digits or more is one too: it is named as any integer beyond 64 bits)."""
     try:
         value = json.loads(raw, parse_constant=_no_constant)
-        integer = _out_of_range(value)
-        field = _non_finite(value)
+        integer = _first(value, _beyond_64)
+        infinite = _first(value, _non_finite)
     except (ValueError, RecursionError):
         return None
     if integer is not None:
         return _beyond_64_bits(*integer)
-    if field is None:
+    if infinite is None:
         return None
-    return f"{clip(field, 80)}: a number beyond the range of a double (about 1.8e308); send it as a string"
+    return (
+        f"{clip(infinite[0], 80)}: a number beyond the range of a double (about 1.8e308); send it as a string"
+    )
 
 
-def _beyond_64_bits(field: str, number: int) -> str:
+def _beyond_64_bits(field: str, number: object) -> str:
     return (
         f"{clip(field, 80)}: integer {clip(str(number), 40)} does not fit in 64 bits"
         " (it would lose digits); send it as a string"
@@ -229,7 +226,7 @@ def _parse_json_line(raw: bytes) -> tuple[object, str | None]:
         return value, None
     try:
         exact = json.loads(raw)
-        found = _out_of_range(exact)
+        found = _first(exact, _beyond_64)
     except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
         return None, "an integer has too many digits to be read exactly; send it as a string"
     except RecursionError:
