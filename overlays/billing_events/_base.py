@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import logging
 from collections.abc import Iterable, Iterator
@@ -159,8 +158,7 @@ class ClientBase:
                 reason = past_window_reason(self.provider, since, "resend_past_window=True replays it")
             if reason is None:
                 if letter.status == OutcomeStatus.UNKNOWN.value and isinstance(letter.key, str):
-                    # A letter without a readable time is remembered from now: never held back early.
-                    self.sink.remember_unknown(letter.key, letter.unsure_from or _now_text())
+                    self.sink.remember_unknown(letter.key, letter.unsure_from)
                 events.append(letter.event)
                 continue
             key = letter.key if isinstance(letter.key, str) else show(letter.key)
@@ -410,7 +408,3 @@ def _hashable(identity: object) -> object:
 
 def _limits() -> httpx.Limits:
     return httpx.Limits(max_connections=C.MAX_CONNECTIONS, max_keepalive_connections=C.MAX_CONNECTIONS)
-
-
-def _now_text() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")

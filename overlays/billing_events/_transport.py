@@ -513,9 +513,8 @@ def scrub_raised(exc: BaseException, token: str) -> None:
     if not forms:
         return
     # As bytes' repr spells them too: a backslash doubled, a quote escaped.
-    texts = {form.decode() for form in forms}
-    texts |= {text.replace("\\", "\\\\").replace("'", "\\'") for text in texts}
-    ordered = sorted(texts, key=len, reverse=True)
+    spelled = {form.replace(b"\\", b"\\\\").replace(b"'", b"\\'") for form in forms}
+    ordered = sorted({*forms, *spelled}, key=len, reverse=True)
     stack: list[BaseException] = [exc]
     seen: set[int] = set()
     while stack:
@@ -523,14 +522,10 @@ def scrub_raised(exc: BaseException, token: str) -> None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        current.args = tuple(_without(arg, ordered) if isinstance(arg, str) else arg for arg in current.args)
+        current.args = tuple(
+            _scrub_text(arg, ordered) if isinstance(arg, str) else arg for arg in current.args
+        )
         stack.extend(chained for chained in (current.__cause__, current.__context__) if chained is not None)
-
-
-def _without(text: str, forms: list[str]) -> str:
-    for form in forms:
-        text = text.replace(form, REDACTED.decode())
-    return text
 
 
 def _scrub_bytes(data: bytes, secrets: list[bytes]) -> bytes:

@@ -51,8 +51,21 @@ class DeadLetter:
     @property
     def unsure_from(self) -> str:
         """When the provider may have had the event from: the time the provider's window runs from."""
-        moment = self.unsure_since or self.at
-        return moment if isinstance(moment, str) else ""  # a letter edited by hand may hold anything
+        return unsure_moment(self.unsure_since, self.at)
+
+
+def unsure_moment(unsure_since: object, at: object) -> str:
+    """A letter's first unknown moment: ``unsure_since``, else ``at``; "" when neither is text (a letter
+    edited by hand may hold anything)."""
+    for moment in (unsure_since, at):
+        if isinstance(moment, str) and moment:
+            return moment
+    return ""
+
+
+def letter_time() -> str:
+    """Now, as letters write their times (ISO 8601, milliseconds, UTC)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _letter(provider: str, outcome: Outcome, now: str) -> bytes:
@@ -99,7 +112,7 @@ class DeadLetterFile:
         self._lock = threading.Lock()
 
     def write(self, provider: str, outcomes: Sequence[Outcome]) -> None:
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        now = letter_time()
         lines = b"".join(_letter(provider, outcome, now) for outcome in outcomes)
         with self._lock:
             try:
@@ -219,7 +232,12 @@ MAX_EARLIER_UNKNOWN = 100_000
 
 
 def remember_unknown(earlier: dict[str, str], key: str, since: str) -> None:
-    """Keep ``key``'s earliest unknown moment in ``earlier`` (ISO 8601), forgetting the oldest key past the cap."""
+    """Keep ``key``'s earliest unknown moment in ``earlier`` (ISO 8601), forgetting the oldest key past the cap.
+
+    A moment that cannot be read is taken as now: such a letter is never held back early.
+    """
+    if _moment(since) == float("inf"):
+        since = letter_time()
     known = earlier.get(key)
     if known is not None and _moment(known) <= _moment(since):
         return
@@ -272,12 +290,16 @@ class OutcomeSink:
         """A replay is about to send again an event an earlier send left ``unknown`` at ``since``."""
         remember_unknown(self.earlier_unknown, key, since)
 
-    def with_earlier(self, settled: Sequence[Settled]) -> list[Settled]:
+    def with_earlier(self, settled: list[Settled]) -> list[Settled]:
         """``settled`` with what earlier sends say: an event a replay's send surely did not store is still
-        ``unknown`` when an earlier send may have stored it, and keeps that send's moment."""
+        ``unknown`` when an earlier send may have stored it, and keeps that send's moment.
+
+        The client applies it before its report and ``record_settled`` see the outcomes (``_base``): the
+        report says what the letters say. Background senders remember no such keys.
+        """
         earlier = self.earlier_unknown
         if not earlier:
-            return list(settled)
+            return settled
         adjusted: list[Settled] = []
         for item in settled:
             since = earlier.get(item.pending.key)
@@ -314,8 +336,6 @@ class OutcomeSink:
 
     def record_settled(self, delivered: Sequence[Pending], settled: Sequence[Settled]) -> None:
         """Like ``record``, building outcomes only for the events somebody will look at."""
-        if self.earlier_unknown:
-            settled = self.with_earlier(settled)
         counts = Counter(item.status for item in settled)
         if delivered:
             self.stats.add("delivered", len(delivered))

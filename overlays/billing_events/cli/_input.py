@@ -191,18 +191,17 @@ def _beyond_doubles(raw: bytes) -> str | None:
     """For a line orjson refuses: the field whose number no double holds, named, when that is why
     (an integer of 309 digits or more is one too: it is named as any integer beyond 64 bits)."""
     try:
-        value = json.loads(raw, parse_constant=_no_constant)
-        integer = _first(value, _beyond_64)
-        infinite = _first(value, _non_finite)
+        found = _first(
+            json.loads(raw, parse_constant=_no_constant), lambda n: _beyond_64(n) or _non_finite(n)
+        )
     except (ValueError, RecursionError):
         return None
-    if integer is not None:
-        return _beyond_64_bits(*integer)
-    if infinite is None:
+    if found is None:
         return None
-    return (
-        f"{clip(infinite[0], 80)}: a number beyond the range of a double (about 1.8e308); send it as a string"
-    )
+    field, number = found
+    if isinstance(number, int):
+        return _beyond_64_bits(field, number)
+    return f"{clip(field, 80)}: a number beyond the range of a double (about 1.8e308); send it as a string"
 
 
 def _beyond_64_bits(field: str, number: object) -> str:

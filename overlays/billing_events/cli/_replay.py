@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from ..deadletter import letter_lines, remember_unknown, too_long, unknown_since
+from ..deadletter import letter_lines, remember_unknown, too_long, unknown_since, unsure_moment
 from ..outcomes import past_window_reason, stale_before
 from . import _sending
 from ._dry_run import dry_run
@@ -76,15 +76,11 @@ def _dead_letter_records(
                 if why is not None:
                     yield Record(number, None, why)
                     continue
-                since = _unsure_from(entry)
                 key = event.get(provider.key_field)
-                if (
-                    earlier_unknown is not None
-                    and entry.get("status") == "unknown"
-                    and since
-                    and isinstance(key, str)
-                ):
-                    remember_unknown(earlier_unknown, key, since)
+                if earlier_unknown is not None and entry.get("status") == "unknown" and isinstance(key, str):
+                    remember_unknown(
+                        earlier_unknown, key, unsure_moment(entry.get("unsure_since"), entry.get("at"))
+                    )
                 yield Record(number, event)
 
     return entries()
@@ -107,19 +103,12 @@ def _not_repeatable(event: dict[str, object], provider: Provider) -> str | None:
 
 def _past_window(entry: dict[str, object], provider: Provider, stale: float | None) -> str | None:
     """Why an ``unknown`` letter is too old to replay: the provider may have stored it and forgotten its key."""
-    since = unknown_since(entry.get("status"), _unsure_from(entry), stale)
+    since = unknown_since(
+        entry.get("status"), unsure_moment(entry.get("unsure_since"), entry.get("at")), stale
+    )
     if since is None:
         return None
     return past_window_reason(provider.title, since, PAST_WINDOW_REMEDY)
-
-
-def _unsure_from(entry: dict[str, object]) -> str | None:
-    """When an ``unknown`` letter's event may have been stored from: its first unknown send, else its time."""
-    for name in ("unsure_since", "at"):
-        value = entry.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
