@@ -59,11 +59,6 @@ def _call_estimate(client: AuthenticatedClient) -> Any:
 # -- 403 on the read and estimate operations: declared by Lago, missing from specs/lago.yaml ---------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="specs/lago.yaml declares no 403 on findEvent/eventEstimateFees; the generated client raises "
-    "UnexpectedStatus instead of reading Lago's ApiErrorForbidden",
-)
 @pytest.mark.parametrize(
     ("call", "method", "path", "code"),
     [
@@ -95,11 +90,6 @@ def test_a_403_from_a_restricted_key_parses_as_lagos_forbidden_error(
 # -- the mock refuses an event lago-api stores --------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="specs/lago.yaml EventInputObject.external_subscription_id is a non-empty, non-null string, so the "
-    "mock answers 422 where lago-api stores the event (200); no README/api-facts line says so",
-)
 @pytest.mark.parametrize("subscription", ["", None], ids=["empty", "null"])
 def test_the_mock_stores_an_event_with_an_empty_or_null_subscription_as_lago_api_does(
     subscription: str | None,

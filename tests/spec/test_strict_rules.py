@@ -63,6 +63,12 @@ STRICTER = [
         "lago", lago_event(external_subscription_id=...), "external_subscription_id", id="lago-no-sub"
     ),
     pytest.param(
+        "lago", lago_event(external_subscription_id=""), "external_subscription_id", id="lago-empty-sub"
+    ),
+    pytest.param(
+        "lago", lago_event(external_subscription_id=None), "external_subscription_id", id="lago-null-sub"
+    ),
+    pytest.param(
         "lago", lago_event(precise_total_amount_cents="12,50"), "precise_total_amount_cents", id="lago-amount"
     ),
     pytest.param("togai", togai_event(id=""), "id", id="togai-empty-id"),
@@ -110,7 +116,7 @@ def test_every_strict_rule_has_a_reason_and_appears_in_the_readme() -> None:
         for path, reason, _keywords in REGENERATE.strict_rules(load_spec(ROOT / "specs" / f"{provider}.yaml"))
     ]
 
-    assert len(rules) == 6
+    assert len(rules) == 7
     for provider, path, reason in rules:
         assert reason.strip(), f"{provider} {path}: a strict rule needs its reason"
         schema_name = path.split("/")[3]
