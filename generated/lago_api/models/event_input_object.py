@@ -29,8 +29,11 @@ class EventInputObject:
      """
     code: str
     """ Code of the billable metric. """
-    external_subscription_id: str | Unset = UNSET
-    """ Your identifier of the subscription the usage belongs to. """
+    external_subscription_id: None | str | Unset = UNSET
+    """ Your identifier of the subscription the usage belongs to. The server
+    stores an empty or null one as it stores a missing one: an event it
+    can never bill.
+     """
     timestamp: float | int | None | str | Unset = UNSET
     """ The event's time, or null (or absent) for the time the server received the request. """
     precise_total_amount_cents: bool | float | None | str | Unset = UNSET
@@ -50,7 +53,11 @@ class EventInputObject:
 
         code = self.code
 
-        external_subscription_id = self.external_subscription_id
+        external_subscription_id: None | str | Unset
+        if isinstance(self.external_subscription_id, Unset):
+            external_subscription_id = UNSET
+        else:
+            external_subscription_id = self.external_subscription_id
 
         timestamp: float | int | None | str | Unset
         if isinstance(self.timestamp, Unset):
@@ -100,7 +107,14 @@ class EventInputObject:
 
         code = d.pop("code")
 
-        external_subscription_id = d.pop("external_subscription_id", UNSET)
+        def _parse_external_subscription_id(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        external_subscription_id = _parse_external_subscription_id(d.pop("external_subscription_id", UNSET))
 
         def _parse_timestamp(data: object) -> float | int | None | str | Unset:
             if data is None:

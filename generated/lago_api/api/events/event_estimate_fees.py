@@ -6,6 +6,7 @@ import httpx
 from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.api_error_bad_request import ApiErrorBadRequest
+from ...models.api_error_forbidden import ApiErrorForbidden
 from ...models.api_error_not_found import ApiErrorNotFound
 from ...models.api_error_service_unavailable import ApiErrorServiceUnavailable
 from ...models.api_error_too_many_requests import ApiErrorTooManyRequests
@@ -39,6 +40,7 @@ def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
 ) -> (
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorNotFound
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
@@ -61,6 +63,11 @@ def _parse_response(
         response_401 = ApiErrorUnauthorized.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = ApiErrorForbidden.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = ApiErrorNotFound.from_dict(response.json())
@@ -92,6 +99,7 @@ def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
 ) -> Response[
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorNotFound
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
@@ -113,6 +121,7 @@ def sync_detailed(
     body: EventEstimateFeesInput,
 ) -> Response[
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorNotFound
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
@@ -137,7 +146,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse]
+        Response[ApiErrorBadRequest | ApiErrorForbidden | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse]
     """
 
     kwargs = _get_kwargs(
@@ -157,6 +166,7 @@ def sync(
     body: EventEstimateFeesInput,
 ) -> (
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorNotFound
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
@@ -182,7 +192,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
+        ApiErrorBadRequest | ApiErrorForbidden | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
     """
 
     return sync_detailed(
@@ -197,6 +207,7 @@ async def asyncio_detailed(
     body: EventEstimateFeesInput,
 ) -> Response[
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorNotFound
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
@@ -221,7 +232,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorBadRequest | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse]
+        Response[ApiErrorBadRequest | ApiErrorForbidden | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse]
     """
 
     kwargs = _get_kwargs(
@@ -239,6 +250,7 @@ async def asyncio(
     body: EventEstimateFeesInput,
 ) -> (
     ApiErrorBadRequest
+    | ApiErrorForbidden
     | ApiErrorNotFound
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
@@ -264,7 +276,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorBadRequest | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
+        ApiErrorBadRequest | ApiErrorForbidden | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | ApiErrorUnprocessableEntity | FeesResponse
     """
 
     return (

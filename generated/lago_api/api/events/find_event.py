@@ -6,6 +6,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
+from ...models.api_error_forbidden import ApiErrorForbidden
 from ...models.api_error_not_found import ApiErrorNotFound
 from ...models.api_error_service_unavailable import ApiErrorServiceUnavailable
 from ...models.api_error_too_many_requests import ApiErrorTooManyRequests
@@ -31,7 +32,8 @@ def _get_kwargs(
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
 ) -> (
-    ApiErrorNotFound
+    ApiErrorForbidden
+    | ApiErrorNotFound
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -47,6 +49,11 @@ def _parse_response(
         response_401 = ApiErrorUnauthorized.from_dict(response.json())
 
         return response_401
+
+    if response.status_code == 403:
+        response_403 = ApiErrorForbidden.from_dict(response.json())
+
+        return response_403
 
     if response.status_code == 404:
         response_404 = ApiErrorNotFound.from_dict(response.json())
@@ -72,7 +79,12 @@ def _parse_response(
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
 ) -> Response[
-    ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
+    ApiErrorForbidden
+    | ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | EventResponse
 ]:
     return Response(
         status_code=HTTPStatus(response.status_code),
@@ -87,7 +99,12 @@ def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
 ) -> Response[
-    ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
+    ApiErrorForbidden
+    | ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | EventResponse
 ]:
     """Read an event back
 
@@ -102,7 +119,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse]
+        Response[ApiErrorForbidden | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse]
     """
 
     kwargs = _get_kwargs(
@@ -121,7 +138,8 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
 ) -> (
-    ApiErrorNotFound
+    ApiErrorForbidden
+    | ApiErrorNotFound
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -141,7 +159,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
+        ApiErrorForbidden | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
     """
 
     return sync_detailed(
@@ -155,7 +173,12 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
 ) -> Response[
-    ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
+    ApiErrorForbidden
+    | ApiErrorNotFound
+    | ApiErrorServiceUnavailable
+    | ApiErrorTooManyRequests
+    | ApiErrorUnauthorized
+    | EventResponse
 ]:
     """Read an event back
 
@@ -170,7 +193,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse]
+        Response[ApiErrorForbidden | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse]
     """
 
     kwargs = _get_kwargs(
@@ -187,7 +210,8 @@ async def asyncio(
     *,
     client: AuthenticatedClient | Client,
 ) -> (
-    ApiErrorNotFound
+    ApiErrorForbidden
+    | ApiErrorNotFound
     | ApiErrorServiceUnavailable
     | ApiErrorTooManyRequests
     | ApiErrorUnauthorized
@@ -207,7 +231,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
+        ApiErrorForbidden | ApiErrorNotFound | ApiErrorServiceUnavailable | ApiErrorTooManyRequests | ApiErrorUnauthorized | EventResponse
     """
 
     return (
