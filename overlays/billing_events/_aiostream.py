@@ -20,6 +20,7 @@ Under any other library (trio) ``NativeBackend`` hands every call to httpcore's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import socket
 import ssl
@@ -123,6 +124,14 @@ class NativeStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, feed: _Feed) -> None:
         self._transport = transport
         self._feed = feed
+        self._loop = asyncio.get_running_loop()
+
+    def _loop_gone(self) -> bool:
+        """Whether the connection's event loop is not the one running now (a later ``asyncio.run()``)."""
+        try:
+            return asyncio.get_running_loop() is not self._loop
+        except RuntimeError:
+            return self._loop.is_closed()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         feed = self._feed
@@ -162,6 +171,14 @@ class NativeStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(why)
 
     async def aclose(self) -> None:
+        if self._loop_gone():
+            # The transport belongs to a loop that is closed (or not ours): it can no longer be aborted
+            # there. Ending the TCP connection is what is left; the socket is freed with its transport.
+            with contextlib.suppress(OSError):
+                sock = self._transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
         # Abort, not close: close() would keep sending what is buffered (a request cut at its deadline)
         # for as long as the server takes it, and over TLS wait up to 30 s for the server's close_notify.
         self._transport.abort()
@@ -201,6 +218,10 @@ class NativeStream(httpcore.AsyncNetworkStream):
         if info == "socket":
             return transport.get_extra_info("socket")
         if info == "is_readable":
+            if self._loop_gone():
+                # Kept alive under an event loop that has ended: its answers would never be read. Readable
+                # says "no longer usable", so the pool drops the connection instead of sending on it.
+                return True
             # Bytes or an end already taken from the socket count, as well as what waits in it.
             feed = self._feed
             return bool(feed.chunks) or feed.eof or socket_readable(transport.get_extra_info("socket"))

@@ -297,8 +297,11 @@ class AsyncBackgroundSender(SenderCore):
         )
         lanes = asyncio.Semaphore(self._in_flight)
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns the result of a wait that
+            # ended as the task was cancelled (the loop's end) and swallows the cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self._options.flush_interval)
+                async with asyncio.timeout(self._options.flush_interval):
+                    await wake.wait()
             wake.clear()
             while self._queue:
                 await lanes.acquire()  # a batch leaves the queue only when a lane can send it

@@ -100,19 +100,23 @@ def test_block_policy_raises_at_once_and_atrack_waits_for_room() -> None:
         gate = AsyncGate()
         async with client(gate) as togai:
             sender = togai.background(
-                max_queue_events=2, on_full="block", block_timeout=5, flush_interval=3600
+                max_queue_events=2, on_full="block", block_timeout=5, flush_interval=3600, max_in_flight=1
             )
             sender.track(togai_event(0))
             sender.track(togai_event(1))
+            # The worker's one lane now holds those two, stopped at the gate: nothing more leaves the queue.
+            await asyncio.wait_for(gate.arrived.wait(), 10)
+            sender.track(togai_event(2))
+            sender.track(togai_event(3))
             with pytest.raises(QueueFullError):
-                sender.track(togai_event(2))
-            waiting = asyncio.create_task(sender.atrack(togai_event(3)))
+                sender.track(togai_event(4))
+            waiting = asyncio.create_task(sender.atrack(togai_event(5)))
             await asyncio.sleep(0)
             assert not waiting.done()
-            gate.open.set()  # the worker takes the queued batch, which makes room
+            gate.open.set()  # the lane is freed and takes the queued batch, which makes room
             await asyncio.wait_for(waiting, 10)
             assert await sender.flush(10)
-            assert sender.stats.delivered == 3
+            assert sender.stats.delivered == 5
             await sender.close()
 
     asyncio.run(run())

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hostile.server import Answer, HostileServer
 
 from billing_events import (
     AsyncBackgroundSender,
@@ -27,7 +28,6 @@ from billing_events import (
     SenderClosedError,
     partial_report,
 )
-from hostile.server import Answer, HostileServer
 
 from .scripted import togai_event
 
@@ -41,10 +41,6 @@ def _accept(request: httpx.Request) -> httpx.Response:
 # -- the background sender at the end of asyncio.run() ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aio_background: asyncio.wait_for (3.11) swallows the loop-end cancel; asyncio.run() never returns",
-)
 def test_a_sender_woken_by_the_last_track_still_lets_asyncio_run_end_and_dead_letters(tmp_path: Path) -> None:
     """README "Never closed": when asyncio.run() ends and cancels the sender's task, the sender
     dead-letters what it holds and track() raises SenderClosedError. Today, when the last thing the
@@ -86,7 +82,9 @@ def test_a_sender_woken_by_the_last_track_still_lets_asyncio_run_end_and_dead_le
     thread.join(3)  # a bound, not a wait for work: asyncio.run() of this program takes milliseconds
     sender: AsyncBackgroundSender = holder["sender"]
     try:
-        assert holder.get("returned"), "asyncio.run() never returned: the sender's task outlived its cancellation"
+        assert holder.get("returned"), (
+            "asyncio.run() never returned: the sender's task outlived its cancellation"
+        )
         with pytest.raises(SenderClosedError):
             sender.track(togai_event(2))
         assert sender.stats.settled == 2
@@ -101,10 +99,6 @@ def test_a_sender_woken_by_the_last_track_still_lets_asyncio_run_end_and_dead_le
 # -- a client used under a second event loop ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a kept-alive connection of a closed loop is reused: stored event reported unknown (Event loop is closed)",
-)
 def test_a_client_used_again_under_a_second_asyncio_run_delivers(hostile: HostileServer) -> None:
     """A kept-alive connection of the first loop is reused by the second: the request is written on the
     dead loop's transport (the server stores it), the answer is never read (that loop's selector no
@@ -162,7 +156,10 @@ def _waiting_client(answer: httpx.Response, answered: asyncio.Event) -> AsyncTog
     [
         # A 503 may come after the event was stored; a 429 refuses before any processing.
         (httpx.Response(503, json={"message": "busy"}, headers={"Retry-After": "30"}), OutcomeStatus.UNKNOWN),
-        (httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": "30"}), OutcomeStatus.FAILED),
+        (
+            httpx.Response(429, json={"message": "slow down"}, headers={"Retry-After": "30"}),
+            OutcomeStatus.FAILED,
+        ),
     ],
 )
 def test_a_cancellation_during_the_retry_wait_ends_the_event_by_what_the_attempt_proved(
@@ -233,7 +230,6 @@ def test_aclose_during_a_send_ends_the_request_unknown_and_later_sends_failed(ho
 
     assert asyncio.run(run()) == ([OutcomeStatus.UNKNOWN], [OutcomeStatus.FAILED])
     assert hostile.requests == 1
-
 
 
 # -- a cancellation during the TLS handshake ----------------------------------------------------
