@@ -50,13 +50,21 @@ MAX_CONNECTIONS = 32
 # The largest answer each request can legitimately get; more is a bad answer (retried, then unknown).
 # Togai answers a batch with a message and, in a 207, one short entry per rejected event (500 at most).
 TOGAI_MAX_BATCH_ANSWER_BYTES = 1024 * 1024
-# Lago echoes the batch it stored: up to LAGO_MAX_BODY_BYTES of events plus its own fields on each.
-LAGO_MAX_BATCH_ANSWER_BYTES = 4 * 1024 * 1024
+# Lago echoes the batch it stored: its events plus its own fields on each. Rails writes each "<", ">"
+# and "&" of a value as a six-byte \u escape (and U+2028/U+2029, three bytes in UTF-8, the same way),
+# so an echo can be six times the request's body.
+LAGO_ECHO_GROWTH = 6
+LAGO_MAX_BATCH_ANSWER_BYTES = LAGO_ECHO_GROWTH * LAGO_MAX_BODY_BYTES + 1024 * LAGO_MAX_BATCH_EVENTS
 MAX_BATCH_ANSWER_BYTES = {"togai": TOGAI_MAX_BATCH_ANSWER_BYTES, "lago": LAGO_MAX_BATCH_ANSWER_BYTES}
-# One stored event (find_event) or the fees of one event (estimate_fees).
-MAX_CALL_ANSWER_BYTES = 1024 * 1024
+# How much larger than its request a 2xx answer to a batch can be, and what each event may add to it.
+ANSWER_GROWTH = {"togai": 2, "lago": LAGO_ECHO_GROWTH}
+ANSWER_BYTES_PER_EVENT = 1024
+# One stored event (find_event) or the fees of one event (estimate_fees): Lago's echo of the largest event.
+MAX_CALL_ANSWER_BYTES = LAGO_ECHO_GROWTH * LAGO_MAX_BODY_BYTES + 64 * 1024
 # Any non-2xx answer: our errors are short JSON, a proxy's HTML page is tens of KiB.
 MAX_ERROR_ANSWER_BYTES = 256 * 1024
+# A refused batch's answer can name each of its events (Lago's 422 keyed by index, Togai's 207 entries).
+ERROR_ANSWER_BYTES_PER_EVENT = 512
 
 # Text we keep or print: one value in a reason, a whole reason or server message.
 MAX_VALUE_CHARS = 200

@@ -10,7 +10,8 @@ every half second never trips them. These wrappers sit around the real transport
   default sync transport's sockets also end each operation by then (``_network``), so
   a status line or header sent one byte at a time is cut too (async: the whole attempt is cancelled);
 - the body is capped at ``extensions[ANSWER_CAP]`` (default: the transport's)
-  for a 2xx, at ``MAX_ERROR_ANSWER_BYTES`` otherwise, before and after decoding;
+  for a 2xx, at ``extensions[ERROR_CAP]`` (default ``MAX_ERROR_ANSWER_BYTES``) otherwise,
+  before and after decoding;
 - gzip/deflate are decoded here, under the cap (a small gzip can inflate to gigabytes);
 - the request's token is replaced by ``***`` in the answer's headers and body,
   so no server echo can carry it into a reason, a log or a file; in the body also
@@ -53,6 +54,7 @@ from ._network import (
 CALL_DEADLINE = "billing_events.call_deadline"  # absolute time.monotonic() at which the whole call ends
 PROGRESS = "billing_events.progress"  # a Progress the default transports mark as the request goes out
 ANSWER_CAP = "billing_events.max_answer_bytes"  # the largest 2xx body this request can legitimately get
+ERROR_CAP = "billing_events.max_error_bytes"  # the largest other body (default MAX_ERROR_ANSWER_BYTES)
 
 _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("call_deadline", default=None)
 REDACTED = b"***"
@@ -108,10 +110,15 @@ def deadline_of(request: httpx.Request) -> float | None:
 
 
 def request_bounds(
-    deadline: float | None, answer_cap: int, progress: Progress | None = None
+    deadline: float | None, answer_cap: int, progress: Progress | None = None, error_cap: int | None = None
 ) -> dict[str, Any]:
-    """The request extensions that carry a call's deadline, its answer cap and where its progress is marked."""
-    return {CALL_DEADLINE: deadline, ANSWER_CAP: answer_cap, PROGRESS: progress}
+    """The request extensions that carry a call's deadline, its answer caps and where its progress is marked."""
+    return {
+        CALL_DEADLINE: deadline,
+        ANSWER_CAP: answer_cap,
+        ERROR_CAP: error_cap or C.MAX_ERROR_ANSWER_BYTES,
+        PROGRESS: progress,
+    }
 
 
 def _entered(request: httpx.Request, watched: bool) -> Progress:
@@ -137,6 +144,8 @@ class _Bound:
         self.seconds = attempt_seconds
         cap = request.extensions.get(ANSWER_CAP)
         self.answer_cap = cap if isinstance(cap, int) else answer_cap
+        error_cap = request.extensions.get(ERROR_CAP)
+        self.error_cap = error_cap if isinstance(error_cap, int) else C.MAX_ERROR_ANSWER_BYTES
         authorization = request.headers.get("authorization", "")
         self.secrets = _secrets(authorization)
         self.authorization = authorization
@@ -174,7 +183,7 @@ class _Bound:
 
     def answer(self, response: httpx.Response, request: httpx.Request) -> tuple[httpx.Headers, _Reader]:
         """The answer's headers (scrubbed, decoding done here) and the reader of its body."""
-        cap = self.answer_cap if 200 <= response.status_code < 300 else C.MAX_ERROR_ANSWER_BYTES
+        cap = self.answer_cap if 200 <= response.status_code < 300 else self.error_cap
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         length = response.headers.get("content-length", "")
         if encoding == "identity" and length.isdigit() and int(length) > cap:

@@ -144,12 +144,16 @@ class _Delivery:
         )
 
     def _bounds(self, deadline: float | None, progress: Progress | None = None) -> dict[str, Any]:
-        # Batches larger than the defaults get answers larger in proportion (Lago echoes the events).
+        # Batches larger than the defaults get answers larger in proportion (Lago echoes the events), and
+        # a refusal of many events names each of them.
         rules = self.rules
         cap = max(
-            C.MAX_BATCH_ANSWER_BYTES[rules.name], 2 * rules.max_batch_bytes + 1024 * rules.max_batch_events
+            C.MAX_BATCH_ANSWER_BYTES[rules.name],
+            C.ANSWER_GROWTH[rules.name] * rules.max_batch_bytes
+            + C.ANSWER_BYTES_PER_EVENT * rules.max_batch_events,
         )
-        return request_bounds(deadline, cap, progress)
+        error_cap = max(C.MAX_ERROR_ANSWER_BYTES, C.ERROR_ANSWER_BYTES_PER_EVENT * rules.max_batch_events)
+        return request_bounds(deadline, cap, progress, error_cap)
 
     def _conclude(self, result: AttemptResult) -> None:
         """Raise RetryableFailure if some events of the attempt need another (the rest is recorded)."""

@@ -71,10 +71,6 @@ def rails_echo(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=text.encode(), headers={"content-type": "application/json"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Lago's 200 echo of a valid 100-event batch (properties with '<') exceeds the fixed 4 MiB answer cap: delivered events end unknown",
-)
 def test_lagos_echo_of_a_batch_within_the_limits_is_read_whole(fast_retry: RetryPolicy) -> None:
     server = Scripted(default=rails_echo)
     # 100 events of about 9.6 KB each: 0.96 MB, within 100 events and 1 MiB; an HTML snippet in a property.
@@ -87,10 +83,6 @@ def test_lagos_echo_of_a_batch_within_the_limits_is_read_whole(fast_retry: Retry
     assert len(server.requests) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a 422 naming every event of a large self-hosted Lago batch exceeds the fixed 256 KiB error cap: duplicates end unknown",
-)
 def test_a_large_batchs_value_already_exist_answer_is_read(fast_retry: RetryPolicy) -> None:
     # README: "A larger max_batch_events is taken as it is, for a server that allows more (a self-hosted
     # Lago's LAGO_EVENTS_BATCH_MAX_LENGTH)". Sending the same 6,000 small events again (a replay after a
@@ -148,10 +140,6 @@ def test_one_event_exactly_at_the_byte_limit_goes_and_one_byte_more_is_refused_a
     assert len(server.requests[0].content) == size  # the event at the limit went, alone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chunks() counts a comma before the first event: a batch whose body is exactly max_batch_bytes is split in two",
-)
 def test_a_batch_exactly_at_max_batch_bytes_is_one_request(fast_retry: RetryPolicy) -> None:
     server = Scripted(default=accepted)
     first, second = togai_event(1, id="a"), togai_event(2, id="b")

@@ -498,21 +498,24 @@ class ProviderRules:
     # -- batching ---------------------------------------------------------
 
     def fits(self, count: int, size: int, payload: bytes) -> bool:
-        """Whether ``payload`` joins a batch of ``count`` events and ``size`` body bytes (the first always does)."""
-        return count == 0 or (
-            count < self.max_batch_events and size + len(payload) + 1 <= self.max_batch_bytes
-        )
+        """Whether ``payload`` joins a batch of ``count`` events (the first always does).
+
+        ``size`` is ``envelope_bytes`` plus each event's payload and one comma: a comma more than the
+        body has, the one the next event brings.
+        """
+        return count == 0 or (count < self.max_batch_events and size + len(payload) <= self.max_batch_bytes)
 
     def chunks(self, pendings: Iterable[Pending]) -> Iterator[list[Pending]]:
         """Split into request-sized batches by count and by serialized bytes (``fits``, inlined: once an event)."""
         batch: list[Pending] = []
         envelope = self.envelope_bytes
-        max_events, max_bytes = self.max_batch_events, self.max_batch_bytes
+        # ``size`` counts a comma after each event, so a body's bytes are at most one less than it.
+        max_events, max_size = self.max_batch_events, self.max_batch_bytes + 1
         size = envelope
         keys: set[str] | None = set() if self.unique_keys_per_batch else None
         for pending in pendings:
             grown = size + len(pending.payload) + 1
-            if batch and (len(batch) >= max_events or grown > max_bytes):
+            if batch and (len(batch) >= max_events or grown > max_size):
                 yield batch
                 batch, size = [], envelope
                 grown = size + len(pending.payload) + 1
