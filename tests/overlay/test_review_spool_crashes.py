@@ -1,7 +1,7 @@
 """Review: the durable spool through crashes, damaged files and a shared directory.
 
-Each xfail test asserts what the README's "Durable sending" promises and fails today for the stated
-reason. Children are forked and SIGKILLed as in ``test_spool``; the real mock server records what
+The first five tests are defects it found (each asserts what the README's "Durable sending" promises,
+and failed before its fix); the others pin what holds. Children are forked and SIGKILLed as in ``test_spool``; the real mock server records what
 was stored.
 """
 
@@ -58,10 +58,6 @@ def held_in_intake(
     return intake
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dead sender's SQLite file without the schema (killed in open_db) makes adoption raise OperationalError out of background(): no sender can start on the directory",
-)
 def test_a_sender_killed_while_creating_its_sqlite_file_does_not_stop_the_next_sender(
     server: str, tmp_path: Path
 ) -> None:
@@ -103,10 +99,6 @@ def test_a_sender_killed_while_creating_its_sqlite_file_does_not_stop_the_next_s
     assert stored_keys(server, provider) == ["after-0"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="intake_rows() skips an intake file it cannot read (OSError) and consume_intake() then deletes it: its events are lost without a log line",
-)
 def test_an_intake_file_that_cannot_be_read_is_not_deleted(
     server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -134,10 +126,6 @@ def test_an_intake_file_that_cannot_be_read_is_not_deleted(
     assert reported, "the unreadable intake file was skipped without a word"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="intake_rows() takes a zeroed length for the end of the intake: every record after it is dropped silently",
-)
 def test_an_intake_record_whose_length_was_zeroed_keeps_the_records_after_it(
     server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -159,10 +147,6 @@ def test_an_intake_record_whose_length_was_zeroed_keeps_the_records_after_it(
     assert any("intake" in record.getMessage() for record in caplog.records), "the damage was not reported"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Owned.try_lock() lets PermissionError from os.open() escape: a lock file it may not open breaks flush() (and background())",
-)
 def test_flush_is_not_broken_by_another_users_spool_file_in_the_directory(
     server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,10 +179,6 @@ def test_flush_is_not_broken_by_another_users_spool_file_in_the_directory(
     assert foreign.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Spool.close() skips closing the SQLite connection when the move fails, yet releases the flock: the dead file stays locked (database is locked) for every reader and adopter",
-)
 def test_a_close_that_fails_on_a_full_disk_leaves_the_file_readable_by_the_next_sender(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

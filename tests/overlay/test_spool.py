@@ -20,6 +20,7 @@ import sqlite3
 import sys
 import threading
 import traceback
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -768,6 +769,43 @@ def test_spool_status_shows_live_files_and_the_pending_events_of_dead_ones(
         sender.close(30)
     assert spool_status(tmp_path) == []
     assert len(stored_keys(server, provider)) == 30
+
+
+def test_spool_status_reads_a_file_without_tables_and_names_a_lock_it_may_not_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender killed while creating its SQLite file left no tables; another user's lock cannot be opened."""
+    empty = tmp_path / "togai-0123456789-host-41-0badf00d.spool"
+    empty.with_suffix(".lock").write_bytes(b"")
+    with contextlib.closing(sqlite3.connect(empty)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+    foreign = tmp_path / "togai-0123456789-otherhost-42-0badf00d.lock"
+    foreign.write_bytes(b"")
+    opener = os.open
+
+    def denied(path: str | os.PathLike[str], flags: int, *rest: int) -> int:
+        if Path(path) == foreign:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return opener(path, flags, *rest)
+
+    monkeypatch.setattr(os, "open", denied)
+    [read, unread] = spool_status(tmp_path)
+    assert (read.name, read.live, read.pid, read.pending, read.problem) == (empty.name, False, 41, 0, None)
+    assert (unread.live, unread.pid, unread.pending) == (None, 42, None)
+    assert unread.problem is not None and "not readable" in unread.problem
+
+
+def test_a_record_whose_header_a_kill_came_before_is_the_end_of_the_intake(tmp_path: Path) -> None:
+    """track() writes the payload, then the header: killed in between, a zero length precedes payload
+    bytes with no record after them. That record was never accepted: the end, not damage."""
+    record = spool_intake.RECORD
+    data = bytearray(4096)
+    record.pack_into(data, 0, 5, zlib.crc32(b"first"), 1, 1.0)
+    data[record.size : record.size + 5] = b"first"
+    data[2 * record.size + 5 : 2 * record.size + 11] = b"second"  # its header never written
+    db_path = tmp_path / "file.spool"
+    (tmp_path / "file.spool.intake-1").write_bytes(bytes(data))
+    assert spool_intake.intake_rows(db_path, 0) == ([(1, 1.0, zlib.crc32(b"first"), b"first")], 0)
 
 
 def test_stats_count_what_the_spool_holds_and_settled_events_leave_it(server: str, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def plural(count: int, noun: str) -> str:
 def _owner(item: SpoolFileStatus) -> str:
     if item.problem == "set aside as damaged":
         return "-"
-    state = "live" if item.live else "dead"
+    state = "unknown" if item.live is None else "live" if item.live else "dead"
     return f"{state} (pid {item.pid})" if item.pid is not None else state
 
 

@@ -20,13 +20,24 @@ from typing import Any
 import attrs
 
 from ._files import Owned, aside_path, wal_path
-from ._intake import consume_intake, intake_rows
-from ._store import DELETE_RUN, INSERT, MOVED_THROUGH, ROW_OVERHEAD, SELECT_RUN, pending_intake, ranges
+from ._intake import Row, consume_intake, intake_rows
+from ._store import (
+    DELETE_RUN,
+    INSERT,
+    MOVED_THROUGH,
+    ROW_OVERHEAD,
+    SELECT_RUN,
+    create_schema,
+    moved_through,
+    ranges,
+)
 
 log = logging.getLogger("billing_events")
 
 # Rows copied per transaction when a dead process's file is adopted or salvaged.
 MERGE_CHUNK = 2000
+# Files reported as unreadable (an intake, another user's lock): every scan, each 2 s, would report them again.
+_reported: set[Path] = set()
 
 
 @attrs.frozen
@@ -48,7 +59,12 @@ class Adoption:
         for lock_path in sorted(self.directory.glob(f"{prefix}*.lock")):
             if self.stop.is_set() or lock_path == own_lock:
                 continue
-            owned = Owned.try_lock(lock_path)
+            try:
+                owned = Owned.try_lock(lock_path)
+            except OSError as exc:
+                # Not ours to take (another user's sender, its lock file mode 0600): as if its owner lived.
+                _report_once(lock_path, logging.WARNING, "spool file %s skipped: %s", lock_path.name, exc)
+                continue
             if owned is not None:
                 finished = False
                 try:
@@ -77,8 +93,10 @@ class Adoption:
             healthy = False
         try:
             if healthy and source is not None:
-                fold_intake(source, path)
-                return self._move_rows(source, path)
+                create_schema(source)  # missing when its sender was killed creating it: then it holds no rows
+                folded = fold_intake(source, path)
+                # An intake that could not be read waits in its files: the file is kept for a later scan.
+                return self._move_rows(source, path) and folded
             return self._salvage(source, path)
         finally:
             if source is not None:
@@ -134,14 +152,17 @@ class Adoption:
                 unreadable += lost
                 kept += len(intact)
                 seen.update(row[0] for row in intact)
-        # The intake records SQLite had not received yet (or that it lost with the damaged part).
-        found, damaged = intake_rows(path, 0)
-        intake = [row for row in found if row[0] not in seen]
-        if self.insert(intake):
-            kept += len(intake)
-            consume_intake(path, damaged)
-        elif intake:
-            log.warning("spool %s is full: the intake of %s waits for room", self.directory, path.name)
+        # The intake records SQLite had not received yet (or that it lost with the damaged part). One that
+        # cannot be read or does not fit waits in its files, taken over by a later scan (``_take_intake``).
+        read = _read_intake(path, 0)
+        if read is not None:
+            found, damaged = read
+            intake = [row for row in found if row[0] not in seen]
+            if self.insert(intake):
+                kept += len(intake)
+                consume_intake(path, damaged)
+            elif intake:
+                log.warning("spool %s is full: the intake of %s waits for room", self.directory, path.name)
         _set_aside(
             path,
             f"the file is damaged; {kept} intact events were kept"
@@ -151,22 +172,53 @@ class Adoption:
 
     def _take_intake(self, path: Path) -> bool:
         """The intake records of a file whose SQLite part is gone. True when they are all in ours."""
-        rows, damaged = intake_rows(path, 0)
-        if not self.insert(rows):
+        read = _read_intake(path, 0)
+        if read is None or not self.insert(read[0]):
             return False
-        consume_intake(path, damaged)
+        consume_intake(path, read[1])
         return True
 
 
-def fold_intake(source: sqlite3.Connection, path: Path) -> None:
-    """Move a dead sender's intake records into its own SQLite file (idempotent), then drop the intake."""
-    rows, damaged = pending_intake(source, path)
+def fold_intake(source: sqlite3.Connection, path: Path) -> bool:
+    """Move a dead sender's intake records into its own SQLite file (idempotent), then drop the intake.
+
+    False when the intake could not be read: it is kept as it is.
+    """
+    read = _read_intake(path, moved_through(source))
+    if read is None:
+        return False
+    rows, damaged = read
     if rows:
         source.execute("BEGIN IMMEDIATE")
         source.executemany(INSERT.replace("INSERT", "INSERT OR IGNORE", 1), rows)
         source.execute(MOVED_THROUGH, (str(rows[-1][0]),))
         source.execute("COMMIT")
     consume_intake(path, damaged)
+    return True
+
+
+def _read_intake(path: Path, after: int) -> tuple[list[Row], int] | None:
+    """``intake_rows``; None (reported once) when a segment cannot be read, a bad sector maybe.
+
+    The intake is then left whole, neither taken nor consumed: a later scan reads it again.
+    """
+    try:
+        return intake_rows(path, after)
+    except OSError as exc:
+        _report_once(
+            path,
+            logging.ERROR,
+            "the intake of spool file %s could not be read; it is kept for a later scan: %s",
+            path.name,
+            exc,
+        )
+        return None
+
+
+def _report_once(path: Path, level: int, message: str, *args: object) -> None:
+    if path not in _reported:
+        _reported.add(path)
+        log.log(level, message, *args)
 
 
 def _set_aside(path: Path, why: str) -> None:

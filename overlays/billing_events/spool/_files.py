@@ -99,7 +99,10 @@ class Owned:
 
     @classmethod
     def try_lock(cls, lock_path: Path) -> Owned | None:
-        """The lock of ``lock_path`` if its owner is gone; None if it is alive (or the file went away)."""
+        """The lock of ``lock_path`` if its owner is gone; None if it is alive (or the file went away).
+
+        OSError when the lock file cannot be opened (PermissionError: another user's sender's).
+        """
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:

@@ -193,20 +193,28 @@ class Segment:
 def intake_rows(db_path: Path, after: int) -> tuple[list[Row], int]:
     """The records of a file's intake segments with a seq above ``after`` that are intact and were not
     settled, in order; and how many records were damaged (a record that fails its CRC is skipped and
-    the records after it are kept)."""
+    the records after it are kept).
+
+    Raises OSError when a segment cannot be read: the caller keeps the intake for a later read, as
+    records skipped here would be lost once it is consumed.
+    """
     rows, runs, damaged = [], [], 0
     for path in intake_paths(db_path):
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
+        data = path.read_bytes()
         offset = 0
         while offset + RECORD.size <= len(data):
             length, crc, seq, at = RECORD.unpack_from(data, offset)
             size = length & ~MARKER
             start = offset + RECORD.size
             if length == 0:
-                break  # the end of what was written: the rest of a segment is zeros
+                # The end of what was written (zeros follow, or a record whose header a kill came before:
+                # never accepted), unless intact records follow: then a zeroed length (a zeroed sector).
+                resumed = _next_record(data, offset + 1)
+                if resumed is None:
+                    break
+                damaged += 1
+                offset = resumed
+                continue
             following = start + size
             payload = data[start:following]
             if following > len(data) or zlib.crc32(payload) != crc:
@@ -251,6 +259,8 @@ def _intact_at(data: bytes, offset: int) -> bool:
 
 def _next_record(data: bytes, offset: int) -> int | None:
     """After a damaged record: where the next intact one starts, or None."""
+    if data.count(0, offset) == len(data) - offset:
+        return None  # zeros to the end, the usual rest of a segment: found at once, not scanned for records
     for match in _RECORD_START.finditer(data, offset):
         if _intact_at(data, match.start()):
             return match.start()

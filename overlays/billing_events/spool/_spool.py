@@ -422,9 +422,12 @@ class Spool:
                 self._closed = True  # no track() from here on
             moved = False
             try:
-                self._move_now(closing=True)
-                moved = True
-                self._store.close()
+                try:
+                    self._move_now(closing=True)
+                    moved = True
+                finally:
+                    # Before the lock goes. After a failed move, no checkpoint: its error is the one reported.
+                    self._store.close(checkpoint=moved)
             except sqlite3.Error as exc:
                 log.error("closing the spool %s: %s", self._own.db_path, exc)
             # Once in SQLite (checkpointed and synced), the intake is not needed.

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from ._files import Owned, owner_pid
-from ._store import ROW_OVERHEAD, pending_intake
+from ._store import ROW_OVERHEAD, create_schema, pending_intake
 
 
 @attrs.frozen
@@ -23,7 +23,8 @@ class SpoolFileStatus:
     """What ``billing-events spool status`` shows for one file."""
 
     name: str
-    live: bool
+    live: bool | None
+    """None when its lock file cannot be opened (another user's): whether its owner lives is unknown."""
     pid: int | None
     pending: int | None
     bytes: int | None
@@ -55,7 +56,14 @@ def spool_status(directory: str | os.PathLike[str]) -> list[SpoolFileStatus]:
     """The files of a spool directory: live ones from their owner's status, dead ones read directly."""
     found = []
     for lock_path in sorted(Path(directory).glob("*.lock")):
-        owned = Owned.try_lock(lock_path)
+        try:
+            owned = Owned.try_lock(lock_path)
+        except OSError as exc:
+            name = lock_path.with_suffix(".spool").name
+            found.append(
+                SpoolFileStatus(name, None, owner_pid(name), None, None, None, {}, f"not readable: {exc}")
+            )
+            continue
         if owned is None:
             found.append(_live_status(lock_path))
             continue
@@ -90,6 +98,7 @@ def _dead_status(path: Path) -> SpoolFileStatus:
         db = sqlite3.connect(path, isolation_level=None)
         try:
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            create_schema(db)  # missing when its sender was killed creating it: then it holds no rows
             pending, size, oldest = db.execute(
                 "SELECT count(*), coalesce(sum(length(payload)), 0), min(at) FROM events"
             ).fetchone()
@@ -97,7 +106,7 @@ def _dead_status(path: Path) -> SpoolFileStatus:
             intake, _ = pending_intake(db, path)
         finally:
             db.close()
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, OSError) as exc:  # OSError: an intake file that cannot be read
         return SpoolFileStatus(path.name, False, None, None, None, None, {}, f"unreadable: {exc}")
     pending += len(intake)
     size += sum(len(row[3]) for row in intake)

@@ -46,9 +46,14 @@ def open_db(path: Path, synchronous: str) -> sqlite3.Connection:
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA wal_autocheckpoint=0")  # the keeper thread checkpoints, never the caller's thread
     db.execute(f"PRAGMA journal_size_limit={4 * 1024 * 1024}")
+    create_schema(db)
+    return db
+
+
+def create_schema(db: sqlite3.Connection) -> None:
+    """The tables, made if missing: a sender killed in ``open_db`` leaves a file without them, and no events."""
     for statement in SCHEMA:
         db.execute(statement)
-    return db
 
 
 def ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
@@ -161,7 +166,13 @@ class Store:
             os.close(self.wal_fd)
             self.wal_fd = None
 
-    def close(self) -> None:
-        """Checkpoint everything into the main file, then close it."""
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self.db.close()
+    def close(self, checkpoint: bool = True) -> None:
+        """Checkpoint everything into the main file (with ``checkpoint``), then close it, even if that failed.
+
+        The connection holds the file (``locking_mode=EXCLUSIVE``): left open, no adopter could read it.
+        """
+        try:
+            if checkpoint:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.db.close()
