@@ -23,6 +23,7 @@ the server, so delivery retries it and never counts it as surely failed.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import contextvars
 import functools
@@ -34,7 +35,7 @@ import time
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -148,6 +149,7 @@ class _Bound:
         self.error_cap = error_cap if isinstance(error_cap, int) else C.MAX_ERROR_ANSWER_BYTES
         authorization = request.headers.get("authorization", "")
         self.secrets = _secrets(authorization)
+        self.wide = _wide_secrets(authorization) if self.secrets else []
         self.authorization = authorization
         self.escaped = _escaped_secret(authorization)
         if now >= deadline:
@@ -199,7 +201,7 @@ class _Bound:
         if encoding != "identity":
             del headers["content-encoding"]
             headers.pop("content-length", None)
-        return headers, _Reader(request, cap, encoding != "identity", self.secrets, self.escaped)
+        return headers, _Reader(request, cap, encoding != "identity", self.secrets, self.escaped, self.wide)
 
 
 class _Reader:
@@ -212,6 +214,7 @@ class _Reader:
         compressed: bool,
         secrets: list[bytes],
         escaped: _Escaped | None = None,
+        wide: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         self.request = request
         self.cap = cap
@@ -221,7 +224,8 @@ class _Reader:
         self.decoder = zlib.decompressobj(47) if compressed else None
         self.secrets = secrets
         self.escaped = escaped
-        longest = max((len(secret) for secret in secrets), default=1)
+        self.wide = wide
+        longest = max((len(secret) for secret in (*secrets, *(pair[0] for pair in wide))), default=1)
         self.keep = max(longest, escaped.longest if escaped is not None else 0) - 1
         self.tail = b""
 
@@ -256,6 +260,9 @@ class _Reader:
         data = _scrub_bytes(self.tail + data, self.secrets)
         if self.escaped is not None and b"\\" in data:  # only an escaped form has a backslash
             data = self.escaped.pattern.sub(REDACTED, data)
+        if b"\x00" in data:  # only UTF-16 or UTF-32 spell an ASCII token with NULs
+            for secret, redacted in self.wide:
+                data = data.replace(secret, redacted)
         # A secret cut in two by a chunk boundary is scrubbed with the next chunk.
         cut = max(0, len(data) - self.keep)
         self.tail = data[cut:]
@@ -433,11 +440,20 @@ class _AsyncBody(httpx.AsyncByteStream):
 
 
 class _NoResponseHeaders(logging.Filter):
-    """httpcore's DEBUG trace prints the answer's headers, which a server can fill with our token."""
+    """httpcore's DEBUG trace prints the answer's headers, and the error of a step that failed, whose
+    text can quote what the server sent (h11: ``illegal header line: bytearray(b'...')``): either can
+    hold our token. The headers are left out, and of the error only its type is kept."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith("receive_response_headers.complete"):
+        message = record.msg
+        if not isinstance(message, str):
+            return True
+        if message.startswith("receive_response_headers.complete"):
             record.msg, record.args = "receive_response_headers.complete (headers not logged)", ()
+        elif ".failed exception=" in message:
+            step, _, error = message.partition(" exception=")
+            kind = error.split("(", 1)[0]
+            record.msg, record.args = f"{step} exception={kind} (its text not logged)", ()
         return True
 
 
@@ -447,17 +463,39 @@ for _name in ("httpcore.http11", "httpcore.http2"):
 
 @functools.lru_cache(maxsize=64)  # a client sends the same header on every request
 def _secrets(authorization: str) -> list[bytes]:
-    """The token of an Authorization header, as it may come back: raw, JSON-escaped, URL-encoded."""
+    """The token of an Authorization header, as it may come back: raw, JSON-escaped, URL-encoded
+    (``/`` kept or not, hex in either case), or base64-encoded (either alphabet, padded or not)."""
     token = authorization.split(" ", 1)[-1].strip()
     if len(token) < MIN_SECRET_LENGTH:
         return []
-    forms = {
-        token,
-        json.dumps(token)[1:-1],
-        urllib.parse.quote(token, safe=""),
-        urllib.parse.quote_plus(token),
-    }
+    encoded = {urllib.parse.quote(token, safe=""), urllib.parse.quote(token), urllib.parse.quote_plus(token)}
+    forms = {token, json.dumps(token)[1:-1], *encoded, *(_LOWER_HEX.sub(_lower, form) for form in encoded)}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        spelled = encode(token.encode()).decode()
+        forms |= {spelled, spelled.rstrip("=")}
     return sorted((form.encode() for form in forms), key=len, reverse=True)
+
+
+_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
+
+
+def _lower(match: re.Match[str]) -> str:
+    return match.group().lower()
+
+
+# JSON may come in UTF-16 or UTF-32 (json.loads detects them; a charset can declare them): the token's
+# forms in those too, each replaced by ``***`` in the same encoding, so the body stays readable.
+_WIDE_ENCODINGS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+
+
+@functools.lru_cache(maxsize=64)
+def _wide_secrets(authorization: str) -> list[tuple[bytes, bytes]]:
+    pairs = {
+        (form.decode().encode(encoding), REDACTED.decode().encode(encoding))
+        for encoding in _WIDE_ENCODINGS
+        for form in _secrets(authorization)
+    }
+    return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
 
 
 class _Escaped:

@@ -27,7 +27,7 @@ import httpcore
 
 from ._network import aresolve, resolve
 from .errors import ConfigurationError
-from .text import shorten
+from .text import shorten, without_password
 
 log = logging.getLogger("billing_events")
 
@@ -214,11 +214,12 @@ class RedisBudget:
             ) from None
         try:
             # A typo (a port out of range, a bad option) is a configuration error now, not a silent
-            # fall back to local pacing at the first request. redis-py's messages never quote the URL.
+            # fall back to local pacing at the first request. redis-py's messages rarely quote the URL.
             parse: Any = redis.connection.parse_url  # untyped in redis-py
             parse(url)
         except ValueError as exc:
-            raise ConfigurationError(f"rate_budget: {exc}") from None
+            # Some of them do (a netloc invalid under NFKC is quoted whole): its password is masked.
+            raise ConfigurationError(f"rate_budget: {without_password(str(exc), url)}") from None
         self.prefix = prefix
         self._url = url
         self._redis_module: Any = redis
@@ -424,8 +425,8 @@ def open_budget(url: str | None) -> Budget:
         raise ConfigurationError(f"rate_budget: must be a URL string, got {type(url).__name__}")
     try:
         parts = urlsplit(url)
-    except ValueError as exc:  # e.g. an unclosed IPv6 bracket; the message never quotes the URL
-        raise ConfigurationError(f"rate_budget: {exc}") from None
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket, or a netloc invalid under NFKC (quoted whole)
+        raise ConfigurationError(f"rate_budget: {without_password(str(exc), url)}") from None
     if parts.fragment or url.endswith("#"):
         raise ConfigurationError(
             "rate_budget: a '#' ends the URL there, so it cannot be in a budget name; write it as %23"

@@ -24,6 +24,20 @@ MIN_JSON_INT = -(2**63)
 MAX_JSON_INT = 2**64 - 1
 
 
+def without_password(text: str, url: str) -> str:
+    """``text`` (an error about ``url``, say) with the password ``url`` carries (``user:password@``) as ``***``.
+
+    A parser's or a file system's message may quote the URL, or the path made of it, whole.
+    """
+    scheme_end = url.find("//")
+    authority = url[scheme_end + 2 :] if scheme_end >= 0 else url
+    userinfo, at, _ = authority.partition("@")
+    _, colon, password = userinfo.partition(":")
+    if not (at and colon and password):
+        return text
+    return text.replace(password, "***")
+
+
 def show(value: object, limit: int = C.MAX_VALUE_CHARS) -> str:
     """A short, readable rendering of a value in a message."""
     if isinstance(value, str):

@@ -72,10 +72,6 @@ def send_one(
 # -- Defects -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the transport scrubs only the UTF-8 bytes of the token; a UTF-16 body is decoded back to it",
-)
 @pytest.mark.parametrize(
     ("encoding", "content_type"),
     [("utf-16", "application/json"), ("utf-16", "text/plain; charset=utf-16")],
@@ -132,10 +128,6 @@ def malformed_head() -> Iterator[str]:
         server.server_close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="httpcore's DEBUG 'receive_response_headers.failed exception=...' line quotes h11's error, token included",
-)
 def test_a_token_echoed_in_a_malformed_header_line_stays_out_of_debug_logs(
     malformed_head: str, debug_logs: pytest.LogCaptureFixture
 ) -> None:
@@ -156,10 +148,6 @@ URL_SPELLINGS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="only two exact URL-encoded spellings are scrubbed (quote(safe='') and quote_plus, upper-case hex)",
-)
 @pytest.mark.parametrize("spelling", sorted(URL_SPELLINGS))
 def test_a_url_encoded_token_in_a_redirect_location_is_scrubbed(spelling: str) -> None:
     encoded = URL_SPELLINGS[spelling](TOKEN)
@@ -175,7 +163,6 @@ def test_a_url_encoded_token_in_a_redirect_location_is_scrubbed(spelling: str) -
     assert encoded not in texts
 
 
-@pytest.mark.xfail(strict=True, reason="a base64-encoded echo of the token is not scrubbed")
 @pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode], ids=["standard", "urlsafe"])
 def test_a_base64_encoded_token_echoed_in_an_error_body_is_scrubbed(encode: Callable[[bytes], bytes]) -> None:
     encoded = encode(PLAIN.encode()).decode()
@@ -209,10 +196,6 @@ def test_a_checkpoint_store_error_masks_the_password_of_the_url(tmp_path: Path) 
     assert "s3cret-pass" not in shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="urlsplit's NFKC error quotes the whole netloc, password included, and the budget repeats it",
-)
 def test_a_redis_budget_url_the_parser_refuses_is_not_repeated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
