@@ -471,8 +471,7 @@ def _secrets(authorization: str) -> list[bytes]:
     encoded = {urllib.parse.quote(token, safe=""), urllib.parse.quote(token), urllib.parse.quote_plus(token)}
     forms = {token, json.dumps(token)[1:-1], *encoded, *(_LOWER_HEX.sub(_lower, form) for form in encoded)}
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
-        spelled = encode(token.encode()).decode()
-        forms |= {spelled, spelled.rstrip("=")}
+        forms.add(encode(token.encode()).decode().rstrip("="))  # padded, it holds this: "***=" is left
     return sorted((form.encode() for form in forms), key=len, reverse=True)
 
 
