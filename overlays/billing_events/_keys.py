@@ -7,8 +7,9 @@
   adapters shuffle identical rows into one partition first).
 - ``fingerprint``: the content digest and the occurrence, in 16 bytes; the
   name under which the CLI's state and a backfill's checkpoint keep an event.
-- ``give_key``: ``be-<32 hex>-<occurrence>`` from a digest of the event as
-  sent (with the timestamp it was given) when the event has no key.
+- ``key_source``: the digest a derived key is made from, the event as sent
+  (with the timestamp it was given); ``give_key``: ``be-<32 hex>-<occurrence>``
+  from it, when the event has no key.
 
 None of it depends on a position, a partition id or a worker, so re-reading
 the same data anywhere gives the same fingerprints and keys.
@@ -37,25 +38,27 @@ def derived_key(content: bytes, occurrence: int) -> str:
     return f"be-{content.hex()[:32]}-{occurrence}"
 
 
-def give_key(
-    event: dict[str, object], key_field: str, content: bytes, occurrence: int, *, stamped: bool
-) -> None:
-    """Set the event's derived key if its key field is missing or empty.
+def key_source(event: dict[str, object], key_field: str, content: bytes, *, stamped: bool) -> bytes:
+    """The digest the event's derived key is made from: ``content`` (the event as read), unless it was
+    ``stamped`` (given a timestamp since) and has no key of its own.
 
-    ``content`` is the digest of the event as read; ``stamped`` says a timestamp
-    was added since, so the key is taken from the event as sent (without its key
-    field): identical events stamped on different days are different events.
+    Then it is the event as sent, without its key field: identical events stamped on different days are
+    different events, and events that differ only before stamping (one given the stamp, one that carried
+    that very time; an empty key beside a missing one) are copies of one. Number copies by this digest, so
+    that such copies are numbered apart and do not share a key.
     """
-    if event.get(key_field) not in (None, ""):
-        return
-    if stamped:
-        unkeyed = (
-            {name: value for name, value in event.items() if name != key_field}
-            if key_field in event
-            else event
-        )
-        content = content_digest(unkeyed)
-    event[key_field] = derived_key(content, occurrence)
+    if not stamped or event.get(key_field) not in (None, ""):
+        return content
+    unkeyed = (
+        {name: value for name, value in event.items() if name != key_field} if key_field in event else event
+    )
+    return content_digest(unkeyed)
+
+
+def give_key(event: dict[str, object], key_field: str, source: bytes, occurrence: int) -> None:
+    """Set the event's derived key, from ``source`` (``key_source``), if its key field is missing or empty."""
+    if event.get(key_field) in (None, ""):
+        event[key_field] = derived_key(source, occurrence)
 
 
 class Occurrences:

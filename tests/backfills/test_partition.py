@@ -376,6 +376,24 @@ def test_a_job_whose_partitions_were_named_by_their_events_still_finds_its_check
     assert backfill_for(mock, "lago", tmp_path / "new").prepare().layout == LAYOUT
 
 
+def test_a_job_of_layout_3_keeps_sending_whole_floats_as_read_under_the_keys_it_began_with(
+    mock: Mock, tmp_path: Path
+) -> None:
+    # Written before whole-number floats were sent as integers: its rows keep their events and keys.
+    directory = tmp_path / "ckpt"
+    directory.mkdir()
+    (directory / "backfill.json").write_bytes(
+        orjson.dumps({"version": 3, "provider": "lago", "stamp": START})
+    )
+    row = {"external_subscription_id": "sub_1", "code": "api_calls", "prop.n": 5.0, "timestamp": START}
+    old = send_partition([row], backfill_for(mock, "lago", directory).prepare())
+    new = send_partition([row], backfill_for(mock, "lago", tmp_path / "new").prepare())
+
+    assert (old["delivered"], new["delivered"]) == (1, 1)
+    sent = [event["properties"]["n"] for event in mock.events("lago")]
+    assert [(n, type(n)) for n in sent] == [(5.0, float), (5, int)]
+
+
 def test_a_job_file_cut_short_is_written_anew_before_any_partition_ran_and_refused_after(
     mock: Mock, tmp_path: Path
 ) -> None:

@@ -22,10 +22,6 @@ def _lago(n: int, **extra: Any) -> dict[str, Any]:
     return {"external_subscription_id": "sub_1", "code": "api_calls", "prop.n": n, **extra}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="copies are numbered by the event before its stamp, keys made from it after: two events share a key",
-)
 @pytest.mark.parametrize("spelling", ["timed_at_the_stamp", "empty_key_beside_null_key"])
 def test_two_rows_that_are_one_event_once_stamped_are_both_billed(
     mock: Mock, tmp_path: Path, spelling: str
@@ -44,9 +40,6 @@ def test_two_rows_that_are_one_event_once_stamped_are_both_billed(
     assert stored_once(mock, "lago") == (2, 2)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a NaN under key_column becomes the key 'nan', shared by every such row"
-)
 def test_a_nan_key_under_a_key_column_is_rejected_not_shared(mock: Mock, tmp_path: Path) -> None:
     # Rows from pandas records (df.to_dict("records"), a bag made from them) carry NaN for a missing key.
     # With key_column there is no shuffle: the two NaN rows sit in two partitions.
@@ -60,10 +53,6 @@ def test_a_nan_key_under_a_key_column_is_rejected_not_shared(mock: Mock, tmp_pat
     assert [event["transaction_id"] for event in mock.events("lago")] == ["evt-1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a whole-number property read as a float (a null in its column) changes every derived key",
-)
 def test_a_whole_number_property_read_as_float_keeps_the_derived_keys_when_the_null_is_fixed(
     mock: Mock, tmp_path: Path
 ) -> None:
@@ -106,10 +95,6 @@ print(json.dumps(dask_backfill.backfill(frame, job, scheduler="synchronous").tot
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="row_hash places a rejected row by str() of its values: a set's text follows the hash seed",
-)
 def test_a_rerun_in_another_process_finds_every_checkpoint_despite_a_rejected_row_holding_a_set(
     mock: Mock, tmp_path: Path
 ) -> None:

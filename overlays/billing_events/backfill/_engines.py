@@ -9,8 +9,16 @@ from typing import Any
 
 import orjson
 
-from .._keys import content_digest
-from .partition import COUNT_COLUMNS, IDENTIFY_GROUP, Backfill, Rereadable, _row_event
+from ._checkpoint import WHOLE_FLOATS
+from .partition import (
+    COUNT_COLUMNS,
+    IDENTIFY_GROUP,
+    Backfill,
+    Rereadable,
+    _row_event,
+    placing_digest,
+    row_digest,
+)
 
 # The column of event hashes that places a frame's rows before the shuffle; dropped before sending.
 HASH_COLUMN = "__billing_events_copies__"
@@ -123,13 +131,18 @@ def row_hash(backfill: Backfill, row: Any) -> int:
     try:
         event, _ = _row_event(row, backfill)
         if event is not None:
-            return int.from_bytes(content_digest(event)[:8], "big")
+            return int.from_bytes(placing_digest(event, backfill)[:8], "big")
     except MemoryError:
         raise
     except Exception:
         # An event JSON cannot write (nested too deep, a lone surrogate): its row is rejected when its
         # partition is sent, so any number that is the same on every run will do.
         pass
+    if backfill.layout >= WHOLE_FLOATS:
+        # The row's portable form, the one that names partitions: the same in every process (a set's
+        # items in the order of their JSON, an object by its type, never by its address).
+        return int.from_bytes(row_digest(row)[:8], "big")
+    # A job begun before keeps placing such a row by its text (a set's follows the hash seed).
     try:
         data = orjson.dumps(row, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     except (TypeError, ValueError):

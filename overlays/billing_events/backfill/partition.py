@@ -5,9 +5,10 @@ Who a row is does not depend on where it ran:
 - **Key.** The row's key column when it has one (``key_column``, by default the
   provider's own: Togai ``id``, Lago ``transaction_id``). Otherwise
   ``be-<32 hex>-<n>``: a digest of the event (with its timestamp) and ``n``, its
-  occurrence among identical rows, as the CLI derives keys (``billing_events._keys``).
-  The adapters shuffle identical rows into one partition first (unless
-  ``key_column`` is named), so ``n`` counts the copies of the whole dataset.
+  occurrence among rows whose keys are made from that digest (``_keys.key_source``),
+  as the CLI derives keys (``billing_events._keys``). The adapters shuffle such rows
+  into one partition first (unless ``key_column`` is named), so ``n`` counts the
+  copies of the whole dataset.
   Never a partition id or a position: Spark may hand a retried task another
   partition id (SPARK-28650).
 - **Timestamp.** The row's ``timestamp`` column, or the job's stamp: written to
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import numbers
@@ -42,7 +44,7 @@ import orjson
 from attrs import field, frozen
 
 from .. import _constants as C
-from .._keys import Occurrences, content_digest, fingerprint, give_key
+from .._keys import Occurrences, content_digest, fingerprint, give_key, key_source
 from ..aio import AsyncLago, AsyncTogai
 from ..cli._columnar import INT_RANGE, column_problems, row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD
@@ -51,7 +53,7 @@ from ..config import resolve_base_url
 from ..errors import ConfigurationError
 from ..outcomes import STORED_STATUSES as STATUSES
 from ..outcomes import past_window, past_window_reason, stale_before
-from ._checkpoint import LAYOUT, PartitionCheckpoint, job_stamp, shown
+from ._checkpoint import LAYOUT, WHOLE_FLOATS, PartitionCheckpoint, job_stamp, shown
 from ._clients import freeze_heap_once, run_with_client, this_process
 
 ProviderName = Literal["togai", "lago"]
@@ -144,6 +146,7 @@ def empty_summary(name: str = "") -> dict[str, Any]:
     return {"partition": name} | dict.fromkeys(COUNT_COLUMNS, 0) | {"problem": ""}
 
 
+@functools.cache
 def _stamp_value(provider: str, stamp: int) -> object:
     if provider == "togai":
         return dt.datetime.fromtimestamp(stamp, dt.UTC).isoformat().replace("+00:00", "Z")
@@ -182,6 +185,7 @@ def _identify(
             tally.rows += len(group)
             events: list[dict[str, object]] = []
             contents: list[bytes] = []
+            sources: list[bytes] = []
             for row in group:
                 try:
                     event, problem = _row_event(row, backfill)
@@ -193,12 +197,16 @@ def _identify(
                     tally.invalid += 1
                     tally.problem = tally.problem or problem
                 else:
+                    stamped = _stamp(event, stamp)
                     events.append(event)
                     contents.append(content)
-            # Numbered in the partition's order: the counts carry over from one group to the next.
-            numbers = occurrences.number(contents)
-            for event, content, number in zip(events, contents, numbers, strict=True):
-                _key_and_stamp(event, key_field, content, number, stamp)
+                    sources.append(key_source(event, key_field, content, stamped=stamped))
+            # Numbered by the digest the key is made from, so no two rows share a key; in the partition's
+            # order: the counts carry over from one group to the next. The fingerprint keeps the digest
+            # of the event as read, under which earlier runs saved the row.
+            numbers = occurrences.number(sources)
+            for event, content, source, number in zip(events, contents, sources, numbers, strict=True):
+                give_key(event, key_field, source, number)
                 yield fingerprint(content, number), event
     finally:
         occurrences.close()
@@ -217,11 +225,13 @@ def _row_event(row: Mapping[str, Any], backfill: Backfill) -> tuple[dict[str, ob
     key_name = key_column if key_column is not None else KEY_FIELD[backfill.provider]
     plain = row
     mapping = type(row) is dict or isinstance(row, Mapping)  # most rows are dicts: no ABC check
-    key = row.get(key_name) if mapping else None
-    if isinstance(key, float) and key.is_integer():
+    if mapping and backfill.layout >= WHOLE_FLOATS:
+        plain = _whole_floats(row)
+    key = plain.get(key_name) if mapping else None
+    if (whole := _as_int(key)) is not None:
         # pandas stores whole numbers with a null among them as floats: 5.0 is the key 5, as it is
         # once the null is gone, so a backfill fixed and run again keeps its keys.
-        plain = {**row, key_name: int(key)}
+        plain = {**plain, key_name: whole}
     # A row that is not a mapping goes as it is: row_to_event says what is wrong with it.
     if (renamed or key_column is not None) and mapping:
         plain = dict(plain)  # a copy: a bag's rows are the caller's dicts
@@ -229,7 +239,7 @@ def _row_event(row: Mapping[str, Any], backfill: Backfill) -> tuple[dict[str, ob
             plain["timestamp"] = plain.pop(backfill.timestamp_column, None)
         if key_column is not None:
             key = plain.pop(key_column, None)
-            if key is None or key == "":
+            if _no_key(key):
                 # No shuffle ran for a named key column: a derived key could repeat in another partition.
                 return None, f"rejected: {key_column}: empty; key_column names it, so every row needs a key"
             plain[KEY_FIELD[backfill.provider]] = str(key)
@@ -239,16 +249,74 @@ def _row_event(row: Mapping[str, Any], backfill: Backfill) -> tuple[dict[str, ob
     return event, ""
 
 
-def _key_and_stamp(
-    event: dict[str, object], key_field: str, content: bytes, number: int, stamp: object
-) -> None:
-    """Stamp the event (when it has no timestamp) and key it (when it has no key)."""
-    stamped = event.get("timestamp") is None
-    if stamped:
-        if stamp is None:
-            raise _unprepared()
-        event["timestamp"] = stamp
-    give_key(event, key_field, content, number, stamped=stamped)
+def _as_int(value: object) -> int | None:
+    """A whole-number float (numpy's too) as its integer; None for any other value."""
+    kind = type(value)
+    if kind is str or kind is int or value is None:
+        return None  # the common values, without an ABC check
+    if isinstance(value, float):
+        number = value
+    elif isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        number = float(value)  # numpy's float32, say: not a float subclass
+    else:
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def _whole_floats(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The row with its whole-number floats as integers, which the providers take alike.
+
+    pandas reads a column of integers with a null among them as floats: 5.0 is 5, as it is once the null
+    is fixed, so the events (and their keys) of a backfill fixed and run again stay the same. Integers
+    beyond 64 bits stay floats: as integers they would be refused.
+    """
+    whole = {
+        name: number
+        for name, value in row.items()
+        if (number := _as_int(value)) is not None and number in INT_RANGE
+    }
+    return {**row, **whole} if whole else row
+
+
+def _no_key(key: object) -> bool:
+    """None, empty text, or the missing value of pandas or numpy (NaN, NaT, NA): as a key, its text would
+    be shared by every such row."""
+    if key is None or isinstance(key, str):
+        return not key
+    try:
+        return bool(key != key)  # NaN and NaT are not equal to themselves
+    except TypeError:
+        return True  # pandas' NA has no truth value
+
+
+def _stamp(event: dict[str, object], stamp: object) -> bool:
+    """Give the event the job's stamp when it has no timestamp; whether it was given."""
+    if event.get("timestamp") is not None:
+        return False
+    if stamp is None:
+        raise _unprepared()
+    event["timestamp"] = stamp
+    return True
+
+
+def placing_digest(event: dict[str, object], backfill: Backfill) -> bytes:
+    """The digest by which the adapters place a row's event, so that the rows numbered together meet.
+
+    Rows whose keys are made from one digest (``key_source``) share it: the event as read, without an
+    empty key or a timestamp equal to the job's stamp (such an event is a copy of one given the stamp).
+    A job begun before this layout places every event by the event as read, and keeps its partitions.
+    """
+    if backfill.layout >= WHOLE_FLOATS:
+        key_field = KEY_FIELD[backfill.provider]
+        stamp = None if backfill.stamp is None else _stamp_value(backfill.provider, backfill.stamp)
+        at_stamp = stamp is not None and event.get("timestamp") == stamp
+        if at_stamp or event.get(key_field) == "":
+            event = {
+                name: value
+                for name, value in event.items()
+                if not ((name == key_field and value == "") or (at_stamp and name == "timestamp"))
+            }
+    return content_digest(event)
 
 
 def _unprepared() -> ValueError:

@@ -20,7 +20,7 @@ from collections.abc import Generator, Iterator
 
 import attrs
 
-from .._keys import Occurrences, content_digest, fingerprint, give_key
+from .._keys import Occurrences, content_digest, fingerprint, give_key, key_source
 from ..outcomes import past_window, past_window_reason
 from ._input import Record
 from ._key_conflicts import KeyRegistry, key_digest
@@ -153,7 +153,9 @@ def _identify_chunk(
             else:
                 event[TIMESTAMP] = stamp
                 new_stamps.append((line_print, stamp))
-        give_key(event, provider.key_field, content, number, stamped=stamped)
+        give_key(
+            event, provider.key_field, key_source(event, provider.key_field, content, stamped=stamped), number
+        )
         # A line whose key an earlier line gave to another event is rejected, with its event for the letter.
         out.append(Record(record.line, event, conflicts.get(at), line_print))
     if state is not None and new_stamps:
