@@ -176,10 +176,6 @@ def test_a_base64_encoded_token_echoed_in_an_error_body_is_scrubbed(encode: Call
     assert encoded not in texts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a filesystem error from the checkpoint store propagates as it is, quoting the URL's password",
-)
 def test_a_checkpoint_store_error_masks_the_password_of_the_url(tmp_path: Path) -> None:
     url = f"memory://backfill-user:s3cret-pass@store/{tmp_path.name}"
     backfill = Backfill(

@@ -15,18 +15,20 @@ write files with different names and never overwrite each other.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
 
 from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
+from ..text import without_password
 
 _CODE = {name: code for code, name in enumerate(STATUSES)}
 _MAGIC = b"BEC1"
@@ -73,6 +75,22 @@ PLACED_BY_EVENTS = 3
 WHOLE_FLOATS = 4
 
 
+@contextlib.contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """A file system's error about the checkpoint directory, which may quote its URL (or the path made of
+    it) whole: with a password in the URL, raised as a ``CheckpointError`` with the password masked."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        masked = without_password(text, url)
+        if masked == text:
+            raise  # nothing to hide: the error as the file system raised it
+        raise CheckpointError(f"{shown(url)}: {type(exc).__name__}: {clip(masked, 400)}") from None
+
+
 def job_stamp(
     url: str,
     storage_options: Mapping[str, Any],
@@ -89,6 +107,13 @@ def job_stamp(
     must not make a production run skip them. ``write=False`` (the caller has its
     own stamp) writes no job: (None, LAYOUT) for a directory without one.
     """
+    with storage_errors(url):
+        return _job_stamp(url, storage_options, provider, server, write)
+
+
+def _job_stamp(
+    url: str, storage_options: Mapping[str, Any], provider: str, server: str | None, write: bool
+) -> tuple[int | None, int]:
     fs, root = _filesystem(url, storage_options)
     path = f"{root}/{JOB_FILE}"
     exists = fs.exists(path)
@@ -184,13 +209,19 @@ class PartitionCheckpoint:
     """The settled rows of one partition, named by its content (see ``partition``)."""
 
     def __init__(self, url: str, storage_options: Mapping[str, Any], name: str) -> None:
-        self._fs, root = _filesystem(url, storage_options)
+        self._url = url
+        with storage_errors(url):
+            self._fs, root = _filesystem(url, storage_options)
         self._dir = f"{root}/partitions/{name}"
         # After load(): when each row first ended ``unknown`` (Unix seconds), i.e. may have been stored.
         self.unsure_since: dict[bytes, float] = {}
 
     def load(self) -> dict[bytes, str]:
         """Each checkpointed row's latest outcome; a settled-for-good one is never downgraded."""
+        with storage_errors(self._url):
+            return self._load()
+
+    def _load(self) -> dict[bytes, str]:
         self.unsure_since = {}
         if not self._fs.exists(self._dir):
             return {}
@@ -210,10 +241,11 @@ class PartitionCheckpoint:
         body = b"".join(fingerprint + bytes([_CODE[status]]) for fingerprint, status in outcomes)
         if not body:
             return
-        self._fs.makedirs(self._dir, exist_ok=True)
-        # uuid: attempts of the same partition never write the same file.
-        name = f"{self._dir}/{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.settled"
-        self._fs.pipe_file(name, _MAGIC + body + hashlib.sha256(body).digest()[:_DIGEST])
+        with storage_errors(self._url):
+            self._fs.makedirs(self._dir, exist_ok=True)
+            # uuid: attempts of the same partition never write the same file.
+            name = f"{self._dir}/{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.settled"
+            self._fs.pipe_file(name, _MAGIC + body + hashlib.sha256(body).digest()[:_DIGEST])
 
 
 def _written_at(path: str) -> float:
