@@ -6,13 +6,14 @@ purpose: trickled bytes, endless chunked bodies, bodies that lie about their enc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -261,3 +262,35 @@ def _blocks(size: int) -> Iterator[bytes]:
     for _ in range(size // CHUNK):
         yield block
     yield b"x" * (size % CHUNK)
+
+
+class _EchoHead(socketserver.StreamRequestHandler):
+    """Answers every request with ``head(authorization)`` (a head h11 refuses, say), then an empty JSON body."""
+
+    head: Callable[[bytes], bytes]
+
+    def handle(self) -> None:
+        length, authorization = 0, b""
+        while (line := self.rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"authorization":
+                authorization = value.strip()
+        self.rfile.read(length)
+        self.wfile.write(self.head(authorization) + b"Content-Length: 2\r\n\r\n{}")
+
+
+@contextlib.contextmanager
+def echo_head_server(head: Callable[[bytes], bytes]) -> Iterator[str]:
+    """A server on loopback whose answers' heads echo the request's Authorization value; its URL."""
+    handler = type("Handler", (_EchoHead,), {"head": staticmethod(head)})
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

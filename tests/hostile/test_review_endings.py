@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socketserver
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from billing_events import (
     read_dead_letters,
 )
 from hostile.conftest import TOKEN
+from hostile.server import echo_head_server
 
 FAST = RetryPolicy(max_attempts=2, deadline=5.0, initial_delay=0.001, max_delay=0.01)
 
@@ -97,23 +97,6 @@ def test_a_callback_raising_system_exit_leaves_no_later_event_without_an_outcome
 # -- 2. A token echoed in an answer head the HTTP parser refuses ---------------------------------
 
 
-class _EchoHead(socketserver.StreamRequestHandler):
-    """Answers every request with a head that h11 refuses, holding the request's Authorization value."""
-
-    head: Callable[[bytes], bytes]
-
-    def handle(self) -> None:
-        length, authorization = 0, b""
-        while (line := self.rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-            elif name.strip().lower() == b"authorization":
-                authorization = value.strip()
-        self.rfile.read(length)
-        self.wfile.write(self.head(authorization) + b"Content-Length: 2\r\n\r\n{}")
-
-
 HEADS: dict[str, Callable[[bytes], bytes]] = {
     # A debugging proxy that echoes the credential in a header line without its colon.
     "header-line": lambda auth: b"HTTP/1.1 200 OK\r\nX-Seen " + auth + b"\r\n",
@@ -124,16 +107,8 @@ HEADS: dict[str, Callable[[bytes], bytes]] = {
 
 @pytest.fixture(params=sorted(HEADS))
 def echo_head(request: pytest.FixtureRequest) -> Iterator[str]:
-    handler = type("Handler", (_EchoHead,), {"head": staticmethod(HEADS[request.param])})
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with echo_head_server(HEADS[request.param]) as url:
+        yield url
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

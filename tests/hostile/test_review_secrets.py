@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socketserver
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ from billing_events.backfill import Backfill, send_partition
 from billing_events.cli import main
 from billing_events.mock.handle import ProviderMock
 from hostile.conftest import TOKEN as HOSTILE_TOKEN
-from hostile.server import Answer, HostileServer
+from hostile.server import Answer, HostileServer, echo_head_server
 
 FAST = RetryPolicy(max_attempts=1, deadline=5.0, initial_delay=0.001, max_delay=0.001)
 # A token with the characters that escape differently in JSON, URLs and reprs.
@@ -100,32 +98,11 @@ def test_a_token_echoed_in_a_utf16_body_is_scrubbed(
     assert TOKEN not in debug_logs.text
 
 
-class _MalformedHead(socketserver.StreamRequestHandler):
-    """Answers with a header line without its colon that holds the request's Authorization (a debug proxy)."""
-
-    def handle(self) -> None:
-        length, authorization = 0, b""
-        while (line := self.rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-            elif name.strip().lower() == b"authorization":
-                authorization = value.strip()
-        self.rfile.read(length)
-        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Seen " + authorization + b"\r\nContent-Length: 2\r\n\r\n{}")
-
-
 @pytest.fixture
 def malformed_head() -> Iterator[str]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _MalformedHead)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    # A header line without its colon that holds the request's Authorization (a debugging proxy).
+    with echo_head_server(lambda auth: b"HTTP/1.1 200 OK\r\nX-Seen " + auth + b"\r\n") as url:
+        yield url
 
 
 def test_a_token_echoed_in_a_malformed_header_line_stays_out_of_debug_logs(
