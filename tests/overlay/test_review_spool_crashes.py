@@ -20,7 +20,6 @@ import pytest
 from billing_events import SpoolConfig, Togai
 from billing_events.mock import create_app
 from billing_events.mock.testing import serve_in_thread
-from billing_events.spool import _files as spool_files
 from billing_events.spool import _intake as spool_intake
 from billing_events.spool import _spool as spool_module
 from billing_events.spool import _store as spool_store
@@ -36,6 +35,7 @@ from .test_spool import (
     fork,
     killed_holder,
     prepare,
+    refuse_opening,
     stored_keys,
 )
 
@@ -159,14 +159,7 @@ def test_flush_is_not_broken_by_another_users_spool_file_in_the_directory(
         spool = sender._queue
         foreign = directory / f"{spool._prefix}otherhost-1-0badf00d.lock"
         foreign.write_bytes(b"")
-        opener = os.open
-
-        def denied(path: str | os.PathLike[str], flags: int, *rest: int) -> int:
-            if Path(path) == foreign:
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-            return opener(path, flags, *rest)
-
-        monkeypatch.setattr(spool_files.os, "open", denied)
+        refuse_opening(monkeypatch, foreign)
         for number in range(20):
             sender.track(event(provider, f"shared-{number}", number))
         try:

@@ -781,14 +781,7 @@ def test_spool_status_reads_a_file_without_tables_and_names_a_lock_it_may_not_op
         db.execute("PRAGMA journal_mode=WAL")
     foreign = tmp_path / "togai-0123456789-otherhost-42-0badf00d.lock"
     foreign.write_bytes(b"")
-    opener = os.open
-
-    def denied(path: str | os.PathLike[str], flags: int, *rest: int) -> int:
-        if Path(path) == foreign:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return opener(path, flags, *rest)
-
-    monkeypatch.setattr(os, "open", denied)
+    refuse_opening(monkeypatch, foreign)
     [read, unread] = spool_status(tmp_path)
     assert (read.name, read.live, read.pid, read.pending, read.problem) == (empty.name, False, 41, 0, None)
     assert (unread.live, unread.pid, unread.pending) == (None, 42, None)
@@ -819,3 +812,15 @@ def test_stats_count_what_the_spool_holds_and_settled_events_leave_it(server: st
         assert sender.stats.in_spool == 0
         assert sender.stats.delivered == 40
         assert sender.close(30).settled == 40
+
+
+def refuse_opening(monkeypatch: pytest.MonkeyPatch, refused: Path) -> None:
+    """``os.open`` of ``refused`` fails as another user's file does (the tests run as root)."""
+    opener = os.open
+
+    def denied(path: str | os.PathLike[str], flags: int, *rest: int) -> int:
+        if Path(path) == refused:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return opener(path, flags, *rest)
+
+    monkeypatch.setattr(os, "open", denied)
