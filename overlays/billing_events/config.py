@@ -60,14 +60,17 @@ class Secret:
 
 
 def positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+    # A bool is an int to Python, never a number of seconds to a reader.
+    if not (
+        isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and math.isfinite(value)
+    ):
         raise ConfigurationError(
             f"{attribute.name}: must be a positive, finite number of seconds, got {value!r}"
         )
 
 
 def at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not (isinstance(value, int) and value >= 1):
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         raise ConfigurationError(f"{attribute.name}: must be an integer >= 1, got {value!r}")
 
 
@@ -110,8 +113,11 @@ def resolve_token(provider: Provider, token: str | None) -> Secret:
 
 
 def resolve_base_url(provider: Provider, base_url: str | None, endpoint: str | None) -> str:
+    source = "base_url"
     if base_url is None and endpoint is None:
+        # Unset or empty: the default endpoint. Only white space is a mistake, named below.
         base_url = os.environ.get(BASE_URL_ENV[provider]) or None
+        source = f"{BASE_URL_ENV[provider]} (the environment's base_url)"
     if base_url is None:
         name = endpoint or DEFAULT_ENDPOINT[provider]
         try:
@@ -125,15 +131,15 @@ def resolve_base_url(provider: Provider, base_url: str | None, endpoint: str | N
     try:
         url = httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError):
-        raise ConfigurationError("base_url: not a valid URL") from None
+        raise ConfigurationError(f"{source}: not a valid URL") from None
     if url.userinfo:
         # Never repeated: user:password in a URL would show in reprs, errors and httpx's own log.
         raise ConfigurationError(
-            "base_url: must not carry credentials (user:password@host); pass the API token as token=..."
+            f"{source}: must not carry credentials (user:password@host); pass the API token as token=..."
             f" or set {TOKEN_ENV[provider]}"
         )
     if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"base_url: must be an absolute http(s) URL, got {shorten(base_url, 120)!r}")
+        raise ConfigurationError(f"{source}: must be an absolute http(s) URL, got {shorten(base_url, 120)!r}")
     text = str(url).rstrip("/")
     # A self-hosted Lago is usually given by its origin; its API lives under /api/v1.
     if provider == "lago" and not url.path.rstrip("/").endswith("/api/v1"):

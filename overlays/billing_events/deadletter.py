@@ -281,6 +281,8 @@ class OutcomeSink:
         self.on_dead_letter = on_dead_letter
         self.on_outcome = on_outcome
         self._warnings = _WarningThrottle()
+        # A dead-letter file that cannot be written fails for every batch: one ERROR per interval.
+        self._write_errors = _WarningThrottle()
         # Key -> when an earlier send left it unknown (ISO 8601), for the events replays send again. Kept
         # for the client's life (a re-send of a replay's report is the same event), the last
         # MAX_EARLIER_UNKNOWN keys at most.
@@ -313,6 +315,7 @@ class OutcomeSink:
 
     def reset_lock(self) -> None:
         self._warnings = _WarningThrottle()
+        self._write_errors = _WarningThrottle()
 
     def closing(self) -> None:
         """At close: the warning that says how many undelivered events the throttle held back, if any
@@ -357,14 +360,18 @@ class OutcomeSink:
         if dead and self.dead_letter_file is not None:
             try:
                 self.dead_letter_file.write(self.provider, dead)
-            except Exception:
+            except Exception as exc:
                 # The outcome is counted and passed to the callbacks even when the file fails.
-                log.exception(
-                    "could not write %d dead letters to %s",
-                    len(dead),
-                    self.dead_letter_file.path,
-                    extra={"provider": self.provider, "events": len(dead)},
-                )
+                held_back = self._write_errors.allow(len(dead))
+                if held_back is not None:
+                    log.error(
+                        "could not write %d dead letters to %s: %s%s",
+                        len(dead),
+                        self.dead_letter_file.path,
+                        shorten(f"{type(exc).__name__}: {exc}"),
+                        f" [{held_back} more not written since the last such error]" if held_back else "",
+                        extra={"provider": self.provider, "events": len(dead)},
+                    )
         self._call(self.on_dead_letter, dead)
         self._call(self.on_outcome, outcomes)
 

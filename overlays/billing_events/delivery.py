@@ -155,39 +155,38 @@ class _Delivery:
         error_cap = max(C.MAX_ERROR_ANSWER_BYTES, C.ERROR_ANSWER_BYTES_PER_EVENT * rules.max_batch_events)
         return request_bounds(deadline, cap, progress, error_cap)
 
-    def _conclude(self, result: AttemptResult) -> None:
-        """Raise RetryableFailure if some events of the attempt need another (the rest is recorded)."""
-        if result.retry_later:
-            retrying = len(result.retry_later)
-            self.on_retry(retrying)
-            metrics.retried(self.rules.name, retrying)
-            error = result.error or TransportError("no answer")
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "%s: %d events to retry after a wait: %s",
-                    self.rules.name,
-                    retrying,
-                    error,
-                    extra={
-                        "provider": self.rules.name,
-                        "events": retrying,
-                        "attempts": result.retry_later[0].attempts,
-                        "http_status": error.status if isinstance(error, APIError) else None,
-                        "request_id": error.request_id if isinstance(error, APIError) else None,
-                    },
-                )
-            raise RetryableFailure(error, result.retry_after)
+    def _failure(self, result: AttemptResult) -> RetryableFailure | None:
+        """The failure to retry after an attempt (the events it settled are recorded); None when it settled all.
 
-    def _failure(self, result: AttemptResult) -> RetryableFailure:
-        """The failure of a call's first attempt, made before its retry loop is built: most batches need no
-        other attempt, and building tenacity's loop for each cost the Lago client about 5% of its CPU. The
-        loop gets the failure as the outcome of its own first attempt, so it waits and stops by the same
-        rules."""
-        try:
-            self._conclude(result)
-        except RetryableFailure as failure:
-            return failure
-        raise AssertionError("an attempt with events to retry concludes with a RetryableFailure")
+        The first attempt's is made before the retry loop is built: most batches need no other attempt,
+        and building tenacity's loop for each cost the Lago client about 5% of its CPU. The loop gets it as
+        the outcome of its own first attempt, so it waits and stops by the same rules.
+        """
+        if not result.retry_later:
+            return None
+        return RetryableFailure(result.error or TransportError("no answer"), result.retry_after)
+
+    def _retrying(self, remaining: list[Pending], failure: RetryableFailure) -> None:
+        """An attempt after a wait is about to send ``remaining`` again: counted here, not when the earlier
+        attempt failed, so an attempt after which the retries stop counts for nothing."""
+        retrying = len(remaining)
+        self.on_retry(retrying)
+        metrics.retried(self.rules.name, retrying)
+        if log.isEnabledFor(logging.INFO):
+            error = failure.cause
+            log.info(
+                "%s: %d events sent again after a wait: %s",
+                self.rules.name,
+                retrying,
+                error,
+                extra={
+                    "provider": self.rules.name,
+                    "events": retrying,
+                    "attempts": remaining[0].attempts,
+                    "http_status": error.status if isinstance(error, APIError) else None,
+                    "request_id": error.request_id if isinstance(error, APIError) else None,
+                },
+            )
 
     def _ended(self, sub: list[Pending], reply: Reply, started: float) -> None:
         """One request ended: metrics, and a DEBUG record (per request, never per event)."""
@@ -269,7 +268,7 @@ class SyncDelivery(_Delivery):
         if not result.retry_later:
             return
         remaining = result.retry_later
-        first: RetryableFailure | None = self._failure(result)
+        first = last = self._failure(result)
         try:
             for attempt in self.policy.retrying(deadline, abort):
                 with attempt:
@@ -277,9 +276,12 @@ class SyncDelivery(_Delivery):
                         failed, first = first, None
                         raise failed  # see _failure
                     # tenacity checks its stop only after an attempt: _attempt posts nothing once closed.
+                    if last is not None and not (abort is not None and abort.is_set()):
+                        self._retrying(remaining, last)
                     result = self._attempt(remaining, deadline, abort)
                     remaining = result.retry_later
-                    self._conclude(result)
+                    if (last := self._failure(result)) is not None:
+                        raise last
         except RetryableFailure as exhausted:
             aborted = abort is not None and abort.is_set()
             self._give_up(
@@ -342,15 +344,18 @@ class AsyncDelivery(_Delivery):
         if not result.retry_later:
             return
         remaining = result.retry_later
-        first: RetryableFailure | None = self._failure(result)
+        first = last = self._failure(result)
         try:
             async for attempt in self.policy.async_retrying(deadline):
                 with attempt:
                     if first is not None:
                         failed, first = first, None
                         raise failed  # see _failure
+                    if last is not None:
+                        self._retrying(remaining, last)
                     result = await self._attempt(remaining, deadline)
                     remaining = result.retry_later
-                    self._conclude(result)
+                    if (last := self._failure(result)) is not None:
+                        raise last
         except RetryableFailure as exhausted:
             self._give_up(remaining, exhausted, "retries exhausted")

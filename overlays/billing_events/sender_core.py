@@ -11,7 +11,7 @@ from . import metrics
 from ._base import rejected_outcome
 from .config import ClientConfig
 from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink
-from .errors import InvalidEventError
+from .errors import InvalidEventError, SenderClosedError
 from .outcomes import Outcome, OutcomeStatus
 from .providers import Pending, ProviderRules, Settled
 from .queueing import EventQueue, Queue, SenderOptions
@@ -101,7 +101,10 @@ class SenderCore:
         return key, payload
 
     def _reject(self, exc: InvalidEventError, event: object) -> str:
-        """Record an event that broke the spec; its key, if it had one."""
+        """Record an event that broke the spec; its key, if it had one. A closed sender takes no event,
+        a bad one neither: nothing is counted or dead-lettered after ``close()`` returned its stats."""
+        if self._closed:
+            raise SenderClosedError("track() on a closed sender")
         # Logged by the sink, at most one warning per interval: a stream of bad events is no log flood.
         self._sink.record([rejected_outcome(exc, event)])
         return exc.key or ""

@@ -46,8 +46,11 @@ def open_sender(
     if args.max_requests_per_second is not None:
         pace = args.max_requests_per_second
         options["max_requests_per_second"] = None if pace == "none" else pace
-    budget = args.rate_budget or os.environ.get(RATE_BUDGET_ENV) or None
-    if budget is not None:
+    budget = args.rate_budget
+    from_environment = budget is None and bool(os.environ.get(RATE_BUDGET_ENV, "").strip())
+    if from_environment:
+        budget = os.environ[RATE_BUDGET_ENV].strip()
+    if budget:
         options["rate_budget"] = budget  # ingests running side by side share one budget
     try:
         client: AsyncTogai | AsyncLago = (
@@ -56,7 +59,13 @@ def open_sender(
             else AsyncLago(args.token, **options)
         )
     except ConfigurationError as exc:
-        raise UsageError(clip(str(exc))) from exc
+        message = str(exc)
+        if from_environment and message.startswith("rate_budget:"):
+            # The user gave no --rate-budget: name where the value came from.
+            message = (
+                f"{RATE_BUDGET_ENV} (the default of --rate-budget): {message.removeprefix('rate_budget: ')}"
+            )
+        raise UsageError(clip(message)) from exc
     if earlier_unknown is not None:
         client.sink.earlier_unknown = earlier_unknown
     return lambda: client
