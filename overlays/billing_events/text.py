@@ -27,11 +27,17 @@ MAX_JSON_INT = 2**64 - 1
 def without_password(text: str, url: str) -> str:
     """``text`` (an error about ``url``, say) with the password ``url`` carries (``user:password@``) as ``***``.
 
-    A parser's or a file system's message may quote the URL, or the path made of it, whole.
+    A parser's or a file system's message may quote the URL, or the path made of it, whole. The password
+    is read as ``urlsplit`` reads it: in the authority (after ``//``, up to the first ``/``, ``?`` or
+    ``#``), the user part up to its last ``@``, after the first ``:``.
     """
     scheme_end = url.find("//")
-    authority = url[scheme_end + 2 :] if scheme_end >= 0 else url
-    userinfo, at, _ = authority.partition("@")
+    if scheme_end < 0:
+        return text
+    authority = url[scheme_end + 2 :]
+    for end in "/?#":
+        authority = authority.split(end, 1)[0]
+    userinfo, at, _ = authority.rpartition("@")
     _, colon, password = userinfo.partition(":")
     if not (at and colon and password):
         return text

@@ -376,22 +376,27 @@ def test_a_job_whose_partitions_were_named_by_their_events_still_finds_its_check
     assert backfill_for(mock, "lago", tmp_path / "new").prepare().layout == LAYOUT
 
 
-def test_a_job_of_layout_3_keeps_sending_whole_floats_as_read_under_the_keys_it_began_with(
-    mock: Mock, tmp_path: Path
-) -> None:
-    # Written before whole-number floats were sent as integers: its rows keep their events and keys.
+def test_a_job_of_layout_3_keeps_the_digests_and_keys_it_began_with(mock: Mock, tmp_path: Path) -> None:
+    # Written before whole-number floats counted as integers in digests: a 5.0 and a 5 stay two events
+    # there, as its first runs sent them; a new job takes them as one. Both send the value as read.
     directory = tmp_path / "ckpt"
     directory.mkdir()
     (directory / "backfill.json").write_bytes(
         orjson.dumps({"version": 3, "provider": "lago", "stamp": START})
     )
-    row = {"external_subscription_id": "sub_1", "code": "api_calls", "prop.n": 5.0, "timestamp": START}
-    old = send_partition([row], backfill_for(mock, "lago", directory).prepare())
-    new = send_partition([row], backfill_for(mock, "lago", tmp_path / "new").prepare())
+    old = backfill_for(mock, "lago", directory).prepare()
+    new = backfill_for(mock, "lago", tmp_path / "new").prepare()
+    for job, subscription in ((old, "sub_old"), (new, "sub_new")):
+        row = {"external_subscription_id": subscription, "code": "api_calls", "timestamp": START}
+        send_partition([{**row, "prop.n": 5.0}], job)
+        send_partition([{**row, "prop.n": 5}], job)
 
-    assert (old["delivered"], new["delivered"]) == (1, 1)
-    sent = [event["properties"]["n"] for event in mock.events("lago")]
-    assert [(n, type(n)) for n in sent] == [(5.0, float), (5, int)]
+    sent = [(event["external_subscription_id"], event["properties"]["n"]) for event in mock.events("lago")]
+    assert [(sub, n, type(n)) for sub, n in sent] == [
+        ("sub_old", 5.0, float),
+        ("sub_old", 5, int),
+        ("sub_new", 5.0, float),
+    ]
 
 
 def test_a_job_file_cut_short_is_written_anew_before_any_partition_ran_and_refused_after(

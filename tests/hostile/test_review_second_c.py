@@ -91,10 +91,6 @@ def test_a_token_json_escaped_in_a_utf16_or_utf32_body_is_scrubbed(spelling: str
     assert TOKEN not in texts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="text.without_password splits userinfo at the first '@' (urlsplit: the last), so a password holding '@' is masked only up to it",
-)
 def test_a_budget_url_password_holding_an_at_sign_is_masked_whole() -> None:
     # urlsplit takes the userinfo up to the last '@'; the full-width '#' makes it refuse the netloc (NFKC),
     # quoting it whole in its message.
@@ -135,10 +131,6 @@ def lago_store() -> Iterator[Callable[[str], httpx.Client]]:
         client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ClickhouseLagoStore keys reads by the sent subscription, so null and '' are two events; events_raw's String column stores both as ''",
-)
 def test_clickhouse_counts_a_null_and_an_empty_subscription_as_one_event(
     lago_store: Callable[[str], httpx.Client],
 ) -> None:

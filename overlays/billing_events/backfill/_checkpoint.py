@@ -64,14 +64,16 @@ def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]
 
 # How partitions are named: 1, by a digest of their events' fingerprints; 2, by a digest of their rows;
 # 3, the same, with a frame's rows placed by their events (before: by their values, see the adapters);
-# 4, the same, with whole-number floats sent as integers and rows placed by the digests of their keys.
+# 4, the same, with whole-number floats counted as integers in digests and rows placed by the digests of
+# their keys.
 # A job keeps the layout it began with, so a re-run with a newer version finds its checkpoints.
 LAYOUT = 4
 # From this layout on, the adapters place a frame's rows by the events they make.
 PLACED_BY_EVENTS = 3
-# From this layout on, a whole-number float (pandas' reading of integers with a null) is sent as its
-# integer, and rows are placed by the digest their keys are made from (``partition.placing_digest``),
-# a row that makes no event by its portable form (``partition.row_digest``).
+# From this layout on, a whole-number float (pandas' reading of integers with a null) counts as its
+# integer in the digests of keys, checkpoints and placement (it is sent as read), a numpy float key is
+# made an integer as a float one is, rows are placed by the digest their keys are made from
+# (``partition.placing_digest``), and a row that makes no event by its portable form (``row_digest``).
 WHOLE_FLOATS = 4
 
 

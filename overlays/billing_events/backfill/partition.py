@@ -179,6 +179,8 @@ def _identify(
     """
     stamp = None if backfill.stamp is None else _stamp_value(backfill.provider, backfill.stamp)
     key_field = KEY_FIELD[backfill.provider]
+    # From layout 4, a whole-number float counts as its integer in the digests (never in what is sent).
+    whole_floats = backfill.layout >= WHOLE_FLOATS
     occurrences = Occurrences()
     try:
         for group in _batched(rows, IDENTIFY_GROUP):
@@ -190,7 +192,7 @@ def _identify(
                 try:
                     event, problem = _row_event(row, backfill)
                     if event is not None:
-                        content = content_digest(event)
+                        content = content_digest(event, whole_floats=whole_floats)
                 except Exception as exc:  # a row of any type: what breaks on it is its own problem
                     event, problem = None, clip(f"rejected: row: {type(exc).__name__}: {exc}")
                 if event is None:
@@ -200,7 +202,9 @@ def _identify(
                     stamped = _stamp(event, stamp)
                     events.append(event)
                     contents.append(content)
-                    sources.append(key_source(event, key_field, content, stamped=stamped))
+                    sources.append(
+                        key_source(event, key_field, content, stamped=stamped, whole_floats=whole_floats)
+                    )
             # Numbered by the digest the key is made from, so no two rows share a key; in the partition's
             # order: the counts carry over from one group to the next. The fingerprint keeps the digest
             # of the event as read, under which earlier runs saved the row.
@@ -225,13 +229,13 @@ def _row_event(row: Mapping[str, Any], backfill: Backfill) -> tuple[dict[str, ob
     key_name = key_column if key_column is not None else KEY_FIELD[backfill.provider]
     plain = row
     mapping = type(row) is dict or isinstance(row, Mapping)  # most rows are dicts: no ABC check
-    if mapping and backfill.layout >= WHOLE_FLOATS:
-        plain = _whole_floats(row)
-    key = plain.get(key_name) if mapping else None
-    if (whole := _as_int(key)) is not None:
-        # pandas stores whole numbers with a null among them as floats: 5.0 is the key 5, as it is
-        # once the null is gone, so a backfill fixed and run again keeps its keys.
-        plain = {**plain, key_name: whole}
+    key = row.get(key_name) if mapping else None
+    # pandas stores whole numbers with a null among them as floats: 5.0 is the key 5, as it is once the
+    # null is gone, so a backfill fixed and run again keeps its keys. (numpy's floats too from layout 4:
+    # a job begun before keeps the keys it sent.)
+    whole = _as_int(key) if backfill.layout >= WHOLE_FLOATS else _plain_whole(key)
+    if whole is not None:
+        plain = {**row, key_name: whole}
     # A row that is not a mapping goes as it is: row_to_event says what is wrong with it.
     if (renamed or key_column is not None) and mapping:
         plain = dict(plain)  # a copy: a bag's rows are the caller's dicts
@@ -263,19 +267,8 @@ def _as_int(value: object) -> int | None:
     return int(number) if number.is_integer() else None
 
 
-def _whole_floats(row: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The row with its whole-number floats as integers, which the providers take alike.
-
-    pandas reads a column of integers with a null among them as floats: 5.0 is 5, as it is once the null
-    is fixed, so the events (and their keys) of a backfill fixed and run again stay the same. Integers
-    beyond 64 bits stay floats: as integers they would be refused.
-    """
-    whole = {
-        name: number
-        for name, value in row.items()
-        if (number := _as_int(value)) is not None and number in INT_RANGE
-    }
-    return {**row, **whole} if whole else row
+def _plain_whole(value: object) -> int | None:
+    return int(value) if isinstance(value, float) and value.is_integer() else None
 
 
 def _no_key(key: object) -> bool:
@@ -316,7 +309,7 @@ def placing_digest(event: dict[str, object], backfill: Backfill) -> bytes:
                 for name, value in event.items()
                 if not ((name == key_field and value == "") or (at_stamp and name == "timestamp"))
             }
-    return content_digest(event)
+    return content_digest(event, whole_floats=backfill.layout >= WHOLE_FLOATS)
 
 
 def _unprepared() -> ValueError:

@@ -211,7 +211,8 @@ class ClickhouseLagoStore(_LagoReads):
         read_keys: list[ReadKey] = [
             (
                 self._organization,
-                event.get("external_subscription_id"),
+                # events_raw's column is a String, not Nullable: a null subscription is stored as "".
+                event.get("external_subscription_id") or "",
                 event.get("code"),
                 event["transaction_id"],
                 event["timestamp"],
