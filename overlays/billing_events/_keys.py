@@ -25,7 +25,6 @@ import orjson
 
 from ._spill import SpillMap
 
-
 # A whole-number float as orjson writes it (``5.0``), where a value starts and ends.
 _WHOLE_FLOAT = re.compile(rb"(?<=[:\[,])(-?[0-9]+)\.0(?=[,\]}])")
 
