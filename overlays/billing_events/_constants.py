@@ -59,8 +59,10 @@ MAX_BATCH_ANSWER_BYTES = {"togai": TOGAI_MAX_BATCH_ANSWER_BYTES, "lago": LAGO_MA
 # How much larger than its request a 2xx answer to a batch can be, and what each event may add to it.
 ANSWER_GROWTH = {"togai": 2, "lago": LAGO_ECHO_GROWTH}
 ANSWER_BYTES_PER_EVENT = 1024
-# One stored event (find_event) or the fees of one event (estimate_fees): Lago's echo of the largest event.
-MAX_CALL_ANSWER_BYTES = LAGO_ECHO_GROWTH * LAGO_MAX_BODY_BYTES + 64 * 1024
+# One stored event (find_event) or the fees of one event (estimate_fees). A stored event's properties come
+# back from Postgres' jsonb, which writes every digit of a number: "1e308" (5 bytes sent) as 309 digits.
+JSONB_NUMBER_GROWTH = 64
+MAX_CALL_ANSWER_BYTES = JSONB_NUMBER_GROWTH * LAGO_MAX_BODY_BYTES
 # Any non-2xx answer: our errors are short JSON, a proxy's HTML page is tens of KiB.
 MAX_ERROR_ANSWER_BYTES = 256 * 1024
 # A refused batch's answer can name each of its events (Lago's 422 keyed by index, Togai's 207 entries).

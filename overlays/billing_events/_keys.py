@@ -51,7 +51,7 @@ def derived_key(content: bytes, occurrence: int) -> str:
 
 
 def key_source(
-    event: dict[str, object], key_field: str, content: bytes, *, stamped: bool, whole_floats: bool = False
+    event: dict[str, object], key_field: str, content: bytes, *, stamped: bool, normalize: bool = False
 ) -> bytes:
     """The digest the event's derived key is made from: ``content`` (the event as read), unless it was
     ``stamped`` (given a timestamp since) and has no key of its own.
@@ -60,13 +60,20 @@ def key_source(
     different events, and events that differ only before stamping (one given the stamp, one that carried
     that very time; an empty key beside a missing one) are copies of one. Number copies by this digest, so
     that such copies are numbered apart and do not share a key.
+
+    ``normalize`` (backfills from layout 4; ``content`` made with ``whole_floats``): an empty key counts
+    as none whether or not the event was stamped, so a key column cleaned from ``""`` to null keeps
+    the derived keys; whole-number floats count as integers.
     """
-    if not stamped or event.get(key_field) not in (None, ""):
+    key = event.get(key_field)
+    if key not in (None, ""):
+        return content
+    if not stamped and not (normalize and key == ""):
         return content
     unkeyed = (
         {name: value for name, value in event.items() if name != key_field} if key_field in event else event
     )
-    return content_digest(unkeyed, whole_floats=whole_floats)
+    return content_digest(unkeyed, whole_floats=normalize)
 
 
 def give_key(event: dict[str, object], key_field: str, source: bytes, occurrence: int) -> None:

@@ -92,11 +92,6 @@ def test_a_job_of_layout_3_keeps_a_python_float_key_and_its_checkpoints(mock: Mo
 # --- keys at layout 4 ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="key_source keeps an empty key in the digest of a row with a timestamp: '' and null derive two"
-    " keys, so a key column fixed from '' to null bills every such row twice",
-)
 def test_a_timestamped_row_keeps_its_derived_key_when_its_empty_key_becomes_null(
     mock: Mock, tmp_path: Path
 ) -> None:

@@ -179,8 +179,9 @@ def _identify(
     """
     stamp = None if backfill.stamp is None else _stamp_value(backfill.provider, backfill.stamp)
     key_field = KEY_FIELD[backfill.provider]
-    # From layout 4, a whole-number float counts as its integer in the digests (never in what is sent).
-    whole_floats = backfill.layout >= WHOLE_FLOATS
+    # From layout 4, a whole-number float counts as its integer in the digests (never in what is sent),
+    # and an empty key as none.
+    normalized = backfill.layout >= WHOLE_FLOATS
     occurrences = Occurrences()
     try:
         for group in _batched(rows, IDENTIFY_GROUP):
@@ -192,7 +193,7 @@ def _identify(
                 try:
                     event, problem = _row_event(row, backfill)
                     if event is not None:
-                        content = content_digest(event, whole_floats=whole_floats)
+                        content = content_digest(event, whole_floats=normalized)
                 except Exception as exc:  # a row of any type: what breaks on it is its own problem
                     event, problem = None, clip(f"rejected: row: {type(exc).__name__}: {exc}")
                 if event is None:
@@ -203,7 +204,7 @@ def _identify(
                     events.append(event)
                     contents.append(content)
                     sources.append(
-                        key_source(event, key_field, content, stamped=stamped, whole_floats=whole_floats)
+                        key_source(event, key_field, content, stamped=stamped, normalize=normalized)
                     )
             # Numbered by the digest the key is made from, so no two rows share a key; in the partition's
             # order: the counts carry over from one group to the next. The fingerprint keeps the digest

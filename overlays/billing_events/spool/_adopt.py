@@ -8,7 +8,9 @@ read row by row; what is intact is kept, and the file is set aside as damaged.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -19,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from ._files import Owned, aside_path, wal_path
+from ._files import Owned, aside_path, fsync_directory, remove_files, wal_path
 from ._intake import Row, consume_intake, intake_rows
 from ._store import (
     DELETE_RUN,
@@ -152,16 +154,19 @@ class Adoption:
                 unreadable += lost
                 kept += len(intact)
                 seen.update(row[0] for row in intact)
-        # The intake records SQLite had not received yet (or that it lost with the damaged part). One that
-        # cannot be read or does not fit waits in its files, taken over by a later scan (``_take_intake``).
+        # The intake records SQLite had not received yet, or that it lost with the damaged part: from the
+        # first one, as the watermark may be lost too. Records of events moved into SQLite and delivered
+        # since are among them (only their absence there said so): they are sent again, under their keys.
+        # An intake that cannot be read now, or does not fit, waits in its files for a later scan
+        # (``_take_intake``), which skips the seqs salvaged here: they are written down first.
         read = _read_intake(path, 0)
-        if read is not None:
-            found, damaged = read
-            intake = [row for row in found if row[0] not in seen]
-            if self.insert(intake):
-                kept += len(intake)
-                consume_intake(path, damaged)
-            elif intake:
+        intake = [] if read is None else [row for row in read[0] if row[0] not in seen]
+        if read is not None and self.insert(intake):
+            kept += len(intake)
+            consume_intake(path, read[1])
+        else:
+            _note_salvaged(path, seen)
+            if read is not None and intake:
                 log.warning("spool %s is full: the intake of %s waits for room", self.directory, path.name)
         _set_aside(
             path,
@@ -171,11 +176,17 @@ class Adoption:
         return False
 
     def _take_intake(self, path: Path) -> bool:
-        """The intake records of a file whose SQLite part is gone. True when they are all in ours."""
+        """The intake records of a file whose SQLite part is gone (set aside), but for those its salvage
+        took in already. True when they are all in ours."""
         read = _read_intake(path, 0)
-        if read is None or not self.insert(read[0]):
+        if read is None:
+            return False
+        salvaged = _salvaged_seqs(path)
+        rows = [row for row in read[0] if not any(first <= row[0] <= last for first, last in salvaged)]
+        if not self.insert(rows):
             return False
         consume_intake(path, read[1])
+        remove_files(_salvaged_path(path))
         return True
 
 
@@ -213,6 +224,36 @@ def _read_intake(path: Path, after: int) -> tuple[list[Row], int] | None:
             exc,
         )
         return None
+
+
+def _salvaged_path(path: Path) -> Path:
+    return path.with_name(path.name + ".salvaged")
+
+
+def _note_salvaged(path: Path, seqs: set[int]) -> None:
+    """The seqs a salvage took in from a file whose intake waits, as runs; synced before the file goes aside."""
+    if not seqs:
+        return
+    note = _salvaged_path(path)
+    temporary = note.with_name(note.name + ".new")
+    with open(temporary, "wb") as file:
+        file.write(json.dumps(ranges(seqs)).encode())
+        file.flush()
+        os.fsync(file.fileno())
+    temporary.replace(note)
+    fsync_directory(path.parent)
+
+
+def _salvaged_seqs(path: Path) -> list[tuple[int, int]]:
+    try:
+        runs = json.loads(_salvaged_path(path).read_bytes())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        # Unreadable: the intake is taken whole, salvaged events again among it (sent again, same keys).
+        log.error("spool file %s: its note of salvaged events cannot be read", path.name)
+        return []
+    return [(int(first), int(last)) for first, last in runs]
 
 
 def _report_once(path: Path, level: int, message: str, *args: object) -> None:
