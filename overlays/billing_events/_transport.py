@@ -150,6 +150,11 @@ class _Bound:
         authorization = request.headers.get("authorization", "")
         self.secrets = _secrets(authorization)
         self.wide = _wide_secrets(authorization) if self.secrets else []
+        self.wide_escaped = (
+            [escaped for encoding in _WIDE_ENCODINGS if (escaped := _escaped_secret(authorization, encoding))]
+            if self.secrets
+            else []
+        )
         self.authorization = authorization
         self.escaped = _escaped_secret(authorization)
         if now >= deadline:
@@ -201,7 +206,9 @@ class _Bound:
         if encoding != "identity":
             del headers["content-encoding"]
             headers.pop("content-length", None)
-        return headers, _Reader(request, cap, encoding != "identity", self.secrets, self.escaped, self.wide)
+        return headers, _Reader(
+            request, cap, encoding != "identity", self.secrets, self.escaped, self.wide, self.wide_escaped
+        )
 
 
 class _Reader:
@@ -215,6 +222,7 @@ class _Reader:
         secrets: list[bytes],
         escaped: _Escaped | None = None,
         wide: Sequence[tuple[bytes, bytes]] = (),
+        wide_escaped: Sequence[_Escaped] = (),
     ) -> None:
         self.request = request
         self.cap = cap
@@ -225,8 +233,10 @@ class _Reader:
         self.secrets = secrets
         self.escaped = escaped
         self.wide = wide
+        self.wide_escaped = wide_escaped
         longest = max((len(secret) for secret in (*secrets, *(pair[0] for pair in wide))), default=1)
-        self.keep = max(longest, escaped.longest if escaped is not None else 0) - 1
+        escapes = [item.longest for item in (escaped, *wide_escaped) if item is not None]
+        self.keep = max(longest, *escapes) - 1
         self.tail = b""
 
     def feed(self, chunk: bytes) -> bytes:
@@ -263,6 +273,9 @@ class _Reader:
         if b"\x00" in data:  # only UTF-16 or UTF-32 spell an ASCII token with NULs
             for secret, redacted in self.wide:
                 data = data.replace(secret, redacted)
+            if b"\\" in data:
+                for escaped in self.wide_escaped:
+                    data = escaped.pattern.sub(escaped.redacted, data)
         # A secret cut in two by a chunk boundary is scrubbed with the next chunk.
         cut = max(0, len(data) - self.keep)
         self.tail = data[cut:]
@@ -500,9 +513,10 @@ def _wide_secrets(authorization: str) -> list[tuple[bytes, bytes]]:
 class _Escaped:
     """The token as JSON may spell it: any character as itself, ``\\uXXXX`` (either case) or a short escape."""
 
-    def __init__(self, pattern: re.Pattern[bytes], longest: int) -> None:
+    def __init__(self, pattern: re.Pattern[bytes], longest: int, redacted: bytes = REDACTED) -> None:
         self.pattern = pattern
         self.longest = longest  # bytes of the longest spelling: how much of a chunk's end to hold back
+        self.redacted = redacted  # ``***`` in the pattern's encoding
 
 
 _SHORT_ESCAPES = {
@@ -517,35 +531,43 @@ _SHORT_ESCAPES = {
 }
 
 
-def _hex_escape(code: int) -> bytes:
+def _either(alternatives: Sequence[str], encoding: str) -> bytes:
+    """A pattern for any one of ``alternatives``, as ``encoding`` writes them."""
+    return b"(?:" + b"|".join(re.escape(text.encode(encoding)) for text in dict.fromkeys(alternatives)) + b")"
+
+
+def _hex_escape(code: int, encoding: str) -> bytes:
     """``\\uXXXX`` for one UTF-16 unit, the hex digits in either case."""
-    return b"\\\\u" + b"".join(
-        b"[" + re.escape(digit.lower().encode()) + re.escape(digit.upper().encode()) + b"]"
-        for digit in f"{code:04x}"
+    return (
+        _either(["\\"], encoding)
+        + _either(["u"], encoding)
+        + b"".join(_either([digit.lower(), digit.upper()], encoding) for digit in f"{code:04x}")
     )
 
 
 @functools.lru_cache(maxsize=64)
-def _escaped_secret(authorization: str) -> _Escaped | None:
-    """A pattern for the token written with JSON escapes, which ``response.json()`` turns back into it."""
+def _escaped_secret(authorization: str, encoding: str = "utf-8") -> _Escaped | None:
+    """A pattern for the token written with JSON escapes, which ``response.json()`` turns back into it;
+    in ``encoding`` (JSON may come in UTF-16 or UTF-32 too, which ``json.loads`` detects)."""
     token = authorization.split(" ", 1)[-1].strip()
     if len(token) < MIN_SECRET_LENGTH:
         return None
+    width = len("u".encode(encoding))
     parts: list[bytes] = []
     longest = 0
     for char in token:
         code = ord(char)
         if code > 0xFFFF:  # a UTF-16 surrogate pair
             high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
-            escape, size = _hex_escape(high) + _hex_escape(low), 12
+            escape, size = _hex_escape(high, encoding) + _hex_escape(low, encoding), 12 * width
         else:
-            escape, size = _hex_escape(code), 6
-        spellings = [re.escape(char.encode()), escape]
+            escape, size = _hex_escape(code, encoding), 6 * width
+        spellings = [_either([char], encoding), escape]
         if char in _SHORT_ESCAPES:
-            spellings.append(re.escape(_SHORT_ESCAPES[char]))
+            spellings.append(_either([_SHORT_ESCAPES[char].decode()], encoding))
         parts.append(b"(?:" + b"|".join(spellings) + b")")
-        longest += max(size, len(char.encode()))
-    return _Escaped(re.compile(b"".join(parts)), longest)
+        longest += max(size, len(char.encode(encoding)))
+    return _Escaped(re.compile(b"".join(parts)), longest, REDACTED.decode().encode(encoding))
 
 
 def scrub_raised(exc: BaseException, token: str) -> None:
