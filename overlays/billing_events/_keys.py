@@ -18,27 +18,17 @@ the same data anywhere gives the same fingerprints and keys.
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
 from ._spill import SpillMap
 
-# A whole-number float as orjson writes it (``5.0``), where a value starts and ends.
-_WHOLE_FLOAT = re.compile(rb"(?<=[:\[,])(-?[0-9]+)\.0(?=[,\]}])")
+Digest = Callable[[dict[str, object]], bytes]
 
 
-def content_digest(event: dict[str, object], *, whole_floats: bool = False) -> bytes:
-    """A digest of the event's JSON, keys sorted. ``whole_floats``: a whole-number float counts as its
-    integer (pandas reads a column of integers with a null among them as floats; once the null is fixed
-    the same rows read as integers, and must keep their keys). The event itself is not changed."""
-    data = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
-    if whole_floats and b".0" in data:
-        # Also inside a string value: two events that differ only there share a digest, and are then
-        # numbered apart as copies are, each still with a key of its own.
-        data = _WHOLE_FLOAT.sub(rb"\1", data)
-    return hashlib.sha256(data).digest()
+def content_digest(event: dict[str, object]) -> bytes:
+    return hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).digest()
 
 
 def fingerprint(content: bytes, occurrence: int) -> bytes:
@@ -51,7 +41,13 @@ def derived_key(content: bytes, occurrence: int) -> str:
 
 
 def key_source(
-    event: dict[str, object], key_field: str, content: bytes, *, stamped: bool, normalize: bool = False
+    event: dict[str, object],
+    key_field: str,
+    content: bytes,
+    *,
+    stamped: bool,
+    empty_is_none: bool = False,
+    digest: Digest = content_digest,
 ) -> bytes:
     """The digest the event's derived key is made from: ``content`` (the event as read), unless it was
     ``stamped`` (given a timestamp since) and has no key of its own.
@@ -61,19 +57,19 @@ def key_source(
     that very time; an empty key beside a missing one) are copies of one. Number copies by this digest, so
     that such copies are numbered apart and do not share a key.
 
-    ``normalize`` (backfills from layout 4; ``content`` made with ``whole_floats``): an empty key counts
-    as none whether or not the event was stamped, so a key column cleaned from ``""`` to null keeps
-    the derived keys; whole-number floats count as integers.
+    ``empty_is_none`` (backfills from layout 4): an empty key counts as none whether or not the event was
+    stamped, so a key column cleaned from ``""`` to null keeps the derived keys. ``digest``: how
+    ``content`` was made (a backfill's counts whole-number floats as integers).
     """
     key = event.get(key_field)
     if key not in (None, ""):
         return content
-    if not stamped and not (normalize and key == ""):
+    if not stamped and not (empty_is_none and key == ""):
         return content
     unkeyed = (
         {name: value for name, value in event.items() if name != key_field} if key_field in event else event
     )
-    return content_digest(unkeyed, whole_floats=normalize)
+    return digest(unkeyed)
 
 
 def give_key(event: dict[str, object], key_field: str, source: bytes, occurrence: int) -> None:

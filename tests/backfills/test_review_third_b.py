@@ -40,11 +40,6 @@ class _StopAfterFirstChunk:
 # --- whole floats that the digest's regex does not see ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Togai attribute values are sent as text ('5.0' vs '5'), which the whole-float regex never"
-    " touches: once the null is fixed every Togai row gets a new derived key and is billed twice",
-)
 def test_togai_attributes_read_as_floats_keep_their_derived_keys_when_the_null_is_fixed(
     mock: Mock, tmp_path: Path
 ) -> None:
@@ -70,11 +65,6 @@ def test_togai_attributes_read_as_floats_keep_their_derived_keys_when_the_null_i
     assert accounts == ["acct_0", "acct_1", "acct_2", "acct_3", "acct_4"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="orjson writes a whole float of 1e16 or more with an exponent ('1e+16'), which the regex"
-    " does not make an integer: such a row gets another derived key once its column reads as integers",
-)
 def test_a_whole_float_of_1e16_keeps_its_derived_key_when_read_as_an_integer(
     mock: Mock, tmp_path: Path
 ) -> None:
@@ -92,12 +82,6 @@ def test_a_whole_float_of_1e16_keeps_its_derived_key_when_read_as_an_integer(
 # --- two different events that the regex makes one digest -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the regex rewrites ':1.0,' inside a string value, so two different events share a content"
-    " digest and are told apart only by their order: a re-run in another order after a lost worker skips"
-    " one (its fingerprint is the other's) and sends the other again under a new key",
-)
 def test_two_events_whose_text_differs_by_a_whole_float_are_each_billed_once_after_a_rerun_in_another_order(
     mock: Mock, tmp_path: Path
 ) -> None:
@@ -134,13 +118,11 @@ def test_two_events_whose_text_differs_by_a_whole_float_get_two_keys_in_one_run(
 
 
 def test_togai_text_5_0_and_5_are_two_events_with_two_keys(mock: Mock, tmp_path: Path) -> None:
-    # The regex only reads numbers that start a JSON value: an attribute's text "5.0" is not touched.
-    from billing_events._keys import content_digest
+    # One quantity to Togai, so one digest; still two rows, numbered apart: two events, two keys.
+    from billing_events.backfill.partition import event_digest
 
-    assert content_digest({"v": "5.0"}, whole_floats=True) != content_digest({"v": "5"}, whole_floats=True)
-    assert content_digest({"v": [-3.0, {"w": 7.0}]}, whole_floats=True) == content_digest(
-        {"v": [-3, {"w": 7}]}, whole_floats=True
-    )
+    assert event_digest({"v": "5.0"}) != event_digest({"v": "5"})  # text elsewhere is left alone
+    assert event_digest({"v": [-3.0, {"w": 7.0}]}) == event_digest({"v": [-3, {"w": 7}]})
     job = backfill_for(mock, "togai", tmp_path / "ckpt").prepare()
     first = send_partition([_togai("5.0", 1), _togai("5", 1)], job)
     assert first["delivered"] == 2

@@ -36,8 +36,9 @@ import functools
 import hashlib
 import itertools
 import numbers
+import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence, Set
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 import orjson
@@ -182,6 +183,7 @@ def _identify(
     # From layout 4, a whole-number float counts as its integer in the digests (never in what is sent),
     # and an empty key as none.
     normalized = backfill.layout >= WHOLE_FLOATS
+    digest = event_digest if normalized else content_digest
     occurrences = Occurrences()
     try:
         for group in _batched(rows, IDENTIFY_GROUP):
@@ -193,7 +195,7 @@ def _identify(
                 try:
                     event, problem = _row_event(row, backfill)
                     if event is not None:
-                        content = content_digest(event, whole_floats=normalized)
+                        content = digest(event)
                 except Exception as exc:  # a row of any type: what breaks on it is its own problem
                     event, problem = None, clip(f"rejected: row: {type(exc).__name__}: {exc}")
                 if event is None:
@@ -204,7 +206,14 @@ def _identify(
                     events.append(event)
                     contents.append(content)
                     sources.append(
-                        key_source(event, key_field, content, stamped=stamped, normalize=normalized)
+                        key_source(
+                            event,
+                            key_field,
+                            content,
+                            stamped=stamped,
+                            empty_is_none=normalized,
+                            digest=digest,
+                        )
                     )
             # Numbered by the digest the key is made from, so no two rows share a key; in the partition's
             # order: the counts carry over from one group to the next. The fingerprint keeps the digest
@@ -310,7 +319,44 @@ def placing_digest(event: dict[str, object], backfill: Backfill) -> bytes:
                 for name, value in event.items()
                 if not ((name == key_field and value == "") or (at_stamp and name == "timestamp"))
             }
-    return content_digest(event, whole_floats=backfill.layout >= WHOLE_FLOATS)
+    return (event_digest if backfill.layout >= WHOLE_FLOATS else content_digest)(event)
+
+
+# A Togai attribute's value written from a whole-number float ("1000.0"): the same quantity as "1000".
+_WHOLE_TEXT = re.compile(r"-?[0-9]+\.0+")
+
+
+def _whole(value: object) -> object:
+    """``value`` with every whole-number float in it as its integer (up to 64 bits); strings as they are."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and INT_RANGE.start <= value < INT_RANGE.stop else value
+    if isinstance(value, dict):
+        return {name: _whole(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_whole(item) for item in value]
+    return value
+
+
+def _whole_attribute(attribute: object) -> object:
+    """A Togai attribute whose value (a numeric string) was written from a whole-number float, as the
+    integer's text: Togai bills "1000.0" and "1000" alike."""
+    if isinstance(attribute, dict):
+        number = attribute.get("value")
+        if isinstance(number, str) and _WHOLE_TEXT.fullmatch(number):
+            return {**attribute, "value": number[: number.index(".")]}
+    return attribute
+
+
+def event_digest(event: dict[str, object]) -> bytes:
+    """The digest of a job of layout 4: a whole-number float counts as its integer, and so does a Togai
+    attribute's value written from one (pandas reads a column of integers with a null among them as
+    floats; once the null is fixed the rows read as integers and must keep their keys). The event
+    itself, as sent, is not changed."""
+    whole = cast(dict[str, object], _whole(event))
+    attributes = whole.get("attributes")
+    if isinstance(attributes, list):  # a Togai event
+        whole["attributes"] = [_whole_attribute(attribute) for attribute in attributes]
+    return content_digest(whole)
 
 
 def _unprepared() -> ValueError:
