@@ -236,7 +236,7 @@ class _Reader:
         self.wide_escaped = wide_escaped
         longest = max((len(secret) for secret in (*secrets, *(pair[0] for pair in wide))), default=1)
         escapes = [item.longest for item in (escaped, *wide_escaped) if item is not None]
-        self.keep = max(longest, *escapes) - 1
+        self.keep = max([longest, *escapes]) - 1
         self.tail = b""
 
     def feed(self, chunk: bytes) -> bytes:
