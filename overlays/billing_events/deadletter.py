@@ -318,16 +318,25 @@ class OutcomeSink:
         self._write_errors = _WarningThrottle()
 
     def closing(self) -> None:
-        """At close: the warning that says how many undelivered events the throttle held back, if any
-        (no later warning would come to say it)."""
+        """At close: what the throttles held back, if anything (no later line would come to say it): the
+        undelivered events, and the dead letters that could not be written."""
+        unwritten = self._write_errors.take_held_back()
+        if unwritten and self.dead_letter_file is not None:
+            log.error(
+                "could not write %d more dead letters to %s since the last such error",
+                unwritten,
+                self.dead_letter_file.path,
+                extra={"provider": self.provider, "events": unwritten},
+            )
         held_back = self._warnings.take_held_back()
         if held_back:
             outcome_log.warning(
-                "%s: %d more %s not delivered since the last warning; the dead letters, the DEBUG records"
-                " and the stats have each of them",
+                "%s: %d more %s not delivered since the last warning; the DEBUG records and the stats have"
+                " each of them%s",
                 self.provider,
                 held_back,
                 "event" if held_back == 1 else "events",
+                ", the dead letters too" if self.dead_letter_file is not None and not unwritten else "",
                 extra={"provider": self.provider, "events": held_back},
             )
 

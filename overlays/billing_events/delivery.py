@@ -167,8 +167,8 @@ class _Delivery:
         return RetryableFailure(result.error or TransportError("no answer"), result.retry_after)
 
     def _retrying(self, remaining: list[Pending], failure: RetryableFailure) -> None:
-        """An attempt after a wait is about to send ``remaining`` again: counted here, not when the earlier
-        attempt failed, so an attempt after which the retries stop counts for nothing."""
+        """A request after a wait sent ``remaining`` again: counted here, not when the earlier attempt
+        failed, so an attempt after which the retries stop counts for nothing."""
         retrying = len(remaining)
         self.on_retry(retrying)
         metrics.retried(self.rules.name, retrying)
@@ -188,8 +188,19 @@ class _Delivery:
                 },
             )
 
-    def _ended(self, sub: list[Pending], reply: Reply, started: float) -> None:
-        """One request ended: metrics, and a DEBUG record (per request, never per event)."""
+    def _ended(
+        self,
+        sub: list[Pending],
+        reply: Reply,
+        started: float,
+        again: RetryableFailure | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """One request ended: metrics, and a DEBUG record (per request, never per event). ``again``: it
+        re-sent ``sub`` after a wait, counted as retried once the transport took it (past the rate budget's
+        wait: a request the budget refused never left)."""
+        if again is not None and progress is not None and progress.entered:
+            self._retrying(sub, again)
         seconds = time.perf_counter() - started
         self.meter.ended("POST", reply, seconds)
         if log.isEnabledFor(logging.DEBUG):
@@ -227,7 +238,9 @@ class SyncDelivery(_Delivery):
         super().__init__(rules, policy, record, on_retry, poster.base_url)
         self.poster = poster
 
-    def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
+    def _post(
+        self, sub: list[Pending], deadline: float | None, again: RetryableFailure | None = None
+    ) -> Reply:
         started = time.perf_counter()
         reply: Reply
         progress = Progress()
@@ -240,12 +253,17 @@ class SyncDelivery(_Delivery):
         except BaseException:
             _cut_before_sending(sub, progress)
             raise
-        self._ended(sub, reply, started)
+        self._ended(sub, reply, started, again, progress)
         return reply
 
     def _attempt(
-        self, batch: list[Pending], deadline: float | None = None, abort: threading.Event | None = None
+        self,
+        batch: list[Pending],
+        deadline: float | None = None,
+        abort: threading.Event | None = None,
+        again: RetryableFailure | None = None,
     ) -> AttemptResult:
+        """One attempt at ``batch`` (its immediate re-sends included); ``again``: the failure it retries."""
         plan = _plan(self.rules, batch, self.record)
         try:
             sub = next(plan)
@@ -256,7 +274,8 @@ class SyncDelivery(_Delivery):
                 if abort is not None and abort.is_set():
                     sub = plan.send(SenderAborted("the sender's close deadline passed first"))
                 else:
-                    sub = plan.send(self._post(sub, deadline))
+                    sub = plan.send(self._post(sub, deadline, again))
+                again = None  # the attempt's first request carries the whole batch: counted once
         except StopIteration as done:
             result: AttemptResult = done.value
             return result
@@ -276,9 +295,7 @@ class SyncDelivery(_Delivery):
                         failed, first = first, None
                         raise failed  # see _failure
                     # tenacity checks its stop only after an attempt: _attempt posts nothing once closed.
-                    if last is not None and not (abort is not None and abort.is_set()):
-                        self._retrying(remaining, last)
-                    result = self._attempt(remaining, deadline, abort)
+                    result = self._attempt(remaining, deadline, abort, last)
                     remaining = result.retry_later
                     if (last := self._failure(result)) is not None:
                         raise last
@@ -301,7 +318,9 @@ class AsyncDelivery(_Delivery):
         super().__init__(rules, policy, record, on_retry, poster.base_url)
         self.poster = poster
 
-    async def _post(self, sub: list[Pending], deadline: float | None) -> Reply:
+    async def _post(
+        self, sub: list[Pending], deadline: float | None, again: RetryableFailure | None = None
+    ) -> Reply:
         started = time.perf_counter()
         reply: Reply
         progress = Progress()
@@ -325,15 +344,18 @@ class AsyncDelivery(_Delivery):
         except BaseException:
             _cut_before_sending(sub, progress)
             raise
-        self._ended(sub, reply, started)
+        self._ended(sub, reply, started, again, progress)
         return reply
 
-    async def _attempt(self, batch: list[Pending], deadline: float | None = None) -> AttemptResult:
+    async def _attempt(
+        self, batch: list[Pending], deadline: float | None = None, again: RetryableFailure | None = None
+    ) -> AttemptResult:
         plan = _plan(self.rules, batch, self.record)
         try:
             sub = next(plan)
             while True:
-                sub = plan.send(await self._post(sub, deadline))
+                sub = plan.send(await self._post(sub, deadline, again))
+                again = None  # see SyncDelivery._attempt
         except StopIteration as done:
             result: AttemptResult = done.value
             return result
@@ -351,9 +373,7 @@ class AsyncDelivery(_Delivery):
                     if first is not None:
                         failed, first = first, None
                         raise failed  # see _failure
-                    if last is not None:
-                        self._retrying(remaining, last)
-                    result = await self._attempt(remaining, deadline)
+                    result = await self._attempt(remaining, deadline, last)
                     remaining = result.retry_later
                     if (last := self._failure(result)) is not None:
                         raise last

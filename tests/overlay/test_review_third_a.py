@@ -66,10 +66,6 @@ def damaged_dead_file(directory: Path, events: int) -> None:
 # -- the spool: a salvage cut short, then resumed ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_salvage() skips only the seqs salvaged by its last call (seen is local): after a salvage a deadline cut short, the intake read from seq 0 adopts the first part's events again",
-)
 def test_a_salvage_cut_short_by_a_deadline_then_resumed_adopts_each_event_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,10 +110,6 @@ def test_a_salvage_in_one_scan_adopts_each_event_once(
         adopter.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_salvage() lets an OSError of _note_salvaged() (a full disk) escape before _set_aside(): the sender does not start, and each later scan salvages the same rows again",
-)
 def test_a_salvage_whose_note_cannot_be_written_neither_stops_the_sender_nor_doubles_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,10 +145,6 @@ def test_a_salvage_whose_note_cannot_be_written_neither_stops_the_sender_nor_dou
             adopter.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_status._dead_status() answers pending 0 for a set-aside file (SQLite part gone) whose intake still waits: spool status hides the events left to adopt",
-)
 def test_spool_status_counts_the_events_waiting_in_a_set_aside_files_intake(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -212,10 +200,6 @@ def test_a_long_token_echoed_in_a_utf16_json_escape_is_scrubbed() -> None:
 # -- retried against what was sent ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_retrying() counts retried (Stats, metric, INFO 'sent again') before the attempt: a re-send the pacer refuses (BudgetTimeout, never left) counts as sent again",
-)
 def test_retried_does_not_count_re_sends_the_rate_budget_refused() -> None:
     """README: ``retried`` counts "events sent again after a wait". With a pace of one request every
     10 s and a 1 s request timeout (the longest a request waits for its slot), the budget's burst lets
@@ -252,10 +236,6 @@ def test_retried_counts_each_re_send_that_left() -> None:
 # -- dead letters that cannot be written ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OutcomeSink.closing() reports only the outcome-warning throttle: dead letters the _write_errors throttle held back are never logged",
-)
 def test_dead_letters_held_back_by_the_error_throttle_are_logged_by_close(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,8 +8,10 @@ read row by row; what is intact is kept, and the file is set aside as damaged.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -38,6 +40,8 @@ log = logging.getLogger("billing_events")
 
 # Rows copied per transaction when a dead process's file is adopted or salvaged.
 MERGE_CHUNK = 2000
+# Runs of seqs, (first, last), sorted.
+Runs = list[tuple[int, int]]
 # Files reported as unreadable (an intake, another user's lock): every scan, each 2 s, would report them again.
 _reported: set[Path] = set()
 
@@ -54,7 +58,8 @@ class Adoption:
     stop: threading.Event
     deadline: float | None
     # Salvages cut short by a deadline or a full spool, by file name: (next seq to read, kept, unreadable).
-    salvaged: dict[str, tuple[int, int, int]] = attrs.field(factory=dict)
+    # And the runs of seqs taken in so far, as the file's note has them (``_note_salvaged``).
+    salvaged: dict[str, tuple[int, int, int, Runs]] = attrs.field(factory=dict)
 
     def run(self, prefix: str, own_lock: Path) -> None:
         """Take over the files named ``prefix*`` whose owner is gone (``own_lock`` is the adopter's own)."""
@@ -129,9 +134,14 @@ class Adoption:
         return True
 
     def _salvage(self, source: sqlite3.Connection | None, path: Path) -> bool:
-        """From a damaged file: every row that can still be read and passes its checksum."""
-        resume, kept, unreadable = self.salvaged.pop(path.name, (0, 0, 0))
-        seen: set[int] = set()
+        """From a damaged file: every row that can still be read and passes its checksum.
+
+        The seqs taken in are written down after each chunk (``NAME.spool.salvaged``), before the next:
+        a salvage resumed later (after a deadline, a full spool, or by another process after a crash)
+        and the read of the intake skip them, so no event is taken in twice.
+        """
+        earlier = self.salvaged.pop(path.name, None)
+        resume, kept, unreadable, runs = earlier if earlier is not None else (0, 0, 0, salvaged_runs(path))
         if source is not None:
             try:
                 first, last = source.execute("SELECT min(seq), max(seq) FROM events").fetchone()
@@ -140,34 +150,41 @@ class Adoption:
             for low in range(max(first or 1, resume), (last or 0) + 1, MERGE_CHUNK):
                 if self._out_of_time():
                     # The file stays as it is; the next scan reads on from here.
-                    self.salvaged[path.name] = (low, kept, unreadable)
+                    self.salvaged[path.name] = (low, kept, unreadable, runs)
                     return False
                 high = low + MERGE_CHUNK - 1
                 rows, lost = _readable_rows(source, low, high)
                 intact = list(
-                    {row[0]: row for row in rows if low <= row[0] <= high and _intact(row)}.values()
+                    {
+                        row[0]: row
+                        for row in rows
+                        if low <= row[0] <= high and _intact(row) and not _within(row[0], runs)
+                    }.values()
                 )
                 if not self.insert(intact):
                     log.warning("spool %s is full: %s salvaged only in part", self.directory, path.name)
-                    self.salvaged[path.name] = (low, kept, unreadable)
+                    self.salvaged[path.name] = (low, kept, unreadable, runs)
                     return False
                 unreadable += lost
                 kept += len(intact)
-                seen.update(row[0] for row in intact)
+                runs = _merged(runs, ranges(row[0] for row in intact))
+                if not _note_salvaged(path, runs):
+                    # Not written down: this process goes on from here later; nothing is set aside yet.
+                    self.salvaged[path.name] = (high + 1, kept, unreadable, runs)
+                    return False
         # The intake records SQLite had not received yet, or that it lost with the damaged part: from the
         # first one, as the watermark may be lost too. Records of events moved into SQLite and delivered
         # since are among them (only their absence there said so): they are sent again, under their keys.
         # An intake that cannot be read now, or does not fit, waits in its files for a later scan
-        # (``_take_intake``), which skips the seqs salvaged here: they are written down first.
+        # (``_take_intake``), which skips the seqs the note has.
         read = _read_intake(path, 0)
-        intake = [] if read is None else [row for row in read[0] if row[0] not in seen]
+        intake = [] if read is None else [row for row in read[0] if not _within(row[0], runs)]
         if read is not None and self.insert(intake):
             kept += len(intake)
             consume_intake(path, read[1])
-        else:
-            _note_salvaged(path, seen)
-            if read is not None and intake:
-                log.warning("spool %s is full: the intake of %s waits for room", self.directory, path.name)
+            remove_files(salvaged_path(path))
+        elif read is not None and intake:
+            log.warning("spool %s is full: the intake of %s waits for room", self.directory, path.name)
         _set_aside(
             path,
             f"the file is damaged; {kept} intact events were kept"
@@ -181,12 +198,10 @@ class Adoption:
         read = _read_intake(path, 0)
         if read is None:
             return False
-        salvaged = _salvaged_seqs(path)
-        rows = [row for row in read[0] if not any(first <= row[0] <= last for first, last in salvaged)]
-        if not self.insert(rows):
+        if not self.insert(waiting_rows(path, read[0])):
             return False
         consume_intake(path, read[1])
-        remove_files(_salvaged_path(path))
+        remove_files(salvaged_path(path))
         return True
 
 
@@ -226,34 +241,61 @@ def _read_intake(path: Path, after: int) -> tuple[list[Row], int] | None:
         return None
 
 
-def _salvaged_path(path: Path) -> Path:
+def salvaged_path(path: Path) -> Path:
     return path.with_name(path.name + ".salvaged")
 
 
-def _note_salvaged(path: Path, seqs: set[int]) -> None:
-    """The seqs a salvage took in from a file whose intake waits, as runs; synced before the file goes aside."""
-    if not seqs:
-        return
-    note = _salvaged_path(path)
-    temporary = note.with_name(note.name + ".new")
-    with open(temporary, "wb") as file:
-        file.write(json.dumps(ranges(seqs)).encode())
-        file.flush()
-        os.fsync(file.fileno())
-    temporary.replace(note)
-    fsync_directory(path.parent)
-
-
-def _salvaged_seqs(path: Path) -> list[tuple[int, int]]:
+def salvaged_runs(path: Path) -> Runs:
+    """The seqs a salvage of ``path`` took in, as its note has them (none without a note)."""
     try:
-        runs = json.loads(_salvaged_path(path).read_bytes())
+        runs = json.loads(salvaged_path(path).read_bytes())
+        return [(int(first), int(last)) for first, last in runs]
     except FileNotFoundError:
         return []
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         # Unreadable: the intake is taken whole, salvaged events again among it (sent again, same keys).
-        log.error("spool file %s: its note of salvaged events cannot be read", path.name)
+        _report_once(salvaged_path(path), logging.ERROR, "spool note %s cannot be read", path.name)
         return []
-    return [(int(first), int(last)) for first, last in runs]
+
+
+def waiting_rows(path: Path, rows: list[Row]) -> list[Row]:
+    """The intake ``rows`` of ``path`` that its salvage has not taken in."""
+    runs = salvaged_runs(path)
+    return [row for row in rows if not _within(row[0], runs)] if runs else rows
+
+
+def _note_salvaged(path: Path, runs: Runs) -> bool:
+    """The seqs taken in so far, synced; False (reported once) when the note cannot be written."""
+    note = salvaged_path(path)
+    temporary = note.with_name(note.name + ".new")
+    try:
+        with open(temporary, "wb") as file:
+            file.write(json.dumps(runs).encode())
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.replace(note)
+        fsync_directory(path.parent)
+    except OSError as exc:
+        remove_files(temporary)
+        _report_once(note, logging.ERROR, "spool note %s cannot be written: %s", note.name, exc)
+        return False
+    return True
+
+
+def _within(seq: int, runs: Runs) -> bool:
+    at = bisect.bisect_right(runs, (seq, math.inf)) - 1
+    return at >= 0 and runs[at][0] <= seq <= runs[at][1]
+
+
+def _merged(runs: Runs, more: Runs) -> Runs:
+    """Sorted runs, those that touch or overlap made one."""
+    merged: Runs = []
+    for first, last in sorted(runs + more):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def _report_once(path: Path, level: int, message: str, *args: object) -> None:

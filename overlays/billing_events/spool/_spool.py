@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import QueueFullError
 from ..providers import Pending, ProviderRules, Settled
 from . import _fork
-from ._adopt import Adoption
+from ._adopt import Adoption, Runs
 from ._config import SYNCHRONOUS, SpoolConfig
 from ._files import Owned, file_prefix, fsync_directory
 from ._intake import RECORD, RECORD_SIZE, RUN, Row, Segment
@@ -104,7 +104,7 @@ class Spool:
         self._spare: Segment | None = None
         self._no_spare_after = -1  # the segment after which making a spare failed: track() makes its own
         self._last_scan = 0.0
-        self._salvaged: dict[str, tuple[int, int, int]] = {}  # damaged files read only in part so far
+        self._salvaged: dict[str, tuple[int, int, int, Runs]] = {}  # damaged files read only in part so far
         config.directory.mkdir(parents=True, exist_ok=True)
         self._sync_each = config.durability == "sync"
         self._prefix = file_prefix(rules.name, destination)

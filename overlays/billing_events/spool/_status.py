@@ -14,7 +14,9 @@ from pathlib import Path
 
 import attrs
 
+from ._adopt import waiting_rows
 from ._files import Owned, owner_pid
+from ._intake import intake_rows
 from ._store import ROW_OVERHEAD, create_schema, pending_intake
 
 
@@ -92,8 +94,18 @@ def _live_status(lock_path: Path) -> SpoolFileStatus:
 
 
 def _dead_status(path: Path) -> SpoolFileStatus:
+    pid = owner_pid(path.name)
     if not path.exists():
-        return SpoolFileStatus(path.name, False, None, 0, 0, None, {})
+        # Its SQLite part set aside as damaged: what its intake holds that the salvage did not take in.
+        try:
+            found, _ = intake_rows(path, 0)
+        except OSError as exc:
+            return SpoolFileStatus(path.name, False, pid, None, None, None, {}, f"unreadable: {exc}")
+        waiting = waiting_rows(path, found)
+        size = sum(len(row[3]) for row in waiting) + ROW_OVERHEAD * len(waiting)
+        return SpoolFileStatus(
+            path.name, False, pid, len(waiting), size, waiting[0][1] if waiting else None, {}
+        )
     try:
         db = sqlite3.connect(path, isolation_level=None)
         try:
@@ -112,5 +124,4 @@ def _dead_status(path: Path) -> SpoolFileStatus:
     size += sum(len(row[3]) for row in intake)
     if intake and oldest is None:
         oldest = intake[0][1]
-    pid = owner_pid(path.name)
     return SpoolFileStatus(path.name, False, pid, pending, size + ROW_OVERHEAD * pending, oldest, settled)
