@@ -287,7 +287,7 @@ def test_dry_run_memory_stays_flat_with_the_number_of_keys(
     run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Keys beyond a small in-memory count move to disk (as 200,000 do by default), so 10,000 suffice.
-    monkeypatch.setattr("billing_events.cli._dry_run.FirstLines.MEMORY_KEYS", 1_000, raising=False)
+    monkeypatch.setattr("billing_events.cli._key_conflicts.KeyRegistry.MEMORY_KEYS", 1_000)
     monkeypatch.setattr("billing_events.cli._dry_run.BLOCK_RECORDS", 500, raising=False)
     monkeypatch.setattr("billing_events.cli._columnar.BATCH_ROWS", 1_000)
     small = dry_run_peak(run_cli, keyed_lago_parquet(tmp_path / "small.parquet", 2_000))
@@ -300,7 +300,7 @@ def test_dry_run_memory_stays_flat_with_the_number_of_keys(
 def test_dry_run_finds_a_repeated_key_among_keys_moved_to_disk(
     run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("billing_events.cli._dry_run.FirstLines.MEMORY_KEYS", 100, raising=False)
+    monkeypatch.setattr("billing_events.cli._key_conflicts.KeyRegistry.MEMORY_KEYS", 100)
     # Rows 501..1000 repeat the keys of rows 1..500, with the same subscription (sub_<index % 5>).
     table = lago_table(1_000).append_column(
         "transaction_id", pa.array([f"tx-{index % 500}" for index in range(1_000)])
@@ -314,9 +314,10 @@ def test_dry_run_finds_a_repeated_key_among_keys_moved_to_disk(
     problems = [line for line in result.out.splitlines() if line.startswith(f"{source}:")]
     assert len(problems) == 500
     assert problems[0] == (
-        f"{source}:501: transaction_id: 'tx-0' is also the key of line 1; Lago would keep only one of them"
+        f"{source}:501: transaction_id: 'tx-0' is also the key of line 1, a different event;"
+        " Lago would keep only one of them"
     )
-    assert problems[-1].startswith(f"{source}:1000: transaction_id: 'tx-499' is also the key of line 500;")
+    assert problems[-1].startswith(f"{source}:1000: transaction_id: 'tx-499' is also the key of line 500,")
 
 
 def test_decimal_columns_are_sent_in_plain_digits_whatever_their_scale(

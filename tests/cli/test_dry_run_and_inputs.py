@@ -142,7 +142,8 @@ def test_dry_run_flags_a_key_used_twice_within_its_scope(run_cli: RunCli, tmp_pa
     # Lago keys are unique per subscription: line 2 is fine, line 3 repeats line 1.
     problems = [line for line in result.out.splitlines() if line.startswith(f"{source}:")]
     assert problems == [
-        f"{source}:3: transaction_id: 't-1' is also the key of line 1; Lago would keep only one of them"
+        f"{source}:3: transaction_id: 't-1' is also the key of line 1, a different event;"
+        " Lago would keep only one of them"
     ]
 
 

@@ -6,12 +6,14 @@ Each event read ends with an outcome the user can see: in the summary and the
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import io
 import os
 import signal
 import sqlite3
 import tempfile
+import time
 import tracemalloc
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -361,3 +363,52 @@ def test_dev_null_may_take_both_outputs(run_cli: RunCli, mock: Mock, tmp_path: P
 
     assert result.code == 0, result.err
     assert mock.stats("togai")["stored"] == 1
+
+
+class _SlowThirdBatch:
+    """Passes batches on; the third takes a minute of a fake clock (the event loop's too), and then
+    records what the state file has committed once the loop has had its turns."""
+
+    def __init__(self, inner: EventSender, clock: list[float], state: Path) -> None:
+        self._inner = inner
+        self._clock = clock
+        self._state = state
+        self.calls = 0
+        self.committed_while_slow = 0
+
+    def _committed(self) -> int:
+        with sqlite3.connect(self._state) as reader:
+            return int(reader.execute("SELECT count(*) FROM lines WHERE status IS NOT NULL").fetchone()[0])
+
+    async def send(self, events: Iterable[Mapping[str, Any]]) -> Report:
+        self.calls += 1
+        if self.calls == 3:
+            self._clock[0] += 60
+            for _ in range(20):  # turns of the loop, not time: its timers run on the same fake clock
+                await asyncio.sleep(0)
+                self.committed_while_slow = self._committed()
+                if self.committed_while_slow == 20:
+                    break
+        return await self._inner.send(events)
+
+
+def test_outcomes_settled_just_after_a_commit_are_committed_while_the_next_batch_is_slow(
+    run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    source = write_jsonl(tmp_path / "events.jsonl", [make_event("togai", index) for index in range(30)])
+    state = tmp_path / "events.jsonl.togai.state.sqlite"
+    senders: list[_SlowThirdBatch] = []
+
+    def wrap(client: EventSender) -> EventSender:
+        senders.append(_SlowThirdBatch(client, clock, state))
+        return senders[-1]
+
+    with wrapped_sender(monkeypatch, wrap):
+        result = run_cli("ingest", "togai", str(source), "--batch-events", "10", "--max-in-flight", "1")
+
+    assert result.code == 0
+    # The first batch is committed at once, the second (no time later) waits for the half second to
+    # pass: it does while the third is in flight, and no later settle() is needed to commit it.
+    assert senders[0].committed_while_slow == 20

@@ -158,7 +158,8 @@ def _add_output_options(parser: argparse.ArgumentParser, *, dead_letter_default:
         "--report",
         metavar="PATH",
         type=Path,
-        help="also write the final counts, exit code and problem lines as JSON to PATH",
+        help="also write the final counts, exit code and problem lines as JSON to PATH (with --dry-run:"
+        " the lines checked and their problems)",
     )
     group.add_argument(
         "--progress",

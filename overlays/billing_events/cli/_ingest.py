@@ -89,11 +89,16 @@ def ingest(args: argparse.Namespace, out: Console, err: Console, stdin: IO[bytes
         source.discard()
 
 
+def _keeps_state(args: argparse.Namespace, source: InputFile) -> bool:
+    """Whether the run has a state file: stdin has none unless ``--state`` is given."""
+    return args.state is not None or not source.spooled
+
+
 def _state_path(args: argparse.Namespace, provider: Provider, source: InputFile) -> Path | None:
     if args.state is not None:
         path: Path = args.state
         return path
-    if source.spooled:
+    if not _keeps_state(args, source):
         return None
     legacy = Path(f"{source.path}.{provider.name}.state.json")
     if legacy.exists():
@@ -123,8 +128,19 @@ def _ingest_input(
         raise UsageError(str(exc)) from exc
     everything = itertools.chain([first] if first is not None else [], records)
     if open_sender is None:  # --dry-run
+        _sending.check_distinct({"FILE": None if source.spooled else source.path, "--report": args.report})
+        _sending.check_report(args.report)
         try:
-            return dry_run(out, everything, provider, source.label, args.batch_events)
+            return dry_run(
+                out,
+                err,
+                everything,
+                provider,
+                source.label,
+                batch_events=args.batch_events,
+                stamps_kept=_keeps_state(args, source),
+                report=args.report,
+            )
         except InputError as exc:  # the file is damaged past its start
             raise UsageError(str(exc)) from exc
 

@@ -71,7 +71,17 @@ def identify(
         keys.close()
 
 
-def _key_conflicts(
+def stamp_problem(event: dict[str, object], provider: Provider, *, stamps_kept: bool) -> str | None:
+    """Why the run refuses a Lago event without a timestamp: no state keeps the one it would get
+    (``stamps_kept`` False: stdin without ``--state``), so a re-run could not repeat it."""
+    return None if stamps_kept or not _needs_stamp(event, provider) else STDIN_NEEDS_TIMESTAMP
+
+
+def _needs_stamp(event: dict[str, object], provider: Provider) -> bool:
+    return provider.stamps_missing_timestamp and event.get(TIMESTAMP) is None
+
+
+def key_conflicts(
     events: list[dict[str, object]],
     digests: list[bytes],
     lines: list[int],
@@ -121,7 +131,7 @@ def _identify_chunk(
     readable = [record for record in chunk if record.event is not None]
     events = [record.event for record in readable if record.event is not None]
     digests = [content_digest(event) for event in events]
-    conflicts = _key_conflicts(events, digests, [record.line for record in readable], provider, keys)
+    conflicts = key_conflicts(events, digests, [record.line for record in readable], provider, keys)
     numbers = occurrences.number(digests) if digests else []
     prints = [fingerprint(digest, number) for digest, number in zip(digests, numbers, strict=True)]
     known = state.lookup(prints) if state is not None else {}
@@ -143,16 +153,17 @@ def _identify_chunk(
         if earlier is not None and past_window(earlier.unsure_since, stale):
             out.append(Record(record.line, event, None, line_print, _held_back(earlier, provider)))
             continue
-        stamped = provider.stamps_missing_timestamp and event.get(TIMESTAMP) is None
-        if stamped:
-            if earlier is not None and earlier.stamp is not None:
-                event[TIMESTAMP] = earlier.stamp
-            elif stamp is None:
-                out.append(Record(record.line, None, STDIN_NEEDS_TIMESTAMP))
-                continue
-            else:
-                event[TIMESTAMP] = stamp
-                new_stamps.append((line_print, stamp))
+        # Without a state there is no earlier stamp either: ``stamp`` None means no state.
+        problem = stamp_problem(event, provider, stamps_kept=stamp is not None)
+        if problem is not None:
+            out.append(Record(record.line, None, problem))
+            continue
+        stamped = _needs_stamp(event, provider)
+        if stamped and earlier is not None and earlier.stamp is not None:
+            event[TIMESTAMP] = earlier.stamp
+        elif stamped and stamp is not None:
+            event[TIMESTAMP] = stamp
+            new_stamps.append((line_print, stamp))
         give_key(
             event, provider.key_field, key_source(event, provider.key_field, content, stamped=stamped), number
         )

@@ -119,7 +119,19 @@ def replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     earlier_unknown: dict[str, str] = {}
     records = _dead_letter_records(path, provider, args.only, stale, earlier_unknown)
     if args.dry_run:
-        return dry_run(out, records, provider, str(path), args.batch_events)
+        _sending.check_distinct({"DEAD_LETTER_FILE": path, "--report": args.report})
+        _sending.check_report(args.report)
+        # A letter is sent with the timestamp it has (one without is refused above): nothing to keep.
+        return dry_run(
+            out,
+            err,
+            records,
+            provider,
+            str(path),
+            batch_events=args.batch_events,
+            stamps_kept=True,
+            report=args.report,
+        )
     dead_letter: Path = args.dead_letter or path.with_name(
         path.name.removesuffix(".jsonl") + ".remaining.jsonl"
     )

@@ -108,9 +108,6 @@ def _account(
     """Add the outcomes of ``sent`` from its report; the token refusal among them, if any."""
     # Outcomes are built for the events not delivered only: the rest need their status alone.
     troubled = {index: report[index] for index, found in enumerate(report.statuses) if not found.delivered}
-    refused = next((o.error for o in troubled.values() if isinstance(o.error, AuthError)), None)
-    if refused is not None:
-        return refused
     for index, (found, record) in enumerate(zip(report.statuses, sent, strict=True)):
         status = found.value
         outcome = troubled.get(index)
@@ -119,7 +116,7 @@ def _account(
         if record.fingerprint is not None:
             reason, key = (sent_problem.reason, sent_problem.key) if sent_problem else (None, None)
             settled.append(Settled(record.fingerprint, status, reason, key))
-    return None
+    return next((o.error for o in troubled.values() if isinstance(o.error, AuthError)), None)
 
 
 class Pump:
@@ -148,7 +145,7 @@ class Pump:
         self._window = window
         self._chunk_records = chunk_records
         self.records_sent = 0
-        # The chunks a stop cut short, with the outcomes the client gave their events.
+        # The chunks a stop cut short or a refused token ended, with the outcomes the client gave their events.
         self._cut_short: list[SettledChunk] = []
 
     async def run(self, records: Iterator[Record]) -> None:
@@ -175,9 +172,18 @@ class Pump:
     async def _settle_some(
         self, in_flight: set[asyncio.Task[SettledChunk]]
     ) -> set[asyncio.Task[SettledChunk]]:
-        done, pending = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        due = self._state.commit_due() if self._state is not None else None
+        done, pending = await asyncio.wait(in_flight, timeout=due, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            # The chunks in flight are slow (retries): what settled before them is committed on time.
+            self._flush()
+            done, pending = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        # Every chunk that finished is counted before one's error (a refused token) stops the run.
         for task in done:
-            self._settled(task.result())
+            if task.exception() is None:
+                self._settled(task.result())
+        for task in done:
+            task.result()  # raises a failed chunk's error
         return pending
 
     async def _send(self, chunk: list[Record]) -> SettledChunk:
@@ -213,7 +219,8 @@ class Pump:
                 raise
             refused = _account(report, to_send, outcomes, settled)
             if refused is not None:
-                # Not settled: the chunk is sent again on the next run.
+                # Counted (its dead letters are written) but not settled: the next run sends it again.
+                self._cut_short.append(SettledChunk(outcomes, [], len(to_send)))
                 raise CredentialsRefused(clip(str(refused)))
             if letters_unwritten(self._sender)[0]:
                 # A rejected line's dead letter may be lost: leave it unsettled, so a re-run writes it.
@@ -241,6 +248,10 @@ class Pump:
         except OSError:
             # Counted in letters.unwritten: the summary says so, and the lines stay unsettled.
             settled[:] = [line for line in settled if line.status != "rejected"]
+
+    def _flush(self) -> None:
+        if self._state is not None and self._state.flush() and self._on_commit is not None:
+            self._on_commit(self._tally)
 
     def _settled(self, chunk: SettledChunk) -> None:
         # Counted first: the outcomes stand (the dead letters hold them) even if the state cannot take them.

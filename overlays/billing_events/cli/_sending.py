@@ -7,7 +7,7 @@ import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import httpx
 from rich.console import Console
@@ -128,6 +128,15 @@ def check_writable(path: Path, what: str, option: str) -> None:
         path.unlink(missing_ok=True)
 
 
+def _is_terminal(stream: IO[str]) -> bool:
+    """Whether the bar would draw on a real terminal. Not rich's ``Console.is_terminal``: that says yes
+    under ``FORCE_COLOR``, which CI sets for colours in its logs, where the bar's cursor codes are noise."""
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # a captured or closed stream has no usable descriptor
+        return False
+
+
 def pump(
     args: argparse.Namespace,
     provider: Provider,
@@ -138,7 +147,7 @@ def pump(
     err: Console,
 ) -> RunResult:
     """Send the records with a progress display; ``total`` is the expected number of records, if known."""
-    enabled = err.is_terminal if args.progress is None else bool(args.progress)
+    enabled = _is_terminal(err.file) if args.progress is None else bool(args.progress)
     display = ProgressDisplay(err, enabled=enabled, description=provider.title, total=total)
 
     def log_commit(tally: Tally) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import sqlite3
 import time
@@ -153,7 +154,9 @@ class State:
         self._problems_kept = int(self._db.execute("SELECT count(*) FROM problems").fetchone()[0])
         # A state with no lines yet cannot know any line of this run: lookups are skipped.
         self._had_lines = self._db.execute("SELECT 1 FROM lines LIMIT 1").fetchone() is not None
-        self._last_commit = time.monotonic()
+        # No outcome committed yet: the first ones are committed at once.
+        self._last_commit = -math.inf
+        self._uncommitted = False
 
     @classmethod
     def open(cls, path: Path, *, provider: str, destination: str = "", restart: bool = False) -> State:
@@ -220,9 +223,11 @@ class State:
     def settle(self, lines: Sequence[Settled]) -> bool:
         """Record the outcomes of lines; True when they (and all before them) are committed.
 
-        Outcomes are committed at most every ``COMMIT_EVERY`` seconds (and at
-        close): a crash before that only makes a re-run send those lines again,
-        under the same keys and timestamps, which the provider drops.
+        Outcomes are committed at most every ``COMMIT_EVERY`` seconds; those
+        left waiting are committed by a later ``settle()``, by ``flush()`` once
+        ``commit_due()`` says so, or at close. A crash before that only makes a
+        re-run send those lines again, under the same keys and timestamps,
+        which the provider drops.
         """
         now = time.time()
         self._db.executemany(
@@ -248,7 +253,21 @@ class State:
                     (line.fingerprint, line.reason, line.key),
                 )
                 self._problems_kept += inserted.rowcount
+        self._uncommitted = True
         if time.monotonic() - self._last_commit < COMMIT_EVERY:
+            return False
+        self._commit()
+        return True
+
+    def commit_due(self) -> float | None:
+        """Seconds until the outcomes not committed yet are due; None when there are none."""
+        if not self._uncommitted:
+            return None
+        return max(0.0, self._last_commit + COMMIT_EVERY - time.monotonic())
+
+    def flush(self) -> bool:
+        """Commit the outcomes not committed yet; True when there were some."""
+        if not self._uncommitted:
             return False
         self._commit()
         return True
@@ -256,6 +275,7 @@ class State:
     def _commit(self) -> None:
         self._db.commit()
         self._last_commit = time.monotonic()
+        self._uncommitted = False
 
     def forget_outcomes(self) -> None:
         """``--restart``: every line counts as unsettled again; the timestamps it was given stay."""

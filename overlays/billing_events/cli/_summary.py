@@ -18,7 +18,7 @@ def write_report(path: Path, data: dict[str, Any]) -> None:
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
 
 
-def _write_report_or_say(err: Console, path: Path, data: dict[str, Any]) -> None:
+def write_report_or_say(err: Console, path: Path, data: dict[str, Any]) -> None:
     # Checked before the run; a disk that filled since must not hide the run's outcome and exit code.
     try:
         write_report(path, data)
@@ -119,7 +119,7 @@ def finish(
     code = result.exit_code
     if args.report is not None:
         tally = result.tally
-        _write_report_or_say(
+        write_report_or_say(
             err,
             args.report,
             {
