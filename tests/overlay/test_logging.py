@@ -100,10 +100,11 @@ def test_debug_gives_one_record_per_undelivered_event_and_per_request(
     ]
     [retry] = [r for r in records if r.name == "billing_events.delivery" and r.levelno == logging.INFO]
     assert retry.name == "billing_events.delivery"
+    # Logged once the events were sent again: the second request carried them, after the 429 of the first.
     assert (retry.provider, retry.events, retry.attempts, retry.http_status, retry.request_id) == (  # type: ignore[attr-defined]
         "togai",
         2,
-        1,
+        2,
         429,
         "req-429",
     )
