@@ -166,6 +166,20 @@ class _Delivery:
             return None
         return RetryableFailure(result.error or TransportError("no answer"), result.retry_after)
 
+    def _count_again(
+        self,
+        sub: list[Pending],
+        again: RetryableFailure | None,
+        progress: Progress | None,
+        reply: Reply | None = None,
+    ) -> None:
+        """``sub`` re-sent after a wait is retried once the request may have left: not when the rate budget
+        refused it, nor when its connection was never made (nothing left); also when the caller cut it
+        after it left."""
+        if again is None or progress is None or progress.unsent or isinstance(reply, NEVER_SENT):
+            return
+        self._retrying(sub, again)
+
     def _retrying(self, remaining: list[Pending], failure: RetryableFailure) -> None:
         """A request after a wait sent ``remaining`` again: counted here, not when the earlier attempt
         failed, so an attempt after which the retries stop counts for nothing."""
@@ -197,10 +211,8 @@ class _Delivery:
         progress: Progress | None = None,
     ) -> None:
         """One request ended: metrics, and a DEBUG record (per request, never per event). ``again``: it
-        re-sent ``sub`` after a wait, counted as retried once the transport took it (past the rate budget's
-        wait: a request the budget refused never left)."""
-        if again is not None and progress is not None and progress.entered:
-            self._retrying(sub, again)
+        re-sent ``sub`` after a wait (see ``_count_again``)."""
+        self._count_again(sub, again, progress, reply)
         seconds = time.perf_counter() - started
         self.meter.ended("POST", reply, seconds)
         if log.isEnabledFor(logging.DEBUG):
@@ -252,6 +264,7 @@ class SyncDelivery(_Delivery):
             reply = exc
         except BaseException:
             _cut_before_sending(sub, progress)
+            self._count_again(sub, again, progress)
             raise
         self._ended(sub, reply, started, again, progress)
         return reply
@@ -334,6 +347,7 @@ class AsyncDelivery(_Delivery):
             _cut_before_sending(sub, progress)
             task = asyncio.current_task()
             if task is None or task.cancelling():
+                self._count_again(sub, again, progress)
                 raise
             # Raised inside the request (by a transport or a hook) while nobody cancelled this task: a
             # failure of this request. Let through, it would end the lane as if cancelled, with its events
@@ -343,6 +357,7 @@ class AsyncDelivery(_Delivery):
             )
         except BaseException:
             _cut_before_sending(sub, progress)
+            self._count_again(sub, again, progress)
             raise
         self._ended(sub, reply, started, again, progress)
         return reply

@@ -74,12 +74,6 @@ def damaged_dead_file(directory: Path, events: int) -> None:
         file.truncate(left.stat().st_size * 2 // 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_salvage fsyncs the note of seqs taken in right after the adopter's commit, which under"
-    " 'group' (synchronous=NORMAL, WAL not synced yet) is not durable: a power loss then keeps the note"
-    " and loses the rows, and the next salvage skips them for good",
-)
 def test_a_power_loss_after_a_salvage_note_loses_no_event(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -173,11 +167,6 @@ def _refused(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_Delivery._ended counts a re-send as retried once the transport took it (progress.entered),"
-    " though a ConnectError (NEVER_SENT: the plan itself says nothing left) means no byte of it went out",
-)
 def test_retried_does_not_count_re_sends_whose_connection_was_refused() -> None:
     """README: retried counts "events sent again after a wait"; the fix of this round leaves out a re-send
     the rate budget refused, as it "never left". A re-send whose connection is refused never left either
@@ -205,11 +194,6 @@ def test_retried_counts_a_re_send_that_reached_the_server_after_a_refused_connec
     assert client.stats.retried >= 4  # the third request certainly left again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AsyncDelivery._post calls _ended (where retried is counted) only for a reply or an Exception:"
-    " a re-send that left and was then cancelled by its caller is never counted as retried",
-)
 def test_a_re_send_that_left_before_the_caller_cancelled_is_counted_as_retried() -> None:
     """The second request reached the server (it holds it) when the caller's task is cancelled: those 4
     events were sent again after a wait, and may be stored (their outcome is not 'failed')."""
@@ -265,11 +249,6 @@ def _togai(calls: Any, index: int) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="event_digest normalizes only Togai attribute values: Lago's precise_total_amount_cents, written"
-    " as text from a whole float ('1000.0'), keeps that text in the digest, so fixing the null re-bills",
-)
 def test_lago_amounts_read_as_floats_keep_their_derived_keys_when_the_null_is_fixed(
     mock: Mock, tmp_path: Path
 ) -> None:
@@ -297,11 +276,6 @@ def test_lago_amounts_read_as_floats_keep_their_derived_keys_when_the_null_is_fi
     assert stored_once(mock, "lago") == (7, 7)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_whole_attribute cuts '-0.0' to '-0' (the float -0.0 itself counts as 0 in _whole): a Togai"
-    " attribute written from -0.0 never meets the integer 0's '0', so the row is billed again",
-)
 def test_a_togai_attribute_of_minus_zero_keeps_its_derived_key_when_read_as_the_integer_0(
     mock: Mock, tmp_path: Path
 ) -> None:

@@ -337,19 +337,24 @@ def _whole(value: object) -> object:
     return value
 
 
+def _whole_text(value: object) -> object:
+    """A number's text written from a whole-number float ("1000.0", "-0.0") as the integer's ("1000", "0")."""
+    if isinstance(value, str) and _WHOLE_TEXT.fullmatch(value):
+        return str(int(value[: value.index(".")]))
+    return value
+
+
 def _whole_attribute(attribute: object) -> object:
     """A Togai attribute whose value (a numeric string) was written from a whole-number float, as the
     integer's text: Togai bills "1000.0" and "1000" alike."""
-    if isinstance(attribute, dict):
-        number = attribute.get("value")
-        if isinstance(number, str) and _WHOLE_TEXT.fullmatch(number):
-            return {**attribute, "value": number[: number.index(".")]}
+    if isinstance(attribute, dict) and "value" in attribute:
+        return {**attribute, "value": _whole_text(attribute["value"])}
     return attribute
 
 
 def event_digest(event: dict[str, object]) -> bytes:
     """The digest of a job of layout 4: a whole-number float counts as its integer, and so does a Togai
-    attribute's value written from one (pandas reads a column of integers with a null among them as
+    attribute's value or a Lago amount written from one (pandas reads a column of integers with a null among them as
     floats; once the null is fixed the rows read as integers and must keep their keys). The event
     itself, as sent, is not changed."""
     data = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
@@ -361,6 +366,8 @@ def event_digest(event: dict[str, object]) -> bytes:
     attributes = whole.get("attributes")
     if isinstance(attributes, list):  # a Togai event
         whole["attributes"] = [_whole_attribute(attribute) for attribute in attributes]
+    if "precise_total_amount_cents" in whole:  # a Lago event: its amount is written as text, a decimal
+        whole["precise_total_amount_cents"] = _whole_text(whole["precise_total_amount_cents"])
     return content_digest(whole)
 
 

@@ -507,6 +507,7 @@ class Spool:
                 log.error("could not adopt %d spooled events: %s", len(rows), exc)
                 return False
             self._dirty = True
+            durable = self._durable_now()
             with self._lock:
                 self._moved_through = max(self._moved_through, through)
                 self.depth += len(rows)
@@ -514,6 +515,22 @@ class Spool:
                 self._waiting += len(rows)
                 self.bytes += size
                 self.recovered += len(rows)
+        # Not durable: the caller keeps them in the dead file too (a later adoption may bring them again,
+        # under the same keys), rather than lose them to a power loss.
+        return durable
+
+    def _durable_now(self) -> bool:
+        """fsync SQLite's WAL now (not at the keeper's next round), unless durability is "os": adopted rows
+        are deleted from a dead file, or noted salvaged, once this returns True."""
+        if self.config.durability == "os":
+            return True
+        try:
+            wal_fd = self._store.open_wal()
+            if wal_fd is not None:
+                os.fsync(wal_fd)
+        except OSError as exc:
+            log.error("could not sync adopted spool events to disk: %s", exc)
+            return False
         return True
 
     # -- the keeper thread ----------------------------------------------------
