@@ -25,17 +25,14 @@ KEY_FIELD = {"togai": "id", "lago": "transaction_id"}
 # --- the dry run judges lines as the run does ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dry run validates an empty key as given (minLength 1) while the run derives a key for it",
-)
 @pytest.mark.parametrize("provider", ["togai", "lago"])
 def test_dry_run_accepts_a_line_with_an_empty_key_as_the_run_does(
     run_cli: RunCli, mock: Mock, tmp_path: Path, provider: str
 ) -> None:
     # README: an empty key counts as none; the CLI derives the line's key (give_key, "" or null).
     source = write_jsonl(
-        tmp_path / "events.jsonl", [make_event(provider, 1, **{KEY_FIELD[provider]: ""}), make_event(provider, 2)]
+        tmp_path / "events.jsonl",
+        [make_event(provider, 1, **{KEY_FIELD[provider]: ""}), make_event(provider, 2)],
     )
 
     run = run_cli("ingest", provider, str(source), "--report", "run.json")
@@ -45,11 +42,6 @@ def test_dry_run_accepts_a_line_with_an_empty_key_as_the_run_does(
     assert (dry.code, report_of(Path("dry.json"))["counts"]) == (0, {"invalid": 0, "rejected": 0}), dry.out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dry run sizes an event with the client's short minted key; the run's derived key is ~17 bytes"
-    " longer, so an event near 1 MiB passes the dry run and is rejected by the run",
-)
 def test_dry_run_sizes_a_keyless_event_with_the_key_the_run_gives_it(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:
@@ -98,11 +90,6 @@ def test_a_resumed_run_flags_the_key_conflict_its_dry_run_flags(
     assert (run.code, counts["rejected"]) == (1, 1), (run.code, counts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dry run's problem for a spec refusal has key null even when the line carries its own key"
-    " (the run's report gives it)",
-)
 def test_a_dry_run_report_names_the_key_of_a_line_the_spec_refuses_as_the_run_does(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:
@@ -117,11 +104,6 @@ def test_a_dry_run_report_names_the_key_of_a_line_the_spec_refuses_as_the_run_do
     assert checked == ran
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dry run stopped by a damaged file (exit 64) leaves --report untouched: an earlier report"
-    " (exit_code 0) stays, while the run writes its 64",
-)
 def test_a_dry_run_stopped_by_damage_does_not_leave_an_earlier_report(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,11 +181,6 @@ def test_a_token_refused_at_any_moment_is_counted_as_its_letters_say_and_a_rerun
     assert mock.stats(provider)["duplicates"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refused batch's chunk drops all its settled lines, rejected ones included: the re-run"
-    " rejects them again and appends a second dead letter for each",
-)
 def test_a_line_rejected_in_a_refused_batch_gets_one_dead_letter_across_the_rerun(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .._keys import content_digest
+from .._keys import Occurrences, content_digest, derived_key
 from ..errors import InvalidEventError
 from ..providers import ProviderRules
 from ._exit import EXIT_OK, EXIT_REJECTED
@@ -46,16 +46,18 @@ def dry_run(
     counts = {"invalid": 0, "rejected": 0}
     kept: list[Problem] = []
     keys = KeyRegistry()
+    occurrences = Occurrences()  # as the run numbers copies: a derived key's length counts in a size
     try:
         while block := list(itertools.islice(records, BLOCK_RECORDS)):
             checked += len(block)
-            for problem in _check_block(block, provider, rules, keys, stamps_kept=stamps_kept):
+            for problem in _check_block(block, provider, rules, keys, occurrences, stamps_kept=stamps_kept):
                 out.print(f"{label}:{problem.line}: {problem.reason}", markup=False, highlight=False)
                 counts[problem.status] += 1
                 if len(kept) < MAX_PROBLEMS_KEPT:
                     kept.append(problem)
     finally:
         keys.close()
+        occurrences.close()
     invalid = sum(counts.values())
     verdict = "no problems" if not invalid else f"{invalid:,} with problems"
     out.print(
@@ -80,12 +82,19 @@ def dry_run(
 
 
 def _check_block(
-    block: list[Record], provider: Provider, rules: ProviderRules, keys: KeyRegistry, *, stamps_kept: bool
+    block: list[Record],
+    provider: Provider,
+    rules: ProviderRules,
+    keys: KeyRegistry,
+    occurrences: Occurrences,
+    *,
+    stamps_kept: bool,
 ) -> list[Problem]:
     """The problems of a block of records, in line order, in the order the run meets them."""
     readable = [record for record in block if record.event is not None]
     events = [record.event for record in readable if record.event is not None]
     digests = [content_digest(event) for event in events]
+    numbers = occurrences.number(digests) if digests else []
     conflicts = key_conflicts(events, digests, [record.line for record in readable], provider, keys)
     problems: list[Problem] = []
     at = -1  # the index of the record among the readable ones
@@ -102,8 +111,11 @@ def _check_block(
             key = clip(str(event.get(provider.key_field)), 120)
             problems.append(Problem(record.line, "rejected", conflicts[at], key))
         else:
+            if event.get(provider.key_field) in (None, ""):
+                # The run gives it its derived key (``_keys.give_key``): checked, and sized, with one as long.
+                event = {**event, provider.key_field: derived_key(digests[at], numbers[at])}
             try:
                 rules.prepare(event)
             except InvalidEventError as exc:
-                problems.append(Problem(record.line, "rejected", clip(str(exc))))
+                problems.append(Problem(record.line, "rejected", clip(str(exc)), exc.key))
     return problems

@@ -15,7 +15,7 @@ from rich.console import Console
 from ..outcomes import stale_before
 from . import _sending
 from ._dry_run import dry_run
-from ._exit import UsageError
+from ._exit import EXIT_USAGE, UsageError
 from ._input import (
     COLUMNAR,
     STDIN,
@@ -31,7 +31,8 @@ from ._lines import identify
 from ._providers import Provider
 from ._run import SenderFactory
 from ._state import State, StateError
-from ._summary import finish
+from ._summary import finish, write_report_or_say
+from ._text import clip
 
 # The timestamp given to Lago events without one: the run's start, recorded per line in the state.
 clock = time.time
@@ -142,6 +143,18 @@ def _ingest_input(
                 report=args.report,
             )
         except InputError as exc:  # the file is damaged past its start
+            if args.report is not None:  # as the run's: an earlier report must not stand for this one
+                write_report_or_say(
+                    err,
+                    args.report,
+                    {
+                        "provider": provider.name,
+                        "input": source.label,
+                        "dry_run": True,
+                        "exit_code": EXIT_USAGE,
+                        "fatal": clip(str(exc)),
+                    },
+                )
             raise UsageError(str(exc)) from exc
 
     state_path = _state_path(args, provider, source)

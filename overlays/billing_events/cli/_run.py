@@ -219,8 +219,10 @@ class Pump:
                 raise
             refused = _account(report, to_send, outcomes, settled)
             if refused is not None:
-                # Counted (its dead letters are written) but not settled: the next run sends it again.
-                self._cut_short.append(SettledChunk(outcomes, [], len(to_send)))
+                # Counted (its dead letters are written) but not settled, but for the lines rejected before
+                # the provider was asked (their letters stand): the next run sends the rest again.
+                rejected = [line for line in settled if line.status == "rejected"]
+                self._cut_short.append(SettledChunk(outcomes, rejected, len(to_send)))
                 raise CredentialsRefused(clip(str(refused)))
             if letters_unwritten(self._sender)[0]:
                 # A rejected line's dead letter may be lost: leave it unsettled, so a re-run writes it.
