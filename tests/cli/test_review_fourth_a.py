@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from billing_events import Report
-from billing_events.cli._run import EventSender
 from billing_events.cli._providers import PROVIDERS
+from billing_events.cli._run import EventSender
 from cli.conftest import Mock
 from cli.support import RunCli, make_event, read_jsonl, report_of, wrapped_sender, write_jsonl
 from cli.test_columnar import damaged_parquet, lago_table
