@@ -11,34 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
-from cli.support import lago_event, togai_event
 
 from billing_events import ConfigurationError, Lago, RetryPolicy, Togai
 from billing_events.mock.testing import mock_app, sync_transport
+from hostile.test_review_secrets import send_one
 
 FAST = RetryPolicy(max_attempts=1, deadline=5.0, initial_delay=0.001, max_delay=0.001)
 # A token with the characters JSON encoders escape in their own ways ('/', '&').
 TOKEN = "canary/tok&en-5c1e9a7b3d0f"
 MOCK_TOKEN = "second-c-token"
 LAGO = "/lago/api/v1"
-
-
-def send_one(
-    client_type: type[Togai] | type[Lago], answer: Callable[[httpx.Request], httpx.Response]
-) -> tuple[Any, str]:
-    """Send one event to a server answering ``answer``: its outcome, and every text a user may see of it."""
-    event = togai_event(0) if client_type is Togai else lago_event(0)
-    with client_type(
-        TOKEN, base_url="http://provider.local", transport=httpx.MockTransport(answer), retry=FAST
-    ) as client:
-        report = client.send([event])
-    [outcome] = report.outcomes
-    raised = ""
-    try:
-        report.raise_for_failures()
-    except Exception as exc:
-        raised = f"{exc} {exc!r} {exc.args!r}"
-    return outcome, f"{outcome.reason} {outcome!r} {outcome.error} {outcome.error!r} {raised}"
 
 
 class _Chunks(httpx.SyncByteStream):
@@ -80,7 +62,7 @@ def test_a_token_json_escaped_in_a_utf16_or_utf32_body_is_scrubbed(spelling: str
         assert json.loads(body)["message"].endswith(TOKEN)  # what the library reads is the token itself
         return httpx.Response(401, content=body, headers={"Content-Type": "application/json"})
 
-    outcome, texts = send_one(Togai, answer)
+    outcome, texts = send_one(Togai, answer, TOKEN)
 
     assert not outcome.delivered
     assert "invalid credentials" in texts  # the body was read
@@ -156,7 +138,7 @@ def test_a_token_cut_across_chunks_of_a_utf16_or_utf32_body_is_scrubbed(encoding
             401, stream=_Chunks(text.encode(encoding), size), headers={"Content-Type": "application/json"}
         )
 
-    outcome, texts = send_one(Lago, answer)
+    outcome, texts = send_one(Lago, answer, TOKEN)
 
     assert not outcome.delivered
     assert "invalid credentials: Bearer ***" in texts  # '***' written in the body's own encoding

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from billing_events import (
@@ -43,18 +42,6 @@ BATCH = 20
 POLICY = RetryPolicy(max_attempts=12, deadline=60, initial_delay=0.001, max_delay=0.01, max_retry_after=0.01)
 FAULTS = {"rate_429": 0.15, "rate_503": 0.1, "rate_drop": 0.1, "rate_lost_response": 0.1, "seed": 3}
 CLIENTS = {"togai": Togai, "lago": Lago}
-
-
-@pytest.fixture
-def reader() -> Iterator[InMemoryMetricReader]:
-    found = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[found])
-    metrics.use_meter_provider(provider)
-    try:
-        yield found
-    finally:
-        metrics.use_meter_provider(None)
-        provider.shutdown()
 
 
 @pytest.fixture(scope="module")

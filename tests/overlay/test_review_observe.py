@@ -7,13 +7,11 @@ its reason names; the plain tests pin down cases that hold.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from billing_events import (
@@ -23,7 +21,6 @@ from billing_events import (
     RetryPolicy,
     SenderClosedError,
     Togai,
-    metrics,
 )
 from billing_events.cli import main
 
@@ -31,18 +28,6 @@ from .scripted import Scripted, accepted, togai_event
 
 TOKEN = "review-token"
 NO_WAIT = RetryPolicy(max_attempts=3, initial_delay=0, max_delay=0, max_retry_after=0)
-
-
-@pytest.fixture
-def reader() -> Iterator[InMemoryMetricReader]:
-    found = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[found])
-    metrics.use_meter_provider(provider)
-    try:
-        yield found
-    finally:
-        metrics.use_meter_provider(None)
-        provider.shutdown()
 
 
 def metric_sum(reader: InMemoryMetricReader, name: str) -> int:

@@ -16,33 +16,10 @@ import httpx
 import orjson
 import pytest
 
-from billing_events import AsyncLago, AsyncTogai, Lago, OutcomeStatus, RetryPolicy, SpoolConfig, Togai
-from billing_events.spool._spool import Spool
+from billing_events import AsyncLago, AsyncTogai, Lago, OutcomeStatus, RetryPolicy, Togai
 
 from .scripted import Scripted, lago_event, togai_event
-
-DESTINATION = "https://togai.example/api"
-
-
-def togai_spool(directory: Path) -> Spool:
-    rules = Togai("token", base_url=DESTINATION).rules
-    return Spool(rules, SpoolConfig(directory), DESTINATION, 1_000, 1 << 20)
-
-
-def killed(spool: Spool) -> None:
-    """As a SIGKILL leaves it: the SQLite connection and the flock let go, no file removed."""
-    spool._stop.set()
-    spool._keeper.join(10)
-    spool._store.db.close()
-    os.close(spool._own.fd)
-
-
-def drained_ids(spool: Spool) -> list[str]:
-    ids: list[str] = []
-    while batch := spool.take_batch():
-        ids.extend(orjson.loads(pending.payload)["id"] for pending in batch)
-    return ids
-
+from .spool_support import drained_ids, killed, togai_spool
 
 # -- the spool: an intake that cannot be read, then can ------------------------------------------------
 

@@ -12,55 +12,16 @@ import os
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
-from billing_events import OutcomeStatus, RetryPolicy, SenderClosedError, SpoolConfig, Togai
+from billing_events import OutcomeStatus, RetryPolicy, SenderClosedError, Togai
 from billing_events.spool import _adopt, spool_status
-from billing_events.spool._spool import Spool
 
 from .scripted import Scripted, accepted, togai_event
+from .spool_support import damaged_dead_file, drained_ids, togai_spool
 
-DESTINATION = "https://togai.example/api"
 TOKEN = "review-token-third-a"
 NO_WAIT = RetryPolicy(max_attempts=3, initial_delay=0, max_delay=0, max_retry_after=0)
-
-
-def togai_spool(directory: Path) -> Spool:
-    rules = Togai(TOKEN, base_url=DESTINATION).rules
-    return Spool(rules, SpoolConfig(directory), DESTINATION, 1_000, 1 << 20)
-
-
-def killed(spool: Spool) -> None:
-    """As a SIGKILL leaves it: the SQLite connection and the flock let go, no file removed."""
-    spool._stop.set()
-    spool._keeper.join(10)
-    spool._store.db.close()
-    os.close(spool._own.fd)
-
-
-def drained_ids(spool: Spool) -> list[str]:
-    ids: list[str] = []
-    while batch := spool.take_batch():
-        ids.extend(orjson.loads(pending.payload)["id"] for pending in batch)
-    return ids
-
-
-def damaged_dead_file(directory: Path, events: int) -> None:
-    """A dead sender's file whose events all moved into SQLite (and stay in the intake's only segment),
-    its SQLite part then torn: only its first part reads."""
-    dead = togai_spool(directory)
-    for number in range(events):
-        dead.offer(
-            b'{"id":"ev-%d","event_name":"e","account_id":"a","event_timestamp":"2024-01-01T00:00:00Z"}'
-            % number
-        )
-    with dead._db_lock:
-        dead._move_now()
-    killed(dead)
-    [left] = directory.glob("*.spool")
-    with left.open("r+b") as file:
-        file.truncate(left.stat().st_size * 2 // 3)
 
 
 # -- the spool: a salvage cut short, then resumed ------------------------------------------------------
