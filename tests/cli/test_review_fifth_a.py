@@ -15,11 +15,6 @@ NEEDS_DEV_FULL = pytest.mark.skipif(
 
 
 @NEEDS_DEV_FULL
-@pytest.mark.xfail(
-    strict=True,
-    reason="a token-refused chunk settles its rejected lines without checking letters_unwritten: a line"
-    " whose dead letter could not be written is skipped by the next run and its letter is never written",
-)
 def test_a_refused_chunk_whose_rejected_letter_was_not_written_leaves_the_line_for_the_next_run(
     run_cli: RunCli, mock: Mock, tmp_path: Path
 ) -> None:

@@ -41,11 +41,6 @@ def _dead_file(directory: Path, damaged: bool) -> None:
         killed(dead)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_insert returns False after the rows committed (fsync failed): the dead file keeps them and the"
-    " next scan adopts them again, so the adopter holds and sends each event twice",
-)
 @pytest.mark.parametrize("damaged", [False, True], ids=["healthy", "salvaged"])
 def test_an_adoption_whose_sync_failed_once_does_not_bring_its_events_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: bool
@@ -62,11 +57,6 @@ def test_an_adoption_whose_sync_failed_once_does_not_bring_its_events_twice(
     assert sorted(ids) == sorted(set(ids)), sorted(ids)  # each adopted event once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="while the WAL cannot be synced, every scan (each 2 s) adds one more copy of a dead file's"
-    " events to the adopter, until its spool is full",
-)
 def test_a_wal_that_cannot_be_synced_does_not_multiply_adopted_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,11 +73,6 @@ def test_a_wal_that_cannot_be_synced_does_not_multiply_adopted_events(
     assert depth <= EVENTS, depth
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failed fsync of adopted rows is logged as 'spool ... is full: adopted only in part' though"
-    " the spool has room",
-)
 def test_an_adoption_whose_sync_failed_does_not_say_the_spool_is_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -221,7 +221,9 @@ class Pump:
             if refused is not None:
                 # Counted (its dead letters are written) but not settled, but for the lines rejected before
                 # the provider was asked (their letters stand): the next run sends the rest again.
-                rejected = [line for line in settled if line.status == "rejected"]
+                # (Unless a dead letter could not be written: then they stay for a re-run to write it.)
+                letters_lost = letters_unwritten(self._sender)[0]
+                rejected = [] if letters_lost else [line for line in settled if line.status == "rejected"]
                 self._cut_short.append(SettledChunk(outcomes, rejected, len(to_send)))
                 raise CredentialsRefused(clip(str(refused)))
             if letters_unwritten(self._sender)[0]:

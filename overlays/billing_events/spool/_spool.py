@@ -507,7 +507,7 @@ class Spool:
                 log.error("could not adopt %d spooled events: %s", len(rows), exc)
                 return False
             self._dirty = True
-            durable = self._durable_now()
+            self._durable_now()
             with self._lock:
                 self._moved_through = max(self._moved_through, through)
                 self.depth += len(rows)
@@ -515,23 +515,24 @@ class Spool:
                 self._waiting += len(rows)
                 self.bytes += size
                 self.recovered += len(rows)
-        # Not durable: the caller keeps them in the dead file too (a later adoption may bring them again,
-        # under the same keys), rather than lose them to a power loss.
-        return durable
+        return True
 
-    def _durable_now(self) -> bool:
+    def _durable_now(self) -> None:
         """fsync SQLite's WAL now (not at the keeper's next round), unless durability is "os": adopted rows
-        are deleted from a dead file, or noted salvaged, once this returns True."""
+        are deleted from the dead file, or noted salvaged, once this returns.
+
+        A sync that fails leaves the rows ours all the same (they are committed; taken again from the dead
+        file, they would be sent twice): it is logged, and the keeper's next round syncs again (``_dirty``).
+        Until then a power loss could take them, as it could any event of a disk that fails its syncs.
+        """
         if self.config.durability == "os":
-            return True
+            return
         try:
             wal_fd = self._store.open_wal()
             if wal_fd is not None:
                 os.fsync(wal_fd)
         except OSError as exc:
-            log.error("could not sync adopted spool events to disk: %s", exc)
-            return False
-        return True
+            log.error("could not sync adopted spool events to disk (the keeper tries again): %s", exc)
 
     # -- the keeper thread ----------------------------------------------------
 
