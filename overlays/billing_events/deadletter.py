@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 import threading
 import time
@@ -47,6 +48,8 @@ class DeadLetter:
     clipped: str | None = None
     # An ``unknown`` letter's first unknown moment (ISO 8601): ``at``, or an earlier send's when replayed.
     unsure_since: str | None = None
+    # With ``clipped``: the first CLIPPED_EVENT_BYTES characters of the event's JSON, to find it by.
+    event_head: str | None = None
 
     @property
     def unsure_from(self) -> str:
@@ -116,7 +119,12 @@ class DeadLetterFile:
         lines = b"".join(_letter(provider, outcome, now) for outcome in outcomes)
         with self._lock:
             try:
-                with self.path.open("ab") as sink:
+                with self.path.open("ab+") as sink:
+                    # A line cut short before (a crash, a full disk) must not swallow the first letter here.
+                    if sink.tell() > 0:
+                        sink.seek(-1, io.SEEK_END)
+                        if sink.read(1) != b"\n":
+                            lines = b"\n" + lines
                     sink.write(lines)
             except OSError as exc:
                 self.unwritten += len(outcomes)
@@ -219,6 +227,7 @@ def read_dead_letters(path: str | Path, on_bad_line: BadLineCallback | None = No
                     at=item.get("at", ""),
                     clipped=item.get("clipped"),
                     unsure_since=item["unsure_since"] if isinstance(item.get("unsure_since"), str) else None,
+                    event_head=item["event_head"] if isinstance(item.get("event_head"), str) else None,
                 )
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 why = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)

@@ -8,6 +8,7 @@ as ``abort`` is set (a closing sender).
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import math
 import random
@@ -32,10 +33,15 @@ class RetryableFailure(Exception):
         self.retry_after = retry_after
 
 
+def _finite(value: object) -> bool:
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a float (10**400)
+        return False
+
+
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not (
-        isinstance(value, int | float) and value >= 0 and math.isfinite(value)
-    ):
+    if isinstance(value, bool) or not (isinstance(value, int | float) and value >= 0 and _finite(value)):
         raise ConfigurationError(
             f"{attribute.name}: must be a finite number >= 0, got {shorten(repr(value))}"
         )
@@ -58,7 +64,8 @@ class RetryPolicy:
 
     def backoff(self, attempt_number: int, retry_after: float | None) -> float:
         """Delay before attempt ``attempt_number + 1``: jittered backoff, at least the server's hint."""
-        ceiling = min(self.max_delay, self.initial_delay * 2 ** (attempt_number - 1))
+        # The exponent stops growing long before max_delay could matter: 2.0 ** 1025 overflows a float.
+        ceiling = min(self.max_delay, self.initial_delay * 2.0 ** min(attempt_number - 1, 64))
         delay = random.uniform(0, ceiling)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_retry_after))
@@ -131,6 +138,10 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
                 parsed = email.utils.parsedate_to_datetime(value)
             except (TypeError, ValueError, IndexError):
                 return None
+            if parsed.tzinfo is None:
+                # An HTTP-date is UTC (RFC 9110, 5.6.7), also in the asctime form and with "-0000", which
+                # the parser returns without a zone: never the host's local time.
+                parsed = parsed.replace(tzinfo=dt.UTC)
             return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
     reset = headers.get("x-ratelimit-reset")
     if reset is not None:
