@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import orjson
+import pytest
 
 from billing_events import SpoolConfig, Togai
 from billing_events.spool._spool import Spool
@@ -53,3 +55,15 @@ def damaged_dead_file(directory: Path, events: int) -> None:
     [left] = directory.glob("*.spool")
     with left.open("r+b") as file:
         file.truncate(left.stat().st_size * 2 // 3)
+
+
+def unreadable_intakes(patch: pytest.MonkeyPatch) -> None:
+    """Every read of an intake file fails as a bad sector makes it fail (EIO); other files read as ever."""
+    read_bytes = Path.read_bytes
+
+    def failing(path: Path) -> bytes:
+        if ".intake-" in path.name:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return read_bytes(path)
+
+    patch.setattr(Path, "read_bytes", failing)

@@ -7,8 +7,6 @@ pin what holds. In-process spools and ``httpx.MockTransport``; no sleeps, no net
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import pytest
 from billing_events import AsyncLago, AsyncTogai, Lago, OutcomeStatus, RetryPolicy, Togai
 
 from .scripted import Scripted, lago_event, togai_event
-from .spool_support import drained_ids, killed, togai_spool
+from .spool_support import drained_ids, killed, togai_spool, unreadable_intakes
 
 # -- the spool: an intake that cannot be read, then can ------------------------------------------------
 
@@ -43,15 +41,8 @@ def test_a_damaged_file_whose_intake_could_not_be_read_gives_each_event_once(
     with left.open("r+b") as file:  # then the SQLite part was damaged: only its first part reads
         file.truncate(left.stat().st_size * 2 // 3)
 
-    read_bytes = Path.read_bytes
-
-    def failing(path: Path) -> bytes:
-        if ".intake-" in path.name:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        return read_bytes(path)
-
     with monkeypatch.context() as patch:
-        patch.setattr(Path, "read_bytes", failing)
+        unreadable_intakes(patch)
         adopter = togai_spool(tmp_path)  # salvages what SQLite still holds; the intake waits
     try:
         salvaged = adopter.recovered

@@ -18,7 +18,7 @@ from billing_events import OutcomeStatus, RetryPolicy, SenderClosedError, Togai
 from billing_events.spool import _adopt, spool_status
 
 from .scripted import Scripted, accepted, togai_event
-from .spool_support import damaged_dead_file, drained_ids, togai_spool
+from .spool_support import damaged_dead_file, drained_ids, togai_spool, unreadable_intakes
 
 TOKEN = "review-token-third-a"
 NO_WAIT = RetryPolicy(max_attempts=3, initial_delay=0, max_delay=0, max_retry_after=0)
@@ -78,12 +78,6 @@ def test_a_salvage_whose_note_cannot_be_written_neither_stops_the_sender_nor_dou
     new write in the salvage: when the disk refuses it (ENOSPC, EIO, as it may when the intake could
     not be read either), the sender must still start, and no scan may take the same rows in again."""
     damaged_dead_file(tmp_path, 400)
-    read_bytes = Path.read_bytes
-
-    def failing(path: Path) -> bytes:
-        if ".intake-" in path.name:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        return read_bytes(path)
 
     def no_room(file: object, *args: object, **kwargs: object) -> object:
         if str(file).endswith(".salvaged.new"):
@@ -91,7 +85,7 @@ def test_a_salvage_whose_note_cannot_be_written_neither_stops_the_sender_nor_dou
         return open(file, *args, **kwargs)  # type: ignore[call-overload]
 
     with monkeypatch.context() as patch:
-        patch.setattr(Path, "read_bytes", failing)
+        unreadable_intakes(patch)
         patch.setattr(_adopt, "open", no_room, raising=False)
         try:
             adopter = togai_spool(tmp_path)
@@ -113,15 +107,8 @@ def test_spool_status_counts_the_events_waiting_in_a_set_aside_files_intake(
     that could not be read at the salvage waits in its files (its SQLite part set aside, the salvaged
     seqs written down): those events are still to send, and status must count them."""
     damaged_dead_file(tmp_path, 400)
-    read_bytes = Path.read_bytes
-
-    def failing(path: Path) -> bytes:
-        if ".intake-" in path.name:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        return read_bytes(path)
-
     with monkeypatch.context() as patch:
-        patch.setattr(Path, "read_bytes", failing)
+        unreadable_intakes(patch)
         adopter = togai_spool(tmp_path)  # salvages what SQLite still holds; the intake waits
         salvaged = adopter.recovered
         adopter.close()  # its own events stay in its file, for the next sender
