@@ -149,12 +149,8 @@ class _Bound:
         self.error_cap = error_cap if isinstance(error_cap, int) else C.MAX_ERROR_ANSWER_BYTES
         authorization = request.headers.get("authorization", "")
         self.secrets = _secrets(authorization)
-        self.wide = _wide_secrets(authorization) if self.secrets else []
-        self.wide_escaped = (
-            [escaped for encoding in _WIDE_ENCODINGS if (escaped := _escaped_secret(authorization, encoding))]
-            if self.secrets
-            else []
-        )
+        self.wide = _wide_secrets(authorization)
+        self.wide_escaped = _wide_escaped(authorization)
         self.authorization = authorization
         self.escaped = _escaped_secret(authorization)
         if now >= deadline:
@@ -508,6 +504,12 @@ def _wide_secrets(authorization: str) -> list[tuple[bytes, bytes]]:
         for form in _secrets(authorization)
     }
     return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _wide_escaped(authorization: str) -> list[_Escaped]:
+    """The token's JSON-escaped spellings in UTF-16 and UTF-32 (none for a token too short to scrub)."""
+    return [escaped for encoding in _WIDE_ENCODINGS if (escaped := _escaped_secret(authorization, encoding))]
 
 
 class _Escaped:

@@ -71,7 +71,8 @@ LAYOUT = 4
 # From this layout on, the adapters place a frame's rows by the events they make.
 PLACED_BY_EVENTS = 3
 # From this layout on, a whole-number float (pandas' reading of integers with a null) counts as its
-# integer in the digests of keys, checkpoints and placement (it is sent as read), a numpy float key is
+# integer in the digests of keys, checkpoints and placement (it is sent as read), an empty key counts as
+# none in a row with a timestamp too, a numpy float key is
 # made an integer as a float one is, rows are placed by the digest their keys are made from
 # (``partition.placing_digest``), and a row that makes no event by its portable form (``row_digest``).
 WHOLE_FLOATS = 4

@@ -45,7 +45,7 @@ import orjson
 from attrs import field, frozen
 
 from .. import _constants as C
-from .._keys import Occurrences, content_digest, fingerprint, give_key, key_source
+from .._keys import Digest, Occurrences, content_digest, fingerprint, give_key, key_source
 from ..aio import AsyncLago, AsyncTogai
 from ..cli._columnar import INT_RANGE, column_problems, row_to_event
 from ..cli._lines import SETTLED_FOR_GOOD
@@ -183,7 +183,7 @@ def _identify(
     # From layout 4, a whole-number float counts as its integer in the digests (never in what is sent),
     # and an empty key as none.
     normalized = backfill.layout >= WHOLE_FLOATS
-    digest = event_digest if normalized else content_digest
+    digest = _digest_of(backfill)
     occurrences = Occurrences()
     try:
         for group in _batched(rows, IDENTIFY_GROUP):
@@ -217,7 +217,7 @@ def _identify(
                     )
             # Numbered by the digest the key is made from, so no two rows share a key; in the partition's
             # order: the counts carry over from one group to the next. The fingerprint keeps the digest
-            # of the event as read, under which earlier runs saved the row.
+            # of the event as read (before stamping), under which earlier runs saved the row.
             numbers = occurrences.number(sources)
             for event, content, source, number in zip(events, contents, sources, numbers, strict=True):
                 give_key(event, key_field, source, number)
@@ -319,7 +319,12 @@ def placing_digest(event: dict[str, object], backfill: Backfill) -> bytes:
                 for name, value in event.items()
                 if not ((name == key_field and value == "") or (at_stamp and name == "timestamp"))
             }
-    return (event_digest if backfill.layout >= WHOLE_FLOATS else content_digest)(event)
+    return _digest_of(backfill)(event)
+
+
+def _digest_of(backfill: Backfill) -> Digest:
+    """How the job hashes an event: from layout 4 with whole-number floats as integers (``event_digest``)."""
+    return event_digest if backfill.layout >= WHOLE_FLOATS else content_digest
 
 
 # A Togai attribute's value written from a whole-number float ("1000.0"): the same quantity as "1000".
@@ -354,9 +359,9 @@ def _whole_attribute(attribute: object) -> object:
 
 def event_digest(event: dict[str, object]) -> bytes:
     """The digest of a job of layout 4: a whole-number float counts as its integer, and so does a Togai
-    attribute's value or a Lago amount written from one (pandas reads a column of integers with a null among them as
-    floats; once the null is fixed the rows read as integers and must keep their keys). The event
-    itself, as sent, is not changed."""
+    attribute's value or a Lago amount written from one (pandas reads a column of integers with a null
+    among them as floats; once the null is fixed the rows read as integers and must keep their keys).
+    The event itself, as sent, is not changed."""
     data = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
     if b".0" not in data and b"e+" not in data:
         # No whole-number float in it (orjson writes one as "5.0", or "1e+16" from 1e16), nor a Togai

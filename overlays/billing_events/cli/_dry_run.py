@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .._keys import Occurrences, content_digest, derived_key
+from .._keys import Occurrences, content_digest, give_key
 from ..errors import InvalidEventError
 from ..providers import ProviderRules
 from ._exit import EXIT_OK, EXIT_REJECTED
@@ -111,9 +111,9 @@ def _check_block(
             key = clip(str(event.get(provider.key_field)), 120)
             problems.append(Problem(record.line, "rejected", conflicts[at], key))
         else:
-            if event.get(provider.key_field) in (None, ""):
-                # The run gives it its derived key (``_keys.give_key``): checked, and sized, with one as long.
-                event = {**event, provider.key_field: derived_key(digests[at], numbers[at])}
+            # The key the run would derive for a line without one: checked, and sized, with one as long.
+            event = dict(event)
+            give_key(event, provider.key_field, digests[at], numbers[at])
             try:
                 rules.prepare(event)
             except InvalidEventError as exc:
