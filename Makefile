@@ -3,7 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
-BENCH_STAMP := $(VENV)/.installed-bench
+# The bench's own venv: the dependencies a user's `pip install 'billing-events[...]'` resolves today.
+# (.venv holds jsonschema-rs below 0.61 because schemathesis pins it; a user gets the newest.)
+BENCH_VENV := .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed-bench
 MOCK_PORT ?= 8910
 MOCK_TOKEN ?= test-token
 export PYTHONPATH := $(CURDIR)/tests
@@ -22,11 +26,14 @@ $(STAMP): FORCE
 		echo "$$hash" > $@; \
 	fi
 
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): FORCE
 	@hash=$$(sha256sum pyproject.toml | cut -d' ' -f1); \
-	if [ "$$(cat $@ 2>/dev/null)" != "$$hash" ]; then \
+	if [ "$$(cat $@ 2>/dev/null)" != "$$hash" ] || [ ! -x $(BENCH_BIN)/python ]; then \
 		set -e; \
-		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'; \
+		test -x $(BENCH_BIN)/python || $(PY) -m venv $(BENCH_VENV); \
+		$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip; \
+		$(BENCH_BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager \
+			-e '.[bench,mock,parquet,dask,spark,redis,otel]'; \
 		echo "$$hash" > $@; \
 	fi
 
@@ -56,15 +63,15 @@ redis-server:
 	}
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 # Mock with faults + 30k events per provider through the CLI; prints the mock's count beside the sent count.
 demo: $(STAMP)
 	BIN=$(BIN) MOCK_PORT=$(MOCK_PORT) MOCK_TOKEN=$(MOCK_TOKEN) bash tests/demo/demo.sh
 
 # Throughput, track() cost, queue memory and regenerate time; prints a table. Never part of `make test`.
-bench: $(BENCH_STAMP)
-	$(BIN)/python -m bench.run
+bench: $(BENCH_STAMP) $(STAMP)
+	REGENERATE_PYTHON=$(BIN)/python $(BENCH_BIN)/python -m bench.run
 
 # `billing-events mock` on 127.0.0.1:$(MOCK_PORT); MOCK_FAULTS (JSON), MOCK_CATALOGUE and MOCK_LAGO_STORE configure it.
 mock: $(STAMP)

@@ -230,11 +230,31 @@ def print_caller_costs(console: Console, rows: list[dict[str, Any]]) -> None:
         )
 
 
+# What the hot path runs on: the figures move with these versions.
+HOT_PATH_PACKAGES = ("jsonschema-rs", "orjson", "httpx", "httpcore", "h11")
+
+
+def versions() -> str:
+    from importlib import metadata
+
+    found = []
+    for name in HOT_PATH_PACKAGES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
 def regenerate_seconds() -> float:
     with tempfile.TemporaryDirectory() as output:
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, str(ROOT / "specs" / "regenerate.py"), output], check=True, timeout=600
+            # The generator lives in the dev venv (`make bench` names its python): the bench's own venv holds
+            # what a user installs, not the project's tools.
+            [os.environ.get("REGENERATE_PYTHON", sys.executable), str(ROOT / "specs" / "regenerate.py"), output],
+            check=True,
+            timeout=600,
         )
         return time.perf_counter() - started
 
@@ -510,6 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" on this machine ({cpus} CPUs); python {sys.version.split()[0]}; every figure is the best of {REPEATS} runs",
         highlight=False,
     )
+    console.print(f"installed: {versions()} ({sys.prefix})", highlight=False)
     with sink_server() as origin:
         if args.caller_cost_only:
             console.print("  measuring the cost of one call: track(), posthog.capture(), analytics.track() …")
