@@ -29,6 +29,7 @@ from .deadletter import BadLineCallback
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError
 from .outcomes import Report, held_back_on_interruption, with_held_back
+from .text import shown
 
 log = logging.getLogger("billing_events.client")
 
@@ -143,7 +144,7 @@ class _AsyncClient(ClientBase):
 
 def _check_in_flight(value: int) -> None:
     if not (isinstance(value, int) and 1 <= value <= 256):
-        raise ConfigurationError(f"max_in_flight: must be an integer from 1 to 256, got {value!r}")
+        raise ConfigurationError(f"max_in_flight: must be an integer from 1 to 256, got {shown(value)}")
 
 
 class AsyncTogai(_AsyncClient):

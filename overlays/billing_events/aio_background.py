@@ -34,7 +34,7 @@ from .queueing import Queue, SenderOptions
 from .sender_core import SenderClient, SenderCore
 from .spool import SpoolConfig, SpoolWriteError
 from .stats import Stats
-from .text import shorten
+from .text import shorten, shown
 
 log = logging.getLogger("billing_events.sender")
 
@@ -113,7 +113,9 @@ class AsyncBackgroundSender(SenderCore):
     ) -> None:
         in_flight = client.max_in_flight if max_in_flight is None else max_in_flight
         if not (isinstance(in_flight, int) and 1 <= in_flight <= 256):
-            raise ConfigurationError(f"max_in_flight: must be an integer from 1 to 256, got {in_flight!r}")
+            raise ConfigurationError(
+                f"max_in_flight: must be an integer from 1 to 256, got {shown(in_flight)}"
+            )
         options = SenderOptions(
             max_queue_events=max_queue_events,
             max_queue_bytes=max_queue_bytes,

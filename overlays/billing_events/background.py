@@ -17,7 +17,6 @@ locks and a new connection pool.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -33,10 +32,11 @@ from .errors import ConfigurationError, InvalidEventError, QueueFullError, Sende
 from .providers import Pending, Settled
 from .providers.base import settle_unsent
 from .queueing import SenderOptions
+from .retry import finite
 from .sender_core import SenderClient, SenderCore
 from .spool import SpoolConfig, SpoolWriteError
 from .stats import Stats
-from .text import shorten
+from .text import shorten, shown
 
 log = logging.getLogger("billing_events.sender")
 
@@ -51,7 +51,7 @@ class SyncSenderClient(SenderClient, Protocol):
 
 
 def _seconds(value: float) -> bool:
-    return isinstance(value, int | float) and value > 0 and math.isfinite(value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and finite(value)
 
 
 class BackgroundSender(SenderCore):
@@ -73,10 +73,10 @@ class BackgroundSender(SenderCore):
         spool: str | os.PathLike[str] | SpoolConfig | None = None,
     ) -> None:
         if not (isinstance(workers, int) and 1 <= workers <= 64):
-            raise ConfigurationError(f"workers: must be between 1 and 64, got {workers!r}")
+            raise ConfigurationError(f"workers: must be between 1 and 64, got {shown(workers)}")
         if not _seconds(atexit_timeout):
             raise ConfigurationError(
-                f"atexit_timeout: must be a positive, finite number of seconds, got {atexit_timeout!r}"
+                f"atexit_timeout: must be a positive, finite number of seconds, got {shown(atexit_timeout)}"
             )
         options = SenderOptions(
             max_queue_events=max_queue_events,

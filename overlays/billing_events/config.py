@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -12,8 +11,8 @@ import httpx
 
 from . import _constants as C
 from .errors import ConfigurationError
-from .retry import RetryPolicy
-from .text import shorten
+from .retry import RetryPolicy, finite
+from .text import shorten, shown
 
 Provider = Literal["togai", "lago"]
 
@@ -61,17 +60,15 @@ class Secret:
 
 def positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     # A bool is an int to Python, never a number of seconds to a reader.
-    if not (
-        isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and math.isfinite(value)
-    ):
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and finite(value)):
         raise ConfigurationError(
-            f"{attribute.name}: must be a positive, finite number of seconds, got {value!r}"
+            f"{attribute.name}: must be a positive, finite number of seconds, got {shown(value)}"
         )
 
 
 def at_least_one(_: object, attribute: attrs.Attribute[int], value: int) -> None:
     if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        raise ConfigurationError(f"{attribute.name}: must be an integer >= 1, got {value!r}")
+        raise ConfigurationError(f"{attribute.name}: must be an integer >= 1, got {shown(value)}")
 
 
 @attrs.frozen

@@ -30,6 +30,7 @@ Limit), nor hand out first-come slots across processes with one atomic step, so 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
@@ -47,7 +48,7 @@ from ._transport import deadline_of
 from .budgets import Budget, MemoryBudget, open_budget
 from .config import ENDPOINTS, ClientConfig
 from .errors import ConfigurationError
-from .text import shorten
+from .text import shorten, shown
 
 log = logging.getLogger("billing_events.client")
 
@@ -63,6 +64,8 @@ BUCKET_WINDOW = 0.3
 HALF_BUCKET = 0.5  # of X-RateLimit-Limit
 EMPTY_BUCKET_TARGET = 0.8
 FLOOR = 0.02  # of the ceiling: the pace never falls below this
+# The slowest pace a user may give, in requests per second: about one a month.
+MIN_PACE = 4e-7
 # An announced X-RateLimit-Limit below this (requests/s) is not taken as a ceiling: no provider limits
 # so low, and a broken or hostile server's "0.001" would leave one request every 1,000 s for good.
 MIN_ANNOUNCED_LIMIT = 1.0
@@ -317,6 +320,24 @@ def async_event_hooks(pacer: Pacer) -> dict[str, list[Callable[..., Any]]]:
     return {"request": [before], "response": [after]}
 
 
+def _pace(rate: object) -> float:
+    """A pace a user gave, as a float; ConfigurationError naming the option for any other value.
+
+    Below ``MIN_PACE`` the time between two requests (and the floor a lane's cuts reach) would overflow
+    to infinity and pace nothing; an int beyond a float's range has no float at all.
+    """
+    pace = None
+    if isinstance(rate, int | float) and not isinstance(rate, bool):
+        with contextlib.suppress(OverflowError):
+            pace = float(rate)
+    if pace is None or not MIN_PACE <= pace < math.inf:
+        raise ConfigurationError(
+            f"max_requests_per_second: must be a number of requests per second from {MIN_PACE:g}"
+            f" (one a month) up, or None for no pacing, got {shown(rate)}"
+        )
+    return pace
+
+
 class PublishedPace(enum.Enum):
     """The default of ``max_requests_per_second``: the provider's published limits."""
 
@@ -348,12 +369,8 @@ def make_pacer(
     elif max_requests_per_second is None:
         ceilings = None
     else:
-        rate = max_requests_per_second
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
-            raise ConfigurationError(
-                f"max_requests_per_second: must be a positive number, or None for no pacing, got {rate!r}"
-            )
-        ceilings = {batch_path: float(rate), OTHER: float(rate)}
+        rate = _pace(max_requests_per_second)
+        ceilings = {batch_path: rate, OTHER: rate}
     if rate_budget is not None and ceilings is None:
         raise ConfigurationError(
             "rate_budget: a shared budget needs a pace; pass max_requests_per_second (this base_url has no default)"

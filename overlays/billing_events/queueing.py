@@ -17,6 +17,7 @@ from .config import at_least_one, positive_seconds
 from .errors import ConfigurationError
 from .outcomes import OutcomeStatus
 from .providers import Pending, ProviderRules, Settled
+from .text import shown
 
 if TYPE_CHECKING:
     from .spool import SpoolConfig
@@ -143,7 +144,7 @@ class EventQueue:
 
 def _policy(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in ("block", "drop"):
-        raise ConfigurationError(f"{attribute.name}: must be 'block' or 'drop', got {value!r}")
+        raise ConfigurationError(f"{attribute.name}: must be 'block' or 'drop', got {shown(value)}")
 
 
 @attrs.frozen

@@ -21,7 +21,7 @@ import tenacity
 
 from . import _constants as C
 from .errors import ConfigurationError
-from .text import shorten
+from .text import shown
 
 
 class RetryableFailure(Exception):
@@ -33,23 +33,22 @@ class RetryableFailure(Exception):
         self.retry_after = retry_after
 
 
-def _finite(value: object) -> bool:
+def finite(value: object) -> bool:
+    """A finite number; False for an int too large for a float (10**400), which math.isfinite raises on."""
     try:
         return math.isfinite(value)  # type: ignore[arg-type]
-    except OverflowError:  # an int too large for a float (10**400)
+    except OverflowError:
         return False
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not (isinstance(value, int | float) and value >= 0 and _finite(value)):
-        raise ConfigurationError(
-            f"{attribute.name}: must be a finite number >= 0, got {shorten(repr(value))}"
-        )
+    if isinstance(value, bool) or not (isinstance(value, int | float) and value >= 0 and finite(value)):
+        raise ConfigurationError(f"{attribute.name}: must be a finite number >= 0, got {shown(value)}")
 
 
 def _attempts(_: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name}: must be a whole number >= 1, got {shorten(repr(value))}")
+        raise ConfigurationError(f"{attribute.name}: must be a whole number >= 1, got {shown(value)}")
 
 
 @attrs.frozen

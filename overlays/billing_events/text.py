@@ -19,6 +19,14 @@ def shorten(text: str, limit: int = MAX_TEXT) -> str:
     return f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """A bad value as an error message quotes it: its repr cut to ``limit``; an integer too long to write
+    in digits (Python refuses past 4,300) by its size. A message never grows with the value."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"an integer of {value.bit_length()} bits"
+    return shorten(repr(value), limit)
+
+
 # The range orjson (and most JSON parsers on the other side) read integers in: 64 bits.
 MIN_JSON_INT = -(2**63)
 MAX_JSON_INT = 2**64 - 1

@@ -6,7 +6,16 @@ import math
 import httpx
 import pytest
 
-from billing_events import ENDPOINTS, ConfigurationError, Lago, OutcomeStatus, Togai
+from billing_events import (
+    ENDPOINTS,
+    AsyncTogai,
+    ConfigurationError,
+    Lago,
+    OutcomeStatus,
+    RetryPolicy,
+    SpoolConfig,
+    Togai,
+)
 
 from .conftest import CANARY
 from .scripted import Scripted, lago_event, lago_ok, togai_event
@@ -126,3 +135,35 @@ def test_stats_are_logged_when_clients_and_senders_close(caplog: pytest.LogCaptu
     messages = [record.getMessage() for record in caplog.records]
     assert any(m.startswith("togai sender closed: Stats(enqueued=1, delivered=1") for m in messages)
     assert any(m.startswith("togai client closed: Stats(enqueued=1, delivered=1") for m in messages)
+
+
+HUGE_INT = 10**5000  # Python refuses to write an int of more than 4,300 digits
+LONG_TEXT = "x" * 100_000
+
+
+@pytest.mark.parametrize("value", [HUGE_INT, LONG_TEXT], ids=["huge int", "long text"])
+@pytest.mark.parametrize(
+    ("make", "option"),
+    [
+        (lambda value: Togai("t", timeout=value), "timeout"),
+        (
+            lambda value: Togai("t", max_batch_events=-value if isinstance(value, int) else value),
+            "max_batch_events",
+        ),
+        (lambda value: Togai("t", max_requests_per_second=value), "max_requests_per_second"),
+        (lambda value: AsyncTogai("t", max_in_flight=value), "max_in_flight"),
+        (lambda value: RetryPolicy(initial_delay=value), "initial_delay"),
+        (lambda value: Togai("t").background(block_timeout=value), "block_timeout"),
+        (
+            lambda value: SpoolConfig("/tmp", max_bytes=-value if isinstance(value, int) else value),
+            "max_bytes",
+        ),
+    ],
+    ids=["timeout", "max_batch_events", "pace", "max_in_flight", "retry", "block_timeout", "spool"],
+)
+def test_a_bad_option_value_is_named_in_a_short_message(make: object, option: str, value: object) -> None:
+    """A huge int (too long to write) or a long text is a ConfigurationError of a few lines, never a
+    ValueError from repr() or a message the size of the value."""
+    with pytest.raises(ConfigurationError, match=option) as raised:
+        make(value)  # type: ignore[operator]
+    assert len(str(raised.value)) < 300

@@ -10,6 +10,7 @@ import attrs
 
 from .. import _constants as C
 from ..errors import ConfigurationError
+from ..text import shown
 
 Durability = Literal["sync", "group", "os"]
 # SQLite's ``synchronous`` setting per durability.
@@ -18,17 +19,19 @@ SYNCHRONOUS = {"sync": "FULL", "group": "NORMAL", "os": "OFF"}
 
 def _durability(_: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in SYNCHRONOUS:
-        raise ConfigurationError(f"{attribute.name}: must be 'sync', 'group' or 'os', got {value!r}")
+        raise ConfigurationError(f"{attribute.name}: must be 'sync', 'group' or 'os', got {shown(value)}")
 
 
 def _positive_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name}: must be a positive integer, got {value!r}")
+        raise ConfigurationError(f"{attribute.name}: must be a positive integer, got {shown(value)}")
 
 
 def _interval(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.001 <= value <= 60:
-        raise ConfigurationError(f"{attribute.name}: must be between 0.001 and 60 seconds, got {value!r}")
+        raise ConfigurationError(
+            f"{attribute.name}: must be between 0.001 and 60 seconds, got {shown(value)}"
+        )
 
 
 @attrs.frozen
