@@ -103,6 +103,19 @@ class ClientBase:
         """Check one event against the spec without sending it; raise InvalidEventError if it breaks a rule."""
         return self.rules.validate(event)
 
+    def _build_api(self) -> Any:
+        """The generated API client (sync or async, by the subclass), with a connection pool of its own."""
+        raise NotImplementedError
+
+    def _reset_after_fork(self) -> None:
+        # The parent's pooled sockets must not be shared: start a new pool, leave the old one alone.
+        self._api = self._build_api()
+        # A lock another thread held at the fork would stay held in the child forever.
+        self._stats.reset_lock()
+        self.sink.reset_lock()
+        if self.dead_letter_file is not None:
+            self.dead_letter_file.reset_lock()
+
     def _api_client(self, api_client_type: Any, transport: Any) -> Any:
         """The generated AuthenticatedClient; kept private because its repr shows the token."""
         api = api_client_type(
@@ -187,13 +200,16 @@ class ClientBase:
             args["limits"] = _limits()
         return args
 
-    def _batches(self, events: Iterable[object], slots: list[Slot]) -> Iterator[list[Pending]]:
+    def _batches(
+        self, events: Iterable[object], slots: list[Slot], enqueued: Enqueued
+    ) -> Iterator[list[Pending]]:
         """Request-sized batches of ``events``, prepared as they are needed.
 
         Each event gets a slot in ``slots`` (its report position); one that breaks
         the spec is settled there at once as ``rejected`` and never sent.
         """
         for batch in self.rules.chunks(self._admit(events, slots)):
+            enqueued.count += len(batch)
             self._stats.add("enqueued", len(batch))  # once a batch, not once an event: a lock each time
             yield batch
 
@@ -259,9 +275,15 @@ class ClientBase:
 
         return record
 
-    def _finish(self, slots: list[Slot], interrupted: BaseException | None = None) -> Report:
+    def _finish(
+        self, slots: list[Slot], enqueued: Enqueued, interrupted: BaseException | None = None
+    ) -> Report:
         """The report of a ``send()``; after an interruption, what was not settled ends failed or unknown."""
         if interrupted is not None:
+            # Events taken from the caller that no batch handed on (the chunker held them when the caller's
+            # iterable raised, or Ctrl-C came) end here with the others: count them as enqueued too.
+            admitted = sum(1 for slot in slots if not isinstance(slot, Outcome | Repeat))
+            self._stats.add("enqueued", admitted - enqueued.count)
             why = f"send() interrupted ({type(interrupted).__name__}) before an answer"
             unsettled = [slot for slot in slots if isinstance(slot, Pending) and not slot.delivered]
             settled = self.sink.with_earlier(settle_unsent(unsettled, why))
@@ -281,6 +303,15 @@ class ClientBase:
 
     def _count_retry(self, amount: int) -> None:
         self._stats.add("retried", amount)
+
+
+class Enqueued:
+    """How many events of one ``send()`` are counted in ``enqueued``: a batch's, as it is handed on."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 # Events read from the caller's iterable at a time and checked against the spec in one call.

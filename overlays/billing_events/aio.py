@@ -17,8 +17,9 @@ from lago_api.api.events import event_estimate_fees
 from lago_api.models import EventObject, EventResponse, FeeObject, FeesResponse
 
 from . import _constants as C
-from ._base import ClientBase, Slot
+from ._base import ClientBase, Enqueued, Slot
 from ._post import AsyncBatchPoster
+from ._process import reset_after_fork
 from ._spread import RoundTrip, Spread, known_rounds
 from ._transport import async_bounded
 from .aio_background import AsyncBackgroundSender
@@ -50,8 +51,13 @@ class _AsyncClient(ClientBase):
         _check_in_flight(max_in_flight)
         self.max_in_flight = max_in_flight
         self._round_trip = RoundTrip()
-        self._api = self._api_client(
-            self.api_client_type, async_bounded(transport, self.config.timeout, self.config.base_url)
+        self._transport = transport
+        self._api = self._build_api()
+        reset_after_fork(self)
+
+    def _build_api(self) -> Any:
+        return self._api_client(
+            self.api_client_type, async_bounded(self._transport, self.config.timeout, self.config.base_url)
         )
 
     @property
@@ -74,7 +80,8 @@ class _AsyncClient(ClientBase):
             self.rules, self.poster, self.config.retry, self._recorder(slots), self._count_retry
         )
         # One generator shared by the lanes: a lane encodes its next batch while the others wait on the network.
-        batches = self._batches(events, slots)
+        enqueued = Enqueued()
+        batches = self._batches(events, slots, enqueued)
         rounds = known_rounds(events, self.config.max_batch_events, in_flight)
         round_trip, spread = self._round_trip, Spread(self._round_trip, in_flight, rounds)
         clock = time.monotonic
@@ -99,9 +106,9 @@ class _AsyncClient(ClientBase):
                 raise
         except BaseException as exc:
             # A cancellation or an error: every accepted event still gets its outcome.
-            self._finish(slots, exc)
+            self._finish(slots, enqueued, exc)
             raise
-        return self._finish(slots)
+        return self._finish(slots, enqueued)
 
     def background(self, **options: Any) -> AsyncBackgroundSender:
         """A background sender on this loop: ``track()`` queues, a task sends with requests in flight."""

@@ -7,7 +7,8 @@ Use it as ``async with``: an event loop cannot run at interpreter exit, so
 ``close()`` is the way queued events get out. A ``close()`` that is cancelled
 dead-letters what is left before the cancellation goes on; a sender nobody
 closed does the same, with a ``ResourceWarning``, when its loop cancels its
-task (``asyncio.run()`` returning) or when it is garbage-collected.
+task (``asyncio.run()`` returning) or when it is garbage-collected. A forked
+child starts empty and leaves the parent's events, tasks and spool alone.
 """
 
 from __future__ import annotations
@@ -129,19 +130,31 @@ class AsyncBackgroundSender(SenderCore):
         super().__init__(client, options, on_outcome, on_drop)
         self._async_client = client
         self._in_flight = in_flight
+        self._finished = False
+        if self._queue:
+            # A spool holds events of earlier senders: send them from the start when a loop runs here.
+            with contextlib.suppress(RuntimeError):
+                self._ensure_runner()
+
+    def _reset_core(self) -> None:
+        super()._reset_core()
         self._runner: asyncio.Task[None] | None = None
         self._lanes: set[asyncio.Task[None]] = set()
         # Created on first use, inside the running loop; _changed is replaced each time it fires.
         self._wake: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
-        self._finished = False
         self._holdings = _Holdings(self._rules.name, self._queue, self._flying, self._sink)
         # Runs when the sender is collected (or at interpreter exit) unless a close() accounted for everything.
         self._unclosed = weakref.finalize(self, _never_closed, self._holdings)
-        if self._queue:
-            # A spool holds events of earlier senders: send them from the start when a loop runs here.
-            with contextlib.suppress(RuntimeError):
-                self._ensure_runner()
+
+    def _reset_after_fork(self) -> None:
+        # The child's copy of the loop holds the parent's tasks, and its finalizer the parent's events:
+        # neither may send, dead-letter or close them here.
+        self._unclosed.detach()
+        self._cancel_tasks()
+        super()._reset_after_fork()
+        if self._closed:
+            self._unclosed.detach()  # closed in the parent: the child takes no event, so it has none to account for
 
     # -- the caller's side ------------------------------------------------
 
@@ -170,6 +183,9 @@ class AsyncBackgroundSender(SenderCore):
     def _accept(self, event: object) -> tuple[str, bytes | None]:
         if self._closed:
             raise SenderClosedError("track() on a closed sender")
+        # Outside a running loop this raises before anything is queued or counted: the caller, who gets
+        # no key, still holds the event and may track it again.
+        self._ensure_runner()
         return self._encode(event)
 
     def _enqueue(self, key: str, payload: bytes) -> None:
@@ -186,13 +202,12 @@ class AsyncBackgroundSender(SenderCore):
             self._drop(key, payload)
             return
         self._accepted += 1
-        self._ensure_runner()
         if self._batch_ready(waiting):
             self._nudge()
 
     def _ensure_runner(self) -> None:
         if self._runner is None:
-            self._runner = asyncio.get_running_loop().create_task(self._run())
+            self._runner = asyncio.get_running_loop().create_task(self._run(self._holdings))
 
     @property
     def stats(self) -> Stats:
@@ -277,11 +292,12 @@ class AsyncBackgroundSender(SenderCore):
                 self._changed = asyncio.Event()
             await self._changed.wait()
 
-    async def _run(self) -> None:
+    async def _run(self, holdings: _Holdings) -> None:
         try:
             await self._send_until_closed()
         except asyncio.CancelledError:
-            if not self._closed:
+            # A runner a forked child inherited served its parent's events, not the child's.
+            if not self._closed and holdings is self._holdings:
                 # Cancelled though nobody closed the sender: its loop is ending (asyncio.run() returning).
                 self._closed = True
                 self._cancel_tasks()
@@ -347,7 +363,7 @@ class AsyncBackgroundSender(SenderCore):
             self._notify()
 
     def _cancel_tasks(self) -> None:
-        current = asyncio.current_task()
+        current = _current_task()
         for task in (self._runner, *self._lanes):
             if task is not None and task is not current:
                 # A task of a loop that was closed without cancelling it cannot be cancelled any more.
@@ -368,3 +384,11 @@ class AsyncBackgroundSender(SenderCore):
         if tasks:
             remaining = deadline - asyncio.get_running_loop().time()
             await asyncio.wait(tasks, timeout=max(remaining, CANCEL_GRACE))
+
+
+def _current_task() -> asyncio.Task[object] | None:
+    """The running task; None outside a running loop (a forked child's copy of one does not count)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None

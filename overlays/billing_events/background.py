@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 from . import _constants as C
 from . import metrics
 from ._post import BatchPoster
-from ._process import close_at_exit, reset_after_fork
+from ._process import close_at_exit
 from .deadletter import OutcomeCallback, on_sender_thread
 from .delivery import SyncDelivery
 from .errors import ConfigurationError, InvalidEventError, QueueFullError, SenderClosedError
@@ -93,7 +93,6 @@ class BackgroundSender(SenderCore):
         self._atexit_timeout = atexit_timeout
         super().__init__(client, options, on_outcome, on_drop)
         self._start_for_spool()
-        reset_after_fork(self)
         close_at_exit(self)
 
     def _reset_core(self) -> None:
@@ -106,9 +105,7 @@ class BackgroundSender(SenderCore):
         self._closing = False  # a close() that waits for the workers has begun
 
     def _reset_after_fork(self) -> None:
-        # The parent owns its queued events (and its spool file); the child starts empty, with its own
-        # threads, locks and spool file.
-        self._reset_core()
+        super()._reset_after_fork()  # with new threads and locks (_reset_core)
         self._start_for_spool()
 
     def _start_for_spool(self) -> None:

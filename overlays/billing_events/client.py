@@ -22,7 +22,7 @@ from lago_api.models import (
     FeesResponse,
 )
 
-from ._base import ClientBase, Slot
+from ._base import ClientBase, Enqueued, Slot
 from ._post import BatchPoster
 from ._process import reset_after_fork
 from ._transport import bounded
@@ -53,15 +53,6 @@ class _SyncClient(ClientBase):
             self.api_client_type, bounded(self._transport, self.config.timeout, self.config.base_url)
         )
 
-    def _reset_after_fork(self) -> None:
-        # The parent's pooled sockets must not be shared: start a new pool, leave the old one alone.
-        self._api = self._build_api()
-        # A lock another thread held at the fork would stay held in the child forever.
-        self._stats.reset_lock()
-        self.sink.reset_lock()
-        if self.dead_letter_file is not None:
-            self.dead_letter_file.reset_lock()
-
     @property
     def http(self) -> httpx.Client:
         client: httpx.Client = self._api.get_httpx_client()
@@ -79,14 +70,15 @@ class _SyncClient(ClientBase):
         delivery = SyncDelivery(
             self.rules, self.poster, self.config.retry, self._recorder(slots), self._count_retry
         )
+        enqueued = Enqueued()
         try:
-            for batch in self._batches(events, slots):
+            for batch in self._batches(events, slots, enqueued):
                 delivery.deliver(batch)
         except BaseException as exc:
             # Ctrl-C, or the caller's iterable raising: every accepted event still gets its outcome.
-            self._finish(slots, exc)
+            self._finish(slots, enqueued, exc)
             raise
-        return self._finish(slots)
+        return self._finish(slots, enqueued)
 
     def replay(
         self,

@@ -9,6 +9,7 @@ import attrs
 
 from . import metrics
 from ._base import rejected_outcome
+from ._process import reset_after_fork
 from .config import ClientConfig
 from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink
 from .errors import InvalidEventError, SenderClosedError
@@ -62,6 +63,7 @@ class SenderCore:
         self._reset_core()
         # Read only when an OpenTelemetry SDK collects: track() pays nothing for it.
         metrics.watch_queue(self, self._rules.name, _queue_depth)
+        reset_after_fork(self)
 
     def _reset_core(self) -> None:
         self._queue = self._new_queue()
@@ -78,6 +80,11 @@ class SenderCore:
             self._client.on_dead_letter,
             self._on_outcome,
         )
+
+    def _reset_after_fork(self) -> None:
+        # The parent owns its queued and in-flight events (and its spool file); the child starts empty,
+        # with its own queue, counters and spool file.
+        self._reset_core()
 
     def _new_queue(self) -> Queue:
         options = self._options

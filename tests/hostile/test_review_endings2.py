@@ -45,10 +45,6 @@ class ReaderBroke(Exception):
     pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events of a batch the chunker held when the caller's iterable raised end failed but are never counted in stats.enqueued",
-)
 def test_events_failed_by_an_iterable_raising_are_counted_as_enqueued() -> None:
     client = Togai(TOKEN, base_url="http://togai.local", transport=httpx.MockTransport(accepted), retry=FAST)
 
@@ -67,10 +63,63 @@ def test_events_failed_by_an_iterable_raising_are_counted_as_enqueued() -> None:
     assert (stats.enqueued, stats.failed) == (3, 3), stats
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AsyncBackgroundSender.track() outside a running loop queues and counts the event, then raises RuntimeError; the event is sent later",
-)
+def test_an_event_the_chunker_held_at_ctrl_c_is_counted_once() -> None:
+    calls = 0
+
+    def second_request_interrupted(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return accepted(request)
+
+    client = Togai(
+        TOKEN,
+        base_url="http://togai.local",
+        transport=httpx.MockTransport(second_request_interrupted),
+        retry=FAST,
+        max_batch_events=2,
+    )
+    with pytest.raises(KeyboardInterrupt) as caught:
+        client.send([togai_event(n) for n in range(7)])
+    report = partial_report(caught.value)
+    assert report is not None
+    # The fifth event was taken (it closed the second batch) and held for the third: it ends failed.
+    assert [o.status for o in report] == [OutcomeStatus.DELIVERED] * 2 + [OutcomeStatus.UNKNOWN] * 2 + [
+        OutcomeStatus.FAILED
+    ]
+    stats = client.stats
+    assert (stats.enqueued, stats.settled) == (5, 5), stats
+    client.send([togai_event(n, id=f"after-{n}") for n in range(3)])  # a send that ends normally adds its own
+    assert (client.stats.enqueued, client.stats.settled) == (8, 8), client.stats
+
+
+def test_the_async_send_counts_the_events_its_iterable_raising_failed() -> None:
+    async def ok(request: httpx.Request) -> httpx.Response:
+        return accepted(request)
+
+    client = AsyncTogai(
+        TOKEN,
+        base_url="http://togai.local",
+        transport=httpx.MockTransport(ok),
+        retry=FAST,
+        max_batch_events=2,
+    )
+
+    def source() -> Iterator[dict[str, Any]]:
+        for n in range(5):
+            yield togai_event(n)
+        raise ReaderBroke("the caller's reader broke")
+
+    with pytest.raises(ReaderBroke) as caught:
+        asyncio.run(client.send(source()))
+    report = partial_report(caught.value)
+    assert report is not None
+    assert [o.status for o in report].count(OutcomeStatus.FAILED) == 1  # the fifth, never in a batch
+    stats = client.stats
+    assert (stats.enqueued, stats.settled) == (5, 5), stats
+
+
 def test_an_async_track_that_raises_has_not_queued_the_event() -> None:
     sent: list[str] = []
 
@@ -78,7 +127,9 @@ def test_an_async_track_that_raises_has_not_queued_the_event() -> None:
         sent.extend(event["id"] for event in json.loads(request.content)["events"])
         return httpx.Response(202, json={"success": True})
 
-    client = AsyncTogai(TOKEN, base_url="http://togai.local", transport=httpx.MockTransport(handler), retry=FAST)
+    client = AsyncTogai(
+        TOKEN, base_url="http://togai.local", transport=httpx.MockTransport(handler), retry=FAST
+    )
     sender = client.background(flush_interval=3600)
     raised = False
     try:
@@ -110,10 +161,6 @@ def _run_script(body: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AsyncBackgroundSender has no fork handling: a forked child dead-letters its parent's queued events 'failed' while the parent delivers them",
-)
 def test_a_forked_child_never_dead_letters_its_parents_async_events(tmp_path: Path) -> None:
     letters = tmp_path / "dead.jsonl"
     result = _run_script(
@@ -147,8 +194,66 @@ def test_a_forked_child_never_dead_letters_its_parents_async_events(tmp_path: Pa
     assert (parent["child"], parent["delivered"]) == (0, 3)
     # The parent delivered all three: no dead letter may say otherwise (a child that never had them
     # wrote "failed", i.e. "the provider surely does not have it").
-    written = [(letter.key, letter.status) for letter in read_dead_letters(letters)] if letters.exists() else []
+    written = (
+        [(letter.key, letter.status) for letter in read_dead_letters(letters)] if letters.exists() else []
+    )
     assert written == [], written
+
+
+def test_an_async_track_outside_a_loop_writes_nothing_to_the_spool(tmp_path: Path) -> None:
+    client = AsyncTogai(
+        TOKEN, base_url="http://togai.local", transport=httpx.MockTransport(accepted), retry=FAST
+    )
+    sender = client.background(flush_interval=3600, spool=tmp_path)
+    with pytest.raises(RuntimeError):
+        sender.track(togai_event(0))
+    stats = sender.stats
+    assert (stats.enqueued, stats.in_queue, stats.in_spool) == (0, 0, 0), stats
+    stats = asyncio.run(sender.close(5.0))
+    assert (stats.enqueued, stats.settled) == (0, 0), stats
+
+
+def test_a_forked_child_never_touches_its_parents_async_spool_or_connections(tmp_path: Path) -> None:
+    letters = tmp_path / "dead.jsonl"
+    result = _run_script(
+        """
+        import asyncio, json, os, httpx
+        from billing_events import AsyncTogai
+        from overlay.scripted import togai_event
+
+        async def ok(request):
+            return httpx.Response(202, json={"success": True})
+
+        async def main():
+            client = AsyncTogai(os.environ["TOKEN"], base_url="http://togai.local",
+                                transport=httpx.MockTransport(ok), dead_letter_path=os.environ["DEAD"])
+            sender = client.background(flush_interval=3600, spool=os.environ["SPOOL"])
+            keys = [sender.track(togai_event(n)) for n in range(3)]
+            parent_http, parent_queue = client.http, sender._queue
+            pid = os.fork()
+            if pid == 0:
+                stats = sender.stats
+                child = {"stats": [stats.enqueued, stats.in_queue, stats.in_spool],
+                         "own_pool": client.http is not parent_http, "own_queue": sender._queue is not parent_queue}
+                with open(os.environ["CHILD_OUT"], "w") as out:
+                    json.dump(child, out)
+                return None
+            _, status = os.waitpid(pid, 0)
+            stats = await sender.close(5)
+            print(json.dumps({"child": status, "delivered": stats.delivered, "in_spool": stats.in_spool}))
+
+        asyncio.run(main())
+        """,
+        TOKEN=TOKEN,
+        DEAD=str(letters),
+        SPOOL=str(tmp_path / "spool"),
+        CHILD_OUT=str(tmp_path / "child.json"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"child": 0, "delivered": 3, "in_spool": 0}
+    child = json.loads((tmp_path / "child.json").read_text())
+    assert child == {"stats": [0, 0, 0], "own_pool": True, "own_queue": True}
+    assert not letters.exists() or list(read_dead_letters(letters)) == []
 
 
 # -- What holds: Ctrl-C at each stage of a request on the real socket path ---------------------
