@@ -147,6 +147,10 @@ PATTERN_WORDS = {
     r"^-?[0-9]{1,512}(\.[0-9]+)?$": 'a decimal number written as a string, e.g. "12.5"',
     r"^-?[0-9]+(\.[0-9]+)?$": 'a decimal number written as a string, e.g. "12.5"',
     r"^[0-9]{1,11}(\.[0-9]+)?$": "a Unix time in seconds, e.g. 1714564800",
+    # Lago's not-blank rule (Rails' `presence`): some character that is not whitespace.
+    r"[^\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]": (
+        "text that is not only whitespace"
+    ),
 }
 DATE_TIME_WORDS = "an ISO 8601 date-time with a UTC offset, e.g. 2024-05-01T12:00:00Z"
 

@@ -124,6 +124,15 @@ def test_validate_raises_with_field_and_rule() -> None:
     assert caught.value.field == "event.timestamp"
 
 
+@pytest.mark.parametrize(("field", "value"), [("transaction_id", "   "), ("code", " \t\n")])
+def test_a_blank_lago_id_or_code_is_refused_locally_by_name(field: str, value: str) -> None:
+    """lago-api refuses whitespace only as `value_is_mandatory`: the overlay refuses it before sending."""
+    with pytest.raises(InvalidEventError) as caught:
+        Lago("t").validate({**lago_event(1), field: value})
+    assert caught.value.field == f"event.{field}"
+    assert "must be text that is not only whitespace" in str(caught.value)
+
+
 # -- Togai answers ------------------------------------------------------------
 
 

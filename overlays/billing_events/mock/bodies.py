@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 from starlette.requests import Request
 
@@ -29,13 +30,26 @@ class BodyRejected(Exception):
         self.detail = detail
 
 
+# The media types Rails parses into params as JSON: the type registered as :json and its aliases (actionpack
+# `mime_types.rb`). Any other type, `application/vnd.api+json` too, leaves the params empty.
+RAILS_JSON_MEDIA_TYPES = frozenset({"application/json", "text/x-json", "application/jsonrequest"})
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def is_json_media_type(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    media_type = content_type.split(";", 1)[0].strip().lower()
+    """JSON as Togai reads it: `application/json` or any `application/*+json`."""
+    media_type = _media_type(content_type)
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
+
+
+def is_rails_json_media_type(content_type: str | None) -> bool:
+    """JSON as Lago (Rails) reads it: only the types in RAILS_JSON_MEDIA_TYPES."""
+    return _media_type(content_type) in RAILS_JSON_MEDIA_TYPES
 
 
 async def _read_capped(request: Request, max_bytes: int) -> bytes:
@@ -55,9 +69,11 @@ async def _read_capped(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, max_bytes: int) -> object:
-    """The decoded body, or BodyRejected naming what is wrong with it."""
-    if not is_json_media_type(request.headers.get("content-type")):
+async def read_json(
+    request: Request, max_bytes: int, is_json: Callable[[str | None], bool] = is_json_media_type
+) -> object:
+    """The decoded body, or BodyRejected naming what is wrong with it; `is_json` judges the Content-Type."""
+    if not is_json(request.headers.get("content-type")):
         # Still consume the body so a keep-alive connection stays usable.
         await _read_capped(request, max_bytes)
         raise BodyRejected(

@@ -8,7 +8,13 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from billing_events.mock.bodies import FALLBACK_MAX_BYTES, BodyProblem, BodyRejected, read_json
+from billing_events.mock.bodies import (
+    FALLBACK_MAX_BYTES,
+    BodyProblem,
+    BodyRejected,
+    is_rails_json_media_type,
+    read_json,
+)
 from billing_events.mock.config import LAGO_PREFIX
 from billing_events.mock.errors import (
     lago_bad_request,
@@ -47,7 +53,7 @@ async def _top_level(request: Request, param: str, max_bytes: int | None, kind: 
     """
     limit = max_bytes or FALLBACK_MAX_BYTES
     try:
-        body = await read_json(request, limit)
+        body = await read_json(request, limit, is_rails_json_media_type)
     except BodyRejected as rejection:
         if rejection.problem is BodyProblem.TOO_LARGE:
             raise _Refused(lago_body_too_large(limit)) from None

@@ -54,11 +54,32 @@ def add_error(errors: FieldErrors, field: str, code: str) -> None:
 
 
 def _code_for(field: str, error: jsonschema_rs.ValidationError) -> str:
-    if field == "timestamp" or isinstance(error.kind, _KIND.Pattern | _KIND.Format):
+    if field == "timestamp":
         return "invalid_format"
-    if isinstance(error.kind, _KIND.MinLength) and error.instance == "":
+    # The spec says "not blank" with minLength and a pattern; the server's check is Rails' `presence`, which
+    # answers a blank string (empty or whitespace only) as a missing one, whichever of the two refused it.
+    blank = isinstance(error.instance, str) and not error.instance.strip()
+    if blank and isinstance(error.kind, _KIND.MinLength | _KIND.Pattern):
         return "value_is_mandatory"
+    if isinstance(error.kind, _KIND.Pattern | _KIND.Format):
+        return "invalid_format"
     return "value_is_invalid"
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: object) -> object:
+    """A copy to validate in which each lone surrogate is U+FFFD. The validator reads text (a pattern's, a key)
+    as UTF-8, which cannot hold one, and the server stores such text; U+FFFD is one character and not
+    whitespace, so lengths and blankness stay as they were."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    return value
 
 
 def field_errors(
@@ -67,7 +88,12 @@ def field_errors(
     """Schema violations of one event as Lago's `{field: [code, ...]}`."""
     found: FieldErrors = {} if errors is None else errors
     # is_valid is the fast path; collecting errors is several times slower and rarely needed.
-    if validator.is_valid(event):
+    try:
+        valid = validator.is_valid(event)
+    except UnicodeEncodeError:
+        event = _without_lone_surrogates(event)
+        valid = validator.is_valid(event)
+    if valid:
         return found
     for error in validator.iter_errors(event):
         kind = error.kind

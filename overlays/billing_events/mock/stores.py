@@ -145,20 +145,26 @@ class LagoStore(_LagoReads):
         self._unscoped = itertools.count()
 
     def commit(self, keys: Sequence[LagoKey | None], events: Sequence[Event]) -> list[int]:
-        """Store valid `events` (one per key) unless any key is already stored or its id repeated in `keys`.
+        """Store valid `events` (one per key) unless some index is left a duplicate, as the server names them.
 
         Returns the indexes of the duplicate keys; nothing is stored when that list is not empty
         (nor when StoreFull is raised).
         """
         with self._lock:
-            seen: set[str] = set()
+            # lago-api's create_batch_service.rb `bulk_insert_events`: `Event.insert_all(records, unique_by:
+            # :index_unique_transaction_id, returning: [:transaction_id, ...])` inserts every key not stored yet
+            # and returns its row; `index_by` keeps one row per transaction_id. Each event in order then takes
+            # its id's row (`attributes_per_transaction_id.delete`), and an index left without one is
+            # `value_already_exist`: [(a, t) stored, (b, t)] names index 1, whose insert index 0 took.
+            returned = {key[1] for key in keys if key is not None and key not in self._events}
             duplicates: list[int] = []
             for index, key in enumerate(keys):
                 if key is None:
                     continue
-                if key in self._events or key[1] in seen:
+                if key[1] in returned:
+                    returned.remove(key[1])
+                else:
                     duplicates.append(index)
-                seen.add(key[1])
             self._duplicates += len(duplicates)
             if duplicates:
                 return duplicates
