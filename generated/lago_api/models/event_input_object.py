@@ -26,9 +26,13 @@ class EventInputObject:
     transaction_id: str
     """ Idempotency key. A second event with the same `transaction_id` and
     `external_subscription_id` is refused with `value_already_exist`.
+    The server refuses a blank one, empty or whitespace only (Rails'
+    `presence` check), as `value_is_mandatory`.
      """
     code: str
-    """ Code of the billable metric. """
+    """ Code of the billable metric. The server refuses a blank one, empty
+    or whitespace only (Rails' `presence` check), as `value_is_mandatory`.
+     """
     external_subscription_id: None | str | Unset = UNSET
     """ Your identifier of the subscription the usage belongs to. The server
     stores an empty or null one as it stores a missing one: an event it
