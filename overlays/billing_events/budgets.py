@@ -3,7 +3,8 @@
 Each backend keeps one number per budget key, the GCRA "theoretical arrival time" (TAT), and
 ``reserve`` updates it atomically: the caller gets the moment it may send (a slot), or None when that
 moment is further than ``max_wait`` away (then nothing is taken). Slots are handed out in the order
-callers ask, so retries and new requests queue fairly and no waiter is passed over.
+callers ask, so retries and new requests queue fairly and no waiter is passed over. ``release`` gives
+back a slot whose request never left (its wait was cut): the TAT moves back one interval.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import math
 import os
@@ -20,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpcore
@@ -81,6 +83,10 @@ class Budget(Protocol):
 
     async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None: ...
 
+    def release(self, key: str, interval: float) -> None:
+        """Give back a slot that ``reserve`` booked and its request never used; never waits long."""
+        ...
+
 
 class MemoryBudget:
     """A budget for one process: shared by its threads and tasks."""
@@ -92,10 +98,13 @@ class MemoryBudget:
         self._tats: dict[str, float] = {}
         self._pid = os.getpid()
 
-    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    def _forked(self) -> None:
         if self._pid != os.getpid():
             # A forked child has its own budget: a lock held at fork time would stay held forever.
             self._lock, self._tats, self._pid = threading.Lock(), {}, os.getpid()
+
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        self._forked()
         with self._lock:
             slot = gcra(self._tats.get(key), time.monotonic(), interval, burst, max_wait, steady=True)
             if slot is None:
@@ -105,6 +114,12 @@ class MemoryBudget:
 
     async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
         return self.reserve(key, interval, burst, max_wait)
+
+    def release(self, key: str, interval: float) -> None:
+        self._forked()
+        with self._lock:
+            if key in self._tats:  # a TAT moved into the past reads as now
+                self._tats[key] -= interval
 
 
 class SQLiteBudget:
@@ -147,7 +162,7 @@ class SQLiteBudget:
         conn = self._connect()
         name = f"{self.prefix}:{key}"
         # Waiting for another process's lock counts against the wait this request may spend.
-        conn.execute(f"PRAGMA busy_timeout = {max(1, int(min(max_wait, 5.0) * 1000))}")
+        _busy_timeout(conn, max_wait)
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT tat, at FROM budget WHERE key = ?", (name,)).fetchone()
@@ -170,6 +185,17 @@ class SQLiteBudget:
 
         # A write lock may be held by another process for a moment: never block the event loop on it.
         return await asyncio.to_thread(self.reserve, key, interval, burst, max_wait)
+
+    def release(self, key: str, interval: float) -> None:
+        conn = self._connect()
+        _busy_timeout(conn, interval)  # waiting for the lock longer than the slot is worth is no use
+        # One statement, so a transaction of its own; the row's write time stays, the TAT is of its clock.
+        conn.execute("UPDATE budget SET tat = tat - ? WHERE key = ?", (interval, f"{self.prefix}:{key}"))
+
+
+def _busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
+    """Wait for another process's write lock at most ``seconds`` (5 s at most, 1 ms at least)."""
+    conn.execute(f"PRAGMA busy_timeout = {max(1, int(min(seconds, 5.0) * 1000))}")
 
 
 # GCRA on the server, with the server's clock: machines with skewed clocks still share one budget.
@@ -195,6 +221,27 @@ redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl)
 redis.call('SET', KEYS[2], string.format('%.6f', now), 'PX', ttl)
 return string.format('%.6f', wait)
 """
+
+# A slot given back: the TAT moves back one interval and keeps its key's time to live (a TAT in the past
+# reads as now). An expired key or one holding no number has nothing to give back.
+_REDIS_RELEASE = """
+local ttl = redis.call('PTTL', KEYS[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '')
+if ttl <= 0 or tat == nil then return 0 end
+redis.call('SET', KEYS[1], string.format('%.6f', tat - tonumber(ARGV[1])), 'PX', ttl)
+return 1
+"""
+
+
+class _Scripts(NamedTuple):
+    """The budget's scripts, registered on one client."""
+
+    gcra: Any
+    release: Any
+
+
+# Whether this thread's or task's last Redis booking came from the local fallback: its slot goes back there.
+_booked_locally: contextvars.ContextVar[bool] = contextvars.ContextVar("booked_locally", default=False)
 
 
 class RedisBudget:
@@ -223,8 +270,8 @@ class RedisBudget:
         self.prefix = prefix
         self._url = url
         self._redis_module: Any = redis
-        self._sync: Any = None
-        self._async: Any = None
+        self._sync: _Scripts | None = None
+        self._async: _Scripts | None = None
         self._pid = os.getpid()
         self._warned = False
         self._local = MemoryBudget()
@@ -253,7 +300,7 @@ class RedisBudget:
             return None
         return parts.hostname, parts.port or 6379
 
-    def _pin(self, client: Any, addresses: list[str]) -> Any:
+    def _pin(self, client: Any, addresses: list[str]) -> _Scripts:
         """The client, connecting to the address just looked up: redis-py's own lookup has no bound.
 
         TLS (rediss://) keeps the name, which the certificate is checked against: redis-py looks it up
@@ -262,11 +309,17 @@ class RedisBudget:
         """
         if addresses and urlsplit(self._url).scheme == "redis":
             client.connection_pool.connection_kwargs["host"] = addresses[0]
-        return client.register_script(_REDIS_GCRA)
+        return _Scripts(client.register_script(_REDIS_GCRA), client.register_script(_REDIS_RELEASE))
+
+    def _locally(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        """A slot of this process's own budget, paced around Redis; ``release`` gives it back there."""
+        _booked_locally.set(True)
+        return self._local.reserve(key, interval, burst, max_wait)
 
     def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        _booked_locally.set(False)
         if not self._available():
-            return self._local.reserve(key, interval, burst, max_wait)
+            return self._locally(key, interval, burst, max_wait)
         bound = _call_bound(max_wait)
         # redis-py bounds each read from the socket, not the call: a Redis that trickles its answer would
         # hold the request for as long as it likes. The call runs on the pool's thread, and waiting for it
@@ -280,7 +333,7 @@ class RedisBudget:
         except (self._redis_module.RedisError, httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
             self._unreachable(exc)
             self._sync = None  # looked up again when Redis is asked next: it may have moved
-            return self._local.reserve(key, interval, burst, max_wait)
+            return self._locally(key, interval, burst, max_wait)
         return self._wait(answer, key, interval, burst, max_wait)
 
     def _wait(self, answer: object, key: str, interval: float, burst: float, max_wait: float) -> float | None:
@@ -289,17 +342,35 @@ class RedisBudget:
         except ValueError as exc:
             # No answer our script gives: something else answers there. Paced locally, as without Redis.
             self._unreachable(exc)
-            return self._local.reserve(key, interval, burst, max_wait)
+            return self._locally(key, interval, burst, max_wait)
 
-    def _ask(self, key: str, interval: float, burst: float, max_wait: float) -> object:
-        """One call of the GCRA script (on the pool's thread)."""
-        script = self._sync
-        if script is None:
+    def _scripts(self) -> _Scripts:
+        """The scripts of the sync client, which connects first if need be (on the pool's thread)."""
+        scripts = self._sync
+        if scripts is None:
             host = self._host()
             addresses = [] if host is None else resolve(*host, REDIS_TIMEOUT)
             client = self._redis_module.Redis.from_url(self._url, **self._options())
-            script = self._sync = self._pin(client, addresses)
-        return script(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
+            scripts = self._sync = self._pin(client, addresses)
+        return scripts
+
+    def _ask(self, key: str, interval: float, burst: float, max_wait: float) -> object:
+        """One call of the GCRA script (on the pool's thread)."""
+        return self._scripts().gcra(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
+
+    def release(self, key: str, interval: float) -> None:
+        if _booked_locally.get():
+            self._local.release(key, interval)
+        else:
+            # Handed to the pool and never waited for: the caller is being cancelled or interrupted.
+            self._pool().submit(lambda: self._give_back(key, interval))
+
+    def _give_back(self, key: str, interval: float) -> None:
+        """One call of the release script (on the pool's thread); a slot lost is only a short wait."""
+        try:
+            self._scripts().release(keys=self._keys(key), args=[interval])
+        except Exception as exc:
+            log.debug("rate budget: Redis did not take a slot back (%s)", type(exc).__name__)
 
     def _pool(self) -> _DaemonPool:
         self._clients()
@@ -312,11 +383,12 @@ class RedisBudget:
         too late to use), and this process paces on its own for a while. Events never wait on it."""
         self._unreachable(TimeoutError(f"no answer within {bound:g}s"))
         self._sync = self._async = None  # a connection left mid-answer is not used again
-        return self._local.reserve(key, interval, burst, max_wait)
+        return self._locally(key, interval, burst, max_wait)
 
     async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        _booked_locally.set(False)
         if not self._available():
-            return self._local.reserve(key, interval, burst, max_wait)
+            return self._locally(key, interval, burst, max_wait)
         bound = _call_bound(max_wait)
         try:
             async with asyncio.timeout(bound):
@@ -328,7 +400,7 @@ class RedisBudget:
                     addresses = [] if host is None else await aresolve(*host, REDIS_TIMEOUT)
                     client = aioredis.Redis.from_url(self._url, **self._options())
                     self._async = self._pin(client, addresses)
-                answer = await self._async(
+                answer = await self._async.gcra(
                     keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER]
                 )
         except TimeoutError:
@@ -336,7 +408,7 @@ class RedisBudget:
         except (self._redis_module.RedisError, httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
             self._unreachable(exc)
             self._async = None
-            return self._local.reserve(key, interval, burst, max_wait)
+            return self._locally(key, interval, burst, max_wait)
         return self._wait(answer, key, interval, burst, max_wait)
 
     def _keys(self, key: str) -> list[str]:

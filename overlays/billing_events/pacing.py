@@ -9,7 +9,8 @@ environment.)
   endpoint's budget (GCRA, see ``budgets.py``) and waits for it, never longer than ``max_wait``: past
   that it fails as never sent (``BudgetTimeout``) and the retry policy takes over.
   Slots are first come, first served: a retry and a new batch queue alike, and each waits at most
-  ``max_wait``, so neither can starve the other past a deadline.
+  ``max_wait``, so neither can starve the other past a deadline. A wait cut short (a cancelled task,
+  Ctrl-C) gives its slot back, so the requests behind it never wait for a slot nobody used.
 - **Adaptive pace.** The pace starts at the ceiling (``max_requests_per_second``) and:
   - halves on a 429, once per round (answers to requests sent before the last cut, or within
     ``CUT_SPACING`` of it, do not cut again);
@@ -211,6 +212,14 @@ class Pacer:
             self._budget_warned = True
             log.warning("rate budget %s failed (%s); pacing locally", self.budget.name, shorten(str(exc)))
 
+    def _give_back(self, store: Budget, group: str, interval: float) -> None:
+        """The wait for a booked slot was cut and its request never leaves: the slot goes back to the store
+        that booked it. Never raises, so the cancellation goes on as it was; a slot lost is a short wait."""
+        try:
+            store.release(group, interval)
+        except Exception as exc:
+            log.debug("rate budget %s: a slot could not be given back (%s)", store.name, shorten(str(exc)))
+
     def acquire(self, group: str, deadline: float | None = None) -> float:
         """Wait for a slot of the endpoint's budget; the moment the request may leave (monotonic)."""
         interval = self._interval(group)
@@ -218,16 +227,22 @@ class Pacer:
             return time.monotonic()
         max_wait = self._max_wait(group, deadline)
         burst = interval * self._burst(interval)
+        store: Budget = self.budget
         try:
-            wait = self.budget.reserve(group, interval, burst, max_wait)
+            wait = store.reserve(group, interval, burst, max_wait)
         except Exception as exc:
             self._budget_failed(exc)
-            wait = self._local.reserve(group, interval, burst, max_wait)
+            store = self._local
+            wait = store.reserve(group, interval, burst, max_wait)
         if wait is None:
             raise BudgetTimeout(f"no rate budget for {group} within {max_wait:g}s")
         self._waited(wait)
         if wait > 0:
-            time.sleep(wait)
+            try:
+                time.sleep(wait)
+            except BaseException:  # Ctrl-C, or a signal handler's exception
+                self._give_back(store, group, interval)
+                raise
         return time.monotonic()
 
     async def aacquire(self, group: str, deadline: float | None = None) -> float:
@@ -236,16 +251,22 @@ class Pacer:
             return time.monotonic()
         max_wait = self._max_wait(group, deadline)
         burst = interval * self._burst(interval)
+        store: Budget = self.budget
         try:
-            wait = await self.budget.areserve(group, interval, burst, max_wait)
+            wait = await store.areserve(group, interval, burst, max_wait)
         except Exception as exc:
             self._budget_failed(exc)
-            wait = await self._local.areserve(group, interval, burst, max_wait)
+            store = self._local
+            wait = await store.areserve(group, interval, burst, max_wait)
         if wait is None:
             raise BudgetTimeout(f"no rate budget for {group} within {max_wait:g}s")
         self._waited(wait)
         if wait > 0:
-            await asyncio.sleep(wait)
+            try:
+                await asyncio.sleep(wait)
+            except BaseException:  # cancelled: by the caller, or a timeout around the send
+                self._give_back(store, group, interval)
+                raise
         return time.monotonic()
 
     def observe(self, group: str, sent_at: float, status: int, headers: httpx.Headers) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from overlay.scripted import Scripted, accepted, lago_event, lago_ok, togai_event
 
-from billing_events import AsyncTogai, ConfigurationError, Lago, OutcomeStatus, RetryPolicy, Togai
+from billing_events import AsyncTogai, ConfigurationError, Lago, OutcomeStatus, RetryPolicy, Togai, pacing
 from billing_events.budgets import RedisBudget, SQLiteBudget
 
 ONE_TRY = RetryPolicy(max_attempts=1)
@@ -156,3 +160,149 @@ def test_the_request_response_calls_go_through_the_pacer(fast_retry: RetryPolicy
     with Lago("t", transport=server.transport(), retry=fast_retry, endpoint="us") as client:
         client.find_event("txn-1")
         assert client.stats.throttled == 1
+
+
+# --- A wait cut short gives its slot back -----------------------------------------------------------------
+
+
+def _interrupted_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pacer's sleeps, recorded and never slept; the first is cut by Ctrl-C."""
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pacing, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    return waits
+
+
+def test_ctrl_c_while_waiting_for_a_slot_gives_the_slot_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    pacer = pacing.Pacer({pacing.OTHER: 1.0})  # a slot a second, and one more at once (the burst)
+    waits = _interrupted_sleep(monkeypatch)
+
+    for _ in range(2):
+        pacer.acquire("/ingestBatch")  # no wait
+    with pytest.raises(KeyboardInterrupt):
+        pacer.acquire("/ingestBatch")  # the next slot, about a second away, and Ctrl-C while waiting
+    pacer.acquire("/ingestBatch")
+
+    assert (
+        len(waits) == 2 and 0 < waits[1] <= waits[0] <= 1.0
+    )  # the interrupted one's slot, not the one after
+
+
+class _BrokenBudget:
+    """A budget store that books nothing and takes nothing back."""
+
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.released = 0
+
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        raise OSError("the store is gone")
+
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        raise OSError("the store is gone")
+
+    def release(self, key: str, interval: float) -> None:
+        self.released += 1
+        raise OSError("the store is gone")
+
+
+def test_a_slot_goes_back_to_the_local_budget_that_booked_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    budget = _BrokenBudget()
+    pacer = pacing.Pacer({pacing.OTHER: 1.0}, budget)
+    waits = _interrupted_sleep(monkeypatch)
+
+    for _ in range(2):
+        pacer.acquire("/ingestBatch")
+    with pytest.raises(KeyboardInterrupt):
+        pacer.acquire("/ingestBatch")
+    pacer.acquire("/ingestBatch")
+
+    assert budget.released == 0  # the broken store booked nothing, so nothing goes back to it
+    assert len(waits) == 2 and 0 < waits[1] <= waits[0]
+
+
+def test_a_slot_that_cannot_be_given_back_leaves_the_interruption_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Unreturnable(_BrokenBudget):
+        def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+            return 1.0
+
+    budget = Unreturnable()
+    pacer = pacing.Pacer({pacing.OTHER: 1.0}, budget)
+    _interrupted_sleep(monkeypatch)
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(KeyboardInterrupt):
+        pacer.acquire("/ingestBatch")
+
+    assert budget.released == 1
+    assert [r.levelno for r in caplog.records if "given back" in r.getMessage()] == [logging.DEBUG]
+
+
+def test_sqlite_budget_takes_a_slot_back(tmp_path: Path) -> None:
+    path = tmp_path / "budget.db"
+    first, second = SQLiteBudget(path, "acme"), SQLiteBudget(path, "acme")
+    first.release("/ingestBatch", 1.0)  # nothing booked yet: nothing to give back
+
+    assert first.reserve("/ingestBatch", 1.0, 0.0, 5.0) == 0.0
+    booked = first.reserve("/ingestBatch", 1.0, 0.0, 5.0)
+    first.release("/ingestBatch", 1.0)
+    again = second.reserve("/ingestBatch", 1.0, 0.0, 5.0)
+
+    assert booked is not None and again is not None and 0 < again <= booked <= 1.0  # the same slot again
+
+
+def _given_back(monkeypatch: pytest.MonkeyPatch, budget: RedisBudget) -> threading.Event:
+    """Set once the budget's pool has run a release: ``release`` never waits for it."""
+    done = threading.Event()
+    give_back = budget._give_back
+
+    def recorded(key: str, interval: float) -> None:
+        give_back(key, interval)
+        done.set()
+
+    monkeypatch.setattr(budget, "_give_back", recorded)
+    return done
+
+
+def test_redis_budget_takes_a_slot_back_and_keeps_the_key_expiring(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    prefix = f"release-{time.monotonic_ns()}"
+    first, second = RedisBudget(redis_url, prefix), RedisBudget(redis_url, prefix)
+    done = _given_back(monkeypatch, first)
+
+    assert first.reserve("/events/batch", 1.0, 0.0, 5.0) == 0.0
+    booked = first.reserve("/events/batch", 1.0, 0.0, 5.0)
+    first.release("/events/batch", 1.0)
+    assert done.wait(10)
+    again = second.reserve("/events/batch", 1.0, 0.0, 5.0)
+
+    assert booked is not None and again is not None and 0 < again <= booked <= 1.0
+    with redis.Redis.from_url(redis_url) as server:
+        assert server.pttl(f"{prefix}:/events/batch") > 0  # still expires once its slots are past
+
+
+def test_an_unreachable_redis_gives_the_slot_back_to_the_local_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    budget = RedisBudget("redis://127.0.0.1:1/0", "acme")
+    done = _given_back(monkeypatch, budget)
+
+    async def book_and_cancel() -> list[float | None]:
+        booked = [await budget.areserve("/events/batch", 1.0, 0.0, 5.0) for _ in range(2)]
+        budget.release("/events/batch", 1.0)  # what a cancelled wait does
+        return [*booked, await budget.areserve("/events/batch", 1.0, 0.0, 5.0)]
+
+    first, booked, again = asyncio.run(book_and_cancel())
+
+    assert first == 0.0 and booked is not None and again is not None and 0 < again <= booked <= 1.0
+    assert not done.is_set()  # booked locally, so given back locally: Redis is never asked

@@ -94,10 +94,6 @@ def test_a_huge_integer_pace_is_a_configuration_error() -> None:
         Togai("t", max_requests_per_second=10**400)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an async send cancelled while it waits for its slot keeps the slot: later requests wait for it",
-)
 def test_a_send_cancelled_while_waiting_for_its_slot_gives_the_slot_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
