@@ -252,7 +252,11 @@ def regenerate_seconds() -> float:
         subprocess.run(
             # The generator lives in the dev venv (`make bench` names its python): the bench's own venv holds
             # what a user installs, not the project's tools.
-            [os.environ.get("REGENERATE_PYTHON", sys.executable), str(ROOT / "specs" / "regenerate.py"), output],
+            [
+                os.environ.get("REGENERATE_PYTHON", sys.executable),
+                str(ROOT / "specs" / "regenerate.py"),
+                output,
+            ],
             check=True,
             timeout=600,
         )
