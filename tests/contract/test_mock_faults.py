@@ -264,6 +264,19 @@ def test_bad_mock_faults_are_refused(faults: str) -> None:
         config_from_env({"MOCK_FAULTS": faults})
 
 
+@pytest.mark.parametrize(
+    "faults",
+    ['{"rate_drop": "%s"}' % ("x" * 100_000), '{"seed": -%s}' % ("9" * 5_000)],
+    ids=["long text", "int too long to write"],
+)
+def test_a_bad_fault_value_is_named_in_a_short_message(faults: str) -> None:
+    """MOCK_FAULTS is the operator's text: a bad value is quoted cut short, never whole (nor a ValueError
+    from writing an int of 5,000 digits)."""
+    with pytest.raises(FaultConfigError) as raised:
+        config_from_env({"MOCK_FAULTS": faults})
+    assert len(str(raised.value)) < 300
+
+
 @pytest.mark.parametrize("status", [520, 524])
 def test_a_gateway_error_is_an_html_page_and_stores_nothing(client_for: ClientFor, status: int) -> None:
     client = faulty_client(client_for, rate_gateway=1.0, gateway_status=status)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .. import RetryPolicy, __version__
+from ..text import shown
 from . import _columnar
 from ._exit import EXIT_USAGE
 from ._input import FORMATS, STDIN
@@ -44,7 +45,7 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {shown(text)}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -57,7 +58,7 @@ def _pace(text: str) -> float | str:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a number of requests per second or none, got {text!r}"
+            f"expected a number of requests per second or none, got {shown(text)}"
         ) from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
@@ -68,7 +69,7 @@ def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {shown(text)}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value

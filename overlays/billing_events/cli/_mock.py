@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..text import shown
 from ._exit import UsageError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -29,7 +30,7 @@ SIGTERM or Ctrl-C (exit 0). Needs the mock extra: pip install "billing-events[mo
 
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {shown(text)}")
     return int(text)
 
 

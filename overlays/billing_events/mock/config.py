@@ -12,6 +12,7 @@ from attrs import field, frozen
 from attrs.validators import ge, in_, instance_of, optional
 
 from billing_events.mock.ratelimit import RateLimitConfig
+from billing_events.text import shown
 
 # Events one store keeps unless told otherwise (MockConfig.max_events). A stored Togai event takes about
 # 1.9 KB of memory with 3 attributes and 4 dimensions, 5.8 KB with 10 of each; a Lago event about 0.85 KB.
@@ -42,7 +43,7 @@ class FaultConfigError(ValueError):
 
 def _is_rate(_instance: object, attribute: Any, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, float) or not 0.0 <= value <= 1.0:
-        raise FaultConfigError(f"{attribute.name}: must be a number between 0 and 1, got {value!r}")
+        raise FaultConfigError(f"{attribute.name}: must be a number between 0 and 1, got {shown(value)}")
 
 
 def _to_rate(value: object) -> object:
@@ -54,17 +55,17 @@ def _to_rate(value: object) -> object:
 
 def _is_plain_int(_instance: object, attribute: Any, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise FaultConfigError(f"{attribute.name}: must be an integer, got {value!r}")
+        raise FaultConfigError(f"{attribute.name}: must be an integer, got {shown(value)}")
 
 
 def _is_server_error(_instance: object, attribute: Any, value: int) -> None:
     if not 500 <= value <= 599:
-        raise FaultConfigError(f"{attribute.name}: must be a 5xx status, got {value!r}")
+        raise FaultConfigError(f"{attribute.name}: must be a 5xx status, got {shown(value)}")
 
 
 def _is_bool(_instance: object, attribute: Any, value: object) -> None:
     if not isinstance(value, bool):
-        raise FaultConfigError(f"{attribute.name}: must be true or false, got {value!r}")
+        raise FaultConfigError(f"{attribute.name}: must be true or false, got {shown(value)}")
 
 
 @frozen

@@ -35,7 +35,7 @@ from billing_events.mock.jsonio import dump_json, parse_json
 from billing_events.mock.ratelimit import RateLimitConfig, RateLimiter
 from billing_events.mock.state import MockState
 from billing_events.mock.testing import async_transport, serve_in_thread, sync_transport
-from billing_events.text import show
+from billing_events.text import show, shown
 
 ProviderName = Literal["togai", "lago"]
 # The host of in-process base URLs: requests never leave the process, so it is never resolved.
@@ -85,7 +85,7 @@ class ProviderMock:
 
     def __init__(self, provider: ProviderName, app: Starlette, origin: str, *, served: bool) -> None:
         if provider not in ("togai", "lago"):
-            raise ValueError(f"provider: must be 'togai' or 'lago', got {provider!r}")
+            raise ValueError(f"provider: must be 'togai' or 'lago', got {shown(provider)}")
         self.provider: ProviderName = provider
         self.app = app
         self.origin = origin
@@ -287,7 +287,7 @@ class ProviderMock:
     def set_store(self, kind: str) -> None:
         """Behave like Lago's `postgres` or `clickhouse` store from now on; stored Lago events are forgotten."""
         if kind not in LAGO_STORES:
-            raise ValueError(f"store: must be one of {', '.join(LAGO_STORES)}, got {kind!r}")
+            raise ValueError(f"store: must be one of {', '.join(LAGO_STORES)}, got {shown(kind)}")
         self.state.switch_lago_store(kind)
 
     def reset(self) -> None:

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from billing_events.mock.auth import presented_key
 from billing_events.mock.errors import Provider, lago_error, togai_error
 from billing_events.mock.jsonio import JsonResponse, MalformedJson, parse_json
+from billing_events.text import shown
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -57,20 +58,20 @@ def _limits(value: object) -> dict[str, float]:
             known = ", ".join(PUBLISHED_LIMITS)
             raise RateLimitConfigError(f"limits: unknown group {group!r}; the groups are {known}")
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
-            raise RateLimitConfigError(f"limits.{group}: must be a positive number, got {rate!r}")
+            raise RateLimitConfigError(f"limits.{group}: must be a positive number, got {shown(rate)}")
         checked[group] = float(rate)
     return checked
 
 
 def _burst(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 60:
-        raise RateLimitConfigError(f"burst_seconds: must be a number in (0, 60], got {value!r}")
+        raise RateLimitConfigError(f"burst_seconds: must be a number in (0, 60], got {shown(value)}")
     return float(value)
 
 
 def _enabled(value: object) -> bool:
     if not isinstance(value, bool):
-        raise RateLimitConfigError(f"enabled: must be true or false, got {value!r}")
+        raise RateLimitConfigError(f"enabled: must be true or false, got {shown(value)}")
     return value
 
 

@@ -34,6 +34,7 @@ from billing_events.mock.config import (
 )
 from billing_events.mock.faults import silence_injected_drops
 from billing_events.mock.ratelimit import RateLimitConfig
+from billing_events.text import shown
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8910
@@ -43,14 +44,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def config_from_env(env: Mapping[str, str]) -> tuple[MockConfig, int]:
     port_text = env.get("MOCK_PORT") or str(DEFAULT_PORT)
     if not port_text.isdigit():
-        raise ValueError(f"MOCK_PORT must be a port number, got {port_text!r}")
+        raise ValueError(f"MOCK_PORT must be a port number, got {shown(port_text)}")
     port = int(port_text)
     faults_json = env.get("MOCK_FAULTS")
     faults = FaultConfig.from_json(faults_json) if faults_json else FaultConfig()
     catalogue = Path(env.get("MOCK_CATALOGUE") or DEFAULT_CATALOGUE)
     lago_store = env.get("MOCK_LAGO_STORE") or "postgres"
     if lago_store not in LAGO_STORES:
-        raise ValueError(f"MOCK_LAGO_STORE must be one of {', '.join(LAGO_STORES)}, got {lago_store!r}")
+        raise ValueError(f"MOCK_LAGO_STORE must be one of {', '.join(LAGO_STORES)}, got {shown(lago_store)}")
     return MockConfig(
         max_events=max_events_from(env.get("MOCK_MAX_EVENTS")),
         token=env.get("MOCK_TOKEN") or DEFAULT_TOKEN,

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from attrs import frozen
 
 from billing_events.mock.config import DEFAULT_MAX_EVENTS, LAGO_STORES
+from billing_events.text import shown
 
 Event = dict[str, Any]
 # (external_subscription_id, transaction_id); the server stores an event without a subscription.
@@ -250,4 +251,4 @@ def new_lago_store(kind: str, organization: str, max_events: int | None = DEFAUL
         return LagoStore(max_events)
     if kind == "clickhouse":
         return ClickhouseLagoStore(organization, max_events)
-    raise ValueError(f"lago_store: must be one of {', '.join(LAGO_STORES)}, got {kind!r}")
+    raise ValueError(f"lago_store: must be one of {', '.join(LAGO_STORES)}, got {shown(kind)}")
