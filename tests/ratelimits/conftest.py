@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -144,17 +145,16 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    """A real redis-server on loopback, started for these tests and stopped after them."""
+@contextmanager
+def redis_server(port: int, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real redis-server on loopback (``extra``: its options), up once it answers PING; stopped after."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail(
             "redis-server is not installed: `make test` installs it (see the Makefile's redis-server target)"
         )
-    port = _free_port()
     server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -164,16 +164,25 @@ def redis_url() -> Iterator[str]:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
                     probe.sendall(b"PING\r\n")
-                    if probe.recv(16).startswith(b"+PONG"):
+                    # A server with a password answers PING with NOAUTH: it is up all the same.
+                    if probe.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
             time.sleep(0.05)  # polling a server's port: no event to wait on
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on loopback, started for these tests and stopped after them."""
+    port = _free_port()
+    with redis_server(port):
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 def summary(run: Run) -> dict[str, Any]:

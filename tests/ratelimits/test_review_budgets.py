@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -19,38 +14,10 @@ from overlay.scripted import Scripted, accepted, togai_event
 
 from billing_events import AsyncTogai, ConfigurationError, OutcomeStatus, RetryPolicy, Togai, budgets, pacing
 
-from .conftest import _free_port
+from .conftest import _free_port, redis_server
 
 ONE_TRY = RetryPolicy(max_attempts=1)
 DELIVERED, FAILED = OutcomeStatus.DELIVERED, OutcomeStatus.FAILED
-
-
-@contextmanager
-def redis_server(port: int, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A redis-server of this test's own (so the test can stop it), up once it answers PING."""
-    binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is not installed (see the Makefile's redis-server target)"
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
-                    probe.sendall(b"PING\r\n")
-                    if probe.recv(64).startswith((b"+PONG", b"-NOAUTH")):
-                        break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-            time.sleep(0.05)  # polling a server's port: no event to wait on
-        yield server
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def _slow_client(server: Scripted, rate_budget: str) -> Togai:
