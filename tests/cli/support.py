@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -32,6 +34,15 @@ class CliResult:
 
 class RunCli(Protocol):
     def __call__(self, *argv: str) -> CliResult: ...
+
+
+def freeze_monotonic(monkeypatch: pytest.MonkeyPatch, read: Callable[[], float]) -> None:
+    """``time.monotonic`` reads ``read()`` on the calling thread (where ``run_cli`` runs the CLI) and the real
+    clock on every other: the mock's server thread keeps real timers, so its loop never sleeps through
+    its shutdown on a select timeout made of a frozen clock."""
+    real = time.monotonic
+    caller = threading.get_ident()
+    monkeypatch.setattr(time, "monotonic", lambda: read() if threading.get_ident() == caller else real())
 
 
 def togai_event(index: int, **changes: Any) -> dict[str, Any]:

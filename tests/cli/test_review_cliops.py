@@ -14,10 +14,18 @@ from typing import Any
 import pytest
 
 from billing_events import Report
-from billing_events.cli import _state, main
+from billing_events.cli import main
 from billing_events.cli._run import EventSender
 from cli.conftest import Mock
-from cli.support import RunCli, make_event, read_jsonl, report_of, wrapped_sender, write_jsonl
+from cli.support import (
+    RunCli,
+    freeze_monotonic,
+    make_event,
+    read_jsonl,
+    report_of,
+    wrapped_sender,
+    write_jsonl,
+)
 
 _NO_TERMINAL_HINTS = ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR", "TERM")
 
@@ -206,7 +214,7 @@ def test_settled_lines_are_committed_while_the_next_batch_is_slow(
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = _Clock()
-    monkeypatch.setattr(_state.time, "monotonic", clock)
+    freeze_monotonic(monkeypatch, clock)
     source = write_jsonl(tmp_path / "events.jsonl", [make_event("togai", index) for index in range(20)])
     state = tmp_path / "events.jsonl.togai.state.sqlite"
     senders: list[_SlowSecondBatch] = []

@@ -13,7 +13,6 @@ import os
 import signal
 import sqlite3
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +27,15 @@ from billing_events.cli import main
 from billing_events.cli._run import EventSender
 from billing_events.cli._state import State, StateError
 from cli.conftest import Mock
-from cli.support import RunCli, make_event, read_jsonl, report_of, wrapped_sender, write_jsonl
+from cli.support import (
+    RunCli,
+    freeze_monotonic,
+    make_event,
+    read_jsonl,
+    report_of,
+    wrapped_sender,
+    write_jsonl,
+)
 
 PROVIDERS = ["togai", "lago"]
 
@@ -396,7 +403,7 @@ def test_outcomes_settled_just_after_a_commit_are_committed_while_the_next_batch
     run_cli: RunCli, mock: Mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    freeze_monotonic(monkeypatch, lambda: clock[0])
     source = write_jsonl(tmp_path / "events.jsonl", [make_event("togai", index) for index in range(30)])
     state = tmp_path / "events.jsonl.togai.state.sqlite"
     senders: list[_SlowThirdBatch] = []
