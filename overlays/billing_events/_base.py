@@ -32,7 +32,7 @@ from .pacing import PUBLISHED, PublishedPace, async_event_hooks, event_hooks, ma
 from .providers import LagoRules, Pending, ProviderRules, Settled, TogaiRules
 from .providers.base import settle_unsent
 from .retry import RetryPolicy
-from .stats import Stats, StatsCounter
+from .stats import Stats, StatsCounter, Tally
 from .text import shorten, show
 
 letter_log = logging.getLogger("billing_events.deadletter")
@@ -112,6 +112,9 @@ class ClientBase:
         self._api = self._build_api()
         # A lock another thread held at the fork would stay held in the child forever.
         self._stats.reset_lock()
+        # The parent's counts are its own: events it had in flight never settle here, so the child's
+        # counters start from zero and add up to the child's sends.
+        self._stats.reset()
         self.sink.reset_lock()
         if self.dead_letter_file is not None:
             self.dead_letter_file.reset_lock()
@@ -201,7 +204,7 @@ class ClientBase:
         return args
 
     def _batches(
-        self, events: Iterable[object], slots: list[Slot], enqueued: Enqueued
+        self, events: Iterable[object], slots: list[Slot], enqueued: Tally
     ) -> Iterator[list[Pending]]:
         """Request-sized batches of ``events``, prepared as they are needed.
 
@@ -209,8 +212,8 @@ class ClientBase:
         the spec is settled there at once as ``rejected`` and never sent.
         """
         for batch in self.rules.chunks(self._admit(events, slots)):
-            enqueued.count += len(batch)
-            self._stats.add("enqueued", len(batch))  # once a batch, not once an event: a lock each time
+            # Once a batch, not once an event (a lock each time); the send's own tally with it, atomically.
+            self._stats.add_counted("enqueued", len(batch), enqueued)
             yield batch
 
     def _admit(self, events: Iterable[object], slots: list[Slot]) -> Iterator[Pending]:
@@ -275,9 +278,7 @@ class ClientBase:
 
         return record
 
-    def _finish(
-        self, slots: list[Slot], enqueued: Enqueued, interrupted: BaseException | None = None
-    ) -> Report:
+    def _finish(self, slots: list[Slot], enqueued: Tally, interrupted: BaseException | None = None) -> Report:
         """The report of a ``send()``; after an interruption, what was not settled ends failed or unknown."""
         if interrupted is not None:
             # Events taken from the caller that no batch handed on (the chunker held them when the caller's
@@ -303,15 +304,6 @@ class ClientBase:
 
     def _count_retry(self, amount: int) -> None:
         self._stats.add("retried", amount)
-
-
-class Enqueued:
-    """How many events of one ``send()`` are counted in ``enqueued``: a batch's, as it is handed on."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
 
 
 # Events read from the caller's iterable at a time and checked against the spec in one call.

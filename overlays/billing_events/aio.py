@@ -17,7 +17,7 @@ from lago_api.api.events import event_estimate_fees
 from lago_api.models import EventObject, EventResponse, FeeObject, FeesResponse
 
 from . import _constants as C
-from ._base import ClientBase, Enqueued, Slot
+from ._base import ClientBase, Slot
 from ._post import AsyncBatchPoster
 from ._process import reset_after_fork
 from ._spread import RoundTrip, Spread, known_rounds
@@ -30,6 +30,7 @@ from .deadletter import BadLineCallback
 from .delivery import AsyncDelivery
 from .errors import ConfigurationError
 from .outcomes import Report, held_back_on_interruption, with_held_back
+from .stats import Tally
 from .text import shown
 
 log = logging.getLogger("billing_events.client")
@@ -80,7 +81,7 @@ class _AsyncClient(ClientBase):
             self.rules, self.poster, self.config.retry, self._recorder(slots), self._count_retry
         )
         # One generator shared by the lanes: a lane encodes its next batch while the others wait on the network.
-        enqueued = Enqueued()
+        enqueued = Tally()
         batches = self._batches(events, slots, enqueued)
         rounds = known_rounds(events, self.config.max_batch_events, in_flight)
         round_trip, spread = self._round_trip, Spread(self._round_trip, in_flight, rounds)

@@ -206,8 +206,13 @@ class AsyncBackgroundSender(SenderCore):
             self._nudge()
 
     def _ensure_runner(self) -> None:
+        """Start the sending task on the running loop; RuntimeError outside it (no loop, or another thread's
+        or another loop's): the sender's queue and events belong to the loop its task runs on."""
+        loop = asyncio.get_running_loop()
         if self._runner is None:
-            self._runner = asyncio.get_running_loop().create_task(self._run(self._holdings))
+            self._runner = loop.create_task(self._run(self._holdings))
+        elif self._runner.get_loop() is not loop:
+            raise RuntimeError("the background sender runs on another event loop: track() from that loop")
 
     @property
     def stats(self) -> Stats:

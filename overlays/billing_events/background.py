@@ -110,7 +110,8 @@ class BackgroundSender(SenderCore):
 
     def _start_for_spool(self) -> None:
         # A spool may hold earlier senders' events, and adopts dead ones' while running: send from the start.
-        if self._options.spool is not None:
+        # (Not for a sender closed before a fork: the child's copy takes no event.)
+        if self._options.spool is not None and not self._closed:
             self._start_workers()
 
     # -- the caller's side ------------------------------------------------

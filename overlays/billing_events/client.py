@@ -22,7 +22,7 @@ from lago_api.models import (
     FeesResponse,
 )
 
-from ._base import ClientBase, Enqueued, Slot
+from ._base import ClientBase, Slot
 from ._post import BatchPoster
 from ._process import reset_after_fork
 from ._transport import bounded
@@ -32,6 +32,7 @@ from .config import Provider
 from .deadletter import BadLineCallback
 from .delivery import SyncDelivery
 from .outcomes import Report, held_back_on_interruption, with_held_back
+from .stats import Tally
 
 T = TypeVar("T")
 log = logging.getLogger("billing_events.client")
@@ -70,7 +71,7 @@ class _SyncClient(ClientBase):
         delivery = SyncDelivery(
             self.rules, self.poster, self.config.retry, self._recorder(slots), self._count_retry
         )
-        enqueued = Enqueued()
+        enqueued = Tally()
         try:
             for batch in self._batches(events, slots, enqueued):
                 delivery.deliver(batch)

@@ -166,10 +166,11 @@ class Pacer:
         return OTHER
 
     def _lane(self, group: str) -> Lane | None:
-        if self.ceilings is None:
-            return None
+        # First, paced or not: observe() takes the lock even when nothing is paced.
         if self._pid != os.getpid():
             self._lock, self._pid = threading.Lock(), os.getpid()  # a lock held at fork stays held
+        if self.ceilings is None:
+            return None
         lane = self._lanes.get(group)
         if lane is None:
             ceiling = self.ceilings.get(group) or self.ceilings.get(OTHER) or max(self.ceilings.values())

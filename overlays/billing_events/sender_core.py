@@ -88,7 +88,8 @@ class SenderCore:
 
     def _new_queue(self) -> Queue:
         options = self._options
-        if options.spool is None:
+        # A sender closed before a fork takes nothing in the child: no spool file of its own to leave there.
+        if options.spool is None or self._closed:
             return EventQueue(self._rules, options.max_queue_events, options.max_queue_bytes)
         # The spool's memory window is the in-memory queue's bounds; the file holds the rest.
         return Spool(

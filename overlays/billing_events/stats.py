@@ -55,6 +55,15 @@ _FIELD = {
 }
 
 
+class Tally:
+    """What one caller added to a counter (``StatsCounter.add_counted``)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class StatsCounter:
     """Thread-safe counters; ``snapshot()`` returns a frozen ``Stats``."""
 
@@ -65,6 +74,13 @@ class StatsCounter:
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self._counts[name] += amount
+
+    def add_counted(self, name: str, amount: int, tally: Tally) -> None:
+        """Add to a counter and to ``tally`` under one lock, with no call between the two: a signal (Ctrl-C)
+        lands before both or after both, so the tally always says what the counter got from it."""
+        with self._lock:
+            self._counts[name] += amount
+            tally.count += amount
 
     def settle(self, statuses: Iterable[OutcomeStatus]) -> None:
         """Count settled events, one status each, under one lock acquisition."""

@@ -24,7 +24,11 @@ def shown(value: object, limit: int = 80) -> str:
     in digits (Python refuses past 4,300) by its size. A message never grows with the value."""
     if isinstance(value, int) and value.bit_length() > 256:
         return f"an integer of {value.bit_length()} bits"
-    return shorten(repr(value), limit)
+    try:
+        text = repr(value)
+    except Exception:  # a subclass whose __repr__ breaks: its type still says what was given
+        return f"a {type(value).__name__} that cannot be shown"
+    return shorten(text, limit)
 
 
 # The range orjson (and most JSON parsers on the other side) read integers in: 64 bits.

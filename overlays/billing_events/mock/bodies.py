@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 
 from starlette.requests import Request
@@ -48,8 +49,10 @@ def is_json_media_type(content_type: str | None) -> bool:
 
 
 def is_rails_json_media_type(content_type: str | None) -> bool:
-    """JSON as Lago (Rails) reads it: only the types in RAILS_JSON_MEDIA_TYPES."""
-    return _media_type(content_type) in RAILS_JSON_MEDIA_TYPES
+    """JSON as Lago (Rails) reads it: only the types in RAILS_JSON_MEDIA_TYPES. Rails takes the media type up
+    to the first `,` or `;` (actionpack `mime_negotiation.rb`, `content_mime_type`)."""
+    media_type = re.split("[,;]", content_type or "", maxsplit=1)[0].strip().lower()
+    return media_type in RAILS_JSON_MEDIA_TYPES
 
 
 async def _read_capped(request: Request, max_bytes: int) -> bytes:
