@@ -172,7 +172,8 @@ def _add_output_options(parser: argparse.ArgumentParser, *, dead_letter_default:
         "-v",
         "--verbose",
         action="store_true",
-        help="print a line on stderr each time settled lines are committed to the state file (useful in logs, where there is no bar)",
+        help="print a line on stderr with the counts so far each time settled lines are committed (ingest: to"
+        " its state file); useful in logs, where there is no bar",
     )
 
 

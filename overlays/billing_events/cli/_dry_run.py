@@ -108,7 +108,7 @@ def _check_block(
         if unstamped is not None:
             problems.append(Problem(record.line, "invalid", unstamped))
         elif at in conflicts:
-            key = clip(str(event.get(provider.key_field)), 120)
+            key = clip(str(event.get(provider.key_field)))
             problems.append(Problem(record.line, "rejected", conflicts[at], key))
         else:
             # The key the run would derive for a line without one: checked, and sized, with one as long.

@@ -82,7 +82,7 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
 
 
 def _problem_for(outcome: Outcome, line: int) -> Problem:
-    key = clip(outcome.key, 120) if outcome.key is not None else None
+    key = clip(outcome.key) if outcome.key is not None else None
     return Problem(line, outcome.status.value, clip(outcome.reason or outcome.status.value), key)
 
 
@@ -238,9 +238,9 @@ class Pump:
         assert record.event is not None and record.problem is not None
         key = str(record.event.get(self._key_field, ""))
         reason = clip(record.problem)
-        outcomes.append(("rejected", Problem(record.line, "rejected", reason, clip(key, 120)), False))
+        outcomes.append(("rejected", Problem(record.line, "rejected", reason, clip(key)), False))
         if record.fingerprint is not None:
-            settled.append(Settled(record.fingerprint, "rejected", reason, clip(key, 120)))
+            settled.append(Settled(record.fingerprint, "rejected", reason, clip(key)))
         return Outcome(key=key, status=OutcomeStatus.REJECTED, event=record.event, reason=record.problem)
 
     def _dead_letter(self, refused: list[Outcome], settled: list[Settled]) -> None:
