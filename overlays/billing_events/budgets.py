@@ -4,7 +4,9 @@ Each backend keeps one number per budget key, the GCRA "theoretical arrival time
 ``reserve`` updates it atomically: the caller gets the moment it may send (a slot), or None when that
 moment is further than ``max_wait`` away (then nothing is taken). Slots are handed out in the order
 callers ask, so retries and new requests queue fairly and no waiter is passed over. ``release`` gives
-back a slot whose request never left (its wait was cut): the TAT moves back one interval.
+back a slot whose request never left (its wait was cut): the TAT moves back one interval, but only while it
+is still the one that booking stored. Moved back under later bookings, it would let two requests go in
+each of their slots; left alone, the slot is lost, which costs someone a short wait and never a burst.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpcore
@@ -42,6 +44,18 @@ REDIS_CALLERS = 4
 # A stored TAT of unknown age further ahead than this (plus the most a request could book) is a clock
 # step's leftover: start over. A TAT whose write time is kept is never stale for being far ahead.
 STALE_AFTER = 300.0
+# Threads that give slots back to SQLite files for event loops: no loop waits for another process's lock.
+SQLITE_RELEASERS = 2
+
+T = TypeVar("T")
+
+
+class Booking(NamedTuple):
+    """A slot ``reserve`` booked: how long to wait for it, and the TAT the booking stored (in the store's own
+    clock), which ``release`` compares to tell whether anyone booked since."""
+
+    wait: float
+    tat: float
 
 
 def gcra(
@@ -53,8 +67,8 @@ def gcra(
     written_at: float | None = None,
     *,
     steady: bool = False,
-) -> tuple[float, float] | None:
-    """(wait, new TAT) for one request, or None when it would wait longer than ``max_wait``.
+) -> Booking | None:
+    """The wait and the new TAT of one request, or None when it would wait longer than ``max_wait``.
 
     ``written_at`` is the clock's reading when the TAT was stored: later than ``now``, the clock
     stepped back since, and the TAT moves back with it (else every slot would wait out the step).
@@ -71,7 +85,7 @@ def gcra(
     wait = max(0.0, tat - burst - now)
     if wait > max_wait:
         return None
-    return wait, tat + interval
+    return Booking(wait, tat + interval)
 
 
 class Budget(Protocol):
@@ -79,13 +93,39 @@ class Budget(Protocol):
 
     name: str
 
-    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None: ...
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None: ...
 
-    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None: ...
-
-    def release(self, key: str, interval: float) -> None:
-        """Give back a slot that ``reserve`` booked and its request never used; never waits long."""
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
+        """``reserve``; cancelled while the store books, a slot it books anyway is given back."""
         ...
+
+    def release(self, key: str, interval: float, booking: Booking) -> None:
+        """Give back a slot that ``reserve`` booked and its request never used, if nobody booked since;
+        never waits long, nor blocks an event loop it is called on."""
+        ...
+
+
+def give_back(store: Budget, key: str, interval: float, booking: Booking) -> None:
+    """``store.release``, best effort: its caller is being cancelled or interrupted, so it never raises (a
+    failure is logged at DEBUG; a slot lost is only a short wait for someone)."""
+    try:
+        store.release(key, interval, booking)
+    except Exception as exc:
+        log.debug("rate budget %s: a slot could not be given back (%s)", store.name, shorten(str(exc)))
+
+
+def _when_booked(
+    call: concurrent.futures.Future[Booking | None] | asyncio.Future[Booking | None],
+    release: Callable[[Booking], None],
+) -> None:
+    """Its caller stopped waiting for ``call``, which may still book a slot: that slot goes to ``release``."""
+
+    def booked(done: concurrent.futures.Future[Booking | None] | asyncio.Future[Booking | None]) -> None:
+        booking = None if done.cancelled() or done.exception() is not None else done.result()
+        if booking is not None:
+            release(booking)
+
+    call.add_done_callback(booked)
 
 
 class MemoryBudget:
@@ -103,22 +143,21 @@ class MemoryBudget:
             # A forked child has its own budget: a lock held at fork time would stay held forever.
             self._lock, self._tats, self._pid = threading.Lock(), {}, os.getpid()
 
-    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         self._forked()
         with self._lock:
-            slot = gcra(self._tats.get(key), time.monotonic(), interval, burst, max_wait, steady=True)
-            if slot is None:
-                return None
-            self._tats[key] = slot[1]
-            return slot[0]
+            booking = gcra(self._tats.get(key), time.monotonic(), interval, burst, max_wait, steady=True)
+            if booking is not None:
+                self._tats[key] = booking.tat
+            return booking
 
-    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         return self.reserve(key, interval, burst, max_wait)
 
-    def release(self, key: str, interval: float) -> None:
+    def release(self, key: str, interval: float, booking: Booking) -> None:
         self._forked()
         with self._lock:
-            if key in self._tats:  # a TAT moved into the past reads as now
+            if self._tats.get(key) == booking.tat:  # a TAT moved into the past reads as now
                 self._tats[key] -= interval
 
 
@@ -158,7 +197,7 @@ class SQLiteBudget:
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
-    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         conn = self._connect()
         name = f"{self.prefix}:{key}"
         # Waiting for another process's lock counts against the wait this request may spend.
@@ -169,28 +208,54 @@ class SQLiteBudget:
             # Wall-clock time: the one clock every process of the host reads alike.
             now = time.time()
             tat, written_at = row if row else (None, None)
-            slot = gcra(tat, now, interval, burst, max_wait, written_at)
-            if slot is not None:
+            booking = gcra(tat, now, interval, burst, max_wait, written_at)
+            if booking is not None:
                 conn.execute(
-                    "INSERT OR REPLACE INTO budget (key, tat, at) VALUES (?, ?, ?)", (name, slot[1], now)
+                    "INSERT OR REPLACE INTO budget (key, tat, at) VALUES (?, ?, ?)", (name, booking.tat, now)
                 )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return None if slot is None else slot[0]
+        return booking
 
-    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
-        import asyncio
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
+        # A write lock may be held by another process for a moment: never block the event loop on it. On the
+        # loop's executor, whose threads asyncio.run() waits for, so a booking in flight at exit ends first.
+        booking: concurrent.futures.Future[Booking | None] = concurrent.futures.Future()
+        asyncio.get_running_loop().run_in_executor(
+            None, _settle, booking, lambda: self.reserve(key, interval, burst, max_wait)
+        )
+        try:
+            return await asyncio.wrap_future(booking)
+        except asyncio.CancelledError:
+            # The thread books on: its slot goes back as it is booked (on that thread, off the loop).
+            _when_booked(booking, lambda slot: give_back(self, key, interval, slot))
+            raise
 
-        # A write lock may be held by another process for a moment: never block the event loop on it.
-        return await asyncio.to_thread(self.reserve, key, interval, burst, max_wait)
-
-    def release(self, key: str, interval: float) -> None:
+    def release(self, key: str, interval: float, booking: Booking) -> None:
+        if _on_event_loop():
+            # Another process may hold the file's lock for a while: a daemon thread waits for it, not the
+            # loop, and nobody waits for that thread.
+            _SQLITE_RELEASES.submit(lambda: give_back(self, key, interval, booking))
+            return
         conn = self._connect()
         _busy_timeout(conn, interval)  # waiting for the lock longer than the slot is worth is no use
         # One statement, so a transaction of its own; the row's write time stays, the TAT is of its clock.
-        conn.execute("UPDATE budget SET tat = tat - ? WHERE key = ?", (interval, f"{self.prefix}:{key}"))
+        # The exact REAL that booking stored: anyone's booking since has moved it on.
+        conn.execute(
+            "UPDATE budget SET tat = tat - ? WHERE key = ? AND tat = ?",
+            (interval, f"{self.prefix}:{key}", booking.tat),
+        )
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread is running an event loop, which nothing may block."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
@@ -216,18 +281,20 @@ local wait = tat - burst - now
 if wait < 0 then wait = 0 end
 if wait > max_wait then return '-1' end
 local new_tat = tat + interval
+local stored = string.format('%.6f', new_tat)
 local ttl = math.ceil((new_tat - now) * 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', ttl)
+redis.call('SET', KEYS[1], stored, 'PX', ttl)
 redis.call('SET', KEYS[2], string.format('%.6f', now), 'PX', ttl)
-return string.format('%.6f', wait)
+return {string.format('%.6f', wait), stored}
 """
 
 # A slot given back: the TAT moves back one interval and keeps its key's time to live (a TAT in the past
-# reads as now). An expired key or one holding no number has nothing to give back.
+# reads as now), if it is still the one the booking stored (ARGV[2], a float parsed from that text, so the
+# same number): after anyone's booking since, the slot is lost. An expired key has nothing to give back.
 _REDIS_RELEASE = """
 local ttl = redis.call('PTTL', KEYS[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '')
-if ttl <= 0 or tat == nil then return 0 end
+if ttl <= 0 or tat == nil or tat ~= tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], string.format('%.6f', tat - tonumber(ARGV[1])), 'PX', ttl)
 return 1
 """
@@ -311,12 +378,21 @@ class RedisBudget:
             client.connection_pool.connection_kwargs["host"] = addresses[0]
         return _Scripts(client.register_script(_REDIS_GCRA), client.register_script(_REDIS_RELEASE))
 
-    def _locally(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    def _locally(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         """A slot of this process's own budget, paced around Redis; ``release`` gives it back there."""
         _booked_locally.set(True)
         return self._local.reserve(key, interval, burst, max_wait)
 
-    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    def _failed(
+        self, exc: Exception, key: str, interval: float, burst: float, max_wait: float
+    ) -> Booking | None:
+        """Redis failed, or something else answers there: paced locally, and looked up again when Redis is
+        asked next (it may have moved)."""
+        self._unreachable(exc)
+        self._sync = self._async = None
+        return self._locally(key, interval, burst, max_wait)
+
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         _booked_locally.set(False)
         if not self._available():
             return self._locally(key, interval, burst, max_wait)
@@ -324,25 +400,23 @@ class RedisBudget:
         # redis-py bounds each read from the socket, not the call: a Redis that trickles its answer would
         # hold the request for as long as it likes. The call runs on the pool's thread, and waiting for it
         # is what is bounded.
-        calling = self._pool().submit(lambda: self._ask(key, interval, burst, max_wait))
+        calling = self._pool().submit(lambda: self._book(key, interval, burst, max_wait))
         try:
-            answer = calling.result(timeout=bound)
+            return calling.result(timeout=bound)
         except concurrent.futures.TimeoutError:
             calling.cancel()
+            _when_booked(calling, lambda booking: self._release_later(key, interval, booking))
             return self._late(bound, key, interval, burst, max_wait)
-        except (self._redis_module.RedisError, httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-            self._unreachable(exc)
-            self._sync = None  # looked up again when Redis is asked next: it may have moved
-            return self._locally(key, interval, burst, max_wait)
-        return self._wait(answer, key, interval, burst, max_wait)
-
-    def _wait(self, answer: object, key: str, interval: float, burst: float, max_wait: float) -> float | None:
-        try:
-            return _wait_of(answer, max_wait)
-        except ValueError as exc:
-            # No answer our script gives: something else answers there. Paced locally, as without Redis.
-            self._unreachable(exc)
-            return self._locally(key, interval, burst, max_wait)
+        except (
+            self._redis_module.RedisError,
+            httpcore.ConnectError,
+            httpcore.ConnectTimeout,
+            ValueError,
+        ) as exc:
+            return self._failed(exc, key, interval, burst, max_wait)
+        except BaseException:  # Ctrl-C while Redis books: the slot it books anyway goes back
+            _when_booked(calling, lambda booking: self._release_later(key, interval, booking))
+            raise
 
     def _scripts(self) -> _Scripts:
         """The scripts of the sync client, which connects first if need be (on the pool's thread)."""
@@ -354,21 +428,25 @@ class RedisBudget:
             scripts = self._sync = self._pin(client, addresses)
         return scripts
 
-    def _ask(self, key: str, interval: float, burst: float, max_wait: float) -> object:
+    def _book(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         """One call of the GCRA script (on the pool's thread)."""
-        return self._scripts().gcra(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
+        answer = self._scripts().gcra(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
+        return _booking_of(answer, max_wait)
 
-    def release(self, key: str, interval: float) -> None:
+    def release(self, key: str, interval: float, booking: Booking) -> None:
         if _booked_locally.get():
-            self._local.release(key, interval)
+            self._local.release(key, interval, booking)
         else:
-            # Handed to the pool and never waited for: the caller is being cancelled or interrupted.
-            self._pool().submit(lambda: self._give_back(key, interval))
+            self._release_later(key, interval, booking)
 
-    def _give_back(self, key: str, interval: float) -> None:
+    def _release_later(self, key: str, interval: float, booking: Booking) -> None:
+        # Handed to the pool and never waited for: the caller is being cancelled or interrupted.
+        self._pool().submit(lambda: self._give_back(key, interval, booking))
+
+    def _give_back(self, key: str, interval: float, booking: Booking) -> None:
         """One call of the release script (on the pool's thread); a slot lost is only a short wait."""
         try:
-            self._scripts().release(keys=self._keys(key), args=[interval])
+            self._scripts().release(keys=self._keys(key), args=[interval, booking.tat])
         except Exception as exc:
             log.debug("rate budget: Redis did not take a slot back (%s)", type(exc).__name__)
 
@@ -378,38 +456,51 @@ class RedisBudget:
             self._executor = _DaemonPool(REDIS_CALLERS, "billing-events-budget")
         return self._executor
 
-    def _late(self, bound: float, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    def _late(self, bound: float, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         """Redis did not answer within ``bound``: taken as unreachable (a slot it might still give would come
-        too late to use), and this process paces on its own for a while. Events never wait on it."""
+        too late to use, and goes back), and this process paces on its own for a while. Events never wait
+        on it."""
         self._unreachable(TimeoutError(f"no answer within {bound:g}s"))
         self._sync = self._async = None  # a connection left mid-answer is not used again
         return self._locally(key, interval, burst, max_wait)
 
-    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         _booked_locally.set(False)
         if not self._available():
             return self._locally(key, interval, burst, max_wait)
         bound = _call_bound(max_wait)
+        # A task of its own: this one may stop waiting for it, and a slot it books anyway then goes back.
+        calling = asyncio.ensure_future(self._abook(key, interval, burst, max_wait))
         try:
             async with asyncio.timeout(bound):
-                if self._async is None:
-                    from redis import asyncio as aioredis
-
-                    host = self._host()
-                    # Never on the loop's executor, which asyncio.run() waits for at exit.
-                    addresses = [] if host is None else await aresolve(*host, REDIS_TIMEOUT)
-                    client = aioredis.Redis.from_url(self._url, **self._options())
-                    self._async = self._pin(client, addresses)
-                answer = await self._async.gcra(
-                    keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER]
-                )
+                return await asyncio.shield(calling)
         except TimeoutError:
+            calling.cancel()
+            _when_booked(calling, lambda booking: self._release_later(key, interval, booking))
             return self._late(bound, key, interval, burst, max_wait)
-        except (self._redis_module.RedisError, httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-            self._unreachable(exc)
-            self._async = None
-            return self._locally(key, interval, burst, max_wait)
-        return self._wait(answer, key, interval, burst, max_wait)
+        except (
+            self._redis_module.RedisError,
+            httpcore.ConnectError,
+            httpcore.ConnectTimeout,
+            ValueError,
+        ) as exc:
+            return self._failed(exc, key, interval, burst, max_wait)
+        except asyncio.CancelledError:
+            _when_booked(calling, lambda booking: self._release_later(key, interval, booking))
+            raise
+
+    async def _abook(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
+        """One call of the GCRA script on the async client, which connects first if need be."""
+        if self._async is None:
+            from redis import asyncio as aioredis
+
+            host = self._host()
+            # Never on the loop's executor, which asyncio.run() waits for at exit.
+            addresses = [] if host is None else await aresolve(*host, REDIS_TIMEOUT)
+            client = aioredis.Redis.from_url(self._url, **self._options())
+            self._async = self._pin(client, addresses)
+        answer = await self._async.gcra(keys=self._keys(key), args=[interval, burst, max_wait, STALE_AFTER])
+        return _booking_of(answer, max_wait)
 
     def _keys(self, key: str) -> list[str]:
         name = f"{self.prefix}:{key}"
@@ -436,17 +527,24 @@ class _DaemonPool:
     """
 
     def __init__(self, threads: int, name: str) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], object], concurrent.futures.Future[object]]] = (
-            queue.SimpleQueue()
-        )
         self._threads = threads
         self._name = name
+        self._empty()
+
+    def _empty(self) -> None:
+        """No thread and no call yet; in a forked child, none of its parent's (whose lock may be held)."""
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
+            queue.SimpleQueue()
+        )
         self._started = 0
         self._idle = 0
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
-    def submit(self, call: Callable[[], object]) -> concurrent.futures.Future[object]:
-        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+    def submit(self, call: Callable[[], T]) -> concurrent.futures.Future[T]:
+        if self._pid != os.getpid():
+            self._empty()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._lock:
             if self._idle == 0 and self._started < self._threads:
                 self._started += 1
@@ -459,13 +557,22 @@ class _DaemonPool:
     def _work(self) -> None:
         while True:
             call, future = self._calls.get()
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(call())
-                except BaseException as exc:  # handed to the caller, who is waiting for it
-                    future.set_exception(exc)
+            _settle(future, call)
             with self._lock:
                 self._idle += 1
+
+
+# Shared by every SQLite budget of the process: a give-back is rare, and quick once the file is free.
+_SQLITE_RELEASES = _DaemonPool(SQLITE_RELEASERS, "billing-events-release")
+
+
+def _settle(future: concurrent.futures.Future[T], call: Callable[[], T]) -> None:
+    """Run ``call`` for ``future`` (on the thread it was handed to), unless ``future`` was cancelled first."""
+    if future.set_running_or_notify_cancel():
+        try:
+            future.set_result(call())
+        except BaseException as exc:  # handed to the caller, who is waiting for it
+            future.set_exception(exc)
 
 
 def _call_bound(max_wait: float) -> float:
@@ -474,19 +581,21 @@ def _call_bound(max_wait: float) -> float:
     return min(REDIS_TIMEOUT, max(max_wait, MIN_REDIS_CALL))
 
 
-def _wait_of(answer: object, max_wait: float) -> float | None:
-    """The script's answer: the wait for the slot, None for no slot. Anything else (a wait past ``max_wait``,
-    which the script never gives, or no number) is a Redis gone wrong: ValueError, and the pacer paces
-    locally."""
-    text = answer.decode(errors="replace") if isinstance(answer, bytes) else str(answer)
-    wait = float(text[:40])
-    if wait == -1:
+def _booking_of(answer: object, max_wait: float) -> Booking | None:
+    """The script's answer: the wait for the slot and the TAT it stored, or None ("-1") for no slot.
+    Anything else (a wait past ``max_wait``, which the script never gives, or no numbers) is a Redis gone
+    wrong: ValueError, and the pacer paces locally."""
+    parts = answer if isinstance(answer, list) else [answer]
+    texts = [part.decode(errors="replace") if isinstance(part, bytes) else str(part) for part in parts[:3]]
+    numbers = [float(text[:40]) for text in texts]
+    if numbers == [-1]:
         return None
-    if not (math.isfinite(wait) and 0 <= wait <= max_wait):
+    if len(numbers) != 2 or not all(map(math.isfinite, numbers)) or not 0 <= numbers[0] <= max_wait:
         raise ValueError(
-            f"the rate budget script answered {shorten(text)!r}, not a wait within {max_wait:g}s"
+            f"the rate budget script answered {shorten(' '.join(texts))!r}, not a wait within {max_wait:g}s"
+            " and a time"
         )
-    return wait
+    return Booking(*numbers)
 
 
 def open_budget(url: str | None) -> Budget:

@@ -10,7 +10,8 @@ environment.)
   that it fails as never sent (``BudgetTimeout``) and the retry policy takes over.
   Slots are first come, first served: a retry and a new batch queue alike, and each waits at most
   ``max_wait``, so neither can starve the other past a deadline. A wait cut short (a cancelled task,
-  Ctrl-C) gives its slot back, so the requests behind it never wait for a slot nobody used.
+  Ctrl-C) gives its slot back when nobody booked one since, so the requests behind it never wait for a
+  slot nobody used; under later bookings it is lost (a short wait), never handed out twice (a burst).
 - **Adaptive pace.** The pace starts at the ceiling (``max_requests_per_second``) and:
   - halves on a 429, once per round (answers to requests sent before the last cut, or within
     ``CUT_SPACING`` of it, do not cut again);
@@ -46,7 +47,7 @@ import httpx
 from . import _constants as C
 from . import metrics
 from ._transport import deadline_of
-from .budgets import Budget, MemoryBudget, open_budget
+from .budgets import Budget, MemoryBudget, give_back, open_budget
 from .config import ENDPOINTS, ClientConfig
 from .errors import ConfigurationError
 from .text import shorten, shown
@@ -213,14 +214,6 @@ class Pacer:
             self._budget_warned = True
             log.warning("rate budget %s failed (%s); pacing locally", self.budget.name, shorten(str(exc)))
 
-    def _give_back(self, store: Budget, group: str, interval: float) -> None:
-        """The wait for a booked slot was cut and its request never leaves: the slot goes back to the store
-        that booked it. Never raises, so the cancellation goes on as it was; a slot lost is a short wait."""
-        try:
-            store.release(group, interval)
-        except Exception as exc:
-            log.debug("rate budget %s: a slot could not be given back (%s)", store.name, shorten(str(exc)))
-
     def acquire(self, group: str, deadline: float | None = None) -> float:
         """Wait for a slot of the endpoint's budget; the moment the request may leave (monotonic)."""
         interval = self._interval(group)
@@ -230,19 +223,19 @@ class Pacer:
         burst = interval * self._burst(interval)
         store: Budget = self.budget
         try:
-            wait = store.reserve(group, interval, burst, max_wait)
+            booking = store.reserve(group, interval, burst, max_wait)
         except Exception as exc:
             self._budget_failed(exc)
             store = self._local
-            wait = store.reserve(group, interval, burst, max_wait)
-        if wait is None:
+            booking = store.reserve(group, interval, burst, max_wait)
+        if booking is None:
             raise BudgetTimeout(f"no rate budget for {group} within {max_wait:g}s")
-        self._waited(wait)
-        if wait > 0:
+        self._waited(booking.wait)
+        if booking.wait > 0:
             try:
-                time.sleep(wait)
-            except BaseException:  # Ctrl-C, or a signal handler's exception
-                self._give_back(store, group, interval)
+                time.sleep(booking.wait)
+            except BaseException:  # Ctrl-C, or a signal handler's exception: the slot goes back to its store
+                give_back(store, group, interval, booking)
                 raise
         return time.monotonic()
 
@@ -254,19 +247,21 @@ class Pacer:
         burst = interval * self._burst(interval)
         store: Budget = self.budget
         try:
-            wait = await store.areserve(group, interval, burst, max_wait)
+            booking = await store.areserve(group, interval, burst, max_wait)
         except Exception as exc:
             self._budget_failed(exc)
             store = self._local
-            wait = await store.areserve(group, interval, burst, max_wait)
-        if wait is None:
+            booking = await store.areserve(group, interval, burst, max_wait)
+        if booking is None:
             raise BudgetTimeout(f"no rate budget for {group} within {max_wait:g}s")
-        self._waited(wait)
-        if wait > 0:
+        self._waited(booking.wait)
+        if booking.wait > 0:
             try:
-                await asyncio.sleep(wait)
-            except BaseException:  # cancelled: by the caller, or a timeout around the send
-                self._give_back(store, group, interval)
+                await asyncio.sleep(booking.wait)
+            except (
+                BaseException
+            ):  # cancelled (by the caller, or a timeout around the send): the slot goes back
+                give_back(store, group, interval, booking)
                 raise
         return time.monotonic()
 

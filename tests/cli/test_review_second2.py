@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from overlay.scripted import Scripted, accepted
-from ratelimits.test_review_pacing import FakeRedis, bulk
+from ratelimits.test_review_pacing import FakeRedis, booked, bulk
 
 from billing_events import AsyncTogai, OutcomeStatus, Report, RetryPolicy, Togai, read_dead_letters
 from billing_events.budgets import open_budget
@@ -139,7 +139,7 @@ def test_a_bom_before_the_first_letter_is_ignored_by_the_library_replay(tmp_path
 
 def test_a_redis_that_never_answers_does_not_fail_every_event_of_a_short_timeout_client() -> None:
     # Accepts connections, never answers: a Redis stuck in a long script, or a proxy in front of a dead one.
-    redis = FakeRedis(bulk("0.000000"), delay=60)
+    redis = FakeRedis(booked("0.000000"), delay=60)
     server = Scripted(default=accepted)
     try:
         with Togai(
@@ -201,7 +201,7 @@ def test_a_slow_pace_is_kept_when_requests_may_wait_longer_than_300_seconds(tmp_
     budget = open_budget(f"sqlite:///{tmp_path / 'budget.db'}?key=slow")
     waits = [budget.reserve("/ingest", 60.0, 60.0, 600.0) for _ in range(10)]
 
-    booked = [wait for wait in waits if wait is not None]
+    booked = [booking.wait for booking in waits if booking is not None]
     assert len(booked) == len(waits), waits
     # Each request queues behind the one before: no wait may be shorter than the one booked before it.
     # Today the 9th finds the 8th's slot (480 s ahead) "stale" and goes at once.
@@ -234,7 +234,7 @@ def test_re_sending_a_replays_unknown_events_keeps_their_first_moment(tmp_path: 
 
 
 def test_a_background_sender_drained_at_exit_still_draws_from_a_reachable_redis_budget() -> None:
-    redis = FakeRedis(bulk("0.000000"))
+    redis = FakeRedis(booked("0.000000"))
     program = textwrap.dedent(
         f"""
         import httpx, logging
@@ -265,7 +265,7 @@ def test_a_background_sender_drained_at_exit_still_draws_from_a_reachable_redis_
 
 
 def test_an_async_client_with_a_short_timeout_is_not_failed_for_ever_by_a_mute_redis() -> None:
-    redis = FakeRedis(bulk("0.000000"), delay=60)
+    redis = FakeRedis(booked("0.000000"), delay=60)
     server = Scripted(default=accepted)
 
     async def run() -> list[Report]:

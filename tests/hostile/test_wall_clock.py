@@ -17,7 +17,7 @@ from cli.support import togai_event, write_jsonl
 
 from billing_events import AsyncLago, AsyncTogai, Lago, NotFoundError, RetryPolicy, Togai, partial_report
 from billing_events._transport import bounded, call_deadline
-from billing_events.budgets import open_budget
+from billing_events.budgets import Booking, open_budget
 from billing_events.cli import main
 from billing_events.errors import RequestTimeoutError
 from hostile.conftest import TOKEN, statuses_once_cancelled
@@ -420,11 +420,11 @@ def test_a_redis_rate_budget_bounds_a_hanging_name_lookup(
         waits = [budget.reserve("events", 0.01, 0.01, 5.0) for _ in range(2)]
     else:
 
-        async def reserve_twice() -> list[float | None]:
+        async def reserve_twice() -> list[Booking | None]:
             return [await budget.areserve("events", 0.01, 0.01, 5.0) for _ in range(2)]
 
         waits = asyncio.run(reserve_twice())
 
     assert hanging_resolver.asked.is_set()
     assert not hanging_resolver.outlasted.is_set()
-    assert waits[0] == 0.0 and waits[1] is not None  # the local budget's slots
+    assert waits[0] is not None and waits[0].wait == 0.0 and waits[1] is not None  # the local budget's slots

@@ -26,18 +26,20 @@ def test_a_sqlite_budget_survives_its_clock_stepping_back(
     real = time.time
     with monkeypatch.context() as patch:
         patch.setattr(budgets.time, "time", lambda: real() + STEP)  # the clock, before the step
-        assert budget.reserve("/ingestBatch", 0.5, 0.0, 5.0) == 0.0
+        first = budget.reserve("/ingestBatch", 0.5, 0.0, 5.0)
+        assert first is not None and first.wait == 0.0
         assert budget.reserve("/ingestBatch", 0.5, 0.0, 5.0) is not None
 
     # The clock is now a minute earlier: the next slot is still one interval away, not a minute.
-    wait = budget.reserve("/ingestBatch", 0.5, 0.0, 5.0)
+    booking = budget.reserve("/ingestBatch", 0.5, 0.0, 5.0)
 
-    assert wait is not None and wait <= 1.0
+    assert booking is not None and booking.wait <= 1.0
 
 
 def test_a_redis_budget_survives_the_servers_clock_stepping_back(redis_url: str) -> None:  # noqa: F811
     budget = RedisBudget(redis_url, "acme")
-    assert budget.reserve("/events/batch", 0.5, 0.0, 5.0) == 0.0
+    first = budget.reserve("/events/batch", 0.5, 0.0, 5.0)
+    assert first is not None and first.wait == 0.0
     # What Redis holds after slots taken a minute "later" than its clock now reads.
     store = redis.Redis.from_url(redis_url)
     seconds, micros = store.time()
@@ -45,6 +47,6 @@ def test_a_redis_budget_survives_the_servers_clock_stepping_back(redis_url: str)
     store.set("acme:/events/batch", f"{ahead + 0.5:.6f}")
     store.set("acme:/events/batch:at", f"{ahead:.6f}")
 
-    wait = budget.reserve("/events/batch", 0.5, 0.0, 5.0)
+    booking = budget.reserve("/events/batch", 0.5, 0.0, 5.0)
 
-    assert wait is not None and wait <= 1.0
+    assert booking is not None and booking.wait <= 1.0

@@ -14,9 +14,14 @@ import pytest
 from overlay.scripted import Scripted, accepted, lago_event, lago_ok, togai_event
 
 from billing_events import AsyncTogai, ConfigurationError, Lago, OutcomeStatus, RetryPolicy, Togai, pacing
-from billing_events.budgets import RedisBudget, SQLiteBudget
+from billing_events.budgets import Booking, RedisBudget, SQLiteBudget
 
 ONE_TRY = RetryPolicy(max_attempts=1)
+
+
+def _wait(booking: Booking | None) -> float | None:
+    """What a caller that needs only the wait reads of a booking."""
+    return None if booking is None else booking.wait
 
 
 def throttled(request: httpx.Request) -> httpx.Response:
@@ -117,22 +122,28 @@ def test_sqlite_budget_hands_out_slots_in_order_across_connections(tmp_path: Pat
     path = tmp_path / "budget.db"
     first, second = SQLiteBudget(path, "acme"), SQLiteBudget(path, "acme")
 
-    waits = [first.reserve("/ingestBatch", 1.0, 0.0, 5.0), second.reserve("/ingestBatch", 1.0, 0.0, 5.0)]
+    waits = [
+        _wait(first.reserve("/ingestBatch", 1.0, 0.0, 5.0)),
+        _wait(second.reserve("/ingestBatch", 1.0, 0.0, 5.0)),
+    ]
     refused = first.reserve("/ingestBatch", 1.0, 0.0, 1.5)
 
-    third = second.reserve("/ingestBatch", 1.0, 0.0, 5.0)
+    third = _wait(second.reserve("/ingestBatch", 1.0, 0.0, 5.0))
 
     assert waits[0] == 0.0
     assert waits[1] is not None and 0 < waits[1] <= 1.0  # the next slot, one interval after the first
     assert refused is None  # two intervals ahead: past the bound, and nothing taken
     assert third is not None and waits[1] < third <= 2.0  # the slot after, not the refused one's
-    assert SQLiteBudget(path, "other").reserve("/ingestBatch", 1.0, 0.0, 5.0) == 0.0
+    assert _wait(SQLiteBudget(path, "other").reserve("/ingestBatch", 1.0, 0.0, 5.0)) == 0.0
 
 
 def test_redis_budget_hands_out_slots_in_order(redis_url: str) -> None:
     first, second = RedisBudget(f"{redis_url}", "acme"), RedisBudget(f"{redis_url}", "acme")
 
-    waits = [first.reserve("/events/batch", 1.0, 0.0, 5.0), second.reserve("/events/batch", 1.0, 0.0, 5.0)]
+    waits = [
+        _wait(first.reserve("/events/batch", 1.0, 0.0, 5.0)),
+        _wait(second.reserve("/events/batch", 1.0, 0.0, 5.0)),
+    ]
 
     assert waits[0] == 0.0
     assert waits[1] is not None and 0 < waits[1] <= 1.0
@@ -201,13 +212,13 @@ class _BrokenBudget:
     def __init__(self) -> None:
         self.released = 0
 
-    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         raise OSError("the store is gone")
 
-    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+    async def areserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
         raise OSError("the store is gone")
 
-    def release(self, key: str, interval: float) -> None:
+    def release(self, key: str, interval: float, booking: Booking) -> None:
         self.released += 1
         raise OSError("the store is gone")
 
@@ -231,8 +242,8 @@ def test_a_slot_that_cannot_be_given_back_leaves_the_interruption_as_it_was(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Unreturnable(_BrokenBudget):
-        def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
-            return 1.0
+        def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
+            return Booking(wait=1.0, tat=time.monotonic() + 1.0)
 
     budget = Unreturnable()
     pacer = pacing.Pacer({pacing.OTHER: 1.0}, budget)
@@ -248,12 +259,13 @@ def test_a_slot_that_cannot_be_given_back_leaves_the_interruption_as_it_was(
 def test_sqlite_budget_takes_a_slot_back(tmp_path: Path) -> None:
     path = tmp_path / "budget.db"
     first, second = SQLiteBudget(path, "acme"), SQLiteBudget(path, "acme")
-    first.release("/ingestBatch", 1.0)  # nothing booked yet: nothing to give back
+    first.release("/ingestBatch", 1.0, Booking(0.0, time.time()))  # nothing booked yet: nothing to give back
 
-    assert first.reserve("/ingestBatch", 1.0, 0.0, 5.0) == 0.0
-    booked = first.reserve("/ingestBatch", 1.0, 0.0, 5.0)
-    first.release("/ingestBatch", 1.0)
-    again = second.reserve("/ingestBatch", 1.0, 0.0, 5.0)
+    assert _wait(first.reserve("/ingestBatch", 1.0, 0.0, 5.0)) == 0.0
+    booking = first.reserve("/ingestBatch", 1.0, 0.0, 5.0)
+    assert booking is not None
+    first.release("/ingestBatch", 1.0, booking)
+    booked, again = booking.wait, _wait(second.reserve("/ingestBatch", 1.0, 0.0, 5.0))
 
     assert booked is not None and again is not None and 0 < again <= booked <= 1.0  # the same slot again
 
@@ -263,8 +275,8 @@ def _given_back(monkeypatch: pytest.MonkeyPatch, budget: RedisBudget) -> threadi
     done = threading.Event()
     give_back = budget._give_back
 
-    def recorded(key: str, interval: float) -> None:
-        give_back(key, interval)
+    def recorded(key: str, interval: float, booking: Booking) -> None:
+        give_back(key, interval, booking)
         done.set()
 
     monkeypatch.setattr(budget, "_give_back", recorded)
@@ -280,11 +292,12 @@ def test_redis_budget_takes_a_slot_back_and_keeps_the_key_expiring(
     first, second = RedisBudget(redis_url, prefix), RedisBudget(redis_url, prefix)
     done = _given_back(monkeypatch, first)
 
-    assert first.reserve("/events/batch", 1.0, 0.0, 5.0) == 0.0
-    booked = first.reserve("/events/batch", 1.0, 0.0, 5.0)
-    first.release("/events/batch", 1.0)
+    assert _wait(first.reserve("/events/batch", 1.0, 0.0, 5.0)) == 0.0
+    booking = first.reserve("/events/batch", 1.0, 0.0, 5.0)
+    assert booking is not None
+    first.release("/events/batch", 1.0, booking)
     assert done.wait(10)
-    again = second.reserve("/events/batch", 1.0, 0.0, 5.0)
+    booked, again = booking.wait, _wait(second.reserve("/events/batch", 1.0, 0.0, 5.0))
 
     assert booked is not None and again is not None and 0 < again <= booked <= 1.0
     with redis.Redis.from_url(redis_url) as server:
@@ -299,8 +312,9 @@ def test_an_unreachable_redis_gives_the_slot_back_to_the_local_budget(
 
     async def book_and_cancel() -> list[float | None]:
         booked = [await budget.areserve("/events/batch", 1.0, 0.0, 5.0) for _ in range(2)]
-        budget.release("/events/batch", 1.0)  # what a cancelled wait does
-        return [*booked, await budget.areserve("/events/batch", 1.0, 0.0, 5.0)]
+        assert booked[1] is not None
+        budget.release("/events/batch", 1.0, booked[1])  # what a cancelled wait does
+        return [*map(_wait, booked), _wait(await budget.areserve("/events/batch", 1.0, 0.0, 5.0))]
 
     first, booked, again = asyncio.run(book_and_cancel())
 

@@ -139,6 +139,11 @@ def bulk(text: str) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(text), text.encode())
 
 
+def booked(wait: str) -> bytes:
+    """The budget script's answer for a slot: its wait and the TAT it stored (an array of two bulk strings)."""
+    return b"*2\r\n" + bulk(wait) + bulk("1700000000.000000")
+
+
 # --- Defects ----------------------------------------------------------------------------------------------
 
 
@@ -159,13 +164,13 @@ def test_a_pace_of_one_request_in_ten_minutes_still_paces() -> None:
 
 
 def test_a_redis_answer_past_the_wait_bound_is_not_obeyed(fake_redis: Callable[..., FakeRedis]) -> None:
-    redis = fake_redis(bulk("3600.000000"))  # an hour: not an answer our script can give for max_wait=0.3
+    redis = fake_redis(booked("3600.000000"))  # an hour: not an answer our script can give for max_wait=0.3
     budget = open_budget(f"{redis.url}?key=garbage")
 
-    wait = budget.reserve("/ingestBatch", 0.025, 0.025, 0.3)
+    booking = budget.reserve("/ingestBatch", 0.025, 0.025, 0.3)
 
     assert redis.answered.wait(5)  # the answer went out (the client may have stopped waiting for it)
-    assert wait is None or wait <= 0.3  # "Waiting for a slot is bounded by the request timeout"
+    assert booking is None or booking.wait <= 0.3  # "Waiting for a slot is bounded by the request timeout"
 
 
 def test_a_redis_answering_garbage_never_holds_an_event_back(fake_redis: Callable[..., FakeRedis]) -> None:
@@ -282,12 +287,13 @@ def test_an_unreachable_redis_warns_once_without_its_password_and_delivers(
 def test_a_forked_child_draws_from_the_same_redis_budget(redis_url: str) -> None:
     url = f"{redis_url}?key=fork-{os.getpid()}-{time.monotonic_ns()}"
     budget = open_budget(url)
-    assert budget.reserve("/ingestBatch", 1.0, 1.0, 5.0) == 0.0  # the parent connects and takes a slot
+    parents = budget.reserve("/ingestBatch", 1.0, 1.0, 5.0)  # the parent connects and takes a slot
+    assert parents is not None and parents.wait == 0.0
     pid = os.fork()
     if pid == 0:  # the child: the same budget object, a connection of its own
         try:
-            wait = budget.reserve("/ingestBatch", 1.0, 1.0, 5.0)
-            os._exit(0 if wait == 0.0 else 1)
+            booking = budget.reserve("/ingestBatch", 1.0, 1.0, 5.0)
+            os._exit(0 if booking is not None and booking.wait == 0.0 else 1)
         except BaseException:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
@@ -345,7 +351,7 @@ def test_a_round_of_429s_in_flight_halves_the_pace_once() -> None:
 def test_an_async_send_is_not_held_past_its_deadline_by_a_redis_answer(
     fake_redis: Callable[..., FakeRedis],
 ) -> None:
-    redis = fake_redis(bulk("3600.000000"))
+    redis = fake_redis(booked("3600.000000"))
     server = Scripted(default=accepted)
 
     async def run() -> list[OutcomeStatus] | None:
@@ -375,7 +381,7 @@ def test_a_slow_redis_does_not_stretch_the_slot_wait_past_the_request_timeout(
     fake_redis: Callable[..., FakeRedis],
 ) -> None:
     # Redis answers after 0.45 s: inside its own 0.5 s bound, but far past this client's 0.1 s timeout.
-    redis = fake_redis(bulk("0.000000"), delay=0.45)
+    redis = fake_redis(booked("0.000000"), delay=0.45)
     server = Scripted(default=accepted)
     with Togai(
         "t",

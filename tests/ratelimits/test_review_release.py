@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from billing_events import pacing
-from billing_events.budgets import Budget, MemoryBudget, RedisBudget, SQLiteBudget
+from billing_events.budgets import Booking, Budget, MemoryBudget, RedisBudget, SQLiteBudget
 
 # A slot every 10 s and the Pacer's smallest burst (one interval): the few milliseconds a test takes between
 # two bookings are nothing against it.
@@ -44,16 +44,16 @@ def _redis_released(budget: RedisBudget, monkeypatch: pytest.MonkeyPatch) -> Cal
     done: list[threading.Event] = []
     give_back = budget._give_back
 
-    def recorded(key: str, interval: float, ran: threading.Event) -> None:
+    def recorded(key: str, interval: float, booking: Booking, ran: threading.Event) -> None:
         try:
-            give_back(key, interval)
+            give_back(key, interval, booking)
         finally:
             ran.set()
 
-    def release(key: str, interval: float) -> None:
+    def release(key: str, interval: float, booking: Booking) -> None:
         ran = threading.Event()
         done.append(ran)
-        budget._pool().submit(lambda: recorded(key, interval, ran))
+        budget._pool().submit(lambda: recorded(key, interval, booking, ran))
 
     monkeypatch.setattr(budget, "release", release)
     return lambda: all(event.wait(10) for event in done) or pytest.fail("a release never ran")
@@ -77,10 +77,6 @@ def _two_processes(
 # --- Defects ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a slot given back while later slots are booked moves the TAT back under them: two sends per slot",
-)
 def test_slots_given_back_under_later_bookings_never_let_more_through_than_the_pace_in_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -137,10 +133,6 @@ def test_slots_given_back_under_later_bookings_never_let_more_through_than_the_p
     assert _over_the_pace(sends, INTERVAL, BURST) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a slot given back under another process's later bookings lets two requests share each later slot",
-)
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_slots_given_back_under_another_process_bookings_never_exceed_the_pace(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
@@ -148,18 +140,18 @@ def test_slots_given_back_under_another_process_bookings_never_exceed_the_pace(
     with _two_processes(kind, tmp_path, request, monkeypatch) as (first, second, released):
         start = time.time()
 
-        def book(budget: Budget) -> float:
-            wait = budget.reserve(KEY, INTERVAL, BURST, MAX_WAIT)
-            assert wait is not None
-            return time.time() - start + wait
+        def book(budget: Budget) -> Booking:
+            booking = budget.reserve(KEY, INTERVAL, BURST, MAX_WAIT)
+            assert booking is not None
+            return booking._replace(wait=time.time() - start + booking.wait)  # when its request goes
 
-        burst = [book(first), book(first)]
+        burst = [book(first).wait, book(first).wait]
         mine = [book(first) for _ in range(5)]  # this process's tasks wait for these ...
-        theirs = [book(second) for _ in range(5)]  # ... while the other process books the next ones
-        for _ in mine:  # and this process's tasks are cancelled: their slots go back
-            first.release(KEY, INTERVAL)
+        theirs = [book(second).wait for _ in range(5)]  # ... while the other process books the next ones
+        for booking in mine:  # and this process's tasks are cancelled: their slots go back
+            first.release(KEY, INTERVAL, booking)
         released()
-        later = [book(first) for _ in range(5)]
+        later = [book(first).wait for _ in range(5)]
 
     assert _over_the_pace(burst + theirs + later, INTERVAL, BURST) == []
 
@@ -196,10 +188,6 @@ class _NeverWoken:
         await asyncio.get_running_loop().create_future()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancelled task's give-back on SQLite runs on the event loop: it blocks it on another process's lock",
-)
 def test_a_give_back_on_a_locked_sqlite_file_never_blocks_the_event_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -228,19 +216,15 @@ def test_a_give_back_on_a_locked_sqlite_file_never_blocks_the_event_loop(
 
     assert [r.getMessage() for r in caplog.records if "given back" in r.getMessage()] == []
     again = SQLiteBudget(path, "acme").reserve(KEY, 1.0, 1.0, 5.0)
-    assert again is not None and again <= 1.0  # the cancelled slot, not the one after it
+    assert again is not None and again.wait <= 1.0  # the cancelled slot, not the one after it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a task cancelled while its SQLite booking waits for the file's lock leaves the slot booked, unused",
-)
 def test_a_task_cancelled_while_its_sqlite_booking_waits_for_the_lock_keeps_no_slot(tmp_path: Path) -> None:
     path = tmp_path / "budget.db"
     entered = threading.Event()
 
     class Observed(SQLiteBudget):
-        def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> float | None:
+        def reserve(self, key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
             entered.set()
             return super().reserve(key, interval, burst, max_wait)
 
@@ -264,7 +248,48 @@ def test_a_task_cancelled_while_its_sqlite_booking_waits_for_the_lock_keeps_no_s
     asyncio.run(scenario())
 
     again = SQLiteBudget(path, "acme").reserve(KEY, 1.0, 1.0, 5.0)
-    assert again is not None and again <= 1.0  # the slot of the cancelled task, which never sent
+    assert again is not None and again.wait <= 1.0  # the slot of the cancelled task, which never sent
+
+
+def test_a_task_cancelled_while_its_redis_booking_is_in_flight_keeps_no_slot(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"second-b-in-flight-{time.monotonic_ns()}"
+    budget = RedisBudget(redis_url, prefix)
+    pacer = pacing.Pacer({pacing.OTHER: 1.0}, budget)
+    given_back = threading.Event()
+    give_back = budget._give_back
+
+    def recorded(key: str, interval: float, booking: Booking) -> None:
+        give_back(key, interval, booking)
+        given_back.set()
+
+    monkeypatch.setattr(budget, "_give_back", recorded)
+
+    async def scenario() -> None:
+        for _ in range(2):
+            await pacer.aacquire(KEY)  # the burst: no wait, nothing to give back
+        asked, answer = asyncio.Event(), asyncio.Event()
+        book = budget._abook
+
+        async def in_flight(key: str, interval: float, burst: float, max_wait: float) -> Booking | None:
+            asked.set()
+            await answer.wait()  # the script runs on while its caller is cancelled
+            return await book(key, interval, burst, max_wait)
+
+        monkeypatch.setattr(budget, "_abook", in_flight)
+        booking = asyncio.create_task(pacer.aacquire(KEY))
+        await asked.wait()
+        booking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await booking
+        answer.set()
+        assert await asyncio.to_thread(given_back.wait, 10)
+
+    asyncio.run(scenario())
+
+    again = RedisBudget(redis_url, prefix).reserve(KEY, 1.0, 1.0, 5.0)
+    assert again is not None and again.wait <= 1.0  # the slot of the cancelled task, which never sent
 
 
 # --- What holds -------------------------------------------------------------------------------------------
@@ -279,13 +304,14 @@ def test_a_redis_release_after_the_key_expired_creates_nothing(
     budget = RedisBudget(redis_url, prefix)
     released = _redis_released(budget, monkeypatch)
     with redis.Redis.from_url(redis_url) as server:
-        assert budget.reserve(KEY, 1.0, 1.0, 5.0) == 0.0
+        booking = budget.reserve(KEY, 1.0, 1.0, 5.0)
+        assert booking is not None and booking.wait == 0.0
         server.delete(f"{prefix}:{KEY}")  # what its expiry does
-        budget.release(KEY, 1.0)
+        budget.release(KEY, 1.0, booking)
         released()
         assert server.exists(f"{prefix}:{KEY}") == 0
         server.set(f"{prefix}:{KEY}", "123.0")  # a key with no expiry: not ours to move
-        budget.release(KEY, 1.0)
+        budget.release(KEY, 1.0, booking._replace(tat=123.0))
         released()
         assert server.get(f"{prefix}:{KEY}") == b"123.0" and server.pttl(f"{prefix}:{KEY}") == -1
 
@@ -294,7 +320,8 @@ def test_the_last_slot_given_back_in_a_shared_budget_is_booked_again_once(tmp_pa
     path = tmp_path / "budget.db"
     first, second = SQLiteBudget(path, "acme"), SQLiteBudget(path, "acme")
     waits = [first.reserve(KEY, INTERVAL, BURST, MAX_WAIT) for _ in range(3)]
-    first.release(KEY, INTERVAL)  # the last one's task is cancelled
+    assert waits[2] is not None
+    first.release(KEY, INTERVAL, waits[2])  # the last one's task is cancelled
     again = [second.reserve(KEY, INTERVAL, BURST, MAX_WAIT) for _ in range(2)]
-    assert waits[2] is not None and again[0] is not None and again[1] is not None
-    assert again[0] <= waits[2] < again[1]  # its slot once, then the next one
+    assert again[0] is not None and again[1] is not None
+    assert again[0].wait <= waits[2].wait < again[1].wait  # its slot once, then the next one
