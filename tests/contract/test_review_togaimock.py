@@ -28,11 +28,6 @@ def stored_ids(client: httpx.Client) -> list[str]:
 # --- defects -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an offset-less timestamp naming a day that does not exist (Feb 30, Apr 31, Feb 29 2023) is "
-    "answered 202 and stored, while the same instant with `Z` is refused 400",
-)
 @pytest.mark.parametrize("day", ["2024-02-30T10:15:30", "2024-04-31T10:15:30", "2023-02-29T10:15:30"])
 def test_an_offset_less_timestamp_on_a_day_that_does_not_exist_is_refused(
     client: httpx.Client, day: str
@@ -49,11 +44,6 @@ def test_an_offset_less_timestamp_on_a_day_that_does_not_exist_is_refused(
     assert stored_ids(client) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with the published limits on, requests with a wrong token are never throttled: Togai allows "
-    "5 unauthenticated requests per 30 minutes from an IP",
-)
 def test_unauthenticated_requests_are_throttled_under_the_published_limits() -> None:
     # https://docs.togai.com/docs/quotas-and-limits: "Unauthenticated API requests from an IP | 5 requests per
     # 30 mins | No" (not adjustable). The mock gives unknown tokens no bucket at all (ratelimit.py,

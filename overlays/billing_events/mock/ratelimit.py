@@ -142,6 +142,15 @@ class Verdict:
         }
 
 
+# Togai's requests without a valid token: 5 per 30 minutes from one IP, a limit Togai does not raise
+# (docs.togai.com, "Quotas and limits"). Their buckets go by the client's address.
+UNAUTHENTICATED = "unauthenticated"
+UNAUTHENTICATED_BURST = 5.0
+UNAUTHENTICATED_RATE = UNAUTHENTICATED_BURST / 1800
+# Buckets kept at most: addresses come from the network, so their count must not grow without bound.
+MAX_BUCKETS = 10_000
+
+
 class RateLimiter:
     """Token buckets per (token, group) and per-second counts of accepted and throttled requests."""
 
@@ -177,15 +186,29 @@ class RateLimiter:
             if not config.enabled:
                 return None
             rate = config.limit_of(group)
-            capacity = max(1.0, rate * config.burst_seconds)
-            now = self._clock()
-            tokens, then = self._buckets.get((token, group), (capacity, now))
-            tokens = min(capacity, tokens + (now - then) * rate)
-            allowed = tokens >= 1.0
-            if allowed:
-                tokens -= 1.0
-            self._buckets[(token, group)] = (tokens, now)
-            self._count(group, allowed)
+            return self._take((token, group), group, rate, max(1.0, rate * config.burst_seconds))
+
+    def admit_unauthenticated(self, address: str, group: str) -> Verdict | None:
+        """Take a token of the client address's bucket for a request without a known token (Togai: 5 per 30
+        minutes per IP, not adjustable); None when the limits are off."""
+        with self._lock:
+            if not self._config.enabled:
+                return None
+            key = (UNAUTHENTICATED, address)
+            if key not in self._buckets and len(self._buckets) >= MAX_BUCKETS:
+                del self._buckets[next(iter(self._buckets))]  # the oldest: memory stays bounded
+            return self._take(key, group, UNAUTHENTICATED_RATE, UNAUTHENTICATED_BURST)
+
+    def _take(self, key: tuple[str, str], group: str, rate: float, capacity: float) -> Verdict:
+        """With the lock held: one token of the bucket ``key``, and the verdict."""
+        now = self._clock()
+        tokens, then = self._buckets.get(key, (capacity, now))
+        tokens = min(capacity, tokens + (now - then) * rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now)
+        self._count(group, allowed)
         retry_after = max(1, math.ceil((1.0 - tokens) / rate))
         return Verdict(
             allowed=allowed,
@@ -224,10 +247,17 @@ def rate_limited(provider: Provider, group: str, endpoint: Endpoint) -> Endpoint
     async def limited(request: Request) -> Response:
         config = request.app.state.mock.config
         token = presented_key(request, provider)
-        # Unknown tokens get no bucket (the endpoint answers 401): the buckets cannot grow without bound.
+        limiter = limiter_of(request)
         if token is None or token not in (config.token, config.restricted_token):
+            # The endpoint answers 401. Togai limits such requests by the client's address; Lago publishes
+            # no such limit. An unknown token never gets a bucket of its own: they cannot grow without bound.
+            if provider is Provider.TOGAI:
+                address = request.client.host if request.client is not None else ""
+                verdict = limiter.admit_unauthenticated(address, group)
+                if verdict is not None and not verdict.allowed:
+                    return togai_error(429, "Request throttled", {"Retry-After": str(verdict.retry_after)})
             return await endpoint(request)
-        verdict = limiter_of(request).admit(token, group)
+        verdict = limiter.admit(token, group)
         if verdict is None:
             return await endpoint(request)
         if not verdict.allowed:
