@@ -337,6 +337,14 @@ class RedisBudget:
         self.prefix = prefix
         self._url = url
         self._redis_module: Any = redis
+        # What makes a call fail over to local pacing: Redis' errors, a failed connect, an answer that is
+        # not our script's (something else listens there).
+        self._failures: tuple[type[Exception], ...] = (
+            redis.RedisError,
+            httpcore.ConnectError,
+            httpcore.ConnectTimeout,
+            ValueError,
+        )
         self._sync: _Scripts | None = None
         self._async: _Scripts | None = None
         self._pid = os.getpid()
@@ -407,12 +415,7 @@ class RedisBudget:
             calling.cancel()
             _when_booked(calling, lambda booking: self._release_later(key, interval, booking))
             return self._late(bound, key, interval, burst, max_wait)
-        except (
-            self._redis_module.RedisError,
-            httpcore.ConnectError,
-            httpcore.ConnectTimeout,
-            ValueError,
-        ) as exc:
+        except self._failures as exc:
             return self._failed(exc, key, interval, burst, max_wait)
         except BaseException:  # Ctrl-C while Redis books: the slot it books anyway goes back
             _when_booked(calling, lambda booking: self._release_later(key, interval, booking))
@@ -478,12 +481,7 @@ class RedisBudget:
             calling.cancel()
             _when_booked(calling, lambda booking: self._release_later(key, interval, booking))
             return self._late(bound, key, interval, burst, max_wait)
-        except (
-            self._redis_module.RedisError,
-            httpcore.ConnectError,
-            httpcore.ConnectTimeout,
-            ValueError,
-        ) as exc:
+        except self._failures as exc:
             return self._failed(exc, key, interval, burst, max_wait)
         except asyncio.CancelledError:
             _when_booked(calling, lambda booking: self._release_later(key, interval, booking))

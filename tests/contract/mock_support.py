@@ -42,6 +42,19 @@ def lago_event(number: int = 1, **changes: Any) -> dict[str, Any]:
     return event
 
 
+def seats_event(
+    transaction_id: str = "t-1", subscription: str = "sub_a", code: str = "seats"
+) -> dict[str, Any]:
+    """A Lago event named by its key, subscription and code: the review tests of the Lago store."""
+    return {
+        "transaction_id": transaction_id,
+        "external_subscription_id": subscription,
+        "code": code,
+        "timestamp": 1714558530,
+        "properties": {"seats": 1},
+    }
+
+
 @functools.cache
 def _validator(provider: str, component: str) -> jsonschema_rs.Validator:
     return compile_component(load_spec(ROOT / "specs" / f"{provider}.yaml"), component)

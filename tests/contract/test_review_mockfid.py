@@ -21,24 +21,11 @@ Sources read:
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from billing_events.mock.handle import ProviderMock
 
-
-def lago_event(
-    transaction_id: str = "t-1", subscription: str = "sub_a", code: str = "seats"
-) -> dict[str, Any]:
-    return {
-        "transaction_id": transaction_id,
-        "external_subscription_id": subscription,
-        "code": code,
-        "timestamp": 1714558530,
-        "properties": {"seats": 1},
-    }
-
+from .mock_support import seats_event as lago_event
 
 # -- presence: a whitespace-only id or code is blank to Rails ---------------------------------------------
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -25,17 +24,7 @@ from billing_events import Lago
 from billing_events.errors import InvalidEventError
 from billing_events.mock.handle import ProviderMock
 
-
-def lago_event(
-    transaction_id: str = "t-1", subscription: str = "sub_a", code: str = "seats"
-) -> dict[str, Any]:
-    return {
-        "transaction_id": transaction_id,
-        "external_subscription_id": subscription,
-        "code": code,
-        "timestamp": 1714558530,
-        "properties": {"seats": 1},
-    }
+from .mock_support import seats_event as lago_event
 
 
 @pytest.fixture(params=["postgres", "clickhouse"])
