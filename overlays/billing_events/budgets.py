@@ -227,7 +227,15 @@ class SQLiteBudget:
             None, _settle, booking, lambda: self.reserve(key, interval, burst, max_wait)
         )
         try:
-            return await asyncio.wrap_future(booking)
+            # The executor's threads may all be busy (bookings waiting for another process's lock): the wait
+            # for one counts against this request's wait, which no booking may outlast.
+            async with asyncio.timeout(max_wait):
+                return await asyncio.wrap_future(booking)
+        except TimeoutError:
+            # As a lock held past the busy timeout does on the thread: the pacer paces locally. A booking not
+            # begun never begins; one under way goes back once made.
+            _when_booked(booking, lambda slot: give_back(self, key, interval, slot))
+            raise sqlite3.OperationalError(f"no booking of the budget file within {max_wait:g}s") from None
         except asyncio.CancelledError:
             # The thread books on: its slot goes back as it is booked (on that thread, off the loop).
             _when_booked(booking, lambda slot: give_back(self, key, interval, slot))

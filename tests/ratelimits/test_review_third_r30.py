@@ -208,11 +208,6 @@ def test_asyncio_run_ends_while_another_process_holds_the_sqlite_lock(tmp_path: 
         holder.execute("ROLLBACK")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite areserve queues on the loop's default executor: a booking's busy timeout starts only when "
-    "a thread frees, so many waiting tasks each wait several times their max_wait",
-)
 def test_async_sqlite_bookings_behind_a_held_lock_each_end_within_their_wait(tmp_path: Path) -> None:
     # README: "Waiting for a slot is bounded by the request `timeout`." The default executor has
     # min(32, cpus + 4) threads; every booking behind another process's write lock holds one for its whole
@@ -264,11 +259,6 @@ async def _post(app: Any, address: str, token: str, number: int) -> httpx.Respon
         return await client.post(f"{TOGAI}/ingest", json={"event": _event(number)})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the unauthenticated bucket cap evicts the oldest bucket of all, a real token's included, which "
-    "then starts full: requests from many addresses with bad tokens lift a valid token's rate limit",
-)
 def test_bad_tokens_from_many_addresses_never_refill_a_valid_tokens_bucket(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -290,10 +280,6 @@ def test_bad_tokens_from_many_addresses_never_refill_a_valid_tokens_bucket(
     assert [e["id"] for e in app.state.mock.togai.events()] == ["evt_1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="requests the mock answers 401 are counted as 'accepted' in /_mock/rate_limits' per-second counters",
-)
 def test_refused_unauthenticated_requests_are_not_counted_as_accepted() -> None:
     # README: `rate_counters()` / GET /_mock/rate_limits give "accepted and throttled requests per second and
     # group"; before 792381d requests with an unknown token were not counted at all.

@@ -144,10 +144,9 @@ class Verdict:
 
 # Togai's requests without a valid token: 5 per 30 minutes from one IP, a limit Togai does not raise
 # (docs.togai.com, "Quotas and limits"). Their buckets go by the client's address.
-UNAUTHENTICATED = "unauthenticated"
 UNAUTHENTICATED_BURST = 5.0
 UNAUTHENTICATED_RATE = UNAUTHENTICATED_BURST / 1800
-# Buckets kept at most: addresses come from the network, so their count must not grow without bound.
+# Addresses' buckets kept at most: addresses come from the network, so their count must not grow without bound.
 MAX_BUCKETS = 10_000
 
 
@@ -160,6 +159,8 @@ class RateLimiter:
         self._config = config
         self._clock = clock
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        # Togai's buckets of requests without a valid token, by client address (at most MAX_BUCKETS).
+        self._addresses: dict[str, tuple[float, float]] = {}
         self._seconds: dict[int, dict[str, list[int]]] = {}
 
     @property
@@ -171,12 +172,14 @@ class RateLimiter:
         with self._lock:
             self._config = self._config.updated(changes)
             self._buckets.clear()  # new rates start from full buckets
+            self._addresses.clear()
             return self._config
 
     def reset(self) -> None:
         with self._lock:
             self._config = self._startup
             self._buckets.clear()
+            self._addresses.clear()
             self._seconds.clear()
 
     def admit(self, token: str, group: str) -> Verdict | None:
@@ -186,7 +189,9 @@ class RateLimiter:
             if not config.enabled:
                 return None
             rate = config.limit_of(group)
-            return self._take((token, group), group, rate, max(1.0, rate * config.burst_seconds))
+            verdict = self._take(self._buckets, (token, group), rate, max(1.0, rate * config.burst_seconds))
+            self._count(group, verdict.allowed)
+            return verdict
 
     def admit_unauthenticated(self, address: str, group: str) -> Verdict | None:
         """Take a token of the client address's bucket for a request without a known token (Togai: 5 per 30
@@ -194,21 +199,27 @@ class RateLimiter:
         with self._lock:
             if not self._config.enabled:
                 return None
-            key = (UNAUTHENTICATED, address)
-            if key not in self._buckets and len(self._buckets) >= MAX_BUCKETS:
-                del self._buckets[next(iter(self._buckets))]  # the oldest: memory stays bounded
-            return self._take(key, group, UNAUTHENTICATED_RATE, UNAUTHENTICATED_BURST)
+            buckets = self._addresses
+            if address not in buckets and len(buckets) >= MAX_BUCKETS:
+                # The oldest address's bucket: memory stays bounded, and no token's bucket is touched.
+                del buckets[next(iter(buckets))]
+            verdict = self._take(buckets, address, UNAUTHENTICATED_RATE, UNAUTHENTICATED_BURST)
+            if not verdict.allowed:
+                # Only the 429s are counted: the others are answered 401, never accepted.
+                self._count(group, allowed=False)
+            return verdict
 
-    def _take(self, key: tuple[str, str], group: str, rate: float, capacity: float) -> Verdict:
-        """With the lock held: one token of the bucket ``key``, and the verdict."""
+    def _take(
+        self, buckets: dict[Any, tuple[float, float]], key: object, rate: float, capacity: float
+    ) -> Verdict:
+        """With the lock held: one token of ``buckets[key]``, and the verdict."""
         now = self._clock()
-        tokens, then = self._buckets.get(key, (capacity, now))
+        tokens, then = buckets.get(key, (capacity, now))
         tokens = min(capacity, tokens + (now - then) * rate)
         allowed = tokens >= 1.0
         if allowed:
             tokens -= 1.0
-        self._buckets[key] = (tokens, now)
-        self._count(group, allowed)
+        buckets[key] = (tokens, now)
         retry_after = max(1, math.ceil((1.0 - tokens) / rate))
         return Verdict(
             allowed=allowed,
