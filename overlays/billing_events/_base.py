@@ -14,6 +14,7 @@ import orjson
 from . import __version__, metrics
 from . import _constants as C
 from ._post import AsyncBatchPoster, BatchPoster
+from ._process import reset_after_fork
 from ._transport import NoCookies
 from .config import ClientConfig, Provider, resolve_base_url, resolve_token
 from .deadletter import (
@@ -86,6 +87,8 @@ class ClientBase:
         self._stats = StatsCounter()
         self.sink = OutcomeSink(self.provider, self._stats, self.dead_letter_file, on_dead_letter)
         self._request_meter = metrics.RequestMeter(self.provider, self.config.base_url)
+        # Both clients: a forked child gets its own pool and locks (``_reset_after_fork``).
+        reset_after_fork(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.config.base_url!r})"

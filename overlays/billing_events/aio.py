@@ -19,7 +19,6 @@ from lago_api.models import EventObject, EventResponse, FeeObject, FeesResponse
 from . import _constants as C
 from ._base import ClientBase, Slot
 from ._post import AsyncBatchPoster
-from ._process import reset_after_fork
 from ._spread import RoundTrip, Spread, known_rounds
 from ._transport import async_bounded
 from .aio_background import AsyncBackgroundSender
@@ -54,7 +53,6 @@ class _AsyncClient(ClientBase):
         self._round_trip = RoundTrip()
         self._transport = transport
         self._api = self._build_api()
-        reset_after_fork(self)
 
     def _build_api(self) -> Any:
         return self._api_client(

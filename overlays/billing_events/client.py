@@ -24,7 +24,6 @@ from lago_api.models import (
 
 from ._base import ClientBase, Slot
 from ._post import BatchPoster
-from ._process import reset_after_fork
 from ._transport import bounded
 from .background import BackgroundSender
 from .calls import find_request, retryable_call
@@ -47,7 +46,6 @@ class _SyncClient(ClientBase):
         super().__init__(token, **options)
         self._transport = transport
         self._api = self._build_api()
-        reset_after_fork(self)
 
     def _build_api(self) -> Any:
         return self._api_client(
