@@ -19,18 +19,6 @@ def shorten(text: str, limit: int = MAX_TEXT) -> str:
     return f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
-def shown(value: object, limit: int = 80) -> str:
-    """A bad value as an error message quotes it: its repr cut to ``limit``; an integer too long to write
-    in digits (Python refuses past 4,300) by its size. A message never grows with the value."""
-    if isinstance(value, int) and value.bit_length() > 256:
-        return f"an integer of {value.bit_length()} bits"
-    try:
-        text = repr(value)
-    except Exception:  # a subclass whose __repr__ breaks: its type still says what was given
-        return f"a {type(value).__name__} that cannot be shown"
-    return shorten(text, limit)
-
-
 # The range orjson (and most JSON parsers on the other side) read integers in: 64 bits.
 MIN_JSON_INT = -(2**63)
 MAX_JSON_INT = 2**64 - 1
@@ -57,12 +45,28 @@ def without_password(text: str, url: str) -> str:
 
 
 def show(value: object, limit: int = C.MAX_VALUE_CHARS) -> str:
-    """A short, readable rendering of a value in a message."""
-    if isinstance(value, str):
-        return shorten(repr(value), limit)
+    """A short, readable rendering of a value in a message: its repr cut to ``limit``; a long integer by its
+    size; a value whose repr breaks (a subclass's ``__repr__``) by its type. It never grows with the value."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return integer_size(value)
+    try:
+        text = repr(value)
+    except Exception:
+        return f"a {type(value).__name__} that cannot be shown"
+    return shorten(text, limit)
+
+
+def integer_size(value: int) -> str:
+    """ "an integer of N digits"; of N bits past the 4,300 digits Python writes (str() raises there)."""
+    try:
         return f"an integer of {len(str(abs(value)))} digits"
-    return shorten(repr(value), limit)
+    except ValueError:
+        return f"an integer of {value.bit_length()} bits"
+
+
+def shown(value: object) -> str:
+    """``show`` cut shorter, for a bad option value in a configuration error."""
+    return show(value, 80)
 
 
 def json_type(value: object) -> str:
@@ -106,7 +110,7 @@ def not_json(value: object, path: str = "event") -> tuple[str, str] | None:
         if MIN_JSON_INT <= value <= MAX_JSON_INT:
             return None
         return path, (
-            f"is an integer of {len(str(abs(value)))} digits, outside the 64-bit range JSON numbers "
+            f"is {integer_size(value)}, outside the 64-bit range JSON numbers "
             "are exchanged in; send it as a string"
         )
     if isinstance(value, float):

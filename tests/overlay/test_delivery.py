@@ -370,3 +370,17 @@ def test_find_event_gives_up_with_the_typed_error() -> None:
     with pytest.raises(RateLimitedError, match="HTTP 429"):
         client.find_event("t-1")
     assert len(server.requests) == 2
+
+
+def test_an_integer_too_long_to_write_is_rejected_by_name_and_spares_the_other_events() -> None:
+    """Python refuses to write an int of more than 4,300 digits: the event holding one is rejected with its
+    field and rule, and the good event beside it is delivered (the message once called str() on it, and the
+    ValueError took the whole send down)."""
+    server = Scripted(default=httpx.Response(202, json={"success": True}))
+    client = Togai("t", transport=server.transport())
+    huge = togai_event(2)
+    huge["accountId"] = 10**5000
+    report = client.send([togai_event(1), huge])
+    assert [outcome.status for outcome in report] == [OutcomeStatus.DELIVERED, OutcomeStatus.REJECTED]
+    assert "event.accountId" in (report[1].reason or "")
+    assert "bits" in (report[1].reason or "") and len(report[1].reason or "") < 400
