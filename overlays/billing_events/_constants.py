@@ -71,6 +71,8 @@ ERROR_ANSWER_BYTES_PER_EVENT = 512
 # Text we keep or print: one value in a reason, a whole reason or server message.
 MAX_VALUE_CHARS = 200
 MAX_REASON_CHARS = 1000
+# A server's request id as errors and log records keep it.
+MAX_REQUEST_ID_CHARS = 100
 
 # Published rate limits, requests per second per endpoint (per account, across all its keys and machines).
 # Togai: 50/s on each ingestion endpoint. Lago Cloud: 500/s on event ingestion (single events and batches),

@@ -195,7 +195,9 @@ class _Bound:
                 request=request,
             )
         if encoding not in ("identity", "gzip", "deflate", "x-gzip"):
-            raise BadAnswerEncoding(f"unsupported content encoding {encoding[:40]!r}", request=request)
+            # Quoted as the server sent it, scrubbed first: a proxy may reflect anything into a header.
+            said = _scrub_text(response.headers.get("content-encoding", ""), self.secrets)
+            raise BadAnswerEncoding(f"unsupported content encoding {said.strip()[:40]!r}", request=request)
         headers = httpx.Headers(
             [(name, _scrub_text(value, self.secrets)) for name, value in response.headers.multi_items()]
         )

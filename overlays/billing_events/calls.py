@@ -28,6 +28,7 @@ from .errors import (
     RejectedError,
     ServerError,
 )
+from .providers.base import request_id
 from .retry import RetryableFailure, RetryPolicy, retry_after_seconds
 from .text import shorten
 
@@ -72,12 +73,12 @@ def _answer(response: httpx.Response, model: Model[T], provider: str) -> T:
                 _error_text(response),
                 retry_after=hint,
                 status=status,
-                request_id=_rid(response),
+                request_id=request_id(response),
                 provider=provider,
             )
             if status == 429
             else ServerError(
-                _error_text(response), status=status, request_id=_rid(response), provider=provider
+                _error_text(response), status=status, request_id=request_id(response), provider=provider
             )
         )
         raise RetryableFailure(error, hint)
@@ -91,7 +92,7 @@ def _answer(response: httpx.Response, model: Model[T], provider: str) -> T:
             ServerError(
                 f"unreadable answer: {shorten(str(exc))}",
                 status=status,
-                request_id=_rid(response),
+                request_id=request_id(response),
                 provider=provider,
             ),
             None,
@@ -110,7 +111,7 @@ def _error(response: httpx.Response, provider: str) -> APIError:
         kind = RejectedError
     elif status >= 500:
         kind = ServerError  # one not worth retrying (501, 505): still the server's error
-    return kind(_error_text(response), status=status, request_id=_rid(response), provider=provider)
+    return kind(_error_text(response), status=status, request_id=request_id(response), provider=provider)
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -130,11 +131,6 @@ def _error_text(response: httpx.Response) -> str:
         if text.strip()
         else response.reason_phrase or f"HTTP {response.status_code}"
     )
-
-
-def _rid(response: httpx.Response) -> str | None:
-    rid = response.headers.get("x-request-id")
-    return shorten(rid, 100) if rid else None
 
 
 def retryable_call(

@@ -12,7 +12,7 @@ import httpx
 from . import _constants as C
 from .errors import ConfigurationError
 from .retry import RetryPolicy, finite
-from .text import shorten, shown
+from .text import shorten, shown, url_authority
 
 Provider = Literal["togai", "lago"]
 
@@ -122,14 +122,14 @@ def resolve_base_url(provider: Provider, base_url: str | None, endpoint: str | N
         except KeyError:
             known = ", ".join(sorted(ENDPOINTS[provider]))
             raise ConfigurationError(
-                f"endpoint: unknown {provider} endpoint {name!r}; use one of {known}, or pass base_url "
+                f"endpoint: unknown {provider} endpoint {shown(name)}; use one of {known}, or pass base_url "
                 "for a self-hosted server"
             ) from None
     try:
         url = httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError):
         raise ConfigurationError(f"{source}: not a valid URL") from None
-    if url.userinfo:
+    if url.userinfo or "@" in url_authority(base_url):
         # Never repeated: user:password in a URL would show in reprs, errors and httpx's own log.
         raise ConfigurationError(
             f"{source}: must not carry credentials (user:password@host); pass the API token as token=..."

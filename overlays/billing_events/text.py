@@ -31,17 +31,23 @@ def without_password(text: str, url: str) -> str:
     is read as ``urlsplit`` reads it: in the authority (after ``//``, up to the first ``/``, ``?`` or
     ``#``), the user part up to its last ``@``, after the first ``:``.
     """
-    scheme_end = url.find("//")
-    if scheme_end < 0:
+    if "//" not in url:
         return text
-    authority = url[scheme_end + 2 :]
-    for end in "/?#":
-        authority = authority.split(end, 1)[0]
-    userinfo, at, _ = authority.rpartition("@")
+    userinfo, at, _ = url_authority(url).rpartition("@")
     _, colon, password = userinfo.partition(":")
     if not (at and colon and password):
         return text
     return text.replace(password, "***")
+
+
+def url_authority(url: str) -> str:
+    """The part of ``url`` that can carry ``user:password@``, read as a person wrote it: after ``//`` when
+    there is one, up to the first ``/``, ``?`` or ``#``. (Without a scheme, httpx reads ``user`` as the
+    scheme and finds no credentials in ``user:password@host``; this still finds them.)"""
+    rest = url.partition("//")[2] if "//" in url else url
+    for end in "/?#":
+        rest = rest.split(end, 1)[0]
+    return rest
 
 
 def show(value: object, limit: int = C.MAX_VALUE_CHARS) -> str:

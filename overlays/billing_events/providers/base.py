@@ -26,7 +26,7 @@ from ..errors import (
 )
 from ..outcomes import Outcome, OutcomeStatus
 from ..retry import retry_after_seconds
-from ..text import field_path, not_json, rule_in_words, shorten
+from ..text import field_path, not_json, rule_in_words, shorten, show
 
 
 class Pending:
@@ -275,12 +275,14 @@ def _described(error: jsonschema_rs.ValidationError) -> tuple[str, str]:
 
 
 def _printable(key: object) -> str | None:
-    return key if isinstance(key, str) or key is None else repr(key)
+    """A key as a report names it: a text as it is; any other value shown short (never its whole repr)."""
+    return key if isinstance(key, str) or key is None else show(key)
 
 
 def request_id(response: httpx.Response) -> str | None:
+    """The server's request id, cut short: it goes into errors, reasons and every log record of the call."""
     value: str | None = response.headers.get("x-request-id") or response.headers.get("x-amzn-requestid")
-    return value
+    return shorten(value, C.MAX_REQUEST_ID_CHARS) if value else value
 
 
 class ProviderRules:
@@ -463,7 +465,7 @@ class ProviderRules:
         if len(payload) > self._max_payload:
             rule = f"is {len(payload)} bytes; a request body holds at most {self.max_batch_bytes}"
             raise InvalidEventError("event", rule, key=_printable(key), event=self._with_key(data, key))
-        return (key if isinstance(key, str) else repr(key)), payload, data, keyed, stamp
+        return (key if isinstance(key, str) else show(key)), payload, data, keyed, stamp
 
     def _without_nulls(self, data: dict[str, Any]) -> dict[str, Any]:
         """An explicit null key or stamp means "none given": leave it out, the overlay assigns one."""
