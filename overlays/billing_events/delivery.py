@@ -121,7 +121,8 @@ def transport_error(exc: BaseException) -> BillingEventsError:
         return exc
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeoutError(f"request timed out: {type(exc).__name__}")
-    return TransportError(f"request failed: {type(exc).__name__}: {exc}")
+    # The library's message can quote what the server sent (a 50 KB header line h11 refused): cut it.
+    return TransportError(f"request failed: {type(exc).__name__}: {shorten(str(exc))}")
 
 
 class _Delivery:

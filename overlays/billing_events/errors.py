@@ -8,7 +8,7 @@ operations (``Lago.find_event``, ``Lago.estimate_fees``), by
 
 from __future__ import annotations
 
-from ._constants import MAX_REASON_CHARS
+from ._constants import MAX_REASON_CHARS, MAX_REQUEST_ID_CHARS
 from .text import shorten
 
 
@@ -52,6 +52,8 @@ class APIError(BillingEventsError):
         provider: str | None = None,
     ) -> None:
         message = shorten(message, MAX_REASON_CHARS)
+        if request_id:
+            request_id = shorten(request_id, MAX_REQUEST_ID_CHARS)
         parts = [f"{provider}: " if provider else "", f"HTTP {status}: " if status else "", message]
         if request_id:
             parts.append(f" (request id {request_id})")

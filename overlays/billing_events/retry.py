@@ -135,13 +135,14 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
         except ValueError:
             try:
                 parsed = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError):
-                return None
-            if parsed.tzinfo is None:
-                # An HTTP-date is UTC (RFC 9110, 5.6.7), also in the asctime form and with "-0000", which
-                # the parser returns without a zone: never the host's local time.
-                parsed = parsed.replace(tzinfo=dt.UTC)
-            return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+                if parsed.tzinfo is None:
+                    # An HTTP-date is UTC (RFC 9110, 5.6.7), also in the asctime form and with "-0000", which
+                    # the parser returns without a zone: never the host's local time.
+                    parsed = parsed.replace(tzinfo=dt.UTC)
+                moment = parsed.timestamp()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return None  # not a date, or one no clock reaches (year 99999999999999999999)
+            return max(0.0, moment - (time.time() if now is None else now))
     reset = headers.get("x-ratelimit-reset")
     if reset is not None:
         try:

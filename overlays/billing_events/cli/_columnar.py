@@ -118,7 +118,7 @@ def _rows(batch: Any) -> list[dict[str, Any]]:
     """The batch's rows; a value that cannot be converted is its row's problem, not the whole file's."""
     try:
         rows: list[dict[str, Any]] = batch.to_pylist()
-    except ValueError:
+    except (ValueError, OverflowError):  # a date past year 9999, a duration past timedelta's range
         columns = [_values(column) for column in batch.columns]
         return [dict(zip(batch.schema.names, values, strict=True)) for values in zip(*columns, strict=True)]
     return rows
@@ -127,7 +127,7 @@ def _rows(batch: Any) -> list[dict[str, Any]]:
 def _values(column: Any) -> list[Any]:
     try:
         values: list[Any] = column.to_pylist()
-    except ValueError:
+    except (ValueError, OverflowError):
         return [_value(scalar) for scalar in column]
     return values
 
@@ -135,7 +135,7 @@ def _values(column: Any) -> list[Any]:
 def _value(scalar: Any) -> Any:
     try:
         return scalar.as_py()
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         if getattr(scalar.type, "unit", None) == "ns":
             return Unreadable(
                 "a time in nanoseconds needs pandas to be read (pip install pandas), or store it in microseconds"

@@ -619,7 +619,7 @@ class ProviderRules:
 
     def _body_message(self, response: httpx.Response) -> str:
         try:
-            body = response.json()
+            body = json_body(response)
         except ValueError:
             return response.text[:500] or response.reason_phrase
         if isinstance(body, dict):
@@ -629,11 +629,27 @@ class ProviderRules:
         return response.text[:500]
 
 
+def json_body(response: httpx.Response) -> Any:
+    """The body as JSON; ValueError when it is not JSON, whatever is wrong with it.
+
+    orjson first (UTF-8, nesting bounded); then the standard parser, which also reads JSON in UTF-16
+    or UTF-32, and whose RecursionError on a body of ``[[[[...`` is a ValueError here like any other.
+    """
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        raise ValueError("the body is not JSON") from None
+
+
 def json_object(response: httpx.Response) -> dict[str, Any] | None:
     """The body as a JSON object, or None when it is not one."""
     try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+        body = json_body(response)
+    except ValueError:
         return None
     return body if isinstance(body, dict) else None
 

@@ -12,7 +12,7 @@ from lago_api.models import ApiErrorUnprocessableEntity, EventInputObject, Field
 
 from ..errors import RejectedError
 from ..outcomes import OutcomeStatus
-from .base import Pending, ProviderRules, Settled, Verdict, json_object, split
+from .base import Pending, ProviderRules, Settled, Verdict, json_body, json_object, split
 
 ALREADY_STORED = "value_already_exist"
 # What a batch's 422 says of one event: field -> codes, or the server's message.
@@ -137,7 +137,7 @@ def _repeated_keys(batch: list[Pending]) -> set[str]:
 
 def _error_details(response: httpx.Response) -> ValidationErrorDetails | str | None:
     try:
-        return ApiErrorUnprocessableEntity.from_dict(response.json()).error_details
+        return ApiErrorUnprocessableEntity.from_dict(json_body(response)).error_details
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
 

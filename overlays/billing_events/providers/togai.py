@@ -12,7 +12,7 @@ from togai_api.types import Unset
 from ..errors import RejectedError
 from ..outcomes import OutcomeStatus
 from ..text import shorten
-from .base import Pending, ProviderRules, Settled, Verdict, json_object, request_id, split
+from .base import Pending, ProviderRules, Settled, Verdict, json_body, json_object, request_id, split
 
 
 class TogaiRules(ProviderRules):
@@ -81,7 +81,7 @@ def _rejected_by_index(response: httpx.Response, size: int) -> dict[int, str] | 
     outside it): then nobody knows which events were kept.
     """
     try:
-        parsed = IngestEventResponse.from_dict(response.json())
+        parsed = IngestEventResponse.from_dict(json_body(response))
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     details = parsed.details
