@@ -174,7 +174,7 @@ def test_a_checkpoint_path_with_a_time_and_an_at_sign_keeps_the_file_system_erro
     url = str(tmp_path / "blocked" / "2024-05-01T10:00@eu")  # no password in it
 
     with pytest.raises(NotADirectoryError) as raised:
-        job_stamp(url, {}, "lago", None, write=True)
+        job_stamp(url, {}, "lago", None)
 
     # The error names the path as it is; nothing in it is a password.
     assert "***" not in str(raised.value)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -28,7 +27,7 @@ import orjson
 
 from ..cli._text import clip
 from ..outcomes import STORED_STATUSES as STATUSES
-from ..text import without_password
+from ..text import url_authority, without_password
 
 _CODE = {name: code for code, name in enumerate(STATUSES)}
 _MAGIC = b"BEC1"
@@ -42,13 +41,19 @@ class CheckpointError(Exception):
     """The checkpoint directory cannot be used for this backfill."""
 
 
-# user:password@ in a URL (ftp://, http://, sftp://): a storage credential, never repeated in a message.
-_PASSWORD = re.compile(r"(//[^/@:]*):[^/@]*@")
-
-
 def shown(url: str) -> str:
-    """``url`` as a message may show it: a password it carries masked, the whole clipped."""
-    return clip(_PASSWORD.sub(r"\1:***@", url), 160)
+    """``url`` as a message may show it: a password it carries masked, the whole clipped.
+
+    user:password@ in a URL (ftp://, http://, sftp://) is a storage credential, never repeated. The
+    password runs to the authority's last ``@``, as urlsplit and fsspec read it (``user:p@ss@host``).
+    """
+    start = url.find("//") + 2
+    if start >= 2:
+        userinfo, at, _ = url_authority(url).rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        if at and colon and password:
+            url = f"{url[:start]}{user}:***@{url[start + len(userinfo) + 1 :]}"
+    return clip(url, 160)
 
 
 def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]:
@@ -66,8 +71,9 @@ def _filesystem(url: str, storage_options: Mapping[str, Any]) -> tuple[Any, str]
 # 3, the same, with a frame's rows placed by their events (before: by their values, see the adapters);
 # 4, the same, with whole-number floats counted as integers in digests and rows placed by the digests of
 # their keys.
+# 5, the same, with a Togai event's attributes hashed in the order of their names.
 # A job keeps the layout it began with, so a re-run with a newer version finds its checkpoints.
-LAYOUT = 4
+LAYOUT = 5
 # From this layout on, the adapters place a frame's rows by the events they make.
 PLACED_BY_EVENTS = 3
 # From this layout on, a whole-number float (pandas' reading of integers with a null) counts as its
@@ -76,6 +82,9 @@ PLACED_BY_EVENTS = 3
 # made an integer as a float one is, rows are placed by the digest their keys are made from
 # (``partition.placing_digest``), and a row that makes no event by its portable form (``row_digest``).
 WHOLE_FLOATS = 4
+# From this layout on, a Togai event's attributes count in the order of their names (Togai reads them by
+# name): a frame whose attr.* columns come in another order on a re-run keeps its keys.
+NAMED_ATTRIBUTES = 5
 
 
 @contextlib.contextmanager
@@ -100,33 +109,32 @@ def job_stamp(
     provider: str,
     server: str | None = None,
     *,
-    write: bool = True,
-) -> tuple[int | None, int]:
+    stamp: int | None = None,
+) -> tuple[int, int]:
     """The timestamp given to rows without one, and the directory's layout: read, or written now.
 
     Written once, by the driver before any partition runs, so every attempt of
     every partition stamps a row the same way. ``server`` (the client's resolved
     base URL) is kept with it: a directory whose rows were settled on a sandbox
-    must not make a production run skip them. ``write=False`` (the caller has its
-    own stamp) writes no job: (None, LAYOUT) for a directory without one.
+    must not make a production run skip them. ``stamp`` (the caller's own) is the
+    one written; a job already written with another stamp is refused, as its rows
+    would go out again with new timestamps (and, on Lago's ClickHouse store, be billed twice).
     """
     with storage_errors(url):
-        return _job_stamp(url, storage_options, provider, server, write)
+        return _job_stamp(url, storage_options, provider, server, stamp)
 
 
 def _job_stamp(
-    url: str, storage_options: Mapping[str, Any], provider: str, server: str | None, write: bool
-) -> tuple[int | None, int]:
+    url: str, storage_options: Mapping[str, Any], provider: str, server: str | None, given: int | None
+) -> tuple[int, int]:
     fs, root = _filesystem(url, storage_options)
     path = f"{root}/{JOB_FILE}"
     exists = fs.exists(path)
     job = _read_job(fs, root, path, url) if exists else None
     if job is not None:
-        return _kept(fs, path, url, job, provider, server)
-    if not write:
-        return None, LAYOUT
+        return _kept(fs, path, url, job, provider, server, given)
     fs.makedirs(root, exist_ok=True)
-    stamp = int(time.time())
+    stamp = int(time.time()) if given is None else given
     created: dict[str, Any] = {"version": LAYOUT, "provider": provider, "stamp": stamp}
     if server is not None:
         created["server"] = server
@@ -139,14 +147,19 @@ def _job_stamp(
             raise CheckpointError(
                 f"{shown(url)}: another driver is writing {JOB_FILE}; run one driver at a time"
             )
-        return _kept(fs, path, url, job, provider, server)
+        return _kept(fs, path, url, job, provider, server, given)
     return stamp, LAYOUT
 
 
 def _kept(
-    fs: Any, path: str, url: str, job: dict[str, Any], provider: str, server: str | None
+    fs: Any, path: str, url: str, job: dict[str, Any], provider: str, server: str | None, given: int | None
 ) -> tuple[int, int]:
     """The stamp and layout of a job already written, once it is known to be this backfill's."""
+    if given is not None and given != job["stamp"]:
+        raise CheckpointError(
+            f"{shown(url)} holds a backfill stamped {job['stamp']}, not {given}: its rows without a timestamp"
+            " were sent with that one; pass stamp={job['stamp']} (or none), or use a new directory"
+        )
     if job.get("provider") != provider:
         raise CheckpointError(
             f"{shown(url)} holds a {clip(str(job.get('provider')), 40)} backfill, not {provider}:"

@@ -20,6 +20,7 @@ from .partition import (
     SUMMARY_COLUMNS,
     Backfill,
     check_columns,
+    columns_problems,
     empty_summary,
     send_partition,
     total,
@@ -93,6 +94,21 @@ def _copies_together(
 NESTED = {"togai": ("attributes", "dimensions"), "lago": ("properties",)}
 
 
+def _index_as_column(frame: Any, backfill: Backfill) -> Any:
+    """``frame`` with its index as a column when the index is named as a column the layout takes.
+
+    A frame written with ``set_index("timestamp")`` reads back with its times as the index: dropped,
+    every row would go out with the job's stamp. Any other index (unnamed, or named as nothing an
+    event holds) is not part of the events, as before.
+    """
+    name = frame.index.name
+    if name is None or name in frame.columns:
+        return frame
+    if columns_problems(backfill, [*frame.columns, name]):
+        return frame
+    return frame.reset_index()
+
+
 def _refuse_text_for_nested(frame: Any, provider: str) -> None:
     """A nested column typed as text would make every row that has a value ``rejected``: say why now."""
     pd = _pandas()
@@ -125,6 +141,7 @@ def backfill(
         raise ImportError(f"Dask backfills need dask: pip install 'billing-events[{EXTRA}]'") from exc
     is_bag = isinstance(frame, dask.bag.Bag)
     if not is_bag:
+        frame = _index_as_column(frame, prepared)
         check_columns(prepared, frame.columns)
         _refuse_text_for_nested(frame, prepared.provider)
     frame, hash_column = _copies_together(frame, prepared, shuffle_method, is_bag)

@@ -54,7 +54,7 @@ from ..config import resolve_base_url
 from ..errors import ConfigurationError
 from ..outcomes import STORED_STATUSES as STATUSES
 from ..outcomes import past_window, past_window_reason, stale_before
-from ._checkpoint import LAYOUT, WHOLE_FLOATS, PartitionCheckpoint, job_stamp, shown
+from ._checkpoint import LAYOUT, NAMED_ATTRIBUTES, WHOLE_FLOATS, PartitionCheckpoint, job_stamp, shown
 from ._clients import freeze_heap_once, run_with_client, this_process
 
 ProviderName = Literal["togai", "lago"]
@@ -117,11 +117,9 @@ class Backfill:
         options = self.client_options
         server = resolve_base_url(self.provider, options.get("base_url"), options.get("endpoint"))
         stamp, layout = job_stamp(
-            self.checkpoint, self.storage_options, self.provider, server, write=self.stamp is None
+            self.checkpoint, self.storage_options, self.provider, server, stamp=self.stamp
         )
-        return attrs.evolve(
-            self, stamp=stamp if self.stamp is None else self.stamp, layout=layout, driver=this_process()
-        )
+        return attrs.evolve(self, stamp=stamp, layout=layout, driver=this_process())
 
 
 def check_columns(backfill: Backfill, columns: Iterable[object]) -> None:
@@ -130,17 +128,22 @@ def check_columns(backfill: Backfill, columns: Iterable[object]) -> None:
     A column that maps to nothing (``prop_n`` for ``prop.n``) would be left out of every event
     without a word: a property the provider sums would bill nothing. The rules are the CLI's.
     """
-    renamed = {backfill.timestamp_column: "timestamp"}
-    if backfill.key_column is not None:
-        renamed[backfill.key_column] = KEY_FIELD[backfill.provider]
-    names = [renamed.get(str(column), str(column)) for column in columns]
-    problems = column_problems(backfill.provider, names)
+    problems = columns_problems(backfill, columns)
     if problems:
         shown_ = "; ".join(clip(problem, 200) for problem in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise ConfigurationError(
             f"backfill columns: {shown_}{more}; rename the columns or select the ones to send"
         )
+
+
+def columns_problems(backfill: Backfill, columns: Iterable[object]) -> list[str]:
+    """What ``check_columns`` refuses in ``columns``, each problem in words; empty when they are fine."""
+    renamed = {backfill.timestamp_column: "timestamp"}
+    if backfill.key_column is not None:
+        renamed[backfill.key_column] = KEY_FIELD[backfill.provider]
+    names = [renamed.get(str(column), str(column)) for column in columns]
+    return column_problems(backfill.provider, names)
 
 
 def empty_summary(name: str = "") -> dict[str, Any]:
@@ -323,8 +326,29 @@ def placing_digest(event: dict[str, object], backfill: Backfill) -> bytes:
 
 
 def _digest_of(backfill: Backfill) -> Digest:
-    """How the job hashes an event: from layout 4 with whole-number floats as integers (``event_digest``)."""
+    """How the job hashes an event: from layout 4 with whole-number floats as integers (``event_digest``),
+    from layout 5 with a Togai event's attributes in the order of their names (``named_digest``)."""
+    if backfill.layout >= NAMED_ATTRIBUTES:
+        return named_digest
     return event_digest if backfill.layout >= WHOLE_FLOATS else content_digest
+
+
+def named_digest(event: dict[str, object]) -> bytes:
+    """``event_digest`` with a Togai event's attributes in the order of their names, as Togai reads them:
+    the order of a frame's ``attr.*`` columns is not part of the event. (Lago's properties are a map,
+    which every digest hashes with sorted keys.)"""
+    attributes = event.get("attributes")
+    if isinstance(attributes, list) and len(attributes) > 1:
+        names = [_attribute_name(attribute) for attribute in attributes]
+        if names != sorted(names):
+            ordered = sorted(attributes, key=_attribute_name)  # stable: one name twice keeps its order
+            event = {**event, "attributes": ordered}
+    return event_digest(event)
+
+
+def _attribute_name(attribute: object) -> str:
+    name = attribute.get("name") if isinstance(attribute, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 # A Togai attribute's value written from a whole-number float ("1000.0"): the same quantity as "1000".
