@@ -328,7 +328,13 @@ class AsyncBackgroundSender(SenderCore):
             wake.clear()
             while self._queue:
                 await lanes.acquire()  # a batch leaves the queue only when a lane can send it
+                self._queue.read_back()
                 batch = self._queue.take_batch()
+                if not batch:
+                    # A spool that could not read its events back (it logged why): no request without
+                    # events; the next interval tries again.
+                    lanes.release()
+                    break
                 self._flying.update(batch)
                 lane = asyncio.get_running_loop().create_task(self._deliver(delivery, batch, lanes))
                 self._lanes.add(lane)

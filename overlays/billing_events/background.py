@@ -297,6 +297,8 @@ class BackgroundSender(SenderCore):
                         return
 
     def _take_batch(self) -> list[Pending]:
+        # A spool reads back from its file without our lock: track() needs it, and never waits for the disk.
+        self._queue.read_back()
         with self._lock:
             batch = self._queue.take_batch()
             if batch:

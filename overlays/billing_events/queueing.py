@@ -49,7 +49,16 @@ class Queue(Protocol):
         """Queue the payload if there is room: the events then waiting, or 0 when it is full."""
         ...
 
-    def take_batch(self) -> list[Pending]: ...
+    def read_back(self) -> None:
+        """Bring events held only on disk into memory for ``take_batch`` (a spool reads SQLite).
+
+        It may wait for the disk: call it without the lock that ``offer`` runs under.
+        """
+        ...
+
+    def take_batch(self) -> list[Pending]:
+        """The next request's worth of the events in memory; no disk work, so it may run under a lock."""
+        ...
 
     def settle(self, delivered: list[Pending], settled: list[Settled]) -> None: ...
 
@@ -101,6 +110,9 @@ class EventQueue:
         self.bytes = size
         items.append(payload)  # last: an interrupt (Ctrl-C) after it finds the bytes counted
         return len(items)
+
+    def read_back(self) -> None:
+        """Every event is in memory: nothing to read back."""
 
     def take_batch(self) -> list[Pending]:
         """The next request's worth of events, within the provider's count and byte limits."""

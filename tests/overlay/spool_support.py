@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from billing_events import SpoolConfig, Togai
+from billing_events.providers import Pending
 from billing_events.spool._spool import Spool
 
 DESTINATION = "https://togai.example/api"
@@ -29,9 +30,15 @@ def killed(spool: Spool) -> None:
     os.close(spool._own.fd)
 
 
+def next_batch(spool: Spool) -> list[Pending]:
+    """As a sender takes a batch: read back from the file (without its lock), then take from memory."""
+    spool.read_back()
+    return spool.take_batch()
+
+
 def drained_ids(spool: Spool) -> list[str]:
     ids: list[str] = []
-    while batch := spool.take_batch():
+    while batch := next_batch(spool):
         ids.extend(orjson.loads(pending.payload)["id"] for pending in batch)
     return ids
 

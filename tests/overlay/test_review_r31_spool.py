@@ -33,11 +33,6 @@ def fill_the_disk(spool: Spool) -> None:
         db.execute(f"PRAGMA max_page_count={pages}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AsyncBackgroundSender._send_until_closed posts whatever Spool.take_batch returns; when the "
-    "read-back from SQLite fails, that is an empty batch, posted again and again",
-)
 def test_async_sender_posts_no_empty_batches_when_the_spool_cannot_be_read_back(tmp_path: Path) -> None:
     """With a spool on a full disk and more events than the memory window, the asyncio sender posts
     ``{"events": []}`` to the provider in a loop (thousands a second, each also an ERROR log line and a
@@ -126,11 +121,6 @@ def test_group_durability_syncs_new_events_while_the_keeper_adopts_a_dead_file(
         spool.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BackgroundSender._take_batch holds the sender's lock around Spool.take_batch, whose _refill "
-    "waits for the SQLite lock and moves the intake into SQLite; track() needs that lock",
-)
 def test_track_does_not_wait_for_sqlite_while_a_worker_reads_events_back(tmp_path: Path) -> None:
     """With more events queued than the memory window, a worker reads the rest back from the spool's
     SQLite file while holding the sender's lock. Reading back waits for the SQLite lock (held by the

@@ -16,6 +16,7 @@ from billing_events.spool import _spool as spool_module
 from billing_events.spool._spool import waited_through
 
 from .scripted import togai_event
+from .spool_support import next_batch
 from .test_spool import DESTINATION, direct_spool
 
 
@@ -41,13 +42,13 @@ def test_events_moved_in_part_and_settled_either_way_are_kept_once(
         first._move_now(through=4)  # events 1 to 4 into SQLite; 5 to 10 stay in the intake alone
         assert first._store.db.execute("SELECT seq FROM events").fetchall() == [(1,), (2,), (3,), (4,)]
 
-    taken = first.take_batch()
+    taken = next_batch(first)
     # Settled: two that were moved (deleted from SQLite) and two that were not (a marker in the intake).
     first.settle([taken[0], taken[1], taken[8], taken[9]], [])
     first.close()
     second = direct_spool(tmp_path)
     try:
-        kept = [pending.payload for pending in second.take_batch()]
+        kept = [pending.payload for pending in next_batch(second)]
     finally:
         second.close()
 

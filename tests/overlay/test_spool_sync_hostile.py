@@ -25,6 +25,7 @@ from billing_events.spool import _intake as spool_intake
 from billing_events.spool import _spool as spool_module
 from billing_events.spool._spool import SpoolWriteError
 
+from .spool_support import next_batch
 from .test_spool import direct_spool, keeperless_spool, record_fsyncs
 
 linux_only = pytest.mark.skipif(
@@ -175,7 +176,7 @@ def test_after_a_failed_intake_msync_no_segment_is_dropped_before_the_wal_holdin
         for number in range(30, 35):
             spool.offer(b'{"n":%02d,"pad":"%s"}' % (number, b"p" * 150))
         taken = []
-        while batch := spool.take_batch():
+        while batch := next_batch(spool):
             taken += batch
         spool.settle([pending for pending in taken if pending.seq > 30], [])
         synced = record_fsyncs(monkeypatch)
@@ -235,7 +236,7 @@ def _child(directory: Path, out: int) -> None:
         for number in range(20, 60):
             spool.offer(b'{"n":%02d,"pad":"%s"}' % (number, b"p" * 150))
         taken = []
-        while batch := spool.take_batch():
+        while batch := next_batch(spool):
             taken += batch
         # Every other event settled: runs of one, a marker each, so the markers rotate segments too.
         spool.settle([pending for pending in taken if pending.seq % 2 == 0], [])
@@ -264,7 +265,7 @@ def test_after_a_kill_a_new_sender_has_exactly_the_unsettled_events_of_sqlite_an
     try:
         assert survivor.depth == 30
         payloads = []
-        while batch := survivor.take_batch():
+        while batch := next_batch(survivor):
             payloads += [pending.payload for pending in batch]
         numbers = sorted(int(payload[5:7]) for payload in payloads)
         assert numbers == [n for n in range(60) if (n + 1) % 2 == 1]  # seq n+1: the odd seqs are left
@@ -280,7 +281,7 @@ def test_under_sync_an_msync_error_of_a_settlement_marker_is_logged_and_not_rais
     try:
         for number in range(3):
             spool.offer(b'{"n":%d}' % number)
-        taken = spool.take_batch()
+        taken = next_batch(spool)
 
         def failing(address: int, length: int) -> None:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
@@ -337,7 +338,7 @@ def _interrupted_then_killed(directory: Path, where: str) -> None:
         except KeyboardInterrupt:
             pass
         spool_intake._msync, spool_module.RECORD = msync, record
-        taken = [pending.payload for pending in spool.take_batch()]
+        taken = [pending.payload for pending in next_batch(spool)]
         spool.offer(b'{"n":3}')
         os._exit(0 if taken == [b'{"n":1}'] else 4)
     except BaseException:
@@ -358,7 +359,7 @@ def test_an_offer_cut_short_by_ctrl_c_takes_no_other_events_place(tmp_path: Path
     survivor = direct_spool(tmp_path)
     try:
         found = []
-        while batch := survivor.take_batch():
+        while batch := next_batch(survivor):
             found += [pending.payload for pending in batch]
     finally:
         survivor.close()

@@ -302,11 +302,21 @@ class Spool:
         with self._lock:
             self._moved_through = max(self._moved_through, through)
 
-    def take_batch(self) -> list[Pending]:
-        """The next request's worth of events; they stay in the file until they are settled."""
-        rules, key_field = self.rules, self.rules.key_field
+    def read_back(self) -> None:
+        """When no event is left in memory but some wait on disk, read the oldest back from SQLite.
+
+        It waits for the disk (and for the keeper's SQLite work): the senders call it without their own
+        lock, which ``track()`` needs, and then ``take_batch`` under it.
+        """
         if not self._items and self._backlog and not self._closed:
             self._refill()
+
+    def take_batch(self) -> list[Pending]:
+        """The next request's worth of the events in memory; they stay in the file until they are settled.
+
+        Memory only: none when every waiting event is on disk and ``read_back`` could not read them.
+        """
+        rules, key_field = self.rules, self.rules.key_field
         with self._lock:
             items = self._items
             batch: list[Pending] = []
@@ -444,7 +454,10 @@ class Spool:
     # -- reading back -------------------------------------------------------
 
     def _refill(self) -> None:
-        """Read the oldest rows not in memory back from SQLite, up to the window (_lock not held)."""
+        """Read the oldest rows not in memory back from SQLite, up to the window (_lock not held).
+
+        The move and the read hold _db_lock alone; _lock only around the counts, as track() needs it.
+        """
         with self._db_lock:
             try:
                 self._move_now()
@@ -454,7 +467,16 @@ class Spool:
             with self._lock:
                 if self._items or not self._backlog or self._closed:
                     return
-                rows = self._store.rows_after(self._loaded, self._window_events)
+                loaded = self._loaded
+            try:
+                rows = self._store.rows_after(loaded, self._window_events)
+            except sqlite3.Error as exc:
+                log.error("could not read spooled events back from %s: %s", self._own.db_path.name, exc)
+                return
+            with self._lock:
+                # A leave() meanwhile (a close deadline) took the queue's events off the sender: these stay.
+                if self._items or not self._backlog or self._closed or self._loaded != loaded:
+                    return
                 # Caught up only if nothing was tracked since the move (that is still in the intake alone).
                 if len(rows) < self._window_events and self._next - 1 <= self._moved_through:
                     self._backlog = False
