@@ -26,6 +26,7 @@ def killed(spool: Spool) -> None:
     """As a SIGKILL leaves it: the SQLite connection and the flock let go, no file removed."""
     spool._stop.set()
     spool._keeper.join(10)
+    spool._adopter.join(10)
     spool._store.db.close()
     os.close(spool._own.fd)
 

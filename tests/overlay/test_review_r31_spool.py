@@ -61,11 +61,6 @@ def test_async_sender_posts_no_empty_batches_when_the_spool_cannot_be_read_back(
     assert len(empty) == 0, f"{len(empty)} of {len(bodies)} requests carried no event"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Spool._keep runs adopt() (deadline None) on the keeper thread, which is also the only thread "
-    "that msyncs the intake under 'group': no record tracked meanwhile is synced until the adoption ends",
-)
 def test_group_durability_syncs_new_events_while_the_keeper_adopts_a_dead_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

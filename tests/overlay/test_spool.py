@@ -63,10 +63,11 @@ def direct_spool(directory: Path, **config: Any) -> Spool:
 
 
 def keeperless_spool(directory: Path, **config: Any) -> Spool:
-    """``direct_spool`` with its keeper thread stopped: the test takes the keeper's steps itself."""
+    """``direct_spool`` with its keeper and adopter threads stopped: the test takes their steps itself."""
     spool = direct_spool(directory, **config)
     spool._stop.set()
     spool._keeper.join(10)
+    spool._adopter.join(10)
     return spool
 
 

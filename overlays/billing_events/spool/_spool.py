@@ -1,7 +1,8 @@
 """The ``Spool``: the queue interface over the intake and the SQLite store, and the keeper thread.
 
-``track()`` appends to the intake (``_intake``); the keeper moves records into SQLite (``_store``),
-syncs, checkpoints, publishes the status (``_status``) and adopts dead senders' files (``_adopt``).
+``track()`` appends to the intake (``_intake``); the keeper thread moves records into SQLite (``_store``),
+syncs, checkpoints and publishes the status (``_status``); the adopter thread takes over dead senders'
+files (``_adopt``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ CHECKPOINT_EVERY = 2000
 ADOPT_EVERY = 2.0
 # Seconds a new sender spends taking over dead senders' files before it returns; its keeper does the rest.
 ADOPT_AT_START = 2.0
-# Seconds close() waits for the keeper thread to finish what it is doing (a checkpoint, a chunk of adoption).
+# Seconds close() waits for the keeper and adopter threads to finish what they are doing (a checkpoint,
+# a chunk of adoption).
 KEEPER_JOIN = 5.0
 # Seconds between two rewrites of a live file's status (``billing-events spool status`` reads it).
 STATUS_EVERY = 1.0
@@ -116,7 +118,13 @@ class Spool:
         self._keeper = threading.Thread(
             target=self._keep, name=f"billing-events-{rules.name}-spool", daemon=True
         )
+        # Adoption has a thread of its own: a large dead file takes seconds to minutes, and the keeper's
+        # syncs (every fsync_interval under "group") cannot wait for it.
+        self._adopter = threading.Thread(
+            target=self._adopt_dead, name=f"billing-events-{rules.name}-spool-adopt", daemon=True
+        )
         self._keeper.start()
+        self._adopter.start()
 
     # -- the queue interface ----------------------------------------------
 
@@ -423,8 +431,10 @@ class Spool:
     def close(self) -> None:
         """Checkpoint and close the file; remove it when nothing is left in it."""
         self._stop.set()
-        if self._keeper is not threading.current_thread():
-            self._keeper.join(KEEPER_JOIN)
+        joined_by = time.monotonic() + KEEPER_JOIN
+        for thread in (self._keeper, self._adopter):
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, joined_by - time.monotonic()))
         with self._db_lock:
             with self._lock:
                 if self._closed:
@@ -559,7 +569,7 @@ class Spool:
     # -- the keeper thread ----------------------------------------------------
 
     def _keep(self) -> None:
-        """Move intake records into SQLite, sync (group), checkpoint, publish the status, adopt."""
+        """Move intake records into SQLite, sync (group), checkpoint, publish the status."""
         group = self.config.durability == "group"
         interval = min(self.config.fsync_interval, KEEPER_TICK)
         last_sync = last_status = 0.0
@@ -589,12 +599,23 @@ class Spool:
                 if now - last_status >= STATUS_EVERY:
                     last_status = now
                     self._publish_status()
-                if now - self._last_scan >= ADOPT_EVERY:
-                    self.adopt()
             except Exception:
                 if self._closed:
                     return  # close() went on without this step (it stopped waiting): nothing is left to keep
                 log.exception("spool maintenance failed")
+
+    def _adopt_dead(self) -> None:
+        """The adopter thread: every ADOPT_EVERY seconds (counted from the last scan, a flush()'s too),
+        take over the files of senders that died."""
+        while not self._stop.wait(max(KEEPER_TICK, self._last_scan + ADOPT_EVERY - time.monotonic())):
+            if time.monotonic() - self._last_scan < ADOPT_EVERY:
+                continue  # a flush() scanned meanwhile
+            try:
+                self.adopt()
+            except Exception:
+                if self._closed:
+                    return  # close() went on without this scan: what is left is taken over later
+                log.exception("taking over dead senders' spool files failed")
 
     def _sync(self) -> int:
         """msync the intake and fsync SQLite's WAL: what was tracked before this call survives a power loss.
