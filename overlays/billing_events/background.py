@@ -295,6 +295,9 @@ class BackgroundSender(SenderCore):
                 with self._lock:
                     if not self._queue:
                         return
+                # Events a spool could not read back (it logged why): closing leaves _wake set, so wait
+                # here, as an open sender does, rather than try again at once until the close deadline.
+                self._abort.wait(self._options.flush_interval)
 
     def _take_batch(self) -> list[Pending]:
         # A spool reads back from its file without our lock: track() needs it, and never waits for the disk.

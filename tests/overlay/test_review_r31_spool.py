@@ -166,11 +166,6 @@ def test_track_does_not_wait_for_sqlite_while_a_worker_reads_events_back(tmp_pat
     assert returned_while_busy, "track() waited for the spool's SQLite lock"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BackgroundSender._run skips the flush-interval wait once closed (close() leaves _wake set): "
-    "when the spool cannot read its events back, the worker tries again at once, until the close deadline",
-)
 def test_a_closing_thread_sender_does_not_retry_an_unreadable_spool_without_pause(tmp_path: Path) -> None:
     """With a spool on a full disk and more events than the memory window, ``close(timeout)`` of the thread
     sender tries to read the spool back again and again without pause until its deadline: tens of
