@@ -102,6 +102,26 @@ def field_path(prefix: str, path: Sequence[str | int]) -> str:
     return text
 
 
+def nul_in(value: object, path: str = "event") -> str | None:
+    """The path of the first text under ``value`` (a value or an object's key) that holds U+0000."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            if isinstance(name, str) and "\x00" in name:
+                return f"{path} (a key)"
+            found = nul_in(item, f"{path}.{shorten(str(name), 60)}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = nul_in(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def not_json(value: object, path: str = "event") -> tuple[str, str] | None:
     """The first value under ``value`` that JSON cannot carry as it is, as (field path, rule)."""
     if value is None or isinstance(value, bool) or (isinstance(value, str) and _utf8(value)):

@@ -26,7 +26,7 @@ from ..errors import (
 )
 from ..outcomes import Outcome, OutcomeStatus
 from ..retry import retry_after_seconds
-from ..text import field_path, not_json, rule_in_words, shorten, show
+from ..text import field_path, not_json, nul_in, rule_in_words, shorten, show
 
 
 class Pending:
@@ -298,6 +298,8 @@ class ProviderRules:
     stamp_field: ClassVar[str | None] = None
     # Whether one request may not carry the same key twice, even for different events.
     unique_keys_per_batch: ClassVar[bool] = False
+    # Why the provider cannot store text holding U+0000, or None when it can (see ``_refuse_nul``).
+    nul_refused: ClassVar[str | None] = None
 
     def __init__(self, max_batch_events: int, max_batch_bytes: int, validate: bool = True) -> None:
         self.check_events = validate
@@ -445,6 +447,8 @@ class ProviderRules:
             raise self._unencodable(data, key, str(exc)) from None
         if self._scan_for_nan and b"null" in body and not_json(data) is not None:
             raise self._unencodable(data, key, "")  # NaN and Infinity would go out as null
+        if self.nul_refused is not None and b"\\u0000" in body:
+            self._refuse_nul(data, key)
         if keyed and not stamp:
             # orjson's result keeps its over-sized buffer; an exact copy lets that buffer be reused
             # at once, which keeps a long queue of payloads from touching fresh memory on every call.
@@ -474,6 +478,18 @@ class ProviderRules:
             for name, value in data.items()
             if value is not None or name not in (self.key_field, self.stamp_field)
         }
+
+    def _refuse_nul(self, data: dict[str, Any], key: object) -> None:
+        """Raise the InvalidEventError of an event holding U+0000 in some text, naming where.
+
+        One search of the JSON finds it (orjson writes U+0000 as ``\\u0000``) for every field at once,
+        which a schema could only say with a pattern on every string; the walk runs only then. (A text
+        holding a backslash before ``u0000`` matches the search too: the walk finds nothing, and it goes.)
+        """
+        field = nul_in(data)
+        if field is not None:
+            rule = f"holds the character U+0000; {self.nul_refused}"
+            raise InvalidEventError(field, rule, key=_printable(key), event=self._with_key(data, key))
 
     def _refuse(self, data: dict[str, Any], key: object, keyed: bool) -> NoReturn:
         """Raise the InvalidEventError of an event the spec refuses, naming its first broken rule."""

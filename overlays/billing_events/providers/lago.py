@@ -29,6 +29,11 @@ class LagoRules(ProviderRules):
     # The Postgres store matches a batch's inserted rows by transaction_id alone: the same id twice in
     # one batch, even for two subscriptions, looks like a duplicate and rolls the whole batch back.
     unique_keys_per_batch: ClassVar[bool] = True
+    # Postgres text and jsonb cannot hold it, lago-api rescues neither error: the whole request fails with a
+    # 500, retried in vain, and the good events of its batch with it. (An overlay rule, README "Specs".)
+    nul_refused: ClassVar[str | None] = (
+        "Lago's Postgres store cannot save it, and the whole request would fail with a 500"
+    )
 
     def repeat_identity(self, data: Mapping[str, Any], key: str) -> object:
         return (data.get("external_subscription_id"), key)
