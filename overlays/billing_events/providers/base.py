@@ -648,16 +648,13 @@ class ProviderRules:
 def json_body(response: httpx.Response) -> Any:
     """The body as JSON; ValueError when it is not JSON, whatever is wrong with it.
 
-    orjson first (UTF-8, nesting bounded); then the standard parser, which also reads JSON in UTF-16
-    or UTF-32, and whose RecursionError on a body of ``[[[[...`` is a ValueError here like any other.
+    orjson only: it bounds nesting and fails with its own error. The standard parser would recurse
+    into a body of ``[[[[...`` until a RecursionError, which Python 3.11 can survive in a damaged
+    state (a later ``ast`` call fails with a recursion depth mismatch). The providers answer UTF-8.
     """
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        pass
-    try:
-        return response.json()
-    except (ValueError, RecursionError):
         raise ValueError("the body is not JSON") from None
 
 
