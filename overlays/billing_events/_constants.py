@@ -35,6 +35,10 @@ DEFAULT_FLUSH_INTERVAL = 1.0
 DEFAULT_BLOCK_TIMEOUT = 1.0
 DEFAULT_ATEXIT_TIMEOUT = 5.0
 DEFAULT_CLOSE_TIMEOUT = 30.0
+# How long a close past its deadline waits for the requests it stopped (cancelled, or woken from their
+# rate budget wait) to say how far they got before it settles their events; a request still out after it
+# is unknown.
+STOP_GRACE = 0.5
 
 # Durable spool.
 DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024

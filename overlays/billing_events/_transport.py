@@ -31,6 +31,7 @@ import http.cookiejar
 import json
 import logging
 import re
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -56,6 +57,8 @@ CALL_DEADLINE = "billing_events.call_deadline"  # absolute time.monotonic() at w
 PROGRESS = "billing_events.progress"  # a Progress the default transports mark as the request goes out
 ANSWER_CAP = "billing_events.max_answer_bytes"  # the largest 2xx body this request can legitimately get
 ERROR_CAP = "billing_events.max_error_bytes"  # the largest other body (default MAX_ERROR_ANSWER_BYTES)
+# A threading.Event that, once set, ends the request's wait for its rate budget: a thread sender's close deadline.
+STOP = "billing_events.stop"
 
 _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("call_deadline", default=None)
 REDACTED = b"***"
@@ -111,15 +114,27 @@ def deadline_of(request: httpx.Request) -> float | None:
 
 
 def request_bounds(
-    deadline: float | None, answer_cap: int, progress: Progress | None = None, error_cap: int | None = None
+    deadline: float | None,
+    answer_cap: int,
+    progress: Progress | None = None,
+    error_cap: int | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """The request extensions that carry a call's deadline, its answer caps and where its progress is marked."""
+    """The request extensions that carry a call's deadline, its answer caps, where its progress is marked
+    and what stops its wait for the rate budget."""
     return {
         CALL_DEADLINE: deadline,
         ANSWER_CAP: answer_cap,
         ERROR_CAP: error_cap or C.MAX_ERROR_ANSWER_BYTES,
         PROGRESS: progress,
+        STOP: stop,
     }
+
+
+def stop_of(request: httpx.Request) -> threading.Event | None:
+    """What ends this request's wait for its rate budget (``STOP``), if anything does."""
+    stop = request.extensions.get(STOP)
+    return stop if isinstance(stop, threading.Event) else None
 
 
 def _entered(request: httpx.Request, watched: bool) -> Progress:

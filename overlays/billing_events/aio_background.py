@@ -39,9 +39,6 @@ from .text import shorten, shown
 
 log = logging.getLogger("billing_events.sender")
 
-# How long close() waits for the tasks it cancelled to end, even past its deadline: one loop turn is enough.
-CANCEL_GRACE = 0.5
-
 
 class AsyncSenderClient(SenderClient, Protocol):
     """An asyncio client, as the asyncio sender sees it."""
@@ -250,10 +247,11 @@ class AsyncBackgroundSender(SenderCore):
             if runner is not None and not runner.done():
                 done, _ = await asyncio.wait({runner}, timeout=timeout)
                 if not done:
-                    self._abandon("close deadline passed")
-            await self._tasks_ended(deadline)
+                    await self._stop("close deadline passed")
+            # Even past its deadline: the tasks cancelled end within one loop turn.
+            await self._tasks_ended(max(deadline - asyncio.get_running_loop().time(), C.STOP_GRACE))
         except asyncio.CancelledError:
-            self._abandon("close() was cancelled")
+            await self._stop("close() was cancelled")
             raise
         # The sending task may have been cancelled by someone else: whatever it left is accounted for here.
         self._abandon("the sending task ended early")
@@ -306,7 +304,10 @@ class AsyncBackgroundSender(SenderCore):
                 # Cancelled though nobody closed the sender: its loop is ending (asyncio.run() returning).
                 self._closed = True
                 self._cancel_tasks()
-                self._unclosed()
+                try:
+                    await self._tasks_ended(C.STOP_GRACE)  # see _stop
+                finally:
+                    self._unclosed()
             raise
 
     async def _send_until_closed(self) -> None:
@@ -381,6 +382,19 @@ class AsyncBackgroundSender(SenderCore):
                 with contextlib.suppress(RuntimeError):
                     task.cancel()
 
+    async def _stop(self, why: str) -> None:
+        """Cancel the tasks, give them ``STOP_GRACE`` to end, then dead-letter what is left (``_abandon``).
+
+        A lane cancelled before a byte of its request left (waiting for its rate budget or for a
+        connection) takes back the attempt's "maybe stored" as it ends (``delivery._cut_before_sending``,
+        as in ``send()``): its events then end ``failed``, not ``unknown``. Settles even if this is cancelled.
+        """
+        self._cancel_tasks()
+        try:
+            await self._tasks_ended(C.STOP_GRACE)
+        finally:
+            self._abandon(why)
+
     def _abandon(self, why: str) -> None:
         """Stop sending; dead-letter what is still queued (failed) or in flight (unknown). Never awaits."""
         self._cancel_tasks()
@@ -389,12 +403,17 @@ class AsyncBackgroundSender(SenderCore):
         self._unclosed.detach()
         self._notify()
 
-    async def _tasks_ended(self, deadline: float) -> None:
-        """Wait for the tasks a close deadline or a cancellation stopped, so that none outlives close()."""
-        tasks = {task for task in (self._runner, *self._lanes) if task is not None and not task.done()}
+    async def _tasks_ended(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the tasks a close deadline or a cancellation stopped (the caller's own
+        excepted), so that none outlives close()."""
+        current = _current_task()
+        tasks = {
+            task
+            for task in (self._runner, *self._lanes)
+            if task is not None and task is not current and not task.done()
+        }
         if tasks:
-            remaining = deadline - asyncio.get_running_loop().time()
-            await asyncio.wait(tasks, timeout=max(remaining, CANCEL_GRACE))
+            await asyncio.wait(tasks, timeout=timeout)
 
 
 def _current_task() -> asyncio.Task[object] | None:

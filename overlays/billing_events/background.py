@@ -8,8 +8,8 @@ silently. Every accepted event ends in exactly one outcome counter.
 
 ``flush(timeout)`` wakes the workers at once and waits until everything queued
 before it is settled. ``close(timeout)`` drains and joins; whatever it cannot
-deliver in time is dead-lettered (``failed`` if it was still queued,
-``unknown`` if its request was in flight). An at-exit hook closes the sender
+deliver in time is dead-lettered (``failed`` if it was still queued or its
+request had not left, ``unknown`` if its request was in flight). An at-exit hook closes the sender
 with a bounded timeout, and a forked child starts with an empty queue, fresh
 locks and a new connection pool.
 """
@@ -225,10 +225,7 @@ class BackgroundSender(SenderCore):
             self._queue.close()
             raise
         if any(thread.is_alive() for thread in threads):
-            self._abort.set()
-            self._abandon()
-            for thread in threads:
-                thread.join(0.5)
+            self._stop(threads)
         self._queue.close()
         stats = self.stats
         metrics.unwatch(self)
@@ -278,9 +275,9 @@ class BackgroundSender(SenderCore):
             self._wake.wait(self._options.flush_interval)
             if not self._closed:
                 self._wake.clear()
-            while batch := self._take_batch():
+            while not self._abort.is_set() and (batch := self._take_batch()):
                 try:
-                    # After a close deadline (abort), deliver settles the batch as failed without a request.
+                    # After a close deadline (abort), deliver sends no request and leaves the rest to close().
                     delivery.deliver(batch, self._abort)
                 except BaseException as exc:
                     # Any exception, SystemExit from a transport included: it would end this thread, and
@@ -291,6 +288,8 @@ class BackgroundSender(SenderCore):
                         extra={"provider": self._rules.name, "events": len(batch)},
                     )
                     self._record([], settle_unsent(batch, f"internal error: {shorten(repr(exc))}"))
+            if self._abort.is_set():
+                return  # close() settles what is left
             if self._closed:
                 with self._lock:
                     if not self._queue:
@@ -320,6 +319,19 @@ class BackgroundSender(SenderCore):
                 with self._lock:
                     self._recorded(delivered, settled)
                     self._changed.notify_all()
+
+    def _stop(self, threads: list[threading.Thread]) -> None:
+        """At the close deadline: stop the workers, then dead-letter what they leave.
+
+        No request leaves after ``_abort``, and one still waiting for its rate budget stops waiting. The
+        workers get ``STOP_GRACE`` to end: a request that never left then counts as stored nothing (as in
+        ``send()``), so its events end ``failed``, not ``unknown``.
+        """
+        self._abort.set()
+        grace = time.monotonic() + C.STOP_GRACE
+        for thread in threads:
+            thread.join(max(0.0, grace - time.monotonic()))
+        self._abandon()
 
     def _abandon(self) -> None:
         """At the close deadline: dead-letter what is still queued or in flight."""

@@ -67,8 +67,9 @@ def _plan(rules: ProviderRules, batch: list[Pending], record: Recorder) -> Plan:
             error = transport_error(reply)
             if isinstance(reply, NEVER_SENT):
                 _stored_nothing(sub)
-            if isinstance(reply, httpx.HTTPError):
-                # No answer, or one that cannot be read (a reset, a timeout, a bad encoding): retry.
+            if isinstance(reply, httpx.HTTPError | SenderAborted):
+                # No answer, or one that cannot be read (a reset, a timeout, a bad encoding): retry. Stopped by
+                # a closing sender: that sender settles the events (queueing.left_behind) or its spool keeps them.
                 result.retry_later.extend(sub)
                 result.error = error
             else:
@@ -144,7 +145,9 @@ class _Delivery:
             raw_path=http_base_url.raw_path + rules.batch_path.lstrip("/").encode()
         )
 
-    def _bounds(self, deadline: float | None, progress: Progress | None = None) -> dict[str, Any]:
+    def _bounds(
+        self, deadline: float | None, progress: Progress | None = None, stop: threading.Event | None = None
+    ) -> dict[str, Any]:
         # Batches larger than the defaults get answers larger in proportion (Lago echoes the events), and
         # a refusal of many events names each of them.
         rules = self.rules
@@ -154,7 +157,7 @@ class _Delivery:
             + C.ANSWER_BYTES_PER_EVENT * rules.max_batch_events,
         )
         error_cap = max(C.MAX_ERROR_ANSWER_BYTES, C.ERROR_ANSWER_BYTES_PER_EVENT * rules.max_batch_events)
-        return request_bounds(deadline, cap, progress, error_cap)
+        return request_bounds(deadline, cap, progress, error_cap, stop)
 
     def _failure(self, result: AttemptResult) -> RetryableFailure | None:
         """The failure to retry after an attempt (the events it settled are recorded); None when it settled all.
@@ -252,14 +255,19 @@ class SyncDelivery(_Delivery):
         self.poster = poster
 
     def _post(
-        self, sub: list[Pending], deadline: float | None, again: RetryableFailure | None = None
+        self,
+        sub: list[Pending],
+        deadline: float | None,
+        again: RetryableFailure | None = None,
+        abort: threading.Event | None = None,
     ) -> Reply:
         started = time.perf_counter()
         reply: Reply
         progress = Progress()
         try:
+            # ``abort`` also ends the request's wait for its rate budget: it then never leaves (BudgetTimeout).
             reply = self.poster.post(
-                self.url, self.rules.body(sub), HEADERS, self._bounds(deadline, progress)
+                self.url, self.rules.body(sub), HEADERS, self._bounds(deadline, progress, abort)
             )
         except Exception as exc:
             reply = exc
@@ -282,20 +290,23 @@ class SyncDelivery(_Delivery):
         try:
             sub = next(plan)
             while True:
-                # Checked before every request, after the plan counted it as maybe stored: a close
-                # deadline that finds these events between attempts (not maybe stored) ends them
-                # failed, and no request of theirs leaves after it.
+                # Checked before every request, after the plan counted it as maybe stored: no request
+                # leaves after a close deadline, and the plan takes the count back (nothing was sent).
                 if abort is not None and abort.is_set():
                     sub = plan.send(SenderAborted("the sender's close deadline passed first"))
                 else:
-                    sub = plan.send(self._post(sub, deadline, again))
+                    sub = plan.send(self._post(sub, deadline, again, abort))
                 again = None  # the attempt's first request carries the whole batch: counted once
         except StopIteration as done:
             result: AttemptResult = done.value
             return result
 
     def deliver(self, batch: list[Pending], abort: threading.Event | None = None) -> None:
-        """Send one batch until every event is settled; each event is recorded exactly once."""
+        """Send one batch until every event is settled; each event is recorded exactly once.
+
+        Once ``abort`` is set (a closing sender's deadline) no request leaves; the events this leaves
+        unsettled are the sender's to settle, by what their attempts proved (``Pending.maybe_stored``).
+        """
         deadline = self.policy.call_deadline()
         result = self._attempt(batch, deadline, abort)
         if not result.retry_later:
@@ -314,10 +325,9 @@ class SyncDelivery(_Delivery):
                     if (last := self._failure(result)) is not None:
                         raise last
         except RetryableFailure as exhausted:
-            aborted = abort is not None and abort.is_set()
-            self._give_up(
-                remaining, exhausted, "sender closed before delivery" if aborted else "retries exhausted"
-            )
+            if abort is not None and abort.is_set():
+                return  # see the docstring
+            self._give_up(remaining, exhausted, "retries exhausted")
 
 
 class AsyncDelivery(_Delivery):

@@ -46,7 +46,7 @@ import httpx
 
 from . import _constants as C
 from . import metrics
-from ._transport import deadline_of
+from ._transport import deadline_of, stop_of
 from .budgets import Budget, MemoryBudget, give_back, open_budget
 from .config import ENDPOINTS, ClientConfig
 from .errors import ConfigurationError
@@ -214,8 +214,13 @@ class Pacer:
             self._budget_warned = True
             log.warning("rate budget %s failed (%s); pacing locally", self.budget.name, shorten(str(exc)))
 
-    def acquire(self, group: str, deadline: float | None = None) -> float:
-        """Wait for a slot of the endpoint's budget; the moment the request may leave (monotonic)."""
+    def acquire(
+        self, group: str, deadline: float | None = None, stop: threading.Event | None = None
+    ) -> float:
+        """Wait for a slot of the endpoint's budget; the moment the request may leave (monotonic).
+
+        ``stop`` set during the wait (a thread sender's close deadline) gives the slot back and raises
+        ``BudgetTimeout``: the request never left, so its events end ``failed``."""
         interval = self._interval(group)
         if interval is None:
             return time.monotonic()
@@ -233,10 +238,13 @@ class Pacer:
         self._waited(booking.wait)
         if booking.wait > 0:
             try:
-                time.sleep(booking.wait)
+                stopped = _sleep(booking.wait, stop)
             except BaseException:  # Ctrl-C, or a signal handler's exception: the slot goes back to its store
                 give_back(store, group, interval, booking)
                 raise
+            if stopped:
+                give_back(store, group, interval, booking)
+                raise BudgetTimeout(f"stopped while waiting for a rate budget slot of {group}")
         return time.monotonic()
 
     async def aacquire(self, group: str, deadline: float | None = None) -> float:
@@ -288,6 +296,14 @@ class Pacer:
                 lane.rise(now)
 
 
+def _sleep(seconds: float, stop: threading.Event | None) -> bool:
+    """Sleep ``seconds``, or until ``stop`` is set: whether it was."""
+    if stop is None:
+        time.sleep(seconds)
+        return False
+    return stop.wait(seconds)
+
+
 def _number(text: str | None) -> float | None:
     if text is None:
         return None
@@ -315,7 +331,9 @@ def event_hooks(pacer: Pacer) -> dict[str, list[Callable[..., Any]]]:
     """httpx event hooks of a sync client: every request waits for its budget, every answer adapts."""
 
     def before(request: httpx.Request) -> None:
-        request.extensions[SENT_AT] = pacer.acquire(pacer.group_of(request.url.path), deadline_of(request))
+        request.extensions[SENT_AT] = pacer.acquire(
+            pacer.group_of(request.url.path), deadline_of(request), stop_of(request)
+        )
 
     def after(response: httpx.Response) -> None:
         _observe(pacer, response)

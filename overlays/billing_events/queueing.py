@@ -191,11 +191,13 @@ class SenderOptions:
 
 def left_behind(queued: list[Pending], flying: list[Pending], why: str) -> list[Settled]:
     """How a sender that stops short settles what it holds: queued events failed; taken ones unknown if an
-    attempt may have stored them (one in flight counts), else failed (between attempts that stored nothing).
+    attempt may have stored them (one in flight counts), else failed (between attempts that stored nothing,
+    or stopped before a byte of its request left: the senders let a stopped request take its count back
+    before they settle, as ``delivery._cut_before_sending`` does for ``send()``).
     """
     return [Settled(p, OutcomeStatus.FAILED, f"{why} while queued") for p in queued] + [
         Settled(p, OutcomeStatus.UNKNOWN, f"{why} while a request that may have stored it was out")
         if p.maybe_stored
-        else Settled(p, OutcomeStatus.FAILED, f"{why} between attempts; none of them stored it")
+        else Settled(p, OutcomeStatus.FAILED, f"{why}; none of its requests left or stored it")
         for p in flying
     ]

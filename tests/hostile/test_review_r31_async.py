@@ -83,7 +83,7 @@ async def _close_while_connecting(port: int) -> list[Outcome]:
     return letters
 
 
-async def _close_while_waiting_for_budget() -> list[Outcome]:
+async def _close_while_waiting_for_budget(cancelled: bool = False) -> list[Outcome]:
     letters: list[Outcome] = []
     server = Scripted(default=accepted)
     # One request every 5 s; the pacer lets two go at once, the third waits for its slot.
@@ -93,18 +93,16 @@ async def _close_while_waiting_for_budget() -> list[Outcome]:
         sender.track(togai_event(number, id=f"evt-{number}"))
         assert await sender.flush(timeout=5.0)
     sender.track(togai_event(2, id="evt-waiting"))
-    await sender.close(timeout=0.3)  # its lane is still waiting for its slot of the rate budget
+    if cancelled:
+        with pytest.raises(TimeoutError):  # wait_for cancels the close() while the lane still waits
+            await asyncio.wait_for(sender.close(timeout=30.0), 0.3)
+    else:
+        await sender.close(timeout=0.3)  # its lane is still waiting for its slot of the rate budget
     await client.aclose()
     assert len(server.requests) == 2  # the third event's request never reached the transport
     return letters
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aio_background._abandon settles the lanes' events (left_behind: unknown when maybe_stored) before"
-    " the cancelled lanes report that their request never left; _plan counts an attempt as maybe stored"
-    " before its connection or rate budget slot exists",
-)
 @pytest.mark.parametrize("waiting_for", ["connection", "rate budget"])
 def test_a_close_deadline_that_finds_a_request_not_yet_sent_dead_letters_it_failed(
     waiting_for: str, unanswered_port: int
@@ -124,11 +122,16 @@ def test_a_close_deadline_that_finds_a_request_not_yet_sent_dead_letters_it_fail
     assert letters[0].status is OutcomeStatus.FAILED, letters[0].reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="background.BackgroundSender.close settles the worker's batch (left_behind: unknown when maybe_stored)"
-    " while the worker still sleeps in the pacer; _plan counted the attempt as maybe stored before its slot",
-)
+def test_a_cancelled_close_that_finds_a_request_waiting_for_its_budget_dead_letters_it_failed() -> None:
+    """The same when the ``close()`` itself is cancelled (``asyncio.wait_for`` around it): the README says a
+    cancelled close dead-letters what is left before the cancellation goes on; a request still waiting
+    for its rate budget sent nothing, so its event is ``failed``, not ``unknown``."""
+    letters = asyncio.run(_close_while_waiting_for_budget(cancelled=True))
+
+    assert len(letters) == 1
+    assert letters[0].status is OutcomeStatus.FAILED, letters[0].reason
+
+
 def test_a_thread_sender_close_deadline_during_a_budget_wait_dead_letters_it_failed() -> None:
     """The thread sender's twin of the test above: a user closes a sender held back by its rate budget
     and gets the event dead-lettered ``unknown``, though its worker was still waiting for its slot and

@@ -244,18 +244,18 @@ def test_a_close_deadline_between_attempts_ends_events_by_what_their_attempts_pr
 def test_no_request_leaves_after_the_close_deadline_even_within_an_attempt(tmp_path: Path) -> None:
     """A 413 answered after the deadline asks for two halves at once: neither may be sent."""
     requests: list[httpx.Request] = []
-    holder: list[threading.Event] = []
+    closed = threading.Event()
 
     def too_large_after_the_deadline(request: httpx.Request) -> httpx.Response:
         requests.append(request)
-        assert holder[0].wait(10)  # the sender's abort: its close deadline has passed
+        assert closed.wait(10)  # answered once close() has returned: its deadline has passed
         return httpx.Response(413, text="too large")
 
     sender = patient_sender(too_large_after_the_deadline, tmp_path)
-    holder.append(sender._abort)
     sender.track(togai_event(0))
     sender.track(togai_event(1))
     stats = sender.close(timeout=0.2)
+    closed.set()
     assert stats.unknown == 2  # in flight at the deadline
     for worker in sender._threads:
         worker.join(10)
