@@ -648,13 +648,21 @@ class ProviderRules:
 def json_body(response: httpx.Response) -> Any:
     """The body as JSON; ValueError when it is not JSON, whatever is wrong with it.
 
-    orjson only: it bounds nesting and fails with its own error. The standard parser would recurse
+    orjson parses it: it bounds nesting and fails with its own error. (The standard parser recurses
     into a body of ``[[[[...`` until a RecursionError, which Python 3.11 can survive in a damaged
-    state (a later ``ast`` call fails with a recursion depth mismatch). The providers answer UTF-8.
+    state: a later ``ast`` call fails with a recursion depth mismatch.) JSON in UTF-16 or UTF-32, or
+    behind a byte order mark, is decoded first, as the standard library detects it.
     """
+    content = response.content
     try:
-        return orjson.loads(response.content)
+        return orjson.loads(content)
     except orjson.JSONDecodeError:
+        encoding = json.detect_encoding(content)
+        if encoding == "utf-8":
+            raise ValueError("the body is not JSON") from None
+    try:
+        return orjson.loads(content.decode(encoding))
+    except (orjson.JSONDecodeError, UnicodeDecodeError):
         raise ValueError("the body is not JSON") from None
 
 
