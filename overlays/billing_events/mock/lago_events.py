@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema_rs
 from attrs import frozen
 
+from billing_events.mock.schemas import is_valid, schema_errors
 from billing_events.mock.stores import LagoKey
 
 FieldErrors = dict[str, list[str]]
@@ -66,36 +67,16 @@ def _code_for(field: str, error: jsonschema_rs.ValidationError) -> str:
     return "value_is_invalid"
 
 
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _without_lone_surrogates(value: object) -> object:
-    """A copy to validate in which each lone surrogate is U+FFFD. The validator reads text (a pattern's, a key)
-    as UTF-8, which cannot hold one, and the server stores such text; U+FFFD is one character and not
-    whitespace, so lengths and blankness stay as they were."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_without_lone_surrogates(item) for item in value]
-    return value
-
-
 def field_errors(
     validator: jsonschema_rs.Validator, event: object, errors: FieldErrors | None = None
 ) -> FieldErrors:
     """Schema violations of one event as Lago's `{field: [code, ...]}`."""
     found: FieldErrors = {} if errors is None else errors
-    # is_valid is the fast path; collecting errors is several times slower and rarely needed.
-    try:
-        valid = validator.is_valid(event)
-    except UnicodeEncodeError:
-        event = _without_lone_surrogates(event)
-        valid = validator.is_valid(event)
-    if valid:
+    # is_valid is the fast path; collecting errors is several times slower and rarely needed. Both judge a
+    # lone surrogate as U+FFFD: the server stores such text.
+    if is_valid(validator, event):
         return found
-    for error in validator.iter_errors(event):
+    for error in schema_errors(validator, event):
         kind = error.kind
         if isinstance(kind, _KIND.Required):
             add_error(found, str(kind.property), "value_is_mandatory")

@@ -9,15 +9,17 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema_rs
 from attrs import frozen
 
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+T = TypeVar("T")
 
 
 def load_spec(path: Path) -> dict[str, Any]:
@@ -68,6 +70,42 @@ def envelope_of(spec: dict[str, Any], name: str, array_key: str) -> tuple[dict[s
 def max_body_bytes(spec: dict[str, Any], path: str, method: str) -> int | None:
     limit = spec["paths"][path][method]["requestBody"].get("x-max-body-bytes")
     return None if limit is None else int(limit)
+
+
+def without_lone_surrogates(value: object) -> object:
+    """A copy of a decoded JSON value in which each lone surrogate is U+FFFD.
+
+    JSON can spell a lone surrogate (`"\\ud800"`) and both servers take such text as any other, but the
+    validator reads text (a string it checks against a pattern or format, a key) as UTF-8, which cannot hold
+    one. U+FFFD is one character and not whitespace, so lengths and blankness stay as they were. The copy is
+    made through JSON text, so no Python recursion walks a deeply nested value.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    return json.loads(_LONE_SURROGATE.sub("\ufffd", text))
+
+
+def _on_readable_text(check: Callable[[object], T], instance: object) -> T:
+    """`check(instance)`, or when the validator cannot read the instance's text, `check` of the cleaned copy."""
+    try:
+        return check(instance)
+    except UnicodeEncodeError:
+        return check(without_lone_surrogates(instance))
+
+
+def is_valid(validator: jsonschema_rs.Validator, instance: object) -> bool:
+    """`validator.is_valid`, for any decoded JSON: a lone surrogate is judged as U+FFFD."""
+    return _on_readable_text(validator.is_valid, instance)
+
+
+def schema_errors(
+    validator: jsonschema_rs.Validator, instance: object
+) -> list[jsonschema_rs.ValidationError]:
+    """Every error `validator.iter_errors` finds, for any decoded JSON: a lone surrogate is judged as U+FFFD.
+
+    Listed inside the guard: the iterator can fail on such text midway (an error quoting it), where is_valid
+    did not.
+    """
+    return _on_readable_text(lambda value: list(validator.iter_errors(value)), instance)
 
 
 def format_path(parts: Sequence[str | int]) -> str:

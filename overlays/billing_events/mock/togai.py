@@ -10,7 +10,7 @@ from starlette.responses import Response
 from billing_events.mock.bodies import FALLBACK_MAX_BYTES, BodyProblem, BodyRejected, read_json
 from billing_events.mock.errors import togai_error, truncate
 from billing_events.mock.jsonio import JsonResponse
-from billing_events.mock.schemas import describe
+from billing_events.mock.schemas import describe, is_valid, schema_errors
 from billing_events.mock.state import MockState
 
 # How many schema errors one message lists before it is cut.
@@ -42,7 +42,7 @@ async def ingest(request: Request, state: MockState) -> Response:
     if not isinstance(body, dict):
         return togai_error(400, "the request body must be a JSON object with an `event`")
     if state.config.validate:
-        problems = [describe(error) for error in rules.ingest.iter_errors(body)]
+        problems = [describe(error) for error in schema_errors(rules.ingest, body)]
         if problems:
             return togai_error(400, _joined(problems))
     elif not isinstance(body.get("event"), dict):
@@ -70,12 +70,13 @@ def _judge_events(state: MockState, events: list[Any]) -> tuple[list[dict[str, A
         ]
         return good, bad
     # One pass over the whole batch is the common case; per-event errors are only gathered when it fails.
-    if all(validator.is_valid(event) for event in events):
+    # Both checks judge a lone surrogate as U+FFFD (Togai, a JVM, takes such text), and store the event as sent.
+    if all(is_valid(validator, event) for event in events):
         return events, []
     accepted_events: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for index, event in enumerate(events):
-        problems = [describe(error) for error in validator.iter_errors(event)]
+        problems = [describe(error) for error in schema_errors(validator, event)]
         if problems:
             rejected.append(_rejection(index, event, _joined(problems)))
         else:
@@ -91,7 +92,7 @@ async def ingest_batch(request: Request, state: MockState) -> Response:
         return _body_error(rejection)
     if not isinstance(body, dict):
         return togai_error(400, "the request body must be a JSON object with `events`")
-    problems = [describe(error) for error in rules.batch_envelope.iter_errors(body)]
+    problems = [describe(error) for error in schema_errors(rules.batch_envelope, body)]
     if problems:
         return togai_error(400, _joined(problems))
     events: list[Any] = body["events"]
