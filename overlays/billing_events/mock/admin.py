@@ -22,6 +22,15 @@ async def stats(request: Request) -> Response:
     return JsonResponse(_state(request).stats())
 
 
+# Past any store's size: a larger offset or limit means the same page (and int() refuses past 4,300 digits).
+_PAGE_NUMBER_DIGITS = 18
+
+
+def _page_number(digits: str) -> int:
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _PAGE_NUMBER_DIGITS else 10**_PAGE_NUMBER_DIGITS
+
+
 def _page(request: Request) -> tuple[int, int | None] | Response:
     """``?offset=`` and ``?limit=`` (whole numbers): a page of a store, which whole can be hundreds of megabytes."""
     values: list[int | None] = []
@@ -30,7 +39,7 @@ def _page(request: Request) -> tuple[int, int | None] | Response:
         if text is None:
             values.append(None)
         elif text.isdigit() and text.isascii():
-            values.append(int(text))
+            values.append(_page_number(text))
         else:
             return togai_error(400, f"{name}: expected a whole number, got {text[:40]!r}")
     offset, limit = values
