@@ -81,11 +81,6 @@ def test_an_events_page_with_a_huge_offset_is_a_plain_client_error(client: httpx
     assert answer.status_code == 400 or answer.json() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admin.py faults/lago_store and ratelimit.py rate_limits_route read the body with request.body(), "
-    "with no size cap: the public routes stop at DRAIN_LIMIT, the unauthenticated admin routes never do",
-)
 def test_an_admin_route_does_not_buffer_a_body_without_bound(mock_app: Starlette) -> None:
     """`PUT /_mock/faults` with 72 MB of whitespace around `{}` is read whole into memory and answered 200 (an
     admin route needs no token: anyone who reaches a `--host 0.0.0.0` mock can grow it at will). A user

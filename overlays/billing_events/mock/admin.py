@@ -6,9 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from billing_events.mock.bodies import BodyRejected, read_settings
 from billing_events.mock.config import LAGO_STORES, FaultConfigError
 from billing_events.mock.errors import Provider, togai_error
-from billing_events.mock.jsonio import JsonResponse, MalformedJson, parse_json
+from billing_events.mock.jsonio import JsonResponse
 from billing_events.mock.ratelimit import limiter_of, rate_limits_route
 from billing_events.mock.state import MockState
 
@@ -72,9 +73,9 @@ async def faults(request: Request) -> Response:
     if request.method != "PUT":
         return JsonResponse(_state(request).faults.config.to_dict())
     try:
-        changes = parse_json(await request.body())
-    except MalformedJson as exc:
-        return togai_error(400, str(exc))
+        changes = await read_settings(request)
+    except BodyRejected as rejection:
+        return togai_error(400, rejection.detail)
     if not isinstance(changes, dict):
         return togai_error(400, "the fault configuration must be a JSON object")
     try:
@@ -89,9 +90,9 @@ async def lago_store(request: Request) -> Response:
     state = _state(request)
     if request.method == "PUT":
         try:
-            changes = parse_json(await request.body())
-        except MalformedJson as exc:
-            return togai_error(400, str(exc))
+            changes = await read_settings(request)
+        except BodyRejected as rejection:
+            return togai_error(400, rejection.detail)
         kind = changes.get("store") if isinstance(changes, dict) else None
         if not isinstance(kind, str) or kind not in LAGO_STORES:
             return togai_error(400, f"store: must be one of {', '.join(LAGO_STORES)}")

@@ -15,6 +15,9 @@ FALLBACK_MAX_BYTES = 16 * 1024 * 1024
 # Bodies above the cap are still read (and thrown away) up to this size, so the client can finish sending
 # and read the answer instead of failing with a reset connection.
 DRAIN_LIMIT = 64 * 1024 * 1024
+# An admin route's settings (faults, rate limits, the Lago store) are a few hundred bytes. Those routes need
+# no token, so anyone who reaches the mock could otherwise make it hold any body in memory.
+ADMIN_MAX_BYTES = 64 * 1024
 
 
 class BodyProblem(enum.Enum):
@@ -85,6 +88,16 @@ async def read_json(
     body = await _read_capped(request, max_bytes)
     if not body:
         raise BodyRejected(BodyProblem.EMPTY, "the request body is empty")
+    try:
+        return parse_json(body)
+    except MalformedJson as exc:
+        raise BodyRejected(BodyProblem.MALFORMED, str(exc)) from None
+
+
+async def read_settings(request: Request) -> object:
+    """An admin route's decoded body, whatever its Content-Type, read at most to ADMIN_MAX_BYTES (and drained to
+    DRAIN_LIMIT), or BodyRejected: too large or not one JSON document."""
+    body = await _read_capped(request, ADMIN_MAX_BYTES)
     try:
         return parse_json(body)
     except MalformedJson as exc:

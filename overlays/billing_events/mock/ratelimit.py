@@ -26,8 +26,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from billing_events.mock.auth import presented_key
+from billing_events.mock.bodies import BodyRejected, read_settings
 from billing_events.mock.errors import Provider, lago_error, togai_error
-from billing_events.mock.jsonio import JsonResponse, MalformedJson, parse_json
+from billing_events.mock.jsonio import JsonResponse
 from billing_events.text import shown
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -289,9 +290,9 @@ async def rate_limits_route(request: Request) -> Response:
     limiter = limiter_of(request)
     if request.method == "PUT":
         try:
-            changes = parse_json(await request.body())
-        except MalformedJson as exc:
-            return togai_error(400, str(exc))
+            changes = await read_settings(request)
+        except BodyRejected as rejection:
+            return togai_error(400, rejection.detail)
         if not isinstance(changes, dict):
             return togai_error(400, "the rate-limit settings must be a JSON object")
         try:
