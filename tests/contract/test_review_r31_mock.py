@@ -108,11 +108,6 @@ def test_an_admin_route_does_not_buffer_a_body_without_bound(mock_app: Starlette
     assert read <= DRAIN_LIMIT + len(chunk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ratelimit.py rate_limited: after the endpoint answers, response.headers.update(verdict.lago_headers()) "
-    "overwrites the fault's 429 headers (Remaining 0, Reset = retry_after) with the bucket's",
-)
 def test_a_lago_429_fault_keeps_its_wait_when_the_rate_limits_are_on(
     client_for: Callable[[Starlette], httpx.Client],
 ) -> None:

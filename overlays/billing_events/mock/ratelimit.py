@@ -278,7 +278,9 @@ def rate_limited(provider: Provider, group: str, endpoint: Endpoint) -> Endpoint
             return togai_error(429, "Request throttled", {"Retry-After": str(verdict.retry_after)})
         response = await endpoint(request)
         if provider is Provider.LAGO:
-            response.headers.update(verdict.lago_headers())
+            # Only the headers the answer lacks: a fault's 429 keeps its own (Remaining 0, Reset its wait).
+            for name, value in verdict.lago_headers().items():
+                response.headers.setdefault(name, value)
         return response
 
     limited.__name__ = getattr(endpoint, "__name__", group)
