@@ -125,11 +125,6 @@ def test_a_lago_429_fault_keeps_its_wait_when_the_rate_limits_are_on(
     assert answer.headers["X-RateLimit-Reset"] == "7"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ratelimit.py RateLimiter.admit: buckets are keyed by (token, group), so the restricted key of the "
-    "same organization gets a second, full budget; Lago's limits are per organization, shared by all its keys",
-)
 def test_lago_keys_of_one_organization_share_one_rate_budget(
     client_for: Callable[[Starlette], httpx.Client],
 ) -> None:

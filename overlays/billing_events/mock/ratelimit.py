@@ -1,10 +1,11 @@
-"""The providers' rate limits: a token bucket per token and endpoint group, and per-second counters.
+"""The providers' rate limits: a token bucket per account and endpoint group, and per-second counters.
 
-Each API token (an organization, at the providers) has one bucket per endpoint group. A bucket holds
-up to `burst_seconds` of its group's rate and refills continuously. A request that finds a whole token
-takes it; one that does not is answered 429 before anything is stored. The limits are off unless the
-mock is started with them (`MOCK_RATE_LIMITS`, `MockConfig.rate_limits`) or switched on through
-`PUT /_mock/rate_limits`; when on, each group defaults to its published limit.
+Each account (a Togai account, a Lago organization) has one bucket per endpoint group, shared by all its
+API keys; the mock has one account, named by its main token, to which Lago's restricted key belongs too.
+A bucket holds up to `burst_seconds` of its group's rate and refills continuously. A request that finds a
+whole token takes it; one that does not is answered 429 before anything is stored. The limits are off
+unless the mock is started with them (`MOCK_RATE_LIMITS`, `MockConfig.rate_limits`) or switched on
+through `PUT /_mock/rate_limits`; when on, each group defaults to its published limit.
 
 Lago answers every limited request with `X-RateLimit-Limit`, `X-RateLimit-Remaining` (whole tokens left)
 and `X-RateLimit-Reset` (whole seconds until the bucket is full again), its 429s too: Lago's rate-limit
@@ -152,7 +153,7 @@ MAX_BUCKETS = 10_000
 
 
 class RateLimiter:
-    """Token buckets per (token, group) and per-second counts of accepted and throttled requests."""
+    """Token buckets per (account, group) and per-second counts of accepted and throttled requests."""
 
     def __init__(self, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
@@ -183,14 +184,14 @@ class RateLimiter:
             self._addresses.clear()
             self._seconds.clear()
 
-    def admit(self, token: str, group: str) -> Verdict | None:
-        """Take a token for one request; None when the limits are off."""
+    def admit(self, account: str, group: str) -> Verdict | None:
+        """Take a token of the account's bucket for one request; None when the limits are off."""
         with self._lock:
             config = self._config
             if not config.enabled:
                 return None
             rate = config.limit_of(group)
-            verdict = self._take(self._buckets, (token, group), rate, max(1.0, rate * config.burst_seconds))
+            verdict = self._take(self._buckets, (account, group), rate, max(1.0, rate * config.burst_seconds))
             self._count(group, verdict.allowed)
             return verdict
 
@@ -254,13 +255,16 @@ def limiter_of(request: Request) -> RateLimiter:
 
 
 def rate_limited(provider: Provider, group: str, endpoint: Endpoint) -> Endpoint:
-    """Wrap a public endpoint: a request of a known token takes a token of its group's bucket, or gets 429."""
+    """Wrap a public endpoint: a request with a key the provider accepts takes a token of its account's bucket
+    for the group, or gets 429."""
 
     async def limited(request: Request) -> Response:
         config = request.app.state.mock.config
         token = presented_key(request, provider)
         limiter = limiter_of(request)
-        if token is None or token not in (config.token, config.restricted_token):
+        # The restricted key is a Lago key only: Togai answers it 401, like any unknown token.
+        keys = (config.token, config.restricted_token) if provider is Provider.LAGO else (config.token,)
+        if token is None or token not in keys:
             # The endpoint answers 401. Togai limits such requests by the client's address; Lago publishes
             # no such limit. An unknown token never gets a bucket of its own: they cannot grow without bound.
             if provider is Provider.TOGAI:
@@ -269,7 +273,9 @@ def rate_limited(provider: Provider, group: str, endpoint: Endpoint) -> Endpoint
                 if verdict is not None and not verdict.allowed:
                     return togai_error(429, "Request throttled", {"Retry-After": str(verdict.retry_after)})
             return await endpoint(request)
-        verdict = limiter.admit(token, group)
+        # Every key the mock accepts belongs to its one account (the Lago store's organization is the main
+        # token too): Lago's limits are per organization, shared by all its keys, so they share its buckets.
+        verdict = limiter.admit(config.token, group)
         if verdict is None:
             return await endpoint(request)
         if not verdict.allowed:
