@@ -38,6 +38,9 @@ from billing_events.mock.testing import async_transport, serve_in_thread, sync_t
 from billing_events.text import show, shown
 
 ProviderName = Literal["togai", "lago"]
+# What tells two stored events apart: (key, subscription). Togai's ids are unique, so its subscription part is
+# always None; Lago keys an event by (external_subscription_id, transaction_id).
+StoredKey = tuple[str, str | None]
 # The host of in-process base URLs: requests never leave the process, so it is never resolved.
 IN_PROCESS_ORIGIN = "http://billing-events-mock"
 # At most this many keys are named in one assertion message.
@@ -47,10 +50,20 @@ SHOWN_KEYS = 10
 def _key_of(event: object, field: str) -> str:
     if isinstance(event, str):
         return event
-    value = event.get(field) if isinstance(event, Mapping) else getattr(event, field, None)
+    value = _field_of(event, field)
     if not isinstance(value, str):
         raise TypeError(f"assert_stored: expected events with a string {field!r} or keys, got {show(event)}")
     return value
+
+
+def _field_of(event: object, field: str) -> object:
+    return event.get(field) if isinstance(event, Mapping) else getattr(event, field, None)
+
+
+def _subscription_of(event: object) -> str | None:
+    """A Lago event's `external_subscription_id`; None when it has none (missing, null, an unset model field)."""
+    value = _field_of(event, "external_subscription_id")
+    return value if isinstance(value, str) else None
 
 
 def _close_outside_loops(client: AsyncTogai | AsyncLago | httpx.AsyncClient) -> None:
@@ -70,9 +83,10 @@ def _close_outside_loops(client: AsyncTogai | AsyncLago | httpx.AsyncClient) -> 
             asyncio.run(client.aclose())
 
 
-def _named(keys: Iterable[str]) -> str:
-    listed = sorted(keys)
-    shown = ", ".join(show(key) for key in listed[:SHOWN_KEYS])
+def _named(labels: Iterable[str]) -> str:
+    """Labels of keys, sorted, at most SHOWN_KEYS of them."""
+    listed = sorted(labels)
+    shown = ", ".join(listed[:SHOWN_KEYS])
     return shown + (f" and {len(listed) - SHOWN_KEYS} more" if len(listed) > SHOWN_KEYS else "")
 
 
@@ -235,19 +249,50 @@ class ProviderMock:
 
     def assert_stored(self, expected: Iterable[object] | str) -> None:
         """Assert the mock stored exactly these events (dicts, event objects or keys), each once; a str
-        is one key."""
+        is one key.
+
+        A Lago event is told apart by (external_subscription_id, transaction_id), as Lago keys it: one id
+        sent for two subscriptions is two events. A bare key names every event stored with it.
+        """
         events = [expected] if isinstance(expected, str) else expected
-        wanted = {_key_of(event, self.key_field) for event in events}
-        counts = Counter(_key_of(event, self.key_field) for event in self.stored())
+        counts = Counter(self._stored_key(event) for event in self.stored())
+        subscriptions: dict[str, set[str | None]] = {}
+        for key, subscription in counts:
+            subscriptions.setdefault(key, set()).add(subscription)
+        wanted: set[StoredKey] = set()
+        missing: set[str] = set()
+        for event in events:
+            if isinstance(event, str):
+                found = {(event, subscription) for subscription in subscriptions.get(event, ())}
+                wanted |= found
+                if not found:
+                    missing.add(show(event))
+                continue
+            stored_key = self._stored_key(event)
+            wanted.add(stored_key)
+            if stored_key not in counts:
+                missing.add(self._label(stored_key))
         problems = []
-        if missing := wanted - counts.keys():
+        if missing:
             problems.append(f"not stored: {_named(missing)}")
         if unexpected := counts.keys() - wanted:
-            problems.append(f"stored but not expected: {_named(unexpected)}")
-        if repeated := {key for key, count in counts.items() if count > 1}:
-            problems.append(f"stored more than once: {_named(repeated)}")
+            problems.append(f"stored but not expected: {_named(map(self._label, unexpected))}")
+        if repeated := [key for key, count in counts.items() if count > 1]:
+            problems.append(f"stored more than once: {_named(map(self._label, repeated))}")
         if problems:
             raise AssertionError(f"{self.provider} mock ({self.store} store): " + "; ".join(problems))
+
+    def _stored_key(self, event: object) -> StoredKey:
+        key = _key_of(event, self.key_field)
+        return (key, _subscription_of(event) if self.provider == "lago" else None)
+
+    def _label(self, stored_key: StoredKey) -> str:
+        """A key as a failed assertion names it: a Lago key with its subscription, since the id alone may be
+        shared."""
+        key, subscription = stored_key
+        if self.provider != "lago":
+            return show(key)
+        return f"{show(key)} (subscription {show(subscription)})"
 
     def stats(self) -> dict[str, int]:
         """`stored`, `duplicates`, `requests` (and for Lago `arrivals`: writes before deduplication)."""
