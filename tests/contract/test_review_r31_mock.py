@@ -162,11 +162,6 @@ def test_assert_stored_tells_lago_events_of_two_subscriptions_apart() -> None:
 COMMAND = str(Path(sys.executable).with_name("billing-events"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server.py config_from_env takes any digits for MOCK_PORT; listen() then raises OverflowError, which "
-    "neither __main__.main nor cli/_mock.py catches (they catch OSError): a traceback and exit 1",
-)
 @pytest.mark.parametrize(
     "command",
     [[COMMAND, "mock"], [sys.executable, "-m", "billing_events.mock"]],

@@ -29,9 +29,12 @@ SIGTERM or Ctrl-C (exit 0). Needs the mock extra: pip install "billing-events[mo
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
+    # The rule of the mock's MOCK_PORT (server.port_from), which this parser may not import. Its length first:
+    # int() refuses a number past 4,300 digits, and argparse would then quote the whole value.
+    significant = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(significant) > 5 or int(significant) > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {shown(text)}")
-    return int(text)
+    return int(significant)
 
 
 def _max_events(text: str) -> str:

@@ -41,11 +41,21 @@ DEFAULT_PORT = 8910
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+# The largest TCP port; bind() raises OverflowError, not OSError, past it.
+MAX_PORT = 65535
+
+
+def port_from(text: str) -> int:
+    """MOCK_PORT: a whole number from 0 (a free port) to MAX_PORT; leading zeros allowed."""
+    significant = text.lstrip("0") or "0"
+    # Its length first: int() refuses a number past 4,300 digits with a ValueError of its own.
+    if not (text.isascii() and text.isdigit()) or len(significant) > 5 or int(significant) > MAX_PORT:
+        raise ValueError(f"MOCK_PORT must be a port number from 0 to {MAX_PORT}, got {shown(text)}")
+    return int(significant)
+
+
 def config_from_env(env: Mapping[str, str]) -> tuple[MockConfig, int]:
-    port_text = env.get("MOCK_PORT") or str(DEFAULT_PORT)
-    if not port_text.isdigit():
-        raise ValueError(f"MOCK_PORT must be a port number, got {shown(port_text)}")
-    port = int(port_text)
+    port = port_from(env.get("MOCK_PORT") or str(DEFAULT_PORT))
     faults_json = env.get("MOCK_FAULTS")
     faults = FaultConfig.from_json(faults_json) if faults_json else FaultConfig()
     catalogue = Path(env.get("MOCK_CATALOGUE") or DEFAULT_CATALOGUE)
