@@ -206,20 +206,28 @@ STORED_KEYS = {
 
 
 def refused_indexes(events: list[dict[str, Any]]) -> set[str]:
-    """Indexes the Postgres store refuses in a schema-valid batch: a transaction id seen earlier in the batch
-    (rows are matched by transaction_id alone), timestamps past year 9999, and amounts the column cannot hold."""
-    seen: set[str] = set()
-    refused = set()
+    """Indexes the Postgres store refuses in a schema-valid batch.
+
+    First the events' own checks: timestamps past year 9999, and amounts the column cannot hold. Only a batch
+    that passes them all reaches the insert, where a transaction id seen earlier in the batch is refused (rows
+    are matched by transaction_id alone).
+    """
+    invalid = set()
     for index, event in enumerate(events):
-        if event["transaction_id"] in seen:
-            refused.add(str(index))
-        seen.add(event["transaction_id"])
         if event.get("timestamp") is not None and server_seconds(event["timestamp"]) > MAX_TIMESTAMP:
-            refused.add(str(index))
+            invalid.add(str(index))
         amount = precise_decimal(event.get("precise_total_amount_cents"))
         if amount is not None and abs(amount) >= PRECISE_LIMIT:
-            refused.add(str(index))  # beyond the server's decimal(40, 15) column
-    return refused
+            invalid.add(str(index))  # beyond the server's decimal(40, 15) column
+    if invalid:
+        return invalid
+    seen: set[str] = set()
+    repeated = set()
+    for index, event in enumerate(events):
+        if event["transaction_id"] in seen:
+            repeated.add(str(index))
+        seen.add(event["transaction_id"])
+    return repeated
 
 
 def assert_found(lago: lago_api.AuthenticatedClient, stored: list[dict[str, Any]]) -> None:
