@@ -25,7 +25,13 @@ from starlette.applications import Starlette
 import lago_api
 import togai_api
 from billing_events.mock import MockConfig, MockState, create_app
-from billing_events.mock.lago_events import MAX_TIMESTAMP, PRECISE_LIMIT, precise_decimal, precise_text
+from billing_events.mock.lago_events import (
+    MAX_TIMESTAMP,
+    PRECISE_LIMIT,
+    nul_field,
+    precise_decimal,
+    precise_text,
+)
 from billing_events.mock.schemas import compile_component, compile_schema, load_spec
 from billing_events.mock.testing import sync_transport
 from lago_api.api.events import create_batch_events, create_event, event_estimate_fees, find_event
@@ -219,6 +225,8 @@ def refused_indexes(events: list[dict[str, Any]]) -> set[str]:
         amount = precise_decimal(event.get("precise_total_amount_cents"))
         if amount is not None and abs(amount) >= PRECISE_LIMIT:
             invalid.add(str(index))  # beyond the server's decimal(40, 15) column
+        if nul_field(event) is not None:
+            invalid.add(str(index))  # U+0000, which Postgres text and jsonb cannot hold
     if invalid:
         return invalid
     seen: set[str] = set()

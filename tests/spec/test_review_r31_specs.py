@@ -181,3 +181,27 @@ def test_lago_nul_in_a_property_key_is_refused_naming_the_properties() -> None:
 
     assert caught.value.field == "event.properties (a key)"
     assert "U+0000" in caught.value.rule
+
+
+@pytest.mark.parametrize(("kind", "status"), [("postgres", 422), ("clickhouse", 200)])
+def test_the_mock_refuses_nul_where_its_store_cannot_save_it(kind: str, status: int) -> None:
+    """The mock answers U+0000 as Lago's stores can take it: Postgres cannot (the server fails with a 500;
+    the mock answers 422 naming the field), ClickHouse stores it. Sent raw, past the overlay's own check."""
+    from billing_events.mock.testing import mock_app, sync_transport
+
+    event = {
+        "transaction_id": "t-1",
+        "external_subscription_id": "sub_1",
+        "code": "api_calls",
+        "timestamp": 1714558530,
+        "properties": {"note": "a\x00b"},
+    }
+    transport = sync_transport(mock_app(kind, token="t"))
+    with httpx.Client(transport=transport, base_url="http://mock") as http:
+        answer = http.post(
+            "/lago/api/v1/events/batch", json={"events": [event]}, headers={"Authorization": "Bearer t"}
+        )
+
+    assert answer.status_code == status, answer.text
+    if status == 422:
+        assert answer.json()["error_details"] == {"0": {"properties": ["value_is_invalid"]}}

@@ -85,7 +85,7 @@ async def create_event(request: Request, state: MockState) -> Response:
     # The spec's rules on both stores, though lago-api's single-event service on the ClickHouse store skips
     # the model's checks (README "Specs: what the servers accept"): the mock's answers keep to the spec.
     validator = rules.event if state.config.validate else None
-    errors, stored = judge_event(validator, event, Reception.now())
+    errors, stored = judge_event(validator, event, Reception.now(), postgres=state.lago.kind == "postgres")
     if errors or stored is None:
         # Validation fails before the INSERT, so the unique index never speaks for an invalid event.
         return lago_unprocessable(errors)
@@ -109,7 +109,7 @@ async def create_batch_events(request: Request, state: MockState) -> Response:
     by_index: dict[int, FieldErrors] = {}
     stored_events: list[dict[str, Any]] = []
     for index, event in enumerate(events):
-        errors, stored = judge_event(validator, event, received)
+        errors, stored = judge_event(validator, event, received, postgres=state.lago.kind == "postgres")
         if errors or stored is None:
             by_index[index] = errors
         else:

@@ -15,6 +15,7 @@ from attrs import frozen
 
 from billing_events.mock.schemas import is_valid, schema_errors
 from billing_events.mock.stores import LagoKey
+from billing_events.text import nul_in
 
 FieldErrors = dict[str, list[str]]
 
@@ -220,10 +221,21 @@ def raw_row(stored: dict[str, Any], organization_id: str) -> dict[str, Any]:
     }
 
 
+def nul_field(event: dict[str, Any]) -> str | None:
+    """The top-level field of ``event`` whose text (a key or a value, however deep) holds U+0000."""
+    for name, value in event.items():
+        if "\x00" in str(name) or nul_in(value) is not None:
+            return str(name)
+    return None
+
+
 def judge_event(
-    validator: jsonschema_rs.Validator | None, event: object, received: Reception
+    validator: jsonschema_rs.Validator | None, event: object, received: Reception, *, postgres: bool = True
 ) -> tuple[FieldErrors, dict[str, Any] | None]:
-    """Field errors of one event and, when it has none, the EventObject to store."""
+    """Field errors of one event and, when it has none, the EventObject to store.
+
+    ``postgres``: the event goes to the Postgres store, whose text and jsonb columns cannot hold U+0000.
+    """
     if not isinstance(event, dict):
         return {"event": ["value_is_invalid"]}, None
     timestamp = timestamp_text(event, received)
@@ -246,6 +258,10 @@ def judge_event(
     if amount is not None and abs(amount) >= PRECISE_LIMIT:
         # The server's decimal(40, 15) column overflows (a 500 on its Postgres store): refused here instead.
         add_error(errors, "precise_total_amount_cents", "value_is_invalid")
+    nul = nul_field(event) if postgres else None
+    if nul is not None:
+        # Postgres text and jsonb cannot hold U+0000 (a 500 on the server's Postgres store): refused here instead.
+        add_error(errors, nul, "value_is_invalid")
     if errors:
         return errors, None
     return errors, stored_event(event, timestamp, received)
