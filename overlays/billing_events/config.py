@@ -129,7 +129,7 @@ def resolve_base_url(provider: Provider, base_url: str | None, endpoint: str | N
         url = httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError):
         raise ConfigurationError(f"{source}: not a valid URL") from None
-    if url.userinfo or "@" in url_authority(base_url):
+    if url.userinfo or "@" in url_authority(str(base_url)):
         # Never repeated: user:password in a URL would show in reprs, errors and httpx's own log.
         raise ConfigurationError(
             f"{source}: must not carry credentials (user:password@host); pass the API token as token=..."

@@ -35,6 +35,7 @@ _PRINT = 16
 _ENTRY = _PRINT + 1
 _DIGEST = 8
 JOB_FILE = "backfill.json"
+PARTITIONS = "partitions"
 
 
 class CheckpointError(Exception):
@@ -133,9 +134,12 @@ def _job_stamp(
     job = _read_job(fs, root, path, url) if exists else None
     if job is not None:
         return _kept(fs, path, url, job, provider, server, given)
+    # Partitions without a job file: a job begun by the previous release with its own stamp, which wrote
+    # none and named its partitions by layout 4. It keeps that layout, and so its keys.
+    layout = WHOLE_FLOATS if fs.exists(f"{root}/{PARTITIONS}") else LAYOUT
     fs.makedirs(root, exist_ok=True)
     stamp = int(time.time()) if given is None else given
-    created: dict[str, Any] = {"version": LAYOUT, "provider": provider, "stamp": stamp}
+    created: dict[str, Any] = {"version": layout, "provider": provider, "stamp": stamp}
     if server is not None:
         created["server"] = server
     if exists:
@@ -148,7 +152,7 @@ def _job_stamp(
                 f"{shown(url)}: another driver is writing {JOB_FILE}; run one driver at a time"
             )
         return _kept(fs, path, url, job, provider, server, given)
-    return stamp, LAYOUT
+    return stamp, layout
 
 
 def _kept(
@@ -158,7 +162,7 @@ def _kept(
     if given is not None and given != job["stamp"]:
         raise CheckpointError(
             f"{shown(url)} holds a backfill stamped {job['stamp']}, not {given}: its rows without a timestamp"
-            " were sent with that one; pass stamp={job['stamp']} (or none), or use a new directory"
+            f" were sent with that one; pass stamp={job['stamp']} (or none), or use a new directory"
         )
     if job.get("provider") != provider:
         raise CheckpointError(
@@ -212,7 +216,7 @@ def _read_job(fs: Any, root: str, path: str, url: str) -> dict[str, Any] | None:
             return job
     except orjson.JSONDecodeError:
         pass
-    if not fs.exists(f"{root}/partitions"):
+    if not fs.exists(f"{root}/{PARTITIONS}"):
         return None  # no row was stamped from it: a new stamp changes nothing that was sent
     # Rows were sent with its stamp, which is in their keys: another stamp would send them again.
     raise CheckpointError(
@@ -228,7 +232,7 @@ class PartitionCheckpoint:
         self._url = url
         with storage_errors(url):
             self._fs, root = _filesystem(url, storage_options)
-        self._dir = f"{root}/partitions/{name}"
+        self._dir = f"{root}/{PARTITIONS}/{name}"
         # After load(): when each row first ended ``unknown`` (Unix seconds), i.e. may have been stored.
         self.unsure_since: dict[bytes, float] = {}
 

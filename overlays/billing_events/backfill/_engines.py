@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from ..cli._columnar import batch_rows
 from ._checkpoint import WHOLE_FLOATS
 from .partition import (
     COUNT_COLUMNS,
@@ -44,8 +45,9 @@ class ArrowRows(Rereadable):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for batch in self._batches:
-            rows: list[dict[str, Any]] = batch.to_pylist()
-            yield from rows
+            # As the CLI reads a record batch: a value Python cannot hold (a date past year 9999) is its
+            # row's problem, never the partition's.
+            yield from batch_rows(batch)
 
 
 def pandas_rows(frame: Any, extra: str) -> Iterable[dict[str, Any]]:

@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from ..errors import ConfigurationError
-from ._checkpoint import PLACED_BY_EVENTS
+from ._checkpoint import NAMED_ATTRIBUTES, PLACED_BY_EVENTS
 from ._engines import HASH_COLUMN, pandas_rows, row_hash
 from .partition import (
     COUNT_COLUMNS,
@@ -99,11 +99,11 @@ def _index_as_column(frame: Any, backfill: Backfill) -> Any:
 
     A frame written with ``set_index("timestamp")`` reads back with its times as the index: dropped,
     every row would go out with the job's stamp. Any other index (unnamed, or named as nothing an
-    event holds) is not part of the events, as before.
+    event holds) is not part of the events, as before; nor is any index in a job begun before layout 5.
     """
     name = frame.index.name
-    if name is None or name in frame.columns:
-        return frame
+    if backfill.layout < NAMED_ATTRIBUTES or name is None or name in frame.columns:
+        return frame  # a job begun before this layout sent such a frame without its index: it keeps its keys
     if columns_problems(backfill, [*frame.columns, name]):
         return frame
     return frame.reset_index()

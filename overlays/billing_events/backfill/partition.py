@@ -54,6 +54,7 @@ from ..config import resolve_base_url
 from ..errors import ConfigurationError
 from ..outcomes import STORED_STATUSES as STATUSES
 from ..outcomes import past_window, past_window_reason, stale_before
+from ..text import shown as text_shown
 from ._checkpoint import LAYOUT, NAMED_ATTRIBUTES, WHOLE_FLOATS, PartitionCheckpoint, job_stamp, shown
 from ._clients import freeze_heap_once, run_with_client, this_process
 
@@ -67,6 +68,18 @@ SUMMARY_COLUMNS = ("partition", *COUNT_COLUMNS, "problem")
 LANE_GROUPS = 2
 # Called after each checkpointed chunk with the partition's name and the chunks done so far.
 ChunkHook = Callable[[str, int], None]
+
+
+def _whole_seconds(value: object) -> int | None:
+    """A job's own stamp as whole Unix seconds: an int, or a float with nothing after the point
+    (``period_end.timestamp()``); anything else is refused, naming it."""
+    if value is None or type(value) is int:
+        return cast(int | None, value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)  # numpy's integers
+    raise ConfigurationError(f"stamp: must be whole Unix seconds (an int) or None, got {text_shown(value)}")
 
 
 @frozen
@@ -90,7 +103,7 @@ class Backfill:
         default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
     )
     max_in_flight: int = field(default=8, validator=attrs.validators.ge(1))
-    stamp: int | None = None
+    stamp: int | None = field(default=None, converter=_whole_seconds)
     on_chunk: ChunkHook | None = field(default=None, repr=False)
     # Re-send rows that ended ``unknown`` longer ago than the provider's window for repeated keys
     # (Togai: 45 days, see ``stale_before``); by default they are held back, as they may be billed twice.

@@ -87,7 +87,7 @@ def batches(path: Path, fmt: str) -> Iterator[list[dict[str, Any]]]:
         if fmt == "parquet":
             with pa.parquet.ParquetFile(str(path)) as reader:
                 for batch in reader.iter_batches(batch_size=BATCH_ROWS):
-                    yield _rows(batch)
+                    yield batch_rows(batch)
             return
         reader = _ipc_reader(path)
         if isinstance(reader, pa.ipc.RecordBatchFileReader):
@@ -102,7 +102,7 @@ def batches(path: Path, fmt: str) -> Iterator[list[dict[str, Any]]]:
 
 def _split(batch: Any) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, batch.num_rows, BATCH_ROWS):
-        yield _rows(batch.slice(start, BATCH_ROWS))
+        yield batch_rows(batch.slice(start, BATCH_ROWS))
 
 
 class Unreadable:
@@ -114,7 +114,7 @@ class Unreadable:
         self.reason = reason
 
 
-def _rows(batch: Any) -> list[dict[str, Any]]:
+def batch_rows(batch: Any) -> list[dict[str, Any]]:
     """The batch's rows; a value that cannot be converted is its row's problem, not the whole file's."""
     try:
         rows: list[dict[str, Any]] = batch.to_pylist()
