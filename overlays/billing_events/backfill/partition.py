@@ -74,7 +74,7 @@ def _whole_seconds(value: object) -> int | None:
     """A job's own stamp as whole Unix seconds: an int, or a float with nothing after the point
     (``period_end.timestamp()``); anything else is refused, naming it."""
     if value is None or type(value) is int:
-        return cast(int | None, value)
+        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
