@@ -65,12 +65,28 @@ class Progress:
     """How far a request got on the wire; set by the bounded transports and this module's streams, read
     when the request is cut."""
 
-    __slots__ = ("entered", "sent", "watched")
+    __slots__ = ("entered_at", "sent", "watched")
 
     def __init__(self) -> None:
-        self.entered = False  # the client's transport took the request (it was past the pacer's wait)
+        # time.perf_counter() when the client's transport took the request (it was past the pacer's wait).
+        self.entered_at: float | None = None
         self.watched = False  # every byte of it goes out through this module's streams, which mark ``sent``
         self.sent = False  # a byte of the request (or of a proxy's CONNECT) may have left
+
+    def enter(self, watched: bool) -> None:
+        """The client's transport takes the request now: its hooks (the pacer's wait) are behind it."""
+        self.entered_at = time.perf_counter()
+        self.watched = watched
+
+    @property
+    def entered(self) -> bool:
+        return self.entered_at is not None
+
+    def seconds(self) -> float:
+        """The request's duration so far, from the moment its transport took it: a wait for the rate
+        budget is no part of it (it has a metric of its own). 0 for a request that never got there (a
+        hook or the rate budget kept it back)."""
+        return 0.0 if self.entered_at is None else time.perf_counter() - self.entered_at
 
     @property
     def unsent(self) -> bool:

@@ -142,8 +142,7 @@ def _entered(request: httpx.Request, watched: bool) -> Progress:
     progress = request.extensions.get(PROGRESS)
     if not isinstance(progress, Progress):
         progress = Progress()
-    progress.entered = True
-    progress.watched = watched
+    progress.enter(watched)
     return progress
 
 

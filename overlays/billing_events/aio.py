@@ -177,7 +177,9 @@ class AsyncLago(_AsyncClient):
         http = self._api.get_async_httpx_client()
         answer = await async_retryable_call(
             self.config.retry,
-            lambda: self._request_meter.atimed("GET", lambda: http.request(**request)),
+            lambda: self._request_meter.atimed(
+                "GET", lambda marks: http.request(**request, extensions=marks)
+            ),
             EventResponse,
             self.provider,
         )
@@ -205,7 +207,9 @@ class AsyncLago(_AsyncClient):
         http = self._api.get_async_httpx_client()
         answer = await async_retryable_call(
             self.config.retry,
-            lambda: self._request_meter.atimed("POST", lambda: http.request(**request)),
+            lambda: self._request_meter.atimed(
+                "POST", lambda marks: http.request(**request, extensions=marks)
+            ),
             FeesResponse,
             self.provider,
         )

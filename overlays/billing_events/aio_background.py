@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 
 from . import _constants as C
 from . import metrics
+from ._logs import log_safely
 from ._post import AsyncBatchPoster
 from .deadletter import OutcomeCallback, OutcomeSink
 from .delivery import AsyncDelivery
@@ -70,14 +71,15 @@ class _Holdings:
         left = self.queue.leave(list(self.flying), why)
         self.flying.clear()
         if left:
-            log.warning(
+            self.sink.record_settled([], left)
+            log_safely(
+                log.warning,
                 "%s sender: %d events not sent: %s",
                 self.name,
                 len(left),
                 why,
                 extra={"provider": self.name, "events": len(left)},
             )
-            self.sink.record_settled([], left)
         return len(left)
 
 
@@ -261,7 +263,13 @@ class AsyncBackgroundSender(SenderCore):
             self._finished = True
             metrics.unwatch(self)
             self._sink.closing()
-            log.info("%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name})
+            log_safely(
+                log.info,
+                "%s sender closed: %s",
+                self._rules.name,
+                stats,
+                extra={"provider": self._rules.name},
+            )
         return stats
 
     async def __aenter__(self) -> AsyncBackgroundSender:
@@ -355,7 +363,8 @@ class AsyncBackgroundSender(SenderCore):
             # Any other exception settles the batch (unknown once sent), as the threaded sender does. Ctrl-C
             # and sys.exit() then go on out of the loop, which is theirs to stop; the sender goes on after
             # any other.
-            log.exception(
+            log_safely(
+                log.exception,
                 "%s delivery failed unexpectedly",
                 self._rules.name,
                 extra={"provider": self._rules.name, "events": len(batch)},
@@ -370,9 +379,12 @@ class AsyncBackgroundSender(SenderCore):
     def _record(self, delivered: list[Pending], settled: list[Settled]) -> None:
         delivered, settled = self._claim(delivered, settled)
         if delivered or settled:
-            self._store(delivered, settled)
-            self._recorded(delivered, settled)
-            self._notify()
+            try:
+                self._store(delivered, settled)
+            finally:
+                # Even when storing was cut short: a flush() must not wait for ever on claimed events.
+                self._recorded(delivered, settled)
+                self._notify()
 
     def _cancel_tasks(self) -> None:
         current = _current_task()

@@ -24,6 +24,7 @@ from typing import Literal, Protocol
 
 from . import _constants as C
 from . import metrics
+from ._logs import log_safely
 from ._post import BatchPoster
 from ._process import close_at_exit
 from .deadletter import OutcomeCallback, on_sender_thread
@@ -221,16 +222,22 @@ class BackgroundSender(SenderCore):
         except BaseException:
             # Ctrl-C while draining: the exit hook sees a closed sender, so account for every event now.
             self._abort.set()
-            self._abandon()
+            self._abandon("close() was interrupted")
             self._queue.close()
             raise
         if any(thread.is_alive() for thread in threads):
             self._stop(threads)
+        else:
+            # Every worker ended, also one that died (an error nothing could handle): what it left queued or
+            # in flight is accounted for here, never left without an outcome. Usually nothing is left.
+            self._abandon("the sender's worker threads ended early")
         self._queue.close()
         stats = self.stats
         metrics.unwatch(self)
         self._sink.closing()
-        log.info("%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name})
+        log_safely(
+            log.info, "%s sender closed: %s", self._rules.name, stats, extra={"provider": self._rules.name}
+        )
         return stats
 
     def _close_at_exit(self, give_up: bool = False) -> None:
@@ -282,7 +289,8 @@ class BackgroundSender(SenderCore):
                 except BaseException as exc:
                     # Any exception, SystemExit from a transport included: it would end this thread, and
                     # the events it holds and every later one would get no outcome.
-                    log.exception(
+                    log_safely(
+                        log.exception,
                         "%s delivery failed unexpectedly",
                         self._rules.name,
                         extra={"provider": self._rules.name, "events": len(batch)},
@@ -331,20 +339,22 @@ class BackgroundSender(SenderCore):
         grace = time.monotonic() + C.STOP_GRACE
         for thread in threads:
             thread.join(max(0.0, grace - time.monotonic()))
-        self._abandon()
+        self._abandon("close deadline passed")
 
-    def _abandon(self) -> None:
-        """At the close deadline: dead-letter what is still queued or in flight."""
+    def _abandon(self, why: str) -> None:
+        """At close: dead-letter what is still queued or in flight (a spool keeps it), then say so."""
         with self._lock:
-            left = self._queue.leave(list(self._flying), "close deadline passed")
+            left = self._queue.leave(list(self._flying), why)
             self._flying.clear()
         if left:
-            log.warning(
-                "%s sender: %d events not settled by the close deadline",
-                self._rules.name,
-                len(left),
-                extra={"provider": self._rules.name, "events": len(left)},
-            )
             self._sink.record_settled([], left)
             with self._lock:
                 self._changed.notify_all()
+            log_safely(
+                log.warning,
+                "%s sender: %d events not settled at close: %s",
+                self._rules.name,
+                len(left),
+                why,
+                extra={"provider": self._rules.name, "events": len(left)},
+            )

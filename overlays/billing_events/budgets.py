@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpcore
 
+from ._logs import log_safely
 from ._network import aresolve, resolve
 from .errors import ConfigurationError
 from .text import shorten, without_password
@@ -111,7 +112,9 @@ def give_back(store: Budget, key: str, interval: float, booking: Booking) -> Non
     try:
         store.release(key, interval, booking)
     except Exception as exc:
-        log.debug("rate budget %s: a slot could not be given back (%s)", store.name, shorten(str(exc)))
+        log_safely(
+            log.debug, "rate budget %s: a slot could not be given back (%s)", store.name, shorten(str(exc))
+        )
 
 
 def _when_booked(
@@ -459,7 +462,7 @@ class RedisBudget:
         try:
             self._scripts().release(keys=self._keys(key), args=[interval, booking.tat])
         except Exception as exc:
-            log.debug("rate budget: Redis did not take a slot back (%s)", type(exc).__name__)
+            log_safely(log.debug, "rate budget: Redis did not take a slot back (%s)", type(exc).__name__)
 
     def _pool(self) -> _DaemonPool:
         self._clients()
@@ -517,7 +520,8 @@ class RedisBudget:
         # and asks Redis again after a pause.
         self._down_until = time.monotonic() + REDIS_RETRY_AFTER
         if not self._warned:
-            log.warning(
+            log_safely(
+                log.warning,
                 "rate budget: Redis is unreachable or answers wrongly (%s); pacing locally until it is back",
                 type(exc).__name__,
             )

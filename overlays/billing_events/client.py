@@ -145,7 +145,7 @@ class Lago(_SyncClient):
         http = self._api.get_httpx_client()
         answer = retryable_call(
             self.config.retry,
-            lambda: self._request_meter.timed("GET", lambda: http.request(**request)),
+            lambda: self._request_meter.timed("GET", lambda marks: http.request(**request, extensions=marks)),
             EventResponse,
             self.provider,
         )
@@ -178,7 +178,9 @@ class Lago(_SyncClient):
         http = self._api.get_httpx_client()
         answer = retryable_call(
             self.config.retry,
-            lambda: self._request_meter.timed("POST", lambda: http.request(**request)),
+            lambda: self._request_meter.timed(
+                "POST", lambda marks: http.request(**request, extensions=marks)
+            ),
             FeesResponse,
             self.provider,
         )

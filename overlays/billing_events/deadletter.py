@@ -16,6 +16,7 @@ import attrs
 import orjson
 
 from . import metrics
+from ._logs import log_safely
 from .errors import APIError
 from .outcomes import Outcome, OutcomeStatus, past_window
 from .providers.base import Pending, Settled, delivered_outcome
@@ -331,7 +332,8 @@ class OutcomeSink:
         undelivered events, and the dead letters that could not be written."""
         unwritten = self._write_errors.take_held_back()
         if unwritten and self.dead_letter_file is not None:
-            log.error(
+            log_safely(
+                log.error,
                 "could not write %d more dead letters to %s since the last such error",
                 unwritten,
                 self.dead_letter_file.path,
@@ -339,7 +341,8 @@ class OutcomeSink:
             )
         held_back = self._warnings.take_held_back()
         if held_back:
-            outcome_log.warning(
+            log_safely(
+                outcome_log.warning,
                 "%s: %d more %s not delivered since the last warning; the DEBUG records and the stats have"
                 " each of them%s",
                 self.provider,
@@ -373,8 +376,8 @@ class OutcomeSink:
             self._dispatch([], dead)
 
     def _dispatch(self, outcomes: Sequence[Outcome], dead: Sequence[Outcome]) -> None:
-        if dead:
-            self._log_dead(dead)
+        # Letters and callbacks before the log records: those run the application's handlers, and nothing
+        # a handler does may come between an event and its dead letter or its callback.
         if dead and self.dead_letter_file is not None:
             try:
                 self.dead_letter_file.write(self.provider, dead)
@@ -382,7 +385,8 @@ class OutcomeSink:
                 # The outcome is counted and passed to the callbacks even when the file fails.
                 held_back = self._write_errors.allow(len(dead))
                 if held_back is not None:
-                    log.error(
+                    log_safely(
+                        log.error,
                         "could not write %d dead letters to %s: %s%s",
                         len(dead),
                         self.dead_letter_file.path,
@@ -392,12 +396,15 @@ class OutcomeSink:
                     )
         self._call(self.on_dead_letter, dead)
         self._call(self.on_outcome, outcomes)
+        if dead:
+            self._log_dead(dead)
 
     def _log_dead(self, dead: Sequence[Outcome]) -> None:
         """One DEBUG record per undelivered event; one WARNING per settle, at most one per interval."""
         if outcome_log.isEnabledFor(logging.DEBUG):
             for outcome in dead:
-                outcome_log.debug(
+                log_safely(
+                    outcome_log.debug,
                     "%s event %s %s after %d attempts: %s",
                     self.provider,
                     shorten(outcome.key, 120),
@@ -411,7 +418,8 @@ class OutcomeSink:
             return
         counts = Counter(outcome.status.value for outcome in dead)
         first = dead[0]
-        outcome_log.warning(
+        log_safely(
+            outcome_log.warning,
             "%s: %d %s not delivered (%s); first: %s %s: %s%s",
             self.provider,
             len(dead),
@@ -432,7 +440,8 @@ class OutcomeSink:
                 callback(outcome)
             except Exception:
                 # A broken callback must not stop delivery of the other events.
-                outcome_log.exception(
+                log_safely(
+                    outcome_log.exception,
                     "outcome callback failed for event %s",
                     shorten(outcome.key, 120),
                     extra=fields(self.provider, outcome),
@@ -442,7 +451,8 @@ class OutcomeSink:
                     raise  # Ctrl-C or sys.exit() in a callback of the caller's own call: theirs to stop it
                 # On a sender's thread, SystemExit would only end that thread, and with it the delivery
                 # of every later event: it is logged as a broken callback is.
-                outcome_log.exception(
+                log_safely(
+                    outcome_log.exception,
                     "outcome callback raised on a sender's thread for event %s; delivery goes on",
                     shorten(outcome.key, 120),
                     extra=fields(self.provider, outcome),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -18,6 +17,7 @@ import httpx
 
 from . import _constants as C
 from . import metrics
+from ._logs import log_safely
 from ._network import Progress
 from ._post import AsyncBatchPoster, BatchPoster, ClientClosedError, RequestHookError
 from ._transport import request_bounds
@@ -192,7 +192,8 @@ class _Delivery:
         metrics.retried(self.rules.name, retrying)
         if log.isEnabledFor(logging.INFO):
             error = failure.cause
-            log.info(
+            log_safely(
+                log.info,
                 "%s: %d events sent again after a wait: %s",
                 self.rules.name,
                 retrying,
@@ -207,21 +208,18 @@ class _Delivery:
             )
 
     def _ended(
-        self,
-        sub: list[Pending],
-        reply: Reply,
-        started: float,
-        again: RetryableFailure | None = None,
-        progress: Progress | None = None,
+        self, sub: list[Pending], reply: Reply, progress: Progress, again: RetryableFailure | None = None
     ) -> None:
         """One request ended: metrics, and a DEBUG record (per request, never per event). ``again``: it
-        re-sent ``sub`` after a wait (see ``_count_again``)."""
+        re-sent ``sub`` after a wait (see ``_count_again``). Its time runs from when it left, past the
+        pacer's wait (``Progress.seconds``)."""
         self._count_again(sub, again, progress, reply)
-        seconds = time.perf_counter() - started
+        seconds = progress.seconds()
         self.meter.ended("POST", reply, seconds)
         if log.isEnabledFor(logging.DEBUG):
             response = reply if isinstance(reply, httpx.Response) else None
-            log.debug(
+            log_safely(
+                log.debug,
                 "%s POST %s: %s in %.1f ms, %d events",
                 self.rules.name,
                 self.rules.batch_path,
@@ -261,7 +259,6 @@ class SyncDelivery(_Delivery):
         again: RetryableFailure | None = None,
         abort: threading.Event | None = None,
     ) -> Reply:
-        started = time.perf_counter()
         reply: Reply
         progress = Progress()
         try:
@@ -275,7 +272,7 @@ class SyncDelivery(_Delivery):
             _cut_before_sending(sub, progress)
             self._count_again(sub, again, progress)
             raise
-        self._ended(sub, reply, started, again, progress)
+        self._ended(sub, reply, progress, again)
         return reply
 
     def _attempt(
@@ -345,7 +342,6 @@ class AsyncDelivery(_Delivery):
     async def _post(
         self, sub: list[Pending], deadline: float | None, again: RetryableFailure | None = None
     ) -> Reply:
-        started = time.perf_counter()
         reply: Reply
         progress = Progress()
         try:
@@ -370,7 +366,7 @@ class AsyncDelivery(_Delivery):
             _cut_before_sending(sub, progress)
             self._count_again(sub, again, progress)
             raise
-        self._ended(sub, reply, started, again, progress)
+        self._ended(sub, reply, progress, again)
         return reply
 
     async def _attempt(

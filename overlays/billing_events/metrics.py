@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -28,6 +27,8 @@ from typing import Any, TypeVar
 import httpx
 
 from . import __version__
+from ._network import Progress
+from ._transport import PROGRESS
 from .outcomes import OutcomeStatus
 
 try:
@@ -54,6 +55,7 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 Depth = Callable[[Any], int]
+Extensions = dict[str, Any]
 T = TypeVar("T")
 
 
@@ -241,26 +243,28 @@ class RequestMeter:
         instruments.requests.add(1, attributes)
         instruments.duration.record(seconds, attributes)
 
-    def timed(self, method: str, call: Callable[[], T]) -> T:
-        """``call()``, recorded as one request (a generated operation: its response has ``status_code``)."""
-        started = time.perf_counter()
+    def timed(self, method: str, call: Callable[[Extensions], T]) -> T:
+        """``call(extensions)``, recorded as one request (a generated operation: its response has
+        ``status_code``). The request must carry ``extensions``: its transport marks there when it took the
+        request, so its time leaves out the wait for the rate budget (``Progress.seconds``)."""
+        progress = Progress()
         try:
-            result = call()
+            result = call({PROGRESS: progress})
         except Exception as exc:
-            self.ended(method, _status_of(exc), time.perf_counter() - started)
+            self.ended(method, _status_of(exc), progress.seconds())
             raise
-        self.ended(method, _status_of(result), time.perf_counter() - started)
+        self.ended(method, _status_of(result), progress.seconds())
         return result
 
-    async def atimed(self, method: str, call: Callable[[], Awaitable[T]]) -> T:
-        """``await call()``, recorded as one request."""
-        started = time.perf_counter()
+    async def atimed(self, method: str, call: Callable[[Extensions], Awaitable[T]]) -> T:
+        """``await call(extensions)``, recorded as one request (see ``timed``)."""
+        progress = Progress()
         try:
-            result = await call()
+            result = await call({PROGRESS: progress})
         except Exception as exc:
-            self.ended(method, _status_of(exc), time.perf_counter() - started)
+            self.ended(method, _status_of(exc), progress.seconds())
             raise
-        self.ended(method, _status_of(result), time.perf_counter() - started)
+        self.ended(method, _status_of(result), progress.seconds())
         return result
 
 

@@ -46,6 +46,7 @@ import httpx
 
 from . import _constants as C
 from . import metrics
+from ._logs import log_safely
 from ._transport import deadline_of, stop_of
 from .budgets import Budget, MemoryBudget, give_back, open_budget
 from .config import ENDPOINTS, ClientConfig
@@ -212,7 +213,9 @@ class Pacer:
         # A broken budget store must not hold events back: pace on our own until it answers again.
         if not self._budget_warned:
             self._budget_warned = True
-            log.warning("rate budget %s failed (%s); pacing locally", self.budget.name, shorten(str(exc)))
+            log_safely(
+                log.warning, "rate budget %s failed (%s); pacing locally", self.budget.name, shorten(str(exc))
+            )
 
     def acquire(
         self, group: str, deadline: float | None = None, stop: threading.Event | None = None

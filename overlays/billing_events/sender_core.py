@@ -9,6 +9,7 @@ import attrs
 
 from . import metrics
 from ._base import rejected_outcome
+from ._logs import log_safely
 from ._process import reset_after_fork
 from .config import ClientConfig
 from .deadletter import DeadLetterFile, OutcomeCallback, OutcomeSink
@@ -61,8 +62,12 @@ class SenderCore:
         self._on_drop = on_drop
         self._closed = False
         self._reset_core()
-        # Read only when an OpenTelemetry SDK collects: track() pays nothing for it.
-        metrics.watch_queue(self, self._rules.name, _queue_depth)
+        # Read only when an OpenTelemetry SDK collects: track() pays nothing for it. A spool sender's
+        # events are counted once, in the spool's gauge: its memory window is a cache of the spool.
+        if options.spool is None:
+            metrics.watch_queue(self, self._rules.name, _queue_depth)
+        else:
+            metrics.watch_spool(self, self._rules.name, _spool_depth)
         reset_after_fork(self)
 
     def _reset_core(self) -> None:
@@ -135,7 +140,8 @@ class SenderCore:
             try:
                 self._on_drop(outcome)
             except Exception:
-                log.exception(
+                log_safely(
+                    log.exception,
                     "on_drop callback failed for event %s",
                     shorten(key, 120),
                     extra={"provider": self._rules.name, "key": shorten(key, 120)},
@@ -191,3 +197,8 @@ class SenderCore:
 
 def _queue_depth(sender: SenderCore) -> int:
     return len(sender._queue)
+
+
+def _spool_depth(sender: SenderCore) -> int:
+    """The events in the spool's file, in flight included, as ``stats.in_spool``."""
+    return sender._queue.depth
