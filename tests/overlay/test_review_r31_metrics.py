@@ -20,7 +20,16 @@ import httpx
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from billing_events import AsyncLago, AsyncTogai, Lago, NotFoundError, OutcomeStatus, RetryPolicy, Togai
+from billing_events import (
+    AsyncLago,
+    AsyncTogai,
+    Lago,
+    NotFoundError,
+    OutcomeStatus,
+    RetryPolicy,
+    SpoolConfig,
+    Togai,
+)
 from billing_events import _network as network_module
 from billing_events import background as background_module
 from billing_events import budgets as budgets_module
@@ -364,3 +373,26 @@ def test_a_guarded_log_record_still_names_the_code_that_logged_it(caplog: pytest
         client.send([togai_event(0)])
     [record] = [record for record in caplog.records if record.name == "billing_events.outcomes"]
     assert (record.filename, record.funcName) == ("deadletter.py", "_log_dead")
+
+
+def test_a_raising_log_handler_does_not_make_a_spool_sender_s_close_raise(
+    tmp_path: Path, shipper_down: None
+) -> None:
+    """``close()`` past its deadline leaves a spooled sender's events in the spool and logs a WARNING saying
+    so. With the application's handler raising, that WARNING came out of ``close()`` as its exception. It
+    should return the stats (the events still in the spool, for the next sender)."""
+    answer = threading.Event()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        answer.wait(10)
+        return httpx.Response(202, json={"success": True})
+
+    client = Togai("t", base_url="http://togai.test", transport=httpx.MockTransport(slow), retry=ONCE)
+    sender = client.background(flush_interval=0.01, spool=SpoolConfig(tmp_path / "spool"))
+    try:
+        for number in range(3):
+            sender.track(togai_event(number))
+        stats = sender.close(0.2)
+    finally:
+        answer.set()
+    assert stats.in_spool == 3, stats

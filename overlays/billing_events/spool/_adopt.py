@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from .._logs import log_safely
 from ._files import Owned, aside_path, fsync_directory, remove_files, wal_path
 from ._intake import Row, consume_intake, intake_rows
 from ._store import (
@@ -124,7 +125,9 @@ class Adoption:
             if self._out_of_time():
                 return False  # the rest is taken over later, by this sender or another
             if not self.insert(intact):
-                log.warning("spool %s is full: %s adopted only in part", self.directory, path.name)
+                log_safely(
+                    log.warning, "spool %s is full: %s adopted only in part", self.directory, path.name
+                )
                 return False
             source.executemany(DELETE_RUN, ranges(row[0] for row in intact))
             after = rows[-1][0]
@@ -162,7 +165,9 @@ class Adoption:
                     }.values()
                 )
                 if not self.insert(intact):
-                    log.warning("spool %s is full: %s salvaged only in part", self.directory, path.name)
+                    log_safely(
+                        log.warning, "spool %s is full: %s salvaged only in part", self.directory, path.name
+                    )
                     self.salvaged[path.name] = (low, kept, unreadable, runs)
                     return False
                 unreadable += lost
@@ -184,7 +189,9 @@ class Adoption:
             consume_intake(path, read[1])
             remove_files(salvaged_path(path))
         elif read is not None and intake:
-            log.warning("spool %s is full: the intake of %s waits for room", self.directory, path.name)
+            log_safely(
+                log.warning, "spool %s is full: the intake of %s waits for room", self.directory, path.name
+            )
         _set_aside(
             path,
             f"the file is damaged; {kept} intact events were kept"
@@ -310,7 +317,7 @@ def _set_aside(path: Path, why: str) -> None:
     path.rename(aside)
     if wal_path(path).exists():
         wal_path(path).rename(wal_path(aside))
-    log.error("spool file %s set aside as %s: %s", path.name, aside.name, why)
+    log_safely(log.error, "spool file %s set aside as %s: %s", path.name, aside.name, why)
 
 
 def _intact(row: tuple[Any, ...]) -> bool:

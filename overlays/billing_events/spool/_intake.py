@@ -22,6 +22,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from .._logs import log_safely
 from ._files import aside_path, intake_path, intake_paths, remove_files
 
 log = logging.getLogger("billing_events")
@@ -278,6 +279,11 @@ def consume_intake(db_path: Path, damaged: int) -> None:
         if damaged:
             aside = aside_path(path)
             path.rename(aside)
-            log.error("%d damaged intake records (checksum mismatch) set aside in %s", damaged, aside.name)
+            log_safely(
+                log.error,
+                "%d damaged intake records (checksum mismatch) set aside in %s",
+                damaged,
+                aside.name,
+            )
         else:
             remove_files(path)

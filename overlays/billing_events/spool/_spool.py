@@ -16,6 +16,7 @@ import zlib
 from collections import Counter, deque
 from typing import Any
 
+from .._logs import log_safely
 from ..errors import QueueFullError
 from ..providers import Pending, ProviderRules, Settled
 from . import _fork
@@ -253,7 +254,7 @@ class Spool:
         if spare is None:
             # Once per segment, not every tick: a full disk would otherwise log a hundred times a second.
             self._no_spare_after = current.number
-            log.warning("could not prepare the next spool intake segment: %s", why)
+            log_safely(log.warning, "could not prepare the next spool intake segment: %s", why)
             return
         with self._lock:
             if self._closed or self._spare is not None:
@@ -386,7 +387,7 @@ class Spool:
                 segments[-1].sync()
         except (SpoolWriteError, OSError) as exc:
             # Unmarked, they would be sent again after a crash: safe (same keys and timestamps), so go on.
-            log.error("could not mark settled events in the spool intake: %s", exc)
+            log_safely(log.error, "could not mark settled events in the spool intake: %s", exc)
         # Not _dirty: the markers are in the intake, which the keeper syncs anyway; SQLite's WAL is untouched.
 
     def _delete(self, seqs: list[int]) -> bool:
@@ -395,7 +396,7 @@ class Spool:
             self._store.delete(seqs)
         except sqlite3.Error as exc:
             # They stay in the file: the next sender on it sends them again (same keys and timestamps).
-            log.error("%d settled events could not be removed from the spool: %s", len(seqs), exc)
+            log_safely(log.error, "%d settled events could not be removed from the spool: %s", len(seqs), exc)
             return False
         self._dirty = True
         return True
@@ -408,7 +409,8 @@ class Spool:
             self._waiting = self._window_size = self.bytes = 0
             self._backlog = False
         if left:
-            log.warning(
+            log_safely(
+                log.warning,
                 "%s: %s; %d events stay in the spool %s for the next sender",
                 self.rules.name,
                 why,
@@ -449,7 +451,7 @@ class Spool:
                     # Before the lock goes. After a failed move, no checkpoint: its error is the one reported.
                     self._store.close(checkpoint=moved)
             except sqlite3.Error as exc:
-                log.error("closing the spool %s: %s", self._own.db_path, exc)
+                log_safely(log.error, "closing the spool %s: %s", self._own.db_path, exc)
             # Once in SQLite (checkpointed and synced), the intake is not needed.
             for segment in self._segments:
                 segment.close(remove=moved)
@@ -472,7 +474,9 @@ class Spool:
             try:
                 self._move_now()
             except sqlite3.Error as exc:
-                log.error("could not move spooled events into %s: %s", self._own.db_path.name, exc)
+                log_safely(
+                    log.error, "could not move spooled events into %s: %s", self._own.db_path.name, exc
+                )
                 return
             with self._lock:
                 if self._items or not self._backlog or self._closed:
@@ -481,7 +485,9 @@ class Spool:
             try:
                 rows = self._store.rows_after(loaded, self._window_events)
             except sqlite3.Error as exc:
-                log.error("could not read spooled events back from %s: %s", self._own.db_path.name, exc)
+                log_safely(
+                    log.error, "could not read spooled events back from %s: %s", self._own.db_path.name, exc
+                )
                 return
             with self._lock:
                 # A leave() meanwhile (a close deadline) took the queue's events off the sender: these stay.
@@ -512,7 +518,7 @@ class Spool:
         self._waiting -= len(rows)
         self.bytes -= size
         self._stored -= size + ROW_OVERHEAD * len(rows)
-        log.error("%d damaged spool rows (checksum mismatch) set aside in %s", len(rows), aside)
+        log_safely(log.error, "%d damaged spool rows (checksum mismatch) set aside in %s", len(rows), aside)
 
     # -- adopted rows ---------------------------------------------------------
 
@@ -536,7 +542,7 @@ class Spool:
             except sqlite3.Error as exc:
                 with self._lock:
                     self._unmoved = {**unmoved, **self._unmoved}
-                log.error("could not adopt %d spooled events: %s", len(rows), exc)
+                log_safely(log.error, "could not adopt %d spooled events: %s", len(rows), exc)
                 return False
             self._dirty = True
             self._durable_now()
@@ -564,7 +570,9 @@ class Spool:
             if wal_fd is not None:
                 os.fsync(wal_fd)
         except OSError as exc:
-            log.error("could not sync adopted spool events to disk (the keeper tries again): %s", exc)
+            log_safely(
+                log.error, "could not sync adopted spool events to disk (the keeper tries again): %s", exc
+            )
 
     # -- the keeper thread ----------------------------------------------------
 
@@ -602,7 +610,7 @@ class Spool:
             except Exception:
                 if self._closed:
                     return  # close() went on without this step (it stopped waiting): nothing is left to keep
-                log.exception("spool maintenance failed")
+                log_safely(log.exception, "spool maintenance failed")
 
     def _adopt_dead(self) -> None:
         """The adopter thread: every ADOPT_EVERY seconds (counted from the last scan, a flush()'s too),
@@ -615,7 +623,7 @@ class Spool:
             except Exception:
                 if self._closed:
                     return  # close() went on without this scan: what is left is taken over later
-                log.exception("taking over dead senders' spool files failed")
+                log_safely(log.exception, "taking over dead senders' spool files failed")
 
     def _sync(self) -> int:
         """msync the intake and fsync SQLite's WAL: what was tracked before this call survives a power loss.
