@@ -337,7 +337,9 @@ class AsyncBackgroundSender(SenderCore):
             wake.clear()
             while self._queue:
                 await lanes.acquire()  # a batch leaves the queue only when a lane can send it
-                self._queue.read_back()
+                if self._queue.must_read_back():
+                    # SQLite work (and a wait for its lock): on a thread, never on the event loop.
+                    await asyncio.to_thread(self._queue.read_back)
                 batch = self._queue.take_batch()
                 if not batch:
                     # A spool that could not read its events back (it logged why): no request without

@@ -220,13 +220,15 @@ class BackgroundSender(SenderCore):
             for thread in threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
         except BaseException:
-            # Ctrl-C while draining: the exit hook sees a closed sender, so account for every event now.
-            self._abort.set()
-            self._abandon("close() was interrupted")
-            self._queue.close()
+            # Ctrl-C while draining: the exit hook sees a closed sender, so account for every event now,
+            # after the same grace as at the deadline (a request still waiting for its budget ends failed).
+            try:
+                self._stop(threads, "close() was interrupted")
+            finally:
+                self._queue.close()
             raise
         if any(thread.is_alive() for thread in threads):
-            self._stop(threads)
+            self._stop(threads, "close deadline passed")
         else:
             # Every worker ended, also one that died (an error nothing could handle): what it left queued or
             # in flight is accounted for here, never left without an outcome. Usually nothing is left.
@@ -328,7 +330,7 @@ class BackgroundSender(SenderCore):
                     self._recorded(delivered, settled)
                     self._changed.notify_all()
 
-    def _stop(self, threads: list[threading.Thread]) -> None:
+    def _stop(self, threads: list[threading.Thread], why: str) -> None:
         """At the close deadline: stop the workers, then dead-letter what they leave.
 
         No request leaves after ``_abort``, and one still waiting for its rate budget stops waiting. The
@@ -337,9 +339,11 @@ class BackgroundSender(SenderCore):
         """
         self._abort.set()
         grace = time.monotonic() + C.STOP_GRACE
-        for thread in threads:
-            thread.join(max(0.0, grace - time.monotonic()))
-        self._abandon("close deadline passed")
+        try:
+            for thread in threads:
+                thread.join(max(0.0, grace - time.monotonic()))
+        finally:
+            self._abandon(why)  # also when a (second) Ctrl-C cuts the grace short
 
     def _abandon(self, why: str) -> None:
         """At close: dead-letter what is still queued or in flight (a spool keeps it), then say so."""
@@ -348,8 +352,9 @@ class BackgroundSender(SenderCore):
             self._flying.clear()
         if left:
             self._sink.record_settled([], left)
-            with self._lock:
-                self._changed.notify_all()
+        with self._lock:
+            self._changed.notify_all()  # a flush() waiting now has its answer (False, if a spool kept events)
+        if left:
             log_safely(
                 log.warning,
                 "%s sender: %d events not settled at close: %s",

@@ -32,6 +32,8 @@ class Queue(Protocol):
     """Events held on disk, in flight included (0 in memory)."""
     recovered: int
     """Events taken over from an earlier sender's spool."""
+    kept: int
+    """Events a stop short (``leave``) kept for the next sender, unsettled: 0 in memory, where it settles them."""
 
     def __len__(self) -> int: ...
 
@@ -47,6 +49,10 @@ class Queue(Protocol):
 
     def offer(self, payload: builtins.bytes) -> int:
         """Queue the payload if there is room: the events then waiting, or 0 when it is full."""
+        ...
+
+    def must_read_back(self) -> bool:
+        """Whether ``read_back`` has disk work to do now (the async sender then runs it on a thread)."""
         ...
 
     def read_back(self) -> None:
@@ -87,6 +93,7 @@ class EventQueue:
         self.head_seq = 0
         self.depth = 0
         self.recovered = 0
+        self.kept = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -113,6 +120,9 @@ class EventQueue:
 
     def read_back(self) -> None:
         """Every event is in memory: nothing to read back."""
+
+    def must_read_back(self) -> bool:
+        return False
 
     def take_batch(self) -> list[Pending]:
         """The next request's worth of events, within the provider's count and byte limits."""

@@ -177,6 +177,8 @@ class SenderCore:
         Events settle out of order when several requests are in flight, so this looks
         at the oldest unsettled event (queued or in flight), never at a count.
         """
+        if self._queue.kept:
+            return False  # a stop short left events in the spool, unsettled: flush() never says they are
         for unsettled in (self._flying, self._recording):
             if unsettled and min(pending.seq for pending in unsettled) < target:
                 return False

@@ -22,11 +22,6 @@ from .scripted import Scripted, accepted, togai_event
 FAST = RetryPolicy(max_attempts=3, deadline=5.0, initial_delay=0.001, max_delay=0.01, max_retry_after=0.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aio_background._send_until_closed calls Spool.read_back() on the event loop's thread: _refill waits"
-    " there for the spool's _db_lock (the keeper's move/checkpoint, the adopter's insert) and reads SQLite",
-)
 def test_async_sender_reads_the_spool_back_without_stopping_the_event_loop(tmp_path: Path) -> None:
     """An asyncio service with a spool holding more events than the memory window: while the keeper or the
     adopter thread holds the SQLite file (a move, a checkpoint's fsync, a chunk of a dead file taken over),
@@ -88,12 +83,6 @@ def test_async_sender_reads_the_spool_back_without_stopping_the_event_loop(tmp_p
     assert seen == [True], "the event loop stood still until the spool's SQLite lock was released"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="background.BackgroundSender.close: the Ctrl-C path sets _abort and calls _abandon() at once, before"
-    " the worker woken from its rate budget wait can take back the attempt's maybe-stored count (_stop's grace"
-    " is only on the deadline path)",
-)
 def test_ctrl_c_in_close_dead_letters_a_request_still_waiting_for_its_budget_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -152,11 +141,6 @@ def test_ctrl_c_in_close_dead_letters_a_request_still_waiting_for_its_budget_fai
     assert letters[0].status is OutcomeStatus.FAILED, letters[0].reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="background.BackgroundSender._abandon: Spool.leave() clears the spool's counts and returns [], so"
-    " _settled_before() holds for events that got no outcome; flush() returns True (at its timeout: no notify)",
-)
 def test_flush_is_false_when_a_close_deadline_leaves_its_events_in_the_spool(tmp_path: Path) -> None:
     """One thread calls ``flush(2)`` while another shuts the spooled sender down with ``close(0.1)``, its only
     request still unanswered. The close leaves the event in the spool for the next sender (README: "the

@@ -96,6 +96,7 @@ class Spool:
         self.depth = 0  # rows in the file, in flight included
         self._stored = 0  # their bytes, as counted against max_bytes
         self.recovered = 0
+        self.kept = 0  # events a stop short left in the file, unsettled (``leave``)
         self._dirty = False
         self._closed = False
         # Records in the intake segments that are not in SQLite yet; moved in one transaction.
@@ -317,8 +318,11 @@ class Spool:
         It waits for the disk (and for the keeper's SQLite work): the senders call it without their own
         lock, which ``track()`` needs, and then ``take_batch`` under it.
         """
-        if not self._items and self._backlog and not self._closed:
+        if self.must_read_back():
             self._refill()
+
+    def must_read_back(self) -> bool:
+        return not self._items and bool(self._backlog) and not self._closed
 
     def take_batch(self) -> list[Pending]:
         """The next request's worth of the events in memory; they stay in the file until they are settled.
@@ -408,6 +412,7 @@ class Spool:
             self._items.clear()
             self._waiting = self._window_size = self.bytes = 0
             self._backlog = False
+            self.kept += left
         if left:
             log_safely(
                 log.warning,
