@@ -158,3 +158,13 @@ class ExitAfter:
     def __call__(self, partition: str, chunks: int) -> None:
         if _count(self.directory) >= self.after:
             os._exit(137)
+
+
+def togai_row(**attributes: int) -> dict[str, Any]:
+    """A Togai row with ``attr.<name>`` columns in the order given, timed at ``START``."""
+    row: dict[str, Any] = {
+        "schemaName": "api_calls",
+        "accountId": "acct_1",
+        "timestamp": dt.datetime.fromtimestamp(START, dt.UTC),
+    }
+    return row | {f"attr.{name}": value for name, value in attributes.items()}

@@ -8,22 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from backfills.support import START, Mock, backfill_for, lago_rows, stored_once
+from backfills.support import START, Mock, backfill_for, lago_rows, stored_once, togai_row
 from billing_events.backfill import Backfill, CheckpointError, send_partition
 from billing_events.errors import ConfigurationError
-
-
-def _togai(**attributes: int) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "schemaName": "api_calls",
-        "accountId": "acct_1",
-        "timestamp": dt.datetime.fromtimestamp(START, dt.UTC),
-    }
-    return row | {f"attr.{name}": value for name, value in attributes.items()}
 
 
 def test_a_rerun_with_the_attribute_columns_in_another_order_does_not_bill_togai_rows_twice(
@@ -35,9 +25,9 @@ def test_a_rerun_with_the_attribute_columns_in_another_order_does_not_bill_togai
     and Togai, which deduplicates by ``id`` alone, bills it twice. The row should keep its key (Togai does not
     care about the order of attributes) and be counted as settled earlier."""
     backfill = backfill_for(mock, "togai", tmp_path / "ckpt").prepare()
-    first = send_partition([_togai(calls=1, bytes=2)], backfill)
+    first = send_partition([togai_row(calls=1, bytes=2)], backfill)
 
-    again = send_partition([_togai(bytes=2, calls=1)], backfill)
+    again = send_partition([togai_row(bytes=2, calls=1)], backfill)
 
     assert first["partition"] == again["partition"]  # the same checkpoint, found
     assert stored_once(mock, "togai") == (1, 1)
@@ -56,8 +46,8 @@ def test_a_job_of_layout_4_keeps_hashing_attributes_in_the_order_they_came(
     old = backfill_for(mock, "togai", directory).prepare()
     new = backfill_for(mock, "togai", tmp_path / "new").prepare()
     for job, account in ((old, "acct_old"), (new, "acct_new")):
-        send_partition([{**_togai(calls=1, bytes=2), "accountId": account}], job)
-        send_partition([{**_togai(bytes=2, calls=1), "accountId": account}], job)
+        send_partition([{**togai_row(calls=1, bytes=2), "accountId": account}], job)
+        send_partition([{**togai_row(bytes=2, calls=1), "accountId": account}], job)
 
     sent = [event["accountId"] for event in mock.events("togai")]
     assert sorted(sent) == ["acct_new", "acct_old", "acct_old"]

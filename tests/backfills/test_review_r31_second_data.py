@@ -15,22 +15,13 @@ import attrs
 import httpx
 import pytest
 
-from backfills.support import START, TOKEN, Mock, backfill_for, lago_rows
+from backfills.support import START, TOKEN, Mock, backfill_for, lago_rows, togai_row
 from billing_events import InvalidEventError, Lago
 from billing_events.backfill import CheckpointError, send_partition
 from billing_events.backfill._clients import this_process
 
 # Where the previous release left a job begun with Backfill(stamp=...): no backfill.json, layout 4.
 PREVIOUS_LAYOUT = 4
-
-
-def _togai(**attributes: int) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "schemaName": "api_calls",
-        "accountId": "acct_1",
-        "timestamp": dt.datetime.fromtimestamp(START, dt.UTC),
-    }
-    return row | {f"attr.{name}": value for name, value in attributes.items()}
 
 
 def test_an_explicit_stamp_job_of_the_previous_release_keeps_its_togai_keys(
@@ -43,7 +34,7 @@ def test_an_explicit_stamp_job_of_the_previous_release_keeps_its_togai_keys(
     (its partitions are there), as a job whose backfill.json says 4 does, and count the row settled."""
     directory = tmp_path / "ckpt"
     stamp = START + 30 * 86400
-    row = _togai(calls=1, bytes=2)  # attr.calls before attr.bytes: layout 5 hashes them sorted
+    row = togai_row(calls=1, bytes=2)  # attr.calls before attr.bytes: layout 5 hashes them sorted
     # The previous release: prepare() with an explicit stamp wrote nothing and used its layout, 4.
     previous = attrs.evolve(
         backfill_for(mock, "togai", directory, stamp=stamp), layout=PREVIOUS_LAYOUT, driver=this_process()
