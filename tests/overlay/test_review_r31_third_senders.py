@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from billing_events import AsyncTogai, RetryPolicy, Togai
 
@@ -142,3 +144,64 @@ def test_a_second_close_after_one_that_kept_events_returns_at_once(tmp_path: Pat
         assert returned == [1], "the second close() is still waiting"
     finally:
         release.set()
+
+
+def spool_depth(reader: InMemoryMetricReader) -> list[Any]:
+    """The values of ``billing_events.spool.depth`` now, one per (provider, queue) point."""
+    found: list[Any] = []
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "billing_events.spool.depth":
+                    found.extend(point.value for point in metric.data.data_points)
+    return found
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a close() cut by Ctrl-C never unwatches the sender: its spool's depth stays in the gauge, twice "
+    "once the next sender adopts the same events",
+)
+def test_ctrl_c_in_close_does_not_leave_the_closed_sender_in_the_spool_depth_gauge(
+    reader: InMemoryMetricReader, tmp_path: Path
+) -> None:
+    """Ctrl-C while ``close()`` drains a spool sender (its request hangs): the 3 events stay in the spool, and
+    the application, handling the KeyboardInterrupt, starts a new sender on the same directory, which takes
+    them over. ``billing_events.spool.depth`` then says 6: the closed sender is still counted (Ctrl-C skipped
+    its ``metrics.unwatch``, and the gauge now reads the spool's row count, which a closed spool keeps). The
+    user should see 3, the events that exist, as after a close() that was not interrupted."""
+    release = threading.Event()
+
+    def hang(request: httpx.Request) -> httpx.Response:
+        release.wait(BOUND)
+        return httpx.Response(200, json={})
+
+    client = Togai("t", base_url="http://togai.test", transport=httpx.MockTransport(hang), retry=ONCE)
+    directory = tmp_path / "spool"
+    first = client.background(spool=directory, flush_interval=60.0)
+    second = None
+    try:
+        for number in range(3):
+            first.track(togai_event(number))
+        [worker] = first._threads
+        join = worker.join
+        calls: list[float | None] = []
+
+        def interrupted_join(timeout: float | None = None) -> None:
+            calls.append(timeout)
+            if len(calls) == 1:
+                raise KeyboardInterrupt  # Ctrl-C lands while close() waits for the worker
+            join(timeout)
+
+        worker.join = interrupted_join  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            first.close(timeout=60.0)
+        assert first._queue.kept == 3
+        second = client.background(spool=directory, flush_interval=60.0)
+        assert second.stats.in_spool == 3  # took the kept events over
+        assert sum(spool_depth(reader)) == 3, spool_depth(reader)
+    finally:
+        release.set()
+        if second is not None:
+            second.close(timeout=0.0)
