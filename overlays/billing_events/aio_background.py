@@ -227,10 +227,11 @@ class AsyncBackgroundSender(SenderCore):
         self._nudge()
         try:
             async with asyncio.timeout(timeout):
-                await self._until(lambda: self._settled_before(target))
+                # A stop that kept events in a spool answers at once: they never settle here.
+                await self._until(lambda: self._settled_before(target) or bool(self._queue.kept))
         except TimeoutError:
             return False
-        return True
+        return self._settled_before(target)
 
     async def close(self, timeout: float = C.DEFAULT_CLOSE_TIMEOUT) -> Stats:
         """Stop accepting events, deliver what is queued within ``timeout``, dead-letter the rest.
@@ -253,10 +254,18 @@ class AsyncBackgroundSender(SenderCore):
             # Even past its deadline: the tasks cancelled end within one loop turn.
             await self._tasks_ended(max(deadline - asyncio.get_running_loop().time(), C.STOP_GRACE))
         except asyncio.CancelledError:
-            await self._stop("close() was cancelled")
+            try:
+                await self._stop("close() was cancelled")
+            finally:
+                self._closed_down()
             raise
         # The sending task may have been cancelled by someone else: whatever it left is accounted for here.
         self._abandon("the sending task ended early")
+        return self._closed_down()
+
+    def _closed_down(self) -> Stats:
+        """The end of every close(), also a cancelled one: the queue closed (a spool's file released), the
+        sender's gauges gone, the dead-letter file's last word said. Once."""
         self._queue.close()
         stats = self.stats
         if not self._finished:

@@ -189,8 +189,8 @@ class BackgroundSender(SenderCore):
             self._wake.set()
             while not self._settled_before(target):
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
+                if remaining <= 0 or self._queue.kept:
+                    return False  # out of time, or a stop kept events in a spool: they never settle here
                 self._changed.wait(remaining)
         return True
 
@@ -225,7 +225,7 @@ class BackgroundSender(SenderCore):
             try:
                 self._stop(threads, "close() was interrupted")
             finally:
-                self._queue.close()
+                self._closed_down()
             raise
         if any(thread.is_alive() for thread in threads):
             self._stop(threads, "close deadline passed")
@@ -233,6 +233,11 @@ class BackgroundSender(SenderCore):
             # Every worker ended, also one that died (an error nothing could handle): what it left queued or
             # in flight is accounted for here, never left without an outcome. Usually nothing is left.
             self._abandon("the sender's worker threads ended early")
+        return self._closed_down()
+
+    def _closed_down(self) -> Stats:
+        """The end of every close(), also an interrupted one: the queue closed (a spool's file released),
+        the sender's gauges gone, the dead-letter file's last word said."""
         self._queue.close()
         stats = self.stats
         metrics.unwatch(self)

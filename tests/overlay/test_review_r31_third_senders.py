@@ -19,10 +19,6 @@ ONCE = RetryPolicy(max_attempts=1)
 BOUND = 5.0  # every wait in here ends by then; flush() is given far longer to show it does not return
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flush() keeps waiting for kept spool events that can never settle: it returns only at its timeout",
-)
 def test_flush_waiting_while_close_keeps_events_in_the_spool_returns_at_the_stop(tmp_path: Path) -> None:
     """A user calls ``flush(timeout=120)`` on one thread while another thread's ``close(timeout=0)`` stops the
     spool sender short (its request hangs): the close leaves the events in the spool for the next sender and
@@ -50,10 +46,6 @@ def test_flush_waiting_while_close_keeps_events_in_the_spool_returns_at_the_stop
         release.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flush() after a close that kept spool events waits its whole timeout for events that cannot settle",
-)
 def test_flush_after_a_close_that_kept_events_answers_at_once(tmp_path: Path) -> None:
     """After a ``close()`` that left events in the spool, ``flush(timeout=120)`` (an application's shutdown
     path calling flush then close, in either order) blocks the caller for 120 seconds before saying False.
@@ -79,10 +71,6 @@ def test_flush_after_a_close_that_kept_events_answers_at_once(tmp_path: Path) ->
         release.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="async flush() waits its whole timeout once a close kept events in the spool",
-)
 def test_async_flush_after_a_close_that_kept_events_answers_at_once(tmp_path: Path) -> None:
     """The asyncio sender: after ``await close(timeout=0.1)`` left events in the spool (their request hung),
     ``await flush(timeout=120)`` holds the caller's coroutine for 120 seconds before answering False. It
@@ -113,10 +101,6 @@ def test_async_flush_after_a_close_that_kept_events_answers_at_once(tmp_path: Pa
     assert asyncio.run(main()) is False, "flush() still waiting after close() kept its events in the spool"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a second close() waits in flush() for kept spool events, which never settle: its whole timeout",
-)
 def test_a_second_close_after_one_that_kept_events_returns_at_once(tmp_path: Path) -> None:
     """``sender.close(timeout=1)`` inside ``with client.background(spool=...) as sender:`` (or any second
     close(), the exit hook's aside): when the first close left events in the spool for the next sender, the
@@ -158,11 +142,6 @@ def spool_depth(reader: InMemoryMetricReader) -> list[Any]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a close() cut by Ctrl-C never unwatches the sender: its spool's depth stays in the gauge, twice "
-    "once the next sender adopts the same events",
-)
 def test_ctrl_c_in_close_does_not_leave_the_closed_sender_in_the_spool_depth_gauge(
     reader: InMemoryMetricReader, tmp_path: Path
 ) -> None:

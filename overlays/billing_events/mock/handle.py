@@ -40,7 +40,8 @@ from billing_events.text import show, shown
 ProviderName = Literal["togai", "lago"]
 # What tells two stored events apart: (key, subscription). Togai's ids are unique, so its subscription part is
 # always None; Lago keys an event by (external_subscription_id, transaction_id).
-StoredKey = tuple[str, str | None]
+# (key, subscription, code): how the store tells events apart (the parts it does not use are None).
+StoredKey = tuple[str, str | None, str | None]
 # The host of in-process base URLs: requests never leave the process, so it is never resolved.
 IN_PROCESS_ORIGIN = "http://billing-events-mock"
 # At most this many keys are named in one assertion message.
@@ -251,19 +252,20 @@ class ProviderMock:
         """Assert the mock stored exactly these events (dicts, event objects or keys), each once; a str
         is one key.
 
-        A Lago event is told apart by (external_subscription_id, transaction_id), as Lago keys it: one id
-        sent for two subscriptions is two events. A bare key names every event stored with it.
+        A Lago event is told apart as its store keys it: by (external_subscription_id, transaction_id) on
+        Postgres, and with its `code` too on ClickHouse (one id sent for two subscriptions, or there for two
+        metrics, is two events). A bare key names every event stored with it.
         """
         events = [expected] if isinstance(expected, str) else expected
         counts = Counter(self._stored_key(event) for event in self.stored())
-        subscriptions: dict[str, set[str | None]] = {}
-        for key, subscription in counts:
-            subscriptions.setdefault(key, set()).add(subscription)
+        stored_as: dict[str, set[StoredKey]] = {}
+        for stored_key in counts:
+            stored_as.setdefault(stored_key[0], set()).add(stored_key)
         wanted: set[StoredKey] = set()
         missing: set[str] = set()
         for event in events:
             if isinstance(event, str):
-                found = {(event, subscription) for subscription in subscriptions.get(event, ())}
+                found = stored_as.get(event, set())
                 wanted |= found
                 if not found:
                     missing.add(show(event))
@@ -284,15 +286,18 @@ class ProviderMock:
 
     def _stored_key(self, event: object) -> StoredKey:
         key = _key_of(event, self.key_field)
-        return (key, _subscription_of(event) if self.provider == "lago" else None)
+        if self.provider != "lago":
+            return (key, None, None)
+        code = _field_of(event, "code") if self.store == "clickhouse" else None
+        return (key, _subscription_of(event), code if isinstance(code, str) else None)
 
     def _label(self, stored_key: StoredKey) -> str:
         """A key as a failed assertion names it: a Lago key with its subscription, since the id alone may be
         shared."""
-        key, subscription = stored_key
+        key, subscription, code = stored_key
         if self.provider != "lago":
             return show(key)
-        return f"{show(key)} (subscription {show(subscription)})"
+        return f"{show(key)} (subscription {show(subscription)}" + (f", code {show(code)})" if code else ")")
 
     def stats(self) -> dict[str, int]:
         """`stored`, `duplicates`, `requests` (and for Lago `arrivals`: writes before deduplication)."""

@@ -221,11 +221,22 @@ def raw_row(stored: dict[str, Any], organization_id: str) -> dict[str, Any]:
     }
 
 
+# The fields of an event the server keeps (it drops unknown keys unread).
+KEPT_FIELDS = (
+    "transaction_id",
+    "external_subscription_id",
+    "code",
+    "timestamp",
+    "precise_total_amount_cents",
+    "properties",
+)
+
+
 def nul_field(event: dict[str, Any]) -> str | None:
-    """The top-level field of ``event`` whose text (a key or a value, however deep) holds U+0000."""
-    for name, value in event.items():
-        if "\x00" in str(name) or nul_in(value) is not None:
-            return str(name)
+    """The kept field of ``event`` whose text (a key or a value, however deep) holds U+0000."""
+    for name in KEPT_FIELDS:
+        if name in event and nul_in(event[name]) is not None:
+            return name
     return None
 
 

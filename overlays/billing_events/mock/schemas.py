@@ -73,15 +73,21 @@ def max_body_bytes(spec: dict[str, Any], path: str, method: str) -> int | None:
 
 
 def without_lone_surrogates(value: object) -> object:
-    """A copy of a decoded JSON value in which each lone surrogate is U+FFFD.
+    """A copy of a decoded JSON value in which each lone surrogate is a private-use character of its own.
 
     JSON can spell a lone surrogate (`"\\ud800"`) and both servers take such text as any other, but the
     validator reads text (a string it checks against a pattern or format, a key) as UTF-8, which cannot hold
-    one. U+FFFD is one character and not whitespace, so lengths and blankness stay as they were. The copy is
-    made through JSON text, so no Python recursion walks a deeply nested value.
+    one. U+D800 + n stands in as U+F0000 + n: one character and not whitespace, so lengths and blankness
+    stay as they were, and keys that differ only by their surrogates stay apart (one U+FFFD for all would
+    fold them into one key, and the copy would lose a value). The copy is made through JSON text, so no
+    Python recursion walks a deeply nested value.
     """
     text = json.dumps(value, ensure_ascii=False)
-    return json.loads(_LONE_SURROGATE.sub("\ufffd", text))
+    return json.loads(_LONE_SURROGATE.sub(_stand_in, text))
+
+
+def _stand_in(match: re.Match[str]) -> str:
+    return chr(0xF0000 + ord(match.group()) - 0xD800)
 
 
 def _on_readable_text(check: Callable[[object], T], instance: object) -> T:

@@ -9,6 +9,7 @@ read row by row; what is intact is kept, and the file is set aside as damaged.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import logging
 import math
@@ -308,7 +309,7 @@ def _merged(runs: Runs, more: Runs) -> Runs:
 def _report_once(path: Path, level: int, message: str, *args: object) -> None:
     if path not in _reported:
         _reported.add(path)
-        log.log(level, message, *args)
+        log_safely(functools.partial(log.log, level), message, *args, stacklevel=2)
 
 
 def _set_aside(path: Path, why: str) -> None:
