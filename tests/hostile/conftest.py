@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,3 +22,25 @@ async def statuses_once_cancelled(sending: asyncio.Future[Any]) -> list[str]:
     report = partial_report(caught.value)
     assert report is not None
     return [outcome.status.value for outcome in report]
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose connects never complete: its listener's accept queue is full, so the SYNs are dropped
+    (as a firewall that drops packets does)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -7,7 +7,6 @@ import asyncio
 import signal
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,28 +17,6 @@ from hostile.conftest import TOKEN, statuses_once_cancelled
 from hostile.server import Answer, HostileServer
 
 POLICY = RetryPolicy(max_attempts=2, deadline=1.5, initial_delay=0.01, max_delay=0.01)
-
-
-@pytest.fixture
-def unanswered_port() -> Iterator[int]:
-    """A port whose connects never complete: its listener's accept queue is full, so the SYNs are dropped
-    (as a firewall that drops packets does)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    try:
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ Every test here is a defect, marked as a strict xfail: it passes once the defect
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -34,28 +32,6 @@ FAST = RetryPolicy(max_attempts=3, deadline=5.0, initial_delay=0.001, max_delay=
 TEXT_BOUND = 2_000
 # A Retry-After that parses as an HTTP-date whose year no C long holds.
 HOSTILE_DATE = "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"
-
-
-@pytest.fixture
-def unanswered_port() -> Iterator[int]:
-    """A port whose connects never complete: its listener's accept queue is full, so the SYNs are dropped
-    (as a firewall that drops packets does). As in test_endings."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    try:
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 def _togai(transport: httpx.AsyncBaseTransport, **options: Any) -> AsyncTogai:
